@@ -1,0 +1,3 @@
+"""Shared fixtures: real services started once per session (see tests/support/)."""
+
+from __future__ import annotations
