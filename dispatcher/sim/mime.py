@@ -1,0 +1,36 @@
+"""Reading a raw MIME message's headers (recipients, sender, subject) for SendRawEmail / Raw."""
+
+from __future__ import annotations
+
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
+
+_header_parser = BytesHeaderParser(policy=compat32)  # headers only: the body is never parsed
+
+
+def parse_raw_headers(data: bytes) -> Message:
+    """The header block of a MIME message (the body is not parsed)."""
+    return _header_parser.parsebytes(data)
+
+
+def header_addresses(headers: Message, name: str) -> list[str]:
+    values = headers.get_all(name)
+    if not values:
+        return []
+    return [addr for _, addr in getaddresses([str(v) for v in values]) if addr]
+
+
+def header_text(headers: Message, name: str) -> str:
+    value = headers.get(name)
+    if value is None:
+        return ""
+    value = str(value)
+    if "=?" in value:  # RFC 2047 encoded words
+        try:
+            return str(make_header(decode_header(value)))
+        except (ValueError, LookupError):
+            return value
+    return value

@@ -1,0 +1,285 @@
+"""The simulated SES account: settings, limits, the record of accepted mail, and the send decision.
+
+Pure: no aiohttp, no asyncio. The protocol modules (v1.py, v2.py) parse the wire, call
+`SimState.send`, and turn an `Accepted` or a `Refusal` into the wire form of their API.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dispatcher.sim.limits import Clock, RateBucket, RollingQuota
+from dispatcher.sim.settings import SimSettings
+
+MAX_RECIPIENTS = 50  # per message, To + Cc + Bcc together
+SIMULATOR_DOMAIN = "@simulator.amazonses.com"  # mailbox simulator: rate yes, daily quota no
+_SIMULATOR_BRACKETED = SIMULATOR_DOMAIN + ">"  # `Name <success@simulator.amazonses.com>`
+
+
+class SendError(enum.Enum):
+    """Why the account refused a message; each protocol maps these to its own wire error."""
+
+    THROTTLED = "throttled"  # over MaxSendRate
+    DAILY_QUOTA = "daily_quota"  # Max24HourSend spent within the rolling window
+    TOO_MANY_RECIPIENTS = "too_many_recipients"  # more than MAX_RECIPIENTS
+    INVALID_ADDRESS = "invalid_address"  # detail: the address; reason: SES's v1 wording
+    NO_RECIPIENTS = "no_recipients"
+    MISSING_PARAMETER = "missing_parameter"  # found by a protocol layer; detail: what is missing
+    INVALID_PARAMETER = "invalid_parameter"  # found by a protocol layer; detail: what is wrong
+    NOT_FOUND = "not_found"  # a named resource (template, configuration set) does not exist
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    kind: SendError
+    detail: str = ""  # the offending address or parameter
+    reason: str = ""  # SES's wording where it depends on the detail (invalid address)
+
+
+_THROTTLED = Refusal(SendError.THROTTLED)
+_DAILY_QUOTA = Refusal(SendError.DAILY_QUOTA)
+_TOO_MANY = Refusal(SendError.TOO_MANY_RECIPIENTS)
+_NO_RECIPIENTS = Refusal(SendError.NO_RECIPIENTS)
+
+
+@dataclass(slots=True)
+class SentMessage:
+    """One accepted message as the inspection API shows it."""
+
+    message_id: str
+    api: str  # "v1" or "v2"
+    from_addr: str
+    to: Sequence[str]
+    cc: Sequence[str]
+    bcc: Sequence[str]
+    subject: str
+    tags: Mapping[str, str]
+    accepted_at: float  # unix seconds
+    configuration_set: str | None = None
+    reply_to: Sequence[str] = ()
+    text: str | None = None
+    html: str | None = None
+    raw: bytes | None = None  # the MIME message of a raw send, as received
+
+    def to_json(self, *, body: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "message_id": self.message_id,
+            "api": self.api,
+            "from": self.from_addr,
+            "to": list(self.to),
+            "cc": list(self.cc),
+            "bcc": list(self.bcc),
+            "subject": self.subject,
+            "tags": dict(self.tags),
+            "accepted_at": self.accepted_at,
+            "configuration_set": self.configuration_set,
+            "reply_to": list(self.reply_to),
+            "raw_size": len(self.raw) if self.raw is not None else None,
+        }
+        if body:
+            out["text"] = self.text
+            out["html"] = self.html
+            out["raw"] = base64.b64encode(self.raw).decode() if self.raw is not None else None
+        return out
+
+
+@dataclass(slots=True)
+class Counters:
+    accepted: int = 0  # messages
+    recipients_accepted: int = 0
+    throttled: int = 0  # refused for MaxSendRate
+    daily_quota_exceeded: int = 0  # refused for Max24HourSend
+    rejected: int = 0  # refused as malformed: too many recipients, bad address, missing field
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "accepted": self.accepted,
+            "recipients_accepted": self.recipients_accepted,
+            "throttled": self.throttled,
+            "daily_quota_exceeded": self.daily_quota_exceeded,
+            "rejected": self.rejected,
+        }
+
+
+def address_problem(address: str) -> str | None:
+    """SES's v1 reason for refusing `address` (bare or `Name <addr>`), or None if it is usable."""
+    s = address.strip()
+    if s.endswith(">"):
+        start = s.rfind("<")
+        if start < 0:
+            return "Missing final '@domain'"
+        s = s[start + 1 : -1].strip()
+    at = s.rfind("@")
+    if at < 0:
+        return "Missing final '@domain'"
+    if at == 0:
+        return "Missing local name"
+    if at == len(s) - 1:
+        return "Missing domain"
+    if " " in s or not s.isprintable():
+        if " " in s[at:] or not s[at:].isprintable():
+            return "Domain contains control or whitespace"
+        return "Local address contains control or whitespace"
+    return None
+
+
+def bare_address(address: str) -> str:
+    """`Name <a@b>` -> `a@b`; a bare address unchanged."""
+    s = address.strip()
+    if s.endswith(">"):
+        start = s.rfind("<")
+        if start >= 0:
+            return s[start + 1 : -1].strip()
+    return s
+
+
+def is_simulator(address: str) -> bool:
+    """Mailbox-simulator recipients (labels allowed: bounce+x@...) skip the daily quota."""
+    return bare_address(address).lower().endswith(SIMULATOR_DOMAIN)
+
+
+class SimState:
+    """One simulated account. Not thread-safe: owned by the event loop that serves it."""
+
+    def __init__(
+        self,
+        settings: SimSettings | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+    ) -> None:
+        self.settings = settings or SimSettings()
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self.rate = RateBucket(
+            self.settings.max_send_rate, self.settings.burst_seconds, clock=clock
+        )
+        self.quota = RollingQuota(
+            self.settings.max_24_hour_send, self.settings.quota_window_seconds, clock=clock
+        )
+        self.messages: list[SentMessage] = []
+        self.counters = Counters()
+        # Message ids: SES's shape (0100<ms>-<uuid-like>-000000), unique via a per-process
+        # random middle part and a counter, without a uuid4() per send.
+        rnd = os.urandom(10).hex()
+        self._id_middle = f"{rnd[:8]}-{rnd[8:12]}-{rnd[12:16]}-{rnd[16:20]}-"
+        self._id_seq = 0
+
+    # -- the send decision ---------------------------------------------------------------
+
+    def send(
+        self,
+        *,
+        api: str,
+        from_addr: str,
+        to: Sequence[str],
+        cc: Sequence[str] = (),
+        bcc: Sequence[str] = (),
+        subject: str = "",
+        tags: Mapping[str, str] | None = None,
+        configuration_set: str | None = None,
+        reply_to: Sequence[str] = (),
+        text: str | None = None,
+        html: str | None = None,
+        raw: bytes | None = None,
+    ) -> SentMessage | Refusal:
+        """Accept and record the message, or say why SES would refuse it.
+
+        Order as SES applies it: the message's own validity, then the daily quota (a quota
+        refusal spends no rate token), then the rate.
+        """
+        n = len(to) + len(cc) + len(bcc)
+        if n == 0:
+            return self._reject(_NO_RECIPIENTS)
+        if n > MAX_RECIPIENTS:
+            return self._reject(_TOO_MANY)
+        quota_n = n
+        for group in (to, cc, bcc):
+            for address in group:
+                problem = address_problem(address)
+                if problem is not None:
+                    return self._reject(Refusal(SendError.INVALID_ADDRESS, address, problem))
+                low = address.lower()
+                if low.endswith(SIMULATOR_DOMAIN) or low.endswith(_SIMULATOR_BRACKETED):
+                    quota_n -= 1
+        if from_addr:
+            problem = address_problem(from_addr)
+            if problem is not None:
+                return self._reject(Refusal(SendError.INVALID_ADDRESS, from_addr, problem))
+
+        counters = self.counters
+        if quota_n and not self.quota.allows(quota_n):
+            counters.daily_quota_exceeded += 1
+            return _DAILY_QUOTA
+        if not self.rate.try_take(n):
+            counters.throttled += 1
+            return _THROTTLED
+        self.quota.record(quota_n)
+
+        wall = self._wall_clock()
+        self._id_seq += 1
+        record = SentMessage(
+            message_id=f"0100{int(wall * 1000):012x}-{self._id_middle}{self._id_seq:012x}-000000",
+            api=api,
+            from_addr=from_addr,
+            to=to,
+            cc=cc,
+            bcc=bcc,
+            subject=subject,
+            tags=tags if tags is not None else {},
+            accepted_at=wall,
+            configuration_set=configuration_set,
+            reply_to=reply_to,
+            text=text,
+            html=html,
+            raw=raw,
+        )
+        self.messages.append(record)
+        counters.accepted += 1
+        counters.recipients_accepted += n
+        return record
+
+    def refuse(self, kind: SendError, detail: str = "") -> Refusal:
+        """Count a message a protocol layer found malformed before it reached `send`."""
+        return self._reject(Refusal(kind, detail))
+
+    def _reject(self, refusal: Refusal) -> Refusal:
+        self.counters.rejected += 1
+        return refusal
+
+    # -- account queries and administration -----------------------------------------------
+
+    def send_quota(self) -> tuple[float, float, float]:
+        """(Max24HourSend, MaxSendRate, SentLast24Hours) as GetSendQuota reports them."""
+        s = self.settings
+        return s.max_24_hour_send, s.max_send_rate, self.quota.sent_in_window()
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.counters.to_json()
+        out["messages"] = len(self.messages)
+        out["sent_last_24_hours"] = self.quota.sent_in_window()
+        out["rate_tokens"] = self.rate.level()
+        return out
+
+    def configure(self, changes: Mapping[str, Any]) -> SimSettings:
+        """Apply some SimSettings fields at runtime; ValueError (nothing changed) if one is bad."""
+        new = self.settings.replace(changes)
+        old = self.settings
+        if (new.max_send_rate, new.burst_seconds) != (old.max_send_rate, old.burst_seconds):
+            self.rate.set_rate(new.max_send_rate, new.burst_seconds)
+        self.quota.configure(new.max_24_hour_send, new.quota_window_seconds)
+        self.settings = new
+        return new
+
+    def reset(self) -> None:
+        """Forget every message and counter, and refill the limits."""
+        self.messages.clear()
+        self.counters = Counters()
+        self.rate.refill_full()
+        self.quota.clear()

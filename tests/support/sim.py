@@ -1,0 +1,200 @@
+"""The SES simulator for tests: as a subprocess (as users run it) or in this event loop.
+
+Register in tests/conftest.py with `pytest_plugins = ["tests.support.sim"]`, then:
+
+    async def test_x(sim_process):
+        async with sim_process(max_send_rate=5) as sim:
+            async with aioboto3.Session().client("sesv2", **sim.client_kwargs()) as ses:
+                ...
+            assert len(await sim.messages()) == 1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiobotocore.config import AioConfig
+
+from dispatcher.sim.server import SimServer
+from dispatcher.sim.settings import SimSettings
+from dispatcher.sim.state import SimState
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+READY_PREFIX = "dispatcher-sim listening on "
+START_TIMEOUT = 20.0  # seconds for the subprocess to print its ready line
+STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
+
+# SimSettings field -> command-line flag of `python -m dispatcher.sim`.
+_FLAGS = {
+    "max_send_rate": "--max-send-rate",
+    "max_24_hour_send": "--max-24h-send",
+    "burst_seconds": "--burst-seconds",
+    "quota_window_seconds": "--quota-window",
+    "latency_ms": "--latency-ms",
+    "region": "--region",
+}
+
+SimFactory = Callable[..., AbstractAsyncContextManager["SimHandle"]]
+
+
+class SimHandle:
+    """A running simulator: where it listens and async helpers for its /_sim/ API."""
+
+    def __init__(
+        self,
+        endpoint_url: str,
+        http: aiohttp.ClientSession,
+        *,
+        region: str = "us-east-1",
+        state: SimState | None = None,
+        pid: int | None = None,
+    ) -> None:
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.state = state  # the live SimState when in-process, None for a subprocess
+        self.pid = pid  # the subprocess's pid, None when in-process
+        self._http = http
+
+    def client_kwargs(self, *, retries: bool = False) -> dict[str, Any]:
+        """Keyword arguments for `aioboto3.Session().client("ses" | "sesv2", **...)`.
+
+        Without `retries`, botocore makes exactly one attempt, as the dispatcher wants it.
+        """
+        config = (
+            None if retries else AioConfig(retries={"mode": "standard", "total_max_attempts": 1})
+        )
+        return {
+            "endpoint_url": self.endpoint_url,
+            "region_name": self.region,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "config": config,
+        }
+
+    async def messages(self, *, body: bool = False) -> list[dict[str, Any]]:
+        """Accepted messages, oldest first (bodies included with body=True)."""
+        params = {"body": "1"} if body else {}
+        return await self._call("GET", "/_sim/messages", params=params)  # type: ignore[no-any-return]
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._call("GET", "/_sim/stats")  # type: ignore[no-any-return]
+
+    async def reset(self) -> dict[str, Any]:
+        return await self._call("POST", "/_sim/reset")  # type: ignore[no-any-return]
+
+    async def config(self) -> dict[str, Any]:
+        return await self._call("GET", "/_sim/config")  # type: ignore[no-any-return]
+
+    async def configure(self, **settings: Any) -> dict[str, Any]:
+        """Change SimSettings fields at runtime; answers the new settings."""
+        return await self._call("POST", "/_sim/config", json=settings)  # type: ignore[no-any-return]
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        async with self._http.request(method, self.endpoint_url + path, **kwargs) as resp:
+            payload = await resp.json()
+            if resp.status != 200:
+                raise AssertionError(f"{method} {path} -> {resp.status}: {payload}")
+            return payload
+
+
+def _flags(settings: dict[str, Any]) -> list[str]:
+    unknown = sorted(set(settings) - set(_FLAGS))
+    if unknown:
+        raise TypeError(f"unknown simulator setting(s): {', '.join(unknown)}")
+    SimSettings(**settings)  # fail here, with the field named, rather than in the child
+    out: list[str] = []
+    for name, value in settings.items():
+        out += [_FLAGS[name], str(value)]
+    return out
+
+
+@asynccontextmanager
+async def run_sim_process(**settings: Any) -> AsyncIterator[SimHandle]:
+    """`python -m dispatcher.sim --port 0 ...` in a child process; killed on exit."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dispatcher.sim",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        *_flags(settings),
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=str(REPO_ROOT),
+    )
+    try:
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)
+        except TimeoutError:
+            raise RuntimeError(
+                f"simulator printed no ready line within {START_TIMEOUT} s"
+            ) from None
+        text = line.decode().strip()
+        if not text.startswith(READY_PREFIX):
+            code = await proc.wait()
+            raise RuntimeError(f"simulator did not start (exit code {code}, said {text!r})")
+        endpoint_url = text.removeprefix(READY_PREFIX)
+        async with aiohttp.ClientSession() as http:
+            yield SimHandle(
+                endpoint_url,
+                http,
+                region=settings.get("region", "us-east-1"),
+                pid=proc.pid,
+            )
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if proc.stdout is not None:
+            with contextlib.suppress(Exception):
+                await proc.stdout.read()
+
+
+@asynccontextmanager
+async def run_sim_inprocess(**settings: Any) -> AsyncIterator[SimHandle]:
+    """The simulator on a free loopback port in this event loop; `.state` is the live SimState."""
+    async with (
+        SimServer(SimSettings(**settings)) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        yield SimHandle(
+            server.endpoint_url, http, region=server.state.settings.region, state=server.state
+        )
+
+
+@pytest.fixture
+def sim_process() -> SimFactory:
+    """Factory: `async with sim_process(max_send_rate=...) as sim:` runs a simulator process."""
+    return run_sim_process
+
+
+@pytest.fixture
+def sim_inprocess() -> SimFactory:
+    """Factory: `async with sim_inprocess(max_send_rate=...) as sim:` runs one in this loop."""
+    return run_sim_inprocess
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimHandle]:
+    """An in-process simulator with SES's default limits (14/s, 50 000/day)."""
+    async with run_sim_inprocess() as handle:
+        yield handle
