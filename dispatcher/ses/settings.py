@@ -1,0 +1,40 @@
+"""How to reach SES: region, endpoint, credentials, timeouts and the connection pool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dispatcher.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class SesSettings:
+    """Settings of the SES adapter; credentials None means the standard AWS credential chain."""
+
+    region: str = "us-east-1"
+    endpoint_url: str | None = None  # e.g. the simulator or moto; None = the AWS endpoint
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)  # never in a repr or log
+    connect_timeout: float = 5.0  # seconds to open a TCP connection (a failure is TRANSIENT)
+    read_timeout: float = 15.0  # seconds of silence once the request is sent (then IN_DOUBT)
+    max_pool_connections: int = 100  # concurrent HTTP connections, hence in-flight sends
+    configuration_set: str | None = None  # for sends whose message names none
+
+    def __post_init__(self) -> None:
+        if not self.region:
+            raise ConfigError("ses.region must not be empty (e.g. 'us-east-1')")
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ConfigError(
+                "ses.access_key_id and ses.secret_access_key must be given together, "
+                "or both left out to use the standard AWS credential chain"
+            )
+        if not self.connect_timeout > 0:
+            raise ConfigError(
+                f"ses.connect_timeout must be > 0 seconds, got {self.connect_timeout}"
+            )
+        if not self.read_timeout > 0:
+            raise ConfigError(f"ses.read_timeout must be > 0 seconds, got {self.read_timeout}")
+        if self.max_pool_connections < 1:
+            raise ConfigError(
+                f"ses.max_pool_connections must be >= 1, got {self.max_pool_connections}"
+            )

@@ -1,0 +1,155 @@
+"""Every row of the SES error table (shared/SES-FACTS.md) in its v1 and v2 wire forms."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import dispatcher.ses.classify as classify_module
+from dispatcher.domain.outcome import Outcome
+from dispatcher.ses.classify import classify_bulk_status, classify_error
+
+T, Q, P = Outcome.THROTTLED, Outcome.DAILY_QUOTA, Outcome.ACCOUNT_PAUSED
+C, R, X = Outcome.CONFIG_ERROR, Outcome.REJECTED, Outcome.TRANSIENT
+
+RATE = "Maximum sending rate exceeded."
+DAILY = "Daily message quota exceeded."
+
+# (code, message, HTTP status) -> Outcome
+ERROR_TABLE: list[tuple[str | None, str | None, int | None, Outcome]] = [
+    # Over MaxSendRate.
+    ("Throttling", RATE, 400, T),  # v1
+    ("TooManyRequestsException", "Too Many Requests", 429, T),  # v2
+    ("TooManyRequestsException", RATE, 429, T),
+    ("TooManyRequestsException", None, 429, T),
+    ("Throttling", "Rate exceeded", 400, T),  # v1 non-send actions (GetSendQuota)
+    ("ThrottlingException", "Rate exceeded", 400, T),
+    (None, None, 429, T),  # a bare 429 from a proxy or load balancer
+    ("SomethingNew", "slow down", 429, T),
+    # Daily quota: told from the rate only by the text, in any case, whatever the code.
+    ("Throttling", DAILY, 400, Q),  # v1
+    ("Throttling", "daily message quota exceeded.", 400, Q),
+    ("Throttling", "DAILY MESSAGE QUOTA EXCEEDED", 400, Q),
+    ("LimitExceededException", DAILY, 400, Q),  # v2 (likely form, not confirmed)
+    ("LimitExceededException", "Limit exceeded", 400, Q),  # v2 on a send, text unknown
+    ("TooManyRequestsException", DAILY, 429, Q),  # v2 if SES ever says it with a 429
+    ("MessageRejected", DAILY, 400, Q),  # any code with that text
+    # Account paused or suspended.
+    ("AccountSendingPausedException", "Account sending paused.", 400, P),  # v1
+    ("SendingPausedException", "Sending is paused for this account.", 400, P),  # v2
+    ("AccountSuspendedException", "Account suspended.", 400, P),  # v2
+    # A configuration set paused: no Outcome of its own, CONFIG_ERROR with the code kept.
+    ("ConfigurationSetSendingPausedException", "Config set paused.", 400, C),  # v1
+    ("SendingPausedException", "Sending is paused for this configuration set.", 400, C),  # v2
+    # Configuration shared by every message that uses it.
+    ("MailFromDomainNotVerifiedException", "MAIL FROM domain not verified", 400, C),
+    ("ConfigurationSetDoesNotExist", "Configuration set <x> does not exist.", 400, C),  # v1
+    ("TemplateDoesNotExist", "Template t does not exist", 400, C),  # v1
+    ("NotFoundException", "Configuration set <x> does not exist.", 404, C),  # v2
+    ("NotFoundException", None, 404, C),
+    ("BadRequestException", "1 validation error detected", 400, C),  # v2
+    ("InvalidParameterValue", "Invalid tag value", 400, C),  # v1
+    ("AccessDenied", "User is not authorized to perform ses:SendEmail", 403, C),
+    ("AccessDeniedException", "not authorized", 403, C),
+    ("SignatureDoesNotMatch", "The request signature we calculated does not match", 403, C),
+    ("InvalidClientTokenId", "The security token included in the request is invalid.", 403, C),
+    ("UnrecognizedClientException", "The security token is invalid.", 403, C),
+    # An address that does not parse: this message only.
+    ("InvalidParameterValue", "Missing final '@domain'", 400, R),  # v1
+    ("BadRequestException", "Missing final '@domain'", 400, R),  # v2
+    ("InvalidParameterValue", "Missing domain", 400, R),  # moto's form
+    ("BadRequestException", "Local address contains control or whitespace", 400, R),
+    ("BadRequestException", "Domain contains illegal character", 400, R),
+    ("InvalidParameterValue", "Illegal address", 400, R),
+    # This message refused.
+    ("MessageRejected", "Email address is not verified. The following identities ...", 400, R),
+    ("MessageRejected", "Email address not verified sender@example.com", 400, R),  # moto
+    ("MessageRejected", "Message length is more than 10485760 bytes long", 400, R),
+    ("MessageRejected", None, None, R),
+    # SES-side failure.
+    ("InternalServiceErrorException", "Internal error", 500, X),  # v2
+    ("InternalFailure", "An internal error occurred", 500, X),  # v1
+    ("ServiceUnavailable", "Service Unavailable", 503, X),
+    ("ServiceUnavailableException", None, 503, X),
+    ("SomethingNew", "boom", 500, X),  # any 5xx
+    (None, None, 502, X),  # a bare gateway error
+    (None, "upstream timed out", 504, X),
+    ("InternalServiceErrorException", None, None, X),
+    # Unknown 4xx, or nothing known: CONFIG_ERROR, never REJECTED (a list is not burnt).
+    ("SomethingNew", "what is this", 400, C),
+    ("SomethingNew", None, 403, C),
+    (None, None, 400, C),
+    (None, None, 418, C),
+    (None, None, None, C),
+    ("", "", None, C),
+    # Codes compare exactly (botocore keeps SES's spelling); surrounding blanks are ignored.
+    (" MessageRejected ", "x", 400, R),
+    ("messagerejected", "x", 400, C),
+]
+
+
+@pytest.mark.parametrize(("code", "message", "status", "expected"), ERROR_TABLE)
+def test_classify_error(
+    code: str | None, message: str | None, status: int | None, expected: Outcome
+) -> None:
+    assert classify_error(code, message, status) is expected
+
+
+BULK_TABLE: list[tuple[str, str | None, Outcome]] = [
+    ("SUCCESS", None, Outcome.SENT),
+    ("SUCCESS", DAILY, Outcome.SENT),  # a success is a success, whatever text rides along
+    ("MESSAGE_REJECTED", "Email address is not verified.", R),
+    ("MAIL_FROM_DOMAIN_NOT_VERIFIED", None, C),
+    ("CONFIGURATION_SET_NOT_FOUND", None, C),
+    ("TEMPLATE_NOT_FOUND", None, C),
+    ("ACCOUNT_SUSPENDED", None, P),
+    ("ACCOUNT_THROTTLED", RATE, T),
+    ("ACCOUNT_THROTTLED", None, T),
+    ("ACCOUNT_THROTTLED", DAILY, Q),  # the text decides
+    ("ACCOUNT_DAILY_QUOTA_EXCEEDED", None, Q),
+    ("ACCOUNT_DAILY_QUOTA_EXCEEDED", DAILY, Q),
+    ("ACCOUNT_SENDING_PAUSED", None, P),
+    ("CONFIGURATION_SET_SENDING_PAUSED", None, C),
+    ("INVALID_SENDING_POOL_NAME", None, C),
+    ("INVALID_PARAMETER", "Invalid template data", C),
+    ("INVALID_PARAMETER", None, C),
+    ("INVALID_PARAMETER", "Missing final '@domain'", R),
+    ("TRANSIENT_FAILURE", None, X),
+    ("FAILED", "The email failed to send for an unknown reason", X),
+    ("FAILED", DAILY, Q),
+    ("failed", None, X),  # case-insensitive status
+    ("SOMETHING_NEW", None, C),
+    ("", None, C),
+]
+
+
+@pytest.mark.parametrize(("status", "error", "expected"), BULK_TABLE)
+def test_classify_bulk_status(status: str, error: str | None, expected: Outcome) -> None:
+    assert classify_bulk_status(status, error) is expected
+
+
+def test_every_bulk_status_botocore_knows_is_in_the_table() -> None:
+    # The enum in botocore's sesv2 model: a status added by a botocore upgrade fails here,
+    # instead of silently falling to "unknown status -> CONFIG_ERROR".
+    import botocore.session
+    from botocore.model import StringShape
+
+    shape = botocore.session.get_session().get_service_model("sesv2").shape_for("BulkEmailStatus")
+    assert isinstance(shape, StringShape)
+    enum = set(shape.enum)
+    assert "SUCCESS" in enum
+    assert enum <= {row[0] for row in BULK_TABLE}
+    assert enum <= set(classify_module._BY_BULK_STATUS)
+
+
+def test_classify_imports_no_io_library() -> None:
+    tree = ast.parse(Path(classify_module.__file__).read_text(encoding="utf-8"))
+    imported = {
+        (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported <= {"__future__", "dispatcher.domain.outcome"}
