@@ -1,0 +1,235 @@
+"""Per-recipient send pacing on aiolimiter's leaky bucket: re-ratable live, slowed by throttling.
+
+How a message is charged (the same rule SES applies, see SES-FACTS "Quotas and rate"): it may
+go as soon as the bucket has room for ONE recipient; then all its recipients are charged, so a
+message bigger than the bucket leaves a debt that the next senders wait out. At 1/s a
+5-recipient message goes at once and the next one waits about 5 s, exactly when SES would
+accept it again. Charging first and sending later instead (in capacity-sized chunks) would bank
+credit that SES does not keep (its bucket holds about one second) and get the next send
+throttled; and as every waiter asks for the same amount (1), aiolimiter's waiter heap is
+first come first served, so a 50-recipient message is never starved by a stream of small ones.
+
+aiolimiter has no public way to change the rate or to charge past capacity, so `_Bucket` uses
+four private names of aiolimiter 1.2/1.3 (`_level`, `_rate_per_sec`, `_leak`, `_wake_next`).
+An import-time check and tests/unit/test_pacing_bucket.py fail loudly if an upgrade renames them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import structlog
+from aiolimiter import AsyncLimiter
+
+from dispatcher.clock import Clock, monotonic
+from dispatcher.pacing.control import RateController
+from dispatcher.pacing.settings import PacingSettings
+
+log = structlog.get_logger()
+
+# What _Bucket relies on inside aiolimiter.AsyncLimiter (checked once at import).
+_PRIVATE_STATE = ("_level", "_rate_per_sec", "_last_check", "max_rate", "time_period")
+_PRIVATE_METHODS = ("_leak", "_wake_next")
+
+
+def _check_aiolimiter() -> None:
+    slots = set(getattr(AsyncLimiter, "__slots__", ()))
+    missing = [name for name in _PRIVATE_STATE if name not in slots]
+    missing += [
+        name for name in _PRIVATE_METHODS if not callable(getattr(AsyncLimiter, name, None))
+    ]
+    if missing:
+        raise ImportError(
+            f"this aiolimiter lacks {', '.join(missing)}, which dispatcher/pacing/bucket.py needs "
+            "to re-rate a limiter; install aiolimiter>=1.2,<1.4 or update _Bucket"
+        )
+
+
+_check_aiolimiter()
+
+
+def _capacity(rate: float) -> float:
+    """Bucket size in recipients: one second of rate, but at least one whole recipient."""
+    return rate if rate >= 1.0 else 1.0
+
+
+class _Bucket(AsyncLimiter):
+    """An AsyncLimiter whose rate can change while tasks wait, and that can run into debt."""
+
+    __slots__ = ()
+
+    def __init__(self, rate: float) -> None:
+        capacity = _capacity(rate)
+        super().__init__(capacity, capacity / rate)
+
+    def set_rate(self, rate: float) -> None:
+        """Re-rate in place; waiters stay queued and tokens earned so far are kept (capped)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            running = False  # not used in a loop yet: nothing has leaked, nobody waits
+        else:
+            running = True
+            self._leak()  # settle the time elapsed so far at the old rate
+        capacity = _capacity(rate)
+        # Keep the tokens (capacity - level) rather than the level: a raise gives no instant
+        # extra burst and a debt stays a debt, as in SES's own bucket.
+        tokens = min(self.max_rate - self._level, capacity)
+        self.max_rate = capacity
+        self.time_period = capacity / rate
+        self._rate_per_sec = rate
+        self._level = capacity - tokens
+        if running:
+            self._wake_next()  # re-time (or cancel) the timer that wakes the first waiter
+
+    def charge(self, amount: float) -> None:
+        """Add `amount` to the level without waiting, past capacity if need be (a debt)."""
+        self._level += amount
+
+
+class RecipientLimiter:
+    """Paces sends at the account's MaxSendRate counted in recipients; slows down on throttling.
+
+    Call `acquire(recipients)` before each send, `on_throttled()` when SES answers Throttling,
+    `set_max_send_rate()` when GetSendQuota reports a new MaxSendRate. All from the event loop.
+    """
+
+    __slots__ = (
+        "_bucket",
+        "_clock",
+        "_controller",
+        "_max_send_rate",
+        "_rate",
+        "_refresh_handle",
+        "_settings",
+    )
+
+    def __init__(
+        self,
+        max_send_rate: float,
+        settings: PacingSettings | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        """`clock` drives throttle cuts and recovery; None = the running loop's time.
+
+        The bucket itself always drains on the event loop's clock (aiolimiter uses
+        `loop.time()` and `loop.call_at`), so a clock passed in must be on that same scale.
+        """
+        _check_max_send_rate(max_send_rate)
+        self._settings = settings if settings is not None else PacingSettings()
+        self._clock = clock
+        self._max_send_rate = float(max_send_rate)
+        self._controller = RateController(
+            self._max_send_rate * self._settings.rate_headroom, self._settings
+        )
+        self._rate = self._controller.allowed  # the rate the bucket runs at now
+        self._bucket = _Bucket(self._rate)
+        # Timer re-applying the ramped rate while recovering from a throttle (no task needed).
+        self._refresh_handle: asyncio.TimerHandle | None = None
+
+    @property
+    def rate(self) -> float:
+        """Effective rate now, recipients per second (below allowed_rate after throttling)."""
+        return self._rate
+
+    @property
+    def allowed_rate(self) -> float:
+        """MaxSendRate x rate_headroom: the rate we run at when not throttled."""
+        return self._controller.allowed
+
+    @property
+    def max_send_rate(self) -> float:
+        """MaxSendRate as last reported by SES (or given at construction)."""
+        return self._max_send_rate
+
+    @property
+    def capacity(self) -> float:
+        """Bucket size in recipients: the burst allowed after an idle second."""
+        return float(self._bucket.max_rate)
+
+    async def acquire(self, recipients: int) -> None:
+        """Wait until a message to `recipients` (To+Cc+Bcc) may be sent, and charge it."""
+        if recipients > 0:
+            bucket = self._bucket
+            await bucket.acquire(1.0)  # room for one recipient: the message may go now
+            if recipients > 1:
+                bucket.charge(recipients - 1)  # the rest is a debt the next senders wait out
+        elif recipients < 0:
+            raise ValueError(f"recipients must be >= 0, got {recipients}")
+
+    def on_throttled(self) -> bool:
+        """SES throttled a send: cut the rate now. False if folded into a cut of the same burst."""
+        now = self._now()
+        before = self._rate
+        if not self._controller.on_throttled(now):
+            return False
+        self._apply(now)
+        log.warning(
+            "pacing.throttled",
+            rate_before=round(before, 3),
+            rate_after=round(self._rate, 3),
+            allowed_rate=round(self.allowed_rate, 3),
+        )
+        return True
+
+    def set_max_send_rate(self, max_send_rate: float) -> None:
+        """GetSendQuota reported a (new) MaxSendRate: move the ceiling; waiters keep their place."""
+        _check_max_send_rate(max_send_rate)
+        now = self._now()
+        self._max_send_rate = float(max_send_rate)
+        self._controller.set_allowed(self._max_send_rate * self._settings.rate_headroom, now)
+        self._apply(now)
+
+    def refresh(self) -> None:
+        """Apply the controller's rate for now (done by a timer while recovering)."""
+        before = self._rate
+        now = self._now()
+        self._apply(now)
+        if before < self._rate and not self._controller.recovering(now):
+            log.info("pacing.recovered", rate=round(self._rate, 3))
+
+    def close(self) -> None:
+        """Cancel the recovery timer (on shutdown); the limiter stays usable."""
+        if self._refresh_handle is not None:
+            self._refresh_handle.cancel()
+            self._refresh_handle = None
+
+    def _apply(self, now: float) -> None:
+        controller = self._controller
+        rate = controller.current(now)
+        if rate != self._rate:
+            self._rate = rate
+            self._bucket.set_rate(rate)
+        if controller.recovering(now):
+            if self._refresh_handle is None:
+                self._schedule_refresh()
+        else:
+            self.close()
+
+    def _schedule_refresh(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # outside a loop (pure tests): refresh() by hand
+        self._refresh_handle = loop.call_later(
+            self._settings.recovery_refresh_interval, self._on_refresh_timer
+        )
+
+    def _on_refresh_timer(self) -> None:
+        self._refresh_handle = None
+        self.refresh()
+
+    def _now(self) -> float:
+        if self._clock is not None:
+            return self._clock()
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            return monotonic()
+
+
+def _check_max_send_rate(max_send_rate: float) -> None:
+    if not (max_send_rate > 0 and math.isfinite(max_send_rate)):
+        raise ValueError(f"MaxSendRate must be a finite number > 0 per second, got {max_send_rate}")

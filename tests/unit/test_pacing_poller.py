@@ -1,0 +1,269 @@
+"""run_quota_poller: polls on schedule, re-rates the limiter, survives failures, stops promptly."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import MutableMapping
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from dispatcher.domain.quota import Quota
+from dispatcher.pacing.bucket import RecipientLimiter
+from dispatcher.pacing.governor import QuotaGovernor
+from dispatcher.pacing.poller import run_quota_poller
+from dispatcher.pacing.settings import PacingSettings
+from tests.unit.test_pacing_support import run_virtual
+
+HANG = object()  # a response that never comes
+Logs = list[MutableMapping[str, Any]]
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+class FakeSes:
+    """GetSendQuota returning the scripted answers in turn (the last one repeats)."""
+
+    def __init__(self, *answers: Quota | Exception | object) -> None:
+        self.answers = list(answers)
+        self.calls: list[float] = []
+        self.cancelled = 0
+
+    async def get_quota(self) -> Quota:
+        self.calls.append(now())
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if answer is HANG:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        if isinstance(answer, Exception):
+            raise answer
+        assert isinstance(answer, Quota)
+        return answer
+
+
+class Rig:
+    def __init__(self, ses: FakeSes, settings: PacingSettings, rate: float = 14.0) -> None:
+        self.ses = ses
+        self.settings = settings
+        self.governor = QuotaGovernor(settings)
+        self.limiter = RecipientLimiter(rate, settings)
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(
+            run_quota_poller(
+                ses.get_quota, self.governor, self.limiter, self.stop, settings=settings
+            )
+        )
+
+    async def finish(self) -> float:
+        """Set stop; return how long the poller took to end."""
+        self.stop.set()
+        start = now()
+        await asyncio.wait_for(self.task, timeout=1.0)
+        return now() - start
+
+
+def events(logs: Logs, name: str) -> Logs:
+    return [entry for entry in logs if entry["event"] == name]
+
+
+def test_polls_at_once_then_every_poll_interval() -> None:
+    async def main() -> list[float]:
+        rig = Rig(FakeSes(Quota(50_000, 14, 0)), PacingSettings(poll_interval=60))
+        t0 = now()
+        await asyncio.sleep(200)
+        await rig.finish()
+        return [t - t0 for t in rig.ses.calls]
+
+    calls = run_virtual(main())
+    assert calls == pytest.approx([0, 60, 120, 180], abs=1e-6)
+
+
+def test_a_new_max_send_rate_rerates_the_limiter() -> None:
+    async def main() -> tuple[Rig, Logs]:
+        ses = FakeSes(Quota(50_000, 14, 0), Quota(50_000, 28, 10))
+        with capture_logs() as logs:
+            rig = Rig(ses, PacingSettings(poll_interval=60))
+            await asyncio.sleep(1)
+            assert rig.limiter.max_send_rate == 14.0
+            await asyncio.sleep(60)
+            await rig.finish()
+        return rig, logs
+
+    rig, logs = run_virtual(main())
+    assert rig.limiter.max_send_rate == 28.0
+    assert rig.limiter.rate == 28.0
+    assert rig.governor.quota == Quota(50_000, 28, 10)
+    rerated = events(logs, "pacing.rerated")
+    assert len(rerated) == 1
+    assert rerated[0]["old_max_send_rate"] == 14.0
+    assert rerated[0]["new_max_send_rate"] == 28.0
+
+
+def test_a_nonsense_max_send_rate_keeps_the_old_rate() -> None:
+    async def main() -> tuple[Rig, Logs]:
+        with capture_logs() as logs:
+            rig = Rig(FakeSes(Quota(50_000, 0, 0)), PacingSettings())
+            await asyncio.sleep(1)
+            await rig.finish()
+        return rig, logs
+
+    rig, logs = run_virtual(main())
+    assert rig.limiter.max_send_rate == 14.0
+    assert len(events(logs, "pacing.rerate_refused")) == 1
+
+
+def test_survives_failed_polls_with_backoff_and_keeps_the_last_reading() -> None:
+    settings = PacingSettings(poll_interval=60, poll_failure_backoff=2, poll_failure_backoff_max=5)
+    reading = Quota(50_000, 14, 0)
+    boom = RuntimeError("connection refused")
+
+    async def main() -> tuple[Rig, list[float], Logs]:
+        ses = FakeSes(reading, boom, boom, boom, boom, Quota(50_000, 20, 0))
+        with capture_logs() as logs:
+            rig = Rig(ses, settings)
+            t0 = now()
+            await asyncio.sleep(61)
+            assert rig.governor.quota == reading  # the failures kept it
+            assert not rig.task.done()
+            await asyncio.sleep(30)
+            await rig.finish()
+        return rig, [t - t0 for t in ses.calls], logs
+
+    rig, calls, logs = run_virtual(main())
+    # Reading, then failures at 60, 62, 66, 71 (back-off 2, 4, then capped at 5), success at 76.
+    assert calls == pytest.approx([0, 60, 62, 66, 71, 76], abs=1e-6)
+    failed = events(logs, "quota.poll_failed")
+    assert [f["failures"] for f in failed] == [1, 2, 3, 4]
+    assert failed[0]["error"] == "RuntimeError: connection refused"
+    assert failed[0]["log_level"] == "warning"
+    assert rig.limiter.max_send_rate == 20.0
+
+
+def test_a_hanging_poll_times_out_and_counts_as_failed() -> None:
+    settings = PacingSettings(poll_timeout=10, poll_failure_backoff=2)
+
+    async def main() -> tuple[FakeSes, list[float], Logs]:
+        ses = FakeSes(HANG, Quota(50_000, 14, 0))
+        with capture_logs() as logs:
+            rig = Rig(ses, settings)
+            t0 = now()
+            await asyncio.sleep(13)
+            await rig.finish()
+        return ses, [t - t0 for t in ses.calls], logs
+
+    ses, calls, logs = run_virtual(main())
+    assert calls == pytest.approx([0, 12], abs=1e-6)
+    assert ses.cancelled == 1
+    assert "TimeoutError" in events(logs, "quota.poll_failed")[0]["error"]
+
+
+def test_stop_ends_a_long_wait_promptly() -> None:
+    async def main() -> float:
+        rig = Rig(FakeSes(Quota(50_000, 14, 0)), PacingSettings(poll_interval=3600))
+        await asyncio.sleep(3)
+        return await rig.finish()
+
+    assert run_virtual(main()) < 0.01
+
+
+def test_stop_during_a_poll_cancels_it() -> None:
+    async def main() -> tuple[float, FakeSes]:
+        ses = FakeSes(HANG)
+        rig = Rig(ses, PacingSettings(poll_timeout=30))
+        await asyncio.sleep(1)
+        took = await rig.finish()
+        return took, ses
+
+    took, ses = run_virtual(main())
+    assert took < 0.01
+    assert ses.cancelled == 1
+
+
+def test_stop_set_before_start_returns_at_once() -> None:
+    async def main() -> list[float]:
+        ses = FakeSes(Quota(1, 1, 0))
+        stop = asyncio.Event()
+        stop.set()
+        limiter = RecipientLimiter(1.0)
+        await run_quota_poller(ses.get_quota, QuotaGovernor(), limiter, stop)
+        return ses.calls
+
+    assert run_virtual(main()) == []
+
+
+def test_logs_pause_and_resume_and_polls_faster_while_paused() -> None:
+    settings = PacingSettings(poll_interval=60, poll_interval_near_limit=5, quota_headroom=0.98)
+
+    async def main() -> tuple[list[float], Logs, QuotaGovernor]:
+        ses = FakeSes(
+            Quota(1000, 14, 990),  # over 98 %: paused
+            Quota(1000, 14, 985),  # still
+            Quota(1000, 14, 400),  # the window freed room: resumed
+        )
+        with capture_logs() as logs:
+            rig = Rig(ses, settings)
+            t0 = now()
+            await asyncio.sleep(12)
+            await rig.finish()
+        return [t - t0 for t in ses.calls], logs, rig.governor
+
+    calls, logs, governor = run_virtual(main())
+    assert calls == pytest.approx([0, 5, 10], abs=1e-6)
+    paused = events(logs, "quota.paused")
+    resumed = events(logs, "quota.resumed")
+    assert len(paused) == 1 and len(resumed) == 1
+    assert "daily sending quota" in paused[0]["reason"]
+    assert not governor.paused
+
+
+def test_a_pause_between_readings_is_noticed_and_polled_for() -> None:
+    settings = PacingSettings(poll_interval=60, poll_interval_near_limit=5)
+
+    async def main() -> tuple[list[float], Logs]:
+        ses = FakeSes(Quota(50_000, 14, 0))
+        with capture_logs() as logs:
+            rig = Rig(ses, settings)
+            t0 = now()
+            await asyncio.sleep(12)
+            rig.governor.on_daily_quota_error(now())  # a worker got "daily quota exceeded"
+            await asyncio.sleep(10)
+            await rig.finish()
+        return [t - t0 for t in ses.calls], logs
+
+    calls, logs = run_virtual(main())
+    # Waits are sliced at 5 s: the pause at 12 s is seen at 15 s and the poll is made then.
+    assert calls == pytest.approx([0, 15], abs=1e-6)
+    assert len(events(logs, "quota.paused")) == 1
+    assert len(events(logs, "quota.resumed")) == 1
+
+
+def test_never_calls_twice_within_a_second() -> None:
+    settings = PacingSettings(
+        poll_interval=1, poll_interval_near_limit=1, poll_failure_backoff=1, poll_timeout=0.2
+    )
+
+    async def main() -> list[float]:
+        ses = FakeSes(
+            Quota(10, 1, 10),
+            RuntimeError("x"),
+            HANG,
+            Quota(10, 1, 0),
+            RuntimeError("y"),
+            HANG,
+            Quota(-1, 1, 0),
+        )
+        rig = Rig(ses, settings)
+        await asyncio.sleep(30)
+        await rig.finish()
+        return ses.calls
+
+    calls = run_virtual(main())
+    assert len(calls) >= 20
+    assert all(b - a >= 1.0 - 1e-9 for a, b in itertools.pairwise(calls))
