@@ -1,0 +1,196 @@
+-- Named queries, loaded once by dispatcher.queue.sql. A block runs from "-- name: X" to the next.
+
+-- name: enqueue_many
+-- One round trip for any number of messages. An idempotency key already stored (or repeated in
+-- the batch) is not inserted again; every input row gets back its message id and whether it
+-- was created by this call.
+WITH input AS (
+    SELECT *
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[], $12::text[],
+                $13::smallint[], $14::timestamptz[], $15::smallint[])
+         WITH ORDINALITY AS t(idempotency_key, from_addr, to_json, cc_json, bcc_json, reply_json,
+                              subject, text_body, html_body, raw, configuration_set, tags_json,
+                              priority, send_after, recipients, ord)
+),
+dedup AS (
+    SELECT DISTINCT ON (coalesce(idempotency_key, 'ord:' || ord)) *
+    FROM input ORDER BY coalesce(idempotency_key, 'ord:' || ord), ord
+),
+numbered AS (
+    SELECT d.*, nextval('dispatcher.message_id_seq') AS new_id FROM dedup d
+),
+ins AS (
+    INSERT INTO dispatcher.messages (id, idempotency_key, from_addr, to_addrs, cc_addrs,
+                                     bcc_addrs, reply_to, subject, text_body, html_body, raw,
+                                     configuration_set, tags)
+    SELECT new_id, idempotency_key, from_addr,
+           ARRAY(SELECT jsonb_array_elements_text(to_json::jsonb)),
+           ARRAY(SELECT jsonb_array_elements_text(cc_json::jsonb)),
+           ARRAY(SELECT jsonb_array_elements_text(bcc_json::jsonb)),
+           ARRAY(SELECT jsonb_array_elements_text(reply_json::jsonb)),
+           subject, text_body, html_body, raw, configuration_set, tags_json::jsonb
+    FROM numbered ORDER BY ord
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+),
+new_jobs AS (
+    INSERT INTO dispatcher.jobs (id, priority, run_at, scheduled, recipients)
+    SELECT n.new_id, n.priority, coalesce(n.send_after, now()), n.send_after IS NOT NULL,
+           n.recipients
+    FROM numbered n JOIN ins ON ins.id = n.new_id
+    RETURNING id
+)
+SELECT i.ord,
+       coalesce(ins.id, m.id) AS id,
+       (ins.id IS NOT NULL AND n.ord = i.ord) AS created
+FROM input i
+JOIN numbered n
+  ON coalesce(n.idempotency_key, 'ord:' || n.ord) = coalesce(i.idempotency_key, 'ord:' || i.ord)
+LEFT JOIN ins ON ins.id = n.new_id
+LEFT JOIN dispatcher.messages m ON ins.id IS NULL AND m.idempotency_key = i.idempotency_key
+ORDER BY i.ord;
+
+-- name: find_by_keys
+SELECT idempotency_key, id FROM dispatcher.messages WHERE idempotency_key = ANY($1::text[]);
+
+-- name: claim
+-- Claim up to $2 due jobs for worker $1 in one statement. Every claim gets a new fencing
+-- token; only the holder of the current token can launch or settle the job.
+WITH picked AS (
+    SELECT id FROM dispatcher.jobs
+    WHERE state = 'queued' AND run_at <= now()
+    ORDER BY priority DESC, run_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), token AS (
+    SELECT nextval('dispatcher.lease_token_seq') AS value
+)
+UPDATE dispatcher.jobs j
+SET state = 'claimed', lease_owner = $1, lease_token = token.value, updated_at = now()
+FROM picked, token, dispatcher.messages m
+WHERE j.id = picked.id AND m.id = j.id
+RETURNING j.id, j.lease_token, j.attempts, j.priority, m.from_addr, m.to_addrs, m.cc_addrs,
+          m.bcc_addrs, m.reply_to, m.subject, m.text_body, m.html_body, m.raw,
+          m.configuration_set, m.tags;
+
+-- name: launch
+-- The point of no return: claimed -> in_flight just before the jobs are handed to SES. Jobs
+-- whose lease was lost (recovered, reclaimed) are not returned and must not be sent.
+UPDATE dispatcher.jobs j
+SET state = 'in_flight', updated_at = now()
+FROM unnest($1::bigint[], $2::bigint[]) AS u(id, token)
+WHERE j.id = u.id AND j.lease_token = u.token AND j.lease_owner = $3 AND j.state = 'claimed'
+RETURNING j.id;
+
+-- name: settle
+-- Record send results in one round trip. The fencing token makes a late result from a worker
+-- that lost its lease change nothing, except that a result for a job the reaper marked
+-- unknown (or requeued, for a send that did go out) is still the truth and is kept.
+UPDATE dispatcher.jobs j
+SET state = u.state::dispatcher.job_state,
+    ses_message_id = coalesce(u.ses_message_id, j.ses_message_id),
+    sent_at = CASE WHEN u.state = 'sent' THEN now() ELSE j.sent_at END,
+    last_outcome = u.outcome,
+    last_error = u.error,
+    attempts = j.attempts + u.attempt_used,
+    run_at = CASE WHEN u.state = 'queued'
+                  THEN now() + make_interval(secs => u.delay) ELSE j.run_at END,
+    scheduled = false,
+    lease_owner = NULL,
+    updated_at = now()
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::smallint[], $8::float8[])
+     AS u(id, token, state, ses_message_id, outcome, error, attempt_used, delay)
+WHERE j.id = u.id AND j.lease_token = u.token
+  AND (j.state IN ('claimed', 'in_flight', 'unknown')
+       OR (j.state = 'queued' AND u.state = 'sent'))
+RETURNING j.id;
+
+-- name: release
+-- Give claimed jobs back untouched (no attempt used): shutdown, a paused account or sender.
+UPDATE dispatcher.jobs j
+SET state = 'queued', lease_owner = NULL, updated_at = now(),
+    run_at = greatest(j.run_at, now() + make_interval(secs => $3))
+WHERE j.id = ANY($1::bigint[]) AND j.lease_owner = $2 AND j.state = 'claimed'
+RETURNING j.id;
+
+-- name: register_worker
+INSERT INTO dispatcher.workers (id, hostname, pid, lease_seconds)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
+
+-- name: heartbeat
+UPDATE dispatcher.workers SET heartbeat_at = now() WHERE id = $1 RETURNING id;
+
+-- name: unregister_worker
+DELETE FROM dispatcher.workers WHERE id = $1;
+
+-- name: recover
+-- Jobs held by a worker that is gone (no row) or silent for longer than its lease: claimed ones
+-- go back to the queue as if never claimed; in-flight ones were on the wire and become
+-- unknown, or are queued again when the in-doubt policy is "resend" ($1 = 'queued').
+WITH dead AS (
+    DELETE FROM dispatcher.workers
+    WHERE heartbeat_at < now() - make_interval(secs => lease_seconds)
+    RETURNING id
+), live AS (
+    SELECT id FROM dispatcher.workers
+    EXCEPT SELECT id FROM dead
+)
+UPDATE dispatcher.jobs j
+SET state = CASE WHEN j.state = 'claimed' THEN 'queued'::dispatcher.job_state
+                 ELSE $1::dispatcher.job_state END,
+    attempts = j.attempts + CASE WHEN j.state = 'in_flight' AND $1 = 'queued' THEN 1 ELSE 0 END,
+    last_outcome = CASE WHEN j.state = 'in_flight' THEN 'in_doubt' ELSE j.last_outcome END,
+    last_error = CASE WHEN j.state = 'in_flight'
+                      THEN 'worker lost while the message was being sent' ELSE j.last_error END,
+    lease_owner = NULL,
+    updated_at = now()
+WHERE j.state IN ('claimed', 'in_flight')
+  AND (j.lease_owner IS NULL OR j.lease_owner NOT IN (SELECT id FROM live))
+RETURNING j.id, j.state::text;
+
+-- name: counts
+SELECT state::text, count(*) AS n FROM dispatcher.jobs GROUP BY state;
+
+-- name: pending
+-- What a draining worker still waits for: active jobs, except mail scheduled by its sender for
+-- later than $1 seconds from now (not waited for).
+SELECT count(*) FILTER (WHERE state IN ('queued', 'claimed', 'in_flight')
+                        AND NOT (scheduled AND run_at > now() + make_interval(secs => $1)))
+           AS waiting,
+       count(*) FILTER (WHERE state = 'queued' AND scheduled
+                        AND run_at > now() + make_interval(secs => $1)) AS scheduled_later,
+       min(run_at) FILTER (WHERE state = 'queued') AS next_run_at
+FROM dispatcher.jobs
+WHERE state IN ('queued', 'claimed', 'in_flight');
+
+-- name: list_unknown
+SELECT j.id, j.updated_at, j.last_error, m.from_addr, m.to_addrs, m.subject
+FROM dispatcher.jobs j JOIN dispatcher.messages m USING (id)
+WHERE j.state = 'unknown'
+ORDER BY j.id
+LIMIT $1;
+
+-- name: resolve_unknown
+-- A person decided what happened to in-doubt mail: resend it, or record it as sent or failed.
+UPDATE dispatcher.jobs j
+SET state = $2::dispatcher.job_state,
+    run_at = now(),
+    last_error = CASE WHEN $2 = 'queued' THEN j.last_error ELSE 'resolved by operator' END,
+    updated_at = now()
+WHERE j.state = 'unknown' AND ($1::bigint[] IS NULL OR j.id = ANY($1::bigint[]))
+RETURNING j.id;
+
+-- name: cancel
+UPDATE dispatcher.jobs SET state = 'cancelled', updated_at = now(), lease_owner = NULL
+WHERE id = ANY($1::bigint[]) AND state IN ('queued', 'unknown')
+RETURNING id;
+
+-- name: get_message
+SELECT j.id, j.state::text, j.attempts, j.priority, j.run_at, j.sent_at, j.ses_message_id,
+       j.last_outcome, j.last_error, m.idempotency_key, m.from_addr, m.to_addrs, m.cc_addrs,
+       m.bcc_addrs, m.subject, m.created_at
+FROM dispatcher.jobs j JOIN dispatcher.messages m USING (id)
+WHERE j.id = $1;
