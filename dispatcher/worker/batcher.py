@@ -1,0 +1,100 @@
+"""Group commit: many concurrent callers, one database statement per batch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batcher(Generic[T, R]):
+    """Collects items from many tasks and hands them to `flush` in batches.
+
+    While one flush runs, new items pile up and go together in the next one, so the batch size
+    follows the load by itself (no fixed timer on the hot path). `linger` (seconds) optionally
+    waits a little for more items when the load is light, trading latency for fewer statements.
+    `flush` returns one result per item, in order. A failed flush fails every caller of it.
+    """
+
+    __slots__ = (
+        "_close_requested",
+        "_closing",
+        "_flush",
+        "_linger",
+        "_max_batch",
+        "_name",
+        "_pending",
+        "_task",
+        "_wakeup",
+    )
+
+    def __init__(
+        self,
+        flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        *,
+        max_batch: int = 500,
+        linger: float = 0.0,
+        name: str = "batcher",
+    ) -> None:
+        self._flush = flush
+        self._max_batch = max_batch
+        self._linger = linger
+        self._name = name
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._close_requested = asyncio.Event()  # cuts a linger short
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def submit(self, item: T) -> R:
+        """Queue `item` for the next flush and wait for its result."""
+        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, fut))
+        self._wakeup.set()
+        # shield: a caller cancelled while waiting must not cancel the shared flush's result.
+        return await asyncio.shield(fut)
+
+    async def close(self) -> None:
+        """Flush everything submitted so far, then stop."""
+        self._closing = True
+        self._close_requested.set()
+        self._wakeup.set()
+        task = self._task
+        if task is not None:
+            await task
+        while self._pending:  # never started, or items submitted during close
+            await self._flush_some()
+
+    async def _run(self) -> None:
+        while not self._closing or self._pending:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if self._linger > 0 and not self._closing and len(self._pending) < self._max_batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._close_requested.wait(), self._linger)
+            while self._pending:
+                await self._flush_some()
+
+    async def _flush_some(self) -> None:
+        batch = self._pending[: self._max_batch]
+        del self._pending[: self._max_batch]
+        try:
+            results = await self._flush([item for item, _ in batch])
+        except BaseException as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if isinstance(exc, Exception):
+                return
+            raise
+        for (_, fut), result in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
