@@ -1,0 +1,161 @@
+"""The dispatcher's configuration as data: one frozen dataclass per TOML section, and `Config`.
+
+Each section checks its own ranges in `__post_init__` and raises `ConfigError` naming the full
+key (`queue.claim_batch`), so a value built in code is held to the same rules as one read from
+`config/dispatcher.toml`. Types are not checked here: `build_config` coerces them strictly.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from dispatcher.errors import ConfigError
+from dispatcher.pacing.settings import PacingSettings
+from dispatcher.ses.settings import SesSettings
+
+InDoubtPolicy = Literal["hold", "resend"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["auto", "json", "console"]
+
+MAX_BATCH = 10_000  # claim_batch / settle_batch / max_in_flight: beyond this it is a typo
+POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """Where the queue lives (section `database`); url None starts an embedded Postgres."""
+
+    url: str | None = None  # e.g. postgresql://user:password@host:5432/dispatcher
+    data_dir: Path = Path("./.dispatcher")  # embedded cluster and other local state
+    migrate_on_start: bool = True  # apply pending schema migrations when the daemon starts
+    pool_size: int = 10  # connections in the asyncpg pool
+
+    def __post_init__(self) -> None:
+        if self.url is not None and not self.url.startswith(POSTGRES_SCHEMES):
+            raise ConfigError(
+                "database.url must be a PostgreSQL URL starting with postgresql:// or "
+                "postgres:// (leave it out to use the embedded Postgres), got "
+                f"{mask_url(self.url)!r}"
+            )
+        if not str(self.data_dir):
+            raise ConfigError("database.data_dir must not be empty")
+        _int_range("database.pool_size", self.pool_size, 1, 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """Claiming, leases, retries and result writing (section `queue`)."""
+
+    claim_batch: int = 100  # jobs claimed per statement
+    lease_seconds: float = 30.0  # a worker silent this long is declared dead, its jobs recovered
+    heartbeat_seconds: float = 5.0  # how often a live worker renews its lease
+    poll_interval: float = 0.5  # idle wait when nothing is due
+    max_attempts: int = 8  # transient failures before a message is failed
+    backoff_base: float = 2.0  # seconds: first retry delay, doubled per attempt
+    backoff_max: float = 900.0  # seconds: cap of the retry delay
+    settle_batch: int = 200  # results written per statement
+    settle_interval: float = 0.05  # max seconds a result waits to be written
+
+    def __post_init__(self) -> None:
+        _int_range("queue.claim_batch", self.claim_batch, 1, MAX_BATCH)
+        _positive("queue.lease_seconds", self.lease_seconds)
+        _positive("queue.heartbeat_seconds", self.heartbeat_seconds)
+        # Two heartbeats per lease: one late heartbeat must not cost a live worker its jobs.
+        if self.heartbeat_seconds * 2 > self.lease_seconds:
+            raise ConfigError(
+                "queue.heartbeat_seconds must be at most half of queue.lease_seconds="
+                f"{self.lease_seconds} so one late heartbeat does not lose the lease, "
+                f"got {self.heartbeat_seconds}"
+            )
+        _positive("queue.poll_interval", self.poll_interval)
+        _int_range("queue.max_attempts", self.max_attempts, 1, 1000)
+        _positive("queue.backoff_base", self.backoff_base)
+        _positive("queue.backoff_max", self.backoff_max)
+        if self.backoff_max < self.backoff_base:
+            raise ConfigError(
+                f"queue.backoff_max must be >= queue.backoff_base={self.backoff_base} seconds, "
+                f"got {self.backoff_max}"
+            )
+        _int_range("queue.settle_batch", self.settle_batch, 1, MAX_BATCH)
+        _non_negative("queue.settle_interval", self.settle_interval)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    """How sends are made and what happens to the ones SES refuses (section `delivery`)."""
+
+    # A send that timed out after the request went out may have been accepted: "hold" marks it
+    # unknown for a person to check; "resend" retries and risks a duplicate.
+    in_doubt: InDoubtPolicy = "hold"
+    max_in_flight: int = 64  # concurrent SES calls
+    shutdown_grace: float = 20.0  # seconds to finish in-flight sends on SIGTERM
+    config_error_delay: float = 300.0  # seconds a misconfigured sender/config set is held
+    account_paused_delay: float = 300.0  # seconds all sending waits when the account is paused
+
+    def __post_init__(self) -> None:
+        _choice("delivery.in_doubt", self.in_doubt, ("hold", "resend"))
+        _int_range("delivery.max_in_flight", self.max_in_flight, 1, MAX_BATCH)
+        _non_negative("delivery.shutdown_grace", self.shutdown_grace)
+        _positive("delivery.config_error_delay", self.config_error_delay)
+        _positive("delivery.account_paused_delay", self.account_paused_delay)
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """Log output (section `log`); format auto is console on a terminal, JSON lines otherwise."""
+
+    level: LogLevel = "info"
+    format: LogFormat = "auto"
+
+    def __post_init__(self) -> None:
+        _choice("log.level", self.level, ("debug", "info", "warning", "error"))
+        _choice("log.format", self.format, ("auto", "json", "console"))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; `Config()` is every default (no file, no environment)."""
+
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    ses: SesSettings = field(default_factory=SesSettings)
+    pacing: PacingSettings = field(default_factory=PacingSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+
+def _int_range(key: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{key} must be between {low} and {high}, got {value}")
+
+
+def _positive(key: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{key} must be a number > 0, got {value}")
+
+
+def _non_negative(key: str, value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{key} must be a number >= 0, got {value}")
+
+
+def _choice(key: str, value: str, accepted: tuple[str, ...]) -> None:
+    if value not in accepted:
+        raise ConfigError(f"{key} must be one of {'|'.join(accepted)}, got {value!r}")
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password (user info or `password=` parameter) replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, hostport = authority.rpartition("@")
+    if at and ":" in userinfo:
+        authority = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    tail = re.sub(r"(?i)(\bpassword=)[^&]*", r"\1***", tail)
+    return f"{scheme}://{authority}{slash}{tail}"
