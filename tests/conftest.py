@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.support.sim", "tests.support.moto"]
+pytest_plugins = ["tests.support.sim", "tests.support.moto", "tests.support.pg"]

@@ -5,7 +5,10 @@
 -- the batch) is not inserted again; every input row gets back its message id and whether it
 -- was created by this call.
 WITH input AS (
-    SELECT *
+    -- dkey: the key rows are deduplicated on; a row without idempotency key is its own group.
+    -- The prefixes keep a real key from ever equalling a keyless row's.
+    SELECT t.*, CASE WHEN t.idempotency_key IS NULL THEN 'n:' || t.ord
+                     ELSE 'k:' || t.idempotency_key END AS dkey
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                 $7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[], $12::text[],
                 $13::smallint[], $14::timestamptz[], $15::smallint[])
@@ -14,11 +17,12 @@ WITH input AS (
                               priority, send_after, recipients, ord)
 ),
 dedup AS (
-    SELECT DISTINCT ON (coalesce(idempotency_key, 'ord:' || ord)) *
-    FROM input ORDER BY coalesce(idempotency_key, 'ord:' || ord), ord
+    SELECT DISTINCT ON (dkey) * FROM input ORDER BY dkey, ord
 ),
 numbered AS (
-    SELECT d.*, nextval('dispatcher.message_id_seq') AS new_id FROM dedup d
+    -- Ids in input order (volatile target-list functions run after the sort), so a batch is
+    -- claimed first-in, first-out within a priority.
+    SELECT d.*, nextval('dispatcher.message_id_seq') AS new_id FROM dedup d ORDER BY d.ord
 ),
 ins AS (
     INSERT INTO dispatcher.messages (id, idempotency_key, from_addr, to_addrs, cc_addrs,
@@ -45,8 +49,7 @@ SELECT i.ord,
        coalesce(ins.id, m.id) AS id,
        (ins.id IS NOT NULL AND n.ord = i.ord) AS created
 FROM input i
-JOIN numbered n
-  ON coalesce(n.idempotency_key, 'ord:' || n.ord) = coalesce(i.idempotency_key, 'ord:' || i.ord)
+JOIN numbered n ON n.dkey = i.dkey
 LEFT JOIN ins ON ins.id = n.new_id
 LEFT JOIN dispatcher.messages m ON ins.id IS NULL AND m.idempotency_key = i.idempotency_key
 ORDER BY i.ord;
@@ -65,14 +68,16 @@ WITH picked AS (
     FOR UPDATE SKIP LOCKED
 ), token AS (
     SELECT nextval('dispatcher.lease_token_seq') AS value
+), claimed AS (
+    UPDATE dispatcher.jobs j
+    SET state = 'claimed', lease_owner = $1, lease_token = token.value, updated_at = now()
+    FROM picked, token, dispatcher.messages m
+    WHERE j.id = picked.id AND m.id = j.id
+    RETURNING j.id, j.lease_token, j.attempts, j.priority, j.run_at, m.from_addr, m.to_addrs,
+              m.cc_addrs, m.bcc_addrs, m.reply_to, m.subject, m.text_body, m.html_body, m.raw,
+              m.configuration_set, m.tags
 )
-UPDATE dispatcher.jobs j
-SET state = 'claimed', lease_owner = $1, lease_token = token.value, updated_at = now()
-FROM picked, token, dispatcher.messages m
-WHERE j.id = picked.id AND m.id = j.id
-RETURNING j.id, j.lease_token, j.attempts, j.priority, m.from_addr, m.to_addrs, m.cc_addrs,
-          m.bcc_addrs, m.reply_to, m.subject, m.text_body, m.html_body, m.raw,
-          m.configuration_set, m.tags;
+SELECT * FROM claimed ORDER BY priority DESC, run_at, id;
 
 -- name: launch
 -- The point of no return: claimed -> in_flight just before the jobs are handed to SES. Jobs
@@ -137,19 +142,26 @@ WITH dead AS (
 ), live AS (
     SELECT id FROM dispatcher.workers
     EXCEPT SELECT id FROM dead
+), lost AS (
+    -- Locked first so the state read here is the one the update replaces.
+    SELECT id, state FROM dispatcher.jobs
+    WHERE state IN ('claimed', 'in_flight')
+      AND (lease_owner IS NULL OR lease_owner NOT IN (SELECT id FROM live))
+    FOR UPDATE
 )
 UPDATE dispatcher.jobs j
-SET state = CASE WHEN j.state = 'claimed' THEN 'queued'::dispatcher.job_state
+SET state = CASE WHEN lost.state = 'claimed' THEN 'queued'::dispatcher.job_state
                  ELSE $1::dispatcher.job_state END,
-    attempts = j.attempts + CASE WHEN j.state = 'in_flight' AND $1 = 'queued' THEN 1 ELSE 0 END,
-    last_outcome = CASE WHEN j.state = 'in_flight' THEN 'in_doubt' ELSE j.last_outcome END,
-    last_error = CASE WHEN j.state = 'in_flight'
+    attempts = j.attempts
+               + CASE WHEN lost.state = 'in_flight' AND $1 = 'queued' THEN 1 ELSE 0 END,
+    last_outcome = CASE WHEN lost.state = 'in_flight' THEN 'in_doubt' ELSE j.last_outcome END,
+    last_error = CASE WHEN lost.state = 'in_flight'
                       THEN 'worker lost while the message was being sent' ELSE j.last_error END,
     lease_owner = NULL,
     updated_at = now()
-WHERE j.state IN ('claimed', 'in_flight')
-  AND (j.lease_owner IS NULL OR j.lease_owner NOT IN (SELECT id FROM live))
-RETURNING j.id, j.state::text;
+FROM lost
+WHERE j.id = lost.id
+RETURNING j.id, lost.state::text AS old_state, j.state::text AS new_state;
 
 -- name: counts
 SELECT state::text, count(*) AS n FROM dispatcher.jobs GROUP BY state;
@@ -165,6 +177,17 @@ SELECT count(*) FILTER (WHERE state IN ('queued', 'claimed', 'in_flight')
        min(run_at) FILTER (WHERE state = 'queued') AS next_run_at
 FROM dispatcher.jobs
 WHERE state IN ('queued', 'claimed', 'in_flight');
+
+-- name: held
+-- Mail waiting out a sending error a person must fix; a draining worker stops on it (exit 4).
+SELECT count(*) AS n,
+       (array_agg(last_error ORDER BY updated_at DESC))[1] AS reason
+FROM dispatcher.jobs
+WHERE state = 'queued' AND run_at > now()
+  AND last_outcome IN ('config_error', 'account_paused');
+
+-- name: workers
+SELECT id, hostname, pid, started_at, heartbeat_at FROM dispatcher.workers ORDER BY started_at;
 
 -- name: list_unknown
 SELECT j.id, j.updated_at, j.last_error, m.from_addr, m.to_addrs, m.subject

@@ -1,0 +1,538 @@
+"""The durable queue over an asyncpg pool: enqueue, claim, launch, settle, recover, inspect.
+
+Every method is one statement (one round trip) from ``sql/queries.sql``. A job's lifecycle::
+
+    queued -claim-> claimed -launch-> in_flight -settle-> sent | failed | queued (retry) | unknown
+    claimed/in_flight of a dead worker -recover-> queued | unknown
+
+``claim`` hands out a fencing token; ``launch`` and ``settle`` only act on jobs still holding it,
+so a worker that lost its lease cannot send or overwrite a result it no longer owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, get_args
+from urllib.parse import unquote, urlsplit
+
+import asyncpg  # type: ignore[import-untyped]
+
+from dispatcher.domain.message import OutgoingMessage
+from dispatcher.errors import DatabaseError, InputError
+from dispatcher.queue.migrate import migrate as apply_migrations
+from dispatcher.queue.migrate import require_migrated
+from dispatcher.queue.sql import query
+from dispatcher.queue.validate import validate_message
+
+__all__ = [
+    "ENQUEUE_CHUNK",
+    "STATES",
+    "ClaimedJob",
+    "Enqueued",
+    "InDoubtPolicy",
+    "JobView",
+    "NewMessage",
+    "Pending",
+    "Queue",
+    "Recovered",
+    "ResolveTo",
+    "SettleState",
+    "Settlement",
+    "UnknownJob",
+    "describe_dsn",
+    "validate_message",
+]
+
+STATES = ("queued", "claimed", "in_flight", "sent", "failed", "unknown", "cancelled")
+"""Every job state, in lifecycle order (the values of the enum dispatcher.job_state)."""
+
+ENQUEUE_CHUNK = 10_000
+"""Messages per enqueue_many statement; larger batches run as several in one transaction."""
+
+SettleState = Literal["sent", "queued", "failed", "unknown"]
+InDoubtPolicy = Literal["hold", "resend"]
+ResolveTo = Literal["queued", "sent", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to enqueue: content, plus when and in which order it may be sent."""
+
+    from_addr: str
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    subject: str = ""
+    text: str | None = None
+    html: str | None = None
+    raw: bytes | None = None  # a complete MIME message; excludes text/html
+    reply_to: tuple[str, ...] = ()
+    configuration_set: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None  # enqueueing the same key again returns the first id
+    priority: int = 0  # higher is claimed first; -32768..32767
+    send_after: datetime | None = None  # tz-aware; not claimed before this instant
+
+    @property
+    def recipient_count(self) -> int:
+        """SES quotas count recipients (To + Cc + Bcc), not calls."""
+        return len(self.to) + len(self.cc) + len(self.bcc)
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """The id of an enqueued message; ``created`` is False if its idempotency key existed."""
+
+    id: int
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job leased to one worker; ``token`` must accompany its launch and settlement."""
+
+    token: int
+    attempts: int
+    priority: int
+    message: OutgoingMessage
+
+    @property
+    def id(self) -> int:
+        return self.message.id
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The result of one send, recorded by ``Queue.settle`` if ``token`` is still current."""
+
+    id: int
+    token: int
+    state: SettleState
+    ses_message_id: str | None = None
+    outcome: str | None = None
+    error: str | None = None
+    attempt_used: bool = False
+    delay: float = 0.0  # state "queued": seconds before it may be claimed again
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What ``Queue.recover`` did with the jobs of dead workers."""
+
+    requeued: int  # claimed (never handed to SES) -> queued
+    in_doubt: int  # in_flight (maybe sent) -> unknown, or queued with policy "resend"
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Work a draining worker still waits for, and mail scheduled beyond the horizon."""
+
+    waiting: int
+    scheduled_later: int
+    next_run_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Queued mail held back by a sending error that needs a person (config, paused account)."""
+
+    count: int
+    reason: str | None  # the most recent such error, in SES's words
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    """A live (or not yet recovered) worker process."""
+
+    id: uuid.UUID
+    hostname: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownJob:
+    """A message that may or may not have been sent; a person decides (resolve_unknown)."""
+
+    id: int
+    updated_at: datetime
+    last_error: str | None
+    from_addr: str
+    to: tuple[str, ...]
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """One message and its job, as ``dispatcher status <id>`` shows it."""
+
+    id: int
+    state: str
+    attempts: int
+    priority: int
+    run_at: datetime
+    sent_at: datetime | None
+    ses_message_id: str | None
+    last_outcome: str | None
+    last_error: str | None
+    idempotency_key: str | None
+    from_addr: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    bcc: tuple[str, ...]
+    subject: str
+    created_at: datetime
+
+
+def describe_dsn(dsn: str) -> str:
+    """host:port/database of a postgresql:// URL, never its password."""
+    try:
+        parts = urlsplit(dsn)
+        host = parts.hostname or "localhost"
+        port = parts.port or 5432
+    except ValueError:
+        return "the configured database URL (unparsable)"
+    database = parts.path.lstrip("/") or parts.username or "postgres"
+    return f"{host}:{port}/{database}"
+
+
+def _scrub(text: str, dsn: str) -> str:
+    """``text`` with the DSN's password (if any) masked."""
+    try:
+        password = urlsplit(dsn).password
+    except ValueError:
+        password = None
+    if not password:
+        return text
+    for form in {password, unquote(password)}:
+        text = text.replace(form, "***")
+    return text
+
+
+def _json_tags(tags: Any) -> dict[str, str]:
+    # jsonb arrives as text unless the pool registered a codec for it.
+    value = json.loads(tags) if isinstance(tags, str) else tags
+    return dict(value or {})
+
+
+def _params(msgs: Sequence[NewMessage]) -> list[list[Any]]:
+    """The 15 parallel arrays of the enqueue_many statement, in parameter order."""
+    return [
+        [m.idempotency_key for m in msgs],
+        [m.from_addr for m in msgs],
+        [json.dumps(list(m.to)) for m in msgs],
+        [json.dumps(list(m.cc)) for m in msgs],
+        [json.dumps(list(m.bcc)) for m in msgs],
+        [json.dumps(list(m.reply_to)) for m in msgs],
+        [m.subject for m in msgs],
+        [m.text for m in msgs],
+        [m.html for m in msgs],
+        [m.raw for m in msgs],
+        [m.configuration_set for m in msgs],
+        [json.dumps(dict(m.tags)) for m in msgs],
+        [m.priority for m in msgs],
+        [m.send_after for m in msgs],
+        [m.recipient_count for m in msgs],
+    ]
+
+
+class Queue:
+    """The queue's operations; each one borrows a pooled connection for one statement."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        migrate: bool = False,
+    ) -> AsyncIterator[Queue]:
+        """A Queue on a new pool, closed on exit; migrates first, or checks it was migrated."""
+        where = describe_dsn(dsn)
+        try:
+            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        except (
+            OSError,
+            TimeoutError,
+            ValueError,  # a malformed URL
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+        ) as exc:
+            reason = _scrub(f"{type(exc).__name__}: {exc}", dsn)
+            raise DatabaseError(
+                f"cannot connect to PostgreSQL at {where}: {reason}. Check that the server "
+                "runs and that the database URL (host, port, user, password, database) is right."
+            ) from None
+        try:
+            async with pool.acquire() as conn:
+                if migrate:
+                    await apply_migrations(conn)
+                else:
+                    await require_migrated(conn)
+            yield cls(pool)
+        finally:
+            await pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    # --- enqueue ---------------------------------------------------------------------------
+
+    async def enqueue(self, msg: NewMessage) -> Enqueued:
+        """Queue one message (validated first); an existing idempotency key returns its id."""
+        return (await self.enqueue_many([msg]))[0]
+
+    async def enqueue_many(self, msgs: Sequence[NewMessage]) -> list[Enqueued]:
+        """Queue many messages in one statement; results in input order.
+
+        Every message is validated before anything is written: one bad message raises
+        InputError naming its index, and none is queued.
+        """
+        for i, msg in enumerate(msgs):
+            try:
+                validate_message(msg)
+            except InputError as exc:
+                raise InputError(f"message {i}: {exc}") from None
+        if not msgs:
+            return []
+        found: list[tuple[int | None, bool]] = []
+        async with self._pool.acquire() as conn:
+            # One chunk is one statement and needs no transaction; several must be atomic.
+            several = len(msgs) > ENQUEUE_CHUNK
+            async with conn.transaction() if several else contextlib.nullcontext():
+                for start in range(0, len(msgs), ENQUEUE_CHUNK):
+                    chunk = msgs[start : start + ENQUEUE_CHUNK]
+                    rows = await conn.fetch(query("enqueue_many"), *_params(chunk))
+                    found += [(row["id"], row["created"]) for row in rows]
+            if len(found) != len(msgs):
+                raise DatabaseError(f"enqueue_many returned {len(found)} rows for {len(msgs)}")
+            # A NULL id: another transaction inserted the same key while our statement ran; its
+            # row was invisible to our snapshot but is committed now, so a new statement sees it.
+            lost = sorted(
+                {msgs[i].idempotency_key or "" for i, (id_, _) in enumerate(found) if id_ is None}
+            )
+            by_key: dict[str, int] = {}
+            if lost:
+                rows = await conn.fetch(query("find_by_keys"), lost)
+                by_key = {row["idempotency_key"]: row["id"] for row in rows}
+        results: list[Enqueued] = []
+        for i, (id_, created) in enumerate(found):
+            if id_ is None:
+                key = msgs[i].idempotency_key or ""
+                if key not in by_key:
+                    raise DatabaseError(f"message {i}: no row for idempotency key {key!r}")
+                id_, created = by_key[key], False
+            results.append(Enqueued(id_, created))
+        return results
+
+    # --- the worker's side ----------------------------------------------------------------
+
+    async def claim(self, owner: uuid.UUID, limit: int) -> list[ClaimedJob]:
+        """Lease up to ``limit`` due jobs to ``owner``, highest priority first."""
+        if limit <= 0:
+            return []
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("claim"), owner, limit)
+        return [
+            ClaimedJob(
+                token=row["lease_token"],
+                attempts=row["attempts"],
+                priority=row["priority"],
+                message=OutgoingMessage(
+                    id=row["id"],
+                    from_addr=row["from_addr"],
+                    to=tuple(row["to_addrs"]),
+                    cc=tuple(row["cc_addrs"]),
+                    bcc=tuple(row["bcc_addrs"]),
+                    subject=row["subject"],
+                    text=row["text_body"],
+                    html=row["html_body"],
+                    raw=row["raw"],
+                    reply_to=tuple(row["reply_to"]),
+                    configuration_set=row["configuration_set"],
+                    tags=_json_tags(row["tags"]),
+                ),
+            )
+            for row in rows
+        ]
+
+    async def launch(
+        self, owner: uuid.UUID, jobs: Sequence[ClaimedJob] | Sequence[tuple[int, int]]
+    ) -> set[int]:
+        """Mark claimed jobs in flight; only the returned ids may be handed to SES."""
+        pairs = [(j.id, j.token) if isinstance(j, ClaimedJob) else j for j in jobs]
+        if not pairs:
+            return set()
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                query("launch"), [p[0] for p in pairs], [p[1] for p in pairs], owner
+            )
+        return {row["id"] for row in rows}
+
+    async def settle(self, settlements: Sequence[Settlement]) -> set[int]:
+        """Record send results; returns the ids recorded (a stale token records nothing)."""
+        if not settlements:
+            return set()
+        for s in settlements:
+            if s.state not in get_args(SettleState):
+                raise InputError(f"job {s.id}: cannot settle to state {s.state!r}")
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                query("settle"),
+                [s.id for s in settlements],
+                [s.token for s in settlements],
+                [s.state for s in settlements],
+                [s.ses_message_id for s in settlements],
+                [s.outcome for s in settlements],
+                [s.error for s in settlements],
+                [int(s.attempt_used) for s in settlements],
+                [float(s.delay) for s in settlements],
+            )
+        return {row["id"] for row in rows}
+
+    async def release(self, owner: uuid.UUID, ids: Sequence[int], delay: float = 0.0) -> int:
+        """Give claimed jobs back to the queue without using an attempt; returns how many."""
+        if not ids:
+            return 0
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("release"), list(ids), owner, float(delay))
+        return len(rows)
+
+    async def register_worker(self, owner: uuid.UUID, lease_seconds: float) -> None:
+        """Announce a live worker; its jobs are recovered once it misses its lease."""
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                query("register_worker"),
+                owner,
+                socket.gethostname(),
+                os.getpid(),
+                float(lease_seconds),
+            )
+
+    async def heartbeat(self, owner: uuid.UUID) -> bool:
+        """Renew the lease; False if our row is gone (another worker declared us dead)."""
+        async with self._pool.acquire() as conn:
+            return await conn.fetchval(query("heartbeat"), owner) is not None
+
+    async def unregister_worker(self, owner: uuid.UUID) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(query("unregister_worker"), owner)
+
+    async def recover(self, in_doubt: InDoubtPolicy) -> Recovered:
+        """Take back the jobs of dead workers; in-flight ones are held as unknown or resent."""
+        if in_doubt not in get_args(InDoubtPolicy):
+            raise InputError(f"in_doubt policy must be 'hold' or 'resend', not {in_doubt!r}")
+        target = "unknown" if in_doubt == "hold" else "queued"
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("recover"), target)
+        return Recovered(
+            requeued=sum(1 for r in rows if r["old_state"] == "claimed"),
+            in_doubt=sum(1 for r in rows if r["old_state"] == "in_flight"),
+        )
+
+    # --- inspection and operator actions ------------------------------------------------------
+
+    async def counts(self) -> dict[str, int]:
+        """Jobs per state; every state of STATES is present, with 0 if it has none."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("counts"))
+        result = dict.fromkeys(STATES, 0)
+        result.update({row["state"]: row["n"] for row in rows})
+        return result
+
+    async def pending(self, horizon_seconds: float = 0.0) -> Pending:
+        """Active jobs, except mail its sender scheduled beyond ``horizon_seconds`` from now."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(query("pending"), float(horizon_seconds))
+        return Pending(row["waiting"], row["scheduled_later"], row["next_run_at"])
+
+    async def held(self) -> Held:
+        """Queued jobs waiting out a configuration error or a paused account."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(query("held"))
+        return Held(row["n"], row["reason"])
+
+    async def workers(self) -> list[WorkerView]:
+        """Registered workers, oldest first."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("workers"))
+        return [
+            WorkerView(r["id"], r["hostname"], r["pid"], r["started_at"], r["heartbeat_at"])
+            for r in rows
+        ]
+
+    async def list_unknown(self, limit: int = 100) -> list[UnknownJob]:
+        """Messages in doubt (maybe sent), oldest id first."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("list_unknown"), limit)
+        return [
+            UnknownJob(
+                id=row["id"],
+                updated_at=row["updated_at"],
+                last_error=row["last_error"],
+                from_addr=row["from_addr"],
+                to=tuple(row["to_addrs"]),
+                subject=row["subject"],
+            )
+            for row in rows
+        ]
+
+    async def resolve_unknown(self, ids: Sequence[int] | None, to: ResolveTo) -> list[int]:
+        """Move unknown jobs (``ids``, or all of them with None) to ``to``; ids moved, sorted."""
+        if to not in get_args(ResolveTo):
+            raise InputError(f"an unknown message resolves to queued, sent or failed, not {to!r}")
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                query("resolve_unknown"), None if ids is None else list(ids), to
+            )
+        return sorted(row["id"] for row in rows)
+
+    async def cancel(self, ids: Sequence[int]) -> list[int]:
+        """Cancel queued or unknown jobs; returns the ids cancelled, sorted."""
+        if not ids:
+            return []
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("cancel"), list(ids))
+        return sorted(row["id"] for row in rows)
+
+    async def get(self, message_id: int) -> JobView | None:
+        """One message with its job state, or None if there is no such id."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(query("get_message"), message_id)
+        if row is None:
+            return None
+        return JobView(
+            id=row["id"],
+            state=row["state"],
+            attempts=row["attempts"],
+            priority=row["priority"],
+            run_at=row["run_at"],
+            sent_at=row["sent_at"],
+            ses_message_id=row["ses_message_id"],
+            last_outcome=row["last_outcome"],
+            last_error=row["last_error"],
+            idempotency_key=row["idempotency_key"],
+            from_addr=row["from_addr"],
+            to=tuple(row["to_addrs"]),
+            cc=tuple(row["cc_addrs"]),
+            bcc=tuple(row["bcc_addrs"]),
+            subject=row["subject"],
+            created_at=row["created_at"],
+        )

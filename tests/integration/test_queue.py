@@ -1,0 +1,606 @@
+"""The queue against a real Postgres: what a sender and a worker can rely on."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+
+from dispatcher.domain.message import OutgoingMessage
+from dispatcher.errors import InputError
+from dispatcher.queue import repository
+from dispatcher.queue.repository import (
+    STATES,
+    ClaimedJob,
+    Enqueued,
+    NewMessage,
+    Pending,
+    Queue,
+    Recovered,
+    Settlement,
+)
+from dispatcher.queue.sql import query
+
+LEASE = 30.0
+
+
+def msg(n: int = 0, **changes: Any) -> NewMessage:
+    fields: dict[str, Any] = {
+        "from_addr": "sender@example.com",
+        "to": (f"r{n}@example.com",),
+        "subject": f"Message {n}",
+        "text": "Hello",
+    }
+    fields.update(changes)
+    return NewMessage(**fields)
+
+
+async def fetch(queue: Queue, sql: str, *args: Any) -> list[Any]:
+    async with queue.pool.acquire() as conn:
+        return list(await conn.fetch(sql, *args))
+
+
+async def job_row(queue: Queue, job_id: int) -> Any:
+    rows = await fetch(queue, "SELECT * FROM dispatcher.jobs WHERE id = $1", job_id)
+    return rows[0]
+
+
+async def silence(queue: Queue, owner: uuid.UUID) -> None:
+    """Make ``owner`` look dead: its last heartbeat is older than its lease."""
+    await fetch(
+        queue,
+        "UPDATE dispatcher.workers SET heartbeat_at = now() - interval '1 hour' WHERE id = $1",
+        owner,
+    )
+
+
+async def worker(queue: Queue) -> uuid.UUID:
+    owner = uuid.uuid4()
+    await queue.register_worker(owner, LEASE)
+    return owner
+
+
+# --- enqueue ---------------------------------------------------------------------------------
+
+
+async def test_enqueue_stores_the_message_as_the_worker_gets_it(queue: Queue) -> None:
+    new = NewMessage(
+        from_addr="Sender <sender@example.com>",
+        to=("a@example.com", "b@example.com"),
+        cc=("c@example.com",),
+        bcc=("d@example.com",),
+        reply_to=("reply@example.com",),
+        subject="Spring sale",
+        text="plain",
+        html="<p>html</p>",
+        configuration_set="marketing",
+        tags={"campaign": "spring", "tier": "gold"},
+        idempotency_key="order-1",
+        priority=3,
+    )
+    result = await queue.enqueue(new)
+    assert result.created and result.id > 0
+
+    [job] = await queue.claim(await worker(queue), 10)
+    assert job.id == result.id
+    assert (job.attempts, job.priority) == (0, 3)
+    assert job.message == OutgoingMessage(
+        id=result.id,
+        from_addr="Sender <sender@example.com>",
+        to=("a@example.com", "b@example.com"),
+        cc=("c@example.com",),
+        bcc=("d@example.com",),
+        reply_to=("reply@example.com",),
+        subject="Spring sale",
+        text="plain",
+        html="<p>html</p>",
+        configuration_set="marketing",
+        tags={"campaign": "spring", "tier": "gold"},
+    )
+    assert (await job_row(queue, result.id))["recipients"] == 4
+
+
+async def test_raw_message_round_trips_byte_for_byte(queue: Queue) -> None:
+    raw = b"From: s@example.com\r\nSubject: caf\xc3\xa9\r\n\r\n\x00\xffbody"
+    result = await queue.enqueue(msg(subject="", text=None, raw=raw))
+    [job] = await queue.claim(uuid.uuid4(), 1)
+    assert job.id == result.id
+    assert job.message.raw == raw
+    assert (job.message.text, job.message.html, job.message.subject) == (None, None, "")
+
+
+async def test_same_idempotency_key_twice_returns_the_first_id(queue: Queue) -> None:
+    first = await queue.enqueue(msg(1, idempotency_key="welcome-42"))
+    second = await queue.enqueue(msg(2, idempotency_key="welcome-42"))
+    assert first.created
+    assert second == Enqueued(first.id, created=False)
+    assert (await queue.counts())["queued"] == 1
+    view = await queue.get(first.id)
+    assert view is not None and view.to == ("r1@example.com",)  # the first one is kept
+
+
+async def test_duplicate_keys_inside_one_batch(queue: Queue) -> None:
+    results = await queue.enqueue_many(
+        [
+            msg(0, idempotency_key="a"),
+            msg(1, idempotency_key="b"),
+            msg(2, idempotency_key="a"),
+            msg(3),
+            msg(4),
+            msg(5, idempotency_key="b"),
+        ]
+    )
+    assert [r.created for r in results] == [True, True, False, True, True, False]
+    assert results[2].id == results[0].id and results[5].id == results[1].id
+    assert len({r.id for r in results}) == 4
+    assert (await queue.counts())["queued"] == 4
+
+
+async def test_keys_that_look_like_internal_dedup_keys_are_not_confused(queue: Queue) -> None:
+    # Regression: rows without a key were deduplicated as 'ord:<n>', so a real key 'ord:1'
+    # swallowed the first keyless row of the batch.
+    keys = [None, "ord:1", "n:1", "k:x", None]
+    results = await queue.enqueue_many([msg(i, idempotency_key=k) for i, k in enumerate(keys)])
+    assert all(r.created for r in results)
+    assert len({r.id for r in results}) == 5
+
+
+async def test_batch_ids_follow_input_order_so_claims_are_fifo(queue: Queue) -> None:
+    results = await queue.enqueue_many([msg(i) for i in range(25)])
+    ids = [r.id for r in results]
+    assert ids == sorted(ids)
+    claimed = await queue.claim(uuid.uuid4(), 100)
+    assert [j.id for j in claimed] == ids
+
+
+async def test_concurrent_insert_of_the_same_key_returns_the_winners_id(
+    queue: Queue, pg_dsn: str
+) -> None:
+    other = await asyncpg.connect(pg_dsn)
+    try:
+        async with other.transaction():
+            [row] = await other.fetch(
+                query("enqueue_many"),
+                ["race"],
+                ["s@example.com"],
+                ['["x@example.com"]'],
+                ["[]"],
+                ["[]"],
+                ["[]"],
+                ["s"],
+                ["t"],
+                [None],
+                [None],
+                [None],
+                ["{}"],
+                [0],
+                [None],
+                [1],
+            )
+            # Our enqueue blocks on the uncommitted row with the same key...
+            task = asyncio.create_task(queue.enqueue(msg(idempotency_key="race")))
+            for _ in range(200):
+                waiting = await other.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.01)
+            assert waiting, "the second enqueue never waited for the first"
+        # ...and after the commit finds its row invisible to its snapshot: the NULL-id path.
+        assert await task == Enqueued(row["id"], created=False)
+    finally:
+        await other.close()
+    assert (await queue.counts())["queued"] == 1
+
+
+async def test_ten_thousand_messages_in_one_statement(pg_dsn: str) -> None:
+    logged: list[str] = []
+
+    async def log_queries(conn: asyncpg.Connection) -> None:
+        conn.add_query_logger(lambda record: logged.append(record.query))
+
+    async def no_reset(conn: asyncpg.Connection) -> None:
+        """Skip the pool's reset queries on release, so only our statements are logged."""
+
+    pool = await asyncpg.create_pool(
+        pg_dsn, min_size=1, max_size=1, init=log_queries, reset=no_reset
+    )
+    try:
+        queue = Queue(pool)
+        await queue.enqueue(msg(-1))  # warm up: asyncpg introspects the array types once
+        msgs = [msg(i, idempotency_key=f"k{i}" if i % 2 else None) for i in range(10_000)]
+        logged.clear()
+        results = await queue.enqueue_many(msgs)
+        assert logged == [query("enqueue_many")]
+        assert len(results) == 10_000 and all(r.created for r in results)
+        assert len({r.id for r in results}) == 10_000
+        assert (await queue.counts())["queued"] == 10_001
+        [row] = await fetch(queue, "SELECT count(*) AS n FROM dispatcher.messages")
+        assert row["n"] == 10_001
+    finally:
+        await pool.close()
+
+
+async def test_a_batch_larger_than_a_chunk_runs_as_several_statements(
+    queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(repository, "ENQUEUE_CHUNK", 3)
+    keys = ["a", None, "b", None, "a", None, "b"]  # repeats span chunks
+    results = await queue.enqueue_many([msg(i, idempotency_key=k) for i, k in enumerate(keys)])
+    assert [r.created for r in results] == [True, True, True, True, False, True, False]
+    assert results[4].id == results[0].id and results[6].id == results[2].id
+    ids = [r.id for i, r in enumerate(results) if r.created]
+    assert ids == sorted(ids)
+    assert (await queue.counts())["queued"] == 5
+
+
+async def test_one_bad_message_rejects_the_whole_batch(queue: Queue) -> None:
+    batch = [msg(0), msg(1), msg(2, to=("not-an-address",)), msg(3)]
+    with pytest.raises(InputError, match=r"^message 2: to\[0\] 'not-an-address'"):
+        await queue.enqueue_many(batch)
+    assert sum((await queue.counts()).values()) == 0
+
+
+async def test_enqueue_many_of_nothing(queue: Queue) -> None:
+    assert await queue.enqueue_many([]) == []
+
+
+# --- claim -------------------------------------------------------------------------------------
+
+
+async def test_claim_takes_highest_priority_first(queue: Queue) -> None:
+    results = await queue.enqueue_many([msg(i, priority=p) for i, p in enumerate([0, 5, -3, 5, 1])])
+    ids = [r.id for r in results]
+    owner = uuid.uuid4()
+    [first] = await queue.claim(owner, 1)
+    assert first.id == ids[1]
+    rest = await queue.claim(owner, 10)
+    assert [j.id for j in rest] == [ids[3], ids[4], ids[0], ids[2]]
+    assert [j.priority for j in rest] == [5, 1, 0, -3]
+    assert await queue.claim(owner, 10) == []
+
+
+async def test_mail_scheduled_for_later_is_not_claimed(queue: Queue) -> None:
+    now = datetime.now(UTC)
+    later = await queue.enqueue(msg(1, send_after=now + timedelta(hours=1)))
+    due = await queue.enqueue(msg(2, send_after=now - timedelta(seconds=1)))
+    claimed = await queue.claim(uuid.uuid4(), 10)
+    assert [j.id for j in claimed] == [due.id]
+    view = await queue.get(later.id)
+    assert view is not None and view.state == "queued"
+
+
+async def test_concurrent_claimers_never_share_a_job(queue: Queue) -> None:
+    ids = {r.id for r in await queue.enqueue_many([msg(i) for i in range(2000)])}
+
+    async def claim_all(owner: uuid.UUID) -> list[int]:
+        got: list[int] = []
+        while jobs := await queue.claim(owner, 25):
+            got += [j.id for j in jobs]
+        return got
+
+    owners = [uuid.uuid4() for _ in range(4)]
+    per_owner = await asyncio.gather(*(claim_all(o) for o in owners))
+    claimed = [i for got in per_owner for i in got]
+    assert len(claimed) == len(set(claimed)) == 2000  # no job handed out twice
+    assert set(claimed) == ids
+    rows = await fetch(
+        queue, "SELECT lease_owner, count(*) AS n FROM dispatcher.jobs GROUP BY lease_owner"
+    )
+    assert {r["lease_owner"]: r["n"] for r in rows} == {
+        o: len(got) for o, got in zip(owners, per_owner, strict=True) if got
+    }
+
+
+async def test_claim_of_zero_is_a_no_op(queue: Queue) -> None:
+    await queue.enqueue(msg())
+    assert await queue.claim(uuid.uuid4(), 0) == []
+
+
+# --- launch and settle: the fencing token ----------------------------------------------------
+
+
+async def test_launch_only_with_the_current_token_and_owner(queue: Queue) -> None:
+    await queue.enqueue(msg())
+    owner = uuid.uuid4()
+    [job] = await queue.claim(owner, 1)
+    assert await queue.launch(owner, [(job.id, job.token + 1)]) == set()
+    assert await queue.launch(uuid.uuid4(), [job]) == set()
+    assert (await job_row(queue, job.id))["state"] == "claimed"
+    assert await queue.launch(owner, [job]) == {job.id}
+    assert (await job_row(queue, job.id))["state"] == "in_flight"
+    assert await queue.launch(owner, [job]) == set()  # already launched
+
+
+async def test_late_settle_of_a_worker_that_lost_its_lease_changes_nothing(queue: Queue) -> None:
+    [enq] = await queue.enqueue_many([msg()])
+    a, b = await worker(queue), await worker(queue)
+
+    [job_a] = await queue.claim(a, 10)
+    await silence(queue, a)
+    assert await queue.recover("hold") == Recovered(requeued=1, in_doubt=0)
+    assert await queue.heartbeat(a) is False  # A learns it was declared dead
+
+    [job_b] = await queue.claim(b, 10)
+    assert job_b.id == job_a.id == enq.id and job_b.token != job_a.token
+    assert await queue.launch(a, [job_a]) == set()  # A may not send any more
+    assert await queue.launch(b, [job_b]) == {enq.id}
+    sent = Settlement(enq.id, job_b.token, "sent", ses_message_id="ses-b", outcome="sent")
+    assert await queue.settle([sent]) == {enq.id}
+
+    late = Settlement(enq.id, job_a.token, "failed", outcome="rejected", error="late")
+    assert await queue.settle([late]) == set()
+    view = await queue.get(enq.id)
+    assert view is not None
+    assert (view.state, view.ses_message_id, view.last_error) == ("sent", "ses-b", None)
+    assert view.sent_at is not None
+
+
+async def test_settle_records_each_result(queue: Queue) -> None:
+    ids = [r.id for r in await queue.enqueue_many([msg(i) for i in range(4)])]
+    owner = await worker(queue)
+    jobs = {j.id: j for j in await queue.claim(owner, 10)}
+    await queue.launch(owner, list(jobs.values()))
+    before = datetime.now(UTC)
+    recorded = await queue.settle(
+        [
+            Settlement(ids[0], jobs[ids[0]].token, "sent", ses_message_id="m-0", outcome="sent"),
+            Settlement(
+                ids[1], jobs[ids[1]].token, "failed", outcome="rejected", error="bad address"
+            ),
+            Settlement(
+                ids[2],
+                jobs[ids[2]].token,
+                "queued",
+                outcome="transient",
+                error="503",
+                attempt_used=True,
+                delay=3600,
+            ),
+            Settlement(ids[3], jobs[ids[3]].token, "unknown", outcome="in_doubt", error="timeout"),
+        ]
+    )
+    assert recorded == set(ids)
+    views = [await queue.get(i) for i in ids]
+    assert [v.state if v else None for v in views] == ["sent", "failed", "queued", "unknown"]
+    retry = views[2]
+    assert retry is not None
+    assert retry.attempts == 1 and retry.last_outcome == "transient"
+    assert retry.run_at > before + timedelta(seconds=3500)
+    assert await queue.claim(owner, 10) == []  # the retry waits for its delay
+    assert views[1] is not None and views[1].attempts == 0  # attempt_used defaults to False
+    assert await queue.settle([]) == set()
+
+
+async def test_settle_rejects_an_unknown_state(queue: Queue) -> None:
+    with pytest.raises(InputError, match="cannot settle to state 'claimed'"):
+        await queue.settle([Settlement(1, 1, "claimed")])  # type: ignore[arg-type]
+
+
+async def test_release_returns_jobs_without_using_an_attempt(queue: Queue) -> None:
+    ids = [r.id for r in await queue.enqueue_many([msg(i) for i in range(3)])]
+    owner = uuid.uuid4()
+    jobs = await queue.claim(owner, 10)
+    assert await queue.release(uuid.uuid4(), ids) == 0  # not the holder
+    assert await queue.release(owner, ids[:2]) == 2
+    assert await queue.release(owner, [ids[2]], delay=3600) == 1
+    views = [await queue.get(i) for i in ids]
+    assert all(v is not None and v.state == "queued" and v.attempts == 0 for v in views)
+    again = await queue.claim(owner, 10)
+    assert sorted(j.id for j in again) == ids[:2]  # the delayed one is not due yet
+    assert all(j.token != jobs[0].token for j in again)
+    assert await queue.release(owner, []) == 0
+
+
+# --- workers and recovery ----------------------------------------------------------------------
+
+
+async def _claimed_and_in_flight(queue: Queue, owner: uuid.UUID) -> tuple[ClaimedJob, ClaimedJob]:
+    await queue.enqueue_many([msg(1), msg(2)])
+    claimed, flying = await queue.claim(owner, 2)
+    assert await queue.launch(owner, [flying]) == {flying.id}
+    return claimed, flying
+
+
+async def test_recover_hold(queue: Queue) -> None:
+    dead, live = await worker(queue), await worker(queue)
+    claimed, flying = await _claimed_and_in_flight(queue, dead)
+    live_claimed, live_flying = await _claimed_and_in_flight(queue, live)
+    await silence(queue, dead)
+
+    assert await queue.recover("hold") == Recovered(requeued=1, in_doubt=1)
+
+    c = await job_row(queue, claimed.id)
+    assert (c["state"], c["attempts"], c["lease_owner"]) == ("queued", 0, None)
+    f = await job_row(queue, flying.id)
+    assert (f["state"], f["attempts"], f["last_outcome"]) == ("unknown", 0, "in_doubt")
+    assert "worker lost" in f["last_error"]
+    assert (await job_row(queue, live_claimed.id))["state"] == "claimed"
+    assert (await job_row(queue, live_flying.id))["state"] == "in_flight"
+    assert await queue.heartbeat(live) is True
+    assert await queue.recover("hold") == Recovered(0, 0)
+
+
+async def test_recover_resend_requeues_in_doubt_mail_with_an_attempt(queue: Queue) -> None:
+    dead = await worker(queue)
+    # The claimed job already used one attempt: recovery keeps the count as it was.
+    await queue.enqueue(msg(0))
+    [job] = await queue.claim(dead, 1)
+    await queue.launch(dead, [job])
+    await queue.settle([Settlement(job.id, job.token, "queued", attempt_used=True)])
+    [claimed] = await queue.claim(dead, 1)
+    assert claimed.attempts == 1
+    await queue.enqueue(msg(1))
+    [flying] = await queue.claim(dead, 1)
+    await queue.launch(dead, [flying])
+    await silence(queue, dead)
+
+    assert await queue.recover("resend") == Recovered(requeued=1, in_doubt=1)
+    c = await job_row(queue, claimed.id)
+    assert (c["state"], c["attempts"]) == ("queued", 1)
+    f = await job_row(queue, flying.id)
+    assert (f["state"], f["attempts"], f["last_outcome"]) == ("queued", 1, "in_doubt")
+
+
+async def test_recover_takes_jobs_of_a_worker_that_unregistered_or_never_registered(
+    queue: Queue,
+) -> None:
+    gone = await worker(queue)
+    await queue.enqueue_many([msg(1), msg(2)])
+    await queue.claim(gone, 1)
+    await queue.claim(uuid.uuid4(), 1)  # never registered
+    await queue.unregister_worker(gone)
+    assert await queue.recover("hold") == Recovered(requeued=2, in_doubt=0)
+    assert (await queue.counts())["queued"] == 2
+
+
+async def test_concurrent_recoveries_take_each_job_once(queue: Queue) -> None:
+    dead = await worker(queue)
+    await queue.enqueue_many([msg(i) for i in range(200)])
+    jobs = await queue.claim(dead, 200)
+    await queue.launch(dead, jobs[:80])
+    await silence(queue, dead)
+    results = await asyncio.gather(*(queue.recover("hold") for _ in range(4)))
+    assert sum(r.requeued for r in results) == 120
+    assert sum(r.in_doubt for r in results) == 80
+    counts = await queue.counts()
+    assert (counts["queued"], counts["unknown"], counts["claimed"]) == (120, 80, 0)
+
+
+async def test_register_and_heartbeat(queue: Queue) -> None:
+    owner = uuid.uuid4()
+    assert await queue.heartbeat(owner) is False
+    await queue.register_worker(owner, 12.5)
+    await queue.register_worker(owner, 12.5)  # again: harmless
+    assert await queue.heartbeat(owner) is True
+    [row] = await fetch(queue, "SELECT * FROM dispatcher.workers")
+    assert (row["id"], row["lease_seconds"]) == (owner, 12.5)
+    assert row["hostname"] and row["pid"] > 0
+    await queue.unregister_worker(owner)
+    assert await queue.heartbeat(owner) is False
+
+
+async def test_recover_rejects_an_unknown_policy(queue: Queue) -> None:
+    with pytest.raises(InputError, match="'hold' or 'resend'"):
+        await queue.recover("drop")  # type: ignore[arg-type]
+
+
+# --- inspection and operator actions ------------------------------------------------------------
+
+
+async def test_counts_lists_every_state(queue: Queue) -> None:
+    assert await queue.counts() == dict.fromkeys(STATES, 0)
+    await queue.enqueue_many([msg(i) for i in range(3)])
+    owner = uuid.uuid4()
+    [job] = await queue.claim(owner, 1)
+    await queue.launch(owner, [job])
+    counts = await queue.counts()
+    assert list(counts) == list(STATES)
+    assert counts == {**dict.fromkeys(STATES, 0), "queued": 2, "in_flight": 1}
+
+
+async def test_pending(queue: Queue) -> None:
+    assert await queue.pending() == Pending(0, 0, None)
+    now = datetime.now(UTC)
+    await queue.enqueue_many(
+        [
+            msg(1),
+            msg(2),
+            msg(3, send_after=now + timedelta(seconds=30)),
+            msg(4, send_after=now + timedelta(hours=2)),
+        ]
+    )
+    owner = uuid.uuid4()
+    [job] = await queue.claim(owner, 1)
+    [other] = await queue.claim(owner, 1)
+    await queue.settle([Settlement(other.id, other.token, "sent")])  # done: not pending
+
+    pending = await queue.pending()
+    assert (pending.waiting, pending.scheduled_later) == (1, 2)  # the claimed job
+    assert pending.next_run_at is not None
+    assert now + timedelta(seconds=29) < pending.next_run_at < now + timedelta(seconds=31)
+    # Within a one-minute horizon the 30 s one is waited for; the 2 h one is not.
+    assert (await queue.pending(60)).waiting == 2
+    assert (await queue.pending(60)).scheduled_later == 1
+    assert job.id != other.id
+
+
+async def _unknown(queue: Queue, n: int) -> list[int]:
+    owner = await worker(queue)
+    await queue.enqueue_many([msg(i) for i in range(n)])
+    jobs = await queue.claim(owner, n)
+    await queue.launch(owner, jobs)
+    await silence(queue, owner)
+    assert await queue.recover("hold") == Recovered(0, n)
+    return sorted(j.id for j in jobs)
+
+
+async def test_list_and_resolve_unknown(queue: Queue) -> None:
+    ids = await _unknown(queue, 4)
+    unknown = await queue.list_unknown()
+    assert [u.id for u in unknown] == ids
+    assert unknown[0].to == ("r0@example.com",) and unknown[0].subject == "Message 0"
+    assert unknown[0].from_addr == "sender@example.com"
+    assert unknown[0].last_error and "worker lost" in unknown[0].last_error
+    assert [u.id for u in await queue.list_unknown(limit=2)] == ids[:2]
+
+    assert await queue.resolve_unknown([ids[0], 999_999], "sent") == [ids[0]]
+    assert await queue.resolve_unknown([ids[1]], "failed") == [ids[1]]
+    assert await queue.resolve_unknown([ids[0]], "queued") == []  # no longer unknown
+    assert await queue.resolve_unknown(None, "queued") == ids[2:]
+    states = [(await job_row(queue, i))["state"] for i in ids]
+    assert states == ["sent", "failed", "queued", "queued"]
+    assert (await job_row(queue, ids[1]))["last_error"] == "resolved by operator"
+    assert await queue.list_unknown() == []
+    resent = await queue.claim(uuid.uuid4(), 10)
+    assert sorted(j.id for j in resent) == ids[2:]
+
+
+async def test_resolve_unknown_rejects_other_states(queue: Queue) -> None:
+    with pytest.raises(InputError, match="queued, sent or failed"):
+        await queue.resolve_unknown(None, "cancelled")  # type: ignore[arg-type]
+
+
+async def test_cancel_only_queued_or_unknown(queue: Queue) -> None:
+    [unknown] = await _unknown(queue, 1)
+    ids = [r.id for r in await queue.enqueue_many([msg(i) for i in range(3)])]
+    owner = uuid.uuid4()
+    claimed, to_send = await queue.claim(owner, 2)
+    await queue.launch(owner, [to_send])
+    await queue.settle([Settlement(to_send.id, to_send.token, "sent")])
+    queued = ids[2]
+
+    cancelled = await queue.cancel([unknown, claimed.id, to_send.id, queued, 999_999])
+    assert cancelled == sorted([unknown, queued])
+    assert (await job_row(queue, claimed.id))["state"] == "claimed"
+    assert (await job_row(queue, to_send.id))["state"] == "sent"
+    assert await queue.claim(owner, 10) == []
+    assert await queue.cancel([]) == []
+
+
+async def test_get(queue: Queue) -> None:
+    assert await queue.get(12345) is None
+    result = await queue.enqueue(
+        msg(7, cc=("c@example.com",), bcc=("b@example.com",), idempotency_key="k7", priority=2)
+    )
+    view = await queue.get(result.id)
+    assert view is not None
+    assert (view.id, view.state, view.attempts, view.priority) == (result.id, "queued", 0, 2)
+    assert (view.to, view.cc, view.bcc) == (
+        ("r7@example.com",),
+        ("c@example.com",),
+        ("b@example.com",),
+    )
+    assert (view.subject, view.from_addr, view.idempotency_key) == (
+        "Message 7",
+        "sender@example.com",
+        "k7",
+    )
+    assert view.sent_at is None and view.ses_message_id is None and view.last_error is None
+    assert view.created_at.tzinfo is not None and view.run_at >= view.created_at
