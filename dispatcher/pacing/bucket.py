@@ -49,19 +49,24 @@ def _check_aiolimiter() -> None:
 _check_aiolimiter()
 
 
-def _capacity(rate: float) -> float:
-    """Bucket size in recipients: one second of rate, but at least one whole recipient."""
-    return rate if rate >= 1.0 else 1.0
+def _capacity(rate: float, burst_seconds: float) -> float:
+    """Bucket size in recipients: `burst_seconds` of rate, but at least one whole recipient.
+
+    Kept below SES's own tolerance (about one second): what we do not burst stays in SES's
+    bucket as slack, so sends that reach SES bunched up or out of order are not throttled.
+    """
+    return max(rate * burst_seconds, 1.0)
 
 
 class _Bucket(AsyncLimiter):
     """An AsyncLimiter whose rate can change while tasks wait, and that can run into debt."""
 
-    __slots__ = ()
+    __slots__ = ("_burst_seconds",)
 
-    def __init__(self, rate: float) -> None:
-        capacity = _capacity(rate)
+    def __init__(self, rate: float, burst_seconds: float) -> None:
+        capacity = _capacity(rate, burst_seconds)
         super().__init__(capacity, capacity / rate)
+        self._burst_seconds = burst_seconds
 
     def set_rate(self, rate: float) -> None:
         """Re-rate in place; waiters stay queued and tokens earned so far are kept (capped)."""
@@ -72,7 +77,7 @@ class _Bucket(AsyncLimiter):
         else:
             running = True
             self._leak()  # settle the time elapsed so far at the old rate
-        capacity = _capacity(rate)
+        capacity = _capacity(rate, self._burst_seconds)
         # Keep the tokens (capacity - level) rather than the level: a raise gives no instant
         # extra burst and a debt stays a debt, as in SES's own bucket.
         tokens = min(self.max_rate - self._level, capacity)
@@ -125,7 +130,7 @@ class RecipientLimiter:
             self._max_send_rate * self._settings.rate_headroom, self._settings
         )
         self._rate = self._controller.allowed  # the rate the bucket runs at now
-        self._bucket = _Bucket(self._rate)
+        self._bucket = _Bucket(self._rate, self._settings.burst_seconds)
         # Timer re-applying the ramped rate while recovering from a throttle (no task needed).
         self._refresh_handle: asyncio.TimerHandle | None = None
 

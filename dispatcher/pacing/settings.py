@@ -21,6 +21,9 @@ class PacingSettings:
     # Fraction of MaxSendRate we aim for. 1.0: SES tolerates short bursts above the rate, and the
     # adaptive cut below handles the rest; lower it if other senders share the account.
     rate_headroom: float = 1.0
+    # Seconds of rate we may send in one burst after an idle spell. Below SES's own tolerance
+    # (about 1 s), so SES keeps slack for requests that arrive bunched up or out of order.
+    burst_seconds: float = 0.5
     # Fraction of Max24HourSend we allow ourselves: 2 % is left for concurrent checks racing
     # ahead of record_sent, other senders on the account and the staleness of a reading.
     quota_headroom: float = 0.98
@@ -88,6 +91,7 @@ class PacingSettings:
         _positive("throttle_min_rate", self.throttle_min_rate, "recipients per second")
         _positive("throttle_recovery_seconds", self.throttle_recovery_seconds, "seconds")
         _positive("recovery_refresh_interval", self.recovery_refresh_interval, "seconds")
+        _positive("burst_seconds", self.burst_seconds, "seconds")
         if self.throttle_cut_interval < 0:
             raise PacingConfigError(
                 "pacing.throttle_cut_interval must be >= 0 seconds, "

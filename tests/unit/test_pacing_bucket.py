@@ -18,6 +18,10 @@ from dispatcher.pacing.bucket import RecipientLimiter
 from dispatcher.pacing.settings import PacingSettings
 from tests.unit.test_pacing_support import run_virtual
 
+# Most tests here check the bucket against SES's own arithmetic (a one-second bucket);
+# the default burst (0.5 s) is checked on its own below.
+ONE_SECOND = PacingSettings(burst_seconds=1.0)
+
 Admissions = list[tuple[float, int]]  # (loop time, recipients) per message let through
 
 
@@ -92,7 +96,7 @@ def test_rerating_reaches_a_task_already_waiting() -> None:
     """Fails if aiolimiter stops honouring our writes to max_rate/_rate_per_sec/_wake_next."""
 
     async def main() -> list[float]:
-        limiter = RecipientLimiter(1.0)
+        limiter = RecipientLimiter(1.0, ONE_SECOND)
         t0 = now()
         await limiter.acquire(1)  # bucket (1 recipient) now full: the next waits 1 s at 1/s
         done: list[float] = []
@@ -120,7 +124,7 @@ def test_rerating_reaches_a_task_already_waiting() -> None:
 
 def test_holds_the_rate_for_single_recipient_messages() -> None:
     async def main() -> tuple[float, Admissions]:
-        limiter = RecipientLimiter(14.0)
+        limiter = RecipientLimiter(14.0, ONE_SECOND)
         t0 = now()
         out: Admissions = []
         await asyncio.gather(*(sender(limiter, 1, out, t0 + 60) for _ in range(8)))
@@ -138,7 +142,7 @@ def test_holds_the_rate_for_single_recipient_messages() -> None:
 
 def test_a_big_message_goes_when_one_recipient_fits_and_the_next_waits_out_its_debt() -> None:
     async def main() -> list[float]:
-        limiter = RecipientLimiter(14.0)
+        limiter = RecipientLimiter(14.0, ONE_SECOND)
         t0 = now()
         times = []
         for _ in range(3):
@@ -155,7 +159,7 @@ def test_a_big_message_goes_when_one_recipient_fits_and_the_next_waits_out_its_d
 
 def test_the_ses_example_five_recipients_at_one_per_second() -> None:
     async def main() -> list[float]:
-        limiter = RecipientLimiter(1.0)
+        limiter = RecipientLimiter(1.0, ONE_SECOND)
         t0 = now()
         times = []
         for n in (5, 1, 1):
@@ -169,7 +173,7 @@ def test_the_ses_example_five_recipients_at_one_per_second() -> None:
 
 def test_rates_below_one_per_second() -> None:
     async def main() -> list[float]:
-        limiter = RecipientLimiter(0.5)
+        limiter = RecipientLimiter(0.5, ONE_SECOND)
         assert limiter.capacity == 1.0
         t0 = now()
         times = []
@@ -184,7 +188,7 @@ def test_rates_below_one_per_second() -> None:
 
 def test_a_big_message_is_not_starved_by_small_ones() -> None:
     async def main() -> float:
-        limiter = RecipientLimiter(14.0)
+        limiter = RecipientLimiter(14.0, ONE_SECOND)
         t0 = now()
         out: Admissions = []
         senders = [asyncio.create_task(sender(limiter, 1, out, t0 + 30)) for _ in range(30)]
@@ -202,7 +206,7 @@ def test_a_big_message_is_not_starved_by_small_ones() -> None:
 
 def test_zero_recipients_cost_nothing_and_negative_is_an_error() -> None:
     async def main() -> float:
-        limiter = RecipientLimiter(1.0)
+        limiter = RecipientLimiter(1.0, ONE_SECOND)
         t0 = now()
         for _ in range(100):
             await limiter.acquire(0)
@@ -217,13 +221,13 @@ def test_zero_recipients_cost_nothing_and_negative_is_an_error() -> None:
 @pytest.mark.parametrize("bad", [0.0, -3.0, float("nan"), float("inf")])
 def test_rejects_a_nonsense_max_send_rate(bad: float) -> None:
     with pytest.raises(ValueError, match="MaxSendRate"):
-        RecipientLimiter(bad)
+        RecipientLimiter(bad, ONE_SECOND)
     with pytest.raises(ValueError, match="MaxSendRate"):
-        RecipientLimiter(1.0).set_max_send_rate(bad)
+        RecipientLimiter(1.0, ONE_SECOND).set_max_send_rate(bad)
 
 
 def test_rate_headroom_applies() -> None:
-    limiter = RecipientLimiter(20.0, PacingSettings(rate_headroom=0.5))
+    limiter = RecipientLimiter(20.0, PacingSettings(rate_headroom=0.5, burst_seconds=1.0))
     assert limiter.max_send_rate == 20.0
     assert limiter.allowed_rate == 10.0
     assert limiter.rate == 10.0
@@ -235,7 +239,7 @@ def test_rate_headroom_applies() -> None:
 
 def test_rerate_down_while_tasks_wait_loses_nobody() -> None:
     async def main() -> tuple[float, list[float]]:
-        limiter = RecipientLimiter(10.0)
+        limiter = RecipientLimiter(10.0, ONE_SECOND)
         done: list[float] = []
 
         async def one() -> None:
@@ -262,7 +266,7 @@ def test_rerate_down_while_tasks_wait_loses_nobody() -> None:
 
 def test_rerate_up_keeps_tokens_no_instant_burst() -> None:
     async def main() -> int:
-        limiter = RecipientLimiter(2.0)
+        limiter = RecipientLimiter(2.0, ONE_SECOND)
         t0 = now()
         out: Admissions = []
         task = asyncio.create_task(sender(limiter, 1, out, t0 + 10))
@@ -282,7 +286,9 @@ def test_rerate_up_keeps_tokens_no_instant_burst() -> None:
 
 
 def test_throttle_slows_then_recovers() -> None:
-    settings = PacingSettings(throttle_decrease_factor=0.7, throttle_recovery_seconds=10.0)
+    settings = PacingSettings(
+        throttle_decrease_factor=0.7, throttle_recovery_seconds=10.0, burst_seconds=1.0
+    )
 
     async def main() -> tuple[float, Admissions, list[float], RecipientLimiter]:
         limiter = RecipientLimiter(10.0, settings)
@@ -318,7 +324,7 @@ def test_throttle_slows_then_recovers() -> None:
 
 def test_throttle_recovery_with_an_injected_clock_and_no_loop() -> None:
     fake = [500.0]
-    limiter = RecipientLimiter(10.0, clock=lambda: fake[0])
+    limiter = RecipientLimiter(10.0, ONE_SECOND, clock=lambda: fake[0])
     assert limiter.on_throttled()
     assert limiter.rate == pytest.approx(7.0)
     fake[0] += 5.0
@@ -331,7 +337,7 @@ def test_throttle_recovery_with_an_injected_clock_and_no_loop() -> None:
 
 def test_repeated_throttling_stops_at_the_floor() -> None:
     fake = [0.0]
-    settings = PacingSettings(throttle_cut_interval=0.0)  # every call cuts
+    settings = PacingSettings(throttle_cut_interval=0.0, burst_seconds=1.0)  # every call cuts
     limiter = RecipientLimiter(14.0, settings, clock=lambda: fake[0])
     for _ in range(40):
         limiter.on_throttled()
@@ -343,7 +349,7 @@ def test_repeated_throttling_stops_at_the_floor() -> None:
 
 def test_raised_quota_during_recovery() -> None:
     fake = [0.0]
-    limiter = RecipientLimiter(10.0, clock=lambda: fake[0])
+    limiter = RecipientLimiter(10.0, ONE_SECOND, clock=lambda: fake[0])
     limiter.on_throttled()
     limiter.set_max_send_rate(20.0)
     assert limiter.rate == pytest.approx(7.0)
@@ -365,7 +371,7 @@ def test_never_sends_what_ses_would_throttle(seed: int) -> None:
     rerate = rng.random() < 0.5
 
     async def main() -> tuple[float, list[tuple[str, float, float]]]:
-        limiter = RecipientLimiter(rate0)
+        limiter = RecipientLimiter(rate0, ONE_SECOND)
         t0 = now()
         events: list[tuple[str, float, float]] = []  # ("send", t, n) / ("rate", t, rate)
 
@@ -407,7 +413,7 @@ def test_uses_the_rate_it_is_given() -> None:
     """The limiter is not just safe but fast: saturated, it lets rate x T through."""
 
     async def main() -> int:
-        limiter = RecipientLimiter(25.0)
+        limiter = RecipientLimiter(25.0, ONE_SECOND)
         t0 = now()
         out: Admissions = []
         await asyncio.gather(*(sender(limiter, n, out, t0 + 20) for n in (1, 3, 7, 50)))
@@ -421,10 +427,27 @@ def test_uses_the_rate_it_is_given() -> None:
 
 
 async def test_real_time_pacing_on_the_default_loop() -> None:
-    limiter = RecipientLimiter(20.0)
+    limiter = RecipientLimiter(20.0, ONE_SECOND)
     start = time.monotonic()
     for _ in range(30):
         await limiter.acquire(1)
     elapsed = time.monotonic() - start
     # 20 from the full bucket, then 10 more at 20/s.
     assert 0.45 <= elapsed < 0.9
+
+
+def test_default_burst_is_half_a_second_so_ses_keeps_slack() -> None:
+    async def main() -> list[float]:
+        limiter = RecipientLimiter(20.0)  # default settings: burst_seconds = 0.5
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        times = []
+        for _ in range(20):
+            await limiter.acquire(1)
+            times.append(loop.time() - start)
+        return times
+
+    times = run_virtual(main())
+    # 10 go at once (half a second of rate), the other 10 at 20/s after that.
+    assert sum(1 for t in times if t < 1e-6) == 10
+    assert times[-1] == pytest.approx(10 / 20, abs=1e-3)
