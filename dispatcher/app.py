@@ -1,0 +1,117 @@
+"""The composition root: builds the database, SES client, pacing and worker pool from a Config."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import asyncpg  # type: ignore[import-untyped]
+import structlog
+
+from dispatcher.config import Config
+from dispatcher.domain.retry import RetryPolicy
+from dispatcher.errors import DatabaseError
+from dispatcher.pacing import QuotaGovernor, RecipientLimiter
+from dispatcher.queue.embedded import EmbeddedPostgres
+from dispatcher.queue.repository import Queue
+from dispatcher.ses import SesAdapter
+from dispatcher.worker.pool import PoolSettings, RunReport, WorkerPool, first_reading
+
+log = structlog.get_logger()
+
+
+async def database_url(cfg: Config) -> str:
+    """The configured URL, or the embedded cluster under the data dir (started or reused)."""
+    if cfg.database.url:
+        return cfg.database.url
+    embedded = EmbeddedPostgres(cfg.database.data_dir)
+    return await asyncio.to_thread(embedded.start)
+
+
+@asynccontextmanager
+async def connect(cfg: Config) -> AsyncIterator[asyncpg.Connection]:
+    """One plain connection (for migrations), with a clear error if the server is not there."""
+    url = await database_url(cfg)
+    try:
+        conn = await asyncpg.connect(url)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseError(f"cannot connect to the database at {_where(url)}: {exc}") from None
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def _where(url: str) -> str:
+    """host:port/db of a URL, without the password."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 5432}{parts.path}"
+
+
+@asynccontextmanager
+async def open_queue(cfg: Config, *, migrate: bool | None = None) -> AsyncIterator[Queue]:
+    """A connected Queue; migrates first when asked to (default: database.migrate_on_start)."""
+    url = await database_url(cfg)
+    do_migrate = cfg.database.migrate_on_start if migrate is None else migrate
+    async with Queue.connect(url, max_size=cfg.database.pool_size, migrate=do_migrate) as queue:
+        yield queue
+
+
+def retry_policy(cfg: Config) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=cfg.queue.max_attempts,
+        backoff_base=cfg.queue.backoff_base,
+        backoff_max=cfg.queue.backoff_max,
+        config_error_delay=cfg.delivery.config_error_delay,
+        account_paused_delay=cfg.delivery.account_paused_delay,
+        in_doubt=cfg.delivery.in_doubt,
+    )
+
+
+def pool_settings(cfg: Config) -> PoolSettings:
+    return PoolSettings(
+        claim_batch=cfg.queue.claim_batch,
+        max_in_flight=cfg.delivery.max_in_flight,
+        lease_seconds=cfg.queue.lease_seconds,
+        heartbeat_seconds=cfg.queue.heartbeat_seconds,
+        poll_interval=cfg.queue.poll_interval,
+        shutdown_grace=cfg.delivery.shutdown_grace,
+        settle_batch=cfg.queue.settle_batch,
+        settle_interval=cfg.queue.settle_interval,
+        retry=retry_policy(cfg),
+    )
+
+
+async def run_worker(
+    cfg: Config,
+    stop: asyncio.Event,
+    *,
+    drain: bool = False,
+    on_start: Callable[[WorkerPool], None] | None = None,
+) -> RunReport:
+    """Everything a running dispatcher holds, in one place: pool, SES client, pacing, workers."""
+    async with open_queue(cfg) as queue, SesAdapter.open(cfg.ses) as ses:
+        governor = QuotaGovernor(cfg.pacing)
+        quota = await first_reading(ses, governor)
+        log.info(
+            "quota.read",
+            max_send_rate=quota.max_send_rate,
+            max_24_hour_send=quota.max_24_hour_send,
+            sent_last_24_hours=quota.sent_last_24_hours,
+        )
+        limiter = RecipientLimiter(quota.max_send_rate, cfg.pacing)
+        pool = WorkerPool(
+            queue,
+            ses,
+            limiter,
+            governor,
+            pool_settings(cfg),
+            stop=stop,
+            drain=drain,
+            pacing=cfg.pacing,
+        )
+        if on_start is not None:
+            on_start(pool)
+        return await pool.run()

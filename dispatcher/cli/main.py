@@ -1,0 +1,385 @@
+"""`dispatcher`: the command line. Parses arguments, loads config, runs one command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from dispatcher import app
+from dispatcher.cli.jsonl import BadLine, parse_lines, parse_send_after
+from dispatcher.config import Config, load_config
+from dispatcher.errors import DispatcherError, InputError
+from dispatcher.obs.logging import configure_logging
+from dispatcher.pacing import QuotaGovernor
+from dispatcher.queue.migrate import migrate
+from dispatcher.queue.repository import STATES, NewMessage, ResolveTo
+from dispatcher.queue.validate import validate_message
+from dispatcher.ses import SesAdapter
+from dispatcher.sim import cli as sim_cli
+
+ENQUEUE_CHUNK = 5000
+
+log = structlog.get_logger()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dispatcher",
+        description="Asynchronous mail dispatcher for Amazon SES: Postgres queue, paced sends.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="TOML config file (default: $DISPATCHER_CONFIG, else built-in defaults)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("migrate", help="apply pending database migrations (idempotent)")
+
+    send = sub.add_parser("send", help="queue one message; prints its id")
+    send.add_argument("--from", dest="from_addr", required=True, metavar="ADDRESS")
+    send.add_argument("--to", action="append", default=[], metavar="ADDRESS")
+    send.add_argument("--cc", action="append", default=[], metavar="ADDRESS")
+    send.add_argument("--bcc", action="append", default=[], metavar="ADDRESS")
+    send.add_argument("--subject", required=True)
+    body = send.add_mutually_exclusive_group(required=True)
+    body.add_argument("--text")
+    body.add_argument("--html")
+    send.add_argument("--idempotency-key", metavar="KEY")
+    send.add_argument("--priority", type=int, default=0, help="higher is sent first")
+    send.add_argument("--send-after", metavar="TIME", help="ISO 8601 with timezone")
+    send.add_argument("--configuration-set", metavar="NAME")
+
+    enqueue = sub.add_parser("enqueue", help="queue messages from JSON lines (FILE or - for stdin)")
+    enqueue.add_argument("file", metavar="FILE")
+
+    run = sub.add_parser("run", help="send queued mail until SIGTERM/SIGINT")
+    run.add_argument(
+        "--drain",
+        action="store_true",
+        help="exit once nothing is left to send (exit 3 if the "
+        "daily quota stops it with mail queued, 4 if a sending error holds the rest)",
+    )
+
+    status = sub.add_parser("status", help="message counts by state, and pacing")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("quota", help="the account's sending quota next to the governor's view")
+
+    in_doubt = sub.add_parser("in-doubt", help="list or resolve messages whose send is in doubt")
+    in_doubt_sub = in_doubt.add_subparsers(dest="action", required=True, metavar="ACTION")
+    in_doubt_list = in_doubt_sub.add_parser("list", help="show in-doubt messages")
+    in_doubt_list.add_argument("--limit", type=int, default=100)
+    resolve = in_doubt_sub.add_parser("resolve", help="decide what happened to them")
+    what = resolve.add_mutually_exclusive_group(required=True)
+    what.add_argument("--resend", action="store_true", help="queue them again")
+    what.add_argument("--sent", action="store_true", help="record them as sent")
+    what.add_argument("--failed", action="store_true", help="record them as failed")
+    which = resolve.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every in-doubt message")
+    which.add_argument("ids", nargs="*", type=int, default=[], metavar="ID")
+
+    cancel = sub.add_parser("cancel", help="cancel queued (or in-doubt) messages")
+    cancel.add_argument("ids", nargs="+", type=int, metavar="ID")
+
+    sim = sub.add_parser("sim", help="run the SES simulator (for tests, benchmarks, the demo)")
+    sim_cli.add_arguments(sim)
+
+    demo = sub.add_parser(
+        "demo", help="embedded Postgres + simulator: queue and send a few thousand messages"
+    )
+    demo.add_argument("--count", type=int, default=3000, help="messages to send")
+    demo.add_argument("--rate", type=float, default=100.0, help="the simulated MaxSendRate")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "sim":
+        return sim_cli.run(args)
+    try:
+        cfg = load_config(args.config)
+        configure_logging(cfg.log.level, cfg.log.format)
+        return _run(_dispatch(args, cfg))
+    except DispatcherError as exc:
+        print(f"dispatcher: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+async def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
+    command: str = args.command
+    if command == "migrate":
+        return await cmd_migrate(cfg)
+    if command == "send":
+        return await cmd_send(args, cfg)
+    if command == "enqueue":
+        return await cmd_enqueue(args.file, cfg)
+    if command == "run":
+        return await cmd_run(cfg, drain=args.drain)
+    if command == "status":
+        return await cmd_status(cfg, as_json=args.json)
+    if command == "quota":
+        return await cmd_quota(cfg)
+    if command == "in-doubt":
+        return await cmd_in_doubt(args, cfg)
+    if command == "cancel":
+        return await cmd_cancel(args.ids, cfg)
+    if command == "demo":
+        from dispatcher.cli.demo import run_demo
+
+        return await run_demo(cfg, count=args.count, rate=args.rate)
+    raise AssertionError(command)
+
+
+async def cmd_migrate(cfg: Config) -> int:
+    async with app.connect(cfg) as conn:
+        applied = await migrate(conn)
+    where = "the embedded database" if not cfg.database.url else "the database"
+    if applied:
+        print(f"applied {len(applied)} migration(s) to {where}: {', '.join(applied)}")
+    else:
+        print(f"{where} is up to date")
+    return 0
+
+
+async def cmd_send(args: argparse.Namespace, cfg: Config) -> int:
+    msg = NewMessage(
+        from_addr=args.from_addr,
+        to=tuple(args.to),
+        cc=tuple(args.cc),
+        bcc=tuple(args.bcc),
+        subject=args.subject,
+        text=args.text,
+        html=args.html,
+        configuration_set=args.configuration_set,
+        idempotency_key=args.idempotency_key,
+        priority=args.priority,
+        send_after=parse_send_after(args.send_after) if args.send_after else None,
+    )
+    validate_message(msg)
+    async with app.open_queue(cfg) as queue:
+        result = await queue.enqueue(msg)
+    print(result.id)
+    if not result.created:
+        print(
+            f"note: idempotency key {args.idempotency_key!r} was already queued as message "
+            f"{result.id}; nothing new was queued",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def cmd_enqueue(path: str, cfg: Config) -> int:
+    stream: TextIO
+    if path == "-":
+        stream = sys.stdin
+    else:
+        try:
+            # A CLI reading its own input file: blocking here stalls nothing else.
+            stream = open(path, encoding="utf-8")  # noqa: SIM115, ASYNC230 - closed below
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    created = existing = 0
+    bad: list[BadLine] = []
+    try:
+        async with app.open_queue(cfg) as queue:
+            chunk: list[NewMessage] = []
+            for _, item in parse_lines(stream):
+                if isinstance(item, BadLine):
+                    bad.append(item)
+                    print(f"{path}: line {item.line}: {item.error}", file=sys.stderr)
+                    continue
+                chunk.append(item)
+                if len(chunk) >= ENQUEUE_CHUNK:
+                    c, e = await _enqueue_chunk(queue, chunk)
+                    created, existing, chunk = created + c, existing + e, []
+            if chunk:
+                c, e = await _enqueue_chunk(queue, chunk)
+                created, existing = created + c, existing + e
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    summary = f"queued {created} message(s)"
+    if existing:
+        summary += f"; {existing} already queued under the same idempotency key"
+    if bad:
+        summary += f"; {len(bad)} bad line(s) skipped (fix and enqueue them again)"
+    print(summary)
+    return 2 if bad else 0
+
+
+async def _enqueue_chunk(queue: Any, chunk: list[NewMessage]) -> tuple[int, int]:
+    results = await queue.enqueue_many(chunk)
+    created = sum(1 for r in results if r.created)
+    return created, len(results) - created
+
+
+async def cmd_run(cfg: Config, *, drain: bool) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(name: str) -> None:
+        if not stop.is_set():
+            log.info("worker.signal", signal=name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+    report = await app.run_worker(cfg, stop, drain=drain)
+    c = report.counters
+    stream = sys.stderr if report.exit_code else sys.stdout
+    print(
+        f"{report.reason}. sent {c.sent}, failed {c.failed}, in doubt {c.in_doubt}, "
+        f"throttled {c.throttled} time(s), in {report.elapsed:.1f} s",
+        file=stream,
+    )
+    return report.exit_code
+
+
+async def _pacing_view(cfg: Config) -> dict[str, Any]:
+    """The account's quota through the governor's eyes (one GetSendQuota call)."""
+    try:
+        async with SesAdapter.open(cfg.ses) as ses:
+            quota = await ses.get_send_quota()
+    except Exception as exc:
+        return {"error": f"could not read the sending quota: {exc}"}
+    governor = QuotaGovernor(cfg.pacing)
+    now = asyncio.get_running_loop().time()
+    governor.observe(quota, now)
+    view = governor.view(now)
+    limit = quota.max_24_hour_send
+    return {
+        "max_send_rate": quota.max_send_rate,
+        "rate_limit": quota.max_send_rate * cfg.pacing.rate_headroom,
+        "max_24_hour_send": limit,
+        "sent_last_24_hours": quota.sent_last_24_hours,
+        "quota_headroom": cfg.pacing.quota_headroom,
+        "stop_at": None if limit < 0 else limit * cfg.pacing.quota_headroom,
+        "remaining": view.remaining,
+        "paused": view.paused,
+        "reason": view.reason,
+    }
+
+
+async def cmd_status(cfg: Config, *, as_json: bool) -> int:
+    async with app.open_queue(cfg) as queue:
+        counts = await queue.counts()
+        workers = await queue.workers()
+    states = {state: counts.get(state, 0) for state in STATES}
+    pacing = await _pacing_view(cfg)
+    pacing["workers"] = len(workers)
+    if as_json:
+        print(json.dumps({"states": states, "pacing": pacing}, indent=2, default=str))
+        return 0
+    print("messages:")
+    for state in STATES:
+        print(f"  {state:<10} {states[state]:>10}")
+    if states["unknown"]:
+        print(
+            f"  {states['unknown']} message(s) in doubt: see `dispatcher in-doubt list`, then "
+            "`dispatcher in-doubt resolve`"
+        )
+    print(f"workers: {len(workers)} running")
+    _print_pacing(pacing)
+    return 0
+
+
+def _print_pacing(pacing: dict[str, Any]) -> None:
+    if "error" in pacing:
+        print(f"pacing: {pacing['error']}")
+        return
+    limit = pacing["max_24_hour_send"]
+    print("account (GetSendQuota):")
+    print(f"  MaxSendRate       {pacing['max_send_rate']:>12g} recipients/s")
+    print(f"  Max24HourSend     {'unlimited' if limit < 0 else f'{limit:g}':>12}")
+    print(f"  SentLast24Hours   {pacing['sent_last_24_hours']:>12g}")
+    print("governor:")
+    print(f"  send rate         {pacing['rate_limit']:>12g} recipients/s")
+    if limit >= 0:
+        print(
+            f"  stops at          {pacing['stop_at']:>12g} "
+            f"({pacing['quota_headroom']:.0%} of Max24HourSend)"
+        )
+        print(f"  remaining         {pacing['remaining']:>12g}")
+    print(f"  state             {'PAUSED' if pacing['paused'] else 'sending':>12}")
+    if pacing["reason"]:
+        print(f"  reason            {pacing['reason']}")
+
+
+async def cmd_quota(cfg: Config) -> int:
+    pacing = await _pacing_view(cfg)
+    if "error" in pacing:
+        raise DispatcherError(pacing["error"])
+    _print_pacing(pacing)
+    return 0
+
+
+async def cmd_in_doubt(args: argparse.Namespace, cfg: Config) -> int:
+    async with app.open_queue(cfg) as queue:
+        if args.action == "list":
+            jobs = await queue.list_unknown(args.limit)
+            if not jobs:
+                print("no messages in doubt")
+                return 0
+            for job in jobs:
+                print(
+                    f"{job.id}\t{job.updated_at:%Y-%m-%d %H:%M:%S}\t{job.from_addr} -> "
+                    f"{', '.join(job.to)}\t{job.subject!r}\t{job.last_error or ''}"
+                )
+            return 0
+        to: ResolveTo = "queued" if args.resend else "sent" if args.sent else "failed"
+        ids = None if args.all else list(args.ids)
+        done = await queue.resolve_unknown(ids, to)
+    verb = {"queued": "queued again", "sent": "recorded as sent", "failed": "recorded as failed"}
+    print(f"{len(done)} message(s) {verb[to]}")
+    if ids is not None and len(done) < len(ids):
+        missing = sorted(set(ids) - set(done))
+        print(f"not in doubt (left as they are): {', '.join(map(str, missing))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def cmd_cancel(ids: list[int], cfg: Config) -> int:
+    async with app.open_queue(cfg) as queue:
+        done = await queue.cancel(ids)
+    print(f"{len(done)} message(s) cancelled")
+    missing = sorted(set(ids) - set(done))
+    if missing:
+        print(
+            f"not cancelled (unknown, or already sending or done): {', '.join(map(str, missing))}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def with_overrides(cfg: Config, **sections: Any) -> Config:
+    """A copy of `cfg` with some sections replaced (used by the demo)."""
+    return replace(cfg, **sections)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

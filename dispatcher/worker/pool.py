@@ -1,0 +1,555 @@
+"""The worker pool: claim jobs, pace them, hand them to SES, record what happened.
+
+One dispatch loop takes claimed jobs in order, admits each through the quota governor and the
+recipient token bucket, and starts a send task for it (at most `max_in_flight` at once). A job
+becomes `in_flight` (launch, batched) only once its tokens are granted, right before the SES
+call, so a crash leaves in doubt only the sends that were actually on the wire. Results are
+written back in batches with the lease's fencing token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from dispatcher.domain.message import OutgoingMessage
+from dispatcher.domain.outcome import Outcome, SendResult
+from dispatcher.domain.quota import Quota
+from dispatcher.domain.retry import RetryPolicy, decide
+from dispatcher.pacing import QuotaGovernor, RecipientLimiter, run_quota_poller
+from dispatcher.pacing.settings import PacingSettings
+from dispatcher.queue.repository import ClaimedJob, Queue, Settlement, SettleState
+from dispatcher.worker.batcher import Batcher
+
+log = structlog.get_logger()
+
+EXIT_OK = 0
+EXIT_QUOTA_SPENT = 3
+EXIT_HELD = 4
+
+
+class Sender(Protocol):
+    """What the pool needs of the SES adapter."""
+
+    async def send(self, msg: OutgoingMessage) -> SendResult: ...
+
+    async def get_send_quota(self) -> Quota: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """How the pool claims, sends and shuts down (from the [queue] and [delivery] config)."""
+
+    claim_batch: int = 100
+    max_in_flight: int = 64
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 5.0
+    poll_interval: float = 0.5
+    shutdown_grace: float = 20.0
+    settle_batch: int = 200
+    settle_interval: float = 0.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass(slots=True)
+class Counters:
+    """What this process did; read by the progress display and the final report."""
+
+    attempts: int = 0
+    sent: int = 0
+    recipients_sent: int = 0
+    throttled: int = 0
+    daily_quota: int = 0
+    failed: int = 0
+    retried: int = 0
+    in_doubt: int = 0
+    held: int = 0
+    lease_lost: int = 0
+    first_send_at: float | None = None
+    last_send_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """How a run ended: the exit code the CLI returns and a sentence for the operator."""
+
+    exit_code: int
+    reason: str
+    counters: Counters
+    elapsed: float
+
+
+class WorkerPool:
+    """Runs until `stop` is set, or (drain mode) until nothing is left to send."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        ses: Sender,
+        limiter: RecipientLimiter,
+        governor: QuotaGovernor,
+        settings: PoolSettings,
+        *,
+        stop: asyncio.Event,
+        drain: bool = False,
+        pacing: PacingSettings | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.queue = queue
+        self.ses = ses
+        self.limiter = limiter
+        self.governor = governor
+        self.settings = settings
+        self.stop = stop
+        self.drain = drain
+        self.pacing = pacing if pacing is not None else PacingSettings()
+        self.owner = uuid.uuid4()
+        self.counters = Counters()
+        self._rand = rand
+        self._buffer: deque[ClaimedJob] = deque()
+        self._buffer_ready = asyncio.Event()  # set when the buffer has jobs or the run ends
+        self._buffer_low = asyncio.Event()  # set when the claimer should top the buffer up
+        self._current: ClaimedJob | None = None  # taken from the buffer, not yet launched
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._sends: set[asyncio.Task[None]] = set()
+        self._on_wire: dict[int, ClaimedJob] = {}
+        self._hold_all_until = 0.0  # account paused: no sends before this (loop time)
+        self._held: dict[tuple[str, str | None], float] = {}  # sender / config set held until
+        self._claim_paused_until = 0.0  # loop time; the claimer sleeps until then
+        self._finish: tuple[int, str] | None = None
+        self._fatal: BaseException | None = None
+        self._launcher: Batcher[ClaimedJob, bool] = Batcher(
+            self._launch_batch, max_batch=1000, name="launch"
+        )
+        self._settler: Batcher[Settlement, bool] = Batcher(
+            self._settle_batch,
+            max_batch=settings.settle_batch,
+            linger=settings.settle_interval,
+            name="settle",
+        )
+
+    # -- running --------------------------------------------------------------------------
+
+    async def run(self) -> RunReport:
+        """Send until stopped or drained; always leaves every claimed job settled or released."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        s = self.settings
+        await self.queue.register_worker(self.owner, s.lease_seconds)
+        log.info(
+            "worker.started",
+            worker_id=str(self.owner),
+            max_in_flight=s.max_in_flight,
+            rate=round(self.limiter.rate, 3),
+            drain=self.drain,
+        )
+        self._launcher.start()
+        self._settler.start()
+        internal_stop = asyncio.Event()
+        background = [
+            self._background(self._heartbeat_loop(internal_stop), "heartbeat"),
+            self._background(
+                run_quota_poller(
+                    self.ses.get_send_quota,
+                    self.governor,
+                    self.limiter,
+                    internal_stop,
+                    settings=self.pacing,
+                ),
+                "quota-poller",
+            ),
+            self._background(self._claim_loop(), "claimer"),
+        ]
+        dispatch = asyncio.create_task(self._dispatch_loop(), name="dispatch")
+        stop_wait = asyncio.create_task(self.stop.wait(), name="stop-wait")
+        try:
+            await asyncio.wait({dispatch, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_wait.cancel()
+            if not dispatch.done():
+                log.info("worker.stopping", in_flight=len(self._sends))
+                dispatch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dispatch
+            await self._shutdown()
+            internal_stop.set()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            self.limiter.close()
+            with contextlib.suppress(Exception):
+                await self.queue.unregister_worker(self.owner)
+        if self._fatal is not None:
+            raise self._fatal
+        code, reason = self._finish if self._finish is not None else (EXIT_OK, "stopped")
+        elapsed = loop.time() - started
+        c = self.counters
+        log.info(
+            "worker.stopped",
+            reason=reason,
+            exit_code=code,
+            sent=c.sent,
+            failed=c.failed,
+            throttled=c.throttled,
+            in_doubt=c.in_doubt,
+            elapsed=round(elapsed, 3),
+        )
+        return RunReport(code, reason, c, elapsed)
+
+    def _background(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                log.error("worker.task_failed", task=name, error=repr(exc))
+                self._fail(exc)
+
+        return asyncio.create_task(guarded(), name=name)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+        self._end(1, f"stopped on an error: {exc}")
+        self.stop.set()
+
+    def _end(self, code: int, reason: str) -> None:
+        if self._finish is None:
+            self._finish = (code, reason)
+        self._buffer_ready.set()
+
+    # -- the dispatch loop ----------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            job = await self._next_job()
+            if job is None:
+                return
+            self._current = job
+            msg = job.message
+            now = loop.time()
+            if self._hold_all_until > now:
+                await self._account_pause(job, self._hold_all_until - now)
+                continue
+            hold = self._held.get(_sender_key(msg), 0.0) - now
+            if hold > 0:
+                self.counters.held += 1
+                await self._release([job], hold)
+                continue
+            admission = self.governor.reserve(msg.recipient_count, now)
+            if not admission.allowed:
+                await self._quota_pause(job, admission.reason, admission.retry_at)
+                continue
+            await self._slots.acquire()
+            try:
+                await self.limiter.acquire(msg.recipient_count)
+            except BaseException:
+                self._slots.release()
+                raise
+            self._current = None
+            task = asyncio.create_task(self._send(job))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    async def _next_job(self) -> ClaimedJob | None:
+        while not self._buffer:
+            if self._finish is not None:
+                return None
+            self._buffer_ready.clear()
+            self._buffer_low.set()
+            await self._buffer_ready.wait()
+        job = self._buffer.popleft()
+        if len(self._buffer) <= self._low_water():
+            self._buffer_low.set()
+        return job
+
+    def _target(self) -> int:
+        """Jobs to keep claimed ahead: about two seconds of sending, at most 2 x claim_batch."""
+        want = max(16, math.ceil(self.limiter.rate * 2.0))
+        return min(2 * self.settings.claim_batch, want)
+
+    def _low_water(self) -> int:
+        return self._target() // 2
+
+    async def _account_pause(self, job: ClaimedJob, wait: float) -> None:
+        """SES says the account is paused: hand everything back and stop claiming for a while."""
+        held = [job, *self._buffer]
+        self._buffer.clear()
+        await self._release(held, wait)
+        if self.drain:
+            await self._wait_sends()
+            self._end(EXIT_HELD, "SES reports the account's sending is paused; mail stays queued")
+            return
+        self._claim_paused_until = asyncio.get_running_loop().time() + wait
+        await asyncio.sleep(wait)
+
+    async def _quota_pause(
+        self, job: ClaimedJob, reason: str | None, retry_at: float | None
+    ) -> None:
+        """The daily quota (x headroom) is spent: give back what we hold, wait or end."""
+        loop = asyncio.get_running_loop()
+        held = [job, *self._buffer]
+        self._buffer.clear()
+        wait = max(1.0, (retry_at or loop.time() + 1.0) - loop.time())
+        await self._release(held, 0.0)
+        if self.drain:
+            await self._wait_sends()
+            self._end(
+                EXIT_QUOTA_SPENT,
+                f"daily sending quota spent with mail still queued: {reason}",
+            )
+            return
+        log.warning("worker.quota_wait", reason=reason, retry_in=round(wait, 1))
+        self._claim_paused_until = loop.time() + wait
+        await asyncio.sleep(wait)
+
+    # -- one send -------------------------------------------------------------------------
+
+    async def _send(self, job: ClaimedJob) -> None:
+        msg = job.message
+        try:
+            if not await self._launcher.submit(job):
+                self.counters.lease_lost += 1
+                log.warning("message.lease_lost", message_id=msg.id)
+                return
+            self._on_wire[msg.id] = job
+            try:
+                result = await self.ses.send(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the adapter classifies; anything else is a bug: in doubt
+                result = SendResult(Outcome.IN_DOUBT, reason=f"unexpected error: {exc!r}")
+            self._react(job, result)
+            decision = decide(result, job.attempts, self.settings.retry, self._rand())
+            settlement = Settlement(
+                id=msg.id,
+                token=job.token,
+                state=decision.state,
+                ses_message_id=result.ses_message_id,
+                outcome=decision.outcome,
+                error=decision.error,
+                attempt_used=decision.attempt_used,
+                delay=decision.delay,
+            )
+            # The result is known from here on: shutdown must record it, not mark it in doubt.
+            self._on_wire.pop(msg.id, None)
+            self._count(msg, decision.state, result)
+            # shield: a send that went out must get its result written even during shutdown.
+            await asyncio.shield(self._settler.submit(settlement))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("worker.send_task_failed", message_id=msg.id, error=repr(exc))
+            self._fail(exc)
+        finally:
+            self._slots.release()
+
+    def _react(self, job: ClaimedJob, result: SendResult) -> None:
+        """Pacing and holds that follow from one result (the job's own fate is decide()'s)."""
+        now = asyncio.get_running_loop().time()
+        outcome = result.outcome
+        c = self.counters
+        c.attempts += 1
+        if outcome is Outcome.THROTTLED:
+            c.throttled += 1
+            self.limiter.on_throttled()
+        elif outcome is Outcome.DAILY_QUOTA:
+            c.daily_quota += 1
+            self.governor.on_daily_quota_error(now)
+        elif outcome is Outcome.ACCOUNT_PAUSED:
+            delay = self.settings.retry.account_paused_delay
+            if self._hold_all_until < now:
+                log.error("account.paused", reason=result.reason, code=result.code, hold=delay)
+            self._hold_all_until = now + delay
+        elif outcome is Outcome.CONFIG_ERROR:
+            key = _sender_key(job.message)
+            delay = self.settings.retry.config_error_delay
+            if self._held.get(key, 0.0) < now:
+                log.error(
+                    "sender.held",
+                    from_addr=key[0],
+                    configuration_set=key[1],
+                    code=result.code,
+                    reason=result.reason,
+                    hold=delay,
+                )
+            self._held[key] = now + delay
+
+    def _count(self, msg: OutgoingMessage, state: str, result: SendResult) -> None:
+        c = self.counters
+        msg_id = msg.id
+        if state == "sent":
+            c.sent += 1
+            c.recipients_sent += msg.recipient_count
+            now = time.monotonic()
+            if c.first_send_at is None:
+                c.first_send_at = now
+            c.last_send_at = now
+        elif state == "failed":
+            c.failed += 1
+            log.warning("message.failed", message_id=msg_id, code=result.code, reason=result.reason)
+        elif state == "unknown":
+            c.in_doubt += 1
+            log.warning("message.in_doubt", message_id=msg_id, reason=result.reason)
+        elif result.outcome is Outcome.TRANSIENT or result.outcome is Outcome.IN_DOUBT:
+            c.retried += 1
+
+    # -- database batches -----------------------------------------------------------------
+
+    async def _launch_batch(self, jobs: Sequence[ClaimedJob]) -> list[bool]:
+        launched = await self.queue.launch(self.owner, jobs)
+        return [job.message.id in launched for job in jobs]
+
+    async def _settle_batch(self, settlements: Sequence[Settlement]) -> list[bool]:
+        recorded = await self.queue.settle(settlements)
+        lost = [s.id for s in settlements if s.id not in recorded]
+        if lost:
+            self.counters.lease_lost += len(lost)
+            log.warning("message.result_not_recorded", message_ids=lost[:20], count=len(lost))
+        return [s.id in recorded for s in settlements]
+
+    async def _release(self, jobs: Sequence[ClaimedJob], delay: float) -> None:
+        if jobs:
+            await self.queue.release(self.owner, [j.message.id for j in jobs], delay)
+        if any(j is self._current for j in jobs):
+            self._current = None
+
+    # -- background loops -----------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        """Keep the buffer topped up; in drain mode, notice when nothing is left."""
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        self._claim_paused_until = 0.0
+        while self._finish is None:
+            await self._buffer_low.wait()
+            self._buffer_low.clear()
+            pause = self._claim_paused_until - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+                self._buffer_low.set()
+                continue
+            room = self._target() - len(self._buffer)
+            if room <= 0:
+                continue
+            jobs = await self.queue.claim(self.owner, min(room, s.claim_batch))
+            if jobs:
+                self._buffer.extend(jobs)
+                self._buffer_ready.set()
+                if len(jobs) == min(room, s.claim_batch) and len(self._buffer) <= self._low_water():
+                    self._buffer_low.set()
+                continue
+            if self.drain and not self._buffer and await self._drained():
+                return
+            await asyncio.sleep(s.poll_interval)
+            self._buffer_low.set()
+
+    async def _drained(self) -> bool:
+        """Drain mode: True (and the run ends) once nothing more will be sent by waiting."""
+        if self._current is not None or self._sends:
+            return False
+        pending = await self.queue.pending(0.0)
+        if pending.waiting == 0:
+            later = (
+                f"; {pending.scheduled_later} scheduled for later (next at {pending.next_run_at})"
+                if pending.scheduled_later
+                else ""
+            )
+            self._end(EXIT_OK, f"drained: nothing left to send{later}")
+            return True
+        held = await self.queue.held()
+        if held.count and held.count >= pending.waiting:
+            self._end(
+                EXIT_HELD,
+                f"{held.count} messages are held by a sending error that needs fixing "
+                f"({held.reason}); fix it, then run again",
+            )
+            return True
+        return False
+
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        """Keep our lease; recover the leases of workers that went silent (any worker does)."""
+        s = self.settings
+        while not stop.is_set():
+            if not await self.queue.heartbeat(self.owner):
+                log.warning("worker.lease_lost", worker_id=str(self.owner))
+                await self.queue.register_worker(self.owner, s.lease_seconds)
+            recovered = await self.queue.recover(s.retry.in_doubt)
+            if recovered.requeued or recovered.in_doubt:
+                log.warning(
+                    "queue.recovered",
+                    requeued=recovered.requeued,
+                    in_doubt=recovered.in_doubt,
+                    policy=s.retry.in_doubt,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), s.heartbeat_seconds)
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    async def _wait_sends(self, grace: float | None = None) -> bool:
+        if not self._sends:
+            return True
+        _, pending = await asyncio.wait(set(self._sends), timeout=grace)
+        return not pending
+
+    async def _shutdown(self) -> None:
+        """Release what was not sent; give sends on the wire the grace period; record the rest."""
+        unsent = list(self._buffer)
+        self._buffer.clear()
+        if self._current is not None:
+            unsent.append(self._current)
+            self._current = None
+        if unsent:
+            await self._release(unsent, 0.0)
+            log.info("worker.released", count=len(unsent))
+        if not await self._wait_sends(self.settings.shutdown_grace):
+            log.warning("worker.grace_expired", in_flight=len(self._sends))
+            for task in list(self._sends):
+                task.cancel()
+            await asyncio.gather(*self._sends, return_exceptions=True)
+        leftovers = list(self._on_wire.values())
+        self._on_wire.clear()
+        if leftovers:
+            # These were handed to SES and we never heard back: in doubt, by the same policy.
+            policy = self.settings.retry
+            state: SettleState = "queued" if policy.in_doubt == "resend" else "unknown"
+            for job in leftovers:
+                await self._settler.submit(
+                    Settlement(
+                        id=job.message.id,
+                        token=job.token,
+                        state=state,
+                        outcome=Outcome.IN_DOUBT.value,
+                        error="shutdown grace period ended while the message was being sent",
+                        attempt_used=True,
+                    )
+                )
+            self.counters.in_doubt += len(leftovers)
+        await self._settler.close()
+        await self._launcher.close()
+
+
+def _sender_key(msg: OutgoingMessage) -> tuple[str, str | None]:
+    return (msg.from_addr, msg.configuration_set)
+
+
+async def first_reading(ses: Sender, governor: QuotaGovernor) -> Quota:
+    """Read GetSendQuota once before sending: the governor admits nothing without a reading."""
+    loop = asyncio.get_running_loop()
+    governor.begin_poll(loop.time())
+    quota = await ses.get_send_quota()
+    governor.observe(quota, loop.time())
+    return quota
