@@ -109,7 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sim_cli.run(args)
     try:
         cfg = load_config(args.config)
-        configure_logging(cfg.log.level, cfg.log.format)
+        level = cfg.log.level
+        if args.command == "demo" and level in ("debug", "info"):
+            level = "warning"  # the demo shows a progress bar and a report instead
+        configure_logging(level, cfg.log.format)
         return _run(_dispatch(args, cfg))
     except DispatcherError as exc:
         print(f"dispatcher: error: {exc}", file=sys.stderr)
