@@ -39,6 +39,8 @@ _BAD_ADDRESS_PREFIXES = (
     "domain ends with",
     "illegal address",
     "illegal route-addr",
+    "invalid email address",  # v2's BadRequestException text for an unparseable recipient
+    "recipient count exceeds",  # more than 50 recipients: this message's own fault
 )
 
 _T = Outcome.THROTTLED
