@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
@@ -92,7 +93,12 @@ async def run_worker(
     on_start: Callable[[WorkerPool], None] | None = None,
 ) -> RunReport:
     """Everything a running dispatcher holds, in one place: pool, SES client, pacing, workers."""
-    async with open_queue(cfg) as queue, SesAdapter.open(cfg.ses) as ses:
+    # One HTTP connection per concurrent send, so max_in_flight is never capped by the pool.
+    ses_settings = replace(
+        cfg.ses,
+        max_pool_connections=max(cfg.ses.max_pool_connections, cfg.delivery.max_in_flight),
+    )
+    async with open_queue(cfg) as queue, SesAdapter.open(ses_settings) as ses:
         governor = QuotaGovernor(cfg.pacing)
         quota = await first_reading(ses, governor)
         log.info(

@@ -18,7 +18,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 
@@ -32,6 +32,7 @@ from dispatcher.queue.repository import ClaimedJob, Queue, Settlement, SettleSta
 from dispatcher.worker.batcher import Batcher
 
 log = structlog.get_logger()
+_R = TypeVar("_R")
 
 EXIT_OK = 0
 EXIT_QUOTA_SPENT = 3
@@ -126,6 +127,7 @@ class WorkerPool:
         self._hold_all_until = 0.0  # account paused: no sends before this (loop time)
         self._held: dict[tuple[str, str | None], float] = {}  # sender / config set held until
         self._claim_paused_until = 0.0  # loop time; the claimer sleeps until then
+        self._claiming: asyncio.Future[list[ClaimedJob]] | None = None  # a claim in progress
         self._finish: tuple[int, str] | None = None
         self._fatal: BaseException | None = None
         self._launcher: Batcher[ClaimedJob, bool] = Batcher(
@@ -168,8 +170,8 @@ class WorkerPool:
                 ),
                 "quota-poller",
             ),
-            self._background(self._claim_loop(), "claimer"),
         ]
+        claimer = self._background(self._claim_loop(), "claimer")
         dispatch = asyncio.create_task(self._dispatch_loop(), name="dispatch")
         stop_wait = asyncio.create_task(self.stop.wait(), name="stop-wait")
         try:
@@ -179,8 +181,15 @@ class WorkerPool:
             if not dispatch.done():
                 log.info("worker.stopping", in_flight=len(self._sends))
                 dispatch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await dispatch
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:
+                log.error("worker.task_failed", task="dispatch", error=repr(exc))
+                self._fail(exc)
+            claimer.cancel()  # a claim statement already running finishes (shielded)
+            await asyncio.gather(claimer, return_exceptions=True)
             await self._shutdown()
             internal_stop.set()
             for task in background:
@@ -320,11 +329,14 @@ class WorkerPool:
     async def _send(self, job: ClaimedJob) -> None:
         msg = job.message
         try:
+            # Tracked from before the launch: if shutdown cancels us mid-launch, it cannot know
+            # whether the launch committed, and settles it accordingly (see _shutdown).
+            self._on_wire[msg.id] = job
             if not await self._launcher.submit(job):
+                self._on_wire.pop(msg.id, None)
                 self.counters.lease_lost += 1
                 log.warning("message.lease_lost", message_id=msg.id)
                 return
-            self._on_wire[msg.id] = job
             try:
                 result = await self.ses.send(msg)
             except asyncio.CancelledError:
@@ -432,7 +444,6 @@ class WorkerPool:
         """Keep the buffer topped up; in drain mode, notice when nothing is left."""
         s = self.settings
         loop = asyncio.get_running_loop()
-        self._claim_paused_until = 0.0
         while self._finish is None:
             await self._buffer_low.wait()
             self._buffer_low.clear()
@@ -444,7 +455,13 @@ class WorkerPool:
             room = self._target() - len(self._buffer)
             if room <= 0:
                 continue
-            jobs = await self.queue.claim(self.owner, min(room, s.claim_batch))
+            # shield: if shutdown cancels us now, the claim still completes and _shutdown
+            # releases what it got, instead of leaving those jobs claimed until lease expiry.
+            self._claiming = asyncio.ensure_future(
+                self.queue.claim(self.owner, min(room, s.claim_batch))
+            )
+            jobs = await asyncio.shield(self._claiming)
+            self._claiming = None
             if jobs:
                 self._buffer.extend(jobs)
                 self._buffer_ready.set()
@@ -506,14 +523,21 @@ class WorkerPool:
         return not pending
 
     async def _shutdown(self) -> None:
-        """Release what was not sent; give sends on the wire the grace period; record the rest."""
+        """Release what was not sent; give sends on the wire the grace period; record the rest.
+
+        A database failure here is logged, not raised: what could not be written is recovered
+        by the next worker once our lease expires (claimed -> queued, in flight -> in doubt).
+        """
         unsent = list(self._buffer)
         self._buffer.clear()
+        if self._claiming is not None:
+            unsent += await self._quietly("claim", self._claiming) or []
+            self._claiming = None
         if self._current is not None:
             unsent.append(self._current)
             self._current = None
         if unsent:
-            await self._release(unsent, 0.0)
+            await self._quietly("release", self._release(unsent, 0.0))
             log.info("worker.released", count=len(unsent))
         if not await self._wait_sends(self.settings.shutdown_grace):
             log.warning("worker.grace_expired", in_flight=len(self._sends))
@@ -523,23 +547,34 @@ class WorkerPool:
         leftovers = list(self._on_wire.values())
         self._on_wire.clear()
         if leftovers:
-            # These were handed to SES and we never heard back: in doubt, by the same policy.
+            # Cut off mid-launch or mid-call. Still `claimed` (launch never committed): release.
+            # `in_flight`: handed to SES and never heard back: in doubt, by the same policy
+            # (the settle's state guard leaves the released ones alone).
+            await self._quietly("release", self._release(leftovers, 0.0))
             policy = self.settings.retry
             state: SettleState = "queued" if policy.in_doubt == "resend" else "unknown"
-            for job in leftovers:
-                await self._settler.submit(
-                    Settlement(
-                        id=job.message.id,
-                        token=job.token,
-                        state=state,
-                        outcome=Outcome.IN_DOUBT.value,
-                        error="shutdown grace period ended while the message was being sent",
-                        attempt_used=True,
-                    )
+            settlements = [
+                Settlement(
+                    id=job.message.id,
+                    token=job.token,
+                    state=state,
+                    outcome=Outcome.IN_DOUBT.value,
+                    error="shutdown grace period ended while the message was being sent",
+                    attempt_used=True,
                 )
-            self.counters.in_doubt += len(leftovers)
-        await self._settler.close()
-        await self._launcher.close()
+                for job in leftovers
+            ]
+            done = await self._quietly("settle", self.queue.settle(settlements))
+            self.counters.in_doubt += len(done or ())
+        await self._quietly("settle", self._settler.close())
+        await self._quietly("launch", self._launcher.close())
+
+    async def _quietly(self, what: str, op: Awaitable[_R]) -> _R | None:
+        try:
+            return await op
+        except Exception as exc:
+            log.error("worker.shutdown_write_failed", operation=what, error=repr(exc))
+            return None
 
 
 def _sender_key(msg: OutgoingMessage) -> tuple[str, str | None]:

@@ -175,3 +175,29 @@ async def test_sigkill_with_resend_policy_sends_in_doubt_mail_again(
     assert set(seen) == set(ids)  # every message arrived
     duplicated = {i for i, n in seen.items() if n > 1}
     assert duplicated <= on_wire  # the only possible duplicates are the in-doubt ones
+
+
+async def test_sigterm_with_sends_stuck_past_the_grace_period_marks_only_them_in_doubt(
+    queue: Queue, pg_dsn: str, sim_process: SimFactory
+) -> None:
+    async with sim_process(max_send_rate=500, latency_ms=3000) as sim:
+        await queue.enqueue_many(batch(40))
+        env = worker_env(
+            pg_dsn,
+            sim,
+            DISPATCHER_DELIVERY__MAX_IN_FLIGHT="5",
+            DISPATCHER_DELIVERY__SHUTDOWN_GRACE="0.5",
+        )
+        proc = await start_worker(env)
+
+        async def on_the_wire() -> bool:
+            return (await queue.counts())["in_flight"] == 5
+
+        await wait_for(on_the_wire)
+        proc.send_signal(signal.SIGTERM)
+        code, out = await finish(proc, 30)
+    assert code == 0, out
+    assert '"worker.grace_expired"' in out
+    counts = await queue.counts()
+    assert counts["unknown"] == 5  # exactly the five on the wire
+    assert counts["queued"] == 35 and counts["claimed"] == counts["in_flight"] == 0, out
