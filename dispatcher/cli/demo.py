@@ -16,7 +16,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher import app
 from dispatcher.config import Config
-from dispatcher.errors import DatabaseError, DispatcherError
+from dispatcher.errors import DatabaseError, DispatcherError, InputError
 from dispatcher.queue.repository import NewMessage, Queue
 from dispatcher.worker.pool import RunReport, WorkerPool
 
@@ -127,9 +127,9 @@ async def progress(pool: WorkerPool, total: int, rate: float, stop: asyncio.Even
 
 async def run_demo(cfg: Config, *, count: int, rate: float) -> int:
     if count < 1:
-        raise DispatcherError("--count must be at least 1")
-    if rate <= 0:
-        raise DispatcherError("--rate must be positive")
+        raise InputError(f"--count must be at least 1, got {count}")
+    if not rate > 0 or rate == float("inf"):
+        raise InputError(f"--rate must be a positive number of recipients per second, got {rate}")
     base_url = await app.database_url(cfg)
     where = (cfg.database.url and "the configured database") or f"{cfg.database.data_dir}"
     print(f"postgres: {where} (demo database {DEMO_DB})")

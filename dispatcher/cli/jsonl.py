@@ -110,7 +110,9 @@ def parse_lines(lines: Iterable[str]) -> Iterator[tuple[int, NewMessage | BadLin
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            # Without its line end: a line cut short would otherwise be reported at "column 1"
+            # (of the next line, as json sees the newline).
+            obj = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
             yield number, BadLine(number, f"not valid JSON: {exc.msg} at column {exc.colno}")
             continue
