@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import asyncpg  # type: ignore[import-untyped]
 import structlog
 
+from dispatcher.campaigns.sending import CampaignSender
+from dispatcher.campaigns.store import CampaignStore
 from dispatcher.config import Config
 from dispatcher.domain.retry import RetryPolicy
 from dispatcher.errors import DatabaseError
@@ -108,6 +110,7 @@ async def run_worker(
             sent_last_24_hours=quota.sent_last_24_hours,
         )
         limiter = RecipientLimiter(quota.max_send_rate, cfg.pacing)
+        campaigns = CampaignSender(CampaignStore(queue.pool))
         pool = WorkerPool(
             queue,
             ses,
@@ -117,6 +120,7 @@ async def run_worker(
             stop=stop,
             drain=drain,
             pacing=cfg.pacing,
+            campaigns=campaigns,
         )
         if on_start is not None:
             on_start(pool)

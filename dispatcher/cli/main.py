@@ -16,6 +16,7 @@ from typing import Any, TextIO
 import structlog
 
 from dispatcher import app
+from dispatcher.cli import campaign as campaign_cli
 from dispatcher.cli.jsonl import BadLine, parse_lines, parse_send_after
 from dispatcher.config import Config, load_config
 from dispatcher.errors import DispatcherError, InputError
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="run the SES simulator (for tests, benchmarks, the demo)")
     sim_cli.add_arguments(sim)
 
+    campaign_cli.add_parser(sub)
+
     demo = sub.add_parser(
         "demo", help="embedded Postgres + simulator: queue and send a few thousand messages"
     )
@@ -149,6 +152,10 @@ async def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
         return await cmd_in_doubt(args, cfg)
     if command == "cancel":
         return await cmd_cancel(args.ids, cfg)
+    if command == "campaign":
+        from dispatcher.cli import campaign as campaign_cli_run
+
+        return await campaign_cli_run.run(args, cfg)
     if command == "demo":
         from dispatcher.cli.demo import run_demo
 

@@ -21,6 +21,7 @@ class OutgoingMessage:
     reply_to: tuple[str, ...] = ()
     configuration_set: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    headers: tuple[tuple[str, str], ...] = ()  # extra headers of a simple message
 
     @property
     def recipient_count(self) -> int:

@@ -51,8 +51,11 @@ __all__ = [
     "validate_message",
 ]
 
-STATES = ("queued", "claimed", "in_flight", "sent", "failed", "unknown", "cancelled")
-"""Every job state, in lifecycle order (the values of the enum dispatcher.job_state)."""
+STATES = ("held", "queued", "claimed", "in_flight", "sent", "failed", "unknown", "cancelled")
+"""Every job state, in lifecycle order (the values of the enum dispatcher.job_state).
+
+`held`: campaign mail waiting for its campaign to start or resume.
+"""
 
 ENQUEUE_CHUNK = 10_000
 """Messages per enqueue_many statement; larger batches run as several in one transaction."""
@@ -103,6 +106,8 @@ class ClaimedJob:
     attempts: int
     priority: int
     message: OutgoingMessage
+    campaign_id: int | None = None  # campaign mail: content rendered at send time from
+    variables: dict[str, str] | None = None  # the campaign's template and these variables
 
     @property
     def id(self) -> int:
@@ -369,6 +374,8 @@ class Queue:
                     configuration_set=row["configuration_set"],
                     tags=_json_tags(row["tags"]),
                 ),
+                campaign_id=row["campaign_id"],
+                variables=_json_tags(row["variables"]) if row["variables"] is not None else None,
             )
             for row in rows
         ]

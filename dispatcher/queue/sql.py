@@ -1,4 +1,4 @@
-"""The named queries of ``sql/queries.sql``, read once from the installed package."""
+"""The named queries of ``sql/*.sql``, read once from the installed package."""
 
 from __future__ import annotations
 
@@ -27,8 +27,16 @@ def parse(text: str) -> dict[str, str]:
 
 @functools.cache
 def _queries() -> dict[str, str]:
-    text = (resources.files("dispatcher.queue") / "sql" / "queries.sql").read_text("utf-8")
-    return parse(text)
+    """Every named query of every ``sql/*.sql`` file (queries.sql, campaigns.sql, ...)."""
+    found: dict[str, str] = {}
+    folder = resources.files("dispatcher.queue") / "sql"
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".sql") and entry.is_file():
+            for name, sql in parse(entry.read_text("utf-8")).items():
+                if name in found:
+                    raise ValueError(f"the query {name!r} is defined in two sql files")
+                found[name] = sql
+    return found
 
 
 def query(name: str) -> str:

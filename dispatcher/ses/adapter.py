@@ -186,7 +186,13 @@ class SesAdapter:
                 body["Text"] = {"Data": msg.text, "Charset": _UTF8}
             if msg.html is not None:
                 body["Html"] = {"Data": msg.html, "Charset": _UTF8}
-            content = {"Simple": {"Subject": {"Data": msg.subject, "Charset": _UTF8}, "Body": body}}
+            simple: dict[str, Any] = {
+                "Subject": {"Data": msg.subject, "Charset": _UTF8},
+                "Body": body,
+            }
+            if msg.headers:  # e.g. List-Unsubscribe for bulk mail
+                simple["Headers"] = [{"Name": k, "Value": v} for k, v in msg.headers]
+            content = {"Simple": simple}
         kwargs: dict[str, Any] = {
             "FromEmailAddress": msg.from_addr,
             "Content": content,

@@ -26,6 +26,7 @@ from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.quota import Quota
 from dispatcher.domain.retry import RetryPolicy, decide
+from dispatcher.errors import InputError
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter, run_quota_poller
 from dispatcher.pacing.settings import PacingSettings
 from dispatcher.queue.repository import ClaimedJob, Queue, Settlement, SettleState
@@ -45,6 +46,14 @@ class Sender(Protocol):
     async def send(self, msg: OutgoingMessage) -> SendResult: ...
 
     async def get_send_quota(self) -> Quota: ...
+
+
+class Campaigns(Protocol):
+    """What the pool needs for campaign mail (dispatcher.campaigns.sending.CampaignSender)."""
+
+    async def prepare(self, job: ClaimedJob) -> ClaimedJob: ...
+
+    async def pause(self, campaign_id: int, reason: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +114,10 @@ class WorkerPool:
         drain: bool = False,
         pacing: PacingSettings | None = None,
         rand: Callable[[], float] = random.random,
+        campaigns: Campaigns | None = None,
     ) -> None:
         self.queue = queue
+        self.campaigns = campaigns
         self.ses = ses
         self.limiter = limiter
         self.governor = governor
@@ -127,6 +138,7 @@ class WorkerPool:
         self._hold_all_until = 0.0  # account paused: no sends before this (loop time)
         self._held: dict[tuple[str, str | None], float] = {}  # sender / config set held until
         self._claim_paused_until = 0.0  # loop time; the claimer sleeps until then
+        self._side_tasks: set[asyncio.Task[None]] = set()  # e.g. pausing a campaign
         self._claiming: asyncio.Future[list[ClaimedJob]] | None = None  # a claim in progress
         self._finish: tuple[int, str] | None = None
         self._fatal: BaseException | None = None
@@ -191,6 +203,8 @@ class WorkerPool:
             claimer.cancel()  # a claim statement already running finishes (shielded)
             await asyncio.gather(claimer, return_exceptions=True)
             await self._shutdown()
+            if self._side_tasks:
+                await asyncio.gather(*self._side_tasks, return_exceptions=True)
             internal_stop.set()
             for task in background:
                 task.cancel()
@@ -247,6 +261,11 @@ class WorkerPool:
             if job is None:
                 return
             self._current = job
+            if job.campaign_id is not None and self.campaigns is not None:
+                prepared = await self._prepare(job)
+                if prepared is None:
+                    continue
+                job = self._current = prepared
             msg = job.message
             now = loop.time()
             if self._hold_all_until > now:
@@ -291,6 +310,27 @@ class WorkerPool:
 
     def _low_water(self) -> int:
         return self._target() // 2
+
+    async def _prepare(self, job: ClaimedJob) -> ClaimedJob | None:
+        """Render a campaign job; one that cannot be rendered fails (no send, SES not asked)."""
+        assert self.campaigns is not None
+        try:
+            return await self.campaigns.prepare(job)
+        except InputError as exc:
+            self._current = None
+            await self._settler.submit(
+                Settlement(
+                    id=job.message.id,
+                    token=job.token,
+                    state="failed",
+                    outcome="render_error",
+                    error=str(exc),
+                    attempt_used=True,
+                )
+            )
+            self.counters.failed += 1
+            log.warning("message.render_failed", message_id=job.message.id, error=str(exc))
+            return None
 
     async def _account_pause(self, job: ClaimedJob, wait: float) -> None:
         """SES says the account is paused: hand everything back and stop claiming for a while."""
@@ -337,6 +377,11 @@ class WorkerPool:
                 self.counters.lease_lost += 1
                 log.warning("message.lease_lost", message_id=msg.id)
                 return
+            # Launch times, not completion times, measure the pace (latency shifts both ends).
+            now = time.monotonic()
+            if self.counters.first_send_at is None:
+                self.counters.first_send_at = now
+            self.counters.last_send_at = now
             try:
                 result = await self.ses.send(msg)
             except asyncio.CancelledError:
@@ -386,6 +431,12 @@ class WorkerPool:
                 log.error("account.paused", reason=result.reason, code=result.code, hold=delay)
             self._hold_all_until = now + delay
         elif outcome is Outcome.CONFIG_ERROR:
+            if job.campaign_id is not None and self.campaigns is not None:
+                # Shared by every recipient: pause the campaign rather than fail them one by one.
+                reason = f"SES configuration error: {result.code}: {result.reason}"
+                task = asyncio.create_task(self.campaigns.pause(job.campaign_id, reason))
+                self._side_tasks.add(task)
+                task.add_done_callback(self._side_tasks.discard)
             key = _sender_key(job.message)
             delay = self.settings.retry.config_error_delay
             if self._held.get(key, 0.0) < now:
@@ -405,10 +456,6 @@ class WorkerPool:
         if state == "sent":
             c.sent += 1
             c.recipients_sent += msg.recipient_count
-            now = time.monotonic()
-            if c.first_send_at is None:
-                c.first_send_at = now
-            c.last_send_at = now
         elif state == "failed":
             c.failed += 1
             log.warning("message.failed", message_id=msg_id, code=result.code, reason=result.reason)

@@ -30,14 +30,18 @@ async def test_fresh_database_migrates_then_second_run_is_a_no_op(pg_blank_dsn: 
         assert await migrate(conn) == []
 
         rows = await conn.fetch("SELECT version, name FROM dispatcher.schema_migrations")
-        assert [(r["version"], r["name"]) for r in rows] == [(1, "0001_init")]
+        assert [(r["version"], r["name"]) for r in rows] == [
+            (m.version, m.name) for m in migrations()
+        ]
         tables = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'dispatcher' ORDER BY 1"
         )
         assert [t["tablename"] for t in tables] == [
+            "campaigns",
             "jobs",
             "messages",
             "schema_migrations",
+            "suppressions",
             "workers",
         ]
     finally:
@@ -63,7 +67,8 @@ async def test_require_migrated_says_how_to_fix(pg_blank_dsn: str) -> None:
         with pytest.raises(DatabaseError) as info:
             await require_migrated(conn)
         assert str(info.value) == (
-            "database schema is not migrated (pending: 0001_init); run `dispatcher migrate` "
+            f"database schema is not migrated (pending: {', '.join(ALL)}); "
+            "run `dispatcher migrate` "
             "or set database.migrate_on_start = true"
         )
         await migrate(conn)

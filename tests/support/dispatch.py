@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -71,3 +73,14 @@ def batch(
 def dispatcher_ids(messages: list[dict[str, Any]]) -> list[int]:
     """Our message ids as the simulator received them (the dispatcher_id tag)."""
     return [int(m["tags"]["dispatcher_id"]) for m in messages]
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], limit: float = 30.0, step: float = 0.05
+) -> None:
+    """Poll `check` until it holds; fail the test after `limit` seconds (a bounded loop)."""
+    for _ in range(max(1, int(limit / step))):
+        if await check():
+            return
+        await asyncio.sleep(step)
+    raise AssertionError(f"condition not reached within {limit} s")

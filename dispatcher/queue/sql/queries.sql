@@ -75,7 +75,7 @@ WITH picked AS (
     WHERE j.id = picked.id AND m.id = j.id
     RETURNING j.id, j.lease_token, j.attempts, j.priority, j.run_at, m.from_addr, m.to_addrs,
               m.cc_addrs, m.bcc_addrs, m.reply_to, m.subject, m.text_body, m.html_body, m.raw,
-              m.configuration_set, m.tags
+              m.configuration_set, m.tags, m.campaign_id, m.variables
 )
 SELECT * FROM claimed ORDER BY priority DESC, run_at, id;
 
@@ -93,7 +93,8 @@ RETURNING j.id;
 -- that lost its lease change nothing, except that a result for a job the reaper marked
 -- unknown (or requeued, for a send that did go out) is still the truth and is kept.
 UPDATE dispatcher.jobs j
-SET state = u.state::dispatcher.job_state,
+SET state = CASE WHEN u.state = 'queued' THEN dispatcher.requeue_state(j.campaign_id)
+                 ELSE u.state::dispatcher.job_state END,
     ses_message_id = coalesce(u.ses_message_id, j.ses_message_id),
     sent_at = CASE WHEN u.state = 'sent' THEN now() ELSE j.sent_at END,
     last_outcome = u.outcome,
@@ -109,13 +110,13 @@ FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::
      AS u(id, token, state, ses_message_id, outcome, error, attempt_used, delay)
 WHERE j.id = u.id AND j.lease_token = u.token
   AND (j.state IN ('claimed', 'in_flight', 'unknown')
-       OR (j.state = 'queued' AND u.state = 'sent'))
+       OR (j.state IN ('queued', 'held') AND u.state = 'sent'))
 RETURNING j.id;
 
 -- name: release
 -- Give claimed jobs back untouched (no attempt used): shutdown, a paused account or sender.
 UPDATE dispatcher.jobs j
-SET state = 'queued', lease_owner = NULL, updated_at = now(),
+SET state = dispatcher.requeue_state(j.campaign_id), lease_owner = NULL, updated_at = now(),
     run_at = greatest(j.run_at, now() + make_interval(secs => $3))
 WHERE j.id = ANY($1::bigint[]) AND j.lease_owner = $2 AND j.state = 'claimed'
 RETURNING j.id;
@@ -150,7 +151,8 @@ WITH dead AS (
     FOR UPDATE
 )
 UPDATE dispatcher.jobs j
-SET state = CASE WHEN lost.state = 'claimed' THEN 'queued'::dispatcher.job_state
+SET state = CASE WHEN lost.state = 'claimed' OR $1 = 'queued'
+                 THEN dispatcher.requeue_state(j.campaign_id)
                  ELSE $1::dispatcher.job_state END,
     attempts = j.attempts
                + CASE WHEN lost.state = 'in_flight' AND $1 = 'queued' THEN 1 ELSE 0 END,

@@ -1,0 +1,228 @@
+"""A campaign's recipient list (CSV, UTF-8, an ``email`` column) read as a stream of rows.
+
+Pure and memory-flat: the file is read one physical line at a time and each row is handed on
+as soon as it is parsed, so a list of any length costs the same memory. Rows that cannot be
+sent to come back as ``RejectedRow`` with the line and reason; a file that cannot be read at
+all raises ``InputError``. Duplicates are not removed here (the database does, by
+``dedupe_key``).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, Final
+
+from email_validator import EmailNotValidError, validate_email
+
+from dispatcher.errors import InputError
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "MAX_VARIABLE_BYTES",
+    "RecipientReader",
+    "RecipientRow",
+    "RejectedRow",
+    "dedupe_key",
+    "iter_recipients",
+]
+
+MAX_VARIABLE_BYTES: Final = 10 * 1024  # one field; larger is a mistake, not a variable
+MAX_LINE_BYTES: Final = 4 * 1024 * 1024  # one physical line; bounds memory on a non-CSV file
+EMAIL_COLUMN: Final = "email"
+
+_BOM: Final = b"\xef\xbb\xbf"
+_UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
+_LINE_BREAKS: Final = ("\r", "\n")
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientRow:
+    """A row to send to: ``email`` normalized, ``variables`` the other named columns."""
+
+    line: int  # physical line the row starts on (1 = the header)
+    email: str
+    variables: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    """A row that will not be sent to, and why (the reason says what to fix)."""
+
+    line: int
+    email: str  # as written in the file ("" if there was none)
+    reason: str
+
+
+def dedupe_key(email: str) -> str:
+    """The key two addresses are duplicates under: the whole address, lowercased."""
+    return email.lower()
+
+
+def _normalize(email: str) -> str:
+    """The address as SES takes it; EmailNotValidError says what is wrong with it.
+
+    SES needs 7-bit addresses: a non-ASCII local part is refused and an internationalized
+    domain is sent in its punycode form. The local part keeps its case, the domain is lowercased.
+    """
+    valid = validate_email(email, check_deliverability=False, allow_smtputf8=False)
+    return valid.ascii_email or valid.normalized
+
+
+class RecipientReader:
+    """Reads the header on construction (``columns``), then yields one item per data row."""
+
+    __slots__ = ("_email_index", "_lines", "_names", "_reader", "_stream", "columns", "source")
+
+    def __init__(self, stream: BinaryIO, *, source: str) -> None:
+        self.source = source
+        self._stream = stream
+        self._lines = self._decoded_lines()
+        self._reader = csv.reader(self._lines)
+        header = self._read_header()
+        self._names = [name.strip() for name in header]
+        self._email_index = self._find_email_column(header)
+        # The variable columns: named ones other than email (unnamed columns are ignored).
+        self.columns: tuple[str, ...] = tuple(
+            name for i, name in enumerate(self._names) if name and i != self._email_index
+        )
+
+    def _decoded_lines(self) -> Iterator[str]:
+        """Physical lines as text, line endings kept (csv needs them inside quoted fields)."""
+        number = 0
+        offset = 0  # of the line's first byte in the file
+        while True:
+            raw = self._stream.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            number += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise InputError(
+                    f"{self.source}: line {number} is longer than {MAX_LINE_BYTES} bytes; "
+                    "is this a CSV file?"
+                )
+            if number == 1:
+                if raw.startswith(_UTF16_BOMS):
+                    raise InputError(
+                        f"{self.source} is UTF-16; save it as UTF-8 (in Excel: CSV UTF-8)"
+                    )
+                if raw.startswith(_BOM):
+                    raw, offset = raw[len(_BOM) :], len(_BOM)
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{self.source}: line {number} is not UTF-8 (byte 0x{raw[exc.start]:02x} "
+                    f"at column {exc.start + 1}, file offset {offset + exc.start}); "
+                    "save the file as UTF-8 (in Excel: CSV UTF-8)"
+                ) from None
+            offset += len(raw)
+
+    def _next_row(self) -> tuple[int, list[str]] | None:
+        """The next row with any content and the line it starts on; None at the end."""
+        while True:
+            line = self._reader.line_num + 1
+            try:
+                row = next(self._reader)
+            except StopIteration:
+                return None
+            except csv.Error as exc:
+                raise InputError(
+                    f"{self.source}: line {line}: {exc}; check that it is a comma-separated CSV "
+                    "file with properly quoted fields"
+                ) from None
+            if any(field.strip() for field in row):  # skips blank lines and ",,,," rows
+                return line, row
+
+    def _read_header(self) -> list[str]:
+        first = self._next_row()
+        if first is None:
+            raise InputError(
+                f"{self.source} is empty; its first line must be a header with an email column"
+            )
+        return first[1]
+
+    def _find_email_column(self, header: list[str]) -> int:
+        seen: dict[str, int] = {}
+        email_index: int | None = None
+        for i, name in enumerate(self._names):
+            if not name:
+                continue
+            if name in seen:
+                raise InputError(
+                    f"{self.source}: column {name!r} appears twice (columns {seen[name] + 1} and "
+                    f"{i + 1}); rename or remove one"
+                )
+            seen[name] = i
+            if name.lower() == EMAIL_COLUMN:
+                if email_index is not None:
+                    raise InputError(
+                        f"{self.source}: two email columns ({self._names[email_index]!r} and "
+                        f"{name!r}); keep one"
+                    )
+                email_index = i
+        if email_index is None:
+            columns = ", ".join(repr(name) for name in header)
+            hint = "add a column named email"
+            if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+                hint = "the file does not look comma-separated; save it as CSV with commas"
+            raise InputError(f"{self.source} has no `email` column; columns: {columns}; {hint}")
+        return email_index
+
+    def __iter__(self) -> Iterator[RecipientRow | RejectedRow]:
+        width = len(self._names)
+        while (item := self._next_row()) is not None:
+            line, row = item
+            email = row[self._email_index].strip() if len(row) > self._email_index else ""
+            if len(row) != width:
+                yield RejectedRow(
+                    line,
+                    email,
+                    f"has {len(row)} fields but the header has {width}; quote fields that "
+                    'contain commas ("Smith, Jo")',
+                )
+                continue
+            reason = self._bad_field(row)
+            if reason is not None:
+                yield RejectedRow(line, email, reason)
+                continue
+            if not email:
+                yield RejectedRow(line, email, "email is empty")
+                continue
+            try:
+                normalized = _normalize(email)
+            except EmailNotValidError as exc:
+                yield RejectedRow(line, email, f"{email!r} is not a valid address: {exc}")
+                continue
+            variables = {
+                name: value
+                for i, (name, value) in enumerate(zip(self._names, row, strict=True))
+                if name and i != self._email_index
+            }
+            yield RecipientRow(line, normalized, variables)
+
+    def _bad_field(self, row: list[str]) -> str | None:
+        """Why a field makes the row unusable (line break, oversize), or None."""
+        for name, value in zip(self._names, row, strict=True):
+            column = name or "(unnamed)"
+            if any(brk in value for brk in _LINE_BREAKS):
+                return (
+                    f"column {column!r} contains a line break; remove it (a line break in a "
+                    "variable could end up in a mail header)"
+                )
+            # Cheap first test: a str of n characters is at most 4n bytes in UTF-8.
+            if len(value) * 4 > MAX_VARIABLE_BYTES and len(value.encode()) > MAX_VARIABLE_BYTES:
+                return (
+                    f"column {column!r} is {len(value.encode())} bytes; at most "
+                    f"{MAX_VARIABLE_BYTES} bytes per field"
+                )
+        return None
+
+
+def iter_recipients(stream: BinaryIO, *, source: str) -> Iterator[RecipientRow | RejectedRow]:
+    """Rows of a recipient CSV, one at a time; InputError if the file itself is unusable.
+
+    ``source`` names the file in error messages.
+    """
+    yield from RecipientReader(stream, source=source)

@@ -1,0 +1,349 @@
+"""Campaign templates, compiled once and rendered per recipient: subject, HTML, text, headers.
+
+Pure: no I/O. Templates come from users, so they run in Jinja's immutable sandbox with
+``StrictUndefined``; only the HTML template is autoescaped. The rendered HTML has its CSS inlined
+(css-inline, remote stylesheets never fetched). A text part that is not given is derived from
+the HTML template once, at compile time, so a recipient costs two Jinja renders and one inline.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import css_inline
+import html2text
+from email_validator import EmailNotValidError, validate_email
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateSyntaxError,
+    UndefinedError,
+    meta,
+    nodes,
+)
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from dispatcher.errors import InputError
+
+__all__ = [
+    "BUILTIN_VARIABLES",
+    "UNSUBSCRIBE_VARIABLE",
+    "CampaignContent",
+    "CompiledCampaign",
+    "Rendered",
+    "html_to_text",
+    "make_inliner",
+]
+
+TemplateName = Literal["subject", "html", "text", "unsubscribe_url"]
+
+BUILTIN_VARIABLES: Final = frozenset({"email", "campaign_id", "message_id"})
+# The rendered unsubscribe URL, offered to subject/html/text when the campaign has one, so the
+# body can link it: <a href="{{ unsubscribe_url }}">Unsubscribe</a>.
+UNSUBSCRIBE_VARIABLE: Final = "unsubscribe_url"
+ONE_CLICK: Final = ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+
+# Everything str.splitlines() breaks on, plus NUL: any of them in a header value could start a
+# new header line somewhere between us and the recipient.
+_LINE_BREAK = re.compile("[\x00\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+# In a URL between <...> in List-Unsubscribe: whitespace or angle brackets would end it early.
+_URL_FORBIDDEN = re.compile(r"[\s<>\"]")
+_TRAILING_SPACE = re.compile(r"[ \t]+\n")
+_BLANK_RUN = re.compile(r"\n{3,}")
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+# Filters and blocks whose output differs between an autoescaped and a plain template: with
+# them the text is derived per recipient from the rendered HTML instead of at compile time.
+_MARKUP_FILTERS = frozenset({"safe", "e", "escape", "forceescape"})
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignContent:
+    """A campaign's templates as the user wrote them."""
+
+    subject: str  # a Jinja template too
+    html: str  # Jinja template, HTML autoescaped
+    text: str | None = None  # Jinja template (no autoescape); None = derived from the HTML
+    unsubscribe_url: str | None = None  # Jinja template, e.g. "https://x/u?e={{ email|urlencode }}"
+    unsubscribe_mailto: str | None = None  # optional plain address for the mailto: form
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One recipient's message parts, ready for the SES adapter."""
+
+    subject: str
+    html: str  # CSS inlined
+    text: str
+    headers: tuple[tuple[str, str], ...]  # List-Unsubscribe (+ List-Unsubscribe-Post)
+
+
+def make_inliner() -> css_inline.CSSInliner:
+    """The CSS inliner used for sending (and by lint for size estimates): never fetches."""
+    return css_inline.CSSInliner(
+        load_remote_stylesheets=False,  # pure: a <link> stylesheet is dropped, not downloaded
+        keep_at_rules=True,  # @media rules cannot be inlined; keep them for clients that can
+    )
+
+
+def _text_converter() -> html2text.HTML2Text:
+    converter = html2text.HTML2Text()
+    converter.body_width = 0  # no wrapping: a wrapped URL breaks; clients wrap text themselves
+    converter.ignore_emphasis = True
+    converter.images_to_alt = True
+    converter.ignore_tables = True  # mail layout tables are not data tables
+    converter.unicode_snob = True
+    return converter
+
+
+def html_to_text(html: str) -> str:
+    """A readable text part from HTML (links kept as ``[text](url)``)."""
+    return _tidy(_text_converter().handle(html))
+
+
+def _tidy(text: str) -> str:
+    """Trailing spaces off every line, at most one blank line in a row, one final newline."""
+    return _BLANK_RUN.sub("\n\n", _TRAILING_SPACE.sub("\n", text)).strip() + "\n"
+
+
+def _plain_env() -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(
+        autoescape=False, undefined=StrictUndefined, auto_reload=False
+    )
+
+
+def _html_env() -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(
+        autoescape=True, undefined=StrictUndefined, auto_reload=False
+    )
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line an error was raised on (Jinja rewrites tracebacks to show it)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _compile(
+    env: ImmutableSandboxedEnvironment, which: TemplateName, source: str
+) -> tuple[Template, nodes.Template]:
+    try:
+        tree = env.parse(source)
+        return env.from_string(tree), tree
+    except TemplateSyntaxError as exc:
+        raise InputError(
+            f"{which} template, line {exc.lineno}: {exc.message}; fix the Jinja syntax"
+        ) from None
+
+
+def _undeclared(tree: nodes.Template) -> frozenset[str]:
+    return frozenset(meta.find_undeclared_variables(tree))
+
+
+def _check_no_line_break(what: str, value: str, email: str) -> None:
+    if _LINE_BREAK.search(value):
+        raise InputError(
+            f"{what} for {email} contains a line break ({value!r}); a header cannot hold one: "
+            "remove line breaks from the template and from the variables it uses"
+        )
+
+
+def _derive_text_source(html: str, tree: nodes.Template) -> str | None:
+    """The HTML template turned into a text template, or None when that is not faithful.
+
+    Jinja tags are swapped for placeholder words, html2text converts the rest once, and the
+    tags are put back. Refused (None) when a statement tag is lost or duplicated (it sat in an
+    attribute, <head> or <style>), the result does not parse, or the template uses filters
+    whose output depends on autoescaping.
+    """
+    if any(f.name in _MARKUP_FILTERS for f in tree.find_all(nodes.Filter)):
+        return None
+    if any(True for _ in tree.find_all(nodes.ScopedEvalContextModifier)):
+        return None
+    prefix = "jinjatag"
+    while prefix in html:
+        prefix += "x"
+    tags: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        if match.group().startswith("{#"):
+            return ""  # a comment: nothing to carry over
+        tags.append(match.group())
+        return f"{prefix}{len(tags) - 1}z"
+
+    converted = html_to_text(_JINJA_TAG.sub(hide, html))
+    placeholder = re.compile(re.escape(prefix) + r"(\d+)z")
+    seen = [int(m.group(1)) for m in placeholder.finditer(converted)]
+    statements = [i for i, tag in enumerate(tags) if tag.startswith("{%")]
+    if any(seen.count(i) != 1 for i in statements):
+        return None
+    source = placeholder.sub(lambda m: tags[int(m.group(1))], converted)
+    try:
+        _plain_env().parse(source)
+    except TemplateSyntaxError:
+        return None
+    return source
+
+
+class CompiledCampaign:
+    """A campaign's templates compiled once; ``render`` makes one recipient's message."""
+
+    __slots__ = (
+        "_html",
+        "_inliner",
+        "_mailto",
+        "_subject",
+        "_text",
+        "_unsubscribe",
+        "_uses",
+        "content",
+        "derived_text",
+        "variables",
+    )
+
+    def __init__(self, content: CampaignContent) -> None:
+        self.content = content
+        plain, html_env = _plain_env(), _html_env()
+        self._subject, subject_tree = _compile(plain, "subject", content.subject)
+        self._html, html_tree = _compile(html_env, "html", content.html)
+        trees: dict[TemplateName, nodes.Template] = {"subject": subject_tree, "html": html_tree}
+        # The derived text template's source, when the text part is derived at compile time.
+        self.derived_text: str | None = None
+        # None with no text given: derived per recipient with html2text (slower).
+        self._text: Template | None = None
+        if content.text is not None:
+            self._text, trees["text"] = _compile(plain, "text", content.text)
+        else:
+            self.derived_text = _derive_text_source(content.html, html_tree)
+            if self.derived_text is not None:
+                self._text, _ = _compile(plain, "text", self.derived_text)
+        self._unsubscribe: Template | None = None
+        if content.unsubscribe_url is not None:
+            url = content.unsubscribe_url.strip()
+            if not url.lower().startswith(("https://", "{")):
+                raise InputError(
+                    f"unsubscribe_url {url!r} must be an https:// URL "
+                    "(one-click unsubscribe, RFC 8058, accepts nothing else)"
+                )
+            self._unsubscribe, trees["unsubscribe_url"] = _compile(plain, "unsubscribe_url", url)
+        self._mailto = _check_mailto(content.unsubscribe_mailto)
+        provided = BUILTIN_VARIABLES
+        if self._unsubscribe is not None:
+            provided = provided | {UNSUBSCRIBE_VARIABLE}
+            if UNSUBSCRIBE_VARIABLE in _undeclared(trees["unsubscribe_url"]):
+                raise InputError("unsubscribe_url template cannot use {{ unsubscribe_url }}")
+        # Which templates use each variable, so a missing column is reported with its user.
+        uses: dict[str, list[str]] = {}
+        for which, tree in trees.items():
+            for name in sorted(_undeclared(tree) - provided):
+                uses.setdefault(name, []).append(which)
+        self._uses = {name: tuple(whiches) for name, whiches in uses.items()}
+        self.variables: frozenset[str] = frozenset(uses)
+        self._inliner = make_inliner()
+
+    def check_variables(self, columns: Iterable[str]) -> None:
+        """Raise InputError naming every variable the templates use that no column provides."""
+        have = {c.strip() for c in columns}
+        missing = sorted(self.variables - have)
+        if not missing:
+            return
+        problems = []
+        for name in missing:
+            where = " and ".join(self._uses[name])
+            problem = f"{where} template uses {{{{ {name} }}}} but the list has no {name} column"
+            if name == UNSUBSCRIBE_VARIABLE:
+                problem += " and the campaign has no unsubscribe URL"
+            problems.append(problem)
+        columns_text = ", ".join(sorted(have)) or "none"
+        raise InputError(
+            "; ".join(problems)
+            + f" (columns: {columns_text}); add the column(s) or change the template"
+        )
+
+    def render(
+        self, variables: Mapping[str, str], *, email: str, campaign_id: int, message_id: int
+    ) -> Rendered:
+        """One recipient's message; InputError if a variable is missing or breaks a header."""
+        context: dict[str, object] = dict(variables)
+        context.update(email=email, campaign_id=campaign_id, message_id=message_id)
+        targets: list[str] = []
+        if self._unsubscribe is not None:
+            url = _run("unsubscribe_url", self._unsubscribe, context, email)
+            _check_url(url, email)
+            context[UNSUBSCRIBE_VARIABLE] = url
+            targets.append(f"<{url}>")
+        if self._mailto is not None:
+            targets.append(f"<mailto:{self._mailto}>")
+        headers: tuple[tuple[str, str], ...] = ()
+        if targets:
+            headers = (("List-Unsubscribe", ", ".join(targets)),)
+            if self._unsubscribe is not None:
+                headers += (ONE_CLICK,)
+        subject = _run("subject", self._subject, context, email)
+        _check_no_line_break("subject", subject, email)
+        html = _run("html", self._html, context, email)
+        if self._text is None:  # derivation at compile time was refused: the slow path
+            text = html_to_text(html)
+        else:
+            text = _run("text", self._text, context, email)
+            if self.derived_text is not None:
+                text = _tidy(text)
+        try:
+            inlined = self._inliner.inline(html)
+        except css_inline.InlineError as exc:
+            raise InputError(f"html for {email}: CSS could not be inlined: {exc}") from None
+        return Rendered(subject=subject, html=inlined, text=text, headers=headers)
+
+
+def _run(which: TemplateName, template: Template, context: Mapping[str, object], email: str) -> str:
+    try:
+        return template.render(context)
+    except TemplateError as exc:
+        line = _template_line(exc)
+        where = f", line {line}" if line is not None else ""
+        reason = str(exc.message or exc).rstrip(".")
+        if isinstance(exc, SecurityError):
+            fix = "templates run sandboxed; remove that expression"
+        elif isinstance(exc, UndefinedError):
+            fix = "give the variable in the recipient list or change the template"
+        else:
+            fix = "change the template"
+        raise InputError(
+            f"{which} template{where}, rendering for {email}: {reason}; {fix}"
+        ) from None
+
+
+def _check_url(url: str, email: str) -> None:
+    _check_no_line_break("unsubscribe_url", url, email)
+    if not url.lower().startswith("https://"):
+        raise InputError(
+            f"unsubscribe_url for {email} renders to {url!r}; it must start with https:// "
+            "(one-click unsubscribe, RFC 8058)"
+        )
+    if _URL_FORBIDDEN.search(url):
+        raise InputError(
+            f"unsubscribe_url for {email} renders to {url!r}, which has a space, quote or angle "
+            "bracket; encode variables in it with |urlencode"
+        )
+
+
+def _check_mailto(address: str | None) -> str | None:
+    if address is None:
+        return None
+    try:
+        valid = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise InputError(
+            f"unsubscribe_mailto {address!r} is not a usable address: {exc}; "
+            "give a plain address like unsubscribe@example.com"
+        ) from None
+    return valid.ascii_email or valid.normalized

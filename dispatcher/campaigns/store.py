@@ -1,0 +1,290 @@
+"""Campaigns in Postgres: streamed import, lifecycle (start, pause, resume, cancel), reports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+
+from dispatcher.campaigns.recipients import RecipientRow, RejectedRow
+from dispatcher.errors import InputError
+from dispatcher.queue.sql import query
+
+ACTIVE_STATES = ("held", "queued", "claimed", "in_flight")
+COPY_CHUNK = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignSpec:
+    """What `campaign create` was given (templates are stored as written, rendered per send)."""
+
+    name: str
+    from_addr: str
+    subject: str
+    html: str
+    text: str | None = None
+    reply_to: tuple[str, ...] = ()
+    configuration_set: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    unsubscribe_url: str | None = None
+    send_at: datetime | None = None
+    priority: int = -10
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    line: int
+    email: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    id: int
+    imported: int
+    rejected: list[Rejected]
+    duplicates: int
+    suppressed: int
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRow:
+    """A campaign's definition and state, as stored."""
+
+    id: int
+    name: str
+    state: str
+    from_addr: str
+    reply_to: tuple[str, ...]
+    configuration_set: str | None
+    tags: dict[str, str]
+    subject: str
+    html: str
+    text: str | None
+    unsubscribe_url: str | None
+    send_at: datetime | None
+    priority: int
+    recipients: int
+    pause_reason: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignStatus:
+    campaign: CampaignRow
+    counts: dict[str, int]  # job state -> count, every state present
+    failures: dict[str, int]  # outcome -> count, for failed and in-doubt mail
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts[s] for s in ("sent", "failed", "cancelled", "unknown"))
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.campaign
+        return {
+            "id": c.id,
+            "name": c.name,
+            "state": c.state,
+            "pause_reason": c.pause_reason,
+            "recipients": c.recipients,
+            "counts": self.counts,
+            "failures": self.failures,
+            "created_at": c.created_at.isoformat(),
+            "started_at": c.started_at.isoformat() if c.started_at else None,
+            "finished_at": c.finished_at.isoformat() if c.finished_at else None,
+        }
+
+
+JOB_STATES = ("held", "queued", "claimed", "in_flight", "sent", "failed", "unknown", "cancelled")
+
+
+def _row(r: Any) -> CampaignRow:
+    tags = json.loads(r["tags"]) if isinstance(r["tags"], str) else dict(r["tags"] or {})
+    return CampaignRow(
+        id=r["id"],
+        name=r["name"],
+        state=r["state"],
+        from_addr=r["from_addr"],
+        reply_to=tuple(r["reply_to"]),
+        configuration_set=r["configuration_set"],
+        tags=tags,
+        subject=r["subject"],
+        html=r["html"],
+        text=r["text_body"],
+        unsubscribe_url=r["unsubscribe_url"],
+        send_at=r["send_at"],
+        priority=r["priority"],
+        recipients=r["recipients"],
+        pause_reason=r["pause_reason"],
+        created_at=r["created_at"],
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+    )
+
+
+class CampaignStore:
+    """Campaign operations over the queue's connection pool; every change is one transaction."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # -- create -------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        spec: CampaignSpec,
+        rows: Iterable[RecipientRow | RejectedRow],
+        *,
+        strict: bool = False,
+        dedupe_key: Any = None,
+    ) -> ImportResult:
+        """Import a campaign and its list in one transaction: all of it, or nothing.
+
+        Good rows stream into a staging table with COPY (memory stays flat); the database
+        removes duplicates (first line wins) and suppressed addresses. With `strict`, one
+        rejected row rejects the whole file (InputError listing the first ones).
+        """
+        key_of = dedupe_key if dedupe_key is not None else (lambda e: e.lower())
+        rejected: list[Rejected] = []
+
+        def records() -> Iterator[tuple[int, str, str, str]]:
+            for row in rows:
+                if isinstance(row, RejectedRow):
+                    rejected.append(Rejected(row.line, row.email, row.reason))
+                    continue
+                yield (row.line, row.email, key_of(row.email), json.dumps(row.variables))
+
+        async with self._pool.acquire() as conn, conn.transaction():
+            campaign_id: int = await conn.fetchval(
+                query("campaign_insert"),
+                spec.name,
+                spec.from_addr,
+                list(spec.reply_to),
+                spec.configuration_set,
+                json.dumps(spec.tags),
+                spec.subject,
+                spec.html,
+                spec.text,
+                spec.unsubscribe_url,
+                spec.send_at,
+                spec.priority,
+            )
+            await conn.execute(query("campaign_staging"))
+            chunk: list[tuple[int, str, str, str]] = []
+            for record in records():
+                chunk.append(record)
+                if len(chunk) >= COPY_CHUNK:
+                    await conn.copy_records_to_table("campaign_staging", records=chunk)
+                    chunk = []
+            if chunk:
+                await conn.copy_records_to_table("campaign_staging", records=chunk)
+            if strict and rejected:
+                shown = "; ".join(f"line {r.line}: {r.reason}" for r in rejected[:5])
+                more = f" (and {len(rejected) - 5} more)" if len(rejected) > 5 else ""
+                raise InputError(
+                    f"{len(rejected)} bad row(s) in the recipient list and --strict is set, "
+                    f"so nothing was imported: {shown}{more}"
+                )
+            dups = await conn.fetch(query("campaign_duplicates"))
+            for r in dups:
+                rejected.append(
+                    Rejected(r["line"], r["email"], f"duplicate of line {r['first_line']}")
+                )
+            suppressed = await conn.fetch(query("campaign_suppressed"))
+            for r in suppressed:
+                rejected.append(Rejected(r["line"], r["email"], f"suppressed: {r['reason']}"))
+            await conn.execute(query("campaign_import"), campaign_id)
+            imported: int = await conn.fetchval(query("campaign_set_recipients"), campaign_id)
+        rejected.sort(key=lambda r: r.line)
+        return ImportResult(campaign_id, imported, rejected, len(dups), len(suppressed))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def get(self, campaign_id: int) -> CampaignRow:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(query("campaign_get"), campaign_id)
+        if row is None:
+            raise InputError(f"no campaign with id {campaign_id}; see `dispatcher campaign list`")
+        return _row(row)
+
+    async def start(self, campaign_id: int) -> CampaignRow:
+        """Draft or paused -> running; its held mail becomes sendable (from send_at on)."""
+        current = await self.get(campaign_id)
+        if current.state not in ("draft", "paused"):
+            raise InputError(
+                f"campaign {campaign_id} is {current.state}; only a draft or paused campaign "
+                "can be started"
+            )
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.fetchval(query("campaign_mark_running"), campaign_id)
+            await conn.execute(query("campaign_release_held"), campaign_id)
+        return await self.get(campaign_id)
+
+    async def pause(self, campaign_id: int, reason: str = "paused by operator") -> bool:
+        """Running -> paused at once for every daemon; False if it was not running."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(query("campaign_mark_paused"), campaign_id, reason) is None:
+                return False
+            await conn.execute(query("campaign_hold_jobs"), campaign_id)
+        return True
+
+    async def cancel(self, campaign_id: int) -> int:
+        """Everything not yet sent is cancelled; sent mail stays sent. Returns the count."""
+        await self.get(campaign_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            marked = await conn.fetchval(query("campaign_mark_cancelled"), campaign_id)
+            if marked is None:
+                raise InputError(f"campaign {campaign_id} is already cancelled or finished")
+            rows = await conn.fetch(query("campaign_cancel_jobs"), campaign_id)
+        return len(rows)
+
+    async def retry_failed(self, campaign_id: int) -> int:
+        """Requeue recipients whose failure was retryable (transient); returns how many."""
+        current = await self.get(campaign_id)
+        if current.state == "cancelled":
+            raise InputError(f"campaign {campaign_id} is cancelled")
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(query("campaign_retry_failed"), campaign_id)
+            if rows:
+                await conn.fetchval(query("campaign_reopen"), campaign_id)
+        return len(rows)
+
+    async def finish_done(self, campaign_id: int | None = None) -> list[int]:
+        """Mark running campaigns with nothing left to send as finished."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("campaign_finish_done"), campaign_id)
+        return [r["id"] for r in rows]
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    async def status(self, campaign_id: int) -> CampaignStatus:
+        await self.finish_done(campaign_id)
+        campaign = await self.get(campaign_id)
+        async with self._pool.acquire() as conn:
+            counts_rows = await conn.fetch(query("campaign_counts"), campaign_id)
+            failure_rows = await conn.fetch(query("campaign_failures"), campaign_id)
+        counts = dict.fromkeys(JOB_STATES, 0)
+        counts.update({r["state"]: r["n"] for r in counts_rows})
+        failures = {r["outcome"]: r["n"] for r in failure_rows}
+        return CampaignStatus(campaign, counts, failures)
+
+    async def list(self) -> list[CampaignStatus]:
+        await self.finish_done()
+        async with self._pool.acquire() as conn:
+            ids = [r["id"] for r in await conn.fetch(query("campaign_list"))]
+        return [await self.status(i) for i in ids]
+
+    async def report_rows(self, campaign_id: int) -> AsyncIterator[Any]:
+        """Per-recipient rows, streamed with a cursor (memory stays flat)."""
+        await self.get(campaign_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            async for row in conn.cursor(query("campaign_report"), campaign_id, prefetch=2000):
+                yield row

@@ -1,0 +1,350 @@
+"""`dispatcher campaign ...`: create, check, run and report bulk campaigns."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dispatcher import app
+from dispatcher.campaigns.lint import format_findings, has_errors, lint_html
+from dispatcher.campaigns.recipients import iter_recipients
+from dispatcher.campaigns.render import CampaignContent, CompiledCampaign
+from dispatcher.campaigns.store import CampaignSpec, CampaignStatus, CampaignStore
+from dispatcher.cli.jsonl import parse_send_after
+from dispatcher.config import Config
+from dispatcher.errors import InputError
+
+MAX_TEMPLATE_BYTES = 10 * 1024 * 1024  # SES's v1 message limit; a template cannot be bigger
+
+
+def add_parser(sub: Any) -> None:
+    camp = sub.add_parser("campaign", help="bulk campaigns: create, start, watch, report")
+    csub = camp.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    create = csub.add_parser("create", help="import a recipient list and a template")
+    create.add_argument("--name", required=True)
+    create.add_argument("--from", dest="from_addr", required=True, metavar="ADDRESS")
+    create.add_argument("--subject", required=True, help="a template too: {{ first_name }}")
+    create.add_argument("--template", required=True, type=Path, help="HTML template (Jinja2)")
+    create.add_argument("--recipients", required=True, type=Path, help="CSV with an email column")
+    create.add_argument("--text-template", type=Path, help="text part (default: from the HTML)")
+    create.add_argument("--reply-to", action="append", default=[], metavar="ADDRESS")
+    create.add_argument("--configuration-set", metavar="NAME")
+    create.add_argument("--tag", action="append", default=[], metavar="K=V")
+    create.add_argument("--send-at", metavar="TIME", help="ISO 8601 with timezone")
+    create.add_argument(
+        "--unsubscribe-url",
+        metavar="TEMPLATE",
+        help="List-Unsubscribe URL, e.g. https://x.example/u?e={{ email|urlencode }}",
+    )
+    create.add_argument("--priority", type=int, default=-10, help="transactional mail is 0")
+    create.add_argument("--strict", action="store_true", help="one bad row rejects the file")
+    create.add_argument("--force", action="store_true", help="create despite lint errors")
+    create.add_argument("--json", action="store_true")
+
+    lint = csub.add_parser("lint", help="check a template for what mail clients break")
+    lint.add_argument("file", type=Path)
+    lint.add_argument("--text-template", type=Path)
+    lint.add_argument("--unsubscribe-url", metavar="TEMPLATE")
+
+    for name, text in (
+        ("start", "start sending a draft campaign"),
+        ("pause", "pause a running campaign (takes effect at once in every daemon)"),
+        ("resume", "resume a paused campaign where it stopped"),
+        ("cancel", "cancel what is not sent yet"),
+        ("retry-failed", "requeue recipients that failed for a retryable reason"),
+    ):
+        p = csub.add_parser(name, help=text)
+        p.add_argument("id", type=int)
+        if name == "resume":
+            p.add_argument(
+                "--force", action="store_true", help="also after a pause by a safety check"
+            )
+
+    status = csub.add_parser("status", help="progress and counts by state")
+    status.add_argument("id", type=int)
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--watch", action="store_true", help="live progress until it is done")
+
+    report = csub.add_parser("report", help="totals, and a per-recipient CSV")
+    report.add_argument("id", type=int)
+    report.add_argument("--csv", type=Path, help="where to write it (default campaign-ID.csv)")
+
+    lst = csub.add_parser("list", help="all campaigns")
+    lst.add_argument("--json", action="store_true")
+
+
+def _read_template(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_TEMPLATE_BYTES:
+        raise InputError(
+            f"{path} is {len(data) / 1e6:.1f} MB; SES accepts messages up to 10 MB: "
+            "host images and large content elsewhere and link them"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+
+
+def _columns(path: Path) -> list[str]:
+    """The CSV header, to check the template's variables before importing anything."""
+    try:
+        with path.open("rb") as raw:
+            head = raw.readline(1 << 20)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: line 1 is not UTF-8; save the file as UTF-8") from None
+    row = next(csv.reader(io.StringIO(text)), [])
+    return [c.strip() for c in row]
+
+
+def _tags(items: list[str]) -> dict[str, str]:
+    tags = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise InputError(f"--tag {item!r}: use NAME=VALUE")
+        tags[key] = value
+    return tags
+
+
+def _lint(html: str, text: str | None, unsubscribe_url: str | None) -> bool:
+    findings = lint_html(html, text=text, has_unsubscribe=bool(unsubscribe_url))
+    if findings:
+        print(format_findings(findings), file=sys.stderr)
+    return has_errors(findings)
+
+
+async def run(args: argparse.Namespace, cfg: Config) -> int:
+    action: str = args.action
+    if action == "lint":
+        html = _read_template(args.file)
+        text = _read_template(args.text_template) if args.text_template else None
+        CompiledCampaign(CampaignContent("", html, text, args.unsubscribe_url))
+        bad = _lint(html, text, args.unsubscribe_url)
+        if not bad:
+            print(f"{args.file}: no errors")
+        return 1 if bad else 0
+    if action == "create":
+        return await _create(args, cfg)
+    async with app.open_queue(cfg) as queue:
+        store = CampaignStore(queue.pool)
+        if action == "start":
+            c = await store.start(args.id)
+            when = f" (from {c.send_at:%Y-%m-%d %H:%M %Z})" if c.send_at else ""
+            print(f"campaign {c.id} running{when}: {c.recipients} recipients")
+            return 0
+        if action == "resume":
+            current = await store.get(args.id)
+            if current.state != "paused":
+                raise InputError(f"campaign {args.id} is {current.state}, not paused")
+            if (
+                current.pause_reason
+                and current.pause_reason.startswith("guard:")
+                and not args.force
+            ):
+                raise InputError(
+                    f"campaign {args.id} was paused by the reputation guard "
+                    f"({current.pause_reason}); resume with --force once you have checked it"
+                )
+            await store.start(args.id)
+            print(f"campaign {args.id} resumed")
+            return 0
+        if action == "pause":
+            if not await store.pause(args.id):
+                current = await store.get(args.id)
+                raise InputError(f"campaign {args.id} is {current.state}, not running")
+            print(f"campaign {args.id} paused")
+            return 0
+        if action == "cancel":
+            n = await store.cancel(args.id)
+            print(f"campaign {args.id} cancelled: {n} unsent message(s) cancelled")
+            return 0
+        if action == "retry-failed":
+            n = await store.retry_failed(args.id)
+            print(f"campaign {args.id}: {n} failed recipient(s) queued again")
+            return 0
+        if action == "status":
+            if args.watch:
+                return await _watch(store, args.id)
+            st = await store.status(args.id)
+            if args.json:
+                print(json.dumps(st.to_json(), indent=2))
+            else:
+                _print_status(st)
+            return 0
+        if action == "list":
+            rows = await store.list()
+            if args.json:
+                print(json.dumps([r.to_json() for r in rows], indent=2))
+            else:
+                for r in rows:
+                    c = r.campaign
+                    print(
+                        f"{c.id:>6}  {c.state:<9} {r.counts['sent']:>8}/{c.recipients:<8} {c.name}"
+                    )
+            return 0
+        if action == "report":
+            return await _report(store, args.id, args.csv)
+    raise AssertionError(action)
+
+
+async def _create(args: argparse.Namespace, cfg: Config) -> int:
+    html = _read_template(args.template)
+    text = _read_template(args.text_template) if args.text_template else None
+    compiled = CompiledCampaign(CampaignContent(args.subject, html, text, args.unsubscribe_url))
+    compiled.check_variables(_columns(args.recipients))
+    if _lint(html, text, args.unsubscribe_url) and not args.force:
+        raise InputError(
+            "the template has errors (above); fix them, or pass --force to create anyway"
+        )
+    spec = CampaignSpec(
+        name=args.name,
+        from_addr=args.from_addr,
+        subject=args.subject,
+        html=html,
+        text=text,
+        reply_to=tuple(args.reply_to),
+        configuration_set=args.configuration_set,
+        tags=_tags(args.tag),
+        unsubscribe_url=args.unsubscribe_url,
+        send_at=parse_send_after(args.send_at) if args.send_at else None,
+        priority=args.priority,
+    )
+    began = time.monotonic()
+    try:
+        stream = args.recipients.open("rb")
+    except OSError as exc:
+        raise InputError(f"cannot read {args.recipients}: {exc.strerror}") from None
+    with stream:
+        async with app.open_queue(cfg) as queue:
+            result = await CampaignStore(queue.pool).create(
+                spec, iter_recipients(stream, source=str(args.recipients)), strict=args.strict
+            )
+    elapsed = time.monotonic() - began
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "id": result.id,
+                    "imported": result.imported,
+                    "rejected": [
+                        {"line": r.line, "email": r.email, "reason": r.reason}
+                        for r in result.rejected
+                    ],
+                }
+            )
+        )
+        return 0
+    for r in result.rejected[:50]:
+        print(f"{args.recipients}: line {r.line}: {r.email}: {r.reason}", file=sys.stderr)
+    if len(result.rejected) > 50:
+        print(f"... and {len(result.rejected) - 50} more (use --json)", file=sys.stderr)
+    print(result.id)
+    print(
+        f"campaign {result.id} created: {result.imported} recipients imported in {elapsed:.1f} s, "
+        f"{len(result.rejected)} skipped ({result.duplicates} duplicate(s), "
+        f"{result.suppressed} suppressed); start it with `dispatcher campaign start {result.id}`",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _print_status(st: CampaignStatus) -> None:
+    c = st.campaign
+    total = max(c.recipients, 1)
+    print(f"campaign {c.id} {c.name!r}: {c.state}")
+    if c.pause_reason:
+        print(f"  paused because: {c.pause_reason}")
+    print(f"  progress   {st.done}/{c.recipients} ({st.done / total:.1%})")
+    for state, n in st.counts.items():
+        if n:
+            print(f"  {state:<10} {n:>9}")
+    if st.failures:
+        kinds = ", ".join(f"{k} {n}" for k, n in st.failures.items())
+        print(f"  failed or in doubt by kind: {kinds}")
+
+
+async def _watch(store: CampaignStore, campaign_id: int) -> int:
+    """A live progress bar: sent / total, rate, ETA, failures by kind; ends when done."""
+    tty = sys.stdout.isatty()
+    last: tuple[float, int] | None = None
+    rate = 0.0
+    while True:
+        st = await store.status(campaign_id)
+        c = st.campaign
+        now = time.monotonic()
+        sent = st.counts["sent"]
+        if last is not None and now > last[0]:
+            rate = 0.7 * rate + 0.3 * (sent - last[1]) / (now - last[0])
+        last = (now, sent)
+        remaining = c.recipients - st.done
+        eta = f"{remaining / rate:,.0f} s" if rate > 0 and remaining else "-"
+        width = 30
+        filled = int(width * st.done / c.recipients) if c.recipients else width
+        fails = " ".join(f"{k}={n}" for k, n in st.failures.items()) or "none"
+        line = (
+            f"[{'#' * filled}{'.' * (width - filled)}] {sent}/{c.recipients} sent  "
+            f"{rate:6.1f}/s  ETA {eta}  failures: {fails}  ({c.state})"
+        )
+        print(("\r" if tty else "") + line, end="" if tty else "\n", flush=True)
+        if c.state in ("finished", "cancelled") or (c.state == "paused" and not tty):
+            if tty:
+                print()
+            return 0
+        await asyncio.sleep(1.0)
+
+
+async def _report(store: CampaignStore, campaign_id: int, path: Path | None) -> int:
+    target = path or Path(f"campaign-{campaign_id}.csv")
+    totals: dict[str, int] = {}
+    in_doubt: list[str] = []
+    with target.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(
+            ["address", "state", "ses_message_id", "outcome", "reason", "attempts",
+             "queued_at", "sent_at", "updated_at"]
+        )  # fmt: skip
+        async for row in store.report_rows(campaign_id):
+            totals[row["state"]] = totals.get(row["state"], 0) + 1
+            if row["state"] == "unknown":
+                in_doubt.append(row["address"])
+            writer.writerow(
+                [
+                    row["address"],
+                    row["state"],
+                    row["ses_message_id"] or "",
+                    row["last_outcome"] or "",
+                    row["last_error"] or "",
+                    row["attempts"],
+                    row["created_at"].isoformat(),
+                    row["sent_at"].isoformat() if row["sent_at"] else "",
+                    row["updated_at"].isoformat(),
+                ]
+            )
+    st = await store.status(campaign_id)
+    print(f"campaign {campaign_id} {st.campaign.name!r}: {st.campaign.state}")
+    for state, n in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {state:<10} {n:>9}")
+    for kind, n in st.failures.items():
+        print(f"  failure kind {kind}: {n}")
+    if in_doubt:
+        print(f"  in doubt (may or may not have been sent): {len(in_doubt)}")
+        for address in in_doubt[:20]:
+            print(f"    {address}")
+    print(f"per-recipient report: {target}")
+    return 0

@@ -1,0 +1,164 @@
+-- Named queries for campaigns (loaded with queries.sql by dispatcher.queue.sql).
+
+-- name: campaign_insert
+INSERT INTO dispatcher.campaigns (name, from_addr, reply_to, configuration_set, tags, subject,
+                                  html, text_body, unsubscribe_url, send_at, priority)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11)
+RETURNING id;
+
+-- name: campaign_staging
+-- The recipient list streams into this with COPY; dropped at the end of the import transaction.
+CREATE TEMP TABLE campaign_staging (
+    line      integer NOT NULL,
+    email     text NOT NULL,
+    key       text NOT NULL,
+    variables jsonb NOT NULL
+) ON COMMIT DROP;
+
+-- name: campaign_duplicates
+-- Rows whose address appeared on an earlier line: reported, not imported.
+SELECT s.line, s.email, first.line AS first_line
+FROM campaign_staging s
+JOIN LATERAL (SELECT min(line) AS line FROM campaign_staging f WHERE f.key = s.key) first
+  ON first.line < s.line
+ORDER BY s.line;
+
+-- name: campaign_suppressed
+SELECT s.line, s.email, x.reason
+FROM campaign_staging s JOIN dispatcher.suppressions x ON x.address = s.key
+ORDER BY s.line;
+
+-- name: campaign_import
+-- One message and one held job per distinct, unsuppressed address, in list order. The
+-- idempotency key makes the address unique within the campaign.
+WITH firsts AS (
+    SELECT DISTINCT ON (key) line, email, key, variables
+    FROM campaign_staging
+    WHERE key NOT IN (SELECT address FROM dispatcher.suppressions)
+    ORDER BY key, line
+), numbered AS (
+    SELECT f.*, nextval('dispatcher.message_id_seq') AS id
+    FROM (SELECT * FROM firsts ORDER BY line) f
+), msgs AS (
+    INSERT INTO dispatcher.messages (id, idempotency_key, from_addr, to_addrs, reply_to,
+                                     configuration_set, tags, campaign_id, variables)
+    SELECT n.id, 'campaign:' || c.id || ':' || n.key, c.from_addr, ARRAY[n.email], c.reply_to,
+           c.configuration_set, c.tags || jsonb_build_object('campaign_id', c.id::text),
+           c.id, n.variables
+    FROM numbered n, dispatcher.campaigns c
+    WHERE c.id = $1
+    RETURNING id
+)
+INSERT INTO dispatcher.jobs (id, state, priority, run_at, scheduled, recipients, campaign_id)
+SELECT msgs.id, 'held', c.priority, coalesce(c.send_at, now()), c.send_at IS NOT NULL, 1, c.id
+FROM msgs, dispatcher.campaigns c
+WHERE c.id = $1;
+
+-- name: campaign_set_recipients
+UPDATE dispatcher.campaigns
+SET recipients = (SELECT count(*) FROM dispatcher.jobs WHERE campaign_id = $1), updated_at = now()
+WHERE id = $1
+RETURNING recipients;
+
+-- name: campaign_get
+SELECT id, name, state::text, from_addr, reply_to, configuration_set, tags, subject, html,
+       text_body, unsubscribe_url, send_at, priority, recipients, pause_reason, created_at,
+       started_at, finished_at
+FROM dispatcher.campaigns WHERE id = $1;
+
+-- name: campaign_list
+SELECT id, name, state::text, recipients, pause_reason, created_at, started_at, finished_at
+FROM dispatcher.campaigns ORDER BY id;
+
+-- name: campaign_counts
+SELECT state::text, count(*) AS n FROM dispatcher.jobs WHERE campaign_id = $1 GROUP BY state;
+
+-- name: campaign_failures
+-- Failed and in-doubt mail by kind, for status and the report.
+SELECT coalesce(last_outcome, 'unknown') AS outcome, count(*) AS n
+FROM dispatcher.jobs
+WHERE campaign_id = $1 AND state IN ('failed', 'unknown')
+GROUP BY 1 ORDER BY 2 DESC;
+
+-- name: campaign_mark_running
+-- start and resume: the campaign runs; $2 = true allows resuming from a pause the reputation
+-- guard or a configuration error set (a person decided).
+UPDATE dispatcher.campaigns
+SET state = 'running', pause_reason = NULL, updated_at = now(),
+    started_at = coalesce(started_at, now())
+WHERE id = $1 AND state IN ('draft', 'paused')
+RETURNING id;
+
+-- name: campaign_release_held
+-- Held jobs become sendable (from send_at on if that is later than now).
+UPDATE dispatcher.jobs j
+SET state = 'queued', updated_at = now(),
+    run_at = greatest(now(), coalesce(c.send_at, now())),
+    lease_owner = NULL
+FROM dispatcher.campaigns c
+WHERE c.id = $1 AND j.campaign_id = $1 AND j.state = 'held'
+RETURNING j.id;
+
+-- name: campaign_mark_paused
+UPDATE dispatcher.campaigns
+SET state = 'paused', pause_reason = $2, updated_at = now()
+WHERE id = $1 AND state = 'running'
+RETURNING id;
+
+-- name: campaign_hold_jobs
+-- Waiting and claimed-but-not-sent jobs go back to held: a worker holding a claimed one can no
+-- longer launch it (launch requires state 'claimed'), so the pause is effective at once for
+-- every daemon. Jobs already in flight finish.
+UPDATE dispatcher.jobs
+SET state = 'held', lease_owner = NULL, updated_at = now()
+WHERE campaign_id = $1 AND state IN ('queued', 'claimed')
+RETURNING id;
+
+-- name: campaign_mark_cancelled
+UPDATE dispatcher.campaigns
+SET state = 'cancelled', updated_at = now(), finished_at = now()
+WHERE id = $1 AND state IN ('draft', 'running', 'paused')
+RETURNING id;
+
+-- name: campaign_cancel_jobs
+UPDATE dispatcher.jobs
+SET state = 'cancelled', lease_owner = NULL, updated_at = now()
+WHERE campaign_id = $1 AND state IN ('held', 'queued', 'claimed')
+RETURNING id;
+
+-- name: campaign_retry_failed
+-- Only failures that may go better next time: transient errors that ran out of attempts.
+-- Rejected, bounced, complained and suppressed stay failed.
+UPDATE dispatcher.jobs j
+SET state = CASE WHEN c.state = 'running' THEN 'queued'::dispatcher.job_state
+                 ELSE 'held'::dispatcher.job_state END,
+    attempts = 0, run_at = now(), updated_at = now()
+FROM dispatcher.campaigns c
+WHERE c.id = $1 AND j.campaign_id = $1 AND j.state = 'failed' AND j.last_outcome = 'transient'
+  AND c.state IN ('running', 'paused', 'finished', 'draft')
+RETURNING j.id;
+
+-- name: campaign_reopen
+-- A finished campaign with retried mail runs again.
+UPDATE dispatcher.campaigns
+SET state = 'running', finished_at = NULL, updated_at = now()
+WHERE id = $1 AND state = 'finished'
+RETURNING id;
+
+-- name: campaign_finish_done
+-- Running campaigns with nothing left to send are finished.
+UPDATE dispatcher.campaigns c
+SET state = 'finished', finished_at = now(), updated_at = now()
+WHERE c.state = 'running'
+  AND ($1::bigint IS NULL OR c.id = $1)
+  AND NOT EXISTS (SELECT 1 FROM dispatcher.jobs j
+                  WHERE j.campaign_id = c.id
+                    AND j.state IN ('held', 'queued', 'claimed', 'in_flight'))
+RETURNING c.id;
+
+-- name: campaign_report
+SELECT m.to_addrs[1] AS address, j.state::text AS state, j.ses_message_id, j.last_outcome,
+       j.last_error, j.attempts, m.created_at, j.sent_at, j.updated_at
+FROM dispatcher.jobs j JOIN dispatcher.messages m ON m.id = j.id
+WHERE j.campaign_id = $1
+ORDER BY j.id;

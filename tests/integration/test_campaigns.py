@@ -1,0 +1,219 @@
+"""Campaigns end to end on real Postgres and the simulator: import, run, pause, cancel, retry."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections import Counter
+
+import pytest
+
+from dispatcher.app import run_worker
+from dispatcher.campaigns.recipients import iter_recipients
+from dispatcher.campaigns.store import CampaignSpec, CampaignStore
+from dispatcher.errors import InputError
+from dispatcher.queue.repository import NewMessage, Queue
+from dispatcher.worker.pool import EXIT_OK
+from tests.support.dispatch import dispatcher_ids, eventually, make_config
+from tests.support.sim import SimFactory, SimHandle
+
+HTML = (
+    "<html><body><p>Hello {{ name }}</p><a href='{{ unsubscribe }}'>unsubscribe</a></body></html>"
+)
+
+
+def spec(**kw: object) -> CampaignSpec:
+    base: dict[str, object] = {
+        "name": "autumn",
+        "from_addr": "news@example.com",
+        "subject": "Hi {{ name }}",
+        "html": HTML,
+        "unsubscribe_url": "https://example.com/u?e={{ email|urlencode }}&c={{ campaign_id }}",
+        "tags": {"kind": "news"},
+    }
+    base.update(kw)
+    return CampaignSpec(**base)  # type: ignore[arg-type]
+
+
+def csv_bytes(n: int, *, extra: str = "", domain: str = "simulator.amazonses.com") -> bytes:
+    lines = ["email,name,unsubscribe"]
+    lines += [f"success+r{i}@{domain},Person {i},https://u/{i}" for i in range(n)]
+    return ("\n".join(lines) + "\n" + extra).encode()
+
+
+async def accepted_at_least(sim: SimHandle, n: int) -> bool:
+    return int((await sim.stats())["accepted"]) >= n
+
+
+async def create(store: CampaignStore, data: bytes, **kw: object) -> int:
+    result = await store.create(spec(**kw), iter_recipients(io.BytesIO(data), source="list.csv"))
+    return result.id
+
+
+async def test_import_skips_duplicates_bad_rows_and_suppressed_addresses(queue: Queue) -> None:
+    store = CampaignStore(queue.pool)
+    async with queue.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO dispatcher.suppressions (address, reason) VALUES ($1, 'bounce')",
+            "success+r3@simulator.amazonses.com",
+        )
+    extra = (
+        "SUCCESS+R1@simulator.amazonses.com,Again,x\n"  # duplicate of line 3 (case-insensitive)
+        "not-an-address,Bad,x\n"
+    )
+    data = csv_bytes(5, extra=extra)
+    result = await store.create(spec(), iter_recipients(io.BytesIO(data), source="list.csv"))
+    assert result.imported == 4  # 5 + 2 extra lines - duplicate - bad - suppressed
+    reasons = {r.line: r.reason for r in result.rejected}
+    assert reasons[7] == "duplicate of line 3"
+    assert 8 in reasons and "suppressed" in reasons[5]
+    status = await store.status(result.id)
+    assert status.campaign.state == "draft" and status.counts["held"] == 4
+    assert (await queue.counts())["queued"] == 0  # nothing goes out before `start`
+
+
+async def test_strict_import_with_a_bad_row_leaves_no_campaign(queue: Queue) -> None:
+    store = CampaignStore(queue.pool)
+    data = csv_bytes(3, extra="broken@,x,y\n")
+    with pytest.raises(InputError, match="line 5"):
+        await store.create(
+            spec(), iter_recipients(io.BytesIO(data), source="list.csv"), strict=True
+        )
+    assert await store.list() == []
+    assert sum((await queue.counts()).values()) == 0
+
+
+async def test_a_campaign_sends_each_recipient_once_rendered_for_them(
+    queue: Queue, pg_dsn: str, sim_process: SimFactory
+) -> None:
+    store = CampaignStore(queue.pool)
+    campaign_id = await create(store, csv_bytes(300))
+    await store.start(campaign_id)
+    async with sim_process(max_send_rate=1000) as sim:
+        report = await asyncio.wait_for(
+            run_worker(make_config(pg_dsn, sim.endpoint_url), asyncio.Event(), drain=True), 60
+        )
+        received = await sim.messages(body=True)
+    assert report.exit_code == EXIT_OK
+    assert len(received) == 300
+    assert Counter(m["to"][0] for m in received).most_common(1)[0][1] == 1
+    one = next(m for m in received if m["to"] == ["success+r7@simulator.amazonses.com"])
+    assert one["subject"] == "Hi Person 7"
+    assert "Hello Person 7" in one["html"] and "Hello Person 7" in one["text"]
+    assert one["tags"]["campaign_id"] == str(campaign_id) and one["tags"]["kind"] == "news"
+    status = await store.status(campaign_id)
+    assert status.campaign.state == "finished" and status.counts["sent"] == 300
+
+
+async def test_pause_stops_every_daemon_at_once_and_resume_continues_exactly(
+    queue: Queue, pg_dsn: str, sim_process: SimFactory
+) -> None:
+    store = CampaignStore(queue.pool)
+    campaign_id = await create(store, csv_bytes(400))
+    await store.start(campaign_id)
+    async with sim_process(max_send_rate=100) as sim:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_worker(make_config(pg_dsn, sim.endpoint_url), stop))
+        try:
+            await eventually(lambda: accepted_at_least(sim, 50))
+            assert await store.pause(campaign_id)
+            await asyncio.sleep(1.0)  # in-flight sends finish within the second
+            after_pause = (await sim.stats())["accepted"]
+            await asyncio.sleep(1.5)
+            assert (await sim.stats())["accepted"] == after_pause  # nothing more went out
+            assert after_pause < 400
+            status = await store.status(campaign_id)
+            assert status.campaign.state == "paused"
+            assert status.counts["queued"] == status.counts["claimed"] == 0
+            await store.start(campaign_id)  # resume
+            for _ in range(200):
+                if (await store.status(campaign_id)).campaign.state == "finished":
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(worker, 30)
+        received = await sim.messages()
+    counts = Counter(m["to"][0] for m in received)
+    assert len(counts) == 400 and max(counts.values()) == 1  # nobody skipped, nobody twice
+
+
+async def test_cancel_keeps_sent_mail_sent_and_cancels_the_rest(
+    queue: Queue, pg_dsn: str, sim_process: SimFactory
+) -> None:
+    store = CampaignStore(queue.pool)
+    campaign_id = await create(store, csv_bytes(300))
+    await store.start(campaign_id)
+    async with sim_process(max_send_rate=100) as sim:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_worker(make_config(pg_dsn, sim.endpoint_url), stop))
+        try:
+            await eventually(lambda: accepted_at_least(sim, 30))
+            await store.cancel(campaign_id)
+            await asyncio.sleep(1.0)
+        finally:
+            stop.set()
+            await asyncio.wait_for(worker, 30)
+        accepted = (await sim.stats())["accepted"]
+    status = await store.status(campaign_id)
+    assert status.campaign.state == "cancelled"
+    assert status.counts["sent"] == accepted
+    assert status.counts["cancelled"] == 300 - accepted
+    assert status.counts["queued"] == status.counts["held"] == 0
+
+
+async def test_retry_failed_requeues_only_retryable_failures(queue: Queue) -> None:
+    store = CampaignStore(queue.pool)
+    campaign_id = await create(store, csv_bytes(6))
+    await store.start(campaign_id)
+    async with queue.pool.acquire() as conn:
+        ids = [r["id"] for r in await conn.fetch(
+            "SELECT id FROM dispatcher.jobs WHERE campaign_id = $1 ORDER BY id", campaign_id
+        )]  # fmt: skip
+        await conn.execute(
+            "UPDATE dispatcher.jobs SET state = 'failed', last_outcome = 'transient' "
+            "WHERE id = ANY($1)",
+            ids[:2],
+        )
+        await conn.execute(
+            "UPDATE dispatcher.jobs SET state = 'failed', last_outcome = 'rejected' WHERE id = $1",
+            ids[2],
+        )
+    assert await store.retry_failed(campaign_id) == 2
+    status = await store.status(campaign_id)
+    assert status.counts["failed"] == 1 and status.counts["queued"] == 5
+
+
+async def test_transactional_mail_goes_before_a_running_campaign(
+    queue: Queue, pg_dsn: str, sim_process: SimFactory
+) -> None:
+    store = CampaignStore(queue.pool)
+    campaign_id = await create(store, csv_bytes(300))
+    await store.start(campaign_id)
+    async with sim_process(max_send_rate=60) as sim:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_worker(make_config(pg_dsn, sim.endpoint_url), stop))
+        try:
+            await eventually(lambda: accepted_at_least(sim, 30))
+            urgent = await queue.enqueue(
+                NewMessage(
+                    from_addr="app@example.com",
+                    to=("success+reset@simulator.amazonses.com",),
+                    subject="Password reset",
+                    text="reset link",
+                )
+            )
+            arrived_after = None
+            for _ in range(100):
+                ids = dispatcher_ids(await sim.messages())
+                if urgent.id in ids:
+                    arrived_after = ids.index(urgent.id)
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.wait_for(worker, 30)
+    # It went out within the worker's read-ahead (about 2 s of campaign mail at 60/s), not
+    # behind the 270 campaign messages still queued.
+    assert arrived_after is not None, "the transactional message was not sent within 5 s"
+    assert arrived_after < 30 + 2 * 60 + 20
