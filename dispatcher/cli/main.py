@@ -22,6 +22,7 @@ from dispatcher.config import Config, load_config
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.obs.logging import configure_logging
 from dispatcher.pacing import QuotaGovernor
+from dispatcher.queue.embedded import EmbeddedPostgres
 from dispatcher.queue.migrate import migrate
 from dispatcher.queue.repository import STATES, NewMessage, ResolveTo
 from dispatcher.queue.validate import validate_message
@@ -98,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     campaign_cli.add_parser(sub)
 
+    db = sub.add_parser("db", help="the embedded Postgres: where it is, stop it")
+    db_sub = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    db_sub.add_parser("status", help="is the embedded server running, and where")
+    db_sub.add_parser("stop", help="stop the embedded server (the next command restarts it)")
+
     demo = sub.add_parser(
         "demo", help="embedded Postgres + simulator: queue and send a few thousand messages"
     )
@@ -152,6 +158,8 @@ async def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
         return await cmd_in_doubt(args, cfg)
     if command == "cancel":
         return await cmd_cancel(args.ids, cfg)
+    if command == "db":
+        return await cmd_db(args.action, cfg)
     if command == "campaign":
         from dispatcher.cli import campaign as campaign_cli_run
 
@@ -171,6 +179,26 @@ async def cmd_migrate(cfg: Config) -> int:
         print(f"applied {len(applied)} migration(s) to {where}: {', '.join(applied)}")
     else:
         print(f"{where} is up to date")
+    return 0
+
+
+async def cmd_db(action: str, cfg: Config) -> int:
+    if cfg.database.url:
+        raise InputError(
+            "database.url is set: the dispatcher uses that server, not an embedded one"
+        )
+    embedded = EmbeddedPostgres(cfg.database.data_dir)
+    if action == "stop":
+        await asyncio.to_thread(embedded.stop)
+        print(f"embedded Postgres under {embedded.data_dir} stopped")
+        return 0
+    st = await asyncio.to_thread(embedded.status)
+    if not st.initialized:
+        print(f"no embedded Postgres under {st.data_dir} yet (the first command creates it)")
+    elif st.running:
+        print(f"embedded Postgres under {st.data_dir}: running, pid {st.pid}, port {st.port}")
+    else:
+        print(f"embedded Postgres under {st.data_dir}: stopped")
     return 0
 
 
