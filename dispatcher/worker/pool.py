@@ -67,7 +67,7 @@ class PoolSettings:
     poll_interval: float = 0.5
     shutdown_grace: float = 20.0
     settle_batch: int = 200
-    settle_interval: float = 0.0
+    settle_interval: float = 0.05
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -368,6 +368,7 @@ class WorkerPool:
 
     async def _send(self, job: ClaimedJob) -> None:
         msg = job.message
+        slot_held = True
         try:
             # Tracked from before the launch: if shutdown cancels us mid-launch, it cannot know
             # whether the launch committed, and settles it accordingly (see _shutdown).
@@ -388,6 +389,10 @@ class WorkerPool:
                 raise
             except Exception as exc:  # the adapter classifies; anything else is a bug: in doubt
                 result = SendResult(Outcome.IN_DOUBT, reason=f"unexpected error: {exc!r}")
+            # max_in_flight bounds SES calls on the wire: writing the result (group commit,
+            # up to settle_interval of linger) must not keep the next send waiting.
+            self._slots.release()
+            slot_held = False
             self._react(job, result)
             decision = decide(result, job.attempts, self.settings.retry, self._rand())
             settlement = Settlement(
@@ -411,7 +416,8 @@ class WorkerPool:
             log.error("worker.send_task_failed", message_id=msg.id, error=repr(exc))
             self._fail(exc)
         finally:
-            self._slots.release()
+            if slot_held:
+                self._slots.release()
 
     def _react(self, job: ClaimedJob, result: SendResult) -> None:
         """Pacing and holds that follow from one result (the job's own fate is decide()'s)."""
@@ -515,10 +521,30 @@ class WorkerPool:
                 if len(jobs) == min(room, s.claim_batch) and len(self._buffer) <= self._low_water():
                     self._buffer_low.set()
                 continue
-            if self.drain and not self._buffer and await self._drained():
-                return
+            if self.drain:
+                if not self._buffer and await self._drained():
+                    return
+                if self._buffer or self._current is not None or self._sends:
+                    # Nothing claimable, but what is buffered or on the wire decides whether
+                    # the drain is over: look again as soon as it is done, not a poll later.
+                    await self._until_idle(s.poll_interval)
+                    self._buffer_low.set()
+                    continue
             await asyncio.sleep(s.poll_interval)
             self._buffer_low.set()
+
+    async def _until_idle(self, longest: float) -> None:
+        """Wait (at most `longest` seconds) until nothing is buffered, being dispatched or sent."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + longest
+        while self._buffer or self._current is not None or self._sends:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            if self._sends:
+                await asyncio.wait(set(self._sends), timeout=left)
+            else:
+                await asyncio.sleep(min(left, 0.005))
 
     async def _drained(self) -> bool:
         """Drain mode: True (and the run ends) once nothing more will be sent by waiting."""
