@@ -1,7 +1,22 @@
-"""An Amazon SES simulator (v1 Query/XML and v2 REST-JSON) for tests and benchmarks.
+"""An Amazon SES simulator (v1 Query/XML and v2 REST-JSON) for tests, benchmarks and rehearsals.
 
-Layers: `settings` and `limits` and `state` are pure (no aiohttp); `v1`, `v2` and `admin` are
-the HTTP protocol layers; `server` assembles them; `cli` runs them.
+Layers. Pure (no aiohttp, no I/O): `settings` (every knob, validated), `limits` (rate bucket,
+rolling quota), `account` (identities, templates, configuration sets, suppression list, account
+state), `state` (the send decision), `errors` (each refusal in SES's v1 and v2 wire forms),
+`events` (SES event JSON in both formats), `faults` (latency model, injected faults). I/O:
+`sns` (signing, with `cryptography`), `publisher` (SNS POSTs, JSONL file), the protocol layers
+`v1`, `v2` and `admin`, `server` (aiohttp; latency and faults as a middleware), `cli`.
+
+Defaults: a production account that needs no verification, 14/s, 50,000/day, 1 s of burst, no
+latency, no faults, no events. `--sandbox` (or the other flags, see `--help`) opts in.
+
+Admin and inspection (never delayed or faulted): GET /_sim/messages, /_sim/stats, /_sim/config
+(POST to change any setting), POST /_sim/reset[?account=1]; GET/POST /_sim/account
+(sending_enabled, enforcement_status, sandbox), /_sim/identities (DELETE /_sim/identities/NAME),
+/_sim/configuration-sets, /_sim/templates, /_sim/suppressed, /_sim/subscriptions (DELETE
+/_sim/subscriptions/ID); GET /_sim/events (POST {"record": true} to keep them without a
+subscriber), /_sim/deliveries; POST /_sim/storm {"seconds": N}; GET /_sim/sns/certificate.pem
+(the certificate a receiver pins); the SubscribeURL GET /_sim/sns/confirm?...
 """
 
 from __future__ import annotations

@@ -10,10 +10,11 @@ import base64
 import enum
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dispatcher.sim.account import Account
 from dispatcher.sim.limits import Clock, RateBucket, RollingQuota
 from dispatcher.sim.settings import SimSettings
 
@@ -23,7 +24,7 @@ _SIMULATOR_BRACKETED = SIMULATOR_DOMAIN + ">"  # `Name <success@simulator.amazon
 
 
 class SendError(enum.Enum):
-    """Why the account refused a message; each protocol maps these to its own wire error."""
+    """Why the account refused a message; `errors.py` maps each to its v1 and v2 wire forms."""
 
     THROTTLED = "throttled"  # over MaxSendRate
     DAILY_QUOTA = "daily_quota"  # Max24HourSend spent within the rolling window
@@ -32,7 +33,15 @@ class SendError(enum.Enum):
     NO_RECIPIENTS = "no_recipients"
     MISSING_PARAMETER = "missing_parameter"  # found by a protocol layer; detail: what is missing
     INVALID_PARAMETER = "invalid_parameter"  # found by a protocol layer; detail: what is wrong
-    NOT_FOUND = "not_found"  # a named resource (template, configuration set) does not exist
+    NOT_FOUND = "not_found"  # a named resource does not exist; detail: SES's text
+    TEMPLATE_MISSING = "template_missing"  # detail: the template name
+    CONFIG_SET_MISSING = "config_set_missing"  # detail: the configuration set name
+    CONFIG_SET_PAUSED = "config_set_paused"  # detail: the configuration set name
+    ACCOUNT_PAUSED = "account_paused"  # sending disabled for the whole account
+    ACCOUNT_SUSPENDED = "account_suspended"  # enforcement status SHUTDOWN
+    MAIL_FROM_NOT_VERIFIED = "mail_from_not_verified"  # detail: the MAIL FROM domain
+    NOT_VERIFIED = "not_verified"  # detail: the identities that failed, comma-separated
+    TOO_LARGE = "too_large"  # detail: the limit in bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +75,7 @@ class SentMessage:
     text: str | None = None
     html: str | None = None
     raw: bytes | None = None  # the MIME message of a raw send, as received
+    template: str | None = None  # the template a templated send used
 
     def to_json(self, *, body: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -81,6 +91,7 @@ class SentMessage:
             "configuration_set": self.configuration_set,
             "reply_to": list(self.reply_to),
             "raw_size": len(self.raw) if self.raw is not None else None,
+            "template": self.template,
         }
         if body:
             out["text"] = self.text
@@ -96,6 +107,9 @@ class Counters:
     throttled: int = 0  # refused for MaxSendRate
     daily_quota_exceeded: int = 0  # refused for Max24HourSend
     rejected: int = 0  # refused as malformed: too many recipients, bad address, missing field
+    refused_account: int = 0  # refused by the account model: paused, unverified, missing set...
+    faults: int = 0  # injected 500/503/reset/timeout answers
+    events: int = 0  # SES events generated
 
     def to_json(self) -> dict[str, int]:
         return {
@@ -104,6 +118,9 @@ class Counters:
             "throttled": self.throttled,
             "daily_quota_exceeded": self.daily_quota_exceeded,
             "rejected": self.rejected,
+            "refused_account": self.refused_account,
+            "faults": self.faults,
+            "events": self.events,
         }
 
 
@@ -144,6 +161,9 @@ def is_simulator(address: str) -> bool:
     return bare_address(address).lower().endswith(SIMULATOR_DOMAIN)
 
 
+Listener = Callable[["SentMessage"], None]
+
+
 class SimState:
     """One simulated account. Not thread-safe: owned by the event loop that serves it."""
 
@@ -163,8 +183,11 @@ class SimState:
         self.quota = RollingQuota(
             self.settings.max_24_hour_send, self.settings.quota_window_seconds, clock=clock
         )
+        self.account = Account()
         self.messages: list[SentMessage] = []
         self.counters = Counters()
+        # Called with every accepted message (the event publisher registers here).
+        self.listeners: list[Listener] = []
         # Message ids: SES's shape (0100<ms>-<uuid-like>-000000), unique via a per-process
         # random middle part and a counter, without a uuid4() per send.
         rnd = os.urandom(10).hex()
@@ -172,6 +195,27 @@ class SimState:
         self._id_seq = 0
 
     # -- the send decision ---------------------------------------------------------------
+
+    def check_account(self, configuration_set: str | None) -> Refusal | None:
+        """What stops every message of this account (or of this configuration set) now.
+
+        The protocol layers call it once for a bulk call before looking at the entries.
+        """
+        account = self.account
+        if account.enforcement_status == "SHUTDOWN":
+            return self._refuse_account(Refusal(SendError.ACCOUNT_SUSPENDED))
+        if not account.sending_enabled:
+            return self._refuse_account(Refusal(SendError.ACCOUNT_PAUSED))
+        if configuration_set:
+            found = account.configuration_sets.get(configuration_set)
+            if found is None:
+                if self.settings.require_configuration_sets:
+                    return self._refuse_account(
+                        Refusal(SendError.CONFIG_SET_MISSING, configuration_set)
+                    )
+            elif not found.sending_enabled:
+                return self._refuse_account(Refusal(SendError.CONFIG_SET_PAUSED, configuration_set))
+        return None
 
     def send(
         self,
@@ -188,12 +232,20 @@ class SimState:
         text: str | None = None,
         html: str | None = None,
         raw: bytes | None = None,
+        template: str | None = None,
+        account_checked: bool = False,
     ) -> SentMessage | Refusal:
         """Accept and record the message, or say why SES would refuse it.
 
-        Order as SES applies it: the message's own validity, then the daily quota (a quota
-        refusal spends no rate token), then the rate.
+        Order: the account (suspended, paused, configuration set), the message's own validity,
+        the identities (MAIL FROM domain, sandbox or required verification), then the daily
+        quota (a quota refusal spends no rate token), then the rate. `account_checked`: the
+        caller already ran `check_account` (bulk sends do it once per call).
         """
+        if not account_checked:
+            stop = self.check_account(configuration_set)
+            if stop is not None:
+                return stop
         n = len(to) + len(cc) + len(bcc)
         if n == 0:
             return self._reject(_NO_RECIPIENTS)
@@ -212,6 +264,11 @@ class SimState:
             problem = address_problem(from_addr)
             if problem is not None:
                 return self._reject(Refusal(SendError.INVALID_ADDRESS, from_addr, problem))
+        settings = self.settings
+        if self.account.identities or settings.sandbox or settings.require_verified_sender:
+            refusal = self._check_identities(from_addr, (to, cc, bcc))
+            if refusal is not None:
+                return self._refuse_account(refusal)
 
         counters = self.counters
         if quota_n and not self.quota.allows(quota_n):
@@ -239,18 +296,58 @@ class SimState:
             text=text,
             html=html,
             raw=raw,
+            template=template,
         )
         self.messages.append(record)
         counters.accepted += 1
         counters.recipients_accepted += n
+        for listener in self.listeners:
+            listener(record)
         return record
+
+    def _check_identities(
+        self, from_addr: str, groups: tuple[Sequence[str], ...]
+    ) -> Refusal | None:
+        """MAIL FROM domain, then verification of the sender (and in the sandbox, recipients)."""
+        account = self.account
+        settings = self.settings
+        sender = bare_address(from_addr) if from_addr else ""
+        identity = account.identity_for(sender) if sender else None
+        # The MAIL FROM domain is a domain identity's setting; its addresses inherit it.
+        domain = identity
+        if (identity is None or identity.kind != "DOMAIN") and "@" in sender:
+            domain = account.identity_for(sender[sender.rfind("@") + 1 :])
+        if domain is not None and domain.mail_from_rejects:
+            return Refusal(SendError.MAIL_FROM_NOT_VERIFIED, domain.mail_from_domain or "")
+        failed: list[str] = []
+        if (settings.sandbox or settings.require_verified_sender) and identity is None:
+            failed.append(sender)
+        if settings.sandbox:
+            for group in groups:
+                for address in group:
+                    bare = bare_address(address)
+                    if bare.lower().endswith(SIMULATOR_DOMAIN):
+                        continue  # the mailbox simulator needs no verification
+                    if not account.is_verified(bare) and bare not in failed:
+                        failed.append(bare)
+        if failed:
+            return Refusal(SendError.NOT_VERIFIED, ", ".join(failed))
+        return None
 
     def refuse(self, kind: SendError, detail: str = "") -> Refusal:
         """Count a message a protocol layer found malformed before it reached `send`."""
         return self._reject(Refusal(kind, detail))
 
+    def refuse_account(self, kind: SendError, detail: str = "") -> Refusal:
+        """Count a message the account refused before it reached `send` (missing template)."""
+        return self._refuse_account(Refusal(kind, detail))
+
     def _reject(self, refusal: Refusal) -> Refusal:
         self.counters.rejected += 1
+        return refusal
+
+    def _refuse_account(self, refusal: Refusal) -> Refusal:
+        self.counters.refused_account += 1
         return refusal
 
     # -- account queries and administration -----------------------------------------------
@@ -259,6 +356,9 @@ class SimState:
         """(Max24HourSend, MaxSendRate, SentLast24Hours) as GetSendQuota reports them."""
         s = self.settings
         return s.max_24_hour_send, s.max_send_rate, self.quota.sent_in_window()
+
+    def wall_time(self) -> float:
+        return self._wall_clock()
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = self.counters.to_json()
@@ -278,7 +378,7 @@ class SimState:
         return new
 
     def reset(self) -> None:
-        """Forget every message and counter, and refill the limits."""
+        """Forget every message and counter, and refill the limits (the account is kept)."""
         self.messages.clear()
         self.counters = Counters()
         self.rate.refill_full()

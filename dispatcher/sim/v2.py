@@ -1,4 +1,4 @@
-"""SES API v2 (REST-JSON, `sesv2` client): SendEmail and GetAccount on top of SimState.
+"""SES API v2 (REST-JSON, `sesv2` client) on top of SimState.
 
 Errors are written the way botocore's RestJSONParser reads them: the code in the
 `x-amzn-ErrorType` header, the text in the body's `message`, the HTTP status from the sesv2
@@ -7,35 +7,35 @@ service model (TooManyRequestsException 429, NotFoundException 404, the others 4
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
+from dispatcher.sim.account import (
+    SUPPRESSION_REASONS,
+    ConfigurationSet,
+    Suppressed,
+    Template,
+)
+from dispatcher.sim.errors import bulk_status, v2_error
 from dispatcher.sim.ids import request_id
 from dispatcher.sim.keys import STATE_KEY
 from dispatcher.sim.mime import header_addresses, header_text, parse_raw_headers
-from dispatcher.sim.state import Refusal, SendError, SentMessage, SimState
+from dispatcher.sim.state import (
+    MAX_RECIPIENTS,
+    Refusal,
+    SendError,
+    SentMessage,
+    SimState,
+    address_problem,
+)
 
 RAW_MAX_BYTES = 40 * 1024 * 1024  # v2 and SMTP limit on a message
-
-# (status, x-amzn-ErrorType, message) per refusal. Sources: the wording of the rate and quota
-# texts is SES's (SES-FACTS.md); status codes from botocore's sesv2 service model.
-_THROTTLED = (429, "TooManyRequestsException", "Maximum sending rate exceeded.")
-# v2 code for the daily quota is not confirmed; sesv2 lists LimitExceededException on SendEmail.
-_DAILY_QUOTA = (400, "LimitExceededException", "Daily message quota exceeded.")
-# v1 answers InvalidParameterValue "Recipient count exceeds 50." (seen in the wild); v2 has no
-# such code, so the v1 text under v2's validation error, BadRequestException (not confirmed).
-_TOO_MANY = (400, "BadRequestException", "Recipient count exceeds 50.")
-# Seen from real SES v2 (aws-ses-v2-local issue #44): an empty ToAddresses entry gives
-# BadRequestException "Invalid email address ." -> "Invalid email address <address>.".
-_INVALID_ADDRESS_FMT = "Invalid email address {}."
-# Not confirmed: SES v2 answer for a message without any recipient.
-_NO_RECIPIENTS = (400, "BadRequestException", "No recipient addresses were specified.")
+SEND_PATHS = frozenset({"/v2/email/outbound-emails", "/v2/email/outbound-bulk-emails"})
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -47,57 +47,89 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     )
 
 
-def refusal_response(refusal: Refusal) -> web.Response:
-    kind = refusal.kind
-    if kind is SendError.THROTTLED:
-        return error_response(*_THROTTLED)
-    if kind is SendError.DAILY_QUOTA:
-        return error_response(*_DAILY_QUOTA)
-    if kind is SendError.TOO_MANY_RECIPIENTS:
-        return error_response(*_TOO_MANY)
-    if kind is SendError.INVALID_ADDRESS:
-        return error_response(
-            400, "BadRequestException", _INVALID_ADDRESS_FMT.format(refusal.detail)
-        )
-    if kind is SendError.NO_RECIPIENTS:
-        return error_response(*_NO_RECIPIENTS)
-    if kind is SendError.NOT_FOUND:
-        return error_response(404, "NotFoundException", refusal.detail)
-    if kind is SendError.MISSING_PARAMETER:
-        return error_response(
-            400, "BadRequestException", f"Missing required parameter {refusal.detail}."
-        )
-    return error_response(400, "BadRequestException", refusal.detail or "Invalid request.")
+def refusal_response(refusal: Refusal, region: str = "us-east-1") -> web.Response:
+    return error_response(*v2_error(refusal, region))
+
+
+def _ok(body: Mapping[str, Any] | None = None) -> web.Response:
+    return web.json_response(body or {}, headers={"x-amzn-RequestId": request_id()})
 
 
 class _BadRequest(Exception):
-    """The body is not a SendEmail request; its text is the answer."""
+    """The body is not a valid request; its text is the answer."""
 
 
-async def send_email(request: web.Request) -> web.Response:
-    """POST /v2/email/outbound-emails."""
-    state = request.app[STATE_KEY]
-    latency = state.settings.latency_ms
-    if latency:
-        await asyncio.sleep(latency / 1000.0)
+async def _body(request: web.Request) -> dict[str, Any]:
     try:
-        body = json.loads(await request.read())
-        if not isinstance(body, dict):
-            raise _BadRequest("The request body must be a JSON object.")
-        result = _send(state, body)
-    except (_BadRequest, ValueError) as exc:  # json.JSONDecodeError is a ValueError
-        state.refuse(SendError.INVALID_PARAMETER, str(exc))
-        return error_response(400, "BadRequestException", str(exc) or "Malformed request.")
-    except (KeyError, TypeError, AttributeError):
-        state.refuse(SendError.INVALID_PARAMETER)
-        return error_response(400, "BadRequestException", "Malformed SendEmail request.")
+        body = json.loads(await request.read() or b"{}")
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise _BadRequest(str(exc) or "Malformed request.") from None
+    if not isinstance(body, dict):
+        raise _BadRequest("The request body must be a JSON object.")
+    return body
+
+
+def _json_handler(
+    func: Callable[[SimState, web.Request], Awaitable[web.Response]],
+    malformed: str = "Malformed request.",
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Malformed input of any kind answers BadRequestException, never a traceback."""
+
+    async def handler(request: web.Request) -> web.Response:
+        state = request.app[STATE_KEY]
+        try:
+            return await func(state, request)
+        except _BadRequest as exc:
+            state.refuse(SendError.INVALID_PARAMETER, str(exc))
+            return error_response(400, "BadRequestException", str(exc))
+        except (KeyError, TypeError, AttributeError, ValueError):
+            state.refuse(SendError.INVALID_PARAMETER)
+            return error_response(400, "BadRequestException", malformed)
+
+    handler.__doc__ = func.__doc__
+    return handler
+
+
+def _answer(state: SimState, result: SentMessage | Refusal) -> web.Response:
     if isinstance(result, SentMessage):
         return web.Response(
             body=b'{"MessageId":"' + result.message_id.encode() + b'"}',
             content_type="application/json",
             headers={"x-amzn-RequestId": request_id()},
         )
-    return refusal_response(result)
+    return refusal_response(result, state.settings.region)
+
+
+# -- sending -------------------------------------------------------------------------------
+
+
+async def _send_email(state: SimState, request: web.Request) -> web.Response:
+    """POST /v2/email/outbound-emails."""
+    body = await _body(request)
+    return _answer(state, _send(state, body))
+
+
+def _tags(tag_list: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
+    return {t["Name"]: t["Value"] for t in tag_list} if tag_list else {}
+
+
+def _template(state: SimState, spec: Mapping[str, Any]) -> Template | Refusal:
+    """The stored template a `Template` content names, or the inline TemplateContent."""
+    inline = spec.get("TemplateContent")
+    if inline:
+        return Template(
+            "(inline)",
+            subject=inline.get("Subject") or "",
+            text=inline.get("Text"),
+            html=inline.get("Html"),
+        )
+    name = spec.get("TemplateName") or (spec.get("TemplateArn") or "").rpartition("/")[2]
+    if not name:
+        return state.refuse(SendError.MISSING_PARAMETER, "TemplateName")
+    found = state.account.templates.get(name)
+    if found is None:
+        return state.refuse_account(SendError.TEMPLATE_MISSING, name)
+    return found
 
 
 def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
@@ -114,9 +146,9 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
         bcc = dest.get("BccAddresses") or ()
     else:
         to = cc = bcc = ()
-    tag_list = body.get("EmailTags")
-    tags = {t["Name"]: t["Value"] for t in tag_list} if tag_list else {}
+    tags = _tags(body.get("EmailTags"))
     from_addr: str = body.get("FromEmailAddress") or ""
+    configuration_set = body.get("ConfigurationSetName")
     simple = content.get("Simple")
     if simple is not None:
         if not from_addr:
@@ -126,6 +158,12 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
         mbody = simple.get("Body") or {}
         text = mbody.get("Text")
         html = mbody.get("Html")
+        text_data = text["Data"] if text else None
+        html_data = html["Data"] if html else None
+        if len(subject) + len(text_data or "") + len(html_data or "") > RAW_MAX_BYTES // 4:
+            size = sum(len(p.encode()) for p in (subject, text_data, html_data) if p)
+            if size > RAW_MAX_BYTES:
+                return state.refuse(SendError.TOO_LARGE, str(RAW_MAX_BYTES))
         return state.send(
             api="v2",
             from_addr=from_addr,
@@ -134,22 +172,22 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
             bcc=bcc,
             subject=subject,
             tags=tags,
-            configuration_set=body.get("ConfigurationSetName"),
+            configuration_set=configuration_set,
             reply_to=body.get("ReplyToAddresses") or (),
-            text=text["Data"] if text else None,
-            html=html["Data"] if html else None,
+            text=text_data,
+            html=html_data,
         )
     raw = content.get("Raw")
     if raw is not None:
+        encoded = raw["Data"]
+        if len(encoded) > RAW_MAX_BYTES * 4 // 3 + 4:
+            return state.refuse(SendError.TOO_LARGE, str(RAW_MAX_BYTES))
         try:
-            data = base64.b64decode(raw["Data"], validate=True)
+            data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             return state.refuse(SendError.INVALID_PARAMETER, "Raw.Data is not valid base64.")
         if len(data) > RAW_MAX_BYTES:
-            # Not confirmed: SES's wording for an oversized v2 message.
-            return state.refuse(
-                SendError.INVALID_PARAMETER, f"Message length is more than {RAW_MAX_BYTES} bytes."
-            )
+            return state.refuse(SendError.TOO_LARGE, str(RAW_MAX_BYTES))
         headers = parse_raw_headers(data)
         if not dest:
             to = header_addresses(headers, "To")
@@ -165,32 +203,325 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
             bcc=bcc,
             subject=header_text(headers, "Subject"),
             tags=tags,
-            configuration_set=body.get("ConfigurationSetName"),
+            configuration_set=configuration_set,
             reply_to=body.get("ReplyToAddresses") or header_addresses(headers, "Reply-To"),
             raw=data,
         )
-    template = content.get("Template")
-    if template is not None:
-        # The simulator holds no templates yet, so every template is unknown (as in SES).
-        name = template.get("TemplateName") or template.get("TemplateArn") or ""
-        return state.refuse(SendError.NOT_FOUND, f"Template {name} does not exist.")
+    spec = content.get("Template")
+    if spec is not None:
+        if not from_addr:
+            return state.refuse(SendError.MISSING_PARAMETER, "FromEmailAddress")
+        stop = state.check_account(configuration_set)
+        if stop is not None:
+            return stop
+        template = _template(state, spec)
+        if isinstance(template, Refusal):
+            return template
+        subject, text_part, html_part = template.render(spec.get("TemplateData") or "")
+        return state.send(
+            api="v2",
+            from_addr=from_addr,
+            to=to,
+            cc=cc,
+            bcc=bcc,
+            subject=subject,
+            tags=tags,
+            configuration_set=configuration_set,
+            reply_to=body.get("ReplyToAddresses") or (),
+            text=text_part,
+            html=html_part,
+            template=template.name,
+            account_checked=True,
+        )
     return state.refuse(
         SendError.MISSING_PARAMETER, "Content.Simple, Content.Raw or Content.Template"
     )
 
 
-async def get_account(request: web.Request) -> web.Response:
-    """GET /v2/email/account: the send quota plus account status (always healthy for now)."""
-    state = request.app[STATE_KEY]
+async def _send_bulk_email(state: SimState, request: web.Request) -> web.Response:
+    """POST /v2/email/outbound-bulk-emails: shared problems fail the call, the rest per entry."""
+    body = await _body(request)
+    entries = body.get("BulkEmailEntries")
+    if not entries:
+        return refusal_response(state.refuse(SendError.MISSING_PARAMETER, "BulkEmailEntries"))
+    if len(entries) > MAX_RECIPIENTS:
+        return refusal_response(
+            state.refuse(
+                SendError.INVALID_PARAMETER,
+                f"BulkEmailEntries count exceeds {MAX_RECIPIENTS}.",  # not confirmed: the text
+            )
+        )
+    from_addr = body.get("FromEmailAddress") or ""
+    if not from_addr:
+        return refusal_response(state.refuse(SendError.MISSING_PARAMETER, "FromEmailAddress"))
+    spec = (body.get("DefaultContent") or {}).get("Template")
+    if not spec:
+        return refusal_response(
+            state.refuse(SendError.MISSING_PARAMETER, "DefaultContent.Template")
+        )
+    region = state.settings.region
+    configuration_set = body.get("ConfigurationSetName")
+    stop = state.check_account(configuration_set)
+    if stop is not None:
+        return refusal_response(stop, region)
+    template = _template(state, spec)
+    if isinstance(template, Refusal):
+        return refusal_response(template, region)
+    default_tags = _tags(body.get("DefaultEmailTags"))
+    default_data = spec.get("TemplateData") or ""
+    reply_to = body.get("ReplyToAddresses") or ()
+    results: list[dict[str, str]] = []
+    for entry in entries:
+        dest = entry.get("Destination") or {}
+        replacement = (entry.get("ReplacementEmailContent") or {}).get("ReplacementTemplate")
+        data = (replacement or {}).get("ReplacementTemplateData") or default_data
+        try:
+            subject, text, html = template.render(data)
+        except ValueError as exc:
+            result: SentMessage | Refusal = state.refuse(SendError.INVALID_PARAMETER, str(exc))
+        else:
+            result = state.send(
+                api="v2",
+                from_addr=from_addr,
+                to=dest.get("ToAddresses") or (),
+                cc=dest.get("CcAddresses") or (),
+                bcc=dest.get("BccAddresses") or (),
+                subject=subject,
+                tags={**default_tags, **_tags(entry.get("ReplacementTags"))},
+                configuration_set=configuration_set,
+                reply_to=reply_to,
+                text=text,
+                html=html,
+                template=template.name,
+                account_checked=True,
+            )
+        if isinstance(result, SentMessage):
+            results.append({"Status": "SUCCESS", "MessageId": result.message_id})
+        else:
+            status, error = bulk_status(result, region, v2=True)
+            results.append({"Status": status, "Error": error})
+    return _ok({"BulkEmailEntryResults": results})
+
+
+# -- account -------------------------------------------------------------------------------
+
+
+async def _get_account(state: SimState, request: web.Request) -> web.Response:
+    """GET /v2/email/account: the send quota plus the account's status."""
     max24, rate, sent = state.send_quota()
-    body: Mapping[str, Any] = {
-        "SendQuota": {"Max24HourSend": max24, "MaxSendRate": rate, "SentLast24Hours": sent},
-        "SendingEnabled": True,
-        "ProductionAccessEnabled": True,
-        "EnforcementStatus": "HEALTHY",
-        "DedicatedIpAutoWarmupEnabled": False,
+    account = state.account
+    return _ok(
+        {
+            "SendQuota": {"Max24HourSend": max24, "MaxSendRate": rate, "SentLast24Hours": sent},
+            "SendingEnabled": account.sending_enabled and account.enforcement_status != "SHUTDOWN",
+            "ProductionAccessEnabled": not state.settings.sandbox,
+            "EnforcementStatus": account.enforcement_status,
+            "DedicatedIpAutoWarmupEnabled": False,
+            "SuppressionAttributes": {"SuppressedReasons": list(SUPPRESSION_REASONS)},
+        }
+    )
+
+
+async def _put_account_sending(state: SimState, request: web.Request) -> web.Response:
+    """PUT /v2/email/account/sending (PutAccountSendingAttributes)."""
+    body = await _body(request)
+    state.account.sending_enabled = bool(body.get("SendingEnabled", False))
+    return _ok()
+
+
+# -- identities ----------------------------------------------------------------------------
+
+
+async def _create_email_identity(state: SimState, request: web.Request) -> web.Response:
+    """POST /v2/email/identities: verified at once (SES waits for a click or DNS)."""
+    body = await _body(request)
+    name = body.get("EmailIdentity")
+    if not name or not isinstance(name, str):
+        raise _BadRequest("Missing required parameter EmailIdentity.")
+    if "@" in name and address_problem(name):
+        raise _BadRequest(f"Invalid email address {name}.")
+    if name.lower() in state.account.identities:
+        return error_response(
+            400, "AlreadyExistsException", f"Email identity {name} already exist."
+        )
+    identity = state.account.verify(name)
+    if body.get("ConfigurationSetName"):
+        identity.configuration_set = body["ConfigurationSetName"]
+    return _ok(
+        {
+            "IdentityType": identity.kind,
+            "VerifiedForSendingStatus": True,
+            "DkimAttributes": _dkim(identity.kind),
+        }
+    )
+
+
+def _dkim(kind: str) -> dict[str, Any]:
+    if kind == "DOMAIN":
+        return {"SigningEnabled": True, "Status": "SUCCESS", "Tokens": ["sim1", "sim2", "sim3"]}
+    return {"SigningEnabled": False, "Status": "NOT_STARTED"}
+
+
+async def _get_email_identity(state: SimState, request: web.Request) -> web.Response:
+    """GET /v2/email/identities/{EmailIdentity}."""
+    name = request.match_info["identity"]
+    identity = state.account.identities.get(name.lower())
+    if identity is None:
+        return error_response(404, "NotFoundException", f"Email identity {name} does not exist.")
+    out: dict[str, Any] = {
+        "IdentityType": identity.kind,
+        "FeedbackForwardingStatus": True,
+        "VerifiedForSendingStatus": identity.verified,
+        "VerificationStatus": "SUCCESS" if identity.verified else "PENDING",
+        "DkimAttributes": _dkim(identity.kind),
+        "Policies": {},
+        "Tags": [],
     }
-    return web.json_response(body, headers={"x-amzn-RequestId": request_id()})
+    if identity.mail_from_domain:
+        out["MailFromAttributes"] = {
+            "MailFromDomain": identity.mail_from_domain,
+            "MailFromDomainStatus": identity.mail_from_status,
+            "BehaviorOnMxFailure": identity.mail_from_behavior,
+        }
+    if identity.configuration_set:
+        out["ConfigurationSetName"] = identity.configuration_set
+    return _ok(out)
+
+
+async def _delete_email_identity(state: SimState, request: web.Request) -> web.Response:
+    name = request.match_info["identity"]
+    if state.account.identities.pop(name.lower(), None) is None:
+        return error_response(404, "NotFoundException", f"Email identity {name} does not exist.")
+    return _ok()
+
+
+async def _put_mail_from(state: SimState, request: web.Request) -> web.Response:
+    """PUT /v2/email/identities/{EmailIdentity}/mail-from (PutEmailIdentityMailFromAttributes).
+
+    The simulator has no DNS: a new MAIL FROM domain is SUCCESS unless its name starts with
+    `fail.` / `unverified.` (a way to rehearse MailFromDomainNotVerifiedException); the admin
+    API sets any status.
+    """
+    name = request.match_info["identity"]
+    identity = state.account.identities.get(name.lower())
+    if identity is None:
+        return error_response(404, "NotFoundException", f"Email identity {name} does not exist.")
+    body = await _body(request)
+    domain = body.get("MailFromDomain")
+    identity.mail_from_domain = domain or None
+    identity.mail_from_behavior = body.get("BehaviorOnMxFailure") or "USE_DEFAULT_VALUE"
+    failing = isinstance(domain, str) and domain.startswith(("fail.", "unverified."))
+    identity.mail_from_status = "FAILED" if failing else "SUCCESS"
+    return _ok()
+
+
+# -- templates, configuration sets, suppression --------------------------------------------
+
+
+async def _create_email_template(state: SimState, request: web.Request) -> web.Response:
+    """POST /v2/email/templates."""
+    body = await _body(request)
+    name = body.get("TemplateName")
+    content = body.get("TemplateContent")
+    if not name or not isinstance(content, dict):
+        raise _BadRequest("Missing required parameter TemplateName or TemplateContent.")
+    if name in state.account.templates:
+        return error_response(400, "AlreadyExistsException", f"Template {name} already exists.")
+    state.account.templates[name] = Template(
+        name,
+        subject=content.get("Subject") or "",
+        text=content.get("Text"),
+        html=content.get("Html"),
+    )
+    return _ok()
+
+
+async def _get_email_template(state: SimState, request: web.Request) -> web.Response:
+    """GET /v2/email/templates/{TemplateName}."""
+    name = request.match_info["name"]
+    template = state.account.templates.get(name)
+    if template is None:
+        return error_response(404, "NotFoundException", f"Template {name} does not exist.")
+    content: dict[str, str] = {"Subject": template.subject}
+    if template.text is not None:
+        content["Text"] = template.text
+    if template.html is not None:
+        content["Html"] = template.html
+    return _ok({"TemplateName": name, "TemplateContent": content})
+
+
+async def _create_configuration_set(state: SimState, request: web.Request) -> web.Response:
+    """POST /v2/email/configuration-sets."""
+    body = await _body(request)
+    name = body.get("ConfigurationSetName")
+    if not name or not isinstance(name, str):
+        raise _BadRequest("Missing required parameter ConfigurationSetName.")
+    if name in state.account.configuration_sets:
+        return error_response(
+            400, "AlreadyExistsException", f"Configuration set <{name}> already exists."
+        )
+    enabled = (body.get("SendingOptions") or {}).get("SendingEnabled", True)
+    state.account.configuration_sets[name] = ConfigurationSet(name, bool(enabled))
+    return _ok()
+
+
+async def _put_configuration_set_sending(state: SimState, request: web.Request) -> web.Response:
+    """PUT /v2/email/configuration-sets/{name}/sending (PutConfigurationSetSendingOptions)."""
+    name = request.match_info["name"]
+    found = state.account.configuration_sets.get(name)
+    if found is None:
+        return error_response(
+            404, "NotFoundException", f"Configuration set <{name}> does not exist."
+        )
+    body = await _body(request)
+    found.sending_enabled = bool(body.get("SendingEnabled", False))
+    return _ok()
+
+
+async def _put_suppressed(state: SimState, request: web.Request) -> web.Response:
+    """PUT /v2/email/suppression/addresses (PutSuppressedDestination)."""
+    body = await _body(request)
+    address = body.get("EmailAddress")
+    reason = body.get("Reason")
+    if not address or not isinstance(address, str) or address_problem(address):
+        raise _BadRequest(f"Invalid email address {address}.")
+    if reason not in SUPPRESSION_REASONS:
+        raise _BadRequest(f"Reason must be one of {', '.join(SUPPRESSION_REASONS)}.")
+    key = address.lower()
+    state.account.suppressed[key] = Suppressed(key, reason, state.wall_time())
+    return _ok()
+
+
+async def _get_suppressed(state: SimState, request: web.Request) -> web.Response:
+    """GET /v2/email/suppression/addresses/{EmailAddress}."""
+    address = request.match_info["address"]
+    found = state.account.suppressed.get(address.lower())
+    if found is None:
+        return error_response(
+            404,
+            "NotFoundException",
+            f"Email address {address} does not exist on your suppression list.",
+        )
+    return _ok(
+        {
+            "SuppressedDestination": {
+                "EmailAddress": found.address,
+                "Reason": found.reason,
+                "LastUpdateTime": found.updated_at,
+            }
+        }
+    )
+
+
+async def _delete_suppressed(state: SimState, request: web.Request) -> web.Response:
+    address = request.match_info["address"]
+    if state.account.suppressed.pop(address.lower(), None) is None:
+        return error_response(
+            404,
+            "NotFoundException",
+            f"Email address {address} does not exist on your suppression list.",
+        )
+    return _ok()
 
 
 async def unknown_operation(request: web.Request) -> web.Response:
@@ -201,6 +532,24 @@ async def unknown_operation(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v2/email/outbound-emails", send_email)
-    app.router.add_get("/v2/email/account", get_account)
-    app.router.add_route("*", "/v2/{tail:.*}", unknown_operation)
+    r = app.router
+    r.add_post(
+        "/v2/email/outbound-emails", _json_handler(_send_email, "Malformed SendEmail request.")
+    )
+    r.add_post("/v2/email/outbound-bulk-emails", _json_handler(_send_bulk_email))
+    r.add_get("/v2/email/account", _json_handler(_get_account))
+    r.add_put("/v2/email/account/sending", _json_handler(_put_account_sending))
+    r.add_post("/v2/email/identities", _json_handler(_create_email_identity))
+    r.add_get("/v2/email/identities/{identity}", _json_handler(_get_email_identity))
+    r.add_delete("/v2/email/identities/{identity}", _json_handler(_delete_email_identity))
+    r.add_put("/v2/email/identities/{identity}/mail-from", _json_handler(_put_mail_from))
+    r.add_post("/v2/email/templates", _json_handler(_create_email_template))
+    r.add_get("/v2/email/templates/{name}", _json_handler(_get_email_template))
+    r.add_post("/v2/email/configuration-sets", _json_handler(_create_configuration_set))
+    r.add_put(
+        "/v2/email/configuration-sets/{name}/sending", _json_handler(_put_configuration_set_sending)
+    )
+    r.add_put("/v2/email/suppression/addresses", _json_handler(_put_suppressed))
+    r.add_get("/v2/email/suppression/addresses/{address}", _json_handler(_get_suppressed))
+    r.add_delete("/v2/email/suppression/addresses/{address}", _json_handler(_delete_suppressed))
+    r.add_route("*", "/v2/{tail:.*}", unknown_operation)

@@ -353,19 +353,19 @@ async def test_malformed_requests_get_clean_errors_not_tracebacks(
 async def test_unknown_action_and_route_answer_clean_errors(sim_inprocess: SimFactory) -> None:
     async with sim_inprocess() as sim, clients(sim) as (v1, _):
         with pytest.raises(ClientError) as exc:
-            await v1.list_identities()  # a real SES action the simulator does not implement
+            await v1.list_receipt_filters()  # a real SES action the simulator does not implement
         async with aiohttp.ClientSession() as http:
             async with http.post(sim.endpoint_url + "/", data={"Action": "Nope"}) as r:
                 action = (r.status, await r.text())
             async with http.get(sim.endpoint_url + "/nowhere") as r:
                 route = (r.status, r.content_type, await r.json())
-            async with http.delete(sim.endpoint_url + "/v2/email/identities/x") as r:
+            async with http.delete(sim.endpoint_url + "/v2/email/dedicated-ip-pools/x") as r:
                 v2_route = (r.status, r.headers.get("x-amzn-ErrorType"), await r.json())
             async with http.put(sim.endpoint_url + "/_sim/stats") as r:
                 wrong_method = (r.status, await r.json())
     assert error_of(exc) == (
         "InvalidAction",
-        "Could not find operation ListIdentities for version 2010-12-01",
+        "Could not find operation ListReceiptFilters for version 2010-12-01",
         400,
     )
     assert action[0] == 400 and "<Code>InvalidAction</Code>" in action[1]

@@ -7,12 +7,17 @@ Register in tests/conftest.py with `pytest_plugins = ["tests.support.sim"]`, the
             async with aioboto3.Session().client("sesv2", **sim.client_kwargs()) as ses:
                 ...
             assert len(await sim.messages()) == 1
+
+`sim.admin(...)` reaches any /_sim/ route (identities, account state, subscriptions, ...), and
+`async with sns_receiver() as rx:` is an SNS HTTP endpoint that records what it is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +28,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiobotocore.config import AioConfig
+from aiohttp import web
 
 from dispatcher.sim.server import SimServer
 from dispatcher.sim.settings import SimSettings
@@ -98,6 +104,30 @@ class SimHandle:
         """Change SimSettings fields at runtime; answers the new settings."""
         return await self._call("POST", "/_sim/config", json=settings)  # type: ignore[no-any-return]
 
+    async def admin(self, method: str, path: str, body: Any = None) -> Any:
+        """Any /_sim/ call, e.g. admin("POST", "/_sim/identities", {"identity": "a.com"})."""
+        kwargs: dict[str, Any] = {} if body is None else {"json": body}
+        return await self._call(method, path, **kwargs)
+
+    async def verify(self, *identities: str) -> None:
+        """Make identities (addresses or domains) verified in the simulated account."""
+        for identity in identities:
+            await self.admin("POST", "/_sim/identities", {"identity": identity})
+
+    async def events(self) -> list[dict[str, Any]]:
+        """The SES events generated so far (see /_sim/events)."""
+        return await self._call("GET", "/_sim/events")  # type: ignore[no-any-return]
+
+    async def record_events(self, record: bool = True) -> None:
+        """Generate events even with no SNS subscriber and no file (to read them back)."""
+        await self.admin("POST", "/_sim/events", {"record": record})
+
+    async def certificate_pem(self) -> bytes:
+        """The certificate the simulator signs SNS messages with: what a receiver pins."""
+        async with self._http.get(self.endpoint_url + "/_sim/sns/certificate.pem") as resp:
+            assert resp.status == 200, resp.status
+            return await resp.read()
+
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         async with self._http.request(method, self.endpoint_url + path, **kwargs) as resp:
             payload = await resp.json()
@@ -106,14 +136,23 @@ class SimHandle:
             return payload
 
 
+def _flag(name: str) -> str:
+    """The command-line flag of a SimSettings field (--field-name unless listed in _FLAGS)."""
+    return _FLAGS.get(name) or "--" + name.replace("_", "-")
+
+
 def _flags(settings: dict[str, Any]) -> list[str]:
-    unknown = sorted(set(settings) - set(_FLAGS))
+    known = {f.name for f in dataclasses.fields(SimSettings)}
+    unknown = sorted(set(settings) - known)
     if unknown:
         raise TypeError(f"unknown simulator setting(s): {', '.join(unknown)}")
     SimSettings(**settings)  # fail here, with the field named, rather than in the child
     out: list[str] = []
     for name, value in settings.items():
-        out += [_FLAGS[name], str(value)]
+        if isinstance(value, bool):
+            out.append(_flag(name) if value else "--no-" + _flag(name)[2:])
+        else:
+            out += [_flag(name), str(value)]
     return out
 
 
@@ -198,3 +237,49 @@ async def sim() -> AsyncIterator[SimHandle]:
     """An in-process simulator with SES's default limits (14/s, 50 000/day)."""
     async with run_sim_inprocess() as handle:
         yield handle
+
+
+class SnsReceiver:
+    """An HTTP endpoint on loopback that records every SNS POST (headers and JSON body)."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.url = ""
+        self.status = status  # what to answer; a test may change it to make deliveries fail
+        self.posts: list[tuple[dict[str, str], dict[str, Any]]] = []
+        self._arrived = asyncio.Condition()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        async with self._arrived:
+            self.posts.append((dict(request.headers), body))
+            self._arrived.notify_all()
+        return web.Response(status=self.status)
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [body for _, body in self.posts if body.get("Type") == kind]
+
+    async def wait_for(
+        self, kind: str, count: int = 1, within: float = 5.0
+    ) -> list[dict[str, Any]]:
+        """Wait (at most `within` seconds) until `count` POSTs of this Type have arrived."""
+        async with asyncio.timeout(within), self._arrived:
+            await self._arrived.wait_for(lambda: len(self.of_type(kind)) >= count)
+        return self.of_type(kind)
+
+
+@asynccontextmanager
+async def sns_receiver(status: int = 200) -> AsyncIterator[SnsReceiver]:
+    """`async with sns_receiver() as rx:` an SNS HTTP endpoint on a free loopback port."""
+    receiver = SnsReceiver(status)
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receiver._handle)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        receiver.url = f"http://127.0.0.1:{port}/sns"
+        yield receiver
+    finally:
+        await runner.cleanup()

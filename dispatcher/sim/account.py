@@ -1,0 +1,155 @@
+"""The simulated account's resources: identities, templates, configuration sets, suppression list,
+and whether the account may send at all. Pure data and lookups: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+ENFORCEMENT_STATUSES = ("HEALTHY", "PROBATION", "SHUTDOWN")
+MAIL_FROM_STATUSES = ("PENDING", "SUCCESS", "FAILED", "TEMPORARY_FAILURE")
+SUPPRESSION_REASONS = ("BOUNCE", "COMPLAINT")
+
+_PLACEHOLDER = re.compile(r"{{{?\s*([\w.\-]+)\s*}?}}")
+
+
+@dataclass(slots=True)
+class Identity:
+    """A verified (or pending) email address or domain."""
+
+    name: str  # lower-cased address or domain
+    kind: str  # "EMAIL_ADDRESS" or "DOMAIN"
+    verified: bool = True
+    # Custom MAIL FROM domain (domains only). A FAILED one with behavior RejectMessage makes
+    # SES refuse sends with MailFromDomainNotVerifiedException.
+    mail_from_domain: str | None = None
+    mail_from_status: str = "SUCCESS"
+    mail_from_behavior: str = "USE_DEFAULT_VALUE"  # or "REJECT_MESSAGE"
+    configuration_set: str | None = None
+
+    @property
+    def mail_from_rejects(self) -> bool:
+        return (
+            self.mail_from_domain is not None
+            and self.mail_from_status != "SUCCESS"
+            and self.mail_from_behavior == "REJECT_MESSAGE"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "identity": self.name,
+            "type": self.kind,
+            "verified": self.verified,
+            "mail_from_domain": self.mail_from_domain,
+            "mail_from_status": self.mail_from_status,
+            "mail_from_behavior": self.mail_from_behavior,
+            "configuration_set": self.configuration_set,
+        }
+
+
+@dataclass(slots=True)
+class Template:
+    name: str
+    subject: str = ""
+    text: str | None = None
+    html: str | None = None
+
+    def render(self, data: str) -> tuple[str, str | None, str | None]:
+        """(subject, text, html) with `{{name}}` replaced from the JSON object `data`.
+
+        ValueError if `data` is not a JSON object. A missing value renders empty; SES instead
+        accepts the send and then reports a Rendering Failure event (not simulated).
+        """
+        values = json.loads(data) if data else {}
+        if not isinstance(values, dict):
+            raise ValueError("TemplateData must be a JSON object.")
+
+        def sub(text: str | None) -> str | None:
+            if text is None:
+                return None
+            return _PLACEHOLDER.sub(lambda m: _lookup(values, m.group(1)), text)
+
+        return sub(self.subject) or "", sub(self.text), sub(self.html)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "subject": self.subject, "text": self.text, "html": self.html}
+
+
+def _lookup(values: dict[str, Any], path: str) -> str:
+    current: Any = values
+    for part in path.split("."):
+        if not isinstance(current, dict) or part not in current:
+            return ""
+        current = current[part]
+    return "" if current is None else str(current)
+
+
+@dataclass(slots=True)
+class ConfigurationSet:
+    name: str
+    sending_enabled: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "sending_enabled": self.sending_enabled}
+
+
+@dataclass(slots=True)
+class Suppressed:
+    address: str
+    reason: str  # BOUNCE or COMPLAINT
+    updated_at: float  # unix seconds
+
+
+@dataclass(slots=True)
+class Account:
+    """Everything about the account that is not a limit."""
+
+    sending_enabled: bool = True  # False: paused (UpdateAccountSendingEnabled, or by AWS)
+    enforcement_status: str = "HEALTHY"  # SHUTDOWN: suspended
+    identities: dict[str, Identity] = field(default_factory=dict)
+    templates: dict[str, Template] = field(default_factory=dict)
+    configuration_sets: dict[str, ConfigurationSet] = field(default_factory=dict)
+    suppressed: dict[str, Suppressed] = field(default_factory=dict)
+
+    def verify(self, name: str, *, domain: bool | None = None) -> Identity:
+        """Add (or return) a verified identity; `domain` defaults to "has no @"."""
+        key = name.strip().lower()
+        if not key:
+            raise ValueError("an identity must not be empty")
+        existing = self.identities.get(key)
+        if existing is not None:
+            return existing
+        is_domain = ("@" not in key) if domain is None else domain
+        identity = Identity(key, "DOMAIN" if is_domain else "EMAIL_ADDRESS")
+        self.identities[key] = identity
+        return identity
+
+    def identity_for(self, address: str) -> Identity | None:
+        """The verified identity that covers a bare `address`: itself, its domain, or a parent."""
+        low = address.lower()
+        found = self.identities.get(low)
+        if found is not None and found.verified:
+            return found
+        at = low.rfind("@")
+        domain = low[at + 1 :] if at >= 0 else low
+        while domain:
+            found = self.identities.get(domain)
+            if found is not None and found.verified and found.kind == "DOMAIN":
+                return found
+            dot = domain.find(".")
+            if dot < 0:
+                return None
+            domain = domain[dot + 1 :]
+        return None
+
+    def is_verified(self, address: str) -> bool:
+        return self.identity_for(address) is not None
+
+    def state_json(self) -> dict[str, Any]:
+        return {
+            "sending_enabled": self.sending_enabled,
+            "enforcement_status": self.enforcement_status,
+        }
