@@ -22,6 +22,7 @@ __all__ = ["classify_bulk_status", "classify_error"]
 
 _DAILY_QUOTA_TEXT = "daily message quota exceeded"
 _RATE_TEXT = "maximum sending rate exceeded"
+_ACCOUNT_PAUSED_TEXT = "sending paused for this account"
 
 # How the text of an unparseable address starts (SES quotes javax.mail's AddressException, e.g.
 # "Missing final '@domain'"). Such a BadRequestException / InvalidParameterValue concerns this
@@ -130,11 +131,18 @@ _BY_BULK_STATUS: dict[str, Outcome] = {
 
 
 def _text_outcome(text: str) -> Outcome | None:
-    """Rule 1: the two throttling texts SES uses, whatever the code around them."""
+    """Rule 1: texts that say what happened whatever the code around them.
+
+    The two throttling texts; and an account paused by AWS, which v1 has been seen answering as
+    `MessageRejected` "Sending paused for this account..." (GoodDollar/GoodServer#419): failing
+    every message one by one for it would burn through the queue.
+    """
     if _DAILY_QUOTA_TEXT in text:
         return Outcome.DAILY_QUOTA
     if _RATE_TEXT in text:
         return Outcome.THROTTLED
+    if _ACCOUNT_PAUSED_TEXT in text:
+        return Outcome.ACCOUNT_PAUSED
     return None
 
 

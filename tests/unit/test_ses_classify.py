@@ -153,3 +153,9 @@ def test_classify_imports_no_io_library() -> None:
         for alias in node.names
     }
     assert imported <= {"__future__", "dispatcher.domain.outcome"}
+
+
+def test_v1_message_rejected_for_a_paused_account_stops_the_account() -> None:
+    # Seen in the wild (GoodDollar/GoodServer#419): v1 reports an AWS pause as MessageRejected.
+    text = "Sending paused for this account. For more information, please check the inbox."
+    assert classify_error("MessageRejected", text, 400) is Outcome.ACCOUNT_PAUSED
