@@ -110,7 +110,7 @@ async def run_worker(
             sent_last_24_hours=quota.sent_last_24_hours,
         )
         limiter = RecipientLimiter(quota.max_send_rate, cfg.pacing)
-        campaigns = CampaignSender(CampaignStore(queue.pool))
+        campaigns = CampaignSender(CampaignStore(queue.pool), ses.ensure_template)
         pool = WorkerPool(
             queue,
             ses,

@@ -3,24 +3,55 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 
 import structlog
 
 from dispatcher.campaigns.render import CampaignContent, CompiledCampaign
-from dispatcher.campaigns.store import CampaignStore
+from dispatcher.campaigns.store import CampaignRow, CampaignStore
 from dispatcher.queue.repository import ClaimedJob
+
+EnsureTemplate = Callable[[str, str, str | None, str | None], Awaitable[None]]
 
 log = structlog.get_logger()
 
 
 class CampaignSender:
-    """Renders campaign jobs from their campaign's template (compiled once per process)."""
+    """Renders campaign jobs from their campaign's template (compiled once per process).
 
-    __slots__ = ("_compiled", "_store")
+    For `ses_template` campaigns nothing is rendered here: `bulk_template` makes sure the SES
+    template exists (once per process) and the pool sends with SendBulkEmail.
+    """
 
-    def __init__(self, store: CampaignStore) -> None:
+    __slots__ = ("_compiled", "_ensure_template", "_rows", "_store", "_templates_ready")
+
+    def __init__(self, store: CampaignStore, ensure_template: EnsureTemplate | None = None) -> None:
         self._store = store
+        self._ensure_template = ensure_template
         self._compiled: dict[int, CompiledCampaign] = {}
+        self._rows: dict[int, CampaignRow] = {}  # definitions only: they never change
+        self._templates_ready: set[int] = set()
+
+    async def _row(self, campaign_id: int) -> CampaignRow:
+        row = self._rows.get(campaign_id)
+        if row is None:
+            row = self._rows[campaign_id] = await self._store.get(campaign_id)
+        return row
+
+    async def bulk_template(self, campaign_id: int) -> str | None:
+        """The SES template to send this campaign with (SendBulkEmail), or None to render."""
+        row = await self._row(campaign_id)
+        if row.mode != "ses_template":
+            return None
+        if campaign_id not in self._templates_ready:
+            if self._ensure_template is None:
+                raise RuntimeError("ses_template campaigns need an SES client")
+            await self._ensure_template(row.ses_template_name, row.subject, row.html, row.text)
+            self._templates_ready.add(campaign_id)
+            log.info(
+                "campaign.template_ready", campaign_id=campaign_id, template=row.ses_template_name
+            )
+        return row.ses_template_name
 
     async def prepare(self, job: ClaimedJob) -> ClaimedJob:
         """The job with its message rendered for its recipient; InputError if it cannot be."""
@@ -29,7 +60,9 @@ class CampaignSender:
             return job
         compiled = self._compiled.get(campaign_id)
         if compiled is None:
-            row = await self._store.get(campaign_id)
+            row = await self._row(campaign_id)
+            if row.mode == "ses_template":
+                return job  # SES renders it
             compiled = CompiledCampaign(
                 CampaignContent(
                     subject=row.subject,

@@ -33,6 +33,7 @@ class CampaignSpec:
     unsubscribe_url: str | None = None
     send_at: datetime | None = None
     priority: int = -10
+    mode: str = "render"  # or "ses_template": SendBulkEmail from an SES template
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,12 @@ class CampaignRow:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    mode: str = "render"
+
+    @property
+    def ses_template_name(self) -> str:
+        """The SES template a `ses_template` campaign sends with (created by the worker)."""
+        return f"dispatcher-campaign-{self.id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +132,7 @@ def _row(r: Any) -> CampaignRow:
         created_at=r["created_at"],
         started_at=r["started_at"],
         finished_at=r["finished_at"],
+        mode=r.get("mode", "render"),
     )
 
 
@@ -176,6 +184,7 @@ class CampaignStore:
                 spec.unsubscribe_url,
                 spec.send_at,
                 spec.priority,
+                spec.mode,
             )
             await conn.execute(query("campaign_staging"))
             chunk: list[tuple[int, str, str, str]] = []

@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,12 @@ def add_parser(sub: Any) -> None:
         help="List-Unsubscribe URL, e.g. https://x.example/u?e={{ email|urlencode }}",
     )
     create.add_argument("--priority", type=int, default=-10, help="transactional mail is 0")
+    create.add_argument(
+        "--ses-template",
+        action="store_true",
+        help="send with SendBulkEmail (50 recipients a call) from an SES template: the subject "
+        "and templates are then SES syntax ({{name}}), rendered by SES",
+    )
     create.add_argument("--strict", action="store_true", help="one bad row rejects the file")
     create.add_argument("--force", action="store_true", help="create despite lint errors")
     create.add_argument("--json", action="store_true")
@@ -110,6 +117,22 @@ def _columns(path: Path) -> list[str]:
         raise InputError(f"{path}: line 1 is not UTF-8; save the file as UTF-8") from None
     row = next(csv.reader(io.StringIO(text)), [])
     return [c.strip() for c in row]
+
+
+_SES_VARIABLE = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
+
+
+def _check_ses_variables(templates: tuple[str, ...], columns: list[str]) -> None:
+    """SES template syntax: every {{name}} must be a column of the list (or `email`)."""
+    have = {c.lower() for c in columns}
+    missing = sorted(
+        {m.group(1) for t in templates for m in _SES_VARIABLE.finditer(t)} - have - {"email"}
+    )
+    if missing:
+        raise InputError(
+            f"the template uses {', '.join('{{' + m + '}}' for m in missing)} but the list has "
+            f"no such column(s); columns: {', '.join(columns)}"
+        )
 
 
 def _tags(items: list[str]) -> dict[str, str]:
@@ -206,8 +229,12 @@ async def run(args: argparse.Namespace, cfg: Config) -> int:
 async def _create(args: argparse.Namespace, cfg: Config) -> int:
     html = _read_template(args.template)
     text = _read_template(args.text_template) if args.text_template else None
-    compiled = CompiledCampaign(CampaignContent(args.subject, html, text, args.unsubscribe_url))
-    compiled.check_variables(_columns(args.recipients))
+    columns = _columns(args.recipients)
+    if args.ses_template:
+        _check_ses_variables((args.subject, html, text or ""), columns)
+    else:
+        compiled = CompiledCampaign(CampaignContent(args.subject, html, text, args.unsubscribe_url))
+        compiled.check_variables(columns)
     if _lint(html, text, args.unsubscribe_url) and not args.force:
         raise InputError(
             "the template has errors (above); fix them, or pass --force to create anyway"
@@ -224,6 +251,7 @@ async def _create(args: argparse.Namespace, cfg: Config) -> int:
         unsubscribe_url=args.unsubscribe_url,
         send_at=parse_send_after(args.send_at) if args.send_at else None,
         priority=args.priority,
+        mode="ses_template" if args.ses_template else "render",
     )
     began = time.monotonic()
     try:

@@ -7,6 +7,7 @@ The dispatcher decides every retry itself, so botocore makes exactly one attempt
 
 from __future__ import annotations
 
+import json
 import platform
 import socket
 from collections.abc import AsyncIterator
@@ -39,7 +40,7 @@ import dispatcher
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.quota import Quota
-from dispatcher.ses.classify import classify_error
+from dispatcher.ses.classify import classify_bulk_status, classify_error
 from dispatcher.ses.errors import SesError
 from dispatcher.ses.settings import SesSettings
 
@@ -232,3 +233,105 @@ class SesAdapter:
             max_send_rate=float(r.get("MaxSendRate", 0.0)),
             sent_last_24_hours=float(r.get("SentLast24Hours", 0.0)),
         )
+
+    async def ensure_template(
+        self, name: str, subject: str, html: str | None, text: str | None
+    ) -> None:
+        """Create (or update) the SES template a bulk campaign sends with; SesError if refused."""
+        content: dict[str, str] = {"Subject": subject}
+        if html is not None:
+            content["Html"] = html
+        if text is not None:
+            content["Text"] = text
+        try:
+            try:
+                await self._v2.create_email_template(
+                    TemplateName=name,
+                    TemplateContent=content,  # type: ignore[arg-type]
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "AlreadyExistsException":
+                    raise
+                await self._v2.update_email_template(
+                    TemplateName=name,
+                    TemplateContent=content,  # type: ignore[arg-type]
+                )
+        except Exception as exc:
+            result = classify_exception(exc)
+            if result is None:
+                raise
+            raise SesError(
+                "CreateEmailTemplate", result.outcome, result.code, result.reason
+            ) from exc
+
+    def build_bulk_request(
+        self, template_name: str, messages: list[tuple[OutgoingMessage, dict[str, str]]]
+    ) -> dict[str, Any]:
+        """Keyword arguments of sesv2 SendBulkEmail: one entry per message (<= 50)."""
+        first = messages[0][0]
+        entries = []
+        for msg, variables in messages:
+            destination: dict[str, list[str]] = {}
+            if msg.to:
+                destination["ToAddresses"] = list(msg.to)
+            if msg.cc:
+                destination["CcAddresses"] = list(msg.cc)
+            if msg.bcc:
+                destination["BccAddresses"] = list(msg.bcc)
+            tags = [{"Name": DISPATCHER_ID_TAG, "Value": str(msg.id)}]
+            tags += [{"Name": k, "Value": v} for k, v in msg.tags.items() if k != DISPATCHER_ID_TAG]
+            entries.append(
+                {
+                    "Destination": destination,
+                    "ReplacementTags": tags,
+                    "ReplacementEmailContent": {
+                        "ReplacementTemplate": {
+                            "ReplacementTemplateData": json.dumps(variables or {})
+                        }
+                    },
+                }
+            )
+        kwargs: dict[str, Any] = {
+            "FromEmailAddress": first.from_addr,
+            "DefaultContent": {"Template": {"TemplateName": template_name, "TemplateData": "{}"}},
+            "BulkEmailEntries": entries,
+        }
+        if first.reply_to:
+            kwargs["ReplyToAddresses"] = list(first.reply_to)
+        config_set = first.configuration_set or self._default_config_set
+        if config_set:
+            kwargs["ConfigurationSetName"] = config_set
+        return kwargs
+
+    async def send_bulk(
+        self, template_name: str, messages: list[tuple[OutgoingMessage, dict[str, str]]]
+    ) -> list[SendResult]:
+        """SendBulkEmail: one result per message, in order; never raises for SES or network.
+
+        A failure of the whole call (throttled, paused, timed out...) is every entry's result.
+        """
+        try:
+            response = await self._v2.send_bulk_email(
+                **self.build_bulk_request(template_name, messages)
+            )
+        except Exception as exc:
+            result = classify_exception(exc)
+            if result is None:
+                raise
+            return [result] * len(messages)
+        out: list[SendResult] = []
+        entries = response.get("BulkEmailEntryResults", [])
+        for i in range(len(messages)):
+            if i >= len(entries):
+                out.append(SendResult(Outcome.IN_DOUBT, reason="no result for this entry"))
+                continue
+            entry = entries[i]
+            status = str(entry.get("Status", ""))
+            if status == "SUCCESS":
+                out.append(SendResult(Outcome.SENT, ses_message_id=entry.get("MessageId")))
+            else:
+                error = entry.get("Error")
+                out.append(
+                    SendResult(classify_bulk_status(status, error), code=status, reason=error)
+                )
+        return out

@@ -30,6 +30,7 @@ from dispatcher.errors import InputError
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter, run_quota_poller
 from dispatcher.pacing.settings import PacingSettings
 from dispatcher.queue.repository import ClaimedJob, Queue, Settlement, SettleState
+from dispatcher.ses.errors import SesError
 from dispatcher.worker.batcher import Batcher
 
 log = structlog.get_logger()
@@ -47,6 +48,10 @@ class Sender(Protocol):
 
     async def get_send_quota(self) -> Quota: ...
 
+    async def send_bulk(
+        self, template_name: str, messages: list[tuple[OutgoingMessage, dict[str, str]]]
+    ) -> list[SendResult]: ...
+
 
 class Campaigns(Protocol):
     """What the pool needs for campaign mail (dispatcher.campaigns.sending.CampaignSender)."""
@@ -54,6 +59,11 @@ class Campaigns(Protocol):
     async def prepare(self, job: ClaimedJob) -> ClaimedJob: ...
 
     async def pause(self, campaign_id: int, reason: str) -> None: ...
+
+    async def bulk_template(self, campaign_id: int) -> str | None: ...
+
+
+BULK_ENTRIES = 50  # SendBulkEmail's limit per call
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +85,8 @@ class PoolSettings:
 class Counters:
     """What this process did; read by the progress display and the final report."""
 
-    attempts: int = 0
+    attempts: int = 0  # messages handed to SES
+    ses_calls: int = 0  # SendEmail / SendBulkEmail requests made
     sent: int = 0
     recipients_sent: int = 0
     throttled: int = 0
@@ -139,6 +150,7 @@ class WorkerPool:
         self._held: dict[tuple[str, str | None], float] = {}  # sender / config set held until
         self._claim_paused_until = 0.0  # loop time; the claimer sleeps until then
         self._side_tasks: set[asyncio.Task[None]] = set()  # e.g. pausing a campaign
+        self._current_group: list[ClaimedJob] = []  # a bulk group being admitted
         self._claiming: asyncio.Future[list[ClaimedJob]] | None = None  # a claim in progress
         self._finish: tuple[int, str] | None = None
         self._fatal: BaseException | None = None
@@ -262,6 +274,12 @@ class WorkerPool:
                 return
             self._current = job
             if job.campaign_id is not None and self.campaigns is not None:
+                template = await self._bulk_template(job)
+                if template == "":
+                    continue  # the campaign was paused: the job went back
+                if template is not None:
+                    await self._dispatch_bulk(job, template)
+                    continue
                 prepared = await self._prepare(job)
                 if prepared is None:
                     continue
@@ -310,6 +328,126 @@ class WorkerPool:
 
     def _low_water(self) -> int:
         return self._target() // 2
+
+    async def _bulk_template(self, job: ClaimedJob) -> str | None:
+        """The campaign's SES template when it sends in bulk; a template SES refuses pauses it.
+
+        Returns "" when the campaign was paused for that (the job is given back).
+        """
+        assert self.campaigns is not None and job.campaign_id is not None
+        try:
+            return await self.campaigns.bulk_template(job.campaign_id)
+        except SesError as exc:
+            reason = f"SES refused the campaign's template: {exc}"
+            await self.campaigns.pause(job.campaign_id, reason)
+            await self._release([job], 0.0)  # the pause holds it (requeue_state)
+            return ""
+
+    async def _dispatch_bulk(self, job: ClaimedJob, template: str) -> None:
+        """Up to 50 jobs of one campaign in one SendBulkEmail call, paced per recipient."""
+        loop = asyncio.get_running_loop()
+        group = [job]
+        while (
+            len(group) < BULK_ENTRIES
+            and self._buffer
+            and self._buffer[0].campaign_id == job.campaign_id
+        ):
+            group.append(self._buffer.popleft())
+        self._current_group = group
+        now = loop.time()
+        recipients = sum(j.message.recipient_count for j in group)
+        if self._hold_all_until > now:
+            self._buffer.extendleft(reversed(group[1:]))
+            self._current_group = []
+            await self._account_pause(job, self._hold_all_until - now)
+            return
+        hold = self._held.get(_sender_key(job.message), 0.0) - now
+        if hold > 0:
+            self.counters.held += len(group)
+            await self._release(group, hold)
+            self._current_group = []
+            return
+        admission = self.governor.reserve(recipients, now)
+        if not admission.allowed:
+            self._buffer.extendleft(reversed(group[1:]))
+            self._current_group = []
+            await self._quota_pause(job, admission.reason, admission.retry_at)
+            return
+        await self._slots.acquire()
+        try:
+            await self.limiter.acquire(recipients)
+        except BaseException:
+            self._slots.release()
+            raise
+        self._current = None
+        self._current_group = []
+        task = asyncio.create_task(self._send_bulk(group, template))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _send_bulk(self, group: list[ClaimedJob], template: str) -> None:
+        slot_held = True
+        try:
+            for j in group:
+                self._on_wire[j.message.id] = j
+            launched = await asyncio.gather(*(self._launcher.submit(j) for j in group))
+            sendable = []
+            for j, ok in zip(group, launched, strict=True):
+                if ok:
+                    sendable.append(j)
+                else:
+                    self._on_wire.pop(j.message.id, None)
+                    self.counters.lease_lost += 1
+            if not sendable:
+                return
+            now = time.monotonic()
+            if self.counters.first_send_at is None:
+                self.counters.first_send_at = now
+            self.counters.last_send_at = now
+            self.counters.ses_calls += 1
+            try:
+                results = await self.ses.send_bulk(
+                    template,
+                    [
+                        (j.message, {"email": j.message.to[0], **(j.variables or {})})
+                        for j in sendable
+                    ],
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                results = [SendResult(Outcome.IN_DOUBT, reason=f"unexpected error: {exc!r}")] * len(
+                    sendable
+                )
+            self._slots.release()
+            slot_held = False
+            settlements = []
+            for j, result in zip(sendable, results, strict=True):
+                self._on_wire.pop(j.message.id, None)
+                self._react(j, result)
+                decision = decide(result, j.attempts, self.settings.retry, self._rand())
+                self._count(j.message, decision.state, result)
+                settlements.append(
+                    Settlement(
+                        id=j.message.id,
+                        token=j.token,
+                        state=decision.state,
+                        ses_message_id=result.ses_message_id,
+                        outcome=decision.outcome,
+                        error=decision.error,
+                        attempt_used=decision.attempt_used,
+                        delay=decision.delay,
+                    )
+                )
+            await asyncio.shield(asyncio.gather(*(self._settler.submit(st) for st in settlements)))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("worker.send_task_failed", bulk=len(group), error=repr(exc))
+            self._fail(exc)
+        finally:
+            if slot_held:
+                self._slots.release()
 
     async def _prepare(self, job: ClaimedJob) -> ClaimedJob | None:
         """Render a campaign job; one that cannot be rendered fails (no send, SES not asked)."""
@@ -383,6 +521,7 @@ class WorkerPool:
             if self.counters.first_send_at is None:
                 self.counters.first_send_at = now
             self.counters.last_send_at = now
+            self.counters.ses_calls += 1
             try:
                 result = await self.ses.send(msg)
             except asyncio.CancelledError:
@@ -609,6 +748,8 @@ class WorkerPool:
         if self._current is not None:
             unsent.append(self._current)
             self._current = None
+        unsent += [j for j in self._current_group if not any(j is u for u in unsent)]
+        self._current_group = []
         if unsent:
             await self._quietly("release", self._release(unsent, 0.0))
             log.info("worker.released", count=len(unsent))

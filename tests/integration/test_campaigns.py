@@ -217,3 +217,36 @@ async def test_transactional_mail_goes_before_a_running_campaign(
     # behind the 270 campaign messages still queued.
     assert arrived_after is not None, "the transactional message was not sent within 5 s"
     assert arrived_after < 30 + 2 * 60 + 20
+
+
+async def test_ses_template_campaign_sends_50_per_bulk_call_with_per_entry_results(
+    queue: Queue, pg_dsn: str, sim_process: SimFactory
+) -> None:
+    store = CampaignStore(queue.pool)
+    extra = "stranger@unverified.example.org,Stranger,x\n"  # refused on its own: sandbox
+    result = await store.create(
+        spec(subject="Hi {{name}}", html="<p>Hello {{name}}</p>", mode="ses_template"),
+        iter_recipients(io.BytesIO(csv_bytes(120, extra=extra)), source="list.csv"),
+    )
+    await store.start(result.id)
+    async with sim_process(sandbox=True, max_send_rate=1000, max_24_hour_send=10000) as sim:
+        await sim.verify("example.com", "simulator.amazonses.com")
+        report = await asyncio.wait_for(
+            run_worker(make_config(pg_dsn, sim.endpoint_url), asyncio.Event(), drain=True), 60
+        )
+        received = await sim.messages()
+    assert report.exit_code == EXIT_OK
+    assert len(received) == 120 and len({m["to"][0] for m in received}) == 120
+    one = next(m for m in received if m["to"] == ["success+r7@simulator.amazonses.com"])
+    assert one["subject"] == "Hi Person 7"  # rendered by SES from the template data
+    assert one["tags"]["campaign_id"] == str(result.id)
+    status = await store.status(result.id)
+    assert status.counts["sent"] == 120 and status.counts["failed"] == 1
+    async with queue.pool.acquire() as conn:
+        error = await conn.fetchval(
+            "SELECT j.last_error FROM dispatcher.jobs j JOIN dispatcher.messages m USING (id) "
+            "WHERE m.to_addrs[1] = 'stranger@unverified.example.org'"
+        )
+    assert "MESSAGE_REJECTED" in error
+    # 121 entries went out in bulk calls of at most 50: three calls, not 121.
+    assert report.counters.attempts == 121 and report.counters.ses_calls == 3

@@ -2,8 +2,8 @@
 
 -- name: campaign_insert
 INSERT INTO dispatcher.campaigns (name, from_addr, reply_to, configuration_set, tags, subject,
-                                  html, text_body, unsubscribe_url, send_at, priority)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11)
+                                  html, text_body, unsubscribe_url, send_at, priority, mode)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12)
 RETURNING id;
 
 -- name: campaign_staging
@@ -63,7 +63,7 @@ RETURNING recipients;
 -- name: campaign_get
 SELECT id, name, state::text, from_addr, reply_to, configuration_set, tags, subject, html,
        text_body, unsubscribe_url, send_at, priority, recipients, pause_reason, created_at,
-       started_at, finished_at
+       started_at, finished_at, mode
 FROM dispatcher.campaigns WHERE id = $1;
 
 -- name: campaign_list
