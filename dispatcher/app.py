@@ -83,6 +83,7 @@ def pool_settings(cfg: Config) -> PoolSettings:
         shutdown_grace=cfg.delivery.shutdown_grace,
         settle_batch=cfg.queue.settle_batch,
         settle_interval=cfg.queue.settle_interval,
+        campaign_rate_share=cfg.delivery.campaign_rate_share,
         retry=retry_policy(cfg),
     )
 

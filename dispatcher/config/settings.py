@@ -95,6 +95,9 @@ class DeliverySettings:
     shutdown_grace: float = 20.0  # seconds to finish in-flight sends on SIGTERM
     config_error_delay: float = 300.0  # seconds a misconfigured sender/config set is held
     account_paused_delay: float = 300.0  # seconds all sending waits when the account is paused
+    # Share of the send rate campaign mail may use; the rest stays free for transactional mail
+    # (which also always goes first). 1.0: campaigns use the whole rate when nothing else waits.
+    campaign_rate_share: float = 1.0
 
     def __post_init__(self) -> None:
         _choice("delivery.in_doubt", self.in_doubt, ("hold", "resend"))
@@ -102,6 +105,10 @@ class DeliverySettings:
         _non_negative("delivery.shutdown_grace", self.shutdown_grace)
         _positive("delivery.config_error_delay", self.config_error_delay)
         _positive("delivery.account_paused_delay", self.account_paused_delay)
+        if not (0.0 < self.campaign_rate_share <= 1.0):
+            raise ConfigError(
+                f"delivery.campaign_rate_share must be in (0, 1], got {self.campaign_rate_share}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,7 @@ class PoolSettings:
     shutdown_grace: float = 20.0
     settle_batch: int = 200
     settle_interval: float = 0.05
+    campaign_rate_share: float = 1.0  # of the send rate; the rest is kept for other mail
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -151,6 +152,12 @@ class WorkerPool:
         self._claim_paused_until = 0.0  # loop time; the claimer sleeps until then
         self._side_tasks: set[asyncio.Task[None]] = set()  # e.g. pausing a campaign
         self._current_group: list[ClaimedJob] = []  # a bulk group being admitted
+        # Campaign mail also passes this bucket when it may use only a share of the rate.
+        self._campaign_limiter: RecipientLimiter | None = None
+        if settings.campaign_rate_share < 1.0:
+            self._campaign_limiter = RecipientLimiter(
+                limiter.max_send_rate * settings.campaign_rate_share, self.pacing
+            )
         self._claiming: asyncio.Future[list[ClaimedJob]] | None = None  # a claim in progress
         self._finish: tuple[int, str] | None = None
         self._fatal: BaseException | None = None
@@ -222,6 +229,8 @@ class WorkerPool:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             self.limiter.close()
+            if self._campaign_limiter is not None:
+                self._campaign_limiter.close()
             with contextlib.suppress(Exception):
                 await self.queue.unregister_worker(self.owner)
         if self._fatal is not None:
@@ -300,6 +309,8 @@ class WorkerPool:
                 continue
             await self._slots.acquire()
             try:
+                if job.campaign_id is not None:
+                    await self._campaign_pace(msg.recipient_count)
                 await self.limiter.acquire(msg.recipient_count)
             except BaseException:
                 self._slots.release()
@@ -328,6 +339,16 @@ class WorkerPool:
 
     def _low_water(self) -> int:
         return self._target() // 2
+
+    async def _campaign_pace(self, recipients: int) -> None:
+        """Campaign mail: stay within `campaign_rate_share` of the (current) account rate."""
+        bucket = self._campaign_limiter
+        if bucket is None:
+            return
+        share = self.limiter.max_send_rate * self.settings.campaign_rate_share
+        if abs(bucket.max_send_rate - share) > 1e-9:
+            bucket.set_max_send_rate(share)  # MaxSendRate changed: follow it
+        await bucket.acquire(recipients)
 
     async def _bulk_template(self, job: ClaimedJob) -> str | None:
         """The campaign's SES template when it sends in bulk; a template SES refuses pauses it.
@@ -375,6 +396,7 @@ class WorkerPool:
             return
         await self._slots.acquire()
         try:
+            await self._campaign_pace(recipients)
             await self.limiter.acquire(recipients)
         except BaseException:
             self._slots.release()
@@ -655,7 +677,14 @@ class WorkerPool:
             jobs = await asyncio.shield(self._claiming)
             self._claiming = None
             if jobs:
-                self._buffer.extend(jobs)
+                if self._buffer and jobs[0].priority > self._buffer[-1].priority:
+                    # Higher-priority mail (transactional) jumps the read-ahead of a campaign;
+                    # the sort is stable, so the order within a priority is kept.
+                    merged = sorted([*self._buffer, *jobs], key=lambda j: -j.priority)
+                    self._buffer.clear()
+                    self._buffer.extend(merged)
+                else:
+                    self._buffer.extend(jobs)
                 self._buffer_ready.set()
                 if len(jobs) == min(room, s.claim_batch) and len(self._buffer) <= self._low_water():
                     self._buffer_low.set()

@@ -250,3 +250,19 @@ async def test_ses_template_campaign_sends_50_per_bulk_call_with_per_entry_resul
     assert "MESSAGE_REJECTED" in error
     # 121 entries went out in bulk calls of at most 50: three calls, not 121.
     assert report.counters.attempts == 121 and report.counters.ses_calls == 3
+
+
+async def test_campaign_rate_share_keeps_the_rest_of_the_rate_free(
+    queue: Queue, pg_dsn: str, sim_process: SimFactory
+) -> None:
+    store = CampaignStore(queue.pool)
+    campaign_id = await create(store, csv_bytes(150))
+    await store.start(campaign_id)
+    async with sim_process(max_send_rate=80) as sim:
+        cfg = make_config(pg_dsn, sim.endpoint_url, delivery={"campaign_rate_share": 0.5})
+        report = await asyncio.wait_for(run_worker(cfg, asyncio.Event(), drain=True), 60)
+        stamps = sorted(m["accepted_at"] for m in await sim.messages())
+    assert report.exit_code == EXIT_OK and len(stamps) == 150
+    steady = [t for t in stamps if t > stamps[0] + 1.0]
+    rate = len(steady) / (steady[-1] - stamps[0] - 1.0)
+    assert 0.45 * 80 <= rate <= 0.55 * 80, f"campaign ran at {rate:.1f}/s, half of 80 is 40"
