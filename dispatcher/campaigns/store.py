@@ -78,8 +78,13 @@ class CampaignRow:
 
     @property
     def ses_template_name(self) -> str:
-        """The SES template a `ses_template` campaign sends with (created by the worker)."""
-        return f"dispatcher-campaign-{self.id}"
+        """The SES template a `ses_template` campaign sends with (created by the worker).
+
+        The creation time is part of the name: two installations sharing one SES account
+        (staging and production, say) both have a campaign 1 and must not overwrite each
+        other's template.
+        """
+        return f"dispatcher-campaign-{self.id}-{int(self.created_at.timestamp() * 1000)}"
 
 
 @dataclass(frozen=True, slots=True)

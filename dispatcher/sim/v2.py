@@ -436,6 +436,24 @@ async def _create_email_template(state: SimState, request: web.Request) -> web.R
     return _ok()
 
 
+async def _update_email_template(state: SimState, request: web.Request) -> web.Response:
+    """PUT /v2/email/templates/{TemplateName}: replace an existing template's content."""
+    name = request.match_info["name"]
+    body = await _body(request)
+    content = body.get("TemplateContent")
+    if not isinstance(content, dict):
+        raise _BadRequest("Missing required parameter TemplateContent.")
+    if name not in state.account.templates:
+        return error_response(404, "NotFoundException", f"Template {name} does not exist.")
+    state.account.templates[name] = Template(
+        name,
+        subject=content.get("Subject") or "",
+        text=content.get("Text"),
+        html=content.get("Html"),
+    )
+    return _ok()
+
+
 async def _get_email_template(state: SimState, request: web.Request) -> web.Response:
     """GET /v2/email/templates/{TemplateName}."""
     name = request.match_info["name"]
@@ -545,6 +563,7 @@ def add_routes(app: web.Application) -> None:
     r.add_put("/v2/email/identities/{identity}/mail-from", _json_handler(_put_mail_from))
     r.add_post("/v2/email/templates", _json_handler(_create_email_template))
     r.add_get("/v2/email/templates/{name}", _json_handler(_get_email_template))
+    r.add_put("/v2/email/templates/{name}", _json_handler(_update_email_template))
     r.add_post("/v2/email/configuration-sets", _json_handler(_create_configuration_set))
     r.add_put(
         "/v2/email/configuration-sets/{name}/sending", _json_handler(_put_configuration_set_sending)

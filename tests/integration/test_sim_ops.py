@@ -593,3 +593,22 @@ async def test_malformed_v2_requests_name_the_problem(sim: SimHandle) -> None:
     )
     assert template[:2] == (400, "BadRequestException")
     assert identity == (400, {"message": "Missing required parameter EmailIdentity."})
+
+
+async def test_update_email_template_replaces_the_content(sim_inprocess: SimFactory) -> None:
+    async with sim_inprocess() as sim:
+        session = aioboto3.Session()
+        async with session.client("sesv2", **sim.client_kwargs()) as v2:
+            await v2.create_email_template(
+                TemplateName="t", TemplateContent={"Subject": "old", "Text": "x"}
+            )
+            await v2.update_email_template(
+                TemplateName="t", TemplateContent={"Subject": "new {{a}}", "Text": "y"}
+            )
+            got = await v2.get_email_template(TemplateName="t")
+            with pytest.raises(ClientError) as missing:
+                await v2.update_email_template(
+                    TemplateName="nope", TemplateContent={"Subject": "s"}
+                )
+    assert got["TemplateContent"]["Subject"] == "new {{a}}"
+    assert missing.value.response["Error"]["Code"] == "NotFoundException"
