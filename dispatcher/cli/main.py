@@ -17,6 +17,7 @@ import structlog
 
 from dispatcher import app
 from dispatcher.cli import campaign as campaign_cli
+from dispatcher.cli import suppression as suppression_cli
 from dispatcher.cli.jsonl import BadLine, parse_lines, parse_send_after
 from dispatcher.config import Config, load_config
 from dispatcher.errors import DispatcherError, InputError
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim_cli.add_arguments(sim)
 
     campaign_cli.add_parser(sub)
+    suppression_cli.add_parser(sub)
 
     db = sub.add_parser("db", help="the embedded Postgres: where it is, stop it")
     db_sub = db.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -164,6 +166,8 @@ async def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
         from dispatcher.cli import campaign as campaign_cli_run
 
         return await campaign_cli_run.run(args, cfg)
+    if command == "suppression":
+        return await suppression_cli.run(args, cfg)
     if command == "demo":
         from dispatcher.cli.demo import run_demo
 

@@ -38,8 +38,11 @@ async def test_fresh_database_migrates_then_second_run_is_a_no_op(pg_blank_dsn: 
         )
         assert [t["tablename"] for t in tables] == [
             "campaigns",
+            "events",
             "jobs",
+            "message_feedback",
             "messages",
+            "recipient_events",
             "schema_migrations",
             "suppressions",
             "workers",

@@ -1,0 +1,150 @@
+"""`dispatcher suppression ...`: the addresses never to be mailed again (add, remove, list,
+import, export). Bounces and complaints add to it on their own (dispatcher.feedback)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from dispatcher import app
+from dispatcher.config import Config
+from dispatcher.errors import InputError
+from dispatcher.feedback.store import FeedbackStore
+
+MANUAL_REASON = "added by operator"
+_HEADER_NAMES = ("address", "email", "emailaddress", "email_address")
+
+
+def add_parser(sub: Any) -> None:
+    sup = sub.add_parser("suppression", help="the suppression list: add, remove, list, import")
+    ssub = sup.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    add = ssub.add_parser("add", help="never mail these addresses again")
+    add.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    add.add_argument("--reason", default=MANUAL_REASON)
+
+    remove = ssub.add_parser("remove", help="allow mail to these addresses again")
+    remove.add_argument("addresses", nargs="+", metavar="ADDRESS")
+
+    lst = ssub.add_parser("list", help="suppressed addresses (all, or the ones given)")
+    lst.add_argument("addresses", nargs="*", metavar="ADDRESS")
+    lst.add_argument("--limit", type=int, default=None, help="at most this many")
+    lst.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    imp = ssub.add_parser(
+        "import", help="add addresses from a CSV (address[,reason]; header optional; - = stdin)"
+    )
+    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("--reason", default="imported", help="for rows without a reason")
+
+    exp = ssub.add_parser("export", help="write the list as CSV (address,reason,created_at)")
+    exp.add_argument("file", nargs="?", default="-", metavar="FILE", help="default: stdout")
+
+
+def read_rows(stream: TextIO, default_reason: str) -> Iterator[tuple[str, str]]:
+    """(address, reason) per CSV row; a first row naming the columns is skipped; blank rows and
+    `#` comments too. InputError names the line of a row with no address."""
+    reader = csv.reader(stream)
+    for row in reader:
+        cells = [c.strip() for c in row]
+        if not cells or not any(cells) or cells[0].startswith("#"):
+            continue
+        if reader.line_num == 1 and cells[0].lower().replace(" ", "") in _HEADER_NAMES:
+            continue
+        if not cells[0]:
+            raise InputError(f"line {reader.line_num}: no address in the first column")
+        reason = cells[1] if len(cells) > 1 and cells[1] else default_reason
+        yield cells[0], reason
+
+
+@contextlib.contextmanager
+def _open_in(name: str) -> Iterator[TextIO]:
+    if name == "-":
+        yield sys.stdin
+        return
+    try:
+        with Path(name).open(encoding="utf-8-sig", newline="") as f:
+            yield f
+    except OSError as exc:
+        raise InputError(f"cannot read {name}: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def _open_out(name: str) -> Iterator[TextIO]:
+    if name == "-":
+        yield sys.stdout
+        return
+    try:
+        with Path(name).open("w", encoding="utf-8", newline="") as f:
+            yield f
+    except OSError as exc:
+        raise InputError(f"cannot write {name}: {exc.strerror}") from None
+
+
+async def run(args: argparse.Namespace, cfg: Config) -> int:
+    action: str = args.action
+    async with app.open_queue(cfg) as queue:
+        store = FeedbackStore(queue.pool)
+        if action == "add":
+            added = await store.suppress(args.addresses, args.reason)
+            already = len({a.strip().lower() for a in args.addresses}) - len(added)
+            print(f"{len(added)} added" + (f", {already} already suppressed" if already else ""))
+            return 0
+        if action == "remove":
+            removed = await store.unsuppress(args.addresses)
+            missing = len({a.strip().lower() for a in args.addresses}) - len(removed)
+            print(
+                f"{len(removed)} removed" + (f", {missing} were not suppressed" if missing else "")
+            )
+            return 0
+        if action == "list":
+            if args.addresses:
+                found = await store.lookup(args.addresses)
+                rows = [found[k] for k in sorted(found)]
+            else:
+                rows = []
+                async for s in store.iter_suppressions():
+                    if args.limit is not None and len(rows) >= args.limit:
+                        break
+                    rows.append(s)
+            for s in rows:
+                if args.json:
+                    item = {"address": s.address, "reason": s.reason}
+                    print(json.dumps({**item, "created_at": s.created_at.isoformat()}))
+                else:
+                    print(f"{s.address}\t{s.reason}\t{s.created_at:%Y-%m-%d %H:%M:%S%z}")
+            # Asked about specific addresses: exit 1 if any of them is not suppressed.
+            wanted = {a.strip().lower() for a in args.addresses}
+            return 1 if len(rows) < len(wanted) else 0
+        if action == "import":
+            with _open_in(args.file) as stream:
+                try:
+                    added = await store.import_suppressions(read_rows(stream, args.reason))
+                except csv.Error as exc:
+                    raise InputError(f"{args.file}: not a CSV file: {exc}") from None
+            print(f"{len(added)} added")
+            return 0
+        if action == "export":
+            n = 0
+            with _open_out(args.file) as out:
+                writer = csv.writer(out)
+                writer.writerow(["address", "reason", "created_at"])
+                async for s in store.iter_suppressions():
+                    writer.writerow([s.address, s.reason, s.created_at.isoformat()])
+                    n += 1
+            if args.file != "-":
+                print(f"{n} addresses written to {args.file}", file=sys.stderr)
+            return 0
+    raise AssertionError(action)
+
+
+def parse_text(text: str, default_reason: str = "imported") -> list[tuple[str, str]]:
+    """read_rows over a string (tests, small lists)."""
+    return list(read_rows(io.StringIO(text), default_reason))

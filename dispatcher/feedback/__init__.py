@@ -1,0 +1,1 @@
+"""The feedback loop: SNS intake (verified), SES event parsing, recording and suppression."""

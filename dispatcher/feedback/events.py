@@ -1,0 +1,234 @@
+"""Parse SES event JSON, both formats, into what the feedback loop acts on. Pure: no I/O.
+
+Identity notifications carry ``notificationType``; configuration-set events ``eventType``.
+The affected recipients come from ``bouncedRecipients`` / ``complainedRecipients`` (and
+``delivery.recipients``), never from ``mail.destination``: one message to several people can
+bounce for one of them. Unknown fields are ignored; SES adds new ones.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dispatcher.errors import InputError
+
+__all__ = [
+    "DISPATCHER_ID_TAG",
+    "EventKind",
+    "MalformedEvent",
+    "ParsedEvent",
+    "Recipient",
+    "normalize_address",
+    "parse_event",
+    "suppression_reason",
+]
+
+DISPATCHER_ID_TAG = "dispatcher_id"  # the adapter sends our message id under this tag
+
+
+class MalformedEvent(InputError):
+    """The SES event JSON is not one this module can read; the text says what is wrong."""
+
+
+class EventKind(enum.StrEnum):
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    DELIVERY = "delivery"
+    OTHER = "other"  # Send, Reject, Open, Click, DeliveryDelay, ...
+
+
+_KINDS = {
+    "Bounce": EventKind.BOUNCE,
+    "Complaint": EventKind.COMPLAINT,
+    "Delivery": EventKind.DELIVERY,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One affected address (lower-cased) with what the receiving server said, if anything."""
+
+    address: str
+    status: str | None = None
+    diagnostic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEvent:
+    kind: EventKind
+    event_type: str  # as SES wrote it: Bounce, Send, "Rendering Failure", ...
+    ses_message_id: str
+    message_id: int | None  # ours, from the dispatcher_id tag
+    timestamp: datetime | None  # when it happened (the event's own time, else the send time)
+    recipients: tuple[Recipient, ...] = ()
+    bounce_type: str | None = None  # Permanent, Transient, Undetermined
+    bounce_subtype: str | None = None
+    complaint_type: str | None = None  # complaintFeedbackType (abuse, ...), often absent
+    feedback_id: str | None = None
+    tags: dict[str, list[str]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "event_type": self.event_type,
+            "ses_message_id": self.ses_message_id,
+            "message_id": self.message_id,
+            "timestamp": self.timestamp.isoformat() if self.timestamp else None,
+            "recipients": [
+                {"address": r.address, "status": r.status, "diagnostic": r.diagnostic}
+                for r in self.recipients
+            ],
+            "bounce_type": self.bounce_type,
+            "bounce_subtype": self.bounce_subtype,
+            "complaint_type": self.complaint_type,
+            "feedback_id": self.feedback_id,
+            "tags": self.tags,
+        }
+
+
+def normalize_address(address: str) -> str:
+    """The form suppressions are keyed on: trimmed, lower-cased."""
+    return address.strip().lower()
+
+
+def _str(obj: dict[str, Any], key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedEvent(f"{where}.{key} is not a string")
+    return value
+
+
+def _obj(obj: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = obj.get(key)
+    if not isinstance(value, dict):
+        raise MalformedEvent(f"{where}.{key} is missing or not an object")
+    return value
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise MalformedEvent(f"timestamp {value[:40]!r} is not ISO 8601") from None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _tags(mail: dict[str, Any]) -> dict[str, list[str]]:
+    raw = mail.get("tags")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise MalformedEvent("mail.tags is not an object")
+    tags: dict[str, list[str]] = {}
+    for name, value in raw.items():
+        if isinstance(value, str):  # tolerated: SES writes lists, others may not
+            tags[name] = [value]
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            tags[name] = list(value)
+        else:
+            raise MalformedEvent(f"mail.tags.{name} is not a list of strings")
+    return tags
+
+
+def _our_id(tags: dict[str, list[str]]) -> int | None:
+    values = tags.get(DISPATCHER_ID_TAG) or []
+    for value in values:
+        if value.isascii() and value.isdigit() and len(value) <= 18:
+            return int(value)
+    return None  # absent or not ours: the caller may fall back to the SES message id
+
+
+def _recipients(body: dict[str, Any], key: str, where: str) -> tuple[Recipient, ...]:
+    items = body.get(key)
+    if not isinstance(items, list):
+        raise MalformedEvent(f"{where}.{key} is missing or not a list")
+    out: dict[str, Recipient] = {}
+    for i, item in enumerate(items):
+        if isinstance(item, str):  # delivery.recipients is a list of addresses
+            address, status, diagnostic = item, None, None
+        elif isinstance(item, dict):
+            address = _str(item, "emailAddress", f"{where}.{key}[{i}]") or ""
+            status = _str(item, "status", f"{where}.{key}[{i}]")
+            diagnostic = _str(item, "diagnosticCode", f"{where}.{key}[{i}]")
+        else:
+            raise MalformedEvent(f"{where}.{key}[{i}] is neither an address nor an object")
+        normalized = normalize_address(address)
+        if "@" not in normalized:
+            raise MalformedEvent(f"{where}.{key}[{i}] has no email address")
+        out.setdefault(normalized, Recipient(normalized, status, diagnostic))
+    return tuple(out.values())
+
+
+def parse_event(data: str | bytes | dict[str, Any]) -> ParsedEvent:
+    """One SES event (the SNS ``Message`` string, or its decoded JSON); MalformedEvent if not."""
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except (ValueError, RecursionError):
+            raise MalformedEvent("the SES event is not JSON") from None
+    if not isinstance(data, dict):
+        raise MalformedEvent("the SES event is not a JSON object")
+    event_type = data.get("eventType", data.get("notificationType"))
+    if not isinstance(event_type, str) or not event_type:
+        raise MalformedEvent("neither eventType nor notificationType is a non-empty string")
+    mail = _obj(data, "mail", "event")
+    ses_message_id = _str(mail, "messageId", "mail")
+    if not ses_message_id:
+        raise MalformedEvent("mail.messageId is missing")
+    tags = _tags(mail)
+    kind = _KINDS.get(event_type, EventKind.OTHER)
+    mail_time = _time(_str(mail, "timestamp", "mail"))
+    common: dict[str, Any] = {
+        "event_type": event_type,
+        "ses_message_id": ses_message_id,
+        "message_id": _our_id(tags),
+        "tags": tags,
+    }
+    if kind is EventKind.BOUNCE:
+        body = _obj(data, "bounce", "event")
+        return ParsedEvent(
+            kind,
+            timestamp=_time(_str(body, "timestamp", "bounce")) or mail_time,
+            recipients=_recipients(body, "bouncedRecipients", "bounce"),
+            bounce_type=_str(body, "bounceType", "bounce") or "Undetermined",
+            bounce_subtype=_str(body, "bounceSubType", "bounce"),
+            feedback_id=_str(body, "feedbackId", "bounce"),
+            **common,
+        )
+    if kind is EventKind.COMPLAINT:
+        body = _obj(data, "complaint", "event")
+        return ParsedEvent(
+            kind,
+            timestamp=_time(_str(body, "timestamp", "complaint")) or mail_time,
+            recipients=_recipients(body, "complainedRecipients", "complaint"),
+            complaint_type=_str(body, "complaintFeedbackType", "complaint"),
+            feedback_id=_str(body, "feedbackId", "complaint"),
+            **common,
+        )
+    if kind is EventKind.DELIVERY:
+        body = _obj(data, "delivery", "event")
+        return ParsedEvent(
+            kind,
+            timestamp=_time(_str(body, "timestamp", "delivery")) or mail_time,
+            recipients=_recipients(body, "recipients", "delivery"),
+            **common,
+        )
+    return ParsedEvent(kind, timestamp=mail_time, **common)
+
+
+def suppression_reason(event: ParsedEvent) -> str | None:
+    """Why this event's recipients must never be mailed again, or None (transient bounces are
+    counted elsewhere; undetermined ones are not acted on)."""
+    if event.kind is EventKind.COMPLAINT:
+        return f"complaint ({event.complaint_type or 'no feedback type'})"
+    if event.kind is EventKind.BOUNCE and event.bounce_type == "Permanent":
+        return f"bounce Permanent/{event.bounce_subtype or 'General'}"
+    return None

@@ -1,0 +1,260 @@
+"""Feedback in Postgres: record SES events durably (once per SNS MessageId), then process them
+(recipients, per-message state, suppressions) exactly once; and the suppression list itself.
+
+Recording and processing are two steps so the HTTP endpoint can answer as soon as the event is
+durable. ``process`` locks the event row and sets ``processed_at`` in the transaction that
+applies its effects: a second call, a replay or a concurrent process changes nothing, and
+``process_pending`` finishes what a crash left recorded but unprocessed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import structlog
+
+from dispatcher.errors import InputError
+from dispatcher.feedback.events import (
+    EventKind,
+    MalformedEvent,
+    ParsedEvent,
+    normalize_address,
+    parse_event,
+    suppression_reason,
+)
+from dispatcher.queue.sql import query
+
+__all__ = [
+    "TRANSIENT_LIMIT",
+    "TRANSIENT_WINDOW_DAYS",
+    "FeedbackStore",
+    "Processed",
+    "Suppression",
+    "check_address",
+]
+
+log = structlog.get_logger()
+
+# Transient bounces: an address is suppressed after this many within this many days.
+# (To become settings: feedback.transient_bounce_limit / transient_bounce_days.)
+TRANSIENT_LIMIT = 3
+TRANSIENT_WINDOW_DAYS = 7.0
+CHUNK = 5000  # addresses per statement for import/add/remove
+MALFORMED = "malformed"  # events.kind of an authentic SNS message whose SES JSON was unreadable
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    address: str
+    reason: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """What processing one event did."""
+
+    event_id: int
+    kind: str
+    suppressed: tuple[str, ...]  # addresses newly suppressed by it
+
+
+def check_address(address: str) -> str:
+    """The suppression key of an address typed or imported by a person; InputError if it is
+    plainly not an address."""
+    key = normalize_address(address)
+    local, at, domain = key.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in key) or len(key) > 320:
+        raise InputError(f"{address!r} is not an email address")
+    return key
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+class FeedbackStore:
+    """Event recording and suppressions over the queue's connection pool."""
+
+    __slots__ = ("_pool", "_transient_limit", "_transient_window")
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        transient_limit: int = TRANSIENT_LIMIT,
+        transient_window_days: float = TRANSIENT_WINDOW_DAYS,
+    ) -> None:
+        self._pool = pool
+        self._transient_limit = transient_limit
+        self._transient_window = transient_window_days * 86400.0
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def record(
+        self,
+        *,
+        sns_message_id: str,
+        topic_arn: str,
+        raw: Mapping[str, Any],
+        event: ParsedEvent | None,
+    ) -> int | None:
+        """Store one SNS notification; its event id, or None if this MessageId was seen."""
+        async with self._pool.acquire() as conn:
+            event_id: int | None = await conn.fetchval(
+                query("event_record"),
+                sns_message_id,
+                topic_arn,
+                event.kind.value if event is not None else MALFORMED,
+                event.event_type if event is not None else None,
+                event.ses_message_id if event is not None else None,
+                event.message_id if event is not None else None,
+                event.timestamp if event is not None else None,
+                json.dumps(dict(raw)),
+                json.dumps(event.to_json()) if event is not None else None,
+            )
+        return event_id
+
+    async def process(self, event_id: int) -> Processed | None:
+        """Apply a recorded event's effects once; None if done already (or being done)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(query("event_lock_unprocessed"), event_id)
+            if row is None:
+                return None
+            suppressed: tuple[str, ...] = ()
+            event = self._reparse(row["raw"])
+            if event is not None:
+                suppressed = await self._apply(conn, event_id, event, row["received_at"])
+            await conn.execute(query("event_mark_processed"), event_id)
+        result = Processed(event_id, row["kind"], suppressed)
+        if suppressed:
+            log.info(
+                "feedback.suppressed", event_id=event_id, kind=row["kind"], count=len(suppressed)
+            )
+        return result
+
+    async def process_pending(self, limit: int = 100) -> int:
+        """Process events recorded but never processed (a crash in between); how many."""
+        async with self._pool.acquire() as conn:
+            ids = [r["id"] for r in await conn.fetch(query("event_pending"), limit)]
+        done = 0
+        for event_id in ids:
+            if await self.process(event_id) is not None:
+                done += 1
+        return done
+
+    @staticmethod
+    def _reparse(raw: Any) -> ParsedEvent | None:
+        """The event from the stored SNS body (the one source of truth)."""
+        try:
+            return parse_event(_json(raw)["Message"])
+        except (MalformedEvent, KeyError, TypeError):
+            return None
+
+    async def _apply(
+        self, conn: asyncpg.Connection, event_id: int, event: ParsedEvent, received: datetime
+    ) -> tuple[str, ...]:
+        if event.kind is EventKind.OTHER or not event.recipients:
+            return ()
+        addresses = [r.address for r in event.recipients]
+        await conn.execute(
+            query("recipient_events_insert"),
+            event_id,
+            event.kind.value,
+            event.bounce_type,
+            event.bounce_subtype,
+            event.timestamp or received,
+            addresses,
+            [r.status for r in event.recipients],
+            [r.diagnostic for r in event.recipients],
+        )
+        if event.message_id is not None:
+            n = len(addresses)
+            await conn.execute(
+                query("message_feedback_add"),
+                event.message_id,
+                n if event.kind is EventKind.DELIVERY else 0,
+                n if event.kind is EventKind.BOUNCE else 0,
+                n if event.kind is EventKind.COMPLAINT else 0,
+            )
+        reason = suppression_reason(event)
+        if reason is not None:
+            rows = await conn.fetch(query("suppression_add"), addresses, [reason] * len(addresses))
+            return tuple(r["address"] for r in rows)
+        if event.kind is EventKind.BOUNCE and event.bounce_type == "Transient":
+            over = await conn.fetch(
+                query("transient_bounces_over"),
+                addresses,
+                self._transient_limit,
+                self._transient_window,
+            )
+            if over:
+                days = f"{self._transient_window / 86400:g}"
+                rows = await conn.fetch(
+                    query("suppression_add"),
+                    [r["address"] for r in over],
+                    [f"{r['n']} transient bounces within {days} days" for r in over],
+                )
+                return tuple(r["address"] for r in rows)
+        return ()
+
+    # -- suppressions -------------------------------------------------------------------------
+
+    async def suppress(self, addresses: Iterable[str], reason: str) -> list[str]:
+        """Suppress addresses (checked, lower-cased); the ones that were not suppressed yet."""
+        return await self.import_suppressions((a, reason) for a in addresses)
+
+    async def import_suppressions(self, rows: Iterable[tuple[str, str]]) -> list[str]:
+        """(address, reason) pairs in one transaction: all or nothing. The new addresses."""
+        added: list[str] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            chunk: dict[str, str] = {}
+            for address, reason in rows:
+                chunk.setdefault(check_address(address), reason or "added by operator")
+                if len(chunk) >= CHUNK:
+                    added += await self._add(conn, chunk)
+                    chunk = {}
+            if chunk:
+                added += await self._add(conn, chunk)
+        return added
+
+    @staticmethod
+    async def _add(conn: asyncpg.Connection, chunk: Mapping[str, str]) -> list[str]:
+        rows = await conn.fetch(query("suppression_add"), list(chunk), list(chunk.values()))
+        return [r["address"] for r in rows]
+
+    async def unsuppress(self, addresses: Sequence[str]) -> list[str]:
+        """Remove addresses from the list; the ones that were on it."""
+        keys = sorted({check_address(a) for a in addresses})
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("suppression_remove"), keys)
+        return sorted(r["address"] for r in rows)
+
+    async def lookup(self, addresses: Sequence[str]) -> dict[str, Suppression]:
+        """The suppressions among these addresses, by lower-cased address."""
+        keys = [normalize_address(a) for a in addresses]
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("suppression_get"), keys)
+        return {r["address"]: Suppression(r["address"], r["reason"], r["created_at"]) for r in rows}
+
+    async def count(self) -> int:
+        async with self._pool.acquire() as conn:
+            n: int = await conn.fetchval(query("suppression_count"))
+        return n
+
+    async def iter_suppressions(self, page: int = 1000) -> AsyncIterator[Suppression]:
+        """Every suppression in address order, a page per round trip (memory stays flat)."""
+        after = ""
+        while True:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch(query("suppression_list"), after, page)
+            for r in rows:
+                yield Suppression(r["address"], r["reason"], r["created_at"])
+            if len(rows) < page:
+                return
+            after = rows[-1]["address"]

@@ -1,0 +1,76 @@
+-- Named queries for the feedback loop (events, suppressions); loaded with queries.sql.
+
+-- name: event_record
+-- Durable first: a replayed SNS MessageId inserts nothing and returns no row.
+INSERT INTO dispatcher.events (sns_message_id, topic_arn, kind, event_type, ses_message_id,
+                               message_id, occurred_at, raw, parsed)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)
+ON CONFLICT (sns_message_id) DO NOTHING
+RETURNING id;
+
+-- name: event_lock_unprocessed
+-- The event to process, locked; no row if it is already processed or another process has it.
+SELECT id, kind, received_at, raw
+FROM dispatcher.events
+WHERE id = $1 AND processed_at IS NULL
+FOR UPDATE SKIP LOCKED;
+
+-- name: event_pending
+-- Recorded but not processed (a crash between the two): up to $1, oldest first.
+SELECT id FROM dispatcher.events WHERE processed_at IS NULL ORDER BY id LIMIT $1;
+
+-- name: event_mark_processed
+UPDATE dispatcher.events SET processed_at = now() WHERE id = $1;
+
+-- name: recipient_events_insert
+INSERT INTO dispatcher.recipient_events (event_id, address, kind, bounce_type, bounce_subtype,
+                                         status, diagnostic, occurred_at)
+SELECT $1, u.address, $2, $3, $4, u.status, u.diagnostic, $5
+FROM unnest($6::text[], $7::text[], $8::text[]) AS u(address, status, diagnostic)
+ON CONFLICT (event_id, address) DO NOTHING;
+
+-- name: transient_bounces_over
+-- Of the addresses $1, those with at least $2 transient bounces since $3 seconds ago.
+SELECT address, count(*) AS n
+FROM dispatcher.recipient_events
+WHERE address = ANY($1::text[]) AND kind = 'bounce' AND bounce_type = 'Transient'
+  AND occurred_at > now() - make_interval(secs => $3)
+GROUP BY address
+HAVING count(*) >= $2;
+
+-- name: message_feedback_add
+INSERT INTO dispatcher.message_feedback (message_id, campaign_id, delivered, bounced, complained)
+VALUES ($1, (SELECT campaign_id FROM dispatcher.messages WHERE id = $1), $2, $3, $4)
+ON CONFLICT (message_id) DO UPDATE
+SET delivered = message_feedback.delivered + EXCLUDED.delivered,
+    bounced = message_feedback.bounced + EXCLUDED.bounced,
+    complained = message_feedback.complained + EXCLUDED.complained,
+    last_event_at = now();
+
+-- name: message_feedback_get
+SELECT message_id, campaign_id, delivered, bounced, complained, last_event_at
+FROM dispatcher.message_feedback WHERE message_id = $1;
+
+-- name: suppression_add
+-- Addresses (lower-cased) with one reason each; an address already suppressed keeps its first
+-- reason. Returns the addresses that are new.
+INSERT INTO dispatcher.suppressions (address, reason)
+SELECT u.address, u.reason FROM unnest($1::text[], $2::text[]) AS u(address, reason)
+ON CONFLICT (address) DO NOTHING
+RETURNING address;
+
+-- name: suppression_remove
+DELETE FROM dispatcher.suppressions WHERE address = ANY($1::text[]) RETURNING address;
+
+-- name: suppression_list
+-- A page in address order, after $1 ('' for the first page).
+SELECT address, reason, created_at FROM dispatcher.suppressions
+WHERE address > $1
+ORDER BY address
+LIMIT $2;
+
+-- name: suppression_get
+SELECT address, reason, created_at FROM dispatcher.suppressions WHERE address = ANY($1::text[]);
+
+-- name: suppression_count
+SELECT count(*) FROM dispatcher.suppressions;
