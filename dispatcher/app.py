@@ -8,14 +8,19 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from urllib.parse import urlsplit
 
+import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import structlog
+from aiohttp import web
 
 from dispatcher.campaigns.sending import CampaignSender
 from dispatcher.campaigns.store import CampaignStore
 from dispatcher.config import Config
 from dispatcher.domain.retry import RetryPolicy
-from dispatcher.errors import DatabaseError
+from dispatcher.errors import ConfigError, DatabaseError
+from dispatcher.feedback.endpoint import certificate_fetcher, create_app, subscription_confirmer
+from dispatcher.feedback.sns import SnsVerifier
+from dispatcher.feedback.store import FeedbackStore
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.queue.embedded import EmbeddedPostgres
 from dispatcher.queue.repository import Queue
@@ -88,6 +93,57 @@ def pool_settings(cfg: Config) -> PoolSettings:
     )
 
 
+@asynccontextmanager
+async def feedback_endpoint(cfg: Config, queue: Queue) -> AsyncIterator[None]:
+    """The SNS endpoint for bounces and complaints, served while the daemon runs (if enabled)."""
+    fb = cfg.feedback
+    if not fb.enabled:
+        yield
+        return
+    async with aiohttp.ClientSession() as http:
+        pinned: dict[str, bytes] = {}
+        origins: list[str] = []
+        if fb.trusted_simulator:
+            base = fb.trusted_simulator.rstrip("/")
+            cert_url = f"{base}/_sim/sns/certificate.pem"
+            try:
+                async with http.get(cert_url) as resp:
+                    resp.raise_for_status()
+                    pinned[cert_url] = await resp.read()
+            except aiohttp.ClientError as exc:
+                raise ConfigError(
+                    f"feedback.trusted_simulator: cannot read {cert_url}: {exc}"
+                ) from None
+            origins.append(base)
+        verifier = SnsVerifier(
+            allowed_topics=fb.topics,
+            fetch=certificate_fetcher(http),
+            trusted_certificates=pinned,
+            trusted_subscribe_origins=origins,
+        )
+        app = create_app(
+            verifier,
+            FeedbackStore(queue.pool),
+            confirm=subscription_confirmer(http),
+            max_body=fb.max_body_bytes,
+            path=fb.path,
+        )
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, fb.listen_host, fb.listen_port)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ConfigError(
+                    f"feedback: cannot listen on {fb.listen_host}:{fb.listen_port}: {exc.strerror}"
+                ) from None
+            log.info("feedback.listening", host=fb.listen_host, port=fb.listen_port, path=fb.path)
+            yield
+        finally:
+            await runner.cleanup()
+
+
 async def run_worker(
     cfg: Config,
     stop: asyncio.Event,
@@ -101,7 +157,11 @@ async def run_worker(
         cfg.ses,
         max_pool_connections=max(cfg.ses.max_pool_connections, cfg.delivery.max_in_flight),
     )
-    async with open_queue(cfg) as queue, SesAdapter.open(ses_settings) as ses:
+    async with (
+        open_queue(cfg) as queue,
+        SesAdapter.open(ses_settings) as ses,
+        feedback_endpoint(cfg, queue),
+    ):
         governor = QuotaGovernor(cfg.pacing)
         quota = await first_reading(ses, governor)
         log.info(

@@ -112,6 +112,37 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedbackSettings:
+    """Bounce and complaint intake (section `feedback`): an SNS HTTP endpoint in the daemon."""
+
+    enabled: bool = False  # serve the endpoint from `dispatcher run`
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8025
+    path: str = "/sns"
+    max_body_bytes: int = 262144  # larger POSTs are refused (413)
+    # Comma-separated TopicArns whose messages are accepted; required when enabled.
+    allowed_topics: str = ""
+    # URL of a `dispatcher sim` whose certificate and subscription URLs are trusted (rehearsals
+    # and tests). Never needed for AWS, whose certificate host is checked as usual.
+    trusted_simulator: str | None = None
+
+    def __post_init__(self) -> None:
+        _int_range("feedback.listen_port", self.listen_port, 0, 65535)
+        _int_range("feedback.max_body_bytes", self.max_body_bytes, 1024, 16 * 1024 * 1024)
+        if not self.path.startswith("/"):
+            raise ConfigError(f"feedback.path must start with '/', got {self.path!r}")
+        if self.enabled and not self.topics:
+            raise ConfigError(
+                "feedback.allowed_topics must name at least one SNS TopicArn when "
+                "feedback.enabled is true (comma-separated)"
+            )
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.allowed_topics.split(",") if t.strip())
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     """Log output (section `log`); format auto is console on a terminal, JSON lines otherwise."""
 
@@ -132,6 +163,7 @@ class Config:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     ses: SesSettings = field(default_factory=SesSettings)
     pacing: PacingSettings = field(default_factory=PacingSettings)
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 
