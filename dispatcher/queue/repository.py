@@ -470,6 +470,16 @@ class Queue:
             row = await conn.fetchrow(query("pending"), float(horizon_seconds))
         return Pending(row["waiting"], row["scheduled_later"], row["next_run_at"])
 
+    async def suppressed_among(self, addresses: Sequence[str]) -> set[str]:
+        """The addresses (compared lower-cased) that are on the suppression list."""
+        if not addresses:
+            return set()
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                query("suppressed_among"), sorted({a.lower() for a in addresses})
+            )
+        return {r["address"] for r in rows}
+
     async def held(self) -> Held:
         """Queued jobs waiting out a configuration error or a paused account."""
         async with self._pool.acquire() as conn:

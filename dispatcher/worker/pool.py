@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import random
 import time
@@ -150,7 +151,7 @@ class WorkerPool:
         self._hold_all_until = 0.0  # account paused: no sends before this (loop time)
         self._held: dict[tuple[str, str | None], float] = {}  # sender / config set held until
         self._claim_paused_until = 0.0  # loop time; the claimer sleeps until then
-        self._side_tasks: set[asyncio.Task[None]] = set()  # e.g. pausing a campaign
+        self._side_tasks: set[asyncio.Task[object]] = set()  # e.g. pausing a campaign
         self._current_group: list[ClaimedJob] = []  # a bulk group being admitted
         # Campaign mail also passes this bucket when it may use only a share of the rate.
         self._campaign_limiter: RecipientLimiter | None = None
@@ -677,6 +678,8 @@ class WorkerPool:
             jobs = await asyncio.shield(self._claiming)
             self._claiming = None
             if jobs:
+                jobs = await self._without_suppressed(jobs)
+            if jobs:
                 if self._buffer and jobs[0].priority > self._buffer[-1].priority:
                     # Higher-priority mail (transactional) jumps the read-ahead of a campaign;
                     # the sort is stable, so the order within a priority is kept.
@@ -713,6 +716,47 @@ class WorkerPool:
                 await asyncio.wait(set(self._sends), timeout=left)
             else:
                 await asyncio.sleep(min(left, 0.005))
+
+    async def _without_suppressed(self, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
+        """Drop suppressed recipients (one query per claim); a job left with none is failed."""
+        addresses = [a for j in jobs for a in (*j.message.to, *j.message.cc, *j.message.bcc)]
+        suppressed = await self.queue.suppressed_among(addresses)
+        if not suppressed:
+            return jobs
+        keep: list[ClaimedJob] = []
+        for job in jobs:
+            msg = job.message
+
+            def ok(address: str) -> bool:
+                return address.lower() not in suppressed
+
+            to = tuple(filter(ok, msg.to))
+            cc = tuple(filter(ok, msg.cc))
+            bcc = tuple(filter(ok, msg.bcc))
+            if len(to) + len(cc) + len(bcc) == msg.recipient_count:
+                keep.append(job)
+            elif to or cc or bcc:
+                log.info("message.recipients_suppressed", message_id=msg.id)
+                trimmed = dataclasses.replace(msg, to=to, cc=cc, bcc=bcc)
+                keep.append(dataclasses.replace(job, message=trimmed))
+            else:
+                self.counters.failed += 1
+                log.info("message.suppressed", message_id=msg.id)
+                task = asyncio.create_task(
+                    self._settler.submit(
+                        Settlement(
+                            id=msg.id,
+                            token=job.token,
+                            state="failed",
+                            outcome="suppressed",
+                            error="every recipient is on the suppression list (bounced, "
+                            "complained or added by hand); not sent",
+                        )
+                    )
+                )
+                self._side_tasks.add(task)
+                task.add_done_callback(self._side_tasks.discard)
+        return keep
 
     async def _drained(self) -> bool:
         """Drain mode: True (and the run ends) once nothing more will be sent by waiting."""
@@ -809,6 +853,8 @@ class WorkerPool:
             ]
             done = await self._quietly("settle", self.queue.settle(settlements))
             self.counters.in_doubt += len(done or ())
+        if self._side_tasks:  # they may still submit results (a suppressed job, say)
+            await asyncio.gather(*self._side_tasks, return_exceptions=True)
         await self._quietly("settle", self._settler.close())
         await self._quietly("launch", self._launcher.close())
 

@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from dispatcher.app import run_worker
-from dispatcher.queue.repository import Queue
+from dispatcher.queue.repository import NewMessage, Queue
 from dispatcher.worker.pool import EXIT_OK, EXIT_QUOTA_SPENT, RunReport
 from tests.support.dispatch import REAL, batch, dispatcher_ids, make_config
 from tests.support.sim import SimFactory
@@ -136,3 +136,34 @@ async def test_throttling_slows_down_and_never_costs_an_attempt(
     async with queue.pool.acquire() as conn:
         used = await conn.fetchval("SELECT max(attempts) FROM dispatcher.jobs")
     assert used == 0  # throttled sends were requeued without using an attempt
+
+
+async def test_suppressed_recipients_are_never_sent_to(
+    queue: Queue, pg_dsn: str, sim_process: SimFactory
+) -> None:
+    async with queue.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO dispatcher.suppressions (address, reason) VALUES ($1, 'bounce')",
+            "gone@example.com",
+        )
+    only = await queue.enqueue(
+        NewMessage(from_addr="a@example.com", to=("Gone@example.com",), subject="s", text="t")
+    )
+    mixed = await queue.enqueue(
+        NewMessage(
+            from_addr="a@example.com",
+            to=("ok@example.com",),
+            cc=("gone@example.com",),
+            subject="s",
+            text="t",
+        )
+    )
+    async with sim_process(max_send_rate=100) as sim:
+        report = await drain(make_config(pg_dsn, sim.endpoint_url))
+        received = await sim.messages()
+    assert report.exit_code == EXIT_OK
+    assert [(m["to"], m["cc"]) for m in received] == [(["ok@example.com"], [])]
+    job = await queue.get(only.id)
+    assert job is not None and (job.state, job.last_outcome) == ("failed", "suppressed")
+    sent = await queue.get(mixed.id)
+    assert sent is not None and sent.state == "sent"

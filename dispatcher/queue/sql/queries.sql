@@ -219,3 +219,7 @@ SELECT j.id, j.state::text, j.attempts, j.priority, j.run_at, j.sent_at, j.ses_m
        m.bcc_addrs, m.subject, m.created_at
 FROM dispatcher.jobs j JOIN dispatcher.messages m USING (id)
 WHERE j.id = $1;
+
+-- name: suppressed_among
+-- Which of these (lower-cased) addresses must never be mailed again.
+SELECT address FROM dispatcher.suppressions WHERE address = ANY($1::text[]);
