@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -70,23 +72,34 @@ async def query(dsn: str, sql: str) -> object:
         await conn.close()
 
 
+def _outside_pytest_tmp() -> Path:
+    # Not under /tmp/pytest-of-<user>: pytest resets that folder to mode 0700 whenever another
+    # pytest session starts, and the server (run as a service user under root) then loses its
+    # way to its own data directory.
+    return Path(tempfile.mkdtemp(prefix="dpg-test-"))
+
+
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "data"
+def data_dir() -> Iterator[Path]:
+    base = _outside_pytest_tmp()
+    path = base / "data"
     yield path
     force_stop(path)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+def shared() -> Iterator[EmbeddedPostgres]:
     """One durable cluster for the tests that stop, kill and reuse it."""
-    path = tmp_path_factory.mktemp("shared") / "data"
+    base = _outside_pytest_tmp()
+    path = base / "data"
     try:
         cluster = EmbeddedPostgres(path)
         cluster.start()
         yield cluster
     finally:
         force_stop(path)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 async def test_start_gives_a_working_private_server(
