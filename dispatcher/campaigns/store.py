@@ -244,6 +244,7 @@ class CampaignStore:
 
     async def pause(self, campaign_id: int, reason: str = "paused by operator") -> bool:
         """Running -> paused at once for every daemon; False if it was not running."""
+        await self.finish_done(campaign_id)  # all sent: finished, not paused
         async with self._pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(query("campaign_mark_paused"), campaign_id, reason) is None:
                 return False
@@ -253,6 +254,7 @@ class CampaignStore:
     async def cancel(self, campaign_id: int) -> int:
         """Everything not yet sent is cancelled; sent mail stays sent. Returns the count."""
         await self.get(campaign_id)
+        await self.finish_done(campaign_id)  # all sent: finished, not cancelled
         async with self._pool.acquire() as conn, conn.transaction():
             marked = await conn.fetchval(query("campaign_mark_cancelled"), campaign_id)
             if marked is None:

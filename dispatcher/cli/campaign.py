@@ -226,7 +226,23 @@ async def run(args: argparse.Namespace, cfg: Config) -> int:
     raise AssertionError(action)
 
 
+# What str.splitlines() breaks on, plus NUL: the subject and the unsubscribe URL end up in
+# mail headers, where a rendered line break fails every recipient at send time.
+_LINE_BREAK = re.compile("[\x00\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def _one_line(flag: str, value: str | None) -> None:
+    """Refuse a header template with a line break now, not once per recipient when sending."""
+    if value is not None and _LINE_BREAK.search(value):
+        raise InputError(
+            f"{flag} {value!r} contains a line break; it becomes a mail header, which cannot "
+            "hold one: write it on one line"
+        )
+
+
 async def _create(args: argparse.Namespace, cfg: Config) -> int:
+    _one_line("--subject", args.subject)
+    _one_line("--unsubscribe-url", args.unsubscribe_url)
     html = _read_template(args.template)
     text = _read_template(args.text_template) if args.text_template else None
     columns = _columns(args.recipients)
@@ -339,6 +355,7 @@ async def _watch(store: CampaignStore, campaign_id: int) -> int:
 
 async def _report(store: CampaignStore, campaign_id: int, path: Path | None) -> int:
     target = path or Path(f"campaign-{campaign_id}.csv")
+    await store.get(campaign_id)  # an unknown id: an error, and no empty CSV left behind
     totals: dict[str, int] = {}
     in_doubt: list[str] = []
     with target.open("w", newline="", encoding="utf-8") as out:
@@ -374,5 +391,7 @@ async def _report(store: CampaignStore, campaign_id: int, path: Path | None) -> 
         print(f"  in doubt (may or may not have been sent): {len(in_doubt)}")
         for address in in_doubt[:20]:
             print(f"    {address}")
+        if len(in_doubt) > 20:
+            print(f"    ... and {len(in_doubt) - 20} more (state unknown in the CSV)")
     print(f"per-recipient report: {target}")
     return 0

@@ -152,3 +152,35 @@ async def state_counts(dsn: str) -> dict[str, int]:
         dsn, "SELECT state::text AS state, count(*) AS n FROM dispatcher.jobs GROUP BY 1"
     )
     return {r["state"]: r["n"] for r in rows}
+
+
+async def start_cli(env: dict[str, str], *args: str, output: Path) -> asyncio.subprocess.Process:
+    """`python -m dispatcher.cli.main ARGS` in the background (a daemon: `run`).
+
+    Stdout and stderr go to the file `output`, not a pipe: a daemon logging every message
+    would block on a full pipe that nobody reads. Stop it with `stop_cli` or `proc.kill()`.
+    """
+    with output.open("ab") as sink:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dispatcher.cli.main",
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=sink,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            cwd=env["DISPATCHER_DATA_DIR"],
+        )
+
+
+async def stop_cli(proc: asyncio.subprocess.Process, limit: float = 30.0) -> int:
+    """SIGTERM, then its exit code; SIGKILL (and a failed test) if it outlives `limit` s."""
+    if proc.returncode is None:
+        proc.terminate()
+    try:
+        return await asyncio.wait_for(proc.wait(), limit)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"the process did not stop within {limit} s of SIGTERM") from None
