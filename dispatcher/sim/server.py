@@ -40,6 +40,10 @@ async def _no_tracebacks(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except web.HTTPException:
         raise
+    except ConnectionError:
+        # The client went away mid-request (a killed sender): nothing of ours failed.
+        log.info("sim.client_gone path=%s", request.path)
+        raise
     except Exception:
         log.exception("sim.handler_failed path=%s", request.path)
         return web.json_response(
