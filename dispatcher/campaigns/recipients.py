@@ -34,7 +34,21 @@ EMAIL_COLUMN: Final = "email"
 
 _BOM: Final = b"\xef\xbb\xbf"
 _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
-_LINE_BREAKS: Final = ("\r", "\n")
+# Everything str.splitlines() breaks on, plus NUL (the same set render.py refuses in headers):
+# reported here by line at import rather than failing the recipient at send time.
+_LINE_BREAKS: Final = (
+    "\r",
+    "\n",
+    "\x00",
+    "\x0b",
+    "\x0c",
+    "\x1c",
+    "\x1d",
+    "\x1e",
+    "\x85",
+    "\u2028",
+    "\u2029",
+)
 
 
 @dataclass(frozen=True, slots=True)
