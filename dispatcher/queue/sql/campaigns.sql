@@ -17,11 +17,13 @@ CREATE TEMP TABLE campaign_staging (
 
 -- name: campaign_duplicates
 -- Rows whose address appeared on an earlier line: reported, not imported.
-SELECT s.line, s.email, first.line AS first_line
-FROM campaign_staging s
-JOIN LATERAL (SELECT min(line) AS line FROM campaign_staging f WHERE f.key = s.key) first
-  ON first.line < s.line
-ORDER BY s.line;
+-- (A window, not a correlated subquery: the staging table has no index, and a lookup per row
+-- made a 20,000-row import take 20 s.)
+SELECT line, email, first_line
+FROM (SELECT line, email, min(line) OVER (PARTITION BY key) AS first_line
+      FROM campaign_staging) s
+WHERE line > first_line
+ORDER BY line;
 
 -- name: campaign_suppressed
 SELECT s.line, s.email, x.reason
