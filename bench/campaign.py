@@ -393,7 +393,7 @@ async def send_campaign(
             "accepted_at_signal": accepted,
             "accepted_after_kill": accepted_at_kill,
             "msgs_per_s": accepted / at_kill,
-            "on_the_wire_at_kill": counts.get("in_flight", 0),
+            "in_flight_at_kill": counts.get("in_flight", 0),
             "claimed_at_kill": counts.get("claimed", 0),
             "exit_code": killed.code,
             "maxrss_mb": killed.maxrss_mb,
@@ -471,7 +471,7 @@ async def verify(
         a for a in recipients if states.get(a) == "sent" and ses_ids[a] not in sim_ids.get(a, [])
     ]
     strangers = set(times) - set(recipients)
-    on_wire = result.before_kill.get("on_the_wire_at_kill", 0)
+    in_flight = result.before_kill.get("in_flight_at_kill", 0)
     c = result.counts = {
         "recipients": n,
         "accepted_messages": len(accepted),
@@ -482,7 +482,7 @@ async def verify(
         "in_doubt": len(in_doubt),
         "in_doubt_accepted_by_sim": sum(1 for a in in_doubt if times[a]),
         "in_doubt_listed_by_report": int(listed.group(1)) if listed else 0,
-        "on_the_wire_at_kill": on_wire,
+        "in_flight_at_kill": in_flight,
         "not_sent_nor_in_doubt": len(unfinished),
         "sent_with_unknown_ses_id": len(wrong_id),
         "report_rows": len(states),
@@ -494,16 +494,16 @@ async def verify(
         p.append(f"campaign report has {len(states)} rows for {n} recipients")
     if lost:
         p.append(f"{len(lost)} recipient(s) lost (never accepted, not in doubt): {lost[:5]}")
-    if len(duplicates) > on_wire:
-        p.append(f"{len(duplicates)} sent twice, more than the {on_wire} on the wire at the kill")
+    if len(duplicates) > in_flight:
+        p.append(f"{len(duplicates)} sent twice, more than the {in_flight} in flight at the kill")
     if unfinished:
         p.append(f"{len(unfinished)} recipient(s) neither sent nor in doubt: {unfinished[:5]}")
     if wrong_id:
         p.append(f"{len(wrong_id)} sent recipient(s) whose SES id the simulator never gave")
     if strangers:
         p.append(f"the simulator accepted mail for {len(strangers)} address(es) not on the list")
-    if len(in_doubt) != on_wire:
-        p.append(f"{len(in_doubt)} in doubt after recovery, but {on_wire} were on the wire")
+    if len(in_doubt) != in_flight:
+        p.append(f"{len(in_doubt)} in doubt after recovery, but {in_flight} were in flight")
     if c["in_doubt_listed_by_report"] != len(in_doubt):
         p.append(
             f"campaign report lists {c['in_doubt_listed_by_report']} in doubt, not {len(in_doubt)}"
@@ -651,14 +651,14 @@ async def main_async(args: argparse.Namespace) -> int:
                 b = run.before_kill
                 print(
                     f"  SIGKILL after {b['wall_s']:.1f} s at {b['accepted_at_signal']:,} accepted "
-                    f"({b['msgs_per_s']:,.0f} msgs/s): {b['on_the_wire_at_kill']} on the wire, "
+                    f"({b['msgs_per_s']:,.0f} msgs/s): {b['in_flight_at_kill']} in flight, "
                     f"{b['claimed_at_kill']} claimed; `run --drain` then took "
                     f"{run.drain['wall_s']:.1f} s ({run.drain.get('to_first_send_s', 0):.1f} s "
-                    f"to its first send, lease recovery included)"
+                    f"to its first send)"
                 )
             print(
                 f"  lost {c['lost']}, duplicates {c['duplicates']} (allowed <= "
-                f"{c['on_the_wire_at_kill']}), in doubt {c['in_doubt']} (listed by the report: "
+                f"{c['in_flight_at_kill']}), in doubt {c['in_doubt']} (listed by the report: "
                 f"{c['in_doubt_listed_by_report']}; of those the simulator accepted "
                 f"{c['in_doubt_accepted_by_sim']}), sent {c['sent']:,}"
             )
