@@ -36,6 +36,7 @@ __all__ = [
     "CampaignContent",
     "CompiledCampaign",
     "Rendered",
+    "UnsubscribeLinks",
     "html_to_text",
     "make_inliner",
 ]
@@ -194,13 +195,56 @@ def _derive_text_source(html: str, tree: nodes.Template) -> str | None:
     return source
 
 
+class UnsubscribeLinks:
+    """The List-Unsubscribe headers of a campaign, rendered per recipient.
+
+    Used on its own for SES-template campaigns, where SES renders the body but the headers are
+    ours (SendBulkEmail's ReplacementHeaders), and by `CompiledCampaign` for rendered ones.
+    """
+
+    __slots__ = ("_mailto", "_url", "tree")
+
+    def __init__(self, url_template: str | None, mailto: str | None) -> None:
+        self._url: Template | None = None
+        self.tree: nodes.Template | None = None  # the URL template's syntax tree, if any
+        if url_template is not None:
+            url = url_template.strip()
+            if not url.lower().startswith(("https://", "{")):
+                raise InputError(
+                    f"unsubscribe_url {url!r} must be an https:// URL "
+                    "(one-click unsubscribe, RFC 8058, accepts nothing else)"
+                )
+            self._url, self.tree = _compile(_plain_env(), "unsubscribe_url", url)
+            if UNSUBSCRIBE_VARIABLE in _undeclared(self.tree):
+                raise InputError("unsubscribe_url template cannot use {{ unsubscribe_url }}")
+        self._mailto = _check_mailto(mailto)
+
+    def render(
+        self, context: Mapping[str, object], email: str
+    ) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+        """(the recipient's unsubscribe URL or None, the headers); InputError if it is unsafe."""
+        targets: list[str] = []
+        url: str | None = None
+        if self._url is not None:
+            url = _run("unsubscribe_url", self._url, context, email)
+            _check_url(url, email)
+            targets.append(f"<{url}>")
+        if self._mailto is not None:
+            targets.append(f"<mailto:{self._mailto}>")
+        if not targets:
+            return url, ()
+        headers: tuple[tuple[str, str], ...] = (("List-Unsubscribe", ", ".join(targets)),)
+        if url is not None:
+            headers += (ONE_CLICK,)
+        return url, headers
+
+
 class CompiledCampaign:
     """A campaign's templates compiled once; ``render`` makes one recipient's message."""
 
     __slots__ = (
         "_html",
         "_inliner",
-        "_mailto",
         "_subject",
         "_text",
         "_unsubscribe",
@@ -226,21 +270,11 @@ class CompiledCampaign:
             self.derived_text = _derive_text_source(content.html, html_tree)
             if self.derived_text is not None:
                 self._text, _ = _compile(plain, "text", self.derived_text)
-        self._unsubscribe: Template | None = None
-        if content.unsubscribe_url is not None:
-            url = content.unsubscribe_url.strip()
-            if not url.lower().startswith(("https://", "{")):
-                raise InputError(
-                    f"unsubscribe_url {url!r} must be an https:// URL "
-                    "(one-click unsubscribe, RFC 8058, accepts nothing else)"
-                )
-            self._unsubscribe, trees["unsubscribe_url"] = _compile(plain, "unsubscribe_url", url)
-        self._mailto = _check_mailto(content.unsubscribe_mailto)
+        self._unsubscribe = UnsubscribeLinks(content.unsubscribe_url, content.unsubscribe_mailto)
         provided = BUILTIN_VARIABLES
-        if self._unsubscribe is not None:
+        if self._unsubscribe.tree is not None:
             provided = provided | {UNSUBSCRIBE_VARIABLE}
-            if UNSUBSCRIBE_VARIABLE in _undeclared(trees["unsubscribe_url"]):
-                raise InputError("unsubscribe_url template cannot use {{ unsubscribe_url }}")
+            trees["unsubscribe_url"] = self._unsubscribe.tree
         # Which templates use each variable, so a missing column is reported with its user.
         uses: dict[str, list[str]] = {}
         for which, tree in trees.items():
@@ -275,19 +309,9 @@ class CompiledCampaign:
         """One recipient's message; InputError if a variable is missing or breaks a header."""
         context: dict[str, object] = dict(variables)
         context.update(email=email, campaign_id=campaign_id, message_id=message_id)
-        targets: list[str] = []
-        if self._unsubscribe is not None:
-            url = _run("unsubscribe_url", self._unsubscribe, context, email)
-            _check_url(url, email)
+        url, headers = self._unsubscribe.render(context, email)
+        if url is not None:
             context[UNSUBSCRIBE_VARIABLE] = url
-            targets.append(f"<{url}>")
-        if self._mailto is not None:
-            targets.append(f"<mailto:{self._mailto}>")
-        headers: tuple[tuple[str, str], ...] = ()
-        if targets:
-            headers = (("List-Unsubscribe", ", ".join(targets)),)
-            if self._unsubscribe is not None:
-                headers += (ONE_CLICK,)
         subject = _run("subject", self._subject, context, email)
         _check_no_line_break("subject", subject, email)
         html = _run("html", self._html, context, email)

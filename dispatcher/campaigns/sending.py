@@ -7,7 +7,12 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from dispatcher.campaigns.render import CampaignContent, CompiledCampaign
+from dispatcher.campaigns.render import (
+    UNSUBSCRIBE_VARIABLE,
+    CampaignContent,
+    CompiledCampaign,
+    UnsubscribeLinks,
+)
 from dispatcher.campaigns.store import CampaignRow, CampaignStore
 from dispatcher.queue.repository import ClaimedJob
 
@@ -23,12 +28,20 @@ class CampaignSender:
     template exists (once per process) and the pool sends with SendBulkEmail.
     """
 
-    __slots__ = ("_compiled", "_ensure_template", "_rows", "_store", "_templates_ready")
+    __slots__ = (
+        "_compiled",
+        "_ensure_template",
+        "_links",
+        "_rows",
+        "_store",
+        "_templates_ready",
+    )
 
     def __init__(self, store: CampaignStore, ensure_template: EnsureTemplate | None = None) -> None:
         self._store = store
         self._ensure_template = ensure_template
         self._compiled: dict[int, CompiledCampaign] = {}
+        self._links: dict[int, UnsubscribeLinks] = {}  # ses_template campaigns: headers only
         self._rows: dict[int, CampaignRow] = {}  # definitions only: they never change
         self._templates_ready: set[int] = set()
 
@@ -62,7 +75,7 @@ class CampaignSender:
         if compiled is None:
             row = await self._row(campaign_id)
             if row.mode == "ses_template":
-                return job  # SES renders it
+                return await self._with_unsubscribe(job, row)  # SES renders the rest
             compiled = CompiledCampaign(
                 CampaignContent(
                     subject=row.subject,
@@ -87,6 +100,31 @@ class CampaignSender:
             headers=rendered.headers,
         )
         return dataclasses.replace(job, message=message)
+
+    async def _with_unsubscribe(self, job: ClaimedJob, row: CampaignRow) -> ClaimedJob:
+        """An SES-template job with its List-Unsubscribe headers (SES renders the body), and
+        its URL among the template data so the body can link it as {{unsubscribe_url}}."""
+        links = self._links.get(row.id)
+        if links is None:
+            links = self._links[row.id] = UnsubscribeLinks(row.unsubscribe_url, None)
+        msg = job.message
+        variables = dict(job.variables or {})
+        email = msg.to[0] if msg.to else ""
+        context = {**variables, "email": email, "campaign_id": row.id, "message_id": msg.id}
+        url, headers = links.render(context, email)
+        if url is None:
+            return job
+        variables[UNSUBSCRIBE_VARIABLE] = url
+        return dataclasses.replace(
+            job, message=dataclasses.replace(msg, headers=headers), variables=variables
+        )
+
+    async def finish_done(self) -> list[int]:
+        """Mark running campaigns with nothing left to send finished; their ids."""
+        done = await self._store.finish_done()
+        for campaign_id in done:
+            log.info("campaign.finished", campaign_id=campaign_id)
+        return done
 
     async def pause(self, campaign_id: int, reason: str) -> None:
         """A configuration error shared by the whole campaign: pause it, with the reason."""

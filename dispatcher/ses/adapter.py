@@ -280,17 +280,16 @@ class SesAdapter:
                 destination["BccAddresses"] = list(msg.bcc)
             tags = [{"Name": DISPATCHER_ID_TAG, "Value": str(msg.id)}]
             tags += [{"Name": k, "Value": v} for k, v in msg.tags.items() if k != DISPATCHER_ID_TAG]
-            entries.append(
-                {
-                    "Destination": destination,
-                    "ReplacementTags": tags,
-                    "ReplacementEmailContent": {
-                        "ReplacementTemplate": {
-                            "ReplacementTemplateData": json.dumps(variables or {})
-                        }
-                    },
-                }
-            )
+            entry: dict[str, Any] = {
+                "Destination": destination,
+                "ReplacementTags": tags,
+                "ReplacementEmailContent": {
+                    "ReplacementTemplate": {"ReplacementTemplateData": json.dumps(variables or {})}
+                },
+            }
+            if msg.headers:  # List-Unsubscribe: per recipient, SES renders only the body
+                entry["ReplacementHeaders"] = [{"Name": k, "Value": v} for k, v in msg.headers]
+            entries.append(entry)
         kwargs: dict[str, Any] = {
             "FromEmailAddress": first.from_addr,
             "DefaultContent": {"Template": {"TemplateName": template_name, "TemplateData": "{}"}},

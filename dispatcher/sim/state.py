@@ -76,6 +76,7 @@ class SentMessage:
     html: str | None = None
     raw: bytes | None = None  # the MIME message of a raw send, as received
     template: str | None = None  # the template a templated send used
+    headers: tuple[tuple[str, str], ...] = ()  # v2 Simple Headers / bulk ReplacementHeaders
 
     def to_json(self, *, body: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -92,6 +93,7 @@ class SentMessage:
             "reply_to": list(self.reply_to),
             "raw_size": len(self.raw) if self.raw is not None else None,
             "template": self.template,
+            "headers": [list(h) for h in self.headers],
         }
         if body:
             out["text"] = self.text
@@ -234,6 +236,7 @@ class SimState:
         raw: bytes | None = None,
         template: str | None = None,
         account_checked: bool = False,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> SentMessage | Refusal:
         """Accept and record the message, or say why SES would refuse it.
 
@@ -297,6 +300,7 @@ class SimState:
             html=html,
             raw=raw,
             template=template,
+            headers=tuple(headers),
         )
         self.messages.append(record)
         counters.accepted += 1

@@ -113,6 +113,11 @@ def _tags(tag_list: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
     return {t["Name"]: t["Value"] for t in tag_list} if tag_list else {}
 
 
+def _headers(header_list: Sequence[Mapping[str, str]] | None) -> tuple[tuple[str, str], ...]:
+    """Message headers as given (Simple Headers, bulk ReplacementHeaders), in order."""
+    return tuple((h["Name"], h["Value"]) for h in header_list) if header_list else ()
+
+
 def _template(state: SimState, spec: Mapping[str, Any]) -> Template | Refusal:
     """The stored template a `Template` content names, or the inline TemplateContent."""
     inline = spec.get("TemplateContent")
@@ -176,6 +181,7 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
             reply_to=body.get("ReplyToAddresses") or (),
             text=text_data,
             html=html_data,
+            headers=_headers(simple.get("Headers")),
         )
     raw = content.get("Raw")
     if raw is not None:
@@ -294,6 +300,7 @@ async def _send_bulk_email(state: SimState, request: web.Request) -> web.Respons
                 html=html,
                 template=template.name,
                 account_checked=True,
+                headers=_headers(entry.get("ReplacementHeaders")),
             )
         if isinstance(result, SentMessage):
             results.append({"Status": "SUCCESS", "MessageId": result.message_id})

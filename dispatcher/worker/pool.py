@@ -63,6 +63,8 @@ class Campaigns(Protocol):
 
     async def bulk_template(self, campaign_id: int) -> str | None: ...
 
+    async def finish_done(self) -> list[int]: ...
+
 
 BULK_ENTRIES = 50  # SendBulkEmail's limit per call
 
@@ -223,6 +225,8 @@ class WorkerPool:
             claimer.cancel()  # a claim statement already running finishes (shielded)
             await asyncio.gather(claimer, return_exceptions=True)
             await self._shutdown()
+            if self.campaigns is not None:  # a drain that sent the last of a campaign ends it
+                await self._quietly("finish campaigns", self.campaigns.finish_done())
             if self._side_tasks:
                 await asyncio.gather(*self._side_tasks, return_exceptions=True)
             internal_stop.set()
@@ -287,13 +291,14 @@ class WorkerPool:
                 template = await self._bulk_template(job)
                 if template == "":
                     continue  # the campaign was paused: the job went back
+                prepared = await self._prepare(job)
+                if prepared is None:
+                    self._current = None
+                    continue
+                job = self._current = prepared
                 if template is not None:
                     await self._dispatch_bulk(job, template)
                     continue
-                prepared = await self._prepare(job)
-                if prepared is None:
-                    continue
-                job = self._current = prepared
             msg = job.message
             now = loop.time()
             if self._hold_all_until > now:
@@ -368,13 +373,17 @@ class WorkerPool:
     async def _dispatch_bulk(self, job: ClaimedJob, template: str) -> None:
         """Up to 50 jobs of one campaign in one SendBulkEmail call, paced per recipient."""
         loop = asyncio.get_running_loop()
-        group = [job]
+        group = self._current_group = [job]
         while (
             len(group) < BULK_ENTRIES
             and self._buffer
             and self._buffer[0].campaign_id == job.campaign_id
         ):
-            group.append(self._buffer.popleft())
+            # Headers only (List-Unsubscribe): the campaign's row is cached, so this does not
+            # wait; a recipient whose URL cannot be rendered fails alone.
+            prepared = await self._prepare(self._buffer.popleft())
+            if prepared is not None:
+                group.append(prepared)
         self._current_group = group
         now = loop.time()
         recipients = sum(j.message.recipient_count for j in group)
@@ -478,7 +487,6 @@ class WorkerPool:
         try:
             return await self.campaigns.prepare(job)
         except InputError as exc:
-            self._current = None
             await self._settler.submit(
                 Settlement(
                     id=job.message.id,
@@ -796,6 +804,8 @@ class WorkerPool:
                     in_doubt=recovered.in_doubt,
                     policy=s.retry.in_doubt,
                 )
+            if self.campaigns is not None:
+                await self.campaigns.finish_done()  # whichever daemon notices first
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), s.heartbeat_seconds)
 

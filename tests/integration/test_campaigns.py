@@ -45,6 +45,14 @@ async def accepted_at_least(sim: SimHandle, n: int) -> bool:
     return int((await sim.stats())["accepted"]) >= n
 
 
+async def campaign_state(queue: Queue, campaign_id: int) -> str:
+    async with queue.pool.acquire() as conn:
+        state: str = await conn.fetchval(
+            "SELECT state::text FROM dispatcher.campaigns WHERE id = $1", campaign_id
+        )
+    return state
+
+
 async def create(store: CampaignStore, data: bytes, **kw: object) -> int:
     result = await store.create(spec(**kw), iter_recipients(io.BytesIO(data), source="list.csv"))
     return result.id
@@ -101,8 +109,15 @@ async def test_a_campaign_sends_each_recipient_once_rendered_for_them(
     assert one["subject"] == "Hi Person 7"
     assert "Hello Person 7" in one["html"] and "Hello Person 7" in one["text"]
     assert one["tags"]["campaign_id"] == str(campaign_id) and one["tags"]["kind"] == "news"
+    url = f"https://example.com/u?e=success%2Br7%40simulator.amazonses.com&c={campaign_id}"
+    assert one["headers"] == [
+        ["List-Unsubscribe", f"<{url}>"],
+        ["List-Unsubscribe-Post", "List-Unsubscribe=One-Click"],
+    ]
+    # The daemon itself marked the campaign finished (no status command was needed).
+    assert await campaign_state(queue, campaign_id) == "finished"
     status = await store.status(campaign_id)
-    assert status.campaign.state == "finished" and status.counts["sent"] == 300
+    assert status.counts["sent"] == 300
 
 
 async def test_pause_stops_every_daemon_at_once_and_resume_continues_exactly(
@@ -225,7 +240,11 @@ async def test_ses_template_campaign_sends_50_per_bulk_call_with_per_entry_resul
     store = CampaignStore(queue.pool)
     extra = "stranger@unverified.example.org,Stranger,x\n"  # refused on its own: sandbox
     result = await store.create(
-        spec(subject="Hi {{name}}", html="<p>Hello {{name}}</p>", mode="ses_template"),
+        spec(
+            subject="Hi {{name}}",
+            html='<p>Hello {{name}}</p><a href="{{unsubscribe_url}}">unsubscribe</a>',
+            mode="ses_template",
+        ),
         iter_recipients(io.BytesIO(csv_bytes(120, extra=extra)), source="list.csv"),
     )
     await store.start(result.id)
@@ -234,11 +253,18 @@ async def test_ses_template_campaign_sends_50_per_bulk_call_with_per_entry_resul
         report = await asyncio.wait_for(
             run_worker(make_config(pg_dsn, sim.endpoint_url), asyncio.Event(), drain=True), 60
         )
-        received = await sim.messages()
+        received = await sim.messages(body=True)
     assert report.exit_code == EXIT_OK
     assert len(received) == 120 and len({m["to"][0] for m in received}) == 120
     one = next(m for m in received if m["to"] == ["success+r7@simulator.amazonses.com"])
     assert one["subject"] == "Hi Person 7"  # rendered by SES from the template data
+    # SES renders the body; the List-Unsubscribe headers are ours, one set per bulk entry.
+    url = f"https://example.com/u?e=success%2Br7%40simulator.amazonses.com&c={result.id}"
+    assert one["headers"] == [
+        ["List-Unsubscribe", f"<{url}>"],
+        ["List-Unsubscribe-Post", "List-Unsubscribe=One-Click"],
+    ]
+    assert f'href="{url}"' in one["html"]
     assert one["tags"]["campaign_id"] == str(result.id)
     status = await store.status(result.id)
     assert status.counts["sent"] == 120 and status.counts["failed"] == 1
@@ -250,6 +276,7 @@ async def test_ses_template_campaign_sends_50_per_bulk_call_with_per_entry_resul
     assert "MESSAGE_REJECTED" in error
     # 121 entries went out in bulk calls of at most 50: three calls, not 121.
     assert report.counters.attempts == 121 and report.counters.ses_calls == 3
+    assert await campaign_state(queue, result.id) == "finished"
 
 
 async def test_campaign_rate_share_keeps_the_rest_of_the_rate_free(
