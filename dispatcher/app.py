@@ -89,6 +89,7 @@ def pool_settings(cfg: Config) -> PoolSettings:
         settle_batch=cfg.queue.settle_batch,
         settle_interval=cfg.queue.settle_interval,
         campaign_rate_share=cfg.delivery.campaign_rate_share,
+        outage_timeout=cfg.database.outage_timeout,
         retry=retry_policy(cfg),
     )
 

@@ -33,6 +33,9 @@ class DatabaseSettings:
     data_dir: Path = Path("./.dispatcher")  # embedded cluster and other local state
     migrate_on_start: bool = True  # apply pending schema migrations when the daemon starts
     pool_size: int = 10  # connections in the asyncpg pool
+    # Seconds a running daemon keeps retrying while Postgres is unreachable (a restart, a
+    # failover) before it stops with an error; unsent mail stays queued either way.
+    outage_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         if self.url is not None and not self.url.startswith(POSTGRES_SCHEMES):
@@ -44,6 +47,7 @@ class DatabaseSettings:
         if not str(self.data_dir):
             raise ConfigError("database.data_dir must not be empty")
         _int_range("database.pool_size", self.pool_size, 1, 1000)
+        _positive("database.outage_timeout", self.outage_timeout)
 
 
 @dataclass(frozen=True, slots=True)

@@ -422,6 +422,12 @@ class Queue:
             rows = await conn.fetch(query("release"), list(ids), owner, float(delay))
         return len(rows)
 
+    async def release_orphans(self, owner: uuid.UUID, held: Sequence[int]) -> int:
+        """Requeue jobs claimed by ``owner`` other than ``held`` (a claim whose answer was lost)."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("release_orphans"), owner, list(held))
+        return len(rows)
+
     async def register_worker(self, owner: uuid.UUID, lease_seconds: float) -> None:
         """Announce a live worker; its jobs are recovered once it misses its lease."""
         async with self._pool.acquire() as conn:

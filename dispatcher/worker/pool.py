@@ -30,6 +30,7 @@ from dispatcher.domain.retry import RetryPolicy, decide
 from dispatcher.errors import InputError
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter, run_quota_poller
 from dispatcher.pacing.settings import PacingSettings
+from dispatcher.queue.outage import connection_lost, while_down
 from dispatcher.queue.repository import ClaimedJob, Queue, Settlement, SettleState
 from dispatcher.ses.errors import SesError
 from dispatcher.worker.batcher import Batcher
@@ -82,6 +83,7 @@ class PoolSettings:
     settle_batch: int = 200
     settle_interval: float = 0.05
     campaign_rate_share: float = 1.0  # of the send rate; the rest is kept for other mail
+    outage_timeout: float = 120.0  # seconds of Postgres outage ridden out before stopping
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -644,11 +646,11 @@ class WorkerPool:
     # -- database batches -----------------------------------------------------------------
 
     async def _launch_batch(self, jobs: Sequence[ClaimedJob]) -> list[bool]:
-        launched = await self.queue.launch(self.owner, jobs)
+        launched = await self._db("launch", lambda: self.queue.launch(self.owner, jobs))
         return [job.message.id in launched for job in jobs]
 
     async def _settle_batch(self, settlements: Sequence[Settlement]) -> list[bool]:
-        recorded = await self.queue.settle(settlements)
+        recorded = await self._db("settle", lambda: self.queue.settle(settlements))
         lost = [s.id for s in settlements if s.id not in recorded]
         if lost:
             self.counters.lease_lost += len(lost)
@@ -657,7 +659,8 @@ class WorkerPool:
 
     async def _release(self, jobs: Sequence[ClaimedJob], delay: float) -> None:
         if jobs:
-            await self.queue.release(self.owner, [j.message.id for j in jobs], delay)
+            ids = [j.message.id for j in jobs]
+            await self._db("release", lambda: self.queue.release(self.owner, ids, delay))
         if any(j is self._current for j in jobs):
             self._current = None
 
@@ -680,9 +683,7 @@ class WorkerPool:
                 continue
             # shield: if shutdown cancels us now, the claim still completes and _shutdown
             # releases what it got, instead of leaving those jobs claimed until lease expiry.
-            self._claiming = asyncio.ensure_future(
-                self.queue.claim(self.owner, min(room, s.claim_batch))
-            )
+            self._claiming = asyncio.ensure_future(self._claim(min(room, s.claim_batch)))
             jobs = await asyncio.shield(self._claiming)
             self._claiming = None
             if jobs:
@@ -712,6 +713,41 @@ class WorkerPool:
             await asyncio.sleep(s.poll_interval)
             self._buffer_low.set()
 
+    async def _db(self, what: str, op: Callable[[], Awaitable[_R]]) -> _R:
+        """A statement that rides out a Postgres restart (DatabaseError after the timeout)."""
+        return await while_down(op, what=what, give_up_after=self.settings.outage_timeout)
+
+    async def _claim(self, limit: int) -> list[ClaimedJob]:
+        """Claim, riding out an outage. A claim cut off mid-way may have committed without us
+        hearing the answer: before claiming again, jobs claimed in our name that we do not hold
+        go back to the queue (they were never seen, so never sent)."""
+        cut = False
+
+        async def attempt() -> list[ClaimedJob]:
+            nonlocal cut
+            try:
+                if cut:
+                    orphans = await self.queue.release_orphans(self.owner, self._held_ids())
+                    if orphans:
+                        log.warning("queue.orphans_released", count=orphans)
+                    cut = False
+                return await self.queue.claim(self.owner, limit)
+            except Exception as exc:
+                cut = cut or connection_lost(exc)
+                raise
+
+        return await self._db("claim", attempt)
+
+    def _held_ids(self) -> list[int]:
+        """Ids of the claimed jobs this worker holds in memory (buffered, being dispatched,
+        launching)."""
+        ids = {j.message.id for j in self._buffer}
+        ids.update(j.message.id for j in self._current_group)
+        ids.update(self._on_wire)
+        if self._current is not None:
+            ids.add(self._current.message.id)
+        return list(ids)
+
     async def _until_idle(self, longest: float) -> None:
         """Wait (at most `longest` seconds) until nothing is buffered, being dispatched or sent."""
         loop = asyncio.get_running_loop()
@@ -728,7 +764,9 @@ class WorkerPool:
     async def _without_suppressed(self, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
         """Drop suppressed recipients (one query per claim); a job left with none is failed."""
         addresses = [a for j in jobs for a in (*j.message.to, *j.message.cc, *j.message.bcc)]
-        suppressed = await self.queue.suppressed_among(addresses)
+        suppressed = await self._db(
+            "suppression check", lambda: self.queue.suppressed_among(addresses)
+        )
         if not suppressed:
             return jobs
         keep: list[ClaimedJob] = []
@@ -770,7 +808,7 @@ class WorkerPool:
         """Drain mode: True (and the run ends) once nothing more will be sent by waiting."""
         if self._current is not None or self._sends:
             return False
-        pending = await self.queue.pending(0.0)
+        pending = await self._db("drain check", lambda: self.queue.pending(0.0))
         if pending.waiting == 0:
             later = (
                 f"; {pending.scheduled_later} scheduled for later (next at {pending.next_run_at})"
@@ -779,7 +817,7 @@ class WorkerPool:
             )
             self._end(EXIT_OK, f"drained: nothing left to send{later}")
             return True
-        held = await self.queue.held()
+        held = await self._db("drain check", self.queue.held)
         if held.count and held.count >= pending.waiting:
             self._end(
                 EXIT_HELD,
@@ -793,10 +831,12 @@ class WorkerPool:
         """Keep our lease; recover the leases of workers that went silent (any worker does)."""
         s = self.settings
         while not stop.is_set():
-            if not await self.queue.heartbeat(self.owner):
+            if not await self._db("heartbeat", lambda: self.queue.heartbeat(self.owner)):
                 log.warning("worker.lease_lost", worker_id=str(self.owner))
-                await self.queue.register_worker(self.owner, s.lease_seconds)
-            recovered = await self.queue.recover(s.retry.in_doubt)
+                await self._db(
+                    "heartbeat", lambda: self.queue.register_worker(self.owner, s.lease_seconds)
+                )
+            recovered = await self._db("recovery", lambda: self.queue.recover(s.retry.in_doubt))
             if recovered.requeued or recovered.in_doubt:
                 log.warning(
                     "queue.recovered",
@@ -804,8 +844,8 @@ class WorkerPool:
                     in_doubt=recovered.in_doubt,
                     policy=s.retry.in_doubt,
                 )
-            if self.campaigns is not None:
-                await self.campaigns.finish_done()  # whichever daemon notices first
+            if self.campaigns is not None:  # whichever daemon notices first
+                await self._db("campaign check", self.campaigns.finish_done)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), s.heartbeat_seconds)
 

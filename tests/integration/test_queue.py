@@ -315,7 +315,23 @@ async def test_launch_only_with_the_current_token_and_owner(queue: Queue) -> Non
     assert (await job_row(queue, job.id))["state"] == "claimed"
     assert await queue.launch(owner, [job]) == {job.id}
     assert (await job_row(queue, job.id))["state"] == "in_flight"
-    assert await queue.launch(owner, [job]) == set()  # already launched
+    # The same launch again (its answer was lost to a cut connection) is the same launch;
+    # anyone else still gets nothing.
+    assert await queue.launch(owner, [job]) == {job.id}
+    assert await queue.launch(uuid.uuid4(), [job]) == set()
+    assert await queue.launch(owner, [(job.id, job.token + 1)]) == set()
+
+
+async def test_orphan_claims_go_back_but_held_ones_stay(queue: Queue) -> None:
+    await queue.enqueue_many([msg(i) for i in range(3)])
+    owner = uuid.uuid4()
+    jobs = await queue.claim(owner, 3)
+    # The worker heard about only the first claim (the others' answer was lost).
+    assert await queue.release_orphans(owner, [jobs[0].id]) == 2
+    states = [(await job_row(queue, j.id))["state"] for j in jobs]
+    assert states == ["claimed", "queued", "queued"]
+    again = await queue.claim(uuid.uuid4(), 3)
+    assert sorted(j.id for j in again) == sorted(j.id for j in jobs[1:])
 
 
 async def test_late_settle_of_a_worker_that_lost_its_lease_changes_nothing(queue: Queue) -> None:

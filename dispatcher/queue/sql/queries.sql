@@ -82,11 +82,20 @@ SELECT * FROM claimed ORDER BY priority DESC, run_at, id;
 -- name: launch
 -- The point of no return: claimed -> in_flight just before the jobs are handed to SES. Jobs
 -- whose lease was lost (recovered, reclaimed) are not returned and must not be sent.
-UPDATE dispatcher.jobs j
-SET state = 'in_flight', updated_at = now()
-FROM unnest($1::bigint[], $2::bigint[]) AS u(id, token)
-WHERE j.id = u.id AND j.lease_token = u.token AND j.lease_owner = $3 AND j.state = 'claimed'
-RETURNING j.id;
+-- Repeatable: a job already in flight under the same owner and token was launched by an
+-- earlier run of this statement whose answer was lost (the connection was cut), so it counts.
+WITH launched AS (
+    UPDATE dispatcher.jobs j
+    SET state = 'in_flight', updated_at = now()
+    FROM unnest($1::bigint[], $2::bigint[]) AS u(id, token)
+    WHERE j.id = u.id AND j.lease_token = u.token AND j.lease_owner = $3 AND j.state = 'claimed'
+    RETURNING j.id
+)
+SELECT id FROM launched
+UNION ALL
+SELECT j.id
+FROM dispatcher.jobs j JOIN unnest($1::bigint[], $2::bigint[]) AS u(id, token) ON j.id = u.id
+WHERE j.lease_token = u.token AND j.lease_owner = $3 AND j.state = 'in_flight';
 
 -- name: settle
 -- Record send results in one round trip. The fencing token makes a late result from a worker
@@ -119,6 +128,14 @@ UPDATE dispatcher.jobs j
 SET state = dispatcher.requeue_state(j.campaign_id), lease_owner = NULL, updated_at = now(),
     run_at = greatest(j.run_at, now() + make_interval(secs => $3))
 WHERE j.id = ANY($1::bigint[]) AND j.lease_owner = $2 AND j.state = 'claimed'
+RETURNING j.id;
+
+-- name: release_orphans
+-- Claimed by $1 but not among the jobs it holds ($2): a claim whose answer was lost when the
+-- connection was cut. They go back untouched.
+UPDATE dispatcher.jobs j
+SET state = dispatcher.requeue_state(j.campaign_id), lease_owner = NULL, updated_at = now()
+WHERE j.lease_owner = $1 AND j.state = 'claimed' AND NOT (j.id = ANY($2::bigint[]))
 RETURNING j.id;
 
 -- name: register_worker
