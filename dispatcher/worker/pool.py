@@ -920,10 +920,28 @@ def _sender_key(msg: OutgoingMessage) -> tuple[str, str | None]:
     return (msg.from_addr, msg.configuration_set)
 
 
-async def first_reading(ses: Sender, governor: QuotaGovernor) -> Quota:
+# A passing SES hiccup at start (HTTP 500, throttled, a reset) is retried this many times, with
+# growing delays (about 10 s in all); credentials or access problems fail at once.
+FIRST_READING_TRIES = 6
+_PASSING = (Outcome.TRANSIENT, Outcome.THROTTLED, Outcome.IN_DOUBT)
+
+
+async def first_reading(
+    ses: Sender, governor: QuotaGovernor, *, tries: int = FIRST_READING_TRIES, delay: float = 0.3
+) -> Quota:
     """Read GetSendQuota once before sending: the governor admits nothing without a reading."""
     loop = asyncio.get_running_loop()
-    governor.begin_poll(loop.time())
-    quota = await ses.get_send_quota()
-    governor.observe(quota, loop.time())
-    return quota
+    for attempt in range(1, tries + 1):
+        governor.begin_poll(loop.time())
+        try:
+            quota = await ses.get_send_quota()
+        except SesError as exc:
+            if exc.outcome not in _PASSING or attempt == tries:
+                raise
+            log.warning("quota.read_failed", attempt=attempt, error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay *= 2
+            continue
+        governor.observe(quota, loop.time())
+        return quota
+    raise AssertionError("unreachable")

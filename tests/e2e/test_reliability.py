@@ -11,11 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.app import run_worker
 from dispatcher.queue.embedded import EmbeddedPostgres, temporary_cluster
 from dispatcher.queue.repository import Queue
 from tests.support.cli import cli_env, fetch, run_cli, start_cli, state_counts, stop_cli
-from tests.support.dispatch import batch, dispatcher_ids, eventually
-from tests.support.sim import SimFactory
+from tests.support.dispatch import batch, dispatcher_ids, eventually, make_config
+from tests.support.sim import SimFactory, SimHandle
+
+
+async def accepted_at_least(sim: SimHandle, n: int) -> bool:
+    return int((await sim.stats())["accepted"]) >= n
 
 
 def closed_port() -> int:
@@ -93,3 +98,68 @@ async def test_postgres_restarted_mid_run_the_daemon_reconnects_and_finishes(
     assert set(twice) <= unknown, summary  # only an in-doubt send may have gone twice
     assert counts.get("claimed", 0) == counts.get("in_flight", 0) == counts.get("queued", 0) == 0
     assert counts["sent"] + len(unknown) == len(ids), summary
+
+
+async def test_faults_and_a_throttling_storm_end_sent_or_in_doubt_never_failed_by_throttling(
+    pg_dsn: str, sim_process: SimFactory
+) -> None:
+    """5 % HTTP 500, 2 % connection resets, 1 % requests never answered, and a 1 s storm of
+    throttling: every message ends sent (once) or in doubt (held, not sent); none fails."""
+    async with Queue.connect(pg_dsn, max_size=2) as queue:
+        ids = [r.id for r in await queue.enqueue_many(batch(600))]
+    async with sim_process(
+        max_send_rate=300,
+        fault_500_rate=0.05,
+        fault_reset_rate=0.02,
+        fault_timeout_rate=0.01,
+        fault_timeout_seconds=5,
+    ) as sim:
+        cfg = make_config(
+            pg_dsn,
+            sim.endpoint_url,
+            queue={"backoff_base": 0.05, "backoff_max": 0.2},
+            ses={"read_timeout": 0.5},
+        )
+        worker = asyncio.create_task(run_worker(cfg, asyncio.Event(), drain=True))
+        await eventually(lambda: accepted_at_least(sim, 150))
+        await sim.admin("POST", "/_sim/storm", {"seconds": 1.0})
+        report = await asyncio.wait_for(worker, 90)
+        received = await sim.messages()
+        stats = await sim.stats()
+    counts = await state_counts(pg_dsn)
+    rows = await fetch(pg_dsn, "SELECT id, state::text AS state, attempts FROM dispatcher.jobs")
+    unknown = {r["id"] for r in rows if r["state"] == "unknown"}
+    seen = Counter(dispatcher_ids(received))
+    summary = (
+        f"states {counts}, sim faults {stats['faults']}, throttled {stats['throttled']}, "
+        f"exit {report.exit_code} ({report.reason})"
+    )
+    assert stats["faults"] > 0 and stats["throttled"] > 0, summary  # the faults did happen
+    assert set(counts) <= {"sent", "unknown"}, summary  # nothing failed, nothing stuck
+    assert {i for i in ids if i not in unknown} == set(seen), summary  # sent = received
+    assert max(seen.values()) == 1, summary  # and each once
+    # Throttling is not a failed attempt: the attempts used are the faults' (at most 1 + 3 per
+    # message here), never one per throttled call.
+    assert sum(r["attempts"] for r in rows) <= stats["faults"] + len(ids), summary
+
+
+async def test_a_passing_ses_error_at_start_is_retried_not_fatal(
+    pg_dsn: str, sim_process: SimFactory
+) -> None:
+    """Every request fails with HTTP 500 for the first second: the daemon waits it out."""
+    async with Queue.connect(pg_dsn, max_size=2) as queue:
+        ids = [r.id for r in await queue.enqueue_many(batch(20))]
+    async with sim_process(max_send_rate=100, fault_500_rate=1.0) as sim:
+        worker = asyncio.create_task(
+            run_worker(make_config(pg_dsn, sim.endpoint_url), asyncio.Event(), drain=True)
+        )
+        await eventually(lambda: faults_at_least(sim, 2))
+        await sim.configure(fault_500_rate=0.0)
+        report = await asyncio.wait_for(worker, 60)
+        received = await sim.messages()
+    assert report.exit_code == 0, report.reason
+    assert sorted(dispatcher_ids(received)) == sorted(ids)
+
+
+async def faults_at_least(sim: SimHandle, n: int) -> bool:
+    return int((await sim.stats())["faults"]) >= n
