@@ -21,13 +21,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+import asyncpg  # type: ignore[import-untyped]
 import structlog
 
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.quota import Quota
 from dispatcher.domain.retry import RetryPolicy, decide
-from dispatcher.errors import InputError
+from dispatcher.errors import DatabaseError, InputError
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter, run_quota_poller
 from dispatcher.pacing.settings import PacingSettings
 from dispatcher.queue.outage import connection_lost, while_down
@@ -271,7 +272,7 @@ class WorkerPool:
 
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:
-            self._fatal = exc
+            self._fatal = database_refusal(exc)
         self._end(1, f"stopped on an error: {exc}")
         self.stop.set()
 
@@ -918,6 +919,24 @@ class WorkerPool:
 
 def _sender_key(msg: OutgoingMessage) -> tuple[str, str | None]:
     return (msg.from_addr, msg.configuration_set)
+
+
+def database_refusal(exc: BaseException) -> BaseException:
+    """A server-side refusal Postgres gives for the whole system (disk full, out of memory,
+    read-only, too many connections) as a DatabaseError a person can act on; others as is."""
+    if isinstance(exc, asyncpg.PostgresError) and str(exc.sqlstate or "")[:2] in _SYSTEM_CLASSES:
+        hint = getattr(exc, "hint", None)
+        message = getattr(exc, "message", None) or str(exc).splitlines()[0]
+        return DatabaseError(
+            f"Postgres refused a write: {message}{f' ({hint})' if hint else ''}. The daemon "
+            "stopped; nothing queued is lost. Fix the database, then start it again"
+        )
+    return exc
+
+
+# SQLSTATE classes of a database that cannot take writes: 53 insufficient resources (disk full,
+# out of memory, too many connections), 25 read-only transaction (a standby), 58 system error.
+_SYSTEM_CLASSES = frozenset({"53", "25", "58"})
 
 
 # A passing SES hiccup at start (HTTP 500, throttled, a reset) is retried this many times, with

@@ -4,7 +4,11 @@ under a running daemon. Real servers and the real CLI; counts in every assertion
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import shutil
 import socket
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +19,7 @@ from dispatcher.app import run_worker
 from dispatcher.queue.embedded import EmbeddedPostgres, temporary_cluster
 from dispatcher.queue.repository import Queue
 from tests.support.cli import cli_env, fetch, run_cli, start_cli, state_counts, stop_cli
-from tests.support.dispatch import batch, dispatcher_ids, eventually, make_config
+from tests.support.dispatch import SIM_OK, batch, dispatcher_ids, eventually, make_config
 from tests.support.sim import SimFactory, SimHandle
 
 
@@ -163,3 +167,65 @@ async def test_a_passing_ses_error_at_start_is_retried_not_fatal(
 
 async def faults_at_least(sim: SimHandle, n: int) -> bool:
     return int((await sim.stats())["faults"]) >= n
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 120 MB tmpfs: a disk this test can fill (skipped where mounting is not allowed)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=120m,mode=0755", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here to fill: {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        EmbeddedPostgres(mount_point / "data").stop()
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+async def test_a_full_disk_under_the_embedded_cluster_stops_cleanly_and_loses_nothing(
+    small_disk: Path, sim_process: SimFactory
+) -> None:
+    async with sim_process(max_send_rate=500, max_24_hour_send=-1) as sim:
+        env = cli_env(
+            small_disk / "data",
+            endpoint_url=sim.endpoint_url,
+            DISPATCHER_QUEUE__LEASE_SECONDS="2",
+            DISPATCHER_QUEUE__HEARTBEAT_SECONDS="1",
+        )
+        (small_disk / "data").mkdir()
+        lines = "".join(
+            json.dumps({"from": "a@example.com", "to": [SIM_OK], "subject": f"m{i}", "text": "x"})
+            + "\n"
+            for i in range(500)
+        )
+        enqueued = await run_cli(env, "enqueue", "-", stdin=lines.encode(), limit=120)
+        assert enqueued.code == 0, enqueued
+        filler = small_disk / "filler"
+        free = shutil.disk_usage(small_disk).free
+        with filler.open("wb") as f:
+            os.posix_fallocate(f.fileno(), 0, max(1, free - 64 * 1024))
+
+        full = await run_cli(env, "run", "--drain", limit=120)
+        assert full.code != 0, full
+        assert "Traceback" not in full.err, full
+        last = full.err.strip().splitlines()[-1]
+        assert last.startswith("dispatcher: error: Postgres refused a write"), full
+        assert "No space left on device" in last, full
+
+        filler.unlink()  # the operator frees space and starts again
+        await asyncio.sleep(2.5)  # the stopped worker's lease lapses
+        again = await run_cli(env, "run", "--drain", limit=120)
+        received = await sim.messages()
+        unknown = await run_cli(env, "in-doubt", "list", limit=60)
+    assert again.code == 0, again
+    seen = Counter(m["subject"] for m in received)
+    assert len(seen) == 500, f"{len(seen)} of 500 reached SES; in doubt: {unknown.out}"
+    twice = [s for s, n in seen.items() if n > 1]
+    assert not twice or "in doubt" in unknown.out, twice
