@@ -21,6 +21,7 @@ from dispatcher.errors import ConfigError, DatabaseError
 from dispatcher.feedback.endpoint import certificate_fetcher, create_app, subscription_confirmer
 from dispatcher.feedback.sns import SnsVerifier
 from dispatcher.feedback.store import FeedbackStore
+from dispatcher.feedback.watch import run_guard
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.queue.embedded import EmbeddedPostgres
 from dispatcher.queue.repository import Queue
@@ -172,7 +173,8 @@ async def run_worker(
             sent_last_24_hours=quota.sent_last_24_hours,
         )
         limiter = RecipientLimiter(quota.max_send_rate, cfg.pacing)
-        campaigns = CampaignSender(CampaignStore(queue.pool), ses.ensure_template)
+        campaign_store = CampaignStore(queue.pool)
+        campaigns = CampaignSender(campaign_store, ses.ensure_template)
         pool = WorkerPool(
             queue,
             ses,
@@ -186,4 +188,21 @@ async def run_worker(
         )
         if on_start is not None:
             on_start(pool)
-        return await pool.run()
+        guard_stop = asyncio.Event()
+        guard = asyncio.create_task(
+            run_guard(FeedbackStore(queue.pool), campaign_store, cfg.guard, guard_stop),
+            name="guard",
+        )
+
+        def guard_ended(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                # Sending on without the guard could cost the account: stop loudly.
+                log.error("guard.failed", error=repr(task.exception()))
+                stop.set()
+
+        guard.add_done_callback(guard_ended)
+        try:
+            return await pool.run()
+        finally:
+            guard_stop.set()
+            await asyncio.gather(guard, return_exceptions=True)

@@ -21,6 +21,9 @@ from dispatcher.campaigns.store import CampaignSpec, CampaignStatus, CampaignSto
 from dispatcher.cli.jsonl import parse_send_after
 from dispatcher.config import Config
 from dispatcher.errors import InputError
+from dispatcher.feedback.guard import reputation_lines, reputation_view
+from dispatcher.feedback.store import FeedbackStore
+from dispatcher.feedback.watch import thresholds
 
 MAX_TEMPLATE_BYTES = 10 * 1024 * 1024  # SES's v1 message limit; a template cannot be bigger
 
@@ -205,10 +208,23 @@ async def run(args: argparse.Namespace, cfg: Config) -> int:
             if args.watch:
                 return await _watch(store, args.id)
             st = await store.status(args.id)
+            fb = (await FeedbackStore(queue.pool).campaign_counts(args.id))[args.id]
+            reputation = reputation_view(fb.counts, thresholds(cfg.guard))
+            feedback = {
+                "delivered": fb.delivered,
+                "bounced": fb.bounced_any,
+                "complained": fb.counts.complained,
+                "reputation": reputation,
+            }
             if args.json:
-                print(json.dumps(st.to_json(), indent=2))
+                print(json.dumps({**st.to_json(), "feedback": feedback}, indent=2))
             else:
                 _print_status(st)
+                print(
+                    f"  feedback   delivered {fb.delivered}, bounced {fb.bounced_any} "
+                    f"({fb.counts.bounced} hard), complained {fb.counts.complained}"
+                )
+                print("\n".join(reputation_lines(reputation)))
             return 0
         if action == "list":
             rows = await store.list()

@@ -21,6 +21,9 @@ from dispatcher.cli import suppression as suppression_cli
 from dispatcher.cli.jsonl import BadLine, parse_lines, parse_send_after
 from dispatcher.config import Config, load_config
 from dispatcher.errors import DispatcherError, InputError
+from dispatcher.feedback.guard import reputation_lines, reputation_view
+from dispatcher.feedback.store import FeedbackStore
+from dispatcher.feedback.watch import thresholds
 from dispatcher.obs.logging import configure_logging
 from dispatcher.pacing import QuotaGovernor
 from dispatcher.queue.embedded import EmbeddedPostgres
@@ -330,11 +333,15 @@ async def cmd_status(cfg: Config, *, as_json: bool) -> int:
     async with app.open_queue(cfg) as queue:
         counts = await queue.counts()
         workers = await queue.workers()
+        window = cfg.guard.window_hours
+        sent = await FeedbackStore(queue.pool).account_counts(window * 3600.0)
     states = {state: counts.get(state, 0) for state in STATES}
     pacing = await _pacing_view(cfg)
     pacing["workers"] = len(workers)
+    reputation = reputation_view(sent, thresholds(cfg.guard), window_hours=window)
     if as_json:
-        print(json.dumps({"states": states, "pacing": pacing}, indent=2, default=str))
+        view = {"states": states, "pacing": pacing, "reputation": reputation}
+        print(json.dumps(view, indent=2, default=str))
         return 0
     print("messages:")
     for state in STATES:
@@ -346,6 +353,8 @@ async def cmd_status(cfg: Config, *, as_json: bool) -> int:
         )
     print(f"workers: {len(workers)} running")
     _print_pacing(pacing)
+    print(f"reputation (last {window:g} h, account-wide):")
+    print("\n".join(reputation_lines(reputation)))
     return 0
 
 

@@ -147,6 +147,33 @@ class FeedbackSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class GuardSettings:
+    """The reputation guard (section `guard`): pause campaigns before AWS reviews the account.
+
+    AWS reviews an account at a 5 % hard-bounce rate or a 0.1 % complaint rate; the defaults trip
+    earlier so a bad list is stopped while the account is still in good standing.
+    """
+
+    enabled: bool = True
+    window_hours: float = 24.0  # rolling window of the account-wide rates
+    min_volume: int = 200  # recipients sent before a rate is judged (per campaign / account)
+    bounce_threshold: float = 0.04  # hard bounces / recipients sent (AWS reviews at 0.05)
+    complaint_threshold: float = 0.0008  # complaints / recipients sent (AWS reviews at 0.001)
+    check_interval: float = 2.0  # seconds between evaluations in the daemon
+
+    def __post_init__(self) -> None:
+        _positive("guard.window_hours", self.window_hours)
+        _int_range("guard.min_volume", self.min_volume, 1, 10_000_000)
+        for key, value in (
+            ("guard.bounce_threshold", self.bounce_threshold),
+            ("guard.complaint_threshold", self.complaint_threshold),
+        ):
+            if not (0.0 < value < 1.0):
+                raise ConfigError(f"{key} must be a fraction in (0, 1), e.g. 0.04, got {value}")
+        _positive("guard.check_interval", self.check_interval)
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     """Log output (section `log`); format auto is console on a terminal, JSON lines otherwise."""
 
@@ -168,6 +195,7 @@ class Config:
     ses: SesSettings = field(default_factory=SesSettings)
     pacing: PacingSettings = field(default_factory=PacingSettings)
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
+    guard: GuardSettings = field(default_factory=GuardSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 

@@ -27,11 +27,13 @@ from dispatcher.feedback.events import (
     parse_event,
     suppression_reason,
 )
+from dispatcher.feedback.guard import Counts
 from dispatcher.queue.sql import query
 
 __all__ = [
     "TRANSIENT_LIMIT",
     "TRANSIENT_WINDOW_DAYS",
+    "CampaignFeedback",
     "FeedbackStore",
     "Processed",
     "Suppression",
@@ -53,6 +55,15 @@ class Suppression:
     address: str
     reason: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignFeedback:
+    """What came back for one campaign: the guard's counts plus deliveries and all bounces."""
+
+    counts: Counts  # recipients sent, hard bounces, complaints
+    delivered: int
+    bounced_any: int  # hard and soft
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,11 +184,16 @@ class FeedbackStore:
             [r.status for r in event.recipients],
             [r.diagnostic for r in event.recipients],
         )
-        if event.message_id is not None:
+        message_id = event.message_id
+        if message_id is None and event.ses_message_id:
+            message_id = await conn.fetchval(
+                query("message_by_ses_id"), event.ses_message_id, event_id
+            )
+        if message_id is not None:
             n = len(addresses)
             await conn.execute(
                 query("message_feedback_add"),
-                event.message_id,
+                message_id,
                 n if event.kind is EventKind.DELIVERY else 0,
                 n if event.kind is EventKind.BOUNCE else 0,
                 n if event.kind is EventKind.COMPLAINT else 0,
@@ -202,6 +218,27 @@ class FeedbackStore:
                 )
                 return tuple(r["address"] for r in rows)
         return ()
+
+    # -- reputation --------------------------------------------------------------------------
+
+    async def account_counts(self, window_seconds: float) -> Counts:
+        """Recipients sent, hard bounces and complaints account-wide in the window."""
+        async with self._pool.acquire() as conn:
+            r = await conn.fetchrow(query("guard_account"), float(window_seconds))
+        return Counts(sent=r["sent"], bounced=r["bounced"], complained=r["complained"])
+
+    async def campaign_counts(self, campaign_id: int | None = None) -> dict[int, CampaignFeedback]:
+        """Feedback per running campaign (or of one campaign), over its whole life."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("guard_campaigns"), campaign_id)
+        return {
+            r["campaign_id"]: CampaignFeedback(
+                counts=Counts(sent=r["sent"], bounced=r["bounced"], complained=r["complained"]),
+                delivered=r["delivered"],
+                bounced_any=r["bounced_any"],
+            )
+            for r in rows
+        }
 
     # -- suppressions -------------------------------------------------------------------------
 

@@ -172,6 +172,8 @@ async def test_create_start_drain_then_status_watch_report_list(
     view = json.loads(status.out)
     assert view["id"] == campaign_id and view["name"] == "autumn"
     assert view["state"] == "finished" and view["recipients"] == 12
+    assert view["feedback"]["reputation"]["recipients_sent"] == 12
+    assert view["feedback"]["reputation"]["guard_bounce_threshold"] == 0.04
     assert view["counts"] == {s: 12 if s == "sent" else 0 for s in JOB_STATES}
     assert view["failures"] == {} and view["finished_at"] is not None
 

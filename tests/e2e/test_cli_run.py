@@ -23,7 +23,7 @@ DOCUMENTED_STATES = ("queued", "claimed", "in_flight", "sent", "failed", "unknow
 async def test_run_drain_sends_everything_once_and_status_and_quota_show_it(
     queue: Queue, pg_dsn: str, tmp_path: Path, sim_process: SimFactory
 ) -> None:
-    msgs = batch(30, every=5, extra=2)  # 36 recipients in all
+    msgs = batch(30, every=5, extra=2)  # 42 recipients in all
     ids = [r.id for r in await queue.enqueue_many(msgs)]
     async with sim_process(max_send_rate=200, max_24_hour_send=5000) as sim:
         env = cli_env(tmp_path, dsn=pg_dsn, endpoint_url=sim.endpoint_url)
@@ -52,6 +52,11 @@ async def test_run_drain_sends_everything_once_and_status_and_quota_show_it(
     assert pacing["sent_last_24_hours"] == 0
     assert pacing["paused"] is False and pacing["reason"] is None
     assert pacing["workers"] == 0  # the drained worker deregistered
+    # Rates next to AWS's review levels: 42 recipients sent, nothing came back (no feedback).
+    rep = view["reputation"]
+    assert rep["recipients_sent"] == 42 and rep["hard_bounces"] == rep["complaints"] == 0
+    assert rep["bounce_rate"] == 0.0 and rep["aws_bounce_review"] == 0.05
+    assert rep["aws_complaint_review"] == 0.001 and rep["judged"] is False  # under min_volume
 
     assert text.code == 0, text
     lines = text.out.splitlines()

@@ -393,7 +393,7 @@ def test_every_key_has_a_generic_environment_variable() -> None:
             {"smtp": {"host": "x"}},
             {},
             f"unknown section [smtp] {IN_FILE}; "
-            "the sections are: database, queue, delivery, ses, pacing, feedback, log",
+            "the sections are: database, queue, delivery, ses, pacing, feedback, guard, log",
         ),
         (
             {"claim_batch": 5},
@@ -511,7 +511,16 @@ def test_config_to_dict_masks_secrets() -> None:
     assert "s3cret" not in repr(shown) and "hunter" not in repr(shown)
     assert shown["database"]["data_dir"] == ".dispatcher"
     assert shown["queue"]["claim_batch"] == 100
-    assert list(shown) == ["database", "queue", "delivery", "ses", "pacing", "feedback", "log"]
+    assert list(shown) == [
+        "database",
+        "queue",
+        "delivery",
+        "ses",
+        "pacing",
+        "feedback",
+        "guard",
+        "log",
+    ]
 
 
 def test_config_to_dict_leaves_unset_secret_as_none() -> None:

@@ -74,3 +74,56 @@ SELECT address, reason, created_at FROM dispatcher.suppressions WHERE address = 
 
 -- name: suppression_count
 SELECT count(*) FROM dispatcher.suppressions;
+
+-- name: guard_account
+-- Account-wide, over the last $1 seconds: recipients sent, hard bounces, complaints.
+SELECT
+    (SELECT coalesce(sum(cardinality(m.to_addrs) + cardinality(m.cc_addrs)
+                         + cardinality(m.bcc_addrs)), 0)
+     FROM dispatcher.jobs j JOIN dispatcher.messages m ON m.id = j.id
+     WHERE j.state = 'sent' AND j.sent_at > now() - make_interval(secs => $1))::bigint AS sent,
+    (SELECT count(*) FROM dispatcher.recipient_events
+     WHERE kind = 'bounce' AND bounce_type = 'Permanent'
+       AND occurred_at > now() - make_interval(secs => $1)) AS bounced,
+    (SELECT count(*) FROM dispatcher.recipient_events
+     WHERE kind = 'complaint' AND occurred_at > now() - make_interval(secs => $1)) AS complained;
+
+-- name: guard_campaigns
+-- Per campaign (the running ones when $1 is null, else campaign $1), over its whole life:
+-- recipients sent, hard bounces, complaints, and deliveries.
+WITH scope AS (
+    SELECT id FROM dispatcher.campaigns
+    WHERE ($1::bigint IS NULL AND state = 'running') OR id = $1
+), sent AS (
+    SELECT j.campaign_id, count(*) AS n
+    FROM dispatcher.jobs j JOIN scope s ON s.id = j.campaign_id
+    WHERE j.state = 'sent'
+    GROUP BY 1
+), fb AS (
+    SELECT mf.campaign_id,
+           count(*) FILTER (WHERE re.kind = 'bounce' AND re.bounce_type = 'Permanent') AS bounced,
+           count(*) FILTER (WHERE re.kind = 'bounce') AS bounced_any,
+           count(*) FILTER (WHERE re.kind = 'complaint') AS complained,
+           count(*) FILTER (WHERE re.kind = 'delivery') AS delivered
+    FROM dispatcher.message_feedback mf
+    JOIN scope s ON s.id = mf.campaign_id
+    JOIN dispatcher.events e ON e.message_id = mf.message_id
+    JOIN dispatcher.recipient_events re ON re.event_id = e.id
+    GROUP BY 1
+)
+SELECT s.id AS campaign_id, coalesce(sent.n, 0) AS sent,
+       coalesce(fb.bounced, 0) AS bounced, coalesce(fb.bounced_any, 0) AS bounced_any,
+       coalesce(fb.complained, 0) AS complained, coalesce(fb.delivered, 0) AS delivered
+FROM scope s
+LEFT JOIN sent ON sent.campaign_id = s.id
+LEFT JOIN fb ON fb.campaign_id = s.id;
+
+-- name: message_by_ses_id
+-- Our message for an SES MessageId (an event whose dispatcher_id tag was missing), and the
+-- event row tied to it.
+WITH found AS (
+    SELECT id FROM dispatcher.jobs WHERE ses_message_id = $1 LIMIT 1
+)
+UPDATE dispatcher.events e SET message_id = found.id
+FROM found WHERE e.id = $2
+RETURNING found.id;

@@ -1,0 +1,74 @@
+"""The daemon's feedback upkeep: finish events recorded but not processed, and run the
+reputation guard over the latest counts (decision in `guard.py`, pausing in the campaign store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from dispatcher.campaigns.store import CampaignStore
+from dispatcher.config.settings import GuardSettings
+from dispatcher.feedback.guard import Thresholds, decide
+from dispatcher.feedback.store import FeedbackStore
+from dispatcher.queue.outage import connection_lost
+
+__all__ = ["check_once", "run_guard", "thresholds"]
+
+log = structlog.get_logger()
+
+
+def thresholds(settings: GuardSettings) -> Thresholds:
+    return Thresholds(
+        bounce=settings.bounce_threshold,
+        complaint=settings.complaint_threshold,
+        min_volume=settings.min_volume,
+    )
+
+
+async def check_once(
+    feedback: FeedbackStore, campaigns: CampaignStore, settings: GuardSettings
+) -> dict[int, str]:
+    """Evaluate the guard once; pause what it says; the campaigns paused now, with reasons."""
+    account = await feedback.account_counts(settings.window_hours * 3600.0)
+    running = await feedback.campaign_counts()
+    verdicts = decide(account, {k: v.counts for k, v in running.items()}, thresholds(settings))
+    paused: dict[int, str] = {}
+    for campaign_id, reason in verdicts.items():
+        if await campaigns.pause(campaign_id, reason):
+            paused[campaign_id] = reason
+            counts = running[campaign_id].counts
+            log.error(
+                "guard.paused",
+                campaign_id=campaign_id,
+                reason=reason,
+                campaign_sent=counts.sent,
+                campaign_bounced=counts.bounced,
+                campaign_complained=counts.complained,
+                account_sent=account.sent,
+                account_bounced=account.bounced,
+                account_complained=account.complained,
+            )
+    return paused
+
+
+async def run_guard(
+    feedback: FeedbackStore,
+    campaigns: CampaignStore,
+    settings: GuardSettings,
+    stop: asyncio.Event,
+) -> None:
+    """Until `stop`: every check_interval, process pending events, then run the guard."""
+    while not stop.is_set():
+        try:
+            await feedback.process_pending()
+            if settings.enabled:
+                await check_once(feedback, campaigns, settings)
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            log.warning("guard.db_unavailable", error=repr(exc))  # next round tries again
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.check_interval)

@@ -1,0 +1,191 @@
+"""The reputation guard end to end: the simulator sends signed bounce events to the daemon's
+endpoint, the guard pauses a campaign with a bad list before the account's bounce rate reaches
+AWS's 5 % review level, and the addresses that bounced or complained are never mailed again."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import asyncpg  # type: ignore[import-untyped]
+
+from dispatcher.app import run_worker
+from dispatcher.campaigns.recipients import iter_recipients
+from dispatcher.campaigns.store import CampaignSpec, CampaignStore
+from dispatcher.config import Config
+from dispatcher.queue.repository import NewMessage, Queue
+from tests.support.dispatch import eventually, make_config
+from tests.support.moto import free_port
+from tests.support.sim import SimFactory, SimHandle
+
+TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-feedback"
+SIM = "simulator.amazonses.com"
+
+
+async def scalar(dsn: str, sql: str, *args: object) -> object:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def daemon_with_feedback(
+    cfg: Config, sim: SimHandle, **guard: object
+) -> AsyncIterator[asyncio.Task[object]]:
+    """`run_worker` with the SNS endpoint on, subscribed to the simulator's events."""
+    port = free_port()
+    cfg = replace(
+        cfg,
+        feedback=replace(
+            cfg.feedback,
+            enabled=True,
+            listen_port=port,
+            allowed_topics=TOPIC,
+            trusted_simulator=sim.endpoint_url,
+        ),
+        guard=replace(cfg.guard, **guard),  # type: ignore[arg-type]
+    )
+    stop = asyncio.Event()
+    worker: asyncio.Task[object] = asyncio.create_task(run_worker(cfg, stop))  # type: ignore[arg-type]
+    try:
+
+        async def listening() -> bool:
+            if worker.done():
+                worker.result()  # surface a start-up error
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                return False
+            writer.close()
+            await writer.wait_closed()
+            return True
+
+        await eventually(listening, limit=20)
+        endpoint = f"http://127.0.0.1:{port}/sns"
+        await sim.admin("POST", "/_sim/subscriptions", {"endpoint": endpoint, "topic_arn": TOPIC})
+
+        async def confirmed() -> bool:
+            return any(s["confirmed"] for s in await sim.admin("GET", "/_sim/subscriptions"))
+
+        await eventually(confirmed, limit=20)
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 30)
+
+
+def spec(name: str) -> CampaignSpec:
+    return CampaignSpec(
+        name=name,
+        from_addr="news@example.com",
+        subject="Hello {{ name }}",
+        html="<p>Hello {{ name }}</p>",
+        text="Hello {{ name }}",
+    )
+
+
+async def create_campaign(store: CampaignStore, name: str, addresses: list[str]) -> int:
+    data = "email,name\n" + "".join(f"{a},P{i}\n" for i, a in enumerate(addresses))
+    result = await store.create(
+        spec(name), iter_recipients(io.BytesIO(data.encode()), source="x.csv")
+    )
+    return result.id
+
+
+async def test_guard_pauses_a_bad_list_before_the_account_reaches_5_percent(
+    queue: Queue, pg_dsn: str, sim_process: SimFactory
+) -> None:
+    store = CampaignStore(queue.pool)
+    # The campaign's list: 1,500 recipients, every tenth a hard bounce. Sent in full after the
+    # account's 1,500 good sends, it would take the account to 150 / 3,000 = 5 %.
+    bad_list = [f"bounce+c{i}@{SIM}" if i % 10 == 9 else f"success+c{i}@{SIM}" for i in range(1500)]
+    campaign = await create_campaign(store, "bad list", bad_list)
+    async with (
+        sim_process(max_send_rate=300, max_24_hour_send=-1) as sim,
+        daemon_with_feedback(
+            make_config(pg_dsn, sim.endpoint_url), sim, min_volume=100, check_interval=0.2
+        ),
+    ):
+        # Good history first: 1,499 delivered, one complaint.
+        history = [f"success+t{i}@{SIM}" for i in range(1499)] + [f"complaint+t@{SIM}"]
+        await queue.enqueue_many(
+            [
+                NewMessage(from_addr="app@example.com", to=(a,), subject="r", text="r")
+                for a in history
+            ]
+        )
+
+        async def history_sent() -> bool:
+            return (await queue.counts())["sent"] >= 1500
+
+        await eventually(history_sent, limit=40)
+        await store.start(campaign)
+
+        async def paused() -> bool:
+            return (await store.get(campaign)).state == "paused"
+
+        await eventually(paused, limit=40)
+        # Let every event of what was sent arrive (the simulator publishes right after sending).
+        last = -1
+        for _ in range(40):
+            n = int(await scalar(pg_dsn, "SELECT count(*) FROM dispatcher.events"))  # type: ignore[call-overload]
+            if n == last:
+                break
+            last = n
+            await asyncio.sleep(0.5)
+        status = await store.status(campaign)
+        sent_total = int(
+            await scalar(pg_dsn, "SELECT count(*) FROM dispatcher.jobs WHERE state = 'sent'")
+        )  # type: ignore[call-overload]
+        hard = int(
+            await scalar(  # type: ignore[call-overload]
+                pg_dsn,
+                "SELECT count(*) FROM dispatcher.recipient_events "
+                "WHERE kind = 'bounce' AND bounce_type = 'Permanent'",
+            )
+        )
+        reason = (await store.get(campaign)).pause_reason or ""
+        summary = f"sent {sent_total}, hard bounces {hard}, campaign {status.counts}, {reason!r}"
+        assert reason.startswith("guard: campaign bounce rate"), summary
+        assert status.counts["held"] > 0, summary  # stopped before the end of the list
+        assert hard / sent_total < 0.05, summary  # the account stays below AWS's review level
+        assert hard >= 10, summary  # the guard acted on real bounces, not on noise
+
+        # A later campaign with the bounced and complained addresses: they are skipped.
+        bounced = [
+            str(r)
+            for r in await asyncpg_column(
+                pg_dsn, "SELECT address FROM dispatcher.recipient_events WHERE kind = 'bounce'"
+            )
+        ]
+        again = [*bounced[:20], f"complaint+t@{SIM}", *(f"success+n{i}@{SIM}" for i in range(30))]
+        result = await store.create(
+            spec("next"),
+            iter_recipients(
+                io.BytesIO(("email,name\n" + "".join(f"{a},X\n" for a in again)).encode()),
+                source="next.csv",
+            ),
+        )
+        assert result.imported == 30 and result.suppressed == 21, result
+        await store.start(result.id)
+
+        async def next_done() -> bool:
+            return (await store.status(result.id)).counts.get("sent", 0) == 30
+
+        await eventually(next_done, limit=30)
+        received = Counter(m["to"][0] for m in await sim.messages())
+    assert all(received[a] == 1 for a in [*bounced[:20], f"complaint+t@{SIM}"]), received
+
+
+async def asyncpg_column(dsn: str, sql: str) -> list[object]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [r[0] for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()

@@ -1,0 +1,39 @@
+"""The guard's decision: rates against thresholds, minimum volume, account-wide trips."""
+
+from __future__ import annotations
+
+from dispatcher.feedback.guard import Counts, Thresholds, decide, verdict
+
+TH = Thresholds(bounce=0.04, complaint=0.0008, min_volume=200)
+
+
+def test_below_the_minimum_volume_nothing_is_judged() -> None:
+    assert verdict(Counts(sent=199, bounced=100, complained=50), TH, "campaign") is None
+
+
+def test_a_bounce_rate_at_the_threshold_trips_with_a_reason_a_person_can_read() -> None:
+    reason = verdict(Counts(sent=1000, bounced=40, complained=0), TH, "campaign")
+    assert reason == (
+        "guard: campaign bounce rate 4% (40 hard bounces), threshold 4% over 1,000 recipients sent"
+    )
+    assert verdict(Counts(sent=1000, bounced=39, complained=0), TH, "campaign") is None
+
+
+def test_complaints_trip_on_their_own_threshold() -> None:
+    reason = verdict(Counts(sent=10_000, bounced=0, complained=8), TH, "account")
+    assert reason is not None and reason.startswith("guard: account complaint rate 0.08%")
+    assert verdict(Counts(sent=10_000, bounced=0, complained=7), TH, "account") is None
+
+
+def test_only_the_bad_campaign_pauses_while_the_account_is_fine() -> None:
+    account = Counts(sent=20_000, bounced=100, complained=0)  # 0.5 %
+    campaigns = {1: Counts(500, 2, 0), 2: Counts(500, 60, 0), 3: Counts(50, 40, 0)}
+    paused = decide(account, campaigns, TH)
+    assert list(paused) == [2] and "12%" in paused[2]
+
+
+def test_an_account_wide_trip_pauses_every_running_campaign() -> None:
+    account = Counts(sent=5_000, bounced=250, complained=0)  # 5 %
+    paused = decide(account, {1: Counts(10, 0, 0), 2: Counts(800, 50, 0)}, TH)
+    assert paused[1].startswith("guard: account bounce rate 5%")
+    assert paused[2].startswith("guard: campaign bounce rate 6.25%")  # its own reason first
