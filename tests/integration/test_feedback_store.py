@@ -13,7 +13,8 @@ import pytest
 from dispatcher.errors import InputError
 from dispatcher.feedback.events import parse_event
 from dispatcher.feedback.store import TRANSIENT_LIMIT, FeedbackStore
-from dispatcher.queue.repository import NewMessage, Queue
+from dispatcher.queue.repository import NewMessage, Queue, Settlement
+from dispatcher.queue.sql import query
 
 
 def sns_body(ses_event: dict[str, Any]) -> dict[str, Any]:
@@ -108,3 +109,24 @@ async def test_suppression_list_operations(queue: Queue) -> None:
     assert len(listed) == 2502 and listed == sorted(listed)
     assert await store.unsuppress(["B@X.com", "nobody@x.com"]) == ["b@x.com"]
     assert (await store.lookup(["a@x.com"]))["a@x.com"].reason == "by hand"
+
+
+async def test_an_event_without_our_tag_is_tied_to_the_message_by_ses_message_id(
+    queue: Queue,
+) -> None:
+    [sent] = await queue.enqueue_many(
+        [NewMessage(from_addr="a@example.com", to=("x@example.com",), subject="s", text="t")]
+    )
+    owner = uuid.uuid4()
+    [job] = await queue.claim(owner, 1)
+    assert await queue.launch(owner, [job]) == {job.id}
+    await queue.settle(
+        [Settlement(id=job.id, token=job.token, state="sent", ses_message_id="ses-42")]
+    )
+    event = bounce("x@example.com")  # no dispatcher_id tag (e.g. a configuration-set event)
+    event["mail"]["messageId"] = "ses-42"
+    store = FeedbackStore(queue.pool)
+    await store.process(await record(store, event))
+    async with queue.pool.acquire() as conn:
+        row = await conn.fetchrow(query("message_feedback_get"), sent.id)
+    assert row is not None and row["bounced"] == 1
