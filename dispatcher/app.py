@@ -20,6 +20,7 @@ from dispatcher.domain.retry import RetryPolicy
 from dispatcher.errors import ConfigError, DatabaseError
 from dispatcher.feedback.endpoint import certificate_fetcher, create_app, subscription_confirmer
 from dispatcher.feedback.sns import SnsVerifier
+from dispatcher.feedback.sqs import run_sqs_poller
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.watch import run_guard
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
@@ -96,54 +97,92 @@ def pool_settings(cfg: Config) -> PoolSettings:
 
 
 @asynccontextmanager
-async def feedback_endpoint(cfg: Config, queue: Queue) -> AsyncIterator[None]:
-    """The SNS endpoint for bounces and complaints, served while the daemon runs (if enabled)."""
+async def feedback_intake(cfg: Config, queue: Queue) -> AsyncIterator[None]:
+    """Bounce and complaint intake while the daemon runs: the SNS HTTP endpoint (if enabled)
+    and the SQS poller (if a queue is set), both verifying with one SnsVerifier."""
     fb = cfg.feedback
-    if not fb.enabled:
+    if not fb.enabled and fb.sqs_queue_url is None:
         yield
         return
     async with aiohttp.ClientSession() as http:
-        pinned: dict[str, bytes] = {}
-        origins: list[str] = []
-        if fb.trusted_simulator:
-            base = fb.trusted_simulator.rstrip("/")
-            cert_url = f"{base}/_sim/sns/certificate.pem"
-            try:
-                async with http.get(cert_url) as resp:
-                    resp.raise_for_status()
-                    pinned[cert_url] = await resp.read()
-            except aiohttp.ClientError as exc:
-                raise ConfigError(
-                    f"feedback.trusted_simulator: cannot read {cert_url}: {exc}"
-                ) from None
-            origins.append(base)
-        verifier = SnsVerifier(
-            allowed_topics=fb.topics,
-            fetch=certificate_fetcher(http),
-            trusted_certificates=pinned,
-            trusted_subscribe_origins=origins,
-        )
-        app = create_app(
-            verifier,
-            FeedbackStore(queue.pool),
-            confirm=subscription_confirmer(http),
-            max_body=fb.max_body_bytes,
-            path=fb.path,
-        )
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
+        verifier = await sns_verifier(cfg, http)
+        store = FeedbackStore(queue.pool)
+        poller: asyncio.Task[None] | None = None
+        if fb.sqs_queue_url is not None:
+            poller = asyncio.create_task(
+                run_sqs_poller(
+                    fb,
+                    cfg.ses.region,
+                    store,
+                    verifier,
+                    access_key_id=cfg.ses.access_key_id,
+                    secret_access_key=cfg.ses.secret_access_key,
+                ),
+                name="sqs-poller",
+            )
         try:
-            site = web.TCPSite(runner, fb.listen_host, fb.listen_port)
-            try:
-                await site.start()
-            except OSError as exc:
-                raise ConfigError(
-                    f"feedback: cannot listen on {fb.listen_host}:{fb.listen_port}: {exc.strerror}"
-                ) from None
-            log.info("feedback.listening", host=fb.listen_host, port=fb.listen_port, path=fb.path)
-            yield
+            if fb.enabled:
+                async with _http_endpoint(cfg, store, verifier, http):
+                    yield
+            else:
+                yield
         finally:
-            await runner.cleanup()
+            if poller is not None:
+                poller.cancel()  # a message received but not recorded comes back (SQS)
+                await asyncio.gather(poller, return_exceptions=True)
+
+
+async def sns_verifier(cfg: Config, http: aiohttp.ClientSession) -> SnsVerifier:
+    """The SNS signature verifier; a trusted simulator's certificate is pinned (rehearsals)."""
+    fb = cfg.feedback
+    pinned: dict[str, bytes] = {}
+    origins: list[str] = []
+    if fb.trusted_simulator:
+        base = fb.trusted_simulator.rstrip("/")
+        cert_url = f"{base}/_sim/sns/certificate.pem"
+        try:
+            async with http.get(cert_url) as resp:
+                resp.raise_for_status()
+                pinned[cert_url] = await resp.read()
+        except aiohttp.ClientError as exc:
+            raise ConfigError(
+                f"feedback.trusted_simulator: cannot read {cert_url}: {exc}"
+            ) from None
+        origins.append(base)
+    return SnsVerifier(
+        allowed_topics=fb.topics,
+        fetch=certificate_fetcher(http),
+        trusted_certificates=pinned,
+        trusted_subscribe_origins=origins,
+    )
+
+
+@asynccontextmanager
+async def _http_endpoint(
+    cfg: Config, store: FeedbackStore, verifier: SnsVerifier, http: aiohttp.ClientSession
+) -> AsyncIterator[None]:
+    fb = cfg.feedback
+    app = create_app(
+        verifier,
+        store,
+        confirm=subscription_confirmer(http),
+        max_body=fb.max_body_bytes,
+        path=fb.path,
+    )
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, fb.listen_host, fb.listen_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"feedback: cannot listen on {fb.listen_host}:{fb.listen_port}: {exc.strerror}"
+            ) from None
+        log.info("feedback.listening", host=fb.listen_host, port=fb.listen_port, path=fb.path)
+        yield
+    finally:
+        await runner.cleanup()
 
 
 async def run_worker(
@@ -162,7 +201,7 @@ async def run_worker(
     async with (
         open_queue(cfg) as queue,
         SesAdapter.open(ses_settings) as ses,
-        feedback_endpoint(cfg, queue),
+        feedback_intake(cfg, queue),
     ):
         governor = QuotaGovernor(cfg.pacing)
         quota = await first_reading(ses, governor)

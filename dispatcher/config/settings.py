@@ -129,16 +129,32 @@ class FeedbackSettings:
     # URL of a `dispatcher sim` whose certificate and subscription URLs are trusted (rehearsals
     # and tests). Never needed for AWS, whose certificate host is checked as usual.
     trusted_simulator: str | None = None
+    # SNS -> SQS setups: the queue the daemon long-polls (None: no SQS intake).
+    sqs_queue_url: str | None = None
+    sqs_endpoint_url: str | None = None  # None: AWS; e.g. a local moto for rehearsals
+    sqs_wait_seconds: int = 20  # long-poll time per ReceiveMessage (0..20)
+    # Verify the SNS signature of queued messages (SQS access is IAM-authenticated already;
+    # turn off only for a queue that only SNS can write to, or for moto's unsigned events).
+    sqs_verify: bool = True
 
     def __post_init__(self) -> None:
         _int_range("feedback.listen_port", self.listen_port, 0, 65535)
+        _int_range("feedback.sqs_wait_seconds", self.sqs_wait_seconds, 0, 20)
+        if self.sqs_queue_url is not None and not self.sqs_queue_url.startswith(
+            ("https://", "http://")
+        ):
+            raise ConfigError(
+                "feedback.sqs_queue_url must be the queue's URL, e.g. "
+                f"https://sqs.us-east-1.amazonaws.com/123456789012/ses-feedback, got "
+                f"{self.sqs_queue_url!r}"
+            )
         _int_range("feedback.max_body_bytes", self.max_body_bytes, 1024, 16 * 1024 * 1024)
         if not self.path.startswith("/"):
             raise ConfigError(f"feedback.path must start with '/', got {self.path!r}")
-        if self.enabled and not self.topics:
+        if (self.enabled or self.sqs_queue_url) and not self.topics:
             raise ConfigError(
                 "feedback.allowed_topics must name at least one SNS TopicArn when "
-                "feedback.enabled is true (comma-separated)"
+                "feedback.enabled is true or feedback.sqs_queue_url is set (comma-separated)"
             )
 
     @property
