@@ -87,6 +87,7 @@ def pool_settings(cfg: Config) -> PoolSettings:
         lease_seconds=cfg.queue.lease_seconds,
         heartbeat_seconds=cfg.queue.heartbeat_seconds,
         poll_interval=cfg.queue.poll_interval,
+        listen=cfg.queue.listen,
         shutdown_grace=cfg.delivery.shutdown_grace,
         settle_batch=cfg.queue.settle_batch,
         settle_interval=cfg.queue.settle_interval,

@@ -240,6 +240,7 @@ class CampaignStore:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.fetchval(query("campaign_mark_running"), campaign_id)
             await conn.execute(query("campaign_release_held"), campaign_id)
+            await conn.execute(query("wake_workers"))  # idle daemons start at commit
         return await self.get(campaign_id)
 
     async def pause(self, campaign_id: int, reason: str = "paused by operator") -> bool:
@@ -271,6 +272,7 @@ class CampaignStore:
             rows = await conn.fetch(query("campaign_retry_failed"), campaign_id)
             if rows:
                 await conn.fetchval(query("campaign_reopen"), campaign_id)
+                await conn.execute(query("wake_workers"))
         return len(rows)
 
     async def finish_done(self, campaign_id: int | None = None) -> list[int]:

@@ -59,6 +59,7 @@ class QueueSettings:
     heartbeat_seconds: float = 5.0  # how often a live worker renews its lease
     poll_interval: float = 0.5  # idle wait when nothing is due
     max_attempts: int = 8  # transient failures before a message is failed
+    listen: bool = True  # LISTEN for new mail: an idle daemon wakes at once, not at its next poll
     backoff_base: float = 2.0  # seconds: first retry delay, doubled per attempt
     backoff_max: float = 900.0  # seconds: cap of the retry delay
     settle_batch: int = 200  # results written per statement

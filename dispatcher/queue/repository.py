@@ -250,6 +250,35 @@ def _params(msgs: Sequence[NewMessage]) -> list[list[Any]]:
     ]
 
 
+async def enqueue_on(conn: asyncpg.Connection, msgs: Sequence[NewMessage]) -> list[Enqueued]:
+    """Insert already validated messages on ``conn`` (in the caller's transaction, if any)."""
+    found: list[tuple[int | None, bool]] = []
+    for start in range(0, len(msgs), ENQUEUE_CHUNK):
+        chunk = msgs[start : start + ENQUEUE_CHUNK]
+        rows = await conn.fetch(query("enqueue_many"), *_params(chunk))
+        found += [(row["id"], row["created"]) for row in rows]
+    if len(found) != len(msgs):
+        raise DatabaseError(f"enqueue_many returned {len(found)} rows for {len(msgs)}")
+    # A NULL id: another transaction inserted the same key while our statement ran; its row
+    # was invisible to our snapshot but is committed now, so a new statement sees it.
+    lost = sorted(
+        {msgs[i].idempotency_key or "" for i, (id_, _) in enumerate(found) if id_ is None}
+    )
+    by_key: dict[str, int] = {}
+    if lost:
+        rows = await conn.fetch(query("find_by_keys"), lost)
+        by_key = {row["idempotency_key"]: row["id"] for row in rows}
+    results: list[Enqueued] = []
+    for i, (id_, created) in enumerate(found):
+        if id_ is None:
+            key = msgs[i].idempotency_key or ""
+            if key not in by_key:
+                raise DatabaseError(f"message {i}: no row for idempotency key {key!r}")
+            id_, created = by_key[key], False
+        results.append(Enqueued(id_, created))
+    return results
+
+
 class Queue:
     """The queue's operations; each one borrows a pooled connection for one statement."""
 
@@ -317,35 +346,11 @@ class Queue:
                 raise InputError(f"message {i}: {exc}") from None
         if not msgs:
             return []
-        found: list[tuple[int | None, bool]] = []
         async with self._pool.acquire() as conn:
             # One chunk is one statement and needs no transaction; several must be atomic.
             several = len(msgs) > ENQUEUE_CHUNK
             async with conn.transaction() if several else contextlib.nullcontext():
-                for start in range(0, len(msgs), ENQUEUE_CHUNK):
-                    chunk = msgs[start : start + ENQUEUE_CHUNK]
-                    rows = await conn.fetch(query("enqueue_many"), *_params(chunk))
-                    found += [(row["id"], row["created"]) for row in rows]
-            if len(found) != len(msgs):
-                raise DatabaseError(f"enqueue_many returned {len(found)} rows for {len(msgs)}")
-            # A NULL id: another transaction inserted the same key while our statement ran; its
-            # row was invisible to our snapshot but is committed now, so a new statement sees it.
-            lost = sorted(
-                {msgs[i].idempotency_key or "" for i, (id_, _) in enumerate(found) if id_ is None}
-            )
-            by_key: dict[str, int] = {}
-            if lost:
-                rows = await conn.fetch(query("find_by_keys"), lost)
-                by_key = {row["idempotency_key"]: row["id"] for row in rows}
-        results: list[Enqueued] = []
-        for i, (id_, created) in enumerate(found):
-            if id_ is None:
-                key = msgs[i].idempotency_key or ""
-                if key not in by_key:
-                    raise DatabaseError(f"message {i}: no row for idempotency key {key!r}")
-                id_, created = by_key[key], False
-            results.append(Enqueued(id_, created))
-        return results
+                return await enqueue_on(conn, msgs)
 
     # --- the worker's side ----------------------------------------------------------------
 

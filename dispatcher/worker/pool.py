@@ -69,6 +69,7 @@ class Campaigns(Protocol):
 
 
 BULK_ENTRIES = 50  # SendBulkEmail's limit per call
+WAKE_CHANNEL = "dispatcher_jobs"  # NOTIFYed by every statement that inserts jobs (0006_outbox)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ class PoolSettings:
     lease_seconds: float = 30.0
     heartbeat_seconds: float = 5.0
     poll_interval: float = 0.5
+    listen: bool = True  # wake on NOTIFY dispatcher_jobs instead of waiting for the next poll
     shutdown_grace: float = 20.0
     settle_batch: int = 200
     settle_interval: float = 0.05
@@ -158,6 +160,8 @@ class WorkerPool:
         self._claim_paused_until = 0.0  # loop time; the claimer sleeps until then
         self._side_tasks: set[asyncio.Task[object]] = set()  # e.g. pausing a campaign
         self._current_group: list[ClaimedJob] = []  # a bulk group being admitted
+        self._wake = asyncio.Event()  # set by NOTIFY dispatcher_jobs: new mail to claim
+        self._listener: asyncpg.Connection | None = None  # the LISTENing pooled connection
         # Campaign mail also passes this bucket when it may use only a share of the rate.
         self._campaign_limiter: RecipientLimiter | None = None
         if settings.campaign_rate_share < 1.0:
@@ -239,6 +243,7 @@ class WorkerPool:
             self.limiter.close()
             if self._campaign_limiter is not None:
                 self._campaign_limiter.close()
+            await self._unlisten()
             with contextlib.suppress(Exception):
                 await self.queue.unregister_worker(self.owner)
         if self._fatal is not None:
@@ -684,6 +689,7 @@ class WorkerPool:
                 continue
             # shield: if shutdown cancels us now, the claim still completes and _shutdown
             # releases what it got, instead of leaving those jobs claimed until lease expiry.
+            self._wake.clear()  # a NOTIFY from now on means: look again
             self._claiming = asyncio.ensure_future(self._claim(min(room, s.claim_batch)))
             jobs = await asyncio.shield(self._claiming)
             self._claiming = None
@@ -711,8 +717,46 @@ class WorkerPool:
                     await self._until_idle(s.poll_interval)
                     self._buffer_low.set()
                     continue
-            await asyncio.sleep(s.poll_interval)
+            with contextlib.suppress(TimeoutError):  # new mail (NOTIFY) or the next poll
+                await asyncio.wait_for(self._wake.wait(), s.poll_interval)
             self._buffer_low.set()
+
+    async def _listen(self) -> None:
+        """Hold a connection that LISTENs for new mail; polling remains if it cannot."""
+        if not self.settings.listen:
+            return
+        if self._listener is not None:
+            try:
+                alive = not self._listener.is_closed()
+            except asyncpg.InterfaceError:  # the pool took the cut connection back
+                alive = False
+            if alive:
+                return
+            await self._unlisten()  # cut (a Postgres restart): listen again on a new one
+        conn = None
+        try:
+            conn = await self.queue.pool.acquire()
+            await conn.add_listener(WAKE_CHANNEL, self._on_notify)
+        except Exception as exc:
+            log.warning("queue.listen_failed", error=repr(exc))  # the poll still finds mail
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await self.queue.pool.release(conn)
+            return
+        self._listener = conn
+        log.debug("queue.listening", channel=WAKE_CHANNEL)
+        self._wake.set()  # mail may have come while nobody listened
+
+    async def _unlisten(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.remove_listener(WAKE_CHANNEL, self._on_notify)
+            with contextlib.suppress(Exception):
+                await self.queue.pool.release(conn)
+
+    def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        self._wake.set()
 
     async def _db(self, what: str, op: Callable[[], Awaitable[_R]]) -> _R:
         """A statement that rides out a Postgres restart (DatabaseError after the timeout)."""
@@ -832,6 +876,7 @@ class WorkerPool:
         """Keep our lease; recover the leases of workers that went silent (any worker does)."""
         s = self.settings
         while not stop.is_set():
+            await self._listen()  # (again, if a restart cut the listening connection)
             if not await self._db("heartbeat", lambda: self.queue.heartbeat(self.owner)):
                 log.warning("worker.lease_lost", worker_id=str(self.owner))
                 await self._db(

@@ -54,6 +54,10 @@ LEFT JOIN ins ON ins.id = n.new_id
 LEFT JOIN dispatcher.messages m ON ins.id IS NULL AND m.idempotency_key = i.idempotency_key
 ORDER BY i.ord;
 
+-- name: wake_workers
+-- Idle daemons LISTEN on this channel; delivered when the transaction commits.
+SELECT pg_notify('dispatcher_jobs', '');
+
 -- name: find_by_keys
 SELECT idempotency_key, id FROM dispatcher.messages WHERE idempotency_key = ANY($1::text[]);
 
