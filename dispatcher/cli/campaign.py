@@ -23,7 +23,7 @@ from dispatcher.config import Config
 from dispatcher.errors import InputError
 from dispatcher.feedback.guard import reputation_lines, reputation_view
 from dispatcher.feedback.store import FeedbackStore
-from dispatcher.feedback.watch import thresholds
+from dispatcher.feedback.watch import campaign_thresholds
 
 MAX_TEMPLATE_BYTES = 10 * 1024 * 1024  # SES's v1 message limit; a template cannot be bigger
 
@@ -209,7 +209,7 @@ async def run(args: argparse.Namespace, cfg: Config) -> int:
                 return await _watch(store, args.id)
             st = await store.status(args.id)
             fb = (await FeedbackStore(queue.pool).campaign_counts(args.id))[args.id]
-            reputation = reputation_view(fb.counts, thresholds(cfg.guard))
+            reputation = reputation_view(fb.counts, campaign_thresholds(cfg.guard))
             feedback = {
                 "delivered": fb.delivered,
                 "bounced": fb.bounced_any,

@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("quota", help="the account's sending quota next to the governor's view")
 
+    resume = sub.add_parser("resume", help="lift the reputation guard's hold on all sending")
+    resume.add_argument(
+        "--force", action="store_true", help="required: resuming is a human decision"
+    )
+
     in_doubt = sub.add_parser("in-doubt", help="list or resolve messages whose send is in doubt")
     in_doubt_sub = in_doubt.add_subparsers(dest="action", required=True, metavar="ACTION")
     in_doubt_list = in_doubt_sub.add_parser("list", help="show in-doubt messages")
@@ -159,6 +164,8 @@ async def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
         return await cmd_status(cfg, as_json=args.json)
     if command == "quota":
         return await cmd_quota(cfg)
+    if command == "resume":
+        return await cmd_resume(cfg, force=args.force)
     if command == "in-doubt":
         return await cmd_in_doubt(args, cfg)
     if command == "cancel":
@@ -334,11 +341,14 @@ async def cmd_status(cfg: Config, *, as_json: bool) -> int:
         counts = await queue.counts()
         workers = await queue.workers()
         window = cfg.guard.window_hours
-        sent = await FeedbackStore(queue.pool).account_counts(window * 3600.0)
+        feedback = FeedbackStore(queue.pool)
+        sent = await feedback.account_counts(window * 3600.0)
+        hold = await feedback.sending_hold()
     states = {state: counts.get(state, 0) for state in STATES}
     pacing = await _pacing_view(cfg)
     pacing["workers"] = len(workers)
     reputation = reputation_view(sent, thresholds(cfg.guard), window_hours=window)
+    reputation["sending_held"] = None if hold is None else {"reason": hold[0], "since": hold[1]}
     if as_json:
         view = {"states": states, "pacing": pacing, "reputation": reputation}
         print(json.dumps(view, indent=2, default=str))
@@ -355,6 +365,25 @@ async def cmd_status(cfg: Config, *, as_json: bool) -> int:
     _print_pacing(pacing)
     print(f"reputation (last {window:g} h, account-wide):")
     print("\n".join(reputation_lines(reputation)))
+    if hold is not None:
+        print(f"ALL SENDING HELD since {hold[1]:%Y-%m-%d %H:%M:%S %Z}: {hold[0]}")
+        print("  check the lists, then `dispatcher resume --force`")
+    return 0
+
+
+async def cmd_resume(cfg: Config, *, force: bool) -> int:
+    async with app.open_queue(cfg) as queue:
+        feedback = FeedbackStore(queue.pool)
+        hold = await feedback.sending_hold()
+        if hold is None:
+            raise InputError("sending is not held; nothing to resume")
+        if not force:
+            raise InputError(
+                f"all sending was held by the reputation guard ({hold[0]}); "
+                "resume with --force once you have checked the lists"
+            )
+        await feedback.release_sending()
+    print(f"sending resumed (was held: {hold[0]})")
     return 0
 
 

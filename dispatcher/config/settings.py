@@ -20,6 +20,7 @@ from dispatcher.ses.settings import SesSettings
 InDoubtPolicy = Literal["hold", "resend"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "json", "console"]
+GuardAccountAction = Literal["campaigns", "all"]
 
 MAX_BATCH = 10_000  # claim_batch / settle_batch / max_in_flight: beyond this it is a typo
 POSTGRES_SCHEMES = ("postgres://", "postgresql://")
@@ -58,8 +59,8 @@ class QueueSettings:
     lease_seconds: float = 30.0  # a worker silent this long is declared dead, its jobs recovered
     heartbeat_seconds: float = 5.0  # how often a live worker renews its lease
     poll_interval: float = 0.5  # idle wait when nothing is due
-    max_attempts: int = 8  # transient failures before a message is failed
     listen: bool = True  # LISTEN for new mail: an idle daemon wakes at once, not at its next poll
+    max_attempts: int = 8  # transient failures before a message is failed
     backoff_base: float = 2.0  # seconds: first retry delay, doubled per attempt
     backoff_max: float = 900.0  # seconds: cap of the retry delay
     settle_batch: int = 200  # results written per statement
@@ -176,14 +177,22 @@ class GuardSettings:
     min_volume: int = 200  # recipients sent before a rate is judged (per campaign / account)
     bounce_threshold: float = 0.04  # hard bounces / recipients sent (AWS reviews at 0.05)
     complaint_threshold: float = 0.0008  # complaints / recipients sent (AWS reviews at 0.001)
+    campaign_bounce_threshold: float = 0.04  # the same rates judged per running campaign
+    campaign_complaint_threshold: float = 0.0008
+    # An account-wide trip pauses every running campaign ("campaigns": transactional mail goes
+    # on) or holds all sending until `dispatcher resume --force` ("all").
+    account_action: GuardAccountAction = "campaigns"
     check_interval: float = 2.0  # seconds between evaluations in the daemon
 
     def __post_init__(self) -> None:
         _positive("guard.window_hours", self.window_hours)
         _int_range("guard.min_volume", self.min_volume, 1, 10_000_000)
+        _choice("guard.account_action", self.account_action, ("campaigns", "all"))
         for key, value in (
             ("guard.bounce_threshold", self.bounce_threshold),
             ("guard.complaint_threshold", self.complaint_threshold),
+            ("guard.campaign_bounce_threshold", self.campaign_bounce_threshold),
+            ("guard.campaign_complaint_threshold", self.campaign_complaint_threshold),
         ):
             if not (0.0 < value < 1.0):
                 raise ConfigError(f"{key} must be a fraction in (0, 1), e.g. 0.04, got {value}")

@@ -20,6 +20,9 @@ __all__ = [
     "Counts",
     "Thresholds",
     "decide",
+    "hold_reason",
+    "reputation_lines",
+    "reputation_view",
     "verdict",
 ]
 
@@ -75,17 +78,34 @@ def verdict(counts: Counts, th: Thresholds, scope: str) -> str | None:
     return f"guard: {scope} {' and '.join(over)} over {counts.sent:,} recipients sent"
 
 
-def decide(account: Counts, campaigns: Mapping[int, Counts], th: Thresholds) -> dict[int, str]:
-    """The running campaigns to pause, each with its reason; {} when all is well."""
-    account_reason = verdict(account, th, "account")
+def decide(
+    account: Counts,
+    campaigns: Mapping[int, Counts],
+    th: Thresholds,
+    campaign_th: Thresholds | None = None,
+    *,
+    account_pauses_campaigns: bool = True,
+) -> dict[int, str]:
+    """The running campaigns to pause, each with its reason; {} when all is well.
+
+    Each campaign is judged by `campaign_th` (default `th`); an account-wide trip (by `th`)
+    pauses every running campaign unless `account_pauses_campaigns` is False (the caller holds
+    all sending instead: see `hold_reason`).
+    """
+    account_reason = verdict(account, th, "account") if account_pauses_campaigns else None
     out: dict[int, str] = {}
     for campaign_id, counts in campaigns.items():
-        reason = verdict(counts, th, "campaign")
+        reason = verdict(counts, campaign_th or th, "campaign")
         if reason is None and account_reason is not None:
             reason = account_reason
         if reason is not None:
             out[campaign_id] = reason
     return out
+
+
+def hold_reason(account: Counts, th: Thresholds) -> str | None:
+    """With `account_action = "all"`: why all sending must stop, or None."""
+    return verdict(account, th, "account")
 
 
 def reputation_view(

@@ -240,6 +240,23 @@ class FeedbackStore:
             for r in rows
         }
 
+    async def hold_sending(self, reason: str) -> bool:
+        """Hold all sending in every daemon (no job is claimed); False if already held."""
+        async with self._pool.acquire() as conn:
+            return await conn.fetchval(query("sending_hold_set"), reason) is not None
+
+    async def sending_hold(self) -> tuple[str, datetime] | None:
+        """(reason, since) while all sending is held, else None."""
+        async with self._pool.acquire() as conn:
+            r = await conn.fetchrow(query("sending_hold_get"))
+        return None if r is None else (r["reason"], r["held_at"])
+
+    async def release_sending(self) -> str | None:
+        """Lift the hold; its reason, or None if sending was not held."""
+        async with self._pool.acquire() as conn:
+            reason: str | None = await conn.fetchval(query("sending_hold_clear"))
+        return reason
+
     # -- suppressions -------------------------------------------------------------------------
 
     async def suppress(self, addresses: Iterable[str], reason: str) -> list[str]:

@@ -11,11 +11,11 @@ import structlog
 
 from dispatcher.campaigns.store import CampaignStore
 from dispatcher.config.settings import GuardSettings
-from dispatcher.feedback.guard import Thresholds, decide
+from dispatcher.feedback.guard import Thresholds, decide, hold_reason
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.queue.outage import connection_lost
 
-__all__ = ["check_once", "run_guard", "thresholds"]
+__all__ = ["campaign_thresholds", "check_once", "run_guard", "thresholds"]
 
 log = structlog.get_logger()
 
@@ -28,13 +28,38 @@ def thresholds(settings: GuardSettings) -> Thresholds:
     )
 
 
+def campaign_thresholds(settings: GuardSettings) -> Thresholds:
+    return Thresholds(
+        bounce=settings.campaign_bounce_threshold,
+        complaint=settings.campaign_complaint_threshold,
+        min_volume=settings.min_volume,
+    )
+
+
 async def check_once(
     feedback: FeedbackStore, campaigns: CampaignStore, settings: GuardSettings
 ) -> dict[int, str]:
     """Evaluate the guard once; pause what it says; the campaigns paused now, with reasons."""
     account = await feedback.account_counts(settings.window_hours * 3600.0)
     running = await feedback.campaign_counts()
-    verdicts = decide(account, {k: v.counts for k, v in running.items()}, thresholds(settings))
+    hold_all = settings.account_action == "all"
+    if hold_all:
+        reason = hold_reason(account, thresholds(settings))
+        if reason is not None and await feedback.hold_sending(reason):
+            log.error(
+                "guard.held",  # no job is claimed by any daemon until `resume --force`
+                reason=reason,
+                account_sent=account.sent,
+                account_bounced=account.bounced,
+                account_complained=account.complained,
+            )
+    verdicts = decide(
+        account,
+        {k: v.counts for k, v in running.items()},
+        thresholds(settings),
+        campaign_thresholds(settings),
+        account_pauses_campaigns=not hold_all,
+    )
     paused: dict[int, str] = {}
     for campaign_id, reason in verdicts.items():
         if await campaigns.pause(campaign_id, reason):

@@ -44,6 +44,7 @@ async def test_fresh_database_migrates_then_second_run_is_a_no_op(pg_blank_dsn: 
             "messages",
             "recipient_events",
             "schema_migrations",
+            "sending_hold",
             "suppressions",
             "workers",
         ]

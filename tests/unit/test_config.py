@@ -337,6 +337,11 @@ def test_every_key_has_a_generic_environment_variable() -> None:
             f"delivery.in_doubt must be one of hold|resend, got 'maybe' ({IN_FILE})",
         ),
         (
+            {"guard": {"account_action": "everything"}},
+            {},
+            "guard.account_action must be one of campaigns|all, got 'everything'",
+        ),
+        (
             {"delivery": {"config_error_delay": 0}},
             {},
             "delivery.config_error_delay must be a number > 0",

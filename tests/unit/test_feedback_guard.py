@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dispatcher.feedback.guard import Counts, Thresholds, decide, verdict
+from dispatcher.feedback.guard import Counts, Thresholds, decide, hold_reason, verdict
 
 TH = Thresholds(bounce=0.04, complaint=0.0008, min_volume=200)
 
@@ -37,3 +37,22 @@ def test_an_account_wide_trip_pauses_every_running_campaign() -> None:
     paused = decide(account, {1: Counts(10, 0, 0), 2: Counts(800, 50, 0)}, TH)
     assert paused[1].startswith("guard: account bounce rate 5%")
     assert paused[2].startswith("guard: campaign bounce rate 6.25%")  # its own reason first
+
+
+def test_campaigns_are_judged_by_their_own_thresholds() -> None:
+    strict = Thresholds(bounce=0.02, complaint=0.0008, min_volume=200)
+    account = Counts(sent=20_000, bounced=100, complained=0)
+    campaigns = {1: Counts(1000, 25, 0), 2: Counts(1000, 15, 0)}  # 2.5 % and 1.5 %
+    assert decide(account, campaigns, TH) == {}
+    paused = decide(account, campaigns, TH, strict)
+    assert list(paused) == [1] and "threshold 2%" in paused[1]
+
+
+def test_with_a_hold_on_all_sending_an_account_trip_pauses_no_campaign_by_itself() -> None:
+    account = Counts(sent=5_000, bounced=250, complained=0)  # 5 %
+    campaigns = {1: Counts(10, 0, 0), 2: Counts(800, 50, 0)}
+    paused = decide(account, campaigns, TH, account_pauses_campaigns=False)
+    assert list(paused) == [2]  # only the campaign over its own threshold
+    reason = hold_reason(account, TH)
+    assert reason is not None and reason.startswith("guard: account bounce rate 5%")
+    assert hold_reason(Counts(sent=5_000, bounced=199, complained=0), TH) is None

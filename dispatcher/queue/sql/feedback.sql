@@ -95,8 +95,10 @@ WITH scope AS (
     SELECT id FROM dispatcher.campaigns
     WHERE ($1::bigint IS NULL AND state = 'running') OR id = $1
 ), sent AS (
-    SELECT j.campaign_id, count(*) AS n
+    SELECT j.campaign_id,
+           sum(cardinality(m.to_addrs) + cardinality(m.cc_addrs) + cardinality(m.bcc_addrs)) AS n
     FROM dispatcher.jobs j JOIN scope s ON s.id = j.campaign_id
+    JOIN dispatcher.messages m ON m.id = j.id
     WHERE j.state = 'sent'
     GROUP BY 1
 ), fb AS (
@@ -111,7 +113,7 @@ WITH scope AS (
     JOIN dispatcher.recipient_events re ON re.event_id = e.id
     GROUP BY 1
 )
-SELECT s.id AS campaign_id, coalesce(sent.n, 0) AS sent,
+SELECT s.id AS campaign_id, coalesce(sent.n, 0)::bigint AS sent,
        coalesce(fb.bounced, 0) AS bounced, coalesce(fb.bounced_any, 0) AS bounced_any,
        coalesce(fb.complained, 0) AS complained, coalesce(fb.delivered, 0) AS delivered
 FROM scope s
@@ -127,3 +129,15 @@ WITH found AS (
 UPDATE dispatcher.events e SET message_id = found.id
 FROM found WHERE e.id = $2
 RETURNING found.id;
+
+-- name: sending_hold_set
+-- Hold all sending (the guard, account_action "all"); true if it was not held already.
+INSERT INTO dispatcher.sending_hold (reason) VALUES ($1)
+ON CONFLICT (singleton) DO NOTHING
+RETURNING true;
+
+-- name: sending_hold_get
+SELECT reason, held_at FROM dispatcher.sending_hold;
+
+-- name: sending_hold_clear
+DELETE FROM dispatcher.sending_hold RETURNING reason;

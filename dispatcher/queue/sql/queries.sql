@@ -67,6 +67,7 @@ SELECT idempotency_key, id FROM dispatcher.messages WHERE idempotency_key = ANY(
 WITH picked AS (
     SELECT id FROM dispatcher.jobs
     WHERE state = 'queued' AND run_at <= now()
+      AND NOT EXISTS (SELECT 1 FROM dispatcher.sending_hold)  -- the guard holds all sending
     ORDER BY priority DESC, run_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -202,12 +203,16 @@ FROM dispatcher.jobs
 WHERE state IN ('queued', 'claimed', 'in_flight');
 
 -- name: held
--- Mail waiting out a sending error a person must fix; a draining worker stops on it (exit 4).
+-- Mail waiting out a sending error a person must fix, or all queued mail while the guard holds
+-- all sending; a draining worker stops on it (exit 4).
+WITH hold AS (SELECT reason FROM dispatcher.sending_hold)
 SELECT count(*) AS n,
-       (array_agg(last_error ORDER BY updated_at DESC))[1] AS reason
+       coalesce((SELECT reason FROM hold),
+                (array_agg(last_error ORDER BY updated_at DESC))[1]) AS reason
 FROM dispatcher.jobs
-WHERE state = 'queued' AND run_at > now()
-  AND last_outcome IN ('config_error', 'account_paused');
+WHERE state = 'queued'
+  AND (EXISTS (SELECT 1 FROM hold)
+       OR (run_at > now() AND last_outcome IN ('config_error', 'account_paused')));
 
 -- name: workers
 SELECT id, hostname, pid, started_at, heartbeat_at FROM dispatcher.workers ORDER BY started_at;
