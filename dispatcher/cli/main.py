@@ -19,6 +19,7 @@ from dispatcher import app
 from dispatcher.cli import campaign as campaign_cli
 from dispatcher.cli import suppression as suppression_cli
 from dispatcher.cli.jsonl import BadLine, parse_lines, parse_send_after
+from dispatcher.cli.processes import run_processes
 from dispatcher.config import Config, load_config
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.feedback.guard import reputation_lines, reputation_view
@@ -75,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit once nothing is left to send (exit 3 if the "
         "daily quota stops it with mail queued, 4 if a sending error holds the rest)",
+    )
+    run.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes (default 1); they split the account's rate between them",
     )
 
     status = sub.add_parser("status", help="message counts by state, and pacing")
@@ -159,6 +167,12 @@ async def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
     if command == "enqueue":
         return await cmd_enqueue(args.file, cfg)
     if command == "run":
+        if args.processes < 1:
+            raise InputError(f"--processes must be at least 1, got {args.processes}")
+        if args.processes > 1:
+            return await run_processes(
+                cfg, processes=args.processes, drain=args.drain, config_path=args.config
+            )
         return await cmd_run(cfg, drain=args.drain)
     if command == "status":
         return await cmd_status(cfg, as_json=args.json)

@@ -92,6 +92,11 @@ class _Bucket(AsyncLimiter):
         """Add `amount` to the level without waiting, past capacity if need be (a debt)."""
         self._level += amount
 
+    def spend_burst(self) -> None:
+        """No tokens saved up: the next send waits for the steady rate."""
+        self._leak()  # settle the time elapsed first, or the next leak would refund it all
+        self._level = max(self._level, self.max_rate)
+
 
 class RecipientLimiter:
     """Paces sends at the account's MaxSendRate counted in recipients; slows down on throttling.
@@ -108,6 +113,7 @@ class RecipientLimiter:
         "_rate",
         "_refresh_handle",
         "_settings",
+        "_share",
     )
 
     def __init__(
@@ -126,6 +132,7 @@ class RecipientLimiter:
         self._settings = settings if settings is not None else PacingSettings()
         self._clock = clock
         self._max_send_rate = float(max_send_rate)
+        self._share = 1.0  # this process's part of the account's rate (several processes)
         self._controller = RateController(
             self._max_send_rate * self._settings.rate_headroom, self._settings
         )
@@ -184,8 +191,33 @@ class RecipientLimiter:
         _check_max_send_rate(max_send_rate)
         now = self._now()
         self._max_send_rate = float(max_send_rate)
-        self._controller.set_allowed(self._max_send_rate * self._settings.rate_headroom, now)
+        self._controller.set_allowed(self._allowed(), now)
         self._apply(now)
+
+    @property
+    def share(self) -> float:
+        """This process's part of the account's rate (1.0 when it sends alone)."""
+        return self._share
+
+    def set_share(self, share: float) -> None:
+        """Several processes send for one account: run at `share` of MaxSendRate x headroom."""
+        if not (0.0 < share <= 1.0):
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        if abs(share - self._share) < 1e-9:
+            return
+        now = self._now()
+        self._share = share
+        self._controller.set_allowed(self._allowed(), now)
+        self._apply(now)
+        log.info("pacing.share", share=round(share, 4), rate=round(self._rate, 3))
+
+    def spend_burst(self) -> None:
+        """Start without the saved-up burst: for a process joining others that already send
+        (their bursts and ours together could exceed SES's own tolerance)."""
+        self._bucket.spend_burst()
+
+    def _allowed(self) -> float:
+        return self._max_send_rate * self._settings.rate_headroom * self._share
 
     def refresh(self) -> None:
         """Apply the controller's rate for now (done by a timer while recovering)."""

@@ -444,6 +444,13 @@ class Queue:
                 float(lease_seconds),
             )
 
+    async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> int:
+        """Mark ``owner`` active (when busy) for ``ttl`` s; how many other workers are active."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(query("rate_share"), owner, busy, float(ttl))
+        others: int = row["others"]
+        return others
+
     async def heartbeat(self, owner: uuid.UUID) -> bool:
         """Renew the lease; False if our row is gone (another worker declared us dead)."""
         async with self._pool.acquire() as conn:

@@ -69,6 +69,9 @@ class Campaigns(Protocol):
 
 
 BULK_ENTRIES = 50  # SendBulkEmail's limit per call
+SHARE_INTERVAL = 0.25  # seconds between rate-share updates (several processes, one account)
+SHARE_TTL = 1.0  # seconds an active mark lasts: a dead process's part comes back this soon
+SHARE_CHANNEL = "dispatcher_share"  # NOTIFYed when a worker starts sending (rate_share)
 WAKE_CHANNEL = "dispatcher_jobs"  # NOTIFYed by every statement that inserts jobs (0006_outbox)
 
 
@@ -161,6 +164,7 @@ class WorkerPool:
         self._side_tasks: set[asyncio.Task[object]] = set()  # e.g. pausing a campaign
         self._current_group: list[ClaimedJob] = []  # a bulk group being admitted
         self._wake = asyncio.Event()  # set by NOTIFY dispatcher_jobs: new mail to claim
+        self._share_wake = asyncio.Event()  # set by NOTIFY dispatcher_share: recount now
         self._listener: asyncpg.Connection | None = None  # the LISTENing pooled connection
         # Campaign mail also passes this bucket when it may use only a share of the rate.
         self._campaign_limiter: RecipientLimiter | None = None
@@ -196,11 +200,15 @@ class WorkerPool:
             rate=round(self.limiter.rate, 3),
             drain=self.drain,
         )
+        # Our part of the account's rate before the first send: a process that starts while
+        # others send must not burst at the whole rate (its bucket starts full).
+        await self._update_share(busy=True, joining=True)
         self._launcher.start()
         self._settler.start()
         internal_stop = asyncio.Event()
         background = [
             self._background(self._heartbeat_loop(internal_stop), "heartbeat"),
+            self._background(self._share_loop(internal_stop), "rate-share"),
             self._background(
                 run_quota_poller(
                     self.ses.get_send_quota,
@@ -359,7 +367,7 @@ class WorkerPool:
         bucket = self._campaign_limiter
         if bucket is None:
             return
-        share = self.limiter.max_send_rate * self.settings.campaign_rate_share
+        share = self.limiter.max_send_rate * self.limiter.share * self.settings.campaign_rate_share
         if abs(bucket.max_send_rate - share) > 1e-9:
             bucket.set_max_send_rate(share)  # MaxSendRate changed: follow it
         await bucket.acquire(recipients)
@@ -737,6 +745,7 @@ class WorkerPool:
         try:
             conn = await self.queue.pool.acquire()
             await conn.add_listener(WAKE_CHANNEL, self._on_notify)
+            await conn.add_listener(SHARE_CHANNEL, self._on_share_notify)
         except Exception as exc:
             log.warning("queue.listen_failed", error=repr(exc))  # the poll still finds mail
             if conn is not None:
@@ -753,10 +762,15 @@ class WorkerPool:
             with contextlib.suppress(Exception):
                 await conn.remove_listener(WAKE_CHANNEL, self._on_notify)
             with contextlib.suppress(Exception):
+                await conn.remove_listener(SHARE_CHANNEL, self._on_share_notify)
+            with contextlib.suppress(Exception):
                 await self.queue.pool.release(conn)
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
         self._wake.set()
+
+    def _on_share_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        self._share_wake.set()  # another process started sending: make room now
 
     async def _db(self, what: str, op: Callable[[], Awaitable[_R]]) -> _R:
         """A statement that rides out a Postgres restart (DatabaseError after the timeout)."""
@@ -894,6 +908,32 @@ class WorkerPool:
                 await self._db("campaign check", self.campaigns.finish_done)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), s.heartbeat_seconds)
+
+    async def _share_loop(self, stop: asyncio.Event) -> None:
+        """Split the account's rate with the other processes that have mail to send.
+
+        Every SHARE_INTERVAL: mark this worker active (for SHARE_TTL) while it has mail, count
+        the others that are active, and pace at 1 / (them + us). An idle worker takes nothing;
+        a dead one's part comes back when its mark lapses (within SHARE_TTL).
+        """
+        while not stop.is_set():
+            self._share_wake.clear()  # a NOTIFY from now on means: count again
+            busy = bool(self._buffer or self._current is not None or self._sends)
+            try:
+                await self._update_share(busy)
+            except Exception as exc:
+                if not connection_lost(exc):
+                    raise  # keep the last share while the database is away
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._share_wake.wait(), SHARE_INTERVAL)
+
+    async def _update_share(self, busy: bool, *, joining: bool = False) -> None:
+        others = await self.queue.rate_share(self.owner, busy, SHARE_TTL)
+        self.limiter.set_share(1.0 / (others + 1))
+        if joining:
+            # No saved-up burst at start: processes that start together (or join others that
+            # send) would otherwise burst together, past what SES tolerates.
+            self.limiter.spend_burst()
 
     # -- shutdown -------------------------------------------------------------------------
 

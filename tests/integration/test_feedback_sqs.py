@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -13,6 +14,7 @@ from typing import Any
 
 import aioboto3
 import aiohttp
+import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.app import run_worker
 from dispatcher.config.settings import FeedbackSettings
@@ -27,7 +29,6 @@ from tests.support.sim import SimFactory, sns_receiver
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-feedback"
 SIM = "simulator.amazonses.com"
-KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 def envelope(address: str, *, topic: str = TOPIC, message_as_object: bool = False) -> str:
@@ -53,7 +54,9 @@ def envelope(address: str, *, topic: str = TOPIC, message_as_object: bool = Fals
 
 @asynccontextmanager
 async def sqs_queue(moto: MotoServer, name: str) -> AsyncIterator[tuple[Any, str]]:
-    session = aioboto3.Session(region_name=moto.region, **KEYS)
+    session = aioboto3.Session(
+        region_name=moto.region, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
     async with session.client("sqs", endpoint_url=moto.endpoint_url) as sqs:
         created = await sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "1"})
         yield sqs, created["QueueUrl"]
@@ -134,7 +137,9 @@ async def test_the_simulators_signed_events_are_verified_and_a_forgery_is_refuse
         (confirmation,) = await rx.wait_for("SubscriptionConfirmation")
         async with aiohttp.ClientSession() as http, http.get(confirmation["SubscribeURL"]) as r:
             assert r.status == 200
-        session = aioboto3.Session(region_name="us-east-1", **KEYS)
+        session = aioboto3.Session(
+            region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
         async with session.client("sesv2", endpoint_url=sim.endpoint_url) as ses:
             for address in (f"bounce@{SIM}", f"complaint@{SIM}"):
                 await ses.send_email(
@@ -209,3 +214,40 @@ async def test_the_daemon_polls_the_configured_queue(
         finally:
             stop.set()
             await asyncio.wait_for(worker, 30)
+
+
+async def test_a_message_whose_record_fails_is_not_deleted_and_is_recorded_later(
+    queue: Queue, moto_server: MotoServer
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on: the database is unreachable
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = await asyncpg.create_pool(
+        f"postgresql://nobody@127.0.0.1:{port}/none", min_size=0, max_size=1
+    )
+    async with sqs_queue(moto_server, "feedback-outage") as (sqs, url):
+        body = envelope(f"later@{SIM}")
+        await sqs.send_message(QueueUrl=url, MessageBody=body)
+        settings = FeedbackSettings(
+            allowed_topics=TOPIC,
+            sqs_queue_url=url,
+            sqs_endpoint_url=moto_server.endpoint_url,
+            sqs_wait_seconds=1,
+            sqs_verify=False,
+        )
+        store = FeedbackStore(queue.pool)
+        async with aiohttp.ClientSession() as http:
+            verifier = SnsVerifier(allowed_topics=(TOPIC,), fetch=certificate_fetcher(http))
+            async with poller(settings, FeedbackStore(down), verifier):
+                await asyncio.sleep(3)  # received (at least once), record refused
+            assert await left_on_queue(sqs, url) == [body]  # not deleted
+            await asyncio.sleep(1.5)  # visible again after its visibility timeout
+            async with poller(settings, store, verifier):
+
+                async def suppressed() -> bool:
+                    return len(await store.lookup([f"later@{SIM}"])) == 1
+
+                await eventually(suppressed, limit=20)
+                await asyncio.sleep(1.5)
+        assert await left_on_queue(sqs, url) == []
+    await down.close()

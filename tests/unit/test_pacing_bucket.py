@@ -451,3 +451,30 @@ def test_default_burst_is_half_a_second_so_ses_keeps_slack() -> None:
     # 10 go at once (half a second of rate), the other 10 at 20/s after that.
     assert sum(1 for t in times if t < 1e-6) == 10
     assert times[-1] == pytest.approx(10 / 20, abs=1e-3)
+
+
+def test_a_share_splits_the_rate_and_follows_max_send_rate_changes() -> None:
+    limiter = RecipientLimiter(100.0, PacingSettings())
+    limiter.set_share(0.25)
+    assert limiter.share == 0.25 and limiter.rate == pytest.approx(25.0)
+    limiter.set_max_send_rate(200.0)  # GetSendQuota reports more: the share still applies
+    assert limiter.rate == pytest.approx(50.0)
+    limiter.set_share(1.0)
+    assert limiter.rate == pytest.approx(200.0)
+    with pytest.raises(ValueError, match="share"):
+        limiter.set_share(0.0)
+
+
+async def test_spending_the_burst_makes_the_first_send_wait_for_the_steady_rate() -> None:
+    loop = asyncio.get_running_loop()
+    fresh = RecipientLimiter(20.0, PacingSettings())
+    began = loop.time()
+    for _ in range(5):  # a fresh bucket has 0.5 s of burst: ten at once
+        await fresh.acquire(1)
+    assert loop.time() - began < 0.05
+    joined = RecipientLimiter(20.0, PacingSettings())
+    joined.spend_burst()
+    began = loop.time()
+    for _ in range(3):
+        await joined.acquire(1)
+    assert loop.time() - began >= 0.09  # 3 at 20/s, nothing saved up

@@ -148,6 +148,26 @@ INSERT INTO dispatcher.workers (id, hostname, pid, lease_seconds)
 VALUES ($1, $2, $3, $4)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 
+-- name: rate_share
+-- Mark worker $1 active for $3 seconds when it has mail ($2), and count the other workers that
+-- are active now: the account's rate is split among them (an idle worker takes no part, a dead
+-- one's part lapses with its active_until). A worker that becomes active tells the others at
+-- once (NOTIFY dispatcher_share) so they make room before its first send, not a tick later.
+WITH prev AS (
+    SELECT active_until > now() AS was_active FROM dispatcher.workers WHERE id = $1
+), me AS (
+    UPDATE dispatcher.workers
+    SET active_until = CASE WHEN $2 THEN now() + make_interval(secs => $3) ELSE NULL END
+    WHERE id = $1
+    RETURNING id
+)
+SELECT count(*) AS others,
+       (SELECT count(pg_notify('dispatcher_share', ''))
+        FROM prev WHERE $2 AND NOT coalesce(prev.was_active, false)) AS told,
+       (SELECT count(*) FROM me) AS marked
+FROM dispatcher.workers
+WHERE active_until > now() AND id <> $1;
+
 -- name: heartbeat
 UPDATE dispatcher.workers SET heartbeat_at = now() WHERE id = $1 RETURNING id;
 

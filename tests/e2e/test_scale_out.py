@@ -1,0 +1,95 @@
+"""Two daemons x two processes on one SES account: together they keep to MaxSendRate, every
+process works, and when one daemon dies the other takes its share within seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+
+from dispatcher.queue.repository import Queue
+from tests.support.cli import cli_env, fetch, start_cli
+from tests.support.dispatch import batch, dispatcher_ids, eventually
+from tests.support.sim import SimFactory, SimHandle
+
+RATE = 200.0
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a daemon and its worker processes at once (a host going away)."""
+    parent = psutil.Process(pid)
+    procs = [*parent.children(recursive=True), parent]
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+    psutil.wait_procs(procs, timeout=10)
+
+
+def rate_between(stamps: list[float], start: float, end: float) -> float:
+    return sum(1 for t in stamps if start <= t < end) / (end - start)
+
+
+async def accepted_at_least(sim: SimHandle, n: int) -> bool:
+    return int((await sim.stats())["accepted"]) >= n
+
+
+async def test_two_daemons_of_two_processes_share_one_rate_and_survive_a_death(
+    queue: Queue, pg_dsn: str, tmp_path: Path, sim_process: SimFactory
+) -> None:
+    ids = [r.id for r in await queue.enqueue_many(batch(3600))]
+    async with sim_process(max_send_rate=RATE, max_24_hour_send=-1) as sim:
+        env = cli_env(
+            tmp_path,
+            dsn=pg_dsn,
+            endpoint_url=sim.endpoint_url,
+            DISPATCHER_QUEUE__LEASE_SECONDS="3",
+            DISPATCHER_QUEUE__HEARTBEAT_SECONDS="1",
+        )
+        a = await start_cli(env, "run", "--processes", "2", output=tmp_path / "a.log")
+        b = await start_cli(env, "run", "--drain", "--processes", "2", output=tmp_path / "b.log")
+        try:
+            await eventually(lambda: accepted_at_least(sim, 1200), limit=40)
+            active = await fetch(
+                pg_dsn, "SELECT count(*) AS n FROM dispatcher.workers WHERE active_until > now()"
+            )
+            workers = await fetch(pg_dsn, "SELECT count(*) AS n FROM dispatcher.workers")
+            killed_at = time.time()  # the simulator stamps acceptances with this clock
+            kill_tree(a.pid)
+            code_b = await asyncio.wait_for(b.wait(), 60)
+        finally:
+            for proc in (a, b):
+                if proc.returncode is None:
+                    kill_tree(proc.pid)
+        received = await sim.messages()
+        stats = await sim.stats()
+    stamps = sorted(m["accepted_at"] for m in received)
+    first = stamps[0]
+    before = rate_between(stamps, first + 1.0, killed_at)
+    after = rate_between(stamps, killed_at + 2.0, killed_at + 5.0)
+    rows = await fetch(pg_dsn, "SELECT id FROM dispatcher.jobs WHERE state = 'unknown'")
+    unknown = {r["id"] for r in rows}
+    seen = Counter(dispatcher_ids(received))
+    lines = (tmp_path / "b.log").read_text().splitlines()
+    b_log = [json.loads(line) for line in lines if line.startswith("{")]
+    b_sent = [e["sent"] for e in b_log if e.get("event") == "worker.stopped"]
+    per_second = Counter(int(t - first) for t in stamps)
+    per_tenth = Counter(int((t - first) * 10) for t in stamps)
+    summary = (
+        f"per second {[per_second[i] for i in range(int(stamps[-1] - first) + 1)]}, "
+        f"first 2 s by 100 ms {[per_tenth[i] for i in range(20)]}, "
+        f"killed at +{killed_at - first:.1f} s, "
+        f"before {before:.1f}/s, after {after:.1f}/s, throttled {stats['throttled']} of "
+        f"{stats['accepted']}, active {active[0]['n']} of {workers[0]['n']}, b sent {b_sent}, "
+        f"b exit {code_b}, in doubt {len(unknown)}"
+    )
+    assert workers[0]["n"] == 4 and active[0]["n"] == 4, summary  # every process had mail
+    assert before >= 0.95 * RATE, summary  # together at the account's rate ...
+    assert stats["throttled"] <= 0.01 * stats["accepted"], summary  # ... and not above it
+    assert after >= 0.90 * RATE, summary  # the survivor took the dead daemon's share
+    assert len(b_sent) == 2 and all(n > 0 for n in b_sent), summary
+    assert all(seen[i] >= 1 or i in unknown for i in ids), summary  # nothing lost
+    assert all(n == 1 or i in unknown for i, n in seen.items()), summary
