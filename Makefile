@@ -24,19 +24,17 @@ lint: install
 	$(BIN)/ruff format --check dispatcher tests bench
 	$(BIN)/mypy
 
-# Quick (a few minutes): throughput vs bare aioboto3, client CPU per call, idle latency.
+# Quick (a few minutes): throughput vs bare aioboto3, client CPU per call, idle latency, rate
+# fidelity at MaxSendRate 14/100/1000, five SIGKILLs during a 5,000-recipient campaign.
 bench: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python -m bench.throughput
-	$(BIN)/python -m bench.client
-	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.run
 
-# Everything, longer: adds SendBulkEmail vs SendEmail, the simulator's ceiling, and the
-# 100k-recipient campaign (import, SIGKILL half-way, peak RSS against list size).
-bench-full: bench
-	$(BIN)/python -m bench.bulk
-	$(BIN)/python -m bench.sim_throughput
-	$(BIN)/python -m bench.campaign
+# Everything, longer: the above at full size (20,000-recipient SIGKILL scenario), plus
+# SendBulkEmail vs SendEmail, the simulator's ceiling and the 100k-recipient campaign.
+bench-full: install
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench.run --full
 
 clean:
 	rm -rf $(VENV) .dispatcher bench/results/*.json

@@ -1,0 +1,195 @@
+"""Rate fidelity: how close the dispatcher sends to the account's MaxSendRate, and how often SES
+(the simulator) refuses it for going faster.
+
+    python -m bench.rate [--rates 14,100,1000] [--seconds 20] [--quick]
+
+For each MaxSendRate R: a campaign of R x seconds recipients (bench.campaign's machinery: a
+throwaway Postgres, the simulator in its own process with SES-like latency, lognormal, median
+60 ms, p99 250 ms), then `dispatcher run --drain` as its own process. From the simulator's record:
+achieved rate = recipients accepted per second between the first and the last acceptance,
+achieved / allowed, throttled % = throttled sends / all sends, and the accepted count per second
+over time. Writes bench/results/rate.json, and bench/results/rate.png (rate over time against the
+allowed rate) when matplotlib is importable (`pip install -e '.[bench]'`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.campaign import (
+    RESULTS,
+    BenchError,
+    Child,
+    SimControl,
+    cli_env,
+    import_list,
+    run_cli,
+    sizes,
+    stderr_into,
+    write_templates,
+)
+from bench.services import Databases, run_simulator
+from dispatcher.obs.logging import configure_logging
+from dispatcher.queue.embedded import temporary_cluster
+
+LATENCY: dict[str, Any] = {
+    "latency_model": "lognormal",
+    "latency_ms": 60.0,
+    "latency_p99_ms": 250.0,
+}
+
+
+def per_second(times: list[float]) -> list[int]:
+    """Accepted count in each whole second from the first acceptance."""
+    if not times:
+        return []
+    start = min(times)
+    buckets = Counter(int(t - start) for t in times)
+    return [buckets.get(i, 0) for i in range(max(buckets) + 1)]
+
+
+async def configure(http: aiohttp.ClientSession, sim: SimControl, **settings: Any) -> None:
+    async with http.post(sim.sim.endpoint_url + "/_sim/config", json=settings) as resp:
+        if resp.status != 200:
+            raise BenchError(f"simulator config {settings} -> {resp.status}: {await resp.text()}")
+
+
+async def one_rate(
+    dbs: Databases,
+    sim: SimControl,
+    http: aiohttp.ClientSession,
+    work: Path,
+    rate: float,
+    seconds: float,
+    templates: tuple[Path, Path],
+) -> dict[str, Any]:
+    n = max(20, int(rate * seconds))
+    await configure(http, sim, max_send_rate=rate, **LATENCY)
+    imp = await import_list(dbs, sim.sim, work, n, *templates)
+    try:
+        await sim.sim.reset()
+        env = cli_env(imp.dsn, sim.sim, work)
+        (await run_cli(env, work, "campaign", "start", str(imp.campaign_id))).check()
+        drained = (await Child(["run", "--drain"], env, work).wait()).check()
+        stats = await sim.sim.stats()
+        record = await sim.messages()
+    finally:
+        await dbs.drop(imp.dsn)
+    times = sorted(float(m["accepted_at"]) for m in record)
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    achieved = (len(times) - 1) / span if span > 0 else 0.0
+    accepted, throttled = int(stats["accepted"]), int(stats.get("throttled", 0))
+    return {
+        "allowed_per_s": rate,
+        "recipients": n,
+        "accepted": accepted,
+        "throttled": throttled,
+        "throttled_pct": 100.0 * throttled / (accepted + throttled) if accepted else 0.0,
+        "achieved_per_s": achieved,
+        "achieved_over_allowed": achieved / rate,
+        "send_span_s": span,
+        "drain_wall_s": drained.wall,
+        "per_second": per_second(times),
+    }
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not importable: no plot (pip install -e '.[bench]')")
+        return False
+    fig, axes = plt.subplots(len(results), 1, figsize=(8, 2.6 * len(results)), squeeze=False)
+    for ax, r in zip(axes[:, 0], results, strict=True):
+        series = r["per_second"]
+        ax.step(range(len(series)), series, where="post", label="accepted per second")
+        ax.axhline(r["allowed_per_s"], color="red", linestyle="--", label="MaxSendRate")
+        ax.set_title(
+            f"MaxSendRate {r['allowed_per_s']:g}/s: achieved {r['achieved_over_allowed']:.3f}"
+            f" of allowed, {r['throttled_pct']:.2f} % throttled"
+        )
+        ax.set_xlabel("seconds since the first acceptance")
+        ax.set_ylabel("recipients/s")
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    configure_logging("warning", "console")
+    out: dict[str, Any] = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m bench.rate " + " ".join(sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "settings": {"rates": args.rates, "seconds": args.seconds, "simulator": LATENCY},
+    }
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-rate-") as tmp, temporary_cluster() as pg:
+        work = Path(tmp)
+        templates = write_templates(work)
+        dbs = Databases(pg)
+        await dbs.make_template()
+        async with contextlib.AsyncExitStack() as stack:
+            with stderr_into(work / "simulator.log"):
+                raw = await stack.enter_async_context(run_simulator(max_send_rate=14.0))
+            http = await stack.enter_async_context(aiohttp.ClientSession())
+            sim = SimControl(raw, http)
+            for rate in args.rates:
+                r = await one_rate(dbs, sim, http, work, float(rate), args.seconds, templates)
+                results.append(r)
+                print(
+                    f"MaxSendRate {rate:>6g}/s: achieved {r['achieved_per_s']:8.1f}/s = "
+                    f"{r['achieved_over_allowed']:.3f} of allowed, throttled "
+                    f"{r['throttled_pct']:.2f} % ({r['throttled']} of "
+                    f"{r['accepted'] + r['throttled']} sends), {r['recipients']:,} recipients"
+                )
+    out["results"] = results
+    RESULTS.mkdir(exist_ok=True)
+    png = RESULTS / "rate.png"
+    out["plot"] = str(png.relative_to(RESULTS.parent.parent)) if plot(results, png) else None
+    path = RESULTS / "rate.json"
+    path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}" + (f" and {png}" if out["plot"] else ""))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.rate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--rates", type=sizes, default=[14, 100, 1000], help="MaxSendRates")
+    parser.add_argument("--seconds", type=float, default=20.0, help="sending time per rate (20)")
+    parser.add_argument("--quick", action="store_true", help="8 s per rate")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds = 8.0
+    try:
+        return asyncio.run(main_async(args))
+    except BenchError as exc:
+        print(f"bench.rate: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Run the benchmarks in sequence, each as its own process writing bench/results/<name>.json.
+
+    python -m bench.run [--full]
+
+Quick (`make bench`, a few minutes): throughput vs bare aioboto3, client CPU per call, idle
+latency, rate fidelity (8 s per rate), five SIGKILLs over 5,000 recipients. Full
+(`make bench-full`): the same at full size, plus SendBulkEmail vs SendEmail, the simulator's
+ceiling and the 100k-recipient campaign. A failed benchmark is reported and the others still run;
+the exit code is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+QUICK: list[list[str]] = [
+    ["bench.throughput"],
+    ["bench.client"],
+    ["bench.latency"],
+    ["bench.processes"],
+    ["bench.rate", "--quick"],
+    ["bench.reliability", "--quick"],
+]
+FULL: list[list[str]] = [
+    ["bench.throughput"],
+    ["bench.client"],
+    ["bench.latency"],
+    ["bench.processes"],
+    ["bench.rate"],
+    ["bench.reliability"],
+    ["bench.bulk"],
+    ["bench.sim_throughput"],
+    ["bench.campaign"],
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--full", action="store_true", help="every benchmark at full size")
+    args = parser.parse_args(argv)
+    failed: list[str] = []
+    for module, *rest in FULL if args.full else QUICK:
+        if not (HERE / f"{module.split('.')[-1]}.py").exists():
+            print(f"== {module}: not in this checkout, skipped", flush=True)
+            continue
+        print(f"== {module} {' '.join(rest)}", flush=True)
+        began = time.perf_counter()
+        code = subprocess.run([sys.executable, "-m", module, *rest], check=False).returncode
+        print(f"== {module}: exit {code} in {time.perf_counter() - began:.0f} s", flush=True)
+        if code != 0:
+            failed.append(module)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
