@@ -59,7 +59,7 @@ async def daemon_with_feedback(
         guard=replace(cfg.guard, **guard),  # type: ignore[arg-type]
     )
     stop = asyncio.Event()
-    worker: asyncio.Task[object] = asyncio.create_task(run_worker(cfg, stop))  # type: ignore[arg-type]
+    worker: asyncio.Task[object] = asyncio.create_task(run_worker(cfg, stop))
     try:
 
         async def listening() -> bool:

@@ -147,9 +147,13 @@ async def test_the_simulators_signed_events_are_verified_and_a_forgery_is_refuse
                     Destination={"ToAddresses": [address]},
                     Content={"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "t"}}}},
                 )
-        notifications = await rx.wait_for("Notification", count=2)
-        topic = notifications[0]["TopicArn"]
-        forged = copy.deepcopy(notifications[0])
+        # bounce@ gives a Bounce; complaint@ gives a Delivery and then a Complaint: three in all
+        notifications = await rx.wait_for("Notification", count=3)
+        (bounce,) = [
+            n for n in notifications if json.loads(n["Message"])["notificationType"] == "Bounce"
+        ]
+        topic = bounce["TopicArn"]
+        forged = copy.deepcopy(bounce)
         forged["MessageId"] = "forged-1"
         forged["Message"] = forged["Message"].replace("bounce@", "victim@")
         for body in [*notifications, forged]:
