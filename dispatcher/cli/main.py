@@ -8,6 +8,7 @@ import contextlib
 import json
 import signal
 import sys
+import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +30,7 @@ from dispatcher.obs.logging import configure_logging
 from dispatcher.pacing import QuotaGovernor
 from dispatcher.queue.embedded import EmbeddedPostgres
 from dispatcher.queue.migrate import migrate
+from dispatcher.queue.quota import SharedQuotaStore
 from dispatcher.queue.repository import STATES, NewMessage, ResolveTo
 from dispatcher.queue.validate import validate_message
 from dispatcher.ses import SesAdapter
@@ -358,9 +360,17 @@ async def cmd_status(cfg: Config, *, as_json: bool) -> int:
         feedback = FeedbackStore(queue.pool)
         sent = await feedback.account_counts(window * 3600.0)
         hold = await feedback.sending_hold()
+        shared = await SharedQuotaStore(queue.pool).sync(uuid.UUID(int=0), {})
     states = {state: counts.get(state, 0) for state in STATES}
     pacing = await _pacing_view(cfg)
     pacing["workers"] = len(workers)
+    leader = next((w for w in workers if w.id == shared.leader), None)
+    pacing["shared"] = {
+        # The reading every worker admits mail against, and who takes it (None: nobody yet).
+        "read_by": None if leader is None else f"{leader.hostname}/{leader.pid} ({leader.id})",
+        "reading_age_seconds": round(shared.age, 1) if shared.quota is not None else None,
+        "sent_since_reading": shared.others_sent,  # by every worker, on the wire included
+    }
     reputation = reputation_view(sent, thresholds(cfg.guard), window_hours=window)
     reputation["sending_held"] = None if hold is None else {"reason": hold[0], "since": hold[1]}
     if as_json:
@@ -377,6 +387,13 @@ async def cmd_status(cfg: Config, *, as_json: bool) -> int:
         )
     print(f"workers: {len(workers)} running")
     _print_pacing(pacing)
+    shared = pacing["shared"]
+    if shared["reading_age_seconds"] is not None:
+        print(
+            f"  shared reading    taken {shared['reading_age_seconds']:g} s ago by "
+            f"{shared['read_by'] or 'a worker that has stopped'}; "
+            f"{shared['sent_since_reading']:g} recipients sent since by all workers"
+        )
     print(f"reputation (last {window:g} h, account-wide):")
     print("\n".join(reputation_lines(reputation)))
     if hold is not None:

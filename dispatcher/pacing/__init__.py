@@ -5,7 +5,6 @@ from __future__ import annotations
 from dispatcher.pacing.bucket import RecipientLimiter
 from dispatcher.pacing.control import RateController
 from dispatcher.pacing.governor import ADMITTED, Admission, QuotaGovernor, QuotaView
-from dispatcher.pacing.poller import run_quota_poller
 from dispatcher.pacing.settings import MIN_POLL_INTERVAL, PacingConfigError, PacingSettings
 
 __all__ = [
@@ -18,5 +17,4 @@ __all__ = [
     "QuotaView",
     "RateController",
     "RecipientLimiter",
-    "run_quota_poller",
 ]

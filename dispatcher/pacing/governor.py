@@ -3,6 +3,12 @@
 Between two GetSendQuota readings it adds what this process sent to the reading's
 SentLast24Hours, so it never lets more through than the reading plus local sends allow. A pause
 ends by itself: a later reading, in which SES's rolling window has freed room, admits again.
+
+Several processes on one account share one reading (see `dispatcher.worker.shared_quota`). Each
+counts what it sent per *epoch*: a send counts into the epoch current when SES answered it (one
+still unanswered is *pending*, in no reading yet). A reading is taken only once every process
+counts into its epoch, so it includes every send counted into an earlier one; `adopt()` then
+admits against reading + our pending and later-epoch sends + the others' (as they reported them).
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ class Admission:
 
 
 ADMITTED = Admission(True)
+
+# The epoch under which a process reports its pending sends: above any real one, so every
+# reading counts them until they are answered and move to a real epoch.
+PENDING_EPOCH = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +58,19 @@ class QuotaGovernor:
     """
 
     __slots__ = (
+        "_counting",
         "_daily_error_at",
+        "_epoch",
+        "_others",
+        "_pending",
         "_poll_started_at",
         "_quota",
         "_reading_at",
         "_sent_during_poll",
         "_sent_since_reading",
         "_settings",
+        "_share",
+        "_spent",
     )
 
     def __init__(self, settings: PacingSettings | None = None) -> None:
@@ -68,6 +84,16 @@ class QuotaGovernor:
         self._sent_during_poll = 0.0
         # SES refused a send for the daily quota at this time; only a later reading lifts it.
         self._daily_error_at: float | None = None
+        # A reading shared by several processes: the published epoch we hold (None: our own
+        # reading, or none), the epoch we count into and since when, recipients admitted whose
+        # send SES has not answered yet, what was answered per epoch, what the others sent since
+        # our reading, and our part of the room left (1 / processes sending).
+        self._epoch: int | None = None
+        self._counting: tuple[int, float] | None = None
+        self._pending = 0.0
+        self._spent: dict[int, float] = {}
+        self._others = 0.0
+        self._share = 1.0
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -91,8 +117,10 @@ class QuotaGovernor:
             self._daily_error_at = None  # a reading taken after the refusal decides from here
 
     def record_sent(self, recipients: int, now: float) -> None:
-        """This process handed a message to `recipients` recipients to SES."""
+        """This process handed a message to `recipients` recipients to SES (or is about to);
+        call `answered()` when SES has answered it."""
         self._sent_since_reading += recipients
+        self._pending += recipients
         started = self._poll_started_at
         if started is not None and now >= started:
             self._sent_during_poll += recipients
@@ -100,6 +128,63 @@ class QuotaGovernor:
     def on_daily_quota_error(self, now: float) -> None:
         """SES refused a send because the daily quota is spent: pause at once."""
         self._daily_error_at = now
+
+    def answered(self, recipients: int) -> None:
+        """SES answered a send recorded with `record_sent` (whatever the answer: counting a
+        refused one errs on the safe side): it counts into the current epoch from now."""
+        self._pending = max(0.0, self._pending - recipients)
+        if self._counting is not None:
+            epoch = self._counting[0]
+            self._spent[epoch] = self._spent.get(epoch, 0.0) + recipients
+
+    # -- a reading shared by several processes ---------------------------------------------
+
+    def follow(self, polling_epoch: int, now: float) -> None:
+        """The shared reading being taken is `polling_epoch`: count what SES answers into it."""
+        if self._counting is None or polling_epoch > self._counting[0]:
+            self._counting = (polling_epoch, now)
+            self._spent.setdefault(polling_epoch, 0.0)
+
+    def adopt(self, epoch: int, quota: Quota | None, others: float, age: float, now: float) -> None:
+        """The published reading is `epoch` (`quota`, taken `age` seconds ago; None: none yet),
+        and the other processes sent `others` recipients it does not include."""
+        if quota is None:
+            return  # nobody has read GetSendQuota for all yet: our own reading stands
+        self._others = max(0.0, others)
+        if epoch == self._epoch:
+            return
+        self._epoch = epoch
+        self._quota = quota
+        self._reading_at = now - max(0.0, age)
+        self._spent = {e: v for e, v in self._spent.items() if e >= epoch}
+        self._sent_since_reading = sum(self._spent.values()) + self._pending
+        self._poll_started_at = None
+        self._sent_during_poll = 0.0
+        if self._daily_error_at is not None and self._counting is not None:
+            counting, began = self._counting
+            if counting == epoch and began > self._daily_error_at:
+                self._daily_error_at = None  # begun after SES's refusal: it decides from here
+
+    def set_share(self, share: float) -> None:
+        """Our part of the room left (1 / processes sending): see `_our_room`."""
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        self._share = share
+
+    def spent_by_epoch(self) -> dict[int, float]:
+        """What the other processes must count of ours: per epoch, and the pending sends under
+        PENDING_EPOCH (no reading includes them yet)."""
+        return {**self._spent, PENDING_EPOCH: self._pending}
+
+    @property
+    def counting_epoch(self) -> int | None:
+        """The epoch our sends count into (None before the first shared reading)."""
+        return self._counting[0] if self._counting is not None else None
+
+    @property
+    def epoch(self) -> int | None:
+        """The shared reading we hold (None: our own reading, or none)."""
+        return self._epoch
 
     # -- decisions ----------------------------------------------------------------------------
 
@@ -112,9 +197,8 @@ class QuotaGovernor:
             return Admission(False, self._daily_error_reason(), self._retry_at(now))
         if quota.max_24_hour_send < 0:
             return ADMITTED
-        allowed = quota.max_24_hour_send * self._settings.quota_headroom
-        used = quota.sent_last_24_hours + self._sent_since_reading
-        if used + recipients > allowed:
+        used = self._used(quota)
+        if recipients > self._our_room(quota, used):
             return Admission(False, self._over_reason(quota, used), self._retry_at(now))
         return ADMITTED
 
@@ -140,8 +224,8 @@ class QuotaGovernor:
             return self._daily_error_reason()
         if quota.max_24_hour_send < 0:
             return None
-        used = quota.sent_last_24_hours + self._sent_since_reading
-        if used + 1 > quota.max_24_hour_send * self._settings.quota_headroom:
+        used = self._used(quota)
+        if self._our_room(quota, used) < 1:
             return self._over_reason(quota, used)
         return None
 
@@ -156,7 +240,7 @@ class QuotaGovernor:
         if quota is None or quota.max_24_hour_send < 0:
             return None
         allowed = quota.max_24_hour_send * self._settings.quota_headroom
-        return max(0.0, allowed - quota.sent_last_24_hours - self._sent_since_reading)
+        return max(0.0, allowed - self._used(quota))
 
     def poll_interval(self) -> float:
         """Seconds between readings in the current state (shorter when paused or near the limit)."""
@@ -169,7 +253,7 @@ class QuotaGovernor:
         if quota.max_24_hour_send < 0:
             return s.poll_interval
         allowed = quota.max_24_hour_send * s.quota_headroom
-        used = quota.sent_last_24_hours + self._sent_since_reading
+        used = self._used(quota)
         if used >= allowed * s.near_limit_fraction:
             return s.poll_interval_near_limit
         return s.poll_interval
@@ -190,7 +274,7 @@ class QuotaGovernor:
             limit=quota.max_24_hour_send if quota is not None else None,
             headroom=self._settings.quota_headroom,
             sent_last_24h=quota.sent_last_24_hours if quota is not None else None,
-            sent_since_reading=self._sent_since_reading,
+            sent_since_reading=self._sent_since_reading + self._others,
             remaining=self.remaining(),
             paused=self.paused,
             reason=self.pause_reason,
@@ -199,6 +283,19 @@ class QuotaGovernor:
         )
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _our_room(self, quota: Quota, used: float) -> float:
+        """Recipients we may still send: our share of what is left of the allowed quota.
+
+        With several processes each takes only its share (as of the rate) of the room, so that
+        processes that have not yet seen each other's latest sends cannot together overrun it.
+        """
+        allowed = quota.max_24_hour_send * self._settings.quota_headroom
+        return (allowed - used) * self._share
+
+    def _used(self, quota: Quota) -> float:
+        """Recipients counted against the quota: the reading, ours since, the others' since."""
+        return quota.sent_last_24_hours + self._sent_since_reading + self._others
 
     def _retry_at(self, now: float) -> float:
         # Only a new reading can change the answer: retry when it is due (at least 1 s ahead).

@@ -112,6 +112,7 @@ class Counters:
     refused_account: int = 0  # refused by the account model: paused, unverified, missing set...
     faults: int = 0  # injected 500/503/reset/timeout answers
     events: int = 0  # SES events generated
+    quota_reads: int = 0  # GetSendQuota (v1) / GetAccount (v2) calls answered
 
     def to_json(self) -> dict[str, int]:
         return {
@@ -123,6 +124,7 @@ class Counters:
             "refused_account": self.refused_account,
             "faults": self.faults,
             "events": self.events,
+            "quota_reads": self.quota_reads,
         }
 
 

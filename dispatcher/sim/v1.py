@@ -291,6 +291,7 @@ async def _send_bulk_templated_email(state: SimState, params: Params) -> web.Res
 
 
 async def _get_send_quota(state: SimState, params: Params) -> web.Response:
+    state.counters.quota_reads += 1
     max24, rate, sent = state.send_quota()
     return _result(
         "GetSendQuota",

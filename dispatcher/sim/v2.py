@@ -315,6 +315,7 @@ async def _send_bulk_email(state: SimState, request: web.Request) -> web.Respons
 
 async def _get_account(state: SimState, request: web.Request) -> web.Response:
     """GET /v2/email/account: the send quota plus the account's status."""
+    state.counters.quota_reads += 1
     max24, rate, sent = state.send_quota()
     account = state.account
     return _ok(

@@ -29,12 +29,14 @@ from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.quota import Quota
 from dispatcher.domain.retry import RetryPolicy, decide
 from dispatcher.errors import DatabaseError, InputError
-from dispatcher.pacing import QuotaGovernor, RecipientLimiter, run_quota_poller
+from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.pacing.settings import PacingSettings
 from dispatcher.queue.outage import connection_lost, while_down
+from dispatcher.queue.quota import QUOTA_CHANNEL, LeaderLock, SharedQuotaStore
 from dispatcher.queue.repository import ClaimedJob, Queue, Settlement, SettleState
 from dispatcher.ses.errors import SesError
 from dispatcher.worker.batcher import Batcher
+from dispatcher.worker.shared_quota import apply_reading, run_quota_leader, run_quota_sync
 
 log = structlog.get_logger()
 _R = TypeVar("_R")
@@ -166,6 +168,8 @@ class WorkerPool:
         self._wake = asyncio.Event()  # set by NOTIFY dispatcher_jobs: new mail to claim
         self._share_wake = asyncio.Event()  # set by NOTIFY dispatcher_share: recount now
         self._listener: asyncpg.Connection | None = None  # the LISTENing pooled connection
+        self._quota_store = SharedQuotaStore(queue.pool)
+        self._quota_wake = asyncio.Event()  # set by NOTIFY dispatcher_quota: sync now
         # Campaign mail also passes this bucket when it may use only a share of the rate.
         self._campaign_limiter: RecipientLimiter | None = None
         if settings.campaign_rate_share < 1.0:
@@ -203,6 +207,11 @@ class WorkerPool:
         # Our part of the account's rate before the first send: a process that starts while
         # others send must not burst at the whole rate (its bucket starts full).
         await self._update_share(busy=True, joining=True)
+        # The account's daily quota as every process counts it (reading + all sends since).
+        reading = await self._db(
+            "quota sync", lambda: self._quota_store.sync(self.owner, self.governor.spent_by_epoch())
+        )
+        apply_reading(self.governor, self.limiter, reading, loop.time())
         self._launcher.start()
         self._settler.start()
         internal_stop = asyncio.Event()
@@ -210,14 +219,28 @@ class WorkerPool:
             self._background(self._heartbeat_loop(internal_stop), "heartbeat"),
             self._background(self._share_loop(internal_stop), "rate-share"),
             self._background(
-                run_quota_poller(
+                run_quota_sync(
+                    self._quota_store,
+                    self.owner,
+                    self.governor,
+                    self.limiter,
+                    internal_stop,
+                    wake=self._quota_wake,
+                ),
+                "quota-sync",
+            ),
+            self._background(
+                run_quota_leader(
+                    LeaderLock(self.queue.pool),
+                    self._quota_store,
+                    self.owner,
                     self.ses.get_send_quota,
                     self.governor,
                     self.limiter,
                     internal_stop,
                     settings=self.pacing,
                 ),
-                "quota-poller",
+                "quota-leader",
             ),
         ]
         claimer = self._background(self._claim_loop(), "claimer")
@@ -240,6 +263,10 @@ class WorkerPool:
             claimer.cancel()  # a claim statement already running finishes (shielded)
             await asyncio.gather(claimer, return_exceptions=True)
             await self._shutdown()
+            # Our last sends, for the processes that go on (before our part of the rate lapses).
+            await self._quietly(
+                "quota sync", self._quota_store.sync(self.owner, self.governor.spent_by_epoch())
+            )
             if self.campaigns is not None:  # a drain that sent the last of a campaign ends it
                 await self._quietly("finish campaigns", self.campaigns.finish_done())
             if self._side_tasks:
@@ -336,6 +363,7 @@ class WorkerPool:
                 await self.limiter.acquire(msg.recipient_count)
             except BaseException:
                 self._slots.release()
+                self.governor.answered(msg.recipient_count)
                 raise
             self._current = None
             task = asyncio.create_task(self._send(job))
@@ -426,6 +454,7 @@ class WorkerPool:
             await self.limiter.acquire(recipients)
         except BaseException:
             self._slots.release()
+            self.governor.answered(recipients)
             raise
         self._current = None
         self._current_group = []
@@ -435,6 +464,7 @@ class WorkerPool:
 
     async def _send_bulk(self, group: list[ClaimedJob], template: str) -> None:
         slot_held = True
+        recipients = sum(j.message.recipient_count for j in group)  # as admitted
         try:
             for j in group:
                 self._on_wire[j.message.id] = j
@@ -469,6 +499,7 @@ class WorkerPool:
                 )
             self._slots.release()
             slot_held = False
+            self.governor.answered(recipients)
             settlements = []
             for j, result in zip(sendable, results, strict=True):
                 self._on_wire.pop(j.message.id, None)
@@ -494,8 +525,9 @@ class WorkerPool:
             log.error("worker.send_task_failed", bulk=len(group), error=repr(exc))
             self._fail(exc)
         finally:
-            if slot_held:
+            if slot_held:  # not sent, or cut off: counted as answered (the safe side)
                 self._slots.release()
+                self.governor.answered(recipients)
 
     async def _prepare(self, job: ClaimedJob) -> ClaimedJob | None:
         """Render a campaign job; one that cannot be rendered fails (no send, SES not asked)."""
@@ -579,6 +611,7 @@ class WorkerPool:
             # up to settle_interval of linger) must not keep the next send waiting.
             self._slots.release()
             slot_held = False
+            self.governor.answered(msg.recipient_count)
             self._react(job, result)
             decision = decide(result, job.attempts, self.settings.retry, self._rand())
             settlement = Settlement(
@@ -602,8 +635,9 @@ class WorkerPool:
             log.error("worker.send_task_failed", message_id=msg.id, error=repr(exc))
             self._fail(exc)
         finally:
-            if slot_held:
+            if slot_held:  # not sent, or cut off: counted as answered (the safe side)
                 self._slots.release()
+                self.governor.answered(msg.recipient_count)
 
     def _react(self, job: ClaimedJob, result: SendResult) -> None:
         """Pacing and holds that follow from one result (the job's own fate is decide()'s)."""
@@ -746,6 +780,7 @@ class WorkerPool:
             conn = await self.queue.pool.acquire()
             await conn.add_listener(WAKE_CHANNEL, self._on_notify)
             await conn.add_listener(SHARE_CHANNEL, self._on_share_notify)
+            await conn.add_listener(QUOTA_CHANNEL, self._on_quota_notify)
         except Exception as exc:
             log.warning("queue.listen_failed", error=repr(exc))  # the poll still finds mail
             if conn is not None:
@@ -764,6 +799,8 @@ class WorkerPool:
             with contextlib.suppress(Exception):
                 await conn.remove_listener(SHARE_CHANNEL, self._on_share_notify)
             with contextlib.suppress(Exception):
+                await conn.remove_listener(QUOTA_CHANNEL, self._on_quota_notify)
+            with contextlib.suppress(Exception):
                 await self.queue.pool.release(conn)
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
@@ -771,6 +808,9 @@ class WorkerPool:
 
     def _on_share_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
         self._share_wake.set()  # another process started sending: make room now
+
+    def _on_quota_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        self._quota_wake.set()  # a quota reading is begun: count into its epoch now
 
     async def _db(self, what: str, op: Callable[[], Awaitable[_R]]) -> _R:
         """A statement that rides out a Postgres restart (DatabaseError after the timeout)."""
@@ -930,6 +970,7 @@ class WorkerPool:
     async def _update_share(self, busy: bool, *, joining: bool = False) -> None:
         others = await self.queue.rate_share(self.owner, busy, SHARE_TTL)
         self.limiter.set_share(1.0 / (others + 1))
+        self.governor.set_share(1.0 / (others + 1))  # and that part of the day's room left
         if joining:
             # No saved-up burst at start: processes that start together (or join others that
             # send) would otherwise burst together, past what SES tolerates.

@@ -52,6 +52,11 @@ async def test_run_drain_sends_everything_once_and_status_and_quota_show_it(
     assert pacing["sent_last_24_hours"] == 0
     assert pacing["paused"] is False and pacing["reason"] is None
     assert pacing["workers"] == 0  # the drained worker deregistered
+    # The reading the worker took for all workers, and what they sent since (as the governor
+    # counts: every recipient, simulator addresses too).
+    shared = pacing["shared"]
+    assert shared["read_by"] is None and shared["reading_age_seconds"] >= 0
+    assert 0 < shared["sent_since_reading"] <= 42
     # Rates next to AWS's review levels: 42 recipients sent, nothing came back (no feedback).
     rep = view["reputation"]
     assert rep["recipients_sent"] == 42 and rep["hard_bounces"] == rep["complaints"] == 0
@@ -67,6 +72,9 @@ async def test_run_drain_sends_everything_once_and_status_and_quota_show_it(
     assert "workers: 0 running" in lines
     assert any(line.split() == ["MaxSendRate", "200", "recipients/s"] for line in lines)
     assert any(line.split() == ["state", "sending"] for line in lines)
+    assert any(
+        "shared reading    taken" in line and "a worker that has stopped" in line for line in lines
+    )
 
     assert quota.code == 0, quota
     assert quota.out.splitlines()[0] == "account (GetSendQuota):"

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from dispatcher.domain.quota import Quota
-from dispatcher.pacing.governor import Admission, QuotaGovernor
+from dispatcher.pacing.governor import PENDING_EPOCH, Admission, QuotaGovernor
 from dispatcher.pacing.settings import PacingSettings
 
 T0 = 5000.0
@@ -190,3 +190,56 @@ def test_view_for_the_status_command() -> None:
     assert empty.limit is None
     assert empty.paused
     assert empty.last_reading_age is None
+
+
+# -- a reading shared by several processes ---------------------------------------------------
+
+
+def shared(quota: Quota, *, headroom: float = 1.0) -> QuotaGovernor:
+    g = QuotaGovernor(PacingSettings(quota_headroom=headroom))
+    g.follow(1, 0.0)
+    g.adopt(1, quota, others=0.0, age=0.0, now=0.0)
+    return g
+
+
+def test_a_send_answered_before_a_reading_is_in_it_and_a_pending_one_is_not() -> None:
+    g = shared(Quota(1000, 14, 0))
+    assert g.reserve(10, 1.0).allowed
+    g.answered(10)  # answered while counting into epoch 1: the reading of epoch 2 includes it
+    assert g.reserve(5, 1.0).allowed  # on the wire while the reading is taken
+    g.follow(2, 2.0)
+    g.adopt(2, Quota(1000, 14, 10), others=0.0, age=0.0, now=3.0)
+    assert g.remaining() == 1000 - 10 - 5  # the reading's 10, our 5 still pending
+    g.answered(5)  # answered after we moved to epoch 2: counted (maybe twice: the safe side)
+    g.follow(3, 4.0)
+    g.adopt(3, Quota(1000, 14, 15), others=0.0, age=0.0, now=5.0)
+    assert g.remaining() == 1000 - 15
+    assert g.spent_by_epoch() == {3: 0.0, PENDING_EPOCH: 0.0}
+
+
+def test_the_others_sends_count_against_the_room() -> None:
+    g = shared(Quota(1000, 14, 100))
+    g.adopt(1, Quota(1000, 14, 100), others=850.0, age=0.0, now=1.0)
+    assert g.remaining() == 50
+    assert g.check(50, 1.0).allowed and not g.check(51, 1.0).allowed
+
+
+def test_each_process_takes_only_its_share_of_the_room_left() -> None:
+    g = shared(Quota(1000, 14, 900))
+    g.set_share(0.5)  # two processes sending: 100 left, 50 each
+    assert g.check(50, 1.0).allowed and not g.check(51, 1.0).allowed
+    g.set_share(1.0)
+    assert g.check(100, 1.0).allowed
+    with pytest.raises(ValueError, match="share"):
+        g.set_share(0.0)
+
+
+def test_a_daily_quota_refusal_is_lifted_only_by_a_reading_begun_after_it() -> None:
+    g = shared(Quota(1000, 14, 0))
+    g.on_daily_quota_error(5.0)
+    g.follow(2, 4.0)  # begun before the refusal
+    g.adopt(2, Quota(1000, 14, 10), others=0.0, age=0.0, now=6.0)
+    assert g.paused
+    g.follow(3, 7.0)
+    g.adopt(3, Quota(1000, 14, 10), others=0.0, age=0.0, now=8.0)
+    assert not g.paused
