@@ -24,14 +24,13 @@ lint: install
 	$(BIN)/ruff format --check dispatcher tests bench
 	$(BIN)/mypy
 
-# Quick (a few minutes): throughput vs bare aioboto3, client CPU per call, idle latency, rate
-# fidelity at MaxSendRate 14/100/1000, five SIGKILLs during a 5,000-recipient campaign.
+# Quick (under five minutes): every benchmark at a small size (bench/run.py lists them).
 bench: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run
 
-# Everything, longer: the above at full size (20,000-recipient SIGKILL scenario), plus
-# SendBulkEmail vs SendEmail, the simulator's ceiling and the 100k-recipient campaign.
+# Everything, longer: the above at full size (20,000-recipient SIGKILL scenario, 100,000-job queue
+# drain, 1,000,000-recipient list, 100k-recipient campaign), plus the simulator's ceiling.
 bench-full: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run --full

@@ -727,12 +727,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="list sizes whose `run --drain` RSS is measured",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="20,000 recipients, RSS at 5,000 and 50,000"
+        "--quick",
+        action="store_true",
+        help="10,000 recipients; create RSS at 5,000 and 100,000, drain RSS at 2,000 and 20,000",
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.recipients = 20_000
-        args.rss_sizes = args.rss_send_sizes = [5_000, 50_000]
+        args.recipients = 10_000
+        args.rss_sizes, args.rss_send_sizes = [5_000, 100_000], [2_000, 20_000]
     if args.recipients < 2:
         parser.error("--recipients must be >= 2")
     try:

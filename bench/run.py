@@ -2,11 +2,13 @@
 
     python -m bench.run [--full]
 
-Quick (`make bench`, a few minutes): throughput vs bare aioboto3, client CPU per call, idle
-latency, rate fidelity (8 s per rate), five SIGKILLs over 5,000 recipients. Full
-(`make bench-full`): the same at full size, plus SendBulkEmail vs SendEmail, the simulator's
-ceiling and the 100k-recipient campaign. A failed benchmark is reported and the others still run;
-the exit code is 1 if any failed.
+Quick (`make bench`, under five minutes): throughput vs bare aioboto3, client CPU per call, idle
+latency, 1 vs 2 processes, rate fidelity (8 s per rate), five SIGKILLs over 5,000 recipients,
+the queue vs pgqueuer (20,000 jobs, a 200,000-recipient list), SendBulkEmail vs SendEmail
+(2,000 recipients) and a 10,000-recipient campaign killed half-way, with peak RSS against list
+size. Full (`make bench-full`): the same at full size (100,000 jobs, a 1,000,000-recipient list,
+the 100k-recipient campaign), plus the simulator's ceiling. A failed benchmark is reported and
+the others still run; the exit code is 1 if any failed.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 QUICK: list[list[str]] = [
-    ["bench.throughput"],
+    ["bench.throughput", "--messages", "3000", "--rounds", "3"],
     ["bench.client"],
-    ["bench.latency"],
+    ["bench.latency", "--messages", "50"],
     ["bench.processes"],
     ["bench.rate", "--quick"],
     ["bench.reliability", "--quick"],
+    ["bench.queue", "--quick"],
+    ["bench.bulk", "--recipients", "2000", "--rounds", "1"],
+    ["bench.campaign", "--quick"],
 ]
 FULL: list[list[str]] = [
     ["bench.throughput"],
@@ -35,6 +40,7 @@ FULL: list[list[str]] = [
     ["bench.processes"],
     ["bench.rate"],
     ["bench.reliability"],
+    ["bench.queue"],
     ["bench.bulk"],
     ["bench.sim_throughput"],
     ["bench.campaign"],

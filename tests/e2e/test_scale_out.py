@@ -1,5 +1,6 @@
 """Two daemons x two processes on one SES account: together they keep to MaxSendRate, every
-process works, and when one daemon dies the other takes its share within seconds."""
+process works, and when one daemon dies the other takes its share of the rate, and the reading
+of the daily quota for all, within seconds."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(procs, timeout=10)
 
 
+async def leader_of(dsn: str, daemon_pid: int) -> bool:
+    """Is the process that reads GetSendQuota for all one of this daemon's workers?"""
+    rows = await fetch(
+        dsn,
+        "SELECT w.pid FROM dispatcher.send_quota q JOIN dispatcher.workers w ON w.id = q.leader",
+    )
+    children = {c.pid for c in psutil.Process(daemon_pid).children(recursive=True)}
+    return bool(rows) and rows[0]["pid"] in children
+
+
 def rate_between(stamps: list[float], start: float, end: float) -> float:
     return sum(1 for t in stamps if start <= t < end) / (end - start)
 
@@ -50,6 +61,12 @@ async def test_two_daemons_of_two_processes_share_one_rate_and_survive_a_death(
             DISPATCHER_QUEUE__HEARTBEAT_SECONDS="1",
         )
         a = await start_cli(env, "run", "--processes", "2", output=tmp_path / "a.log")
+        try:
+            # a starts first, so one of its processes reads GetSendQuota for all of them.
+            await eventually(lambda: leader_of(pg_dsn, a.pid), limit=30)
+        except BaseException:
+            kill_tree(a.pid)
+            raise
         b = await start_cli(env, "run", "--drain", "--processes", "2", output=tmp_path / "b.log")
         try:
             await eventually(lambda: accepted_at_least(sim, 1200), limit=40)
@@ -57,8 +74,16 @@ async def test_two_daemons_of_two_processes_share_one_rate_and_survive_a_death(
                 pg_dsn, "SELECT count(*) AS n FROM dispatcher.workers WHERE active_until > now()"
             )
             workers = await fetch(pg_dsn, "SELECT count(*) AS n FROM dispatcher.workers")
+            epoch = (await fetch(pg_dsn, "SELECT epoch FROM dispatcher.send_quota"))[0]["epoch"]
             killed_at = time.time()  # the simulator stamps acceptances with this clock
             kill_tree(a.pid)
+
+            async def b_reads_the_quota() -> bool:
+                rows = await fetch(pg_dsn, "SELECT epoch FROM dispatcher.send_quota")
+                return rows[0]["epoch"] > epoch and await leader_of(pg_dsn, b.pid)
+
+            await eventually(b_reads_the_quota, limit=5)
+            took_over = time.time() - killed_at
             code_b = await asyncio.wait_for(b.wait(), 60)
         finally:
             for proc in (a, b):
@@ -84,7 +109,7 @@ async def test_two_daemons_of_two_processes_share_one_rate_and_survive_a_death(
         f"killed at +{killed_at - first:.1f} s, "
         f"before {before:.1f}/s, after {after:.1f}/s, throttled {stats['throttled']} of "
         f"{stats['accepted']}, active {active[0]['n']} of {workers[0]['n']}, b sent {b_sent}, "
-        f"b exit {code_b}, in doubt {len(unknown)}"
+        f"b exit {code_b}, in doubt {len(unknown)}, quota read by b {took_over:.1f} s after"
     )
     assert workers[0]["n"] == 4 and active[0]["n"] == 4, summary  # every process had mail
     assert before >= 0.95 * RATE, summary  # together at the account's rate ...

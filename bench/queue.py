@@ -1,0 +1,338 @@
+"""The queue on its own: the dispatcher's drain of no-op jobs next to pgqueuer's, same Postgres,
+same run; and enqueue rows/s, up to a 1,000,000-recipient campaign list.
+
+    python -m bench.queue [--jobs N] [--recipients M] [--rounds K] [--batch B] [--quick]
+
+1. **Drain** N no-op jobs, alternating which queue goes first per round, each on a fresh
+   database of one throwaway Postgres:
+   - dispatcher: the real worker pool (`WorkerPool`, drain mode, default settings) with a sender
+     that answers "sent" at once: no SES call, no rate limit, no daily quota. Every job is
+     claimed, launched (in_flight) and settled (sent) as in production, with the same
+     batching, leases, rate-share and quota bookkeeping.
+   - pgqueuer (a well-known asyncpg queue, installed by `make bench` only): its `QueueManager`
+     in drain mode with an entrypoint that does nothing, batch size B.
+   Both are checked: all N jobs sent (dispatcher) / all N entrypoint calls made and the queue
+   table empty (pgqueuer). Figures: jobs/s, CPU ms per job of this process and of Postgres.
+2. **Enqueue** the same N jobs: `Queue.enqueue_many` in chunks of 1,000 vs pgqueuer's list
+   `enqueue` in chunks of 1,000, rows/s.
+3. **A campaign list of M recipients** through `dispatcher campaign create` (CSV -> COPY ->
+   one message and one job per recipient), rows/s, as bench.campaign does it.
+
+Prints the table, writes bench/results/queue.json. A failed check exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+
+from bench.campaign import import_list, write_templates
+from bench.services import Databases, run_simulator
+from bench.throughput import RESULTS_DIR, _machine, _postgres
+from dispatcher.app import pool_settings
+from dispatcher.config import Config
+from dispatcher.domain.message import OutgoingMessage
+from dispatcher.domain.outcome import Outcome, SendResult
+from dispatcher.domain.quota import Quota
+from dispatcher.obs.logging import configure_logging
+from dispatcher.pacing import QuotaGovernor, RecipientLimiter
+from dispatcher.queue.repository import NewMessage, Queue
+from dispatcher.worker.pool import WorkerPool, first_reading
+
+CHUNK = 1000  # rows per enqueue call, both sides
+ENTRYPOINT = "noop"
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+class NoopSender:
+    """Stands where SES would: every send is accepted at once; unlimited rate and quota."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def send(self, msg: OutgoingMessage) -> SendResult:
+        self.sent += 1
+        return SendResult(Outcome.SENT, ses_message_id=f"noop-{msg.id}")
+
+    async def get_send_quota(self) -> Quota:
+        return Quota(max_24_hour_send=-1, max_send_rate=1e9, sent_last_24_hours=0)
+
+    async def send_bulk(
+        self, template_name: str, messages: list[tuple[OutgoingMessage, dict[str, str]]]
+    ) -> list[SendResult]:
+        self.sent += len(messages)
+        return [SendResult(Outcome.SENT, ses_message_id=f"noop-{m.id}") for m, _ in messages]
+
+
+def new_messages(n: int) -> list[NewMessage]:
+    return [
+        NewMessage(
+            from_addr="sender@example.com",
+            to=(f"success+{i}@simulator.amazonses.com",),
+            subject=f"job {i}",
+            text="no-op",
+            idempotency_key=f"q-{i}",
+        )
+        for i in range(n)
+    ]
+
+
+def _cpu(dbs: Databases) -> tuple[float, float | None]:
+    return time.process_time(), dbs.cpu()
+
+
+def _per_job_ms(
+    before: tuple[float, float | None], after: tuple[float, float | None], n: int
+) -> dict[str, float | None]:
+    own = (after[0] - before[0]) * 1000 / n
+    pg = None if after[1] is None or before[1] is None else (after[1] - before[1]) * 1000 / n
+    return {
+        "cpu_ms_per_job_bench": round(own, 4),
+        "cpu_ms_per_job_postgres": None if pg is None else round(pg, 4),
+    }
+
+
+# -- the dispatcher ---------------------------------------------------------------------------
+
+
+async def dispatcher_side(dbs: Databases, n: int) -> dict[str, Any]:
+    dsn = await dbs.create()
+    cfg = Config()
+    async with Queue.connect(dsn, max_size=cfg.database.pool_size) as queue:
+        msgs = new_messages(n)
+        began = time.perf_counter()
+        for i in range(0, n, CHUNK):
+            await queue.enqueue_many(msgs[i : i + CHUNK])
+        enqueue_s = time.perf_counter() - began
+        sender = NoopSender()
+        governor = QuotaGovernor(cfg.pacing)
+        await first_reading(sender, governor)
+        limiter = RecipientLimiter(1e9, cfg.pacing)
+        pool = WorkerPool(
+            queue,
+            sender,
+            limiter,
+            governor,
+            replace(pool_settings(cfg), listen=False),
+            stop=asyncio.Event(),
+            drain=True,
+            pacing=cfg.pacing,
+        )
+        cpu0 = _cpu(dbs)
+        began = time.perf_counter()
+        report = await pool.run()
+        drain_s = time.perf_counter() - began
+        cpu1 = _cpu(dbs)
+        counts = await queue.counts()
+    await dbs.drop(dsn)
+    if report.exit_code != 0 or counts.get("sent") != n or sender.sent != n:
+        raise BenchError(
+            f"dispatcher drain: exit {report.exit_code} ({report.reason}), "
+            f"{sender.sent} sends, states {counts}; expected {n} sent"
+        )
+    return {
+        "drain_jobs_per_s": round(n / drain_s, 1),
+        "enqueue_rows_per_s": round(n / enqueue_s, 1),
+        **_per_job_ms(cpu0, cpu1, n),
+    }
+
+
+# -- pgqueuer ---------------------------------------------------------------------------------
+
+
+async def pgqueuer_side(dbs: Databases, n: int, batch: int) -> dict[str, Any]:
+    from pgqueuer import AsyncpgDriver, QueueManager
+    from pgqueuer.queries import Queries
+    from pgqueuer.types import QueueExecutionMode
+
+    dsn = await dbs.create()
+    conn = await asyncpg.connect(dsn)
+    try:
+        queries = Queries(AsyncpgDriver(conn))
+        await queries.install()
+        began = time.perf_counter()
+        for i in range(0, n, CHUNK):
+            size = min(CHUNK, n - i)
+            await queries.enqueue([ENTRYPOINT] * size, [b"no-op"] * size, [0] * size)
+        enqueue_s = time.perf_counter() - began
+        qm = QueueManager(queries)
+        done = 0
+
+        @qm.entrypoint(ENTRYPOINT)
+        async def noop(job: Any) -> None:
+            nonlocal done
+            done += 1
+
+        cpu0 = _cpu(dbs)
+        began = time.perf_counter()
+        await qm.run(
+            batch_size=batch,
+            mode=QueueExecutionMode.drain,
+            dequeue_timeout=timedelta(seconds=1),
+            log_aggregation_interval=timedelta(0),
+        )
+        drain_s = time.perf_counter() - began
+        cpu1 = _cpu(dbs)
+        left = await conn.fetchval("SELECT count(*) FROM pgqueuer")
+    finally:
+        await conn.close()
+    await dbs.drop(dsn)
+    if done != n or left != 0:
+        raise BenchError(f"pgqueuer drain: {done} of {n} jobs run, {left} left in its queue")
+    return {
+        "drain_jobs_per_s": round(n / drain_s, 1),
+        "enqueue_rows_per_s": round(n / enqueue_s, 1),
+        **_per_job_ms(cpu0, cpu1, n),
+    }
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+async def campaign_import(dbs: Databases, recipients: int) -> dict[str, Any]:
+    async with run_simulator() as sim:
+        with tempfile.TemporaryDirectory(prefix="bench-queue-") as tmp:
+            work = Path(tmp)
+            html, text = write_templates(work)
+            imported = await import_list(dbs, sim, work, recipients, html, text)
+    await dbs.drop(imported.dsn)
+    return {
+        "recipients": recipients,
+        "seconds": round(imported.wall, 2),
+        "rows_per_s": round(recipients / imported.wall, 1),
+        "peak_rss_mb": round(imported.maxrss_mb, 1),
+    }
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    with _postgres() as dbs:
+        await dbs.make_template()
+        pg_version = await dbs.server_version()
+        # Warm-up: imports, the template database, Postgres's caches.
+        await dispatcher_side(dbs, 1000)
+        await pgqueuer_side(dbs, 1000, args.batch)
+        rounds: list[dict[str, Any]] = []
+        for r in range(args.rounds):
+            order = ["dispatcher", "pgqueuer"] if r % 2 == 0 else ["pgqueuer", "dispatcher"]
+            row: dict[str, Any] = {"round": r + 1, "order": order}
+            for side in order:
+                print(f"round {r + 1}: {side}, {args.jobs:,} jobs ...", file=sys.stderr)
+                if side == "dispatcher":
+                    row[side] = await dispatcher_side(dbs, args.jobs)
+                else:
+                    row[side] = await pgqueuer_side(dbs, args.jobs, args.batch)
+            row["drain_ratio"] = round(
+                row["dispatcher"]["drain_jobs_per_s"] / row["pgqueuer"]["drain_jobs_per_s"], 3
+            )
+            rounds.append(row)
+        print(f"campaign list of {args.recipients:,} recipients ...", file=sys.stderr)
+        imported = await campaign_import(dbs, args.recipients)
+
+    def median(side: str, key: str) -> float | None:
+        values = [r[side][key] for r in rounds if r[side][key] is not None]
+        return round(statistics.median(values), 4) if values else None
+
+    summary = {
+        side: {
+            key: median(side, key)
+            for key in (
+                "drain_jobs_per_s",
+                "enqueue_rows_per_s",
+                "cpu_ms_per_job_bench",
+                "cpu_ms_per_job_postgres",
+            )
+        }
+        for side in ("dispatcher", "pgqueuer")
+    }
+    summary["drain_ratio"] = {"dispatcher_over_pgqueuer": median_ratio(rounds)}
+    print(f"\nqueue drain of {args.jobs:,} no-op jobs, median of {args.rounds} round(s):")
+    print(f"{'':34}{'dispatcher':>12}{'pgqueuer':>12}")
+    labels = {
+        "drain_jobs_per_s": "drain jobs/s",
+        "enqueue_rows_per_s": "enqueue rows/s (chunks of 1,000)",
+        "cpu_ms_per_job_bench": "CPU ms/job, this process",
+        "cpu_ms_per_job_postgres": "CPU ms/job, Postgres",
+    }
+    for key, label in labels.items():
+        d, p = summary["dispatcher"][key], summary["pgqueuer"][key]
+        print(f"{label:34}{_fmt(d):>12}{_fmt(p):>12}")
+    print(f"drain ratio dispatcher / pgqueuer per round: {[r['drain_ratio'] for r in rounds]}")
+    print(
+        f"campaign create of {imported['recipients']:,} recipients: {imported['seconds']} s, "
+        f"{imported['rows_per_s']:,.0f} rows/s, peak RSS {imported['peak_rss_mb']} MB"
+    )
+    result = {
+        "benchmark": "queue",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m bench.queue " + " ".join(sys.argv[1:]),
+        "machine": _machine(False, pg_version),
+        "pgqueuer": version("pgqueuer"),
+        "jobs": args.jobs,
+        "batch": args.batch,
+        "rounds": rounds,
+        "summary": summary,
+        "campaign_import": imported,
+    }
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = RESULTS_DIR / "queue.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+def median_ratio(rounds: list[dict[str, Any]]) -> float:
+    return round(float(statistics.median(r["drain_ratio"] for r in rounds)), 3)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3f}"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.queue", description=__doc__)
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--recipients", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=100, help="pgqueuer's batch size")
+    parser.add_argument(
+        "--quick", action="store_true", help="20,000 jobs, 200,000 recipients, one round"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.jobs, args.recipients, args.rounds = 20_000, 200_000, 1
+    for name in ("jobs", "recipients", "rounds", "batch"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging("warning", "console")
+    try:
+        return asyncio.run(main_async(args))
+    except BenchError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
