@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import uuid
 from collections import Counter
 
 import pytest
@@ -293,3 +294,28 @@ async def test_campaign_rate_share_keeps_the_rest_of_the_rate_free(
     steady = [t for t in stamps if t > stamps[0] + 1.0]
     rate = len(steady) / (steady[-1] - stamps[0] - 1.0)
     assert 0.45 * 80 <= rate <= 0.55 * 80, f"campaign ran at {rate:.1f}/s, half of 80 is 40"
+
+
+async def test_retry_failed_on_a_finished_campaign_runs_it_again_with_the_retried_mail_queued(
+    queue: Queue,
+) -> None:
+    store = CampaignStore(queue.pool)
+    campaign_id = await create(store, csv_bytes(4))
+    await store.start(campaign_id)
+    async with queue.pool.acquire() as conn:
+        ids = [r["id"] for r in await conn.fetch(
+            "SELECT id FROM dispatcher.jobs WHERE campaign_id = $1 ORDER BY id", campaign_id
+        )]  # fmt: skip
+        await conn.execute("UPDATE dispatcher.jobs SET state = 'sent' WHERE id = ANY($1)", ids[1:])
+        await conn.execute(
+            "UPDATE dispatcher.jobs SET state = 'failed', last_outcome = 'transient' WHERE id = $1",
+            ids[0],
+        )
+    assert await store.finish_done(campaign_id) == [campaign_id]
+    assert (await store.get(campaign_id)).state == "finished"
+
+    assert await store.retry_failed(campaign_id) == 1
+    status = await store.status(campaign_id)
+    assert status.campaign.state == "running"
+    assert status.counts["queued"] == 1  # sendable now, not held behind a finished campaign
+    assert [j.message.id for j in await queue.claim(uuid.uuid4(), 10)] == [ids[0]]

@@ -130,9 +130,10 @@ RETURNING id;
 
 -- name: campaign_retry_failed
 -- Only failures that may go better next time: transient errors that ran out of attempts.
--- Rejected, bounced, complained and suppressed stay failed.
+-- Rejected, bounced, complained and suppressed stay failed. A finished campaign runs again
+-- (campaign_reopen, same transaction), so its retried mail is sendable at once.
 UPDATE dispatcher.jobs j
-SET state = CASE WHEN c.state = 'running' THEN 'queued'::dispatcher.job_state
+SET state = CASE WHEN c.state IN ('running', 'finished') THEN 'queued'::dispatcher.job_state
                  ELSE 'held'::dispatcher.job_state END,
     attempts = 0, run_at = now(), updated_at = now()
 FROM dispatcher.campaigns c
