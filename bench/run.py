@@ -23,9 +23,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 QUICK: list[list[str]] = [
-    ["bench.throughput", "--messages", "3000", "--rounds", "3"],
+    ["bench.throughput", "--rounds", "3"],
     ["bench.client"],
-    ["bench.latency", "--messages", "50"],
+    ["bench.latency", "--messages", "40"],
     ["bench.processes"],
     ["bench.rate", "--quick"],
     ["bench.reliability", "--quick"],

@@ -235,6 +235,25 @@ async def test_transactional_mail_goes_before_a_running_campaign(
     assert arrived_after < 30 + 2 * 60 + 20
 
 
+async def test_two_running_campaigns_take_turns_instead_of_one_waiting_for_the_other(
+    queue: Queue, pg_dsn: str, sim_process: SimFactory
+) -> None:
+    store = CampaignStore(queue.pool)
+    first = await create(store, csv_bytes(400), name="first")
+    second = await create(store, csv_bytes(400, domain="example.com"), name="second")
+    await store.start(first)
+    await store.start(second)  # later: its mail is due after all of the first's
+    async with sim_process(max_send_rate=400) as sim:
+        report = await asyncio.wait_for(
+            run_worker(make_config(pg_dsn, sim.endpoint_url), asyncio.Event(), drain=True), 60
+        )
+        received = sorted(await sim.messages(), key=lambda m: m["accepted_at"])
+    assert report.exit_code == 0 and len(received) == 800
+    early = Counter(m["tags"]["campaign_id"] for m in received[:400])
+    # Taking turns, each has about half of the first 400 sends (first come: 400 and 0).
+    assert early[str(second)] >= 150 and early[str(first)] >= 150, early
+
+
 async def test_ses_template_campaign_sends_50_per_bulk_call_with_per_entry_results(
     queue: Queue, pg_dsn: str, sim_process: SimFactory
 ) -> None:

@@ -64,12 +64,46 @@ SELECT idempotency_key, id FROM dispatcher.messages WHERE idempotency_key = ANY(
 -- name: claim
 -- Claim up to $2 due jobs for worker $1 in one statement. Every claim gets a new fencing
 -- token; only the holder of the current token can launch or settle the job.
-WITH picked AS (
-    SELECT id FROM dispatcher.jobs
-    WHERE state = 'queued' AND run_at <= now()
+-- Lanes: mail outside campaigns is one lane and each campaign with due mail is another; each
+-- lane offers its first $2 jobs and the lanes take turns (turn = place in its lane), higher
+-- priority first. So transactional mail (priority 0) goes before campaigns (-10 by default),
+-- and two running campaigns of one priority share the sending instead of the later one
+-- waiting for the earlier one to finish. The campaigns with due mail are found by skipping
+-- through the campaign index (one probe per such campaign).
+WITH RECURSIVE campaigns_due(cid) AS (
+    (SELECT campaign_id FROM dispatcher.jobs
+     WHERE state = 'queued' AND campaign_id IS NOT NULL
+     ORDER BY campaign_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.campaign_id FROM dispatcher.jobs j
+            WHERE j.state = 'queued' AND j.campaign_id IS NOT NULL AND j.campaign_id > d.cid
+            ORDER BY j.campaign_id LIMIT 1)
+    FROM campaigns_due d
+    WHERE d.cid IS NOT NULL
+), offered AS (
+    SELECT p.id, p.priority, p.run_at,
+           row_number() OVER (ORDER BY p.priority DESC, p.run_at, p.id) AS turn
+    FROM (SELECT id, priority, run_at FROM dispatcher.jobs
+          WHERE state = 'queued' AND campaign_id IS NULL AND run_at <= now()
+          ORDER BY priority DESC, run_at, id
+          LIMIT $2) p
+    UNION ALL
+    SELECT c.id, c.priority, c.run_at, c.turn
+    FROM campaigns_due d
+    CROSS JOIN LATERAL (
+        SELECT f.id, f.priority, f.run_at,
+               row_number() OVER (ORDER BY f.priority DESC, f.run_at, f.id) AS turn
+        FROM (SELECT id, priority, run_at FROM dispatcher.jobs
+              WHERE state = 'queued' AND campaign_id = d.cid AND run_at <= now()
+              ORDER BY priority DESC, run_at, id
+              LIMIT $2) f
+    ) c
+    WHERE d.cid IS NOT NULL
+), picked AS (
+    SELECT j.id FROM dispatcher.jobs j
+    WHERE j.id IN (SELECT id FROM offered ORDER BY priority DESC, turn, run_at, id LIMIT $2)
+      AND j.state = 'queued' AND j.run_at <= now()  -- as of the lock, not of the offer
       AND NOT EXISTS (SELECT 1 FROM dispatcher.sending_hold)  -- the guard holds all sending
-    ORDER BY priority DESC, run_at, id
-    LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), token AS (
     SELECT nextval('dispatcher.lease_token_seq') AS value
@@ -82,7 +116,8 @@ WITH picked AS (
               m.cc_addrs, m.bcc_addrs, m.reply_to, m.subject, m.text_body, m.html_body, m.raw,
               m.configuration_set, m.tags, m.campaign_id, m.variables
 )
-SELECT * FROM claimed ORDER BY priority DESC, run_at, id;
+SELECT claimed.* FROM claimed JOIN offered USING (id)
+ORDER BY claimed.priority DESC, offered.turn, claimed.run_at, claimed.id;
 
 -- name: launch
 -- The point of no return: claimed -> in_flight just before the jobs are handed to SES. Jobs
