@@ -20,7 +20,7 @@ from dispatcher import app
 from dispatcher.cli import campaign as campaign_cli
 from dispatcher.cli import suppression as suppression_cli
 from dispatcher.cli.jsonl import BadLine, parse_lines, parse_send_after
-from dispatcher.cli.processes import run_processes
+from dispatcher.cli.processes import process_count, run_processes
 from dispatcher.config import Config, load_config
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.feedback.guard import reputation_lines, reputation_view
@@ -81,10 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--processes",
-        type=int,
+        type=process_count,
         default=1,
-        metavar="N",
-        help="worker processes (default 1); they split the account's rate between them",
+        metavar="N|auto",
+        help="worker processes (default 1; 'auto': one per core); they split the account's "
+        "rate and daily quota between them. Each holds up to database.pool_size connections",
     )
 
     status = sub.add_parser("status", help="message counts by state, and pacing")
@@ -169,8 +170,6 @@ async def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
     if command == "enqueue":
         return await cmd_enqueue(args.file, cfg)
     if command == "run":
-        if args.processes < 1:
-            raise InputError(f"--processes must be at least 1, got {args.processes}")
         if args.processes > 1:
             return await run_processes(
                 cfg, processes=args.processes, drain=args.drain, config_path=args.config

@@ -10,6 +10,7 @@ children's (0 when all drained).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import ctypes
@@ -25,6 +26,21 @@ from dispatcher.config import Config
 log = structlog.get_logger()
 
 _PR_SET_PDEATHSIG = 1
+
+
+def process_count(text: str) -> int:
+    """`--processes` as given: a whole number >= 1, or `auto` for one per core."""
+    if text.strip().lower() == "auto":
+        return max(1, os.cpu_count() or 1)
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(
+            f"--processes must be a whole number >= 1, or 'auto' for one per core; got {text!r}"
+        )
+    return n
 
 
 def _die_with_parent() -> None:
