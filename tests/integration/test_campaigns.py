@@ -54,6 +54,14 @@ async def campaign_state(queue: Queue, campaign_id: int) -> str:
     return state
 
 
+async def job_ids(queue: Queue, campaign_id: int) -> list[int]:
+    async with queue.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT id FROM dispatcher.jobs WHERE campaign_id = $1 ORDER BY id", campaign_id
+        )
+    return [r["id"] for r in rows]
+
+
 async def create(store: CampaignStore, data: bytes, **kw: object) -> int:
     result = await store.create(spec(**kw), iter_recipients(io.BytesIO(data), source="list.csv"))
     return result.id
@@ -182,10 +190,8 @@ async def test_retry_failed_requeues_only_retryable_failures(queue: Queue) -> No
     store = CampaignStore(queue.pool)
     campaign_id = await create(store, csv_bytes(6))
     await store.start(campaign_id)
+    ids = await job_ids(queue, campaign_id)
     async with queue.pool.acquire() as conn:
-        ids = [r["id"] for r in await conn.fetch(
-            "SELECT id FROM dispatcher.jobs WHERE campaign_id = $1 ORDER BY id", campaign_id
-        )]  # fmt: skip
         await conn.execute(
             "UPDATE dispatcher.jobs SET state = 'failed', last_outcome = 'transient' "
             "WHERE id = ANY($1)",
@@ -321,10 +327,8 @@ async def test_retry_failed_on_a_finished_campaign_runs_it_again_with_the_retrie
     store = CampaignStore(queue.pool)
     campaign_id = await create(store, csv_bytes(4))
     await store.start(campaign_id)
+    ids = await job_ids(queue, campaign_id)
     async with queue.pool.acquire() as conn:
-        ids = [r["id"] for r in await conn.fetch(
-            "SELECT id FROM dispatcher.jobs WHERE campaign_id = $1 ORDER BY id", campaign_id
-        )]  # fmt: skip
         await conn.execute("UPDATE dispatcher.jobs SET state = 'sent' WHERE id = ANY($1)", ids[1:])
         await conn.execute(
             "UPDATE dispatcher.jobs SET state = 'failed', last_outcome = 'transient' WHERE id = $1",
