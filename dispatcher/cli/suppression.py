@@ -1,5 +1,6 @@
 """`dispatcher suppression ...`: the addresses never to be mailed again (add, remove, list,
-import, export). Bounces and complaints add to it on their own (dispatcher.feedback)."""
+import, export, and sync from the SES account-level list). Bounces and complaints add to it on
+their own (dispatcher.feedback)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,20 @@ from typing import Any, TextIO
 
 from dispatcher import app
 from dispatcher.config import Config
-from dispatcher.errors import InputError
+from dispatcher.errors import DispatcherError, InputError
 from dispatcher.feedback.store import FeedbackStore
+from dispatcher.ses.adapter import SesAdapter
+from dispatcher.ses.errors import SesError
 
 MANUAL_REASON = "added by operator"
+SES_LIST_REASON = "on the SES account suppression list"
 _HEADER_NAMES = ("address", "email", "emailaddress", "email_address")
 
 
 def add_parser(sub: Any) -> None:
-    sup = sub.add_parser("suppression", help="the suppression list: add, remove, list, import")
+    sup = sub.add_parser(
+        "suppression", help="the suppression list: add, remove, list, import, export, sync"
+    )
     ssub = sup.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     add = ssub.add_parser("add", help="never mail these addresses again")
@@ -46,6 +52,11 @@ def add_parser(sub: Any) -> None:
 
     exp = ssub.add_parser("export", help="write the list as CSV (address,reason,created_at)")
     exp.add_argument("file", nargs="?", default="-", metavar="FILE", help="default: stdout")
+
+    ssub.add_parser(
+        "sync",
+        help="add the SES account-level suppression list (ListSuppressedDestinations) to ours",
+    )
 
 
 def read_rows(stream: TextIO, default_reason: str) -> Iterator[tuple[str, str]]:
@@ -90,6 +101,8 @@ def _open_out(name: str) -> Iterator[TextIO]:
 
 async def run(args: argparse.Namespace, cfg: Config) -> int:
     action: str = args.action
+    if action == "sync":
+        return await sync(cfg)
     async with app.open_queue(cfg) as queue:
         store = FeedbackStore(queue.pool)
         if action == "add":
@@ -143,6 +156,31 @@ async def run(args: argparse.Namespace, cfg: Config) -> int:
                 print(f"{n} addresses written to {args.file}", file=sys.stderr)
             return 0
     raise AssertionError(action)
+
+
+async def sync(cfg: Config, page_size: int = 1000) -> int:
+    """Pull SES's account-level suppression list into ours (one way: SES adds our bounces and
+    complaints to its own list by itself, when account-level suppression is on)."""
+    rows: list[tuple[str, str]] = []
+    try:
+        async with SesAdapter.open(cfg.ses) as ses:
+            async for address, reason in ses.list_suppressed(page_size):
+                rows.append((address, f"{SES_LIST_REASON}: {reason.lower()}"))
+    except SesError as exc:
+        said = " ".join(str(exc).split())  # one line, even when the endpoint answered a page
+        said = said if len(said) <= 300 else said[:297] + "..."
+        raise DispatcherError(
+            f"could not read the SES account-level suppression list: {said} (it needs "
+            "ses:ListSuppressedDestinations, and account-level suppression turned on)"
+        ) from None
+    async with app.open_queue(cfg) as queue:
+        added = await FeedbackStore(queue.pool).import_suppressions(rows)
+    already = len({a.lower() for a, _ in rows}) - len(added)
+    print(
+        f"{len(added)} added from the SES account-level suppression list"
+        + (f", {already} already suppressed" if already else "")
+    )
+    return 0
 
 
 def parse_text(text: str, default_reason: str = "imported") -> list[tuple[str, str]]:

@@ -270,6 +270,29 @@ class SesAdapter:
                 "CreateEmailTemplate", result.outcome, result.code, result.reason
             ) from exc
 
+    async def list_suppressed(self, page_size: int = 1000) -> AsyncIterator[tuple[str, str]]:
+        """(address, reason: BOUNCE or COMPLAINT) of the account-level suppression list
+        (v2 ListSuppressedDestinations, page by page); SesError if SES refuses."""
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"PageSize": page_size}
+            if token is not None:
+                kwargs["NextToken"] = token
+            try:
+                page = await self._v2.list_suppressed_destinations(**kwargs)
+            except Exception as exc:
+                result = classify_exception(exc)
+                if result is None:
+                    raise
+                raise SesError(
+                    "ListSuppressedDestinations", result.outcome, result.code, result.reason
+                ) from exc
+            for item in page.get("SuppressedDestinationSummaries", []):
+                yield item["EmailAddress"], item["Reason"]
+            token = page.get("NextToken")
+            if not token:
+                return
+
     def build_bulk_request(
         self, template_name: str, messages: list[tuple[OutgoingMessage, dict[str, str]]]
     ) -> dict[str, Any]:

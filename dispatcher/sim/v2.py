@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -539,6 +540,55 @@ async def _get_suppressed(state: SimState, request: web.Request) -> web.Response
     )
 
 
+async def _list_suppressed(state: SimState, request: web.Request) -> web.Response:
+    """GET /v2/email/suppression/addresses (ListSuppressedDestinations): by address order,
+    filtered by Reason and LastUpdateTime, PageSize (at most 1000) per page with NextToken."""
+    query = request.rel_url.query
+    reasons = set(query.getall("Reason", [])) or set(SUPPRESSION_REASONS)
+    if not reasons <= set(SUPPRESSION_REASONS):
+        raise _BadRequest(f"Reason must be one of {', '.join(SUPPRESSION_REASONS)}.")
+    try:
+        size = int(query.get("PageSize", "1000"))
+        start = int(query.get("NextToken", "0"))
+        since = _timestamp(query.get("StartDate"))
+        until = _timestamp(query.get("EndDate"))
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from None
+    if not 1 <= size <= 1000:
+        raise _BadRequest("PageSize must be between 1 and 1000.")
+    matching = [
+        found
+        for _, found in sorted(state.account.suppressed.items())
+        if found.reason in reasons
+        and (since is None or found.updated_at >= since)
+        and (until is None or found.updated_at <= until)
+    ]
+    page = matching[start : start + size]
+    body: dict[str, Any] = {
+        "SuppressedDestinationSummaries": [
+            {"EmailAddress": f.address, "Reason": f.reason, "LastUpdateTime": f.updated_at}
+            for f in page
+        ]
+    }
+    if start + size < len(matching):
+        body["NextToken"] = str(start + size)
+    return _ok(body)
+
+
+def _timestamp(text: str | None) -> float | None:
+    """A query-string timestamp as botocore sends it (ISO 8601), or epoch seconds."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise ValueError(f"Invalid timestamp {text!r}.") from None
+
+
 async def _delete_suppressed(state: SimState, request: web.Request) -> web.Response:
     address = request.match_info["address"]
     if state.account.suppressed.pop(address.lower(), None) is None:
@@ -577,6 +627,7 @@ def add_routes(app: web.Application) -> None:
         "/v2/email/configuration-sets/{name}/sending", _json_handler(_put_configuration_set_sending)
     )
     r.add_put("/v2/email/suppression/addresses", _json_handler(_put_suppressed))
+    r.add_get("/v2/email/suppression/addresses", _json_handler(_list_suppressed))
     r.add_get("/v2/email/suppression/addresses/{address}", _json_handler(_get_suppressed))
     r.add_delete("/v2/email/suppression/addresses/{address}", _json_handler(_delete_suppressed))
     r.add_route("*", "/v2/{tail:.*}", unknown_operation)

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
+import aioboto3
+import pytest
+
 from tests.support.cli import cli_env, run_cli
+from tests.support.moto import MotoServer
+from tests.support.sim import SimFactory
+
+
+@pytest.fixture
+def moto(moto_server: MotoServer) -> MotoServer:
+    """The session's moto server, emptied for this test."""
+    moto_server.reset()
+    return moto_server
 
 
 async def test_add_list_remove_import_export(pg_dsn: str, tmp_path: Path) -> None:
@@ -42,3 +55,45 @@ async def test_add_list_remove_import_export(pg_dsn: str, tmp_path: Path) -> Non
         ("c@example.com", "old bounce"),
         ("d@example.com", "imported"),
     ]
+
+
+async def test_sync_adds_the_ses_account_level_list_and_says_so_where_ses_cannot(
+    pg_dsn: str, tmp_path: Path, sim_process: SimFactory, moto: MotoServer
+) -> None:
+    async with sim_process() as sim:
+        session = aioboto3.Session(
+            region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        async with session.client("sesv2", endpoint_url=sim.endpoint_url) as ses:
+            for address, reason in [
+                ("Gone@Example.com", "BOUNCE"),
+                ("angry@example.com", "COMPLAINT"),
+                ("known@example.com", "BOUNCE"),
+            ]:
+                await ses.put_suppressed_destination(EmailAddress=address, Reason=reason)
+        env = cli_env(tmp_path, dsn=pg_dsn, endpoint_url=sim.endpoint_url)
+        assert (await run_cli(env, "suppression", "add", "known@example.com")).code == 0
+        synced = await run_cli(env, "suppression", "sync")
+        again = await run_cli(env, "suppression", "sync")
+    listed = await run_cli(env, "suppression", "list", "--json")
+    unsupported = await run_cli(
+        cli_env(tmp_path, dsn=pg_dsn, endpoint_url=moto.endpoint_url), "suppression", "sync"
+    )
+
+    assert synced.code == 0, synced
+    assert synced.out == (
+        "2 added from the SES account-level suppression list, 1 already suppressed\n"
+    )
+    assert again.out.startswith("0 added"), again
+    reasons = {r["address"]: r["reason"] for r in map(json.loads, listed.out.splitlines())}
+    assert reasons == {
+        "gone@example.com": "on the SES account suppression list: bounce",
+        "angry@example.com": "on the SES account suppression list: complaint",
+        "known@example.com": "added by operator",  # ours is kept
+    }
+    # moto has no ListSuppressedDestinations: one line that says what is needed, exit 1.
+    assert unsupported.code == 1, unsupported
+    assert len(unsupported.messages) == 1, unsupported.messages
+    (message,) = unsupported.messages
+    assert "could not read the SES account-level suppression list" in message
+    assert "ses:ListSuppressedDestinations" in message

@@ -18,6 +18,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from dispatcher.domain.outcome import Outcome
+from dispatcher.ses import SesSettings
+from dispatcher.ses.adapter import SesAdapter
 from dispatcher.ses.classify import classify_bulk_status, classify_error
 from tests.support.sim import SimFactory, SimHandle
 
@@ -490,6 +492,32 @@ async def test_v2_put_and_get_suppressed_destination(sim_inprocess: SimFactory) 
     assert error_of(missing)[0] == "NotFoundException" and error_of(missing)[2] == 404
     assert error_of(bad)[0] == "BadRequestException"
     assert listed == [{"address": "gone@example.com", "reason": "BOUNCE"}]
+
+
+async def test_v2_list_suppressed_destinations_pages_and_filters(
+    sim_inprocess: SimFactory,
+) -> None:
+    async with sim_inprocess() as sim, clients(sim) as (_, v2):
+        for i in range(5):
+            reason = "COMPLAINT" if i == 2 else "BOUNCE"
+            await v2.put_suppressed_destination(EmailAddress=f"r{i}@example.com", Reason=reason)
+        async with SesAdapter.open(
+            SesSettings(
+                region="us-east-1",
+                endpoint_url=sim.endpoint_url,
+                access_key_id="testing",
+                secret_access_key="testing",
+            )
+        ) as ses:
+            paged = [item async for item in ses.list_suppressed(page_size=2)]  # 3 pages
+        complaints = await v2.list_suppressed_destinations(Reasons=["COMPLAINT"])
+        with pytest.raises(ClientError) as bad:
+            await v2.list_suppressed_destinations(PageSize=1001)
+    assert paged == [(f"r{i}@example.com", "COMPLAINT" if i == 2 else "BOUNCE") for i in range(5)]
+    summaries = complaints["SuppressedDestinationSummaries"]
+    assert [s["EmailAddress"] for s in summaries] == ["r2@example.com"]
+    assert "NextToken" not in complaints
+    assert error_of(bad)[0] == "BadRequestException"
 
 
 # -- message size ----------------------------------------------------------------------------
