@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.domain.quota import Quota
+from dispatcher.pacing.governor import PENDING_EPOCH
 from dispatcher.queue.sql import query
 
 # NOTIFYed when a reading is begun: every worker moves its count to the new epoch at once.
@@ -82,6 +83,7 @@ class SharedQuotaStore:
                 float(quota.max_24_hour_send),
                 float(quota.max_send_rate),
                 float(quota.sent_last_24_hours),
+                PENDING_EPOCH,
             )
         return bool(row["published"])
 

@@ -9,6 +9,9 @@ import uuid
 from typing import Any
 
 from dispatcher.app import run_worker
+from dispatcher.domain.quota import Quota
+from dispatcher.pacing.governor import PENDING_EPOCH
+from dispatcher.queue.quota import SharedQuotaStore
 from dispatcher.queue.repository import Queue
 from dispatcher.worker.pool import EXIT_QUOTA_SPENT, WorkerPool
 from tests.support.dispatch import REAL, batch, eventually, make_config
@@ -99,3 +102,21 @@ async def test_one_daemon_reads_the_quota_for_all_and_another_takes_over_when_it
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
     for task in tasks:
         assert task.exception() is None
+
+
+async def test_a_dead_workers_sends_on_the_wire_stop_counting_at_the_next_reading(
+    queue: Queue,
+) -> None:
+    board = SharedQuotaStore(queue.pool)
+    live, dead, reader = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await queue.register_worker(live, 30)
+    await board.sync(live, {PENDING_EPOCH: 5.0})
+    await board.sync(dead, {0: 7.0, PENDING_EPOCH: 40.0})  # SIGKILLed: never registered again
+    before = await board.sync(reader, {})
+    assert before.others_sent == 52  # everything counts until a reading includes it
+
+    epoch = await board.begin(reader)
+    assert await board.publish(reader, epoch, Quota(1000, 14, 47))
+    after = await board.sync(reader, {})
+    assert after.epoch == epoch and after.quota == Quota(1000, 14, 47)
+    assert after.others_sent == 5  # the live worker's pending sends; the dead one's are gone

@@ -35,7 +35,9 @@ WHERE w.heartbeat_at >= now() - make_interval(secs => w.lease_seconds)
 
 -- name: quota_publish
 -- The reading for epoch $2 arrived: publish it (unless a newer one already was) and forget the
--- sends it includes (those counted into earlier epochs).
+-- sends it includes (those counted into earlier epochs), and the pending sends ($6 = the
+-- pending epoch) of workers that are gone: a dead worker's sends on the wire reached SES long
+-- before this reading, or never will.
 WITH published AS (
     UPDATE dispatcher.send_quota
     SET epoch = $2, max_24_hour_send = $3, max_send_rate = $4, sent_last_24_hours = $5,
@@ -43,7 +45,10 @@ WITH published AS (
     WHERE epoch < $2
     RETURNING epoch
 ), pruned AS (
-    DELETE FROM dispatcher.quota_spend WHERE epoch < (SELECT epoch FROM published)
+    DELETE FROM dispatcher.quota_spend sp
+    WHERE sp.epoch < (SELECT epoch FROM published)
+       OR (sp.epoch = $6
+           AND NOT EXISTS (SELECT 1 FROM dispatcher.workers w WHERE w.id = sp.owner))
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM published) AS published, (SELECT count(*) FROM pruned) AS pruned;
