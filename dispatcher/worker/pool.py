@@ -36,6 +36,7 @@ from dispatcher.queue.quota import QUOTA_CHANNEL, LeaderLock, SharedQuotaStore
 from dispatcher.queue.repository import ClaimedJob, Queue, Settlement, SettleState
 from dispatcher.ses.errors import SesError
 from dispatcher.worker.batcher import Batcher
+from dispatcher.worker.listener import Listener
 from dispatcher.worker.shared_quota import apply_reading, run_quota_leader, run_quota_sync
 
 log = structlog.get_logger()
@@ -167,9 +168,16 @@ class WorkerPool:
         self._current_group: list[ClaimedJob] = []  # a bulk group being admitted
         self._wake = asyncio.Event()  # set by NOTIFY dispatcher_jobs: new mail to claim
         self._share_wake = asyncio.Event()  # set by NOTIFY dispatcher_share: recount now
-        self._listener: asyncpg.Connection | None = None  # the LISTENing pooled connection
         self._quota_store = SharedQuotaStore(queue.pool)
         self._quota_wake = asyncio.Event()  # set by NOTIFY dispatcher_quota: sync now
+        self._listener: Listener | None = None
+        if settings.listen:
+            wakes = {
+                WAKE_CHANNEL: self._wake,
+                SHARE_CHANNEL: self._share_wake,
+                QUOTA_CHANNEL: self._quota_wake,
+            }
+            self._listener = Listener(queue.pool, wakes)
         # Campaign mail also passes this bucket when it may use only a share of the rate.
         self._campaign_limiter: RecipientLimiter | None = None
         if settings.campaign_rate_share < 1.0:
@@ -278,7 +286,8 @@ class WorkerPool:
             self.limiter.close()
             if self._campaign_limiter is not None:
                 self._campaign_limiter.close()
-            await self._unlisten()
+            if self._listener is not None:
+                await self._listener.close()
             with contextlib.suppress(Exception):
                 await self.queue.unregister_worker(self.owner)
         if self._fatal is not None:
@@ -763,55 +772,6 @@ class WorkerPool:
                 await asyncio.wait_for(self._wake.wait(), s.poll_interval)
             self._buffer_low.set()
 
-    async def _listen(self) -> None:
-        """Hold a connection that LISTENs for new mail; polling remains if it cannot."""
-        if not self.settings.listen:
-            return
-        if self._listener is not None:
-            try:
-                alive = not self._listener.is_closed()
-            except asyncpg.InterfaceError:  # the pool took the cut connection back
-                alive = False
-            if alive:
-                return
-            await self._unlisten()  # cut (a Postgres restart): listen again on a new one
-        conn = None
-        try:
-            conn = await self.queue.pool.acquire()
-            await conn.add_listener(WAKE_CHANNEL, self._on_notify)
-            await conn.add_listener(SHARE_CHANNEL, self._on_share_notify)
-            await conn.add_listener(QUOTA_CHANNEL, self._on_quota_notify)
-        except Exception as exc:
-            log.warning("queue.listen_failed", error=repr(exc))  # the poll still finds mail
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await self.queue.pool.release(conn)
-            return
-        self._listener = conn
-        log.debug("queue.listening", channel=WAKE_CHANNEL)
-        self._wake.set()  # mail may have come while nobody listened
-
-    async def _unlisten(self) -> None:
-        conn, self._listener = self._listener, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.remove_listener(WAKE_CHANNEL, self._on_notify)
-            with contextlib.suppress(Exception):
-                await conn.remove_listener(SHARE_CHANNEL, self._on_share_notify)
-            with contextlib.suppress(Exception):
-                await conn.remove_listener(QUOTA_CHANNEL, self._on_quota_notify)
-            with contextlib.suppress(Exception):
-                await self.queue.pool.release(conn)
-
-    def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
-        self._wake.set()
-
-    def _on_share_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
-        self._share_wake.set()  # another process started sending: make room now
-
-    def _on_quota_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
-        self._quota_wake.set()  # a quota reading is begun: count into its epoch now
-
     async def _db(self, what: str, op: Callable[[], Awaitable[_R]]) -> _R:
         """A statement that rides out a Postgres restart (DatabaseError after the timeout)."""
         return await while_down(op, what=what, give_up_after=self.settings.outage_timeout)
@@ -930,7 +890,8 @@ class WorkerPool:
         """Keep our lease; recover the leases of workers that went silent (any worker does)."""
         s = self.settings
         while not stop.is_set():
-            await self._listen()  # (again, if a restart cut the listening connection)
+            if self._listener is not None:  # (again, if a restart cut its connection)
+                await self._listener.ensure()
             if not await self._db("heartbeat", lambda: self.queue.heartbeat(self.owner)):
                 log.warning("worker.lease_lost", worker_id=str(self.owner))
                 await self._db(
