@@ -333,7 +333,6 @@ class WorkerPool:
     # -- the dispatch loop ----------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             job = await self._next_job()
             if job is None:
@@ -351,33 +350,52 @@ class WorkerPool:
                 if template is not None:
                     await self._dispatch_bulk(job, template)
                     continue
-            msg = job.message
-            now = loop.time()
-            if self._hold_all_until > now:
-                await self._account_pause(job, self._hold_all_until - now)
+            if not await self._admit([job]):
                 continue
-            hold = self._held.get(_sender_key(msg), 0.0) - now
-            if hold > 0:
-                self.counters.held += 1
-                await self._release([job], hold)
-                continue
-            admission = self.governor.reserve(msg.recipient_count, now)
-            if not admission.allowed:
-                await self._quota_pause(job, admission.reason, admission.retry_at)
-                continue
-            await self._slots.acquire()
-            try:
-                if job.campaign_id is not None:
-                    await self._campaign_pace(msg.recipient_count)
-                await self.limiter.acquire(msg.recipient_count)
-            except BaseException:
-                self._slots.release()
-                self.governor.answered(msg.recipient_count)
-                raise
-            self._current = None
             task = asyncio.create_task(self._send(job))
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
+
+    async def _admit(self, group: list[ClaimedJob]) -> bool:
+        """What a message, or a bulk group led by its first job, passes before it is sent: the
+        account and sender holds, the daily quota, a send slot, the campaign share and the rate.
+        False: it was given back (or waits out a pause); nothing to send now."""
+        lead = group[0]
+        now = asyncio.get_running_loop().time()
+        recipients = sum(j.message.recipient_count for j in group)
+        if self._hold_all_until > now:
+            self._give_back_rest(group)
+            await self._account_pause(lead, self._hold_all_until - now)
+            return False
+        hold = self._held.get(_sender_key(lead.message), 0.0) - now
+        if hold > 0:
+            self.counters.held += len(group)
+            await self._release(group, hold)
+            self._current_group = []
+            return False
+        admission = self.governor.reserve(recipients, now)
+        if not admission.allowed:
+            self._give_back_rest(group)
+            await self._quota_pause(lead, admission.reason, admission.retry_at)
+            return False
+        await self._slots.acquire()
+        try:
+            if lead.campaign_id is not None:
+                await self._campaign_pace(recipients)
+            await self.limiter.acquire(recipients)
+        except BaseException:
+            self._slots.release()
+            self.governor.answered(recipients)
+            raise
+        self._current = None
+        self._current_group = []
+        return True
+
+    def _give_back_rest(self, group: list[ClaimedJob]) -> None:
+        """A bulk group that cannot go now: all but its lead back to the front of the buffer
+        (the lead is released by the pause that follows)."""
+        self._buffer.extendleft(reversed(group[1:]))
+        self._current_group = []
 
     async def _next_job(self) -> ClaimedJob | None:
         while not self._buffer:
@@ -425,7 +443,6 @@ class WorkerPool:
 
     async def _dispatch_bulk(self, job: ClaimedJob, template: str) -> None:
         """Up to 50 jobs of one campaign in one SendBulkEmail call, paced per recipient."""
-        loop = asyncio.get_running_loop()
         group = self._current_group = [job]
         while (
             len(group) < BULK_ENTRIES
@@ -438,35 +455,8 @@ class WorkerPool:
             if prepared is not None:
                 group.append(prepared)
         self._current_group = group
-        now = loop.time()
-        recipients = sum(j.message.recipient_count for j in group)
-        if self._hold_all_until > now:
-            self._buffer.extendleft(reversed(group[1:]))
-            self._current_group = []
-            await self._account_pause(job, self._hold_all_until - now)
+        if not await self._admit(group):
             return
-        hold = self._held.get(_sender_key(job.message), 0.0) - now
-        if hold > 0:
-            self.counters.held += len(group)
-            await self._release(group, hold)
-            self._current_group = []
-            return
-        admission = self.governor.reserve(recipients, now)
-        if not admission.allowed:
-            self._buffer.extendleft(reversed(group[1:]))
-            self._current_group = []
-            await self._quota_pause(job, admission.reason, admission.retry_at)
-            return
-        await self._slots.acquire()
-        try:
-            await self._campaign_pace(recipients)
-            await self.limiter.acquire(recipients)
-        except BaseException:
-            self._slots.release()
-            self.governor.answered(recipients)
-            raise
-        self._current = None
-        self._current_group = []
         task = asyncio.create_task(self._send_bulk(group, template))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
