@@ -19,7 +19,7 @@ import structlog
 
 from dispatcher.errors import DatabaseError
 
-__all__ = ["connection_lost", "while_down"]
+__all__ = ["connection_alive", "connection_lost", "while_down"]
 
 log = structlog.get_logger()
 
@@ -32,6 +32,16 @@ _LOST: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,  # a connection left mid-operation by the cut
     asyncpg.exceptions._base.InternalClientError,  # "cannot switch to state ..." after a cut
 )
+
+
+def connection_alive(conn: asyncpg.Connection | None) -> bool:
+    """A held connection that a restart has not cut (False for None)."""
+    if conn is None:
+        return False
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # the pool took the cut connection back
+        return False
 
 
 def connection_lost(exc: BaseException) -> bool:

@@ -12,6 +12,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.domain.quota import Quota
 from dispatcher.pacing.governor import PENDING_EPOCH
+from dispatcher.queue.outage import connection_alive
 from dispatcher.queue.sql import query
 
 # NOTIFYed when a reading is begun: every worker moves its count to the new epoch at once.
@@ -101,13 +102,7 @@ class LeaderLock:
 
     @property
     def held(self) -> bool:
-        conn = self._conn
-        if conn is None:
-            return False
-        try:
-            return not conn.is_closed()
-        except asyncpg.InterfaceError:  # the pool took the cut connection back
-            return False
+        return connection_alive(self._conn)
 
     async def try_take(self) -> bool:
         """Take the lock if it is free; False if another process holds it."""

@@ -230,10 +230,9 @@ class SesAdapter:
         try:
             r = await self._v1.get_send_quota()
         except Exception as exc:
-            result = classify_exception(exc)
-            if result is None:
+            if (error := _ses_error("GetSendQuota", exc)) is None:
                 raise
-            raise SesError("GetSendQuota", result.outcome, result.code, result.reason) from exc
+            raise error from exc
         return Quota(
             max_24_hour_send=float(r.get("Max24HourSend", 0.0)),
             max_send_rate=float(r.get("MaxSendRate", 0.0)),
@@ -263,12 +262,9 @@ class SesAdapter:
                     TemplateContent=content,  # type: ignore[arg-type]
                 )
         except Exception as exc:
-            result = classify_exception(exc)
-            if result is None:
+            if (error := _ses_error("CreateEmailTemplate", exc)) is None:
                 raise
-            raise SesError(
-                "CreateEmailTemplate", result.outcome, result.code, result.reason
-            ) from exc
+            raise error from exc
 
     async def list_suppressed(self, page_size: int = 1000) -> AsyncIterator[tuple[str, str]]:
         """(address, reason: BOUNCE or COMPLAINT) of the account-level suppression list
@@ -281,12 +277,9 @@ class SesAdapter:
             try:
                 page = await self._v2.list_suppressed_destinations(**kwargs)
             except Exception as exc:
-                result = classify_exception(exc)
-                if result is None:
+                if (error := _ses_error("ListSuppressedDestinations", exc)) is None:
                     raise
-                raise SesError(
-                    "ListSuppressedDestinations", result.outcome, result.code, result.reason
-                ) from exc
+                raise error from exc
             for item in page.get("SuppressedDestinationSummaries", []):
                 yield item["EmailAddress"], item["Reason"]
             token = page.get("NextToken")
@@ -363,3 +356,12 @@ class SesAdapter:
                     SendResult(classify_bulk_status(status, error), code=status, reason=error)
                 )
         return out
+
+
+def _ses_error(operation: str, exc: Exception) -> SesError | None:
+    """A failed SES call as SesError (how to react, SES's code); None for an error that is not
+    SES's (a bug here: raise it as it is)."""
+    result = classify_exception(exc)
+    if result is None:
+        return None
+    return SesError(operation, result.outcome, result.code, result.reason)

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 import asyncpg  # type: ignore[import-untyped]
 import structlog
 
+from dispatcher.queue.outage import connection_alive
+
 log = structlog.get_logger()
 
 Callback = Callable[[object, int, str, str], None]
@@ -27,13 +29,7 @@ class Listener:
 
     @property
     def listening(self) -> bool:
-        conn = self._conn
-        if conn is None:
-            return False
-        try:
-            return not conn.is_closed()
-        except asyncpg.InterfaceError:  # the pool took the cut connection back
-            return False
+        return connection_alive(self._conn)
 
     async def ensure(self) -> None:
         """Listen, or listen again if the connection was cut; every event is set afterwards
