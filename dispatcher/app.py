@@ -60,12 +60,18 @@ def _where(url: str) -> str:
     return f"{parts.hostname}:{parts.port or 5432}{parts.path}"
 
 
+HELD_CONNECTIONS = 2  # held for a whole run: the LISTEN connection, the quota leader's lock
+
+
 @asynccontextmanager
 async def open_queue(cfg: Config, *, migrate: bool | None = None) -> AsyncIterator[Queue]:
     """A connected Queue; migrates first when asked to (default: database.migrate_on_start)."""
     url = await database_url(cfg)
     do_migrate = cfg.database.migrate_on_start if migrate is None else migrate
-    async with Queue.connect(url, max_size=cfg.database.pool_size, migrate=do_migrate) as queue:
+    # The daemon keeps two connections for itself (the LISTEN one and the quota leader's lock):
+    # pool_size counts the ones that run statements.
+    size = cfg.database.pool_size + HELD_CONNECTIONS
+    async with Queue.connect(url, max_size=size, migrate=do_migrate) as queue:
         yield queue
 
 

@@ -33,7 +33,7 @@ class DatabaseSettings:
     url: str | None = None  # e.g. postgresql://user:password@host:5432/dispatcher
     data_dir: Path = Path("./.dispatcher")  # embedded cluster and other local state
     migrate_on_start: bool = True  # apply pending schema migrations when the daemon starts
-    pool_size: int = 10  # connections in the asyncpg pool
+    pool_size: int = 10  # connections that run statements (a daemon holds 2 more of its own)
     # Seconds a running daemon keeps retrying while Postgres is unreachable (a restart, a
     # failover) before it stops with an error; unsent mail stays queued either way.
     outage_timeout: float = 120.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from dispatcher.app import run_worker
@@ -167,3 +168,17 @@ async def test_suppressed_recipients_are_never_sent_to(
     assert job is not None and (job.state, job.last_outcome) == ("failed", "suppressed")
     sent = await queue.get(mixed.id)
     assert sent is not None and sent.state == "sent"
+
+
+async def test_a_pool_of_one_connection_still_sends(
+    queue: Queue, pg_dsn: str, sim_process: SimFactory
+) -> None:
+    # The daemon holds connections of its own (LISTEN, the quota leader's lock) beside the
+    # pool's working ones: the smallest database.pool_size must not starve its claims.
+    async with sim_process(max_send_rate=500) as sim:
+        await queue.enqueue_many(batch(40))
+        base = make_config(pg_dsn, sim.endpoint_url)
+        cfg = replace(base, database=replace(base.database, pool_size=1))
+        report = await drain(cfg, limit=30)
+        received = await sim.messages()
+    assert report.exit_code == EXIT_OK and len(received) == 40
