@@ -10,7 +10,7 @@ from typing import Any
 from dispatcher.app import run_worker
 from dispatcher.queue.repository import NewMessage, Queue
 from dispatcher.worker.pool import EXIT_OK, EXIT_QUOTA_SPENT, RunReport
-from tests.support.dispatch import REAL, batch, dispatcher_ids, make_config
+from tests.support.dispatch import REAL, batch, dispatcher_ids, eventually, make_config
 from tests.support.sim import SimFactory
 
 
@@ -121,10 +121,17 @@ async def test_throttling_slows_down_and_never_costs_an_attempt(
     # The account reports 100/s but SES enforces 20/s for a while (as after a quota change
     # that GetSendQuota has not caught up with): throttles happen, mail is slowed, not failed.
     async with sim_process(max_send_rate=100, burst_seconds=0.2) as sim:
-        await queue.enqueue_many(batch(120))
+        await queue.enqueue_many(batch(200))  # about half left when the switch comes
         cfg = make_config(pg_dsn, sim.endpoint_url, pacing={"poll_interval": 60.0})
         worker = asyncio.create_task(drain(cfg))
-        await asyncio.sleep(0.3)
+
+        async def quota_read_for_all() -> bool:
+            async with queue.pool.acquire() as conn:
+                epoch: int = await conn.fetchval("SELECT epoch FROM dispatcher.send_quota")
+            return epoch >= 1
+
+        # Only once the daemon has taken its reading (the next one is a minute away).
+        await eventually(quota_read_for_all, limit=10)
         await sim.configure(max_send_rate=20)
         report = await worker
         received = await sim.messages()
@@ -133,7 +140,7 @@ async def test_throttling_slows_down_and_never_costs_an_attempt(
     assert stats["throttled"] > 0 and report.counters.throttled == stats["throttled"]
     assert Counter(dispatcher_ids(received)).most_common(1)[0][1] == 1
     counts = await queue.counts()
-    assert counts["sent"] == 120 and counts["failed"] == 0
+    assert counts["sent"] == 200 and counts["failed"] == 0
     async with queue.pool.acquire() as conn:
         used = await conn.fetchval("SELECT max(attempts) FROM dispatcher.jobs")
     assert used == 0  # throttled sends were requeued without using an attempt
