@@ -9,12 +9,17 @@ same run; and enqueue rows/s, up to a 1,000,000-recipient campaign list.
      that answers "sent" at once: no SES call, no rate limit, no daily quota. Every job is
      claimed, launched (in_flight) and settled (sent) as in production, with the same
      batching, leases, rate-share and quota bookkeeping.
+   - claim+settle: the dispatcher's queue alone, as the pool uses it but without the pool:
+     4 tasks, each `Queue.claim(owner, limit=B)` then one `Queue.settle` marking the batch
+     sent (the settlement of a successful send), until a claim comes back empty. Two writes
+     per job (claimed, sent): the closest match to pgqueuer's pick + ack.
    - pgqueuer (a well-known asyncpg queue, installed by `make bench` only): its `QueueManager`
      in drain mode with an entrypoint that does nothing, batch size B.
-   Both are checked: all N jobs sent (dispatcher) / all N entrypoint calls made and the queue
-   table empty (pgqueuer). Figures: jobs/s, CPU ms per job of this process and of Postgres.
+   All are checked: all N jobs sent (`Queue.counts()`, dispatcher sides) / all N entrypoint
+   calls made and the queue table empty (pgqueuer). Figures: jobs/s, CPU ms per job (= CPU s
+   per 1,000 jobs) of this process and of Postgres.
 2. **Enqueue** the same N jobs: `Queue.enqueue_many` in chunks of 1,000 vs pgqueuer's list
-   `enqueue` in chunks of 1,000, rows/s.
+   `enqueue` in chunks of 1,000, rows/s (the two dispatcher sides enqueue the same way).
 3. **A campaign list of M recipients** through `dispatcher campaign create` (CSV -> COPY ->
    one message and one job per recipient), rows/s, as bench.campaign does it.
 
@@ -30,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -49,11 +55,14 @@ from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.quota import Quota
 from dispatcher.obs.logging import configure_logging
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
-from dispatcher.queue.repository import NewMessage, Queue
+from dispatcher.queue.repository import NewMessage, Queue, Settlement
 from dispatcher.worker.pool import WorkerPool, first_reading
 
 CHUNK = 1000  # rows per enqueue call, both sides
 ENTRYPOINT = "noop"
+DRAINERS = 4  # claim+settle side: concurrent claim -> settle loops
+# JSON keys: "dispatcher" is the worker pool (the key predates the claim+settle side).
+SIDES = ("dispatcher", "claim_settle", "pgqueuer")
 
 
 class BenchError(RuntimeError):
@@ -111,15 +120,20 @@ def _per_job_ms(
 # -- the dispatcher ---------------------------------------------------------------------------
 
 
+async def _enqueue(queue: Queue, n: int) -> float:
+    """Enqueue n messages in chunks of CHUNK; seconds taken."""
+    msgs = new_messages(n)
+    began = time.perf_counter()
+    for i in range(0, n, CHUNK):
+        await queue.enqueue_many(msgs[i : i + CHUNK])
+    return time.perf_counter() - began
+
+
 async def dispatcher_side(dbs: Databases, n: int) -> dict[str, Any]:
     dsn = await dbs.create()
     cfg = Config()
     async with Queue.connect(dsn, max_size=cfg.database.pool_size) as queue:
-        msgs = new_messages(n)
-        began = time.perf_counter()
-        for i in range(0, n, CHUNK):
-            await queue.enqueue_many(msgs[i : i + CHUNK])
-        enqueue_s = time.perf_counter() - began
+        enqueue_s = await _enqueue(queue, n)
         sender = NoopSender()
         governor = QuotaGovernor(cfg.pacing)
         await first_reading(sender, governor)
@@ -145,6 +159,52 @@ async def dispatcher_side(dbs: Databases, n: int) -> dict[str, Any]:
         raise BenchError(
             f"dispatcher drain: exit {report.exit_code} ({report.reason}), "
             f"{sender.sent} sends, states {counts}; expected {n} sent"
+        )
+    return {
+        "drain_jobs_per_s": round(n / drain_s, 1),
+        "enqueue_rows_per_s": round(n / enqueue_s, 1),
+        **_per_job_ms(cpu0, cpu1, n),
+    }
+
+
+async def claim_settle_side(dbs: Databases, n: int, batch: int) -> dict[str, Any]:
+    """The queue without the pool: DRAINERS loops of claim(limit=batch) -> settle(all sent)."""
+    dsn = await dbs.create()
+    async with Queue.connect(dsn, max_size=DRAINERS) as queue:
+        enqueue_s = await _enqueue(queue, n)
+        settled = 0
+
+        async def drainer() -> None:
+            nonlocal settled
+            owner = uuid.uuid4()
+            while jobs := await queue.claim(owner, batch):
+                # What the pool settles for a send SES accepted (decide(): "sent", no delay).
+                done = await queue.settle(
+                    [
+                        Settlement(
+                            id=j.id,
+                            token=j.token,
+                            state="sent",
+                            ses_message_id=f"noop-{j.id}",
+                            outcome=Outcome.SENT.value,
+                        )
+                        for j in jobs
+                    ]
+                )
+                if len(done) != len(jobs):
+                    raise BenchError(f"claim+settle: settled {len(done)} of {len(jobs)} claimed")
+                settled += len(done)
+
+        cpu0 = _cpu(dbs)
+        began = time.perf_counter()
+        await asyncio.gather(*(drainer() for _ in range(DRAINERS)))
+        drain_s = time.perf_counter() - began
+        cpu1 = _cpu(dbs)
+        counts = await queue.counts()
+    await dbs.drop(dsn)
+    if counts.get("sent") != n or settled != n:
+        raise BenchError(
+            f"claim+settle drain: {settled} settled, states {counts}; expected {n} sent"
         )
     return {
         "drain_jobs_per_s": round(n / drain_s, 1),
@@ -226,20 +286,24 @@ async def main_async(args: argparse.Namespace) -> int:
         pg_version = await dbs.server_version()
         # Warm-up: imports, the template database, Postgres's caches.
         await dispatcher_side(dbs, 1000)
+        await claim_settle_side(dbs, 1000, args.batch)
         await pgqueuer_side(dbs, 1000, args.batch)
         rounds: list[dict[str, Any]] = []
         for r in range(args.rounds):
-            order = ["dispatcher", "pgqueuer"] if r % 2 == 0 else ["pgqueuer", "dispatcher"]
+            order = list(SIDES) if r % 2 == 0 else list(reversed(SIDES))
             row: dict[str, Any] = {"round": r + 1, "order": order}
             for side in order:
                 print(f"round {r + 1}: {side}, {args.jobs:,} jobs ...", file=sys.stderr)
                 if side == "dispatcher":
                     row[side] = await dispatcher_side(dbs, args.jobs)
+                elif side == "claim_settle":
+                    row[side] = await claim_settle_side(dbs, args.jobs, args.batch)
                 else:
                     row[side] = await pgqueuer_side(dbs, args.jobs, args.batch)
-            row["drain_ratio"] = round(
-                row["dispatcher"]["drain_jobs_per_s"] / row["pgqueuer"]["drain_jobs_per_s"], 3
-            )
+            pgq = row["pgqueuer"]["drain_jobs_per_s"]
+            row["drain_ratio"] = round(row["dispatcher"]["drain_jobs_per_s"] / pgq, 3)
+            cs = row["claim_settle"]["drain_jobs_per_s"]
+            row["claim_settle_drain_ratio"] = round(cs / pgq, 3)
             rounds.append(row)
         print(f"campaign list of {args.recipients:,} recipients ...", file=sys.stderr)
         imported = await campaign_import(dbs, args.recipients)
@@ -258,11 +322,15 @@ async def main_async(args: argparse.Namespace) -> int:
                 "cpu_ms_per_job_postgres",
             )
         }
-        for side in ("dispatcher", "pgqueuer")
+        for side in SIDES
     }
-    summary["drain_ratio"] = {"dispatcher_over_pgqueuer": median_ratio(rounds)}
+    summary["drain_ratio"] = {
+        "dispatcher_over_pgqueuer": median_ratio(rounds, "drain_ratio"),
+        "claim_settle_over_pgqueuer": median_ratio(rounds, "claim_settle_drain_ratio"),
+    }
     print(f"\nqueue drain of {args.jobs:,} no-op jobs, median of {args.rounds} round(s):")
-    print(f"{'':34}{'dispatcher':>12}{'pgqueuer':>12}")
+    print(f"{'':34}{'dispatcher':>13}{'dispatcher':>13}")
+    print(f"{'':34}{'worker pool':>13}{'claim+settle':>13}{'pgqueuer':>13}")
     labels = {
         "drain_jobs_per_s": "drain jobs/s",
         "enqueue_rows_per_s": "enqueue rows/s (chunks of 1,000)",
@@ -270,9 +338,11 @@ async def main_async(args: argparse.Namespace) -> int:
         "cpu_ms_per_job_postgres": "CPU ms/job, Postgres",
     }
     for key, label in labels.items():
-        d, p = summary["dispatcher"][key], summary["pgqueuer"][key]
-        print(f"{label:34}{_fmt(d):>12}{_fmt(p):>12}")
-    print(f"drain ratio dispatcher / pgqueuer per round: {[r['drain_ratio'] for r in rounds]}")
+        print(f"{label:34}" + "".join(f"{_fmt(summary[side][key]):>13}" for side in SIDES))
+    print(
+        f"drain ratio / pgqueuer per round: worker pool {[r['drain_ratio'] for r in rounds]}, "
+        f"claim+settle {[r['claim_settle_drain_ratio'] for r in rounds]}"
+    )
     print(
         f"campaign create of {imported['recipients']:,} recipients: {imported['seconds']} s, "
         f"{imported['rows_per_s']:,.0f} rows/s, peak RSS {imported['peak_rss_mb']} MB"
@@ -285,6 +355,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "pgqueuer": version("pgqueuer"),
         "jobs": args.jobs,
         "batch": args.batch,
+        "claim_settle_drainers": DRAINERS,
         "rounds": rounds,
         "summary": summary,
         "campaign_import": imported,
@@ -296,8 +367,8 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
-def median_ratio(rounds: list[dict[str, Any]]) -> float:
-    return round(float(statistics.median(r["drain_ratio"] for r in rounds)), 3)
+def median_ratio(rounds: list[dict[str, Any]], key: str) -> float:
+    return round(float(statistics.median(r[key] for r in rounds)), 3)
 
 
 def _fmt(value: float | None) -> str:
@@ -311,7 +382,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--recipients", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=100, help="pgqueuer's batch size")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=100,
+        help="pgqueuer's batch size and claim+settle's claim limit",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="20,000 jobs, 200,000 recipients, one round"
     )
