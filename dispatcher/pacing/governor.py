@@ -63,10 +63,8 @@ class QuotaGovernor:
         "_epoch",
         "_others",
         "_pending",
-        "_poll_started_at",
         "_quota",
         "_reading_at",
-        "_sent_during_poll",
         "_sent_since_reading",
         "_settings",
         "_share",
@@ -78,10 +76,6 @@ class QuotaGovernor:
         self._quota: Quota | None = None
         self._reading_at = 0.0  # when the last reading arrived (meaningless while _quota is None)
         self._sent_since_reading = 0.0
-        # A GetSendQuota call in flight started at _poll_started_at; what we send meanwhile may
-        # be missing from its answer, so it is kept in _sent_during_poll and survives observe().
-        self._poll_started_at: float | None = None
-        self._sent_during_poll = 0.0
         # SES refused a send for the daily quota at this time; only a later reading lifts it.
         self._daily_error_at: float | None = None
         # A reading shared by several processes: the published epoch we hold (None: our own
@@ -97,33 +91,19 @@ class QuotaGovernor:
 
     # -- inputs -------------------------------------------------------------------------------
 
-    def begin_poll(self, now: float) -> None:
-        """A GetSendQuota call starts now (sends from here on may be missing from its answer)."""
-        self._poll_started_at = now
-        self._sent_during_poll = 0.0
-
     def observe(self, quota: Quota, now: float) -> None:
         """A fresh GetSendQuota reading arrived at `now`."""
-        started = self._poll_started_at
         self._quota = quota
         self._reading_at = now
-        # Count again only what was sent after the call started: conservative, since SES may
-        # have counted some of it already.
-        self._sent_since_reading = self._sent_during_poll if started is not None else 0.0
-        self._poll_started_at = None
-        self._sent_during_poll = 0.0
-        taken_at = started if started is not None else now
-        if self._daily_error_at is not None and taken_at > self._daily_error_at:
-            self._daily_error_at = None  # a reading taken after the refusal decides from here
+        self._sent_since_reading = 0.0
+        if self._daily_error_at is not None and now > self._daily_error_at:
+            self._daily_error_at = None  # a reading after the refusal decides from here
 
     def record_sent(self, recipients: int, now: float) -> None:
         """This process handed a message to `recipients` recipients to SES (or is about to);
         call `answered()` when SES has answered it."""
         self._sent_since_reading += recipients
         self._pending += recipients
-        started = self._poll_started_at
-        if started is not None and now >= started:
-            self._sent_during_poll += recipients
 
     def on_daily_quota_error(self, now: float) -> None:
         """SES refused a send because the daily quota is spent: pause at once."""
@@ -158,8 +138,6 @@ class QuotaGovernor:
         self._reading_at = now - max(0.0, age)
         self._spent = {e: v for e, v in self._spent.items() if e >= epoch}
         self._sent_since_reading = sum(self._spent.values()) + self._pending
-        self._poll_started_at = None
-        self._sent_during_poll = 0.0
         if self._daily_error_at is not None and self._counting is not None:
             counting, began = self._counting
             if counting == epoch and began > self._daily_error_at:

@@ -1028,7 +1028,6 @@ async def first_reading(
     """Read GetSendQuota once before sending: the governor admits nothing without a reading."""
     loop = asyncio.get_running_loop()
     for attempt in range(1, tries + 1):
-        governor.begin_poll(loop.time())
         try:
             quota = await ses.get_send_quota()
         except SesError as exc:
