@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +68,15 @@ IN_DOUBT_LINE = re.compile(r"in doubt \(may or may not have been sent\): (\d+)")
 
 class BenchError(Exception):
     """A command failed or the mail did not arrive as it must: the figures would mean nothing."""
+
+
+def run_bench(main: Coroutine[Any, Any, int], label: str = "bench failed") -> int:
+    """A benchmark's exit code: `main`'s, or 1 with one line when it raised BenchError."""
+    try:
+        return asyncio.run(main)
+    except BenchError as exc:
+        print(f"{label}: {exc}", file=sys.stderr)
+        return 1
 
 
 # -- children --------------------------------------------------------------------------------
@@ -737,11 +746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.rss_sizes, args.rss_send_sizes = [5_000, 100_000], [2_000, 20_000]
     if args.recipients < 2:
         parser.error("--recipients must be >= 2")
-    try:
-        return asyncio.run(main_async(args))
-    except BenchError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
+    return run_bench(main_async(args))
 
 
 if __name__ == "__main__":

@@ -36,16 +36,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from bench.campaign import import_list, write_templates
+from bench.campaign import BenchError, import_list, run_bench, write_templates
 from bench.services import Databases, run_simulator
 from bench.throughput import RESULTS_DIR, _machine, _postgres
 from dispatcher.app import pool_settings
@@ -58,15 +58,13 @@ from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.queue.repository import NewMessage, Queue, Settlement
 from dispatcher.worker.pool import WorkerPool, first_reading
 
+_T = TypeVar("_T")
+
 CHUNK = 1000  # rows per enqueue call, both sides
 ENTRYPOINT = "noop"
 DRAINERS = 4  # claim+settle side: concurrent claim -> settle loops
 # JSON keys: "dispatcher" is the worker pool (the key predates the claim+settle side).
 SIDES = ("dispatcher", "claim_settle", "pgqueuer")
-
-
-class BenchError(RuntimeError):
-    pass
 
 
 class NoopSender:
@@ -102,18 +100,34 @@ def new_messages(n: int) -> list[NewMessage]:
     ]
 
 
-def _cpu(dbs: Databases) -> tuple[float, float | None]:
-    return time.process_time(), dbs.cpu()
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """How long a drain took, and the CPU seconds this process and Postgres spent on it."""
+
+    seconds: float
+    cpu_bench: float
+    cpu_postgres: float | None
 
 
-def _per_job_ms(
-    before: tuple[float, float | None], after: tuple[float, float | None], n: int
-) -> dict[str, float | None]:
-    own = (after[0] - before[0]) * 1000 / n
-    pg = None if after[1] is None or before[1] is None else (after[1] - before[1]) * 1000 / n
+async def timed_drain(dbs: Databases, work: Awaitable[_T]) -> tuple[_T, Drained]:
+    """Run one side's drain; its result and what it cost."""
+    own0, pg0 = time.process_time(), dbs.cpu()
+    began = time.perf_counter()
+    result = await work
+    seconds = time.perf_counter() - began
+    own1, pg1 = time.process_time(), dbs.cpu()
+    pg = None if pg0 is None or pg1 is None else pg1 - pg0
+    return result, Drained(seconds, own1 - own0, pg)
+
+
+def figures(n: int, enqueue_s: float, drained: Drained) -> dict[str, Any]:
+    """One side's row: jobs/s of the drain and the enqueue, CPU ms per job."""
+    pg = drained.cpu_postgres
     return {
-        "cpu_ms_per_job_bench": round(own, 4),
-        "cpu_ms_per_job_postgres": None if pg is None else round(pg, 4),
+        "drain_jobs_per_s": round(n / drained.seconds, 1),
+        "enqueue_rows_per_s": round(n / enqueue_s, 1),
+        "cpu_ms_per_job_bench": round(drained.cpu_bench * 1000 / n, 4),
+        "cpu_ms_per_job_postgres": None if pg is None else round(pg * 1000 / n, 4),
     }
 
 
@@ -148,11 +162,7 @@ async def dispatcher_side(dbs: Databases, n: int) -> dict[str, Any]:
             drain=True,
             pacing=cfg.pacing,
         )
-        cpu0 = _cpu(dbs)
-        began = time.perf_counter()
-        report = await pool.run()
-        drain_s = time.perf_counter() - began
-        cpu1 = _cpu(dbs)
+        report, drained = await timed_drain(dbs, pool.run())
         counts = await queue.counts()
     await dbs.drop(dsn)
     if report.exit_code != 0 or counts.get("sent") != n or sender.sent != n:
@@ -160,11 +170,7 @@ async def dispatcher_side(dbs: Databases, n: int) -> dict[str, Any]:
             f"dispatcher drain: exit {report.exit_code} ({report.reason}), "
             f"{sender.sent} sends, states {counts}; expected {n} sent"
         )
-    return {
-        "drain_jobs_per_s": round(n / drain_s, 1),
-        "enqueue_rows_per_s": round(n / enqueue_s, 1),
-        **_per_job_ms(cpu0, cpu1, n),
-    }
+    return figures(n, enqueue_s, drained)
 
 
 async def claim_settle_side(dbs: Databases, n: int, batch: int) -> dict[str, Any]:
@@ -195,22 +201,14 @@ async def claim_settle_side(dbs: Databases, n: int, batch: int) -> dict[str, Any
                     raise BenchError(f"claim+settle: settled {len(done)} of {len(jobs)} claimed")
                 settled += len(done)
 
-        cpu0 = _cpu(dbs)
-        began = time.perf_counter()
-        await asyncio.gather(*(drainer() for _ in range(DRAINERS)))
-        drain_s = time.perf_counter() - began
-        cpu1 = _cpu(dbs)
+        _, drained = await timed_drain(dbs, asyncio.gather(*(drainer() for _ in range(DRAINERS))))
         counts = await queue.counts()
     await dbs.drop(dsn)
     if counts.get("sent") != n or settled != n:
         raise BenchError(
             f"claim+settle drain: {settled} settled, states {counts}; expected {n} sent"
         )
-    return {
-        "drain_jobs_per_s": round(n / drain_s, 1),
-        "enqueue_rows_per_s": round(n / enqueue_s, 1),
-        **_per_job_ms(cpu0, cpu1, n),
-    }
+    return figures(n, enqueue_s, drained)
 
 
 # -- pgqueuer ---------------------------------------------------------------------------------
@@ -239,27 +237,22 @@ async def pgqueuer_side(dbs: Databases, n: int, batch: int) -> dict[str, Any]:
             nonlocal done
             done += 1
 
-        cpu0 = _cpu(dbs)
-        began = time.perf_counter()
-        await qm.run(
-            batch_size=batch,
-            mode=QueueExecutionMode.drain,
-            dequeue_timeout=timedelta(seconds=1),
-            log_aggregation_interval=timedelta(0),
+        _, drained = await timed_drain(
+            dbs,
+            qm.run(
+                batch_size=batch,
+                mode=QueueExecutionMode.drain,
+                dequeue_timeout=timedelta(seconds=1),
+                log_aggregation_interval=timedelta(0),
+            ),
         )
-        drain_s = time.perf_counter() - began
-        cpu1 = _cpu(dbs)
         left = await conn.fetchval("SELECT count(*) FROM pgqueuer")
     finally:
         await conn.close()
     await dbs.drop(dsn)
     if done != n or left != 0:
         raise BenchError(f"pgqueuer drain: {done} of {n} jobs run, {left} left in its queue")
-    return {
-        "drain_jobs_per_s": round(n / drain_s, 1),
-        "enqueue_rows_per_s": round(n / enqueue_s, 1),
-        **_per_job_ms(cpu0, cpu1, n),
-    }
+    return figures(n, enqueue_s, drained)
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -403,11 +396,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging("warning", "console")
-    try:
-        return asyncio.run(main_async(args))
-    except BenchError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
+    return run_bench(main_async(args))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ allowed rate) when matplotlib is importable (`pip install -e '.[bench]'`).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -37,6 +36,7 @@ from bench.campaign import (
     SimControl,
     cli_env,
     import_list,
+    run_bench,
     run_cli,
     sizes,
     stderr_into,
@@ -184,11 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds = 8.0
-    try:
-        return asyncio.run(main_async(args))
-    except BenchError as exc:
-        print(f"bench.rate: {exc}", file=sys.stderr)
-        return 1
+    return run_bench(main_async(args), "bench.rate")
 
 
 if __name__ == "__main__":

@@ -38,13 +38,13 @@ from bench.campaign import (
     POLL_INTERVAL,
     RESULTS,
     SETTLE_PAUSE,
-    BenchError,
     Child,
     SendRun,
     SimControl,
     cli_env,
     import_list,
     job_counts,
+    run_bench,
     run_cli,
     stderr_into,
     verify,
@@ -185,11 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.recipients = 5_000
     if args.recipients < 100 or args.kills < 1:
         parser.error("--recipients must be >= 100 and --kills >= 1")
-    try:
-        return asyncio.run(main_async(args))
-    except BenchError as exc:
-        print(f"bench.reliability: {exc}", file=sys.stderr)
-        return 1
+    return run_bench(main_async(args), "bench.reliability")
 
 
 if __name__ == "__main__":
