@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 import aioboto3
-import pytest
 
 from dispatcher.queue.repository import STATES, NewMessage, Queue
 from tests.support.cli import cli_env, fetch, run_cli, state_counts
@@ -117,13 +116,6 @@ async def test_run_drain_stops_before_the_daily_quota_with_exit_3(
     assert "daily sending quota" in view["pacing"]["reason"]
     assert text.code == 0, text
     assert any(line.split() == ["state", "PAUSED"] for line in text.out.splitlines())
-
-
-@pytest.fixture
-def moto(moto_server: MotoServer) -> MotoServer:
-    """The session's moto server, emptied for this test."""
-    moto_server.reset()
-    return moto_server
 
 
 async def test_run_drain_against_moto_sends_once_and_fails_an_unverified_sender_without_retry(

@@ -7,18 +7,10 @@ import json
 from pathlib import Path
 
 import aioboto3
-import pytest
 
 from tests.support.cli import cli_env, run_cli
 from tests.support.moto import MotoServer
 from tests.support.sim import SimFactory
-
-
-@pytest.fixture
-def moto(moto_server: MotoServer) -> MotoServer:
-    """The session's moto server, emptied for this test."""
-    moto_server.reset()
-    return moto_server
 
 
 async def test_add_list_remove_import_export(pg_dsn: str, tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aioboto3
 import pytest
@@ -14,13 +14,6 @@ from dispatcher.ses import SesAdapter
 from tests.support.moto import MotoServer
 
 SENDER = "sender@example.com"
-
-
-@pytest.fixture
-def moto(moto_server: MotoServer) -> Iterator[MotoServer]:
-    """The session's moto server, emptied before each test."""
-    moto_server.reset()
-    yield moto_server
 
 
 @pytest.fixture

@@ -145,3 +145,10 @@ def moto_server() -> Iterator[MotoServer]:
             proc.kill()
             proc.wait()
         os.unlink(log_path)
+
+
+@pytest.fixture
+def moto(moto_server: MotoServer) -> MotoServer:
+    """The session's moto server, emptied for this test."""
+    moto_server.reset()
+    return moto_server

@@ -98,8 +98,6 @@ class FakeBoard:
 class FakeLock:
     """One advisory lock shared by the processes of a test: `try_take` wins while it is free."""
 
-    holder: uuid.UUID | None = None
-
     def __init__(self, registry: dict[str, uuid.UUID | None], owner: uuid.UUID) -> None:
         self.registry = registry
         self.owner = owner
