@@ -2,18 +2,17 @@
 
 -- name: quota_sync
 -- Record what worker $1 sent per epoch ($2 epochs, $3 recipients), and read the published
--- reading with the recipients every other worker sent since it was begun.
+-- reading with the recipients every other worker sent since it was begun (a data-modifying
+-- CTE runs whether or not the query reads it; ours are excluded from the sum anyway).
 WITH mine AS (
     INSERT INTO dispatcher.quota_spend (owner, epoch, sent)
     SELECT $1, e, s FROM unnest($2::bigint[], $3::double precision[]) AS t(e, s)
     ON CONFLICT (owner, epoch) DO UPDATE SET sent = EXCLUDED.sent
-    RETURNING 1
 )
 SELECT q.epoch, q.polling_epoch, q.max_24_hour_send, q.max_send_rate, q.sent_last_24_hours,
        extract(epoch FROM now() - q.read_at)::float8 AS age, q.leader,
        (SELECT coalesce(sum(sp.sent), 0)::float8 FROM dispatcher.quota_spend sp
-        WHERE sp.epoch >= q.epoch AND sp.owner <> $1) AS others_sent,
-       (SELECT count(*) FROM mine) AS recorded
+        WHERE sp.epoch >= q.epoch AND sp.owner <> $1) AS others_sent
 FROM dispatcher.send_quota q;
 
 -- name: quota_begin
