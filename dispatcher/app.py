@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -60,6 +62,8 @@ def _where(url: str) -> str:
     return f"{parts.hostname}:{parts.port or 5432}{parts.path}"
 
 
+# Set by `run --processes` for its children: the SNS endpoint's socket, bound by the parent.
+FEEDBACK_FD_ENV = "DISPATCHER_FEEDBACK_SOCKET_FD"
 HELD_CONNECTIONS = 2  # held for a whole run: the LISTEN connection, the quota leader's lock
 
 
@@ -179,6 +183,13 @@ async def _http_endpoint(
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
+        inherited = os.environ.get(FEEDBACK_FD_ENV)
+        if inherited:  # one of `run --processes`: serve the parent's socket, all children alike
+            sock = socket.socket(fileno=int(inherited))
+            await web.SockSite(runner, sock).start()
+            log.info("feedback.serving", port=sock.getsockname()[1], path=fb.path, shared=True)
+            yield
+            return
         site = web.TCPSite(runner, fb.listen_host, fb.listen_port)
         try:
             await site.start()

@@ -20,7 +20,7 @@ from dispatcher import app
 from dispatcher.cli import campaign as campaign_cli
 from dispatcher.cli import suppression as suppression_cli
 from dispatcher.cli.jsonl import BadLine, parse_lines, parse_send_after
-from dispatcher.cli.processes import process_count, run_processes
+from dispatcher.cli.processes import process_count, run_processes, watch_parent
 from dispatcher.config import Config, load_config
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.feedback.guard import reputation_lines, reputation_view
@@ -315,7 +315,12 @@ async def cmd_run(cfg: Config, *, drain: bool) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal, sig.name)
-    report = await app.run_worker(cfg, stop, drain=drain)
+    watcher = watch_parent(stop)
+    try:
+        report = await app.run_worker(cfg, stop, drain=drain)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
     c = report.counters
     stream = sys.stderr if report.exit_code else sys.stdout
     print(

@@ -3,9 +3,19 @@
 The parent starts (or reuses) the embedded Postgres and applies migrations once, then runs N
 children `dispatcher run` pointed at that database. They split the account's send rate between
 them through Postgres (each paces at MaxSendRate / active processes, see WorkerPool's rate
-share), so N processes send no faster than one account allows. SIGTERM/SIGINT are passed on;
-a child dies with the parent (PR_SET_PDEATHSIG on Linux). The exit code is the highest of the
-children's (0 when all drained).
+share), so N processes send no faster than one account allows. SIGTERM/SIGINT are passed on.
+The exit code is the highest of the children's (0 when all drained).
+
+N is capped before anything starts: at most 4 per core, and no more than Postgres has
+connections left for (each process holds up to database.pool_size + 2).
+
+Children die with the parent, even a SIGKILLed one: each child watches its parent's pid and
+stops when it changes (portable to every POSIX system, and it also covers a parent that died
+before the child was running); on Linux PR_SET_PDEATHSIG signals it at once as well.
+
+With `[feedback] enabled`, the parent binds the SNS endpoint's port once (a port in use is one
+error, before any child starts) and every child serves that one inherited socket, so the
+daemon is one listener whichever children are alive.
 """
 
 from __future__ import annotations
@@ -16,16 +26,21 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import sys
 
 import structlog
 
 from dispatcher import app
 from dispatcher.config import Config
+from dispatcher.errors import ConfigError, InputError
 
 log = structlog.get_logger()
 
 _PR_SET_PDEATHSIG = 1
+PER_CORE = 4  # more processes than this per core only adds contention
+PARENT_PID_ENV = "DISPATCHER_PARENT_PID"  # set for children: the pid they must outlive not
+PARENT_POLL = 0.5  # seconds between a child's checks that its parent is alive
 
 
 def process_count(text: str) -> int:
@@ -43,6 +58,40 @@ def process_count(text: str) -> int:
     return n
 
 
+def check_cores(processes: int, cores: int) -> None:
+    """Refuse more than PER_CORE processes per core: they would only contend."""
+    if processes > PER_CORE * cores:
+        raise InputError(
+            f"--processes {processes} is too many for {cores} core(s): at most "
+            f"{PER_CORE * cores} ({PER_CORE} per core)"
+        )
+
+
+def check_connections(processes: int, *, per_process: int, free: int, max_connections: int) -> None:
+    """Refuse more processes than Postgres has connections left for."""
+    fit = free // per_process
+    if processes > fit:
+        raise InputError(
+            f"--processes {processes} needs up to {processes * per_process} Postgres connections "
+            f"(database.pool_size + 2 = {per_process} each) but only {free} of max_connections "
+            f"{max_connections} are free: use --processes {max(fit, 1)} or less, a smaller "
+            "database.pool_size, or raise max_connections"
+        )
+
+
+async def _free_connections(cfg: Config) -> tuple[int, int]:
+    """(connections Postgres can still accept from us, max_connections)."""
+    async with app.connect(cfg) as conn:
+        row = await conn.fetchrow(
+            "SELECT current_setting('max_connections')::int AS max,"
+            " current_setting('superuser_reserved_connections')::int"
+            "  + coalesce(current_setting('reserved_connections', true), '0')::int AS reserved,"
+            " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            "  AND pid <> pg_backend_pid()) AS used"
+        )
+    return max(0, row["max"] - row["reserved"] - row["used"]), row["max"]
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: get SIGTERM when the parent dies (Linux); else nothing."""
     if sys.platform.startswith("linux"):
@@ -50,35 +99,101 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def watch_parent(stop: asyncio.Event) -> asyncio.Task[None] | None:
+    """In a child of `run --processes`: set `stop` once the parent is gone (None elsewhere)."""
+    raw = os.environ.get(PARENT_PID_ENV)
+    if not raw or not raw.isdigit():
+        return None
+    parent = int(raw)
+
+    async def watch() -> None:
+        # No event to wait on: a dead parent tells nobody, its child only sees a new ppid.
+        while os.getppid() == parent:  # noqa: ASYNC110
+            await asyncio.sleep(PARENT_POLL)
+        log.warning("run.parent_gone", parent_pid=parent)
+        stop.set()
+
+    return asyncio.create_task(watch(), name="parent-watch")
+
+
+def _feedback_socket(cfg: Config) -> socket.socket | None:
+    """The SNS endpoint's listening socket, bound once here for every child to serve."""
+    fb = cfg.feedback
+    if not fb.enabled:
+        return None
+    try:
+        family, _, _, _, addr = socket.getaddrinfo(
+            fb.listen_host, fb.listen_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.create_server((addr[0], fb.listen_port), family=family)
+    except OSError as exc:
+        raise ConfigError(
+            f"feedback: cannot listen on {fb.listen_host}:{fb.listen_port}: {exc.strerror or exc}"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 async def run_processes(
-    cfg: Config, *, processes: int, drain: bool, config_path: str | None
+    cfg: Config, *, processes: int, drain: bool, config_path: os.PathLike[str] | str | None
 ) -> int:
+    check_cores(processes, os.cpu_count() or 1)
     url = await app.database_url(cfg)
     async with app.open_queue(cfg):  # migrate once, here, before the children start
         pass
+    free, max_connections = await _free_connections(cfg)
+    check_connections(
+        processes,
+        per_process=cfg.database.pool_size + app.HELD_CONNECTIONS,
+        free=free,
+        max_connections=max_connections,
+    )
     env = dict(os.environ)
     env["DISPATCHER_DATABASE_URL"] = url
+    env[PARENT_PID_ENV] = str(os.getpid())
     if config_path:
-        env["DISPATCHER_CONFIG"] = config_path
+        env["DISPATCHER_CONFIG"] = os.path.abspath(config_path)  # noqa: ASYNC240 - no I/O
+    listener = _feedback_socket(cfg)
+    pass_fds: tuple[int, ...] = ()
+    if listener is not None:
+        env[app.FEEDBACK_FD_ENV] = str(listener.fileno())
+        pass_fds = (listener.fileno(),)
+        host, port = listener.getsockname()[:2]
+        log.info("feedback.listening", host=host, port=port, path=cfg.feedback.path, shared=True)
     argv = [sys.executable, "-m", "dispatcher.cli.main", "run", *(["--drain"] if drain else [])]
-    children = [
-        await asyncio.create_subprocess_exec(
-            *argv, env=env, stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent
-        )
-        for _ in range(processes)
-    ]
-    log.info("run.processes", processes=processes, pids=[c.pid for c in children])
     loop = asyncio.get_running_loop()
+    children: list[asyncio.subprocess.Process] = []
+    stopping = False
 
     def forward(sig: signal.Signals) -> None:
+        nonlocal stopping
+        stopping = True
         for child in children:
             if child.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     child.send_signal(signal.SIGTERM)
 
+    # Installed before the first child: a signal during start-up must reach every child.
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, forward, sig)
+    try:
+        for _ in range(processes):
+            if stopping:
+                break
+            children.append(
+                await asyncio.create_subprocess_exec(
+                    *argv,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    preexec_fn=_die_with_parent,
+                    pass_fds=pass_fds,
+                )
+            )
+    finally:
+        if listener is not None:
+            listener.close()  # the children hold it now
+    log.info("run.processes", processes=len(children), pids=[c.pid for c in children])
     codes = await asyncio.gather(*(c.wait() for c in children))
     log.info("run.processes_done", exit_codes=list(codes))
-    return max(codes) if all(c >= 0 for c in codes) else 1
+    return max(codes, default=0) if all(c >= 0 for c in codes) else 1

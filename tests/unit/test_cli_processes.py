@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from dispatcher.cli.processes import process_count
+from dispatcher.cli.processes import check_connections, check_cores, process_count
+from dispatcher.errors import InputError
 
 
 def test_a_count_or_auto() -> None:
@@ -20,3 +21,15 @@ def test_a_count_or_auto() -> None:
 def test_anything_else_says_what_is_accepted(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=r"whole number >= 1, or 'auto'"):
         process_count(text)
+
+
+def test_at_most_four_per_core() -> None:
+    check_cores(8, 2)
+    with pytest.raises(InputError, match=r"--processes 9 is too many for 2 core\(s\): at most 8"):
+        check_cores(9, 2)
+
+
+def test_no_more_than_postgres_has_connections_for() -> None:
+    check_connections(3, per_process=12, free=36, max_connections=100)
+    with pytest.raises(InputError, match=r"only 36 of max_connections 100 are free: use "):
+        check_connections(4, per_process=12, free=36, max_connections=100)
