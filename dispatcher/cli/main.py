@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
+from botocore.exceptions import NoCredentialsError
 
 from dispatcher import app
 from dispatcher.cli import campaign as campaign_cli
@@ -145,10 +146,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(level, cfg.log.format)
         return _run(_dispatch(args, cfg))
     except DispatcherError as exc:
+        if isinstance(exc.__cause__, NoCredentialsError):
+            print(f"dispatcher: error: {_no_credentials(cfg)}", file=sys.stderr)
+            return 2
         print(f"dispatcher: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def _no_credentials(cfg: Config) -> str:
+    """What to set when SES was called without any access keys."""
+    keys = (
+        "set ses.access_key_id and ses.secret_access_key (or AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws)"
+    )
+    if cfg.ses.endpoint_url:
+        return (
+            f"no AWS access keys for SES at {cfg.ses.endpoint_url}: {keys}; the simulator "
+            "accepts any, e.g. AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x"
+        )
+    return (
+        f"no AWS access keys for SES: {keys}; to use the simulator (`dispatcher sim`), also "
+        "set ses.endpoint_url, e.g. DISPATCHER_SES_ENDPOINT_URL=http://127.0.0.1:4579"
+    )
 
 
 def _run(main: Coroutine[Any, Any, int]) -> int:
@@ -366,10 +387,8 @@ async def cmd_status(cfg: Config, *, as_json: bool) -> int:
         hold = await feedback.sending_hold()
         shared = await SharedQuotaStore(queue.pool).sync(uuid.UUID(int=0), {})
     states = {state: counts.get(state, 0) for state in STATES}
-    pacing = await _pacing_view(cfg)
-    pacing["workers"] = len(workers)
     leader = next((w for w in workers if w.id == shared.leader), None)
-    pacing["shared"] = {
+    shared_view = {
         # The reading every worker admits mail against, and who takes it (None: nobody yet).
         "read_by": None if leader is None else f"{leader.hostname}/{leader.pid} ({leader.id})",
         "reading_age_seconds": round(shared.age, 1) if shared.quota is not None else None,
@@ -377,10 +396,40 @@ async def cmd_status(cfg: Config, *, as_json: bool) -> int:
     }
     reputation = reputation_view(sent, thresholds(cfg.guard), window_hours=window)
     reputation["sending_held"] = None if hold is None else {"reason": hold[0], "since": hold[1]}
+    if not as_json:
+        # What the database knows first: SES may be slow or down, and that is when it matters.
+        _print_local_status(states, len(workers), shared_view, reputation, hold, window)
+        sys.stdout.flush()
+    pacing = await _bounded_pacing_view(cfg)
+    pacing["workers"] = len(workers)
+    pacing["shared"] = shared_view
     if as_json:
         view = {"states": states, "pacing": pacing, "reputation": reputation}
         print(json.dumps(view, indent=2, default=str))
         return 0
+    _print_pacing(pacing)
+    return 0
+
+
+STATUS_SES_WAIT = 5.0  # seconds `status` waits for GetSendQuota before it stops asking
+
+
+async def _bounded_pacing_view(cfg: Config) -> dict[str, Any]:
+    """`_pacing_view`, or an error saying SES did not answer within STATUS_SES_WAIT."""
+    try:
+        return await asyncio.wait_for(_pacing_view(cfg), STATUS_SES_WAIT)
+    except TimeoutError:
+        return {"error": f"SES did not answer GetSendQuota within {STATUS_SES_WAIT:g} s"}
+
+
+def _print_local_status(
+    states: dict[str, int],
+    workers: int,
+    shared: dict[str, Any],
+    reputation: dict[str, Any],
+    hold: tuple[str, Any] | None,
+    window: float,
+) -> None:
     print("messages:")
     for state in STATES:
         print(f"  {state:<10} {states[state]:>10}")
@@ -389,9 +438,7 @@ async def cmd_status(cfg: Config, *, as_json: bool) -> int:
             f"  {states['unknown']} message(s) in doubt: see `dispatcher in-doubt list`, then "
             "`dispatcher in-doubt resolve`"
         )
-    print(f"workers: {len(workers)} running")
-    _print_pacing(pacing)
-    shared = pacing["shared"]
+    print(f"workers: {workers} running")
     if shared["reading_age_seconds"] is not None:
         print(
             f"  shared reading    taken {shared['reading_age_seconds']:g} s ago by "
@@ -403,7 +450,6 @@ async def cmd_status(cfg: Config, *, as_json: bool) -> int:
     if hold is not None:
         print(f"ALL SENDING HELD since {hold[1]:%Y-%m-%d %H:%M:%S %Z}: {hold[0]}")
         print("  check the lists, then `dispatcher resume --force`")
-    return 0
 
 
 async def cmd_resume(cfg: Config, *, force: bool) -> int:
