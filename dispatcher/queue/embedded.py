@@ -11,6 +11,8 @@ Layout under ``data_dir``::
     pg-password         superuser password, mode 0600, owned by the calling user
     pg.lock             flock taken around init/start/stop so concurrent callers agree
     pg.init-incomplete  exists only while initdb runs; found at start, pg/ is rebuilt
+    pg-port             the port the server was last started on, reused at the next start so
+                        a daemon that rode out a restart finds it again
 """
 
 from __future__ import annotations
@@ -157,6 +159,7 @@ class EmbeddedPostgres:
         "log_file",
         "password_file",
         "pg_dir",
+        "port_file",
     )
 
     def __init__(self, data_dir: Path, *, bin_dir: Path | None = None, durable: bool = True):
@@ -168,6 +171,7 @@ class EmbeddedPostgres:
         self.password_file = self.data_dir / "pg-password"
         self.lock_file = self.data_dir / "pg.lock"
         self.init_marker = self.data_dir / "pg.init-incomplete"
+        self.port_file = self.data_dir / "pg-port"
         self.log_file = self.pg_dir / "log" / "postgresql.log"
         self._bin_dir = bin_dir  # None: search pgserver, PATH, /usr/lib/postgresql
         self._durable = durable  # False only for throwaway test clusters (fsync off)
@@ -527,7 +531,7 @@ class EmbeddedPostgres:
         self._rotate_log()
         socket_dir_ok = len(str(self.pg_dir / ".s.PGSQL.65535").encode()) <= _SOCKET_PATH_MAX
         for attempt in range(1, _PORT_ATTEMPTS + 1):
-            port = _free_port()
+            port = self._last_port() if attempt == 1 else _free_port()
             # pg_ctl runs postgres through /bin/sh: the -o string is shell text.
             options = f"-p {port} -c listen_addresses={HOST} " + (
                 f"-k {shlex.quote(str(self.pg_dir))}"
@@ -557,6 +561,7 @@ class EmbeddedPostgres:
                 and _is_live_postgres(info.pid, self.pg_dir)
             ):
                 self._port = port
+                self.port_file.write_text(f"{port}\n")
                 return info.pid
             server_log = _read_tail(self.log_file, log_offset)
             if "could not bind" in server_log and attempt < _PORT_ATTEMPTS:
@@ -570,6 +575,19 @@ class EmbeddedPostgres:
                 f"Server log {self.log_file} (last lines):\n{_tail(server_log)}"
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _last_port(self) -> int:
+        """The port of the last start if it is free again, else a new free one.
+
+        Clients that outlive the server (a daemon riding out `db stop`) keep its URL, so the
+        server comes back where they look for it unless something else took the port.
+        """
+        with contextlib.suppress(OSError, ValueError):
+            last = int(self.port_file.read_text().strip())
+            if _port_is_free(last):
+                return last
+            log.warning("db.embedded.port_changed", data_dir=str(self.data_dir), taken=last)
+        return _free_port()
 
     def _rotate_log(self) -> None:
         """Keep one previous log: pg_ctl -l appends forever otherwise."""
@@ -949,6 +967,17 @@ def _free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _port_is_free(port: int) -> bool:
+    """Can a server listen on this port? (SO_REUSEADDR as postgres: TIME_WAIT does not count.)"""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
 
 
 # --- database --------------------------------------------------------------------------------

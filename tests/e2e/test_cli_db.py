@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from tests.support.cli import cli_env, run_cli
+from dispatcher.queue.embedded import EmbeddedPostgres
+from tests.support.cli import cli_env, fetch, run_cli, start_cli, stop_cli
+from tests.support.dispatch import eventually
+from tests.support.sim import SimHandle
 
 
 async def test_db_status_and_stop_of_the_embedded_server(tmp_path: Path) -> None:
@@ -32,3 +36,43 @@ async def test_db_commands_refuse_when_a_database_url_is_set(tmp_path: Path) -> 
         "dispatcher: error: database.url is set: the dispatcher uses that server, "
         "not an embedded one"
     ], result
+
+
+async def test_db_stop_under_a_daemon_warns_and_the_daemon_carries_on(
+    tmp_path: Path, sim: SimHandle
+) -> None:
+    env = cli_env(tmp_path, endpoint_url=sim.endpoint_url)
+    assert (await run_cli(env, "migrate")).code == 0
+    port = (await run_cli(env, "db", "status")).out.split("port ")[-1].strip()
+    daemon = await start_cli(env, "run", output=tmp_path / "run.log")
+    try:
+        dsn = await asyncio.to_thread(EmbeddedPostgres(tmp_path).start)
+        await eventually(lambda: _has_worker(dsn), limit=30)
+
+        refused = await run_cli(env, "db", "stop")
+        stopped = await run_cli(env, "db", "stop", "--force")
+        sent = await run_cli(env, *SEND)  # starts the server again
+        status = await run_cli(env, "db", "status")
+
+        await eventually(lambda: _received(sim), limit=30)
+    finally:
+        code = await stop_cli(daemon)
+        EmbeddedPostgres(tmp_path).stop()
+    assert refused.code == 2, refused
+    assert len(refused.messages) == 1 and "is in use: daemon(s) " in refused.messages[0], refused
+    assert "--force" in refused.messages[0], refused
+    assert stopped.code == 0 and sent.code == 0, (stopped, sent)
+    assert status.out.strip().endswith(f"port {port}"), status  # where the daemon looks
+    assert code == 0, (tmp_path / "run.log").read_text()[-3000:]
+
+
+SEND = ("send", "--from", "a@example.com", "--to", "success@simulator.amazonses.com")
+SEND += ("--subject", "after the restart", "--text", "hi")
+
+
+async def _has_worker(dsn: str) -> bool:
+    return bool(await fetch(dsn, "SELECT 1 FROM dispatcher.workers"))
+
+
+async def _received(sim: SimHandle) -> bool:
+    return any(m["subject"] == "after the restart" for m in await sim.messages())

@@ -1,0 +1,72 @@
+"""`dispatcher db status | stop`: the embedded Postgres, which cluster it is, and who uses it.
+
+`db stop` refuses (exit 2) while anyone else is connected, unless `--force`: a daemon cut off
+rides out the outage for database.outage_timeout and carries on once any later command has
+started the server again, on the same port (see EmbeddedPostgres's pg-port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg  # type: ignore[import-untyped]
+
+from dispatcher.config import Config
+from dispatcher.errors import InputError
+from dispatcher.queue.embedded import EmbeddedPostgres
+
+# Other client connections, and the daemons among them whose heartbeat is within its lease.
+_USERS = """
+SELECT (SELECT count(*) FROM pg_stat_activity
+        WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()) AS connections,
+       (SELECT coalesce(array_agg(hostname || '/' || pid ORDER BY started_at), '{}')
+        FROM dispatcher.workers
+        WHERE heartbeat_at > now() - make_interval(secs => lease_seconds)) AS daemons
+"""
+
+
+async def cmd_db(action: str, cfg: Config, *, force: bool = False) -> int:
+    if cfg.database.url:
+        raise InputError(
+            "database.url is set: the dispatcher uses that server, not an embedded one"
+        )
+    embedded = EmbeddedPostgres(cfg.database.data_dir)
+    st = await asyncio.to_thread(embedded.status)
+    if action == "stop":
+        if st.running and not force:
+            connections, daemons = await _users(await asyncio.to_thread(embedded.start))
+            if connections:
+                who = f"daemon(s) {', '.join(daemons)} and " if daemons else ""
+                raise InputError(
+                    f"embedded Postgres under {st.data_dir} (port {st.port}) is in use: {who}"
+                    f"{connections} connection(s) in all; stop the daemons first, or use "
+                    "`db stop --force` (a daemon retries for database.outage_timeout and "
+                    "carries on once a later command starts the server again, same port)"
+                )
+        await asyncio.to_thread(embedded.stop)
+        print(f"embedded Postgres under {embedded.data_dir} stopped")
+        return 0
+    if not st.initialized:
+        print(f"no embedded Postgres under {st.data_dir} yet (the first command creates it)")
+    elif st.running:
+        print(f"embedded Postgres under {st.data_dir}: running, pid {st.pid}, port {st.port}")
+    else:
+        print(f"embedded Postgres under {st.data_dir}: stopped")
+    return 0
+
+
+async def _users(dsn: str) -> tuple[int, list[str]]:
+    """(other connections, live daemons as host/pid) of the embedded server."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        try:
+            row = await conn.fetchrow(_USERS)
+        except asyncpg.UndefinedTableError:  # never migrated: no daemon ever ran here
+            n = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            )
+            return int(n), []
+        return int(row["connections"]), list(row["daemons"])
+    finally:
+        await conn.close()

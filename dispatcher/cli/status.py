@@ -1,0 +1,150 @@
+"""`dispatcher status` and `quota`: what the database knows, then what SES says (bounded)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from typing import Any
+
+from dispatcher import app
+from dispatcher.config import Config
+from dispatcher.errors import DispatcherError
+from dispatcher.feedback.guard import reputation_lines, reputation_view
+from dispatcher.feedback.store import FeedbackStore
+from dispatcher.feedback.watch import thresholds
+from dispatcher.pacing import QuotaGovernor
+from dispatcher.queue.quota import SharedQuotaStore
+from dispatcher.queue.repository import STATES
+from dispatcher.ses import SesAdapter
+
+
+async def _pacing_view(cfg: Config) -> dict[str, Any]:
+    """The account's quota through the governor's eyes (one GetSendQuota call)."""
+    try:
+        async with SesAdapter.open(cfg.ses) as ses:
+            quota = await ses.get_send_quota()
+    except Exception as exc:
+        return {"error": f"could not read the sending quota: {exc}"}
+    governor = QuotaGovernor(cfg.pacing)
+    now = asyncio.get_running_loop().time()
+    governor.observe(quota, now)
+    view = governor.view(now)
+    limit = quota.max_24_hour_send
+    return {
+        "max_send_rate": quota.max_send_rate,
+        "rate_limit": quota.max_send_rate * cfg.pacing.rate_headroom,
+        "max_24_hour_send": limit,
+        "sent_last_24_hours": quota.sent_last_24_hours,
+        "quota_headroom": cfg.pacing.quota_headroom,
+        "stop_at": None if limit < 0 else limit * cfg.pacing.quota_headroom,
+        "remaining": view.remaining,
+        "paused": view.paused,
+        "reason": view.reason,
+    }
+
+
+async def cmd_status(cfg: Config, *, as_json: bool) -> int:
+    async with app.open_queue(cfg) as queue:
+        counts = await queue.counts()
+        workers = await queue.workers()
+        window = cfg.guard.window_hours
+        feedback = FeedbackStore(queue.pool)
+        sent = await feedback.account_counts(window * 3600.0)
+        hold = await feedback.sending_hold()
+        shared = await SharedQuotaStore(queue.pool).sync(uuid.UUID(int=0), {})
+    states = {state: counts.get(state, 0) for state in STATES}
+    leader = next((w for w in workers if w.id == shared.leader), None)
+    shared_view = {
+        # The reading every worker admits mail against, and who takes it (None: nobody yet).
+        "read_by": None if leader is None else f"{leader.hostname}/{leader.pid} ({leader.id})",
+        "reading_age_seconds": round(shared.age, 1) if shared.quota is not None else None,
+        "sent_since_reading": shared.others_sent,  # by every worker, on the wire included
+    }
+    reputation = reputation_view(sent, thresholds(cfg.guard), window_hours=window)
+    reputation["sending_held"] = None if hold is None else {"reason": hold[0], "since": hold[1]}
+    if not as_json:
+        # What the database knows first: SES may be slow or down, and that is when it matters.
+        _print_local_status(states, len(workers), shared_view, reputation, hold, window)
+        sys.stdout.flush()
+    pacing = await _bounded_pacing_view(cfg)
+    pacing["workers"] = len(workers)
+    pacing["shared"] = shared_view
+    if as_json:
+        view = {"states": states, "pacing": pacing, "reputation": reputation}
+        print(json.dumps(view, indent=2, default=str))
+        return 0
+    _print_pacing(pacing)
+    return 0
+
+
+STATUS_SES_WAIT = 5.0  # seconds `status` waits for GetSendQuota before it stops asking
+
+
+async def _bounded_pacing_view(cfg: Config) -> dict[str, Any]:
+    """`_pacing_view`, or an error saying SES did not answer within STATUS_SES_WAIT."""
+    try:
+        return await asyncio.wait_for(_pacing_view(cfg), STATUS_SES_WAIT)
+    except TimeoutError:
+        return {"error": f"SES did not answer GetSendQuota within {STATUS_SES_WAIT:g} s"}
+
+
+def _print_local_status(
+    states: dict[str, int],
+    workers: int,
+    shared: dict[str, Any],
+    reputation: dict[str, Any],
+    hold: tuple[str, Any] | None,
+    window: float,
+) -> None:
+    print("messages:")
+    for state in STATES:
+        print(f"  {state:<10} {states[state]:>10}")
+    if states["unknown"]:
+        print(
+            f"  {states['unknown']} message(s) in doubt: see `dispatcher in-doubt list`, then "
+            "`dispatcher in-doubt resolve`"
+        )
+    print(f"workers: {workers} running")
+    if shared["reading_age_seconds"] is not None:
+        print(
+            f"  shared reading    taken {shared['reading_age_seconds']:g} s ago by "
+            f"{shared['read_by'] or 'a worker that has stopped'}; "
+            f"{shared['sent_since_reading']:g} recipients sent since by all workers"
+        )
+    print(f"reputation (last {window:g} h, account-wide):")
+    print("\n".join(reputation_lines(reputation)))
+    if hold is not None:
+        print(f"ALL SENDING HELD since {hold[1]:%Y-%m-%d %H:%M:%S %Z}: {hold[0]}")
+        print("  check the lists, then `dispatcher resume --force`")
+
+
+def _print_pacing(pacing: dict[str, Any]) -> None:
+    if "error" in pacing:
+        print(f"pacing: {pacing['error']}")
+        return
+    limit = pacing["max_24_hour_send"]
+    print("account (GetSendQuota):")
+    print(f"  MaxSendRate       {pacing['max_send_rate']:>12g} recipients/s")
+    print(f"  Max24HourSend     {'unlimited' if limit < 0 else f'{limit:g}':>12}")
+    print(f"  SentLast24Hours   {pacing['sent_last_24_hours']:>12g}")
+    print("governor:")
+    print(f"  send rate         {pacing['rate_limit']:>12g} recipients/s")
+    if limit >= 0:
+        print(
+            f"  stops at          {pacing['stop_at']:>12g} "
+            f"({pacing['quota_headroom']:.0%} of Max24HourSend)"
+        )
+        print(f"  remaining         {pacing['remaining']:>12g}")
+    print(f"  state             {'PAUSED' if pacing['paused'] else 'sending':>12}")
+    if pacing["reason"]:
+        print(f"  reason            {pacing['reason']}")
+
+
+async def cmd_quota(cfg: Config) -> int:
+    pacing = await _pacing_view(cfg)
+    if "error" in pacing:
+        raise DispatcherError(pacing["error"])
+    _print_pacing(pacing)
+    return 0
