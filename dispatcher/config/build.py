@@ -85,6 +85,7 @@ def build_config(
         section, key = target
         put(section, key, env[name], f"from environment variable {name}", from_env=True)
 
+    _place_data_dir(values["database"], sources.get("database.data_dir"), env, path)
     built: dict[str, Any] = {}
     for section, cls in section_types().items():
         try:
@@ -93,6 +94,29 @@ def build_config(
             message = str(err)
             raise ConfigError(message + _sources_note(message, section, sources)) from None
     return Config(**built)
+
+
+def _place_data_dir(
+    database: dict[str, object], where: str | None, env: Mapping[str, str], path: Path | None
+) -> None:
+    """Make database.data_dir independent of the working directory where it can be.
+
+    Unset: the user's data directory ($XDG_DATA_HOME/dispatcher, else
+    ~/.local/share/dispatcher), so every command finds the same cluster wherever it runs.
+    Relative in the file: relative to the file. Relative in the environment: to the working
+    directory, as typed (EmbeddedPostgres makes it absolute).
+    """
+    if where is None:
+        xdg, home = env.get("XDG_DATA_HOME", ""), env.get("HOME", "")
+        if xdg and Path(xdg).is_absolute():
+            database["data_dir"] = Path(xdg) / "dispatcher"
+        elif home:
+            database["data_dir"] = Path(home) / ".local" / "share" / "dispatcher"
+        return
+    data_dir = database["data_dir"]
+    from_file = not where.startswith("from environment")
+    if from_file and path is not None and isinstance(data_dir, Path) and str(data_dir):
+        database["data_dir"] = path.expanduser().parent / data_dir  # absolute stays absolute
 
 
 def config_to_dict(cfg: Config) -> dict[str, dict[str, Any]]:

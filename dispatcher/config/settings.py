@@ -31,7 +31,9 @@ class DatabaseSettings:
     """Where the queue lives (section `database`); url None starts an embedded Postgres."""
 
     url: str | None = None  # e.g. postgresql://user:password@host:5432/dispatcher
-    data_dir: Path = Path("./.dispatcher")  # embedded cluster and other local state
+    # Embedded cluster and other local state. Unset: ~/.local/share/dispatcher (see build.py's
+    # _place_data_dir; this one only without a home directory); relative: to the config file.
+    data_dir: Path = Path("./.dispatcher")
     migrate_on_start: bool = True  # apply pending schema migrations when the daemon starts
     pool_size: int = 10  # connections that run statements (a daemon holds 2 more of its own)
     # Seconds a running daemon keeps retrying while Postgres is unreachable (a restart, a

@@ -76,3 +76,23 @@ async def _has_worker(dsn: str) -> bool:
 
 async def _received(sim: SimHandle) -> bool:
     return any(m["subject"] == "after the restart" for m in await sim.messages())
+
+
+async def test_commands_from_any_working_directory_use_one_cluster(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    one, other = tmp_path / "project", tmp_path / "elsewhere"
+    for d in (home, one, other):
+        d.mkdir()
+    env = cli_env(tmp_path, endpoint_url="http://127.0.0.1:9", HOME=str(home))
+    del env["DISPATCHER_DATA_DIR"]  # the default, as a user has it
+    cluster = home / ".local" / "share" / "dispatcher"
+    try:
+        queued = await run_cli(env, *SEND, cwd=one)
+        status = await run_cli(env, "status", "--json", cwd=other)
+        where = await run_cli(env, "db", "status", cwd=other)
+    finally:
+        EmbeddedPostgres(cluster).stop()
+    assert queued.code == 0, queued
+    assert status.code == 0 and '"queued": 1' in status.out, status
+    assert where.out.startswith(f"embedded Postgres under {cluster}: running"), where
+    assert not (one / ".dispatcher").exists() and not (other / ".dispatcher").exists()

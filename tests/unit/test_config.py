@@ -69,8 +69,37 @@ def test_no_file_and_no_environment_gives_defaults() -> None:
 
 
 def test_unrelated_environment_variables_are_ignored() -> None:
-    env = {"PATH": "/bin", "DISPATCHER_SOMETHING": "x", "DISPATCHER_ID": "7", "HOME": "/root"}
+    env = {"PATH": "/bin", "DISPATCHER_SOMETHING": "x", "DISPATCHER_ID": "7", "LANG": "C"}
     assert build_config({}, env) == Config()
+
+
+# --- where the embedded cluster lives ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"HOME": "/home/ann"}, "/home/ann/.local/share/dispatcher"),
+        ({"HOME": "/home/ann", "XDG_DATA_HOME": "/data"}, "/data/dispatcher"),
+        ({"HOME": "/home/ann", "XDG_DATA_HOME": "rel"}, "/home/ann/.local/share/dispatcher"),
+        ({"HOME": "/home/ann", "DISPATCHER_DATA_DIR": "here"}, "here"),  # as typed, cwd-relative
+        ({}, ".dispatcher"),  # no home directory known
+    ],
+)
+def test_data_dir_unset_is_the_users_data_directory(env: dict[str, str], expected: str) -> None:
+    assert build_config({}, env).database.data_dir == Path(expected)
+
+
+def test_data_dir_in_a_file_is_relative_to_the_file() -> None:
+    def placed(value: str, path: Path | None) -> Path:
+        return build_config(
+            {"database": {"data_dir": value}}, {"HOME": "/h"}, path=path
+        ).database.data_dir
+
+    assert placed("state", FILE) == Path("/etc/dispatcher/state")
+    assert placed("../state", Path("conf/d.toml")) == Path("conf/../state")
+    assert placed("/var/lib/d", FILE) == Path("/var/lib/d")
+    assert placed("state", None) == Path("state")
 
 
 # --- the file ----------------------------------------------------------------------------------
