@@ -21,7 +21,7 @@ from dispatcher.cli import suppression as suppression_cli
 from dispatcher.cli.db import cmd_db
 from dispatcher.cli.jsonl import BadLine, parse_lines, parse_send_after
 from dispatcher.cli.processes import process_count, run_processes, watch_parent
-from dispatcher.cli.status import cmd_quota, cmd_status
+from dispatcher.cli.status import cmd_quota, cmd_status, no_credentials
 from dispatcher.config import Config, load_config
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.feedback.store import FeedbackStore
@@ -146,29 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(_dispatch(args, cfg))
     except DispatcherError as exc:
         if isinstance(exc.__cause__, NoCredentialsError):
-            print(f"dispatcher: error: {_no_credentials(cfg)}", file=sys.stderr)
+            print(f"dispatcher: error: {no_credentials(cfg)}", file=sys.stderr)
             return 2
         print(f"dispatcher: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-
-
-def _no_credentials(cfg: Config) -> str:
-    """What to set when SES was called without any access keys."""
-    keys = (
-        "set ses.access_key_id and ses.secret_access_key (or AWS_ACCESS_KEY_ID and "
-        "AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws)"
-    )
-    if cfg.ses.endpoint_url:
-        return (
-            f"no AWS access keys for SES at {cfg.ses.endpoint_url}: {keys}; the simulator "
-            "accepts any, e.g. AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x"
-        )
-    return (
-        f"no AWS access keys for SES: {keys}; to use the simulator (`dispatcher sim`), also "
-        "set ses.endpoint_url, e.g. DISPATCHER_SES_ENDPOINT_URL=http://127.0.0.1:4579"
-    )
 
 
 def _run(main: Coroutine[Any, Any, int]) -> int:

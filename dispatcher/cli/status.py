@@ -8,6 +8,8 @@ import sys
 import uuid
 from typing import Any
 
+from botocore.exceptions import NoCredentialsError
+
 from dispatcher import app
 from dispatcher.config import Config
 from dispatcher.errors import DispatcherError
@@ -20,12 +22,38 @@ from dispatcher.queue.repository import STATES
 from dispatcher.ses import SesAdapter
 
 
-async def _pacing_view(cfg: Config) -> dict[str, Any]:
-    """The account's quota through the governor's eyes (one GetSendQuota call)."""
+def no_credentials(cfg: Config) -> str:
+    """What to set when SES was called without any access keys."""
+    keys = (
+        "set ses.access_key_id and ses.secret_access_key (or AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws)"
+    )
+    if cfg.ses.endpoint_url:
+        return (
+            f"no AWS access keys for SES at {cfg.ses.endpoint_url}: {keys}; the simulator "
+            "accepts any, e.g. AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x"
+        )
+    return (
+        f"no AWS access keys for SES: {keys}; to use the simulator (`dispatcher sim`), also "
+        "set ses.endpoint_url, e.g. DISPATCHER_SES_ENDPOINT_URL=http://127.0.0.1:4579"
+    )
+
+
+async def _pacing_view(cfg: Config, *, swallow: bool = True) -> dict[str, Any]:
+    """The account's quota through the governor's eyes (one GetSendQuota call).
+
+    A failure is returned as {"error": ...} (status), or raised when not `swallow` (quota).
+    """
     try:
         async with SesAdapter.open(cfg.ses) as ses:
             quota = await ses.get_send_quota()
     except Exception as exc:
+        if not swallow:
+            if isinstance(exc, DispatcherError):
+                raise
+            raise DispatcherError(f"could not read the sending quota: {exc}") from exc
+        if isinstance(exc.__cause__, NoCredentialsError):
+            return {"error": no_credentials(cfg)}
         return {"error": f"could not read the sending quota: {exc}"}
     governor = QuotaGovernor(cfg.pacing)
     now = asyncio.get_running_loop().time()
@@ -143,8 +171,5 @@ def _print_pacing(pacing: dict[str, Any]) -> None:
 
 
 async def cmd_quota(cfg: Config) -> int:
-    pacing = await _pacing_view(cfg)
-    if "error" in pacing:
-        raise DispatcherError(pacing["error"])
-    _print_pacing(pacing)
+    _print_pacing(await _pacing_view(cfg, swallow=False))
     return 0

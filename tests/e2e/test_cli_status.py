@@ -49,14 +49,16 @@ async def test_status_shows_local_counts_when_ses_hangs(
     assert took < 12, f"status took {took:.1f} s with SES silent"  # SES's read timeout is 15 s
 
 
-async def test_run_without_access_keys_says_what_to_set(
+async def test_run_and_quota_without_access_keys_say_what_to_set(
     pg_dsn: str, tmp_path: Path, sim: SimHandle
 ) -> None:
     env = cli_env(tmp_path, dsn=pg_dsn, endpoint_url=sim.endpoint_url, HOME=str(tmp_path))
     del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
 
     run = await run_cli(env, "run", "--drain")
+    quota = await run_cli(env, "quota")
 
+    assert quota.code == 2 and quota.messages == run.messages, quota
     assert run.code == 2, run
     assert run.messages == [
         f"dispatcher: error: no AWS access keys for SES at {sim.endpoint_url}: set "
