@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -155,6 +156,21 @@ async def test_stop_then_start_keeps_data(shared: EmbeddedPostgres) -> None:
     dsn = await asyncio.to_thread(shared.start)
     assert shared.is_running()
     assert await query(dsn, "SELECT v FROM kept") == "hello"
+
+
+async def test_a_restart_keeps_the_port_unless_something_else_took_it(
+    shared: EmbeddedPostgres,
+) -> None:
+    port = shared.port
+    await asyncio.to_thread(shared.stop)
+    await asyncio.to_thread(shared.start)
+    assert shared.port == port  # where clients that rode out the stop look for it
+
+    await asyncio.to_thread(shared.stop)
+    with socket.create_server(("127.0.0.1", port)):  # someone else listens there now
+        dsn = await asyncio.to_thread(shared.start)
+    assert shared.port != port
+    assert await query(dsn, "SELECT 1") == 1
 
 
 async def test_sigkilled_postmaster_is_restarted_and_committed_data_survives(
