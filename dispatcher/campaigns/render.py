@@ -9,7 +9,7 @@ the HTML template once, at compile time, so a recipient costs two Jinja renders 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -28,6 +28,7 @@ from jinja2 import (
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from dispatcher.campaigns.recipients import separator_hint
 from dispatcher.errors import InputError
 
 __all__ = [
@@ -60,6 +61,20 @@ _JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 # Filters and blocks whose output differs between an autoescaped and a plain template: with
 # them the text is derived per recipient from the rendered HTML instead of at compile time.
 _MARKUP_FILTERS = frozenset({"safe", "e", "escape", "forceescape"})
+# Tags that load another template: campaign templates have no loader, so these fail for every
+# recipient at send time (TypeError); refused when the campaign is compiled instead.
+_LOADING_TAGS: Final = {
+    nodes.Include: "{% include %}",
+    nodes.Import: "{% import %}",
+    nodes.FromImport: "{% from ... import %}",
+    nodes.Extends: "{% extends %}",
+}
+# Column names a template cannot reach: Jinja gives `self` its own meaning, reads the literals
+# as constants, and binds `loop` in for loops and `caller`/`varargs`/`kwargs` in macros.
+_JINJA_NAMES: Final = frozenset(
+    {"self", "loop", "super", "caller", "varargs", "kwargs"}
+    | {"true", "false", "none", "True", "False", "None"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +154,14 @@ def _compile(
 ) -> tuple[Template, nodes.Template]:
     try:
         tree = env.parse(source)
+        for kind, tag in _LOADING_TAGS.items():
+            found = next(iter(tree.find_all(kind)), None)
+            if found is not None:
+                raise InputError(
+                    f"{which} template, line {found.lineno}: {tag} cannot work in a campaign "
+                    "template (there are no other templates to load); put the content in the "
+                    "template itself"
+                )
         return env.from_string(tree), tree
     except TemplateSyntaxError as exc:
         raise InputError(
@@ -298,10 +321,29 @@ class CompiledCampaign:
                 problem += " and the campaign has no unsubscribe URL"
             problems.append(problem)
         columns_text = ", ".join(sorted(have)) or "none"
-        raise InputError(
-            "; ".join(problems)
-            + f" (columns: {columns_text}); add the column(s) or change the template"
-        )
+        fix = separator_hint(list(have)) or "add the column(s) or change the template"
+        raise InputError("; ".join(problems) + f" (columns: {columns_text}); {fix}")
+
+    def shadowed_columns(self, columns: Iterable[str]) -> list[str]:
+        """One warning per column a template cannot read under its name (``self``, ``none``,
+        ``campaign_id``...): the name means something else there, so rename the column."""
+        ours = BUILTIN_VARIABLES - {"email"}
+        if self._unsubscribe.tree is not None:
+            ours = ours | {UNSUBSCRIBE_VARIABLE}
+        warnings = []
+        for name in (c.strip() for c in columns):
+            if name in _JINJA_NAMES:
+                means = "a Jinja name"
+            elif name in ours:
+                means = "filled in by the dispatcher for every recipient"
+            else:
+                continue
+            warnings.append(
+                f"column {name!r} is {means}, so {{{{ {name} }}}} in a template never shows "
+                f"the list's value: rename the column (e.g. to list_{name}) and use "
+                f"{{{{ list_{name} }}}}"
+            )
+        return warnings
 
     def render(
         self, variables: Mapping[str, str], *, email: str, campaign_id: int, message_id: int
@@ -316,33 +358,59 @@ class CompiledCampaign:
         _check_no_line_break("subject", subject, email)
         html = _run("html", self._html, context, email)
         if self._text is None:  # derivation at compile time was refused: the slow path
-            text = html_to_text(html)
+            text = _converted("text (derived from the html)", html_to_text, html, email)
         else:
             text = _run("text", self._text, context, email)
             if self.derived_text is not None:
                 text = _tidy(text)
-        try:
-            inlined = self._inliner.inline(html)
-        except css_inline.InlineError as exc:
-            raise InputError(f"html for {email}: CSS could not be inlined: {exc}") from None
+        inlined = _converted("html (CSS inlining)", self._inliner.inline, html, email)
         return Rendered(subject=subject, html=inlined, text=text, headers=headers)
 
 
-def _run(which: TemplateName, template: Template, context: Mapping[str, object], email: str) -> str:
+def _converted(what: str, convert: Callable[[str], str], html: str, email: str) -> str:
+    """A library's conversion of one recipient's HTML; whatever it raises fails that one alone."""
     try:
-        return template.render(context)
-    except TemplateError as exc:
+        return convert(html)
+    except Exception as exc:
+        raise InputError(
+            f"{what} for {email} failed: {type(exc).__name__}: {exc}; change the template"
+        ) from None
+
+
+def _run(which: TemplateName, template: Template, context: Mapping[str, object], email: str) -> str:
+    """One template rendered; any exception (not only Jinja's: ``1 // 0`` raises
+    ZeroDivisionError) becomes this recipient's InputError, so it fails alone."""
+    try:
+        out = template.render(context)
+    except Exception as exc:
         line = _template_line(exc)
         where = f", line {line}" if line is not None else ""
-        reason = str(exc.message or exc).rstrip(".")
+        if isinstance(exc, TemplateError):
+            reason = str(exc.message or exc).rstrip(".")
+        else:
+            reason = f"{type(exc).__name__}: {exc}".rstrip(".")
         if isinstance(exc, SecurityError):
             fix = "templates run sandboxed; remove that expression"
         elif isinstance(exc, UndefinedError):
             fix = "give the variable in the recipient list or change the template"
         else:
-            fix = "change the template"
+            fix = "change the template or this recipient's variables"
         raise InputError(
             f"{which} template{where}, rendering for {email}: {reason}; {fix}"
+        ) from None
+    _check_encodable(which, out, email)
+    return out
+
+
+def _check_encodable(which: str, value: str, email: str) -> None:
+    """A lone surrogate (``"%c"|format(55296)``) cannot be sent as UTF-8: refuse it here."""
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"{which} template, rendering for {email}: the result holds {value[exc.start]!r}, "
+            "which is not a character (a lone surrogate); change the template or this "
+            "recipient's variables"
         ) from None
 
 

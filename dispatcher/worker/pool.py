@@ -530,9 +530,12 @@ class WorkerPool:
 
     async def _prepare(self, job: ClaimedJob) -> ClaimedJob | None:
         """Render a campaign job; one that cannot be rendered fails (no send, SES not asked)."""
-        assert self.campaigns is not None
+        campaigns = self.campaigns
+        assert campaigns is not None
         try:
-            return await self.campaigns.prepare(job)
+            # prepare raises InputError for anything about this recipient; the campaign's row
+            # read rides out a Postgres restart like every other statement here.
+            return await self._db("campaign", lambda: campaigns.prepare(job))
         except InputError as exc:
             await self._settler.submit(
                 Settlement(
