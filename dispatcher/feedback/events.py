@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from dispatcher.errors import InputError
@@ -25,9 +25,13 @@ __all__ = [
     "normalize_address",
     "parse_event",
     "suppression_reason",
+    "without_nul",
 ]
 
 DISPATCHER_ID_TAG = "dispatcher_id"  # the adapter sends our message id under this tag
+# Postgres text and jsonb cannot hold NUL: it is replaced by U+FFFD (visible, and never part of
+# a real address, so a scrubbed address cannot turn into another one).
+NUL_REPLACEMENT = "\ufffd"
 
 
 class MalformedEvent(InputError):
@@ -95,6 +99,17 @@ def normalize_address(address: str) -> str:
     return address.strip().lower()
 
 
+def without_nul(value: Any) -> Any:
+    """``value`` (JSON data: strings, lists, objects) with every NUL replaced, keys included."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_REPLACEMENT) if "\x00" in value else value
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    return value
+
+
 def _str(obj: dict[str, Any], key: str, where: str) -> str | None:
     value = obj.get(key)
     if value is None:
@@ -118,7 +133,13 @@ def _time(value: str | None) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise MalformedEvent(f"timestamp {value[:40]!r} is not ISO 8601") from None
-    return parsed if parsed.tzinfo is not None else None
+    if parsed.tzinfo is None:
+        return None
+    try:
+        parsed.astimezone(UTC)  # year 1 at +05:00 is before year 1 in UTC: nothing can store it
+    except OverflowError:
+        raise MalformedEvent(f"timestamp {value[:40]!r} is out of range") from None
+    return parsed
 
 
 def _tags(mail: dict[str, Any]) -> dict[str, list[str]]:
@@ -169,11 +190,19 @@ def _recipients(body: dict[str, Any], key: str, where: str) -> tuple[Recipient, 
 
 def parse_event(data: str | bytes | dict[str, Any]) -> ParsedEvent:
     """One SES event (the SNS ``Message`` string, or its decoded JSON); MalformedEvent if not."""
+    if isinstance(data, bytes):
+        data = data.replace(b"\x00", NUL_REPLACEMENT.encode())
+    elif isinstance(data, str):
+        data = data.replace("\x00", NUL_REPLACEMENT)
     if isinstance(data, str | bytes):
         try:
             data = json.loads(data)
         except (ValueError, RecursionError):
             raise MalformedEvent("the SES event is not JSON") from None
+    try:
+        data = without_nul(data)  # a \u0000 escape inside the JSON
+    except RecursionError:
+        raise MalformedEvent("the SES event is nested too deeply") from None
     if not isinstance(data, dict):
         raise MalformedEvent("the SES event is not a JSON object")
     event_type = data.get("eventType", data.get("notificationType"))
