@@ -69,12 +69,10 @@ _LOADING_TAGS: Final = {
     nodes.FromImport: "{% from ... import %}",
     nodes.Extends: "{% extends %}",
 }
-# Column names a template cannot reach: Jinja gives `self` its own meaning, reads the literals
-# as constants, and binds `loop` in for loops and `caller`/`varargs`/`kwargs` in macros.
-_JINJA_NAMES: Final = frozenset(
-    {"self", "loop", "super", "caller", "varargs", "kwargs"}
-    | {"true", "false", "none", "True", "False", "None"}
-)
+# Column names a template cannot reach: Jinja gives `self` its own meaning and reads the
+# literals as constants; it binds `loop` in for loops, `super` in blocks and the rest in macros.
+_JINJA_NAMES: Final = frozenset({"self", "true", "false", "none", "True", "False", "None"})
+_JINJA_SCOPED_NAMES: Final = frozenset({"loop", "super", "caller", "varargs", "kwargs"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,15 +331,16 @@ class CompiledCampaign:
         warnings = []
         for name in (c.strip() for c in columns):
             if name in _JINJA_NAMES:
-                means = "a Jinja name"
+                means = "is a Jinja name, so {{ %s }} in a template never shows"
+            elif name in _JINJA_SCOPED_NAMES:
+                means = "is a Jinja name, so {{ %s }} in a loop, block or macro does not show"
             elif name in ours:
-                means = "filled in by the dispatcher for every recipient"
+                means = "is filled in by the dispatcher, so {{ %s }} in a template never shows"
             else:
                 continue
             warnings.append(
-                f"column {name!r} is {means}, so {{{{ {name} }}}} in a template never shows "
-                f"the list's value: rename the column (e.g. to list_{name}) and use "
-                f"{{{{ list_{name} }}}}"
+                f"column {name!r} {means % name} the list's value: rename the column "
+                f"(e.g. to list_{name}) and use {{{{ list_{name} }}}}"
             )
         return warnings
 

@@ -291,19 +291,21 @@ def test_tags_that_load_another_template_are_refused_when_compiled(source: str, 
 
 def test_columns_a_template_cannot_read_are_named_with_a_new_name() -> None:
     warnings = compile_().shadowed_columns(
-        ["email", "self", "first_name", "none", "campaign_id", "unsubscribe_url", "code"]
+        ["email", "self", "first_name", "none", "loop", "campaign_id", "unsubscribe_url", "code"]
     )
     assert warnings == [
         "column 'self' is a Jinja name, so {{ self }} in a template never shows the list's "
         "value: rename the column (e.g. to list_self) and use {{ list_self }}",
         "column 'none' is a Jinja name, so {{ none }} in a template never shows the list's "
         "value: rename the column (e.g. to list_none) and use {{ list_none }}",
-        "column 'campaign_id' is filled in by the dispatcher for every recipient, so "
-        "{{ campaign_id }} in a template never shows the list's value: rename the column "
-        "(e.g. to list_campaign_id) and use {{ list_campaign_id }}",
-        "column 'unsubscribe_url' is filled in by the dispatcher for every recipient, so "
-        "{{ unsubscribe_url }} in a template never shows the list's value: rename the column "
-        "(e.g. to list_unsubscribe_url) and use {{ list_unsubscribe_url }}",
+        "column 'loop' is a Jinja name, so {{ loop }} in a loop, block or macro does not show "
+        "the list's value: rename the column (e.g. to list_loop) and use {{ list_loop }}",
+        "column 'campaign_id' is filled in by the dispatcher, so {{ campaign_id }} in a "
+        "template never shows the list's value: rename the column (e.g. to list_campaign_id) "
+        "and use {{ list_campaign_id }}",
+        "column 'unsubscribe_url' is filled in by the dispatcher, so {{ unsubscribe_url }} in "
+        "a template never shows the list's value: rename the column (e.g. to "
+        "list_unsubscribe_url) and use {{ list_unsubscribe_url }}",
     ]
     # Without an unsubscribe URL the campaign leaves that name to the list.
     html = HTML.replace("{{ unsubscribe_url }}", "https://x.example/u")
