@@ -530,12 +530,9 @@ class WorkerPool:
 
     async def _prepare(self, job: ClaimedJob) -> ClaimedJob | None:
         """Render a campaign job; one that cannot be rendered fails (no send, SES not asked)."""
-        campaigns = self.campaigns
-        assert campaigns is not None
+        assert self.campaigns is not None
         try:
-            # prepare raises InputError for anything about this recipient; the campaign's row
-            # read rides out a Postgres restart like every other statement here.
-            return await self._db("campaign", lambda: campaigns.prepare(job))
+            return await self.campaigns.prepare(job)
         except InputError as exc:
             await self._settler.submit(
                 Settlement(
