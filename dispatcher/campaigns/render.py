@@ -165,6 +165,10 @@ def _compile(
         raise InputError(
             f"{which} template, line {exc.lineno}: {exc.message}; fix the Jinja syntax"
         ) from None
+    except RecursionError:  # Jinja's parser and compiler recurse once per level of nesting
+        raise InputError(
+            f"{which} template is nested too deeply to compile; simplify its expressions"
+        ) from None
 
 
 def _undeclared(tree: nodes.Template) -> frozenset[str]:
@@ -202,7 +206,10 @@ def _derive_text_source(html: str, tree: nodes.Template) -> str | None:
         tags.append(match.group())
         return f"{prefix}{len(tags) - 1}z"
 
-    converted = html_to_text(_JINJA_TAG.sub(hide, html))
+    try:
+        converted = html_to_text(_JINJA_TAG.sub(hide, html))
+    except Exception:  # html2text has its bugs: derive per recipient, where they fail alone
+        return None
     placeholder = re.compile(re.escape(prefix) + r"(\d+)z")
     seen = [int(m.group(1)) for m in placeholder.finditer(converted)]
     statements = [i for i, tag in enumerate(tags) if tag.startswith("{%")]
@@ -211,7 +218,7 @@ def _derive_text_source(html: str, tree: nodes.Template) -> str | None:
     source = placeholder.sub(lambda m: tags[int(m.group(1))], converted)
     try:
         _plain_env().parse(source)
-    except TemplateSyntaxError:
+    except (TemplateSyntaxError, RecursionError):
         return None
     return source
 

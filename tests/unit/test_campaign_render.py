@@ -316,3 +316,10 @@ def test_a_semicolon_header_gets_the_separator_hint_not_add_the_column() -> None
     text = error(compile_().check_variables, ["email;first_name;code"])
     assert "the list has no first_name column" in text
     assert text.endswith("save it as CSV with commas (in Excel: CSV UTF-8, comma delimited)")
+
+
+def test_a_template_nested_past_the_parser_is_refused_not_a_traceback() -> None:
+    deep = "{{ " + "(" * 300 + "1" + ")" * 300 + " }}"
+    assert error(compile_, subject=deep) == (
+        "subject template is nested too deeply to compile; simplify its expressions"
+    )
