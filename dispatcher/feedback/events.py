@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,14 +25,16 @@ __all__ = [
     "Recipient",
     "normalize_address",
     "parse_event",
+    "storable",
     "suppression_reason",
-    "without_nul",
 ]
 
 DISPATCHER_ID_TAG = "dispatcher_id"  # the adapter sends our message id under this tag
-# Postgres text and jsonb cannot hold NUL: it is replaced by U+FFFD (visible, and never part of
-# a real address, so a scrubbed address cannot turn into another one).
-NUL_REPLACEMENT = "\ufffd"
+# Postgres text and jsonb cannot hold NUL, nor a lone surrogate (a "\ud800" escape in JSON):
+# each is replaced by U+FFFD (visible, and never part of a real address, so a scrubbed address
+# cannot turn into another one).
+REPLACEMENT = "\ufffd"
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class MalformedEvent(InputError):
@@ -99,14 +102,15 @@ def normalize_address(address: str) -> str:
     return address.strip().lower()
 
 
-def without_nul(value: Any) -> Any:
-    """``value`` (JSON data: strings, lists, objects) with every NUL replaced, keys included."""
+def storable(value: Any) -> Any:
+    """``value`` (JSON data: strings, lists, objects) with every NUL and lone surrogate
+    replaced, keys included: what Postgres can store."""
     if isinstance(value, str):
-        return value.replace("\x00", NUL_REPLACEMENT) if "\x00" in value else value
+        return _UNSTORABLE.sub(REPLACEMENT, value)
     if isinstance(value, list):
-        return [without_nul(v) for v in value]
+        return [storable(v) for v in value]
     if isinstance(value, dict):
-        return {without_nul(k): without_nul(v) for k, v in value.items()}
+        return {storable(k): storable(v) for k, v in value.items()}
     return value
 
 
@@ -191,16 +195,16 @@ def _recipients(body: dict[str, Any], key: str, where: str) -> tuple[Recipient, 
 def parse_event(data: str | bytes | dict[str, Any]) -> ParsedEvent:
     """One SES event (the SNS ``Message`` string, or its decoded JSON); MalformedEvent if not."""
     if isinstance(data, bytes):
-        data = data.replace(b"\x00", NUL_REPLACEMENT.encode())
+        data = data.replace(b"\x00", REPLACEMENT.encode())
     elif isinstance(data, str):
-        data = data.replace("\x00", NUL_REPLACEMENT)
+        data = _UNSTORABLE.sub(REPLACEMENT, data)
     if isinstance(data, str | bytes):
         try:
             data = json.loads(data)
         except (ValueError, RecursionError):
             raise MalformedEvent("the SES event is not JSON") from None
     try:
-        data = without_nul(data)  # a \u0000 escape inside the JSON
+        data = storable(data)  # a \u0000 or lone \ud800 escape inside the JSON
     except RecursionError:
         raise MalformedEvent("the SES event is nested too deeply") from None
     if not isinstance(data, dict):

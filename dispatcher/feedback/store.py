@@ -25,8 +25,8 @@ from dispatcher.feedback.events import (
     ParsedEvent,
     normalize_address,
     parse_event,
+    storable,
     suppression_reason,
-    without_nul,
 )
 from dispatcher.feedback.guard import Counts
 from dispatcher.queue.outage import connection_lost
@@ -119,16 +119,16 @@ class FeedbackStore:
     ) -> int | None:
         """Store one SNS notification; its event id, or None if this MessageId was seen.
 
-        A NUL anywhere (Postgres refuses it in text and jsonb) is stored as U+FFFD, so an
-        authentic event with one is recorded rather than refused on every retry.
+        A NUL or lone surrogate anywhere (Postgres refuses both in text and jsonb) is stored as
+        U+FFFD, so an authentic event with one is recorded rather than refused on every retry.
         """
         try:
-            clean = without_nul(dict(raw))
+            clean = storable(dict(raw))
         except RecursionError:  # nested past Python's limit: stored as it came, NUL-free or not
             clean = dict(raw)
         if clean != raw:
-            log.warning("feedback.nul_replaced", sns_message_id=sns_message_id)
-        sns_message_id, topic_arn = without_nul(sns_message_id), without_nul(topic_arn)
+            log.warning("feedback.unstorable_replaced", sns_message_id=sns_message_id)
+        sns_message_id, topic_arn = storable(sns_message_id), storable(topic_arn)
         async with self._pool.acquire() as conn:
             event_id: int | None = await conn.fetchval(
                 query("event_record"),
@@ -140,7 +140,7 @@ class FeedbackStore:
                 event.message_id if event is not None else None,
                 event.timestamp if event is not None else None,
                 json.dumps(clean),
-                json.dumps(without_nul(event.to_json())) if event is not None else None,
+                json.dumps(storable(event.to_json())) if event is not None else None,
             )
         return event_id
 

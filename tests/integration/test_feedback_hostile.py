@@ -88,20 +88,24 @@ async def test_a_signed_bounce_with_a_nul_is_recorded_and_suppresses(queue: Queu
     # body then carries \u0000 inside the Message): both once answered 503 forever.
     escaped = json.dumps(bounce(f"one@{SIM}", feedbackId="f\x00id"))
     literal = json.dumps(bounce(f"two@{SIM}")).replace("smtp; 550", "smtp; 550 \x00 gone")
+    # Same story for a lone surrogate escaped in the SES JSON (jsonb refuses it too).
+    surrogate = json.dumps(bounce(f"three@{SIM}")).replace("smtp; 550", "smtp; 550 \\ud800")
     assert "\\u0000" in escaped and "\x00" in literal
     async with endpoint(store, signer) as url:
         answers = [
             await post(url, signed(signer, m), **{"x-amz-sns-message-type": "Notification"})
-            for m in (escaped, literal)
+            for m in (escaped, literal, surrogate)
         ]
-    assert [(status, body.get("result")) for status, body in answers] == [(200, "recorded")] * 2
-    assert sorted(await store.lookup([f"one@{SIM}", f"two@{SIM}"])) == [f"one@{SIM}", f"two@{SIM}"]
+    assert [(status, body.get("result")) for status, body in answers] == [(200, "recorded")] * 3
+    addresses = [f"one@{SIM}", f"three@{SIM}", f"two@{SIM}"]
+    assert sorted(await store.lookup(addresses)) == addresses
     async with queue.pool.acquire() as conn:
         diagnostics = await conn.fetch(
             "SELECT address, diagnostic FROM dispatcher.recipient_events ORDER BY address"
         )
     assert [tuple(r) for r in diagnostics] == [
         (f"one@{SIM}", "smtp; 550"),
+        (f"three@{SIM}", "smtp; 550 \ufffd"),
         (f"two@{SIM}", "smtp; 550 \ufffd gone"),  # the NUL, visibly replaced
     ]
 

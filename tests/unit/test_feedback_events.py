@@ -132,11 +132,12 @@ def test_malformed_events_say_what_is_wrong(data: Any, says: str) -> None:
         parse_event(data)
 
 
-def test_a_nul_anywhere_becomes_a_visible_replacement_character() -> None:
+def test_a_nul_or_lone_surrogate_becomes_a_visible_replacement_character() -> None:
     event = {"notificationType": "Bounce", "mail": mail(), "bounce": BOUNCE}
     escaped = json.dumps(event).replace("550 x", "550 \\u0000 x")  # an escape in the JSON
     literal = json.dumps(event).replace("550 x", "550 \x00 x")  # a raw NUL: not valid JSON
-    for text in (escaped, literal, literal.encode()):
+    surrogate = json.dumps(event).replace("550 x", "550 \\ud800 x")  # no low half follows
+    for text in (escaped, literal, literal.encode(), surrogate):
         (second, _) = parse_event(text).recipients
         assert second.diagnostic == "550 \ufffd x"
 
