@@ -10,7 +10,7 @@ all raises ``InputError``. Duplicates are not removed here (the database does, b
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
@@ -26,6 +26,7 @@ __all__ = [
     "RejectedRow",
     "dedupe_key",
     "iter_recipients",
+    "separator_hint",
 ]
 
 MAX_VARIABLE_BYTES: Final = 10 * 1024  # one field; larger is a mistake, not a variable
@@ -49,6 +50,23 @@ _LINE_BREAKS: Final = (
     "\u2028",
     "\u2029",
 )
+
+
+_OTHER_SEPARATORS: Final = ";\t|"
+
+
+def separator_hint(columns: Sequence[str]) -> str | None:
+    """What to tell a user whose header was not split on commas (a semicolon CSV from a
+    European Excel, a TSV): the email column is then hidden inside a longer name."""
+    names = [c.strip() for c in columns if c.strip()]
+    if any(name.lower() == EMAIL_COLUMN for name in names):
+        return None
+    if any(sep in name for name in names for sep in _OTHER_SEPARATORS):
+        return (
+            "the file does not look comma-separated (its header holds ';', tabs or '|'); "
+            "save it as CSV with commas (in Excel: CSV UTF-8, comma delimited)"
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +105,16 @@ def _normalize(email: str) -> str:
 class RecipientReader:
     """Reads the header on construction (``columns``), then yields one item per data row."""
 
-    __slots__ = ("_email_index", "_lines", "_names", "_reader", "_stream", "columns", "source")
+    __slots__ = (
+        "_email_index",
+        "_first",
+        "_lines",
+        "_names",
+        "_reader",
+        "_stream",
+        "columns",
+        "source",
+    )
 
     def __init__(self, stream: BinaryIO, *, source: str) -> None:
         self.source = source
@@ -101,6 +128,13 @@ class RecipientReader:
         self.columns: tuple[str, ...] = tuple(
             name for i, name in enumerate(self._names) if name and i != self._email_index
         )
+        # Read ahead now: a header with no row under it would make a campaign of nobody.
+        self._first = self._next_row()
+        if self._first is None:
+            raise InputError(
+                f"{self.source} has a header but no recipients; add one row per recipient "
+                "under the header"
+            )
 
     def _decoded_lines(self) -> Iterator[str]:
         """Physical lines as text, line endings kept (csv needs them inside quoted fields)."""
@@ -178,16 +212,20 @@ class RecipientReader:
                 email_index = i
         if email_index is None:
             columns = ", ".join(repr(name) for name in header)
-            hint = "add a column named email"
-            if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
-                hint = "the file does not look comma-separated; save it as CSV with commas"
+            hint = separator_hint(header) or "add a column named email"
             raise InputError(f"{self.source} has no `email` column; columns: {columns}; {hint}")
         return email_index
 
+    def _rows(self) -> Iterator[tuple[int, list[str]]]:
+        """The data rows: the one read ahead at construction, then the rest."""
+        item, self._first = self._first, None
+        while item is not None:
+            yield item
+            item = self._next_row()
+
     def __iter__(self) -> Iterator[RecipientRow | RejectedRow]:
         width = len(self._names)
-        while (item := self._next_row()) is not None:
-            line, row = item
+        for line, row in self._rows():
             email = row[self._email_index].strip() if len(row) > self._email_index else ""
             if len(row) != width:
                 yield RejectedRow(

@@ -9,7 +9,7 @@ the HTML template once, at compile time, so a recipient costs two Jinja renders 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -28,6 +28,7 @@ from jinja2 import (
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from dispatcher.campaigns.recipients import separator_hint
 from dispatcher.errors import InputError
 
 __all__ = [
@@ -60,6 +61,18 @@ _JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 # Filters and blocks whose output differs between an autoescaped and a plain template: with
 # them the text is derived per recipient from the rendered HTML instead of at compile time.
 _MARKUP_FILTERS = frozenset({"safe", "e", "escape", "forceescape"})
+# Tags that load another template: campaign templates have no loader, so these fail for every
+# recipient at send time (TypeError); refused when the campaign is compiled instead.
+_LOADING_TAGS: Final = {
+    nodes.Include: "{% include %}",
+    nodes.Import: "{% import %}",
+    nodes.FromImport: "{% from ... import %}",
+    nodes.Extends: "{% extends %}",
+}
+# Column names a template cannot reach: Jinja gives `self` its own meaning and reads the
+# literals as constants; it binds `loop` in for loops, `super` in blocks and the rest in macros.
+_JINJA_NAMES: Final = frozenset({"self", "true", "false", "none", "True", "False", "None"})
+_JINJA_SCOPED_NAMES: Final = frozenset({"loop", "super", "caller", "varargs", "kwargs"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +152,22 @@ def _compile(
 ) -> tuple[Template, nodes.Template]:
     try:
         tree = env.parse(source)
+        for kind, tag in _LOADING_TAGS.items():
+            found = next(iter(tree.find_all(kind)), None)
+            if found is not None:
+                raise InputError(
+                    f"{which} template, line {found.lineno}: {tag} cannot work in a campaign "
+                    "template (there are no other templates to load); put the content in the "
+                    "template itself"
+                )
         return env.from_string(tree), tree
     except TemplateSyntaxError as exc:
         raise InputError(
             f"{which} template, line {exc.lineno}: {exc.message}; fix the Jinja syntax"
+        ) from None
+    except RecursionError:  # Jinja's parser and compiler recurse once per level of nesting
+        raise InputError(
+            f"{which} template is nested too deeply to compile; simplify its expressions"
         ) from None
 
 
@@ -181,7 +206,10 @@ def _derive_text_source(html: str, tree: nodes.Template) -> str | None:
         tags.append(match.group())
         return f"{prefix}{len(tags) - 1}z"
 
-    converted = html_to_text(_JINJA_TAG.sub(hide, html))
+    try:
+        converted = html_to_text(_JINJA_TAG.sub(hide, html))
+    except Exception:  # html2text has its bugs: derive per recipient, where they fail alone
+        return None
     placeholder = re.compile(re.escape(prefix) + r"(\d+)z")
     seen = [int(m.group(1)) for m in placeholder.finditer(converted)]
     statements = [i for i, tag in enumerate(tags) if tag.startswith("{%")]
@@ -190,7 +218,7 @@ def _derive_text_source(html: str, tree: nodes.Template) -> str | None:
     source = placeholder.sub(lambda m: tags[int(m.group(1))], converted)
     try:
         _plain_env().parse(source)
-    except TemplateSyntaxError:
+    except (TemplateSyntaxError, RecursionError):
         return None
     return source
 
@@ -298,10 +326,30 @@ class CompiledCampaign:
                 problem += " and the campaign has no unsubscribe URL"
             problems.append(problem)
         columns_text = ", ".join(sorted(have)) or "none"
-        raise InputError(
-            "; ".join(problems)
-            + f" (columns: {columns_text}); add the column(s) or change the template"
-        )
+        fix = separator_hint(list(have)) or "add the column(s) or change the template"
+        raise InputError("; ".join(problems) + f" (columns: {columns_text}); {fix}")
+
+    def shadowed_columns(self, columns: Iterable[str]) -> list[str]:
+        """One warning per column a template cannot read under its name (``self``, ``none``,
+        ``campaign_id``...): the name means something else there, so rename the column."""
+        ours = BUILTIN_VARIABLES - {"email"}
+        if self._unsubscribe.tree is not None:
+            ours = ours | {UNSUBSCRIBE_VARIABLE}
+        warnings = []
+        for name in (c.strip() for c in columns):
+            if name in _JINJA_NAMES:
+                means = "is a Jinja name, so {{ %s }} in a template never shows"
+            elif name in _JINJA_SCOPED_NAMES:
+                means = "is a Jinja name, so {{ %s }} in a loop, block or macro does not show"
+            elif name in ours:
+                means = "is filled in by the dispatcher, so {{ %s }} in a template never shows"
+            else:
+                continue
+            warnings.append(
+                f"column {name!r} {means % name} the list's value: rename the column "
+                f"(e.g. to list_{name}) and use {{{{ list_{name} }}}}"
+            )
+        return warnings
 
     def render(
         self, variables: Mapping[str, str], *, email: str, campaign_id: int, message_id: int
@@ -316,33 +364,59 @@ class CompiledCampaign:
         _check_no_line_break("subject", subject, email)
         html = _run("html", self._html, context, email)
         if self._text is None:  # derivation at compile time was refused: the slow path
-            text = html_to_text(html)
+            text = _converted("text (derived from the html)", html_to_text, html, email)
         else:
             text = _run("text", self._text, context, email)
             if self.derived_text is not None:
                 text = _tidy(text)
-        try:
-            inlined = self._inliner.inline(html)
-        except css_inline.InlineError as exc:
-            raise InputError(f"html for {email}: CSS could not be inlined: {exc}") from None
+        inlined = _converted("html (CSS inlining)", self._inliner.inline, html, email)
         return Rendered(subject=subject, html=inlined, text=text, headers=headers)
 
 
-def _run(which: TemplateName, template: Template, context: Mapping[str, object], email: str) -> str:
+def _converted(what: str, convert: Callable[[str], str], html: str, email: str) -> str:
+    """A library's conversion of one recipient's HTML; whatever it raises fails that one alone."""
     try:
-        return template.render(context)
-    except TemplateError as exc:
+        return convert(html)
+    except Exception as exc:
+        raise InputError(
+            f"{what} for {email} failed: {type(exc).__name__}: {exc}; change the template"
+        ) from None
+
+
+def _run(which: TemplateName, template: Template, context: Mapping[str, object], email: str) -> str:
+    """One template rendered; any exception (not only Jinja's: ``1 // 0`` raises
+    ZeroDivisionError) becomes this recipient's InputError, so it fails alone."""
+    try:
+        out = template.render(context)
+    except Exception as exc:
         line = _template_line(exc)
         where = f", line {line}" if line is not None else ""
-        reason = str(exc.message or exc).rstrip(".")
+        if isinstance(exc, TemplateError):
+            reason = str(exc.message or exc).rstrip(".")
+        else:
+            reason = f"{type(exc).__name__}: {exc}".rstrip(".")
         if isinstance(exc, SecurityError):
             fix = "templates run sandboxed; remove that expression"
         elif isinstance(exc, UndefinedError):
             fix = "give the variable in the recipient list or change the template"
         else:
-            fix = "change the template"
+            fix = "change the template or this recipient's variables"
         raise InputError(
             f"{which} template{where}, rendering for {email}: {reason}; {fix}"
+        ) from None
+    _check_encodable(which, out, email)
+    return out
+
+
+def _check_encodable(which: str, value: str, email: str) -> None:
+    """A lone surrogate (``"%c"|format(55296)``) cannot be sent as UTF-8: refuse it here."""
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"{which} template, rendering for {email}: the result holds {value[exc.start]!r}, "
+            "which is not a character (a lone surrogate); change the template or this "
+            "recipient's variables"
         ) from None
 
 

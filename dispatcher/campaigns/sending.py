@@ -14,6 +14,7 @@ from dispatcher.campaigns.render import (
     UnsubscribeLinks,
 )
 from dispatcher.campaigns.store import CampaignRow, CampaignStore
+from dispatcher.errors import InputError
 from dispatcher.queue.repository import ClaimedJob
 
 EnsureTemplate = Callable[[str, str, str | None, str | None], Awaitable[None]]
@@ -67,15 +68,32 @@ class CampaignSender:
         return row.ses_template_name
 
     async def prepare(self, job: ClaimedJob) -> ClaimedJob:
-        """The job with its message rendered for its recipient; InputError if it cannot be."""
+        """The job with its message rendered for its recipient; InputError if it cannot be.
+
+        Whatever rendering raises becomes InputError, so one recipient fails alone (the worker
+        fails it as ``render_error``); only the campaign's row read (the database) can raise
+        anything else.
+        """
         campaign_id = job.campaign_id
         if campaign_id is None:
             return job
-        compiled = self._compiled.get(campaign_id)
-        if compiled is None:
-            row = await self._row(campaign_id)
+        row = await self._row(campaign_id)
+        try:
             if row.mode == "ses_template":
-                return await self._with_unsubscribe(job, row)  # SES renders the rest
+                return self._with_unsubscribe(job, row)  # SES renders the rest
+            return self._rendered(job, row)
+        except InputError:
+            raise
+        except Exception as exc:
+            email = job.message.to[0] if job.message.to else ""
+            raise InputError(
+                f"rendering for {email} failed: {type(exc).__name__}: {exc}; "
+                "change the template or this recipient's variables"
+            ) from None
+
+    def _rendered(self, job: ClaimedJob, row: CampaignRow) -> ClaimedJob:
+        compiled = self._compiled.get(row.id)
+        if compiled is None:
             compiled = CompiledCampaign(
                 CampaignContent(
                     subject=row.subject,
@@ -84,12 +102,12 @@ class CampaignSender:
                     unsubscribe_url=row.unsubscribe_url,
                 )
             )
-            self._compiled[campaign_id] = compiled
+            self._compiled[row.id] = compiled
         msg = job.message
         rendered = compiled.render(
             job.variables or {},
             email=msg.to[0] if msg.to else "",
-            campaign_id=campaign_id,
+            campaign_id=row.id,
             message_id=msg.id,
         )
         message = dataclasses.replace(
@@ -101,7 +119,7 @@ class CampaignSender:
         )
         return dataclasses.replace(job, message=message)
 
-    async def _with_unsubscribe(self, job: ClaimedJob, row: CampaignRow) -> ClaimedJob:
+    def _with_unsubscribe(self, job: ClaimedJob, row: CampaignRow) -> ClaimedJob:
         """An SES-template job with its List-Unsubscribe headers (SES renders the body), and
         its URL among the template data so the body can link it as {{unsubscribe_url}}."""
         links = self._links.get(row.id)

@@ -267,6 +267,8 @@ async def _create(args: argparse.Namespace, cfg: Config) -> int:
     else:
         compiled = CompiledCampaign(CampaignContent(args.subject, html, text, args.unsubscribe_url))
         compiled.check_variables(columns)
+        for warning in compiled.shadowed_columns(columns):
+            print(f"warning: {args.recipients}: {warning}", file=sys.stderr)
     if _lint(html, text, args.unsubscribe_url) and not args.force:
         raise InputError(
             "the template has errors (above); fix them, or pass --force to create anyway"

@@ -24,6 +24,7 @@ from aiohttp import web
 from dispatcher.feedback.events import MalformedEvent, ParsedEvent, parse_event
 from dispatcher.feedback.sns import (
     NOTIFICATION,
+    RAW_DELIVERY,
     SUBSCRIPTION_CONFIRMATION,
     TYPES,
     CertFetcher,
@@ -134,6 +135,8 @@ def create_app(
     async def handle(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > max_body:
             return _reject(request, 413, "too_large", f"the body is over {max_body} bytes")
+        if request.headers.get("x-amz-sns-rawdelivery", "").lower() == "true":
+            return _reject(request, 400, "raw_delivery", RAW_DELIVERY)
         kind = request.headers.get("x-amz-sns-message-type")
         if kind not in TYPES:
             return _reject(request, 400, "bad_message_type", "x-amz-sns-message-type")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from dispatcher.errors import InputError
@@ -24,10 +25,16 @@ __all__ = [
     "Recipient",
     "normalize_address",
     "parse_event",
+    "storable",
     "suppression_reason",
 ]
 
 DISPATCHER_ID_TAG = "dispatcher_id"  # the adapter sends our message id under this tag
+# Postgres text and jsonb cannot hold NUL, nor a lone surrogate (a "\ud800" escape in JSON):
+# each is replaced by U+FFFD (visible, and never part of a real address, so a scrubbed address
+# cannot turn into another one).
+REPLACEMENT = "\ufffd"
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class MalformedEvent(InputError):
@@ -95,6 +102,18 @@ def normalize_address(address: str) -> str:
     return address.strip().lower()
 
 
+def storable(value: Any) -> Any:
+    """``value`` (JSON data: strings, lists, objects) with every NUL and lone surrogate
+    replaced, keys included: what Postgres can store."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(REPLACEMENT, value)
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    return value
+
+
 def _str(obj: dict[str, Any], key: str, where: str) -> str | None:
     value = obj.get(key)
     if value is None:
@@ -118,7 +137,13 @@ def _time(value: str | None) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise MalformedEvent(f"timestamp {value[:40]!r} is not ISO 8601") from None
-    return parsed if parsed.tzinfo is not None else None
+    if parsed.tzinfo is None:
+        return None
+    try:
+        parsed.astimezone(UTC)  # year 1 at +05:00 is before year 1 in UTC: nothing can store it
+    except OverflowError:
+        raise MalformedEvent(f"timestamp {value[:40]!r} is out of range") from None
+    return parsed
 
 
 def _tags(mail: dict[str, Any]) -> dict[str, list[str]]:
@@ -169,11 +194,19 @@ def _recipients(body: dict[str, Any], key: str, where: str) -> tuple[Recipient, 
 
 def parse_event(data: str | bytes | dict[str, Any]) -> ParsedEvent:
     """One SES event (the SNS ``Message`` string, or its decoded JSON); MalformedEvent if not."""
+    if isinstance(data, bytes):
+        data = data.replace(b"\x00", REPLACEMENT.encode())
+    elif isinstance(data, str):
+        data = _UNSTORABLE.sub(REPLACEMENT, data)
     if isinstance(data, str | bytes):
         try:
             data = json.loads(data)
         except (ValueError, RecursionError):
             raise MalformedEvent("the SES event is not JSON") from None
+    try:
+        data = storable(data)  # a \u0000 or lone \ud800 escape inside the JSON
+    except RecursionError:
+        raise MalformedEvent("the SES event is nested too deeply") from None
     if not isinstance(data, dict):
         raise MalformedEvent("the SES event is not a JSON object")
     event_type = data.get("eventType", data.get("notificationType"))

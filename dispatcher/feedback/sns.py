@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from dispatcher.errors import DispatcherError
 
 __all__ = [
+    "RAW_DELIVERY",
     "CertFetcher",
     "Problem",
     "SnsMessage",
@@ -65,6 +66,13 @@ _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
     "2": hashes.SHA256,
 }
 CACHE_SIZE = 64  # certificates kept; SNS rotates them rarely
+# A bare SES event where the SNS envelope should be: SNS strips the envelope (and with it the
+# signature) when the subscription has raw message delivery on.
+RAW_DELIVERY = (
+    "the body is a bare SES event, not an SNS message: raw message delivery is on for this "
+    "subscription; turn it off (subscription attribute RawMessageDelivery=false) so SNS sends "
+    "its signed envelope"
+)
 
 CertFetcher = Callable[[str], Awaitable[bytes]]
 """Fetches the PEM at a URL that already passed the host check."""
@@ -158,6 +166,8 @@ def parse_message(body: bytes | str | Mapping[str, Any]) -> SnsMessage:
     if not isinstance(data, Mapping):
         raise SnsRejected(Problem.MALFORMED, "the body is not a JSON object")
     kind = data.get("Type")
+    if kind is None and ("notificationType" in data or "eventType" in data):
+        raise SnsRejected(Problem.MALFORMED, RAW_DELIVERY)
     if kind not in TYPES:
         raise SnsRejected(Problem.MALFORMED, f"unknown Type {str(kind)[:40]!r}")
     required = _COMMON + _SIGNED + (() if kind == NOTIFICATION else _CONFIRMATION_EXTRA)

@@ -9,10 +9,11 @@ destroy the evidence; recording it would let a forgery in).
 
 Bodies accepted: the SNS envelope SNS writes to SQS (``Type``, ``MessageId``, ``TopicArn``,
 ``Message``; ``Message`` a JSON string, or an object as moto writes it), verified like the HTTP
-endpoint's when ``feedback.sqs_verify`` is on; and raw-message-delivery bodies (the SES event
-itself, deduplicated by the SQS MessageId). SQS access is itself authenticated by IAM, which is
-why ``sqs_verify`` may be turned off for a queue only SNS can write to (moto's canned events
-are not validly signed).
+endpoint's when ``feedback.sqs_verify`` is on; and, with ``sqs_verify`` off, raw-message-delivery
+bodies (the SES event itself, deduplicated by the SQS MessageId; nothing in them is signed, so
+with ``sqs_verify`` on they are refused with a reason that says so). SQS access is itself
+authenticated by IAM, which is why ``sqs_verify`` may be turned off for a queue only SNS can
+write to (moto's canned events are not validly signed).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dispatcher.config.settings import FeedbackSettings
 from dispatcher.errors import DispatcherError
 from dispatcher.feedback.events import MalformedEvent, ParsedEvent, parse_event
-from dispatcher.feedback.sns import NOTIFICATION, SnsRejected, SnsVerifier
+from dispatcher.feedback.sns import NOTIFICATION, RAW_DELIVERY, SnsRejected, SnsVerifier
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.queue.outage import connection_lost
 
@@ -70,6 +71,11 @@ async def decode(
     if "Type" not in data:  # raw message delivery: the SES event itself
         if "notificationType" not in data and "eventType" not in data:
             raise SqsRejected("neither an SNS envelope nor an SES event")
+        if verify:  # no envelope, no signature: it cannot be verified
+            raise SqsRejected(
+                f"{RAW_DELIVERY}, or set feedback.sqs_verify = false for a queue only SNS can "
+                "write to"
+            )
         return Intake(f"sqs:{sqs_message_id}", "", {"Message": data}, _parse(data))
     if data.get("Type") != NOTIFICATION:
         raise SqsRejected(f"an SNS {str(data.get('Type'))[:40]!r}, not a Notification")
@@ -163,6 +169,10 @@ async def _handle(
         except (SqsRejected, SnsRejected) as exc:
             log.warning("feedback.sqs_rejected", sqs_message_id=m.get("MessageId"), error=str(exc))
             continue  # left on the queue: its redrive policy decides
+        except Exception:
+            # A defect with one message must not stop the poller (and with it all feedback).
+            log.exception("feedback.sqs_message_crashed", sqs_message_id=m.get("MessageId"))
+            continue
         try:
             event_id = await store.record(
                 sns_message_id=intake.dedupe_id,
@@ -171,11 +181,16 @@ async def _handle(
                 event=intake.event,
             )
         except Exception as exc:
-            if not (connection_lost(exc) or isinstance(exc, asyncpg.PostgresError)):
-                raise
-            # Not recorded: neither this one nor the rest are deleted; they come back.
-            log.warning("feedback.sqs_record_failed", error=str(exc), left=len(messages) - i)
-            break
+            if connection_lost(exc):
+                # Not recorded: neither this one nor the rest are deleted; they come back.
+                log.warning("feedback.sqs_record_failed", error=str(exc), left=len(messages) - i)
+                break
+            # Refused for what this message holds: it stays on the queue (its redrive policy
+            # decides) and must not hold back the ones after it.
+            log.warning(
+                "feedback.sqs_record_refused", sqs_message_id=m.get("MessageId"), error=repr(exc)
+            )
+            continue
         out.deletes.append({"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]})
         if event_id is not None:
             out.event_ids.append(event_id)

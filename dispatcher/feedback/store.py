@@ -25,9 +25,11 @@ from dispatcher.feedback.events import (
     ParsedEvent,
     normalize_address,
     parse_event,
+    storable,
     suppression_reason,
 )
 from dispatcher.feedback.guard import Counts
+from dispatcher.queue.outage import connection_lost
 from dispatcher.queue.sql import query
 
 __all__ = [
@@ -115,7 +117,18 @@ class FeedbackStore:
         raw: Mapping[str, Any],
         event: ParsedEvent | None,
     ) -> int | None:
-        """Store one SNS notification; its event id, or None if this MessageId was seen."""
+        """Store one SNS notification; its event id, or None if this MessageId was seen.
+
+        A NUL or lone surrogate anywhere (Postgres refuses both in text and jsonb) is stored as
+        U+FFFD, so an authentic event with one is recorded rather than refused on every retry.
+        """
+        try:
+            clean = storable(dict(raw))
+        except RecursionError:  # nested past Python's limit: stored as it came, NUL-free or not
+            clean = dict(raw)
+        if clean != raw:
+            log.warning("feedback.unstorable_replaced", sns_message_id=sns_message_id)
+        sns_message_id, topic_arn = storable(sns_message_id), storable(topic_arn)
         async with self._pool.acquire() as conn:
             event_id: int | None = await conn.fetchval(
                 query("event_record"),
@@ -126,8 +139,8 @@ class FeedbackStore:
                 event.ses_message_id if event is not None else None,
                 event.message_id if event is not None else None,
                 event.timestamp if event is not None else None,
-                json.dumps(dict(raw)),
-                json.dumps(event.to_json()) if event is not None else None,
+                json.dumps(clean),
+                json.dumps(storable(event.to_json())) if event is not None else None,
             )
         return event_id
 
@@ -155,7 +168,15 @@ class FeedbackStore:
             ids = [r["id"] for r in await conn.fetch(query("event_pending"), limit)]
         done = 0
         for event_id in ids:
-            if await self.process(event_id) is not None:
+            try:
+                processed = await self.process(event_id)
+            except Exception as exc:
+                if connection_lost(exc):
+                    raise
+                # One event that cannot be applied must not keep the ones after it waiting.
+                log.exception("feedback.process_crashed", event_id=event_id)
+                continue
+            if processed is not None:
                 done += 1
         return done
 

@@ -61,6 +61,21 @@ def test_semicolon_separated_file_is_explained() -> None:
     assert "does not look comma-separated" in error(b"email;name\nx@example.com;X\n")
 
 
+def test_semicolon_files_excel_writes_are_explained_however_they_split() -> None:
+    for data in (
+        b'"email";"name"\n"x@example.com";"X"\n',  # quoted: csv reads one odd column
+        b"email;name, full\nx@example.com;X\n",  # a comma in a header: two odd columns
+        b"email\tname\nx@example.com\tX\n",
+    ):
+        assert "does not look comma-separated" in error(data), data
+
+
+def test_a_header_with_no_recipient_under_it_is_refused() -> None:
+    expected = "list.csv has a header but no recipients; add one row per recipient under the header"
+    assert error(b"email,name\n") == expected
+    assert error(b"email,name\r\n\r\n,\n") == expected  # blank and empty rows are no rows
+
+
 def test_duplicate_columns() -> None:
     assert "column 'name' appears twice (columns 2 and 3)" in error(b"email,name,name\n")
     assert "two email columns" in error(b"email,Email\n")

@@ -252,3 +252,74 @@ def test_sandbox_blocks_internal_attributes(expression: str) -> None:
     assert "html template, line 2" in message
     assert "unsafe" in message
     assert "sandboxed" in message
+
+
+def test_any_exception_while_rendering_is_that_recipients_error() -> None:
+    # Not a Jinja TemplateError: before, it escaped and stopped the daemon on this recipient.
+    campaign = compile_(html=HTML + "<p>{{ (total|int) // (orders|int) }} per order</p>")
+    text = error(
+        render, campaign, "zero@example.com", first_name="Jo", code="1", total="9", orders="0"
+    )
+    assert "html template, line 5, rendering for zero@example.com" in text
+    assert "ZeroDivisionError" in text
+    assert (
+        "4 per order</p>" in render(campaign, first_name="Jo", code="1", total="9", orders="2").html
+    )
+
+
+def test_a_rendered_lone_surrogate_fails_that_recipient() -> None:
+    campaign = compile_(subject='Hi {{ "%c"|format(first_name|int) }}')
+    text = error(render, campaign, first_name="55296", code="1")
+    assert "subject template, rendering for jo@example.com" in text
+    assert "lone surrogate" in text
+
+
+@pytest.mark.parametrize(
+    ("source", "tag"),
+    [
+        ('{% include "footer.html" %}', "{% include %}"),
+        ('{% import "macros.html" as m %}', "{% import %}"),
+        ('{% from "macros.html" import button %}', "{% from ... import %}"),
+        ('{% extends "base.html" %}', "{% extends %}"),
+    ],
+)
+def test_tags_that_load_another_template_are_refused_when_compiled(source: str, tag: str) -> None:
+    text = error(compile_, html=HTML + "\n" + source)
+    assert text.startswith(f"html template, line 6: {tag} cannot work in a campaign template")
+    assert tag in error(compile_, subject=source)
+
+
+def test_columns_a_template_cannot_read_are_named_with_a_new_name() -> None:
+    warnings = compile_().shadowed_columns(
+        ["email", "self", "first_name", "none", "loop", "campaign_id", "unsubscribe_url", "code"]
+    )
+    assert warnings == [
+        "column 'self' is a Jinja name, so {{ self }} in a template never shows the list's "
+        "value: rename the column (e.g. to list_self) and use {{ list_self }}",
+        "column 'none' is a Jinja name, so {{ none }} in a template never shows the list's "
+        "value: rename the column (e.g. to list_none) and use {{ list_none }}",
+        "column 'loop' is a Jinja name, so {{ loop }} in a loop, block or macro does not show "
+        "the list's value: rename the column (e.g. to list_loop) and use {{ list_loop }}",
+        "column 'campaign_id' is filled in by the dispatcher, so {{ campaign_id }} in a "
+        "template never shows the list's value: rename the column (e.g. to list_campaign_id) "
+        "and use {{ list_campaign_id }}",
+        "column 'unsubscribe_url' is filled in by the dispatcher, so {{ unsubscribe_url }} in "
+        "a template never shows the list's value: rename the column (e.g. to "
+        "list_unsubscribe_url) and use {{ list_unsubscribe_url }}",
+    ]
+    # Without an unsubscribe URL the campaign leaves that name to the list.
+    html = HTML.replace("{{ unsubscribe_url }}", "https://x.example/u")
+    assert compile_(html=html, unsubscribe_url=None).shadowed_columns(["unsubscribe_url"]) == []
+
+
+def test_a_semicolon_header_gets_the_separator_hint_not_add_the_column() -> None:
+    text = error(compile_().check_variables, ["email;first_name;code"])
+    assert "the list has no first_name column" in text
+    assert text.endswith("save it as CSV with commas (in Excel: CSV UTF-8, comma delimited)")
+
+
+def test_a_template_nested_past_the_parser_is_refused_not_a_traceback() -> None:
+    deep = "{{ " + "(" * 300 + "1" + ")" * 300 + " }}"
+    assert error(compile_, subject=deep) == (
+        "subject template is nested too deeply to compile; simplify its expressions"
+    )

@@ -130,3 +130,20 @@ def test_a_tag_given_as_a_plain_string_is_tolerated() -> None:
 def test_malformed_events_say_what_is_wrong(data: Any, says: str) -> None:
     with pytest.raises(MalformedEvent, match=says):
         parse_event(data)
+
+
+def test_a_nul_or_lone_surrogate_becomes_a_visible_replacement_character() -> None:
+    event = {"notificationType": "Bounce", "mail": mail(), "bounce": BOUNCE}
+    escaped = json.dumps(event).replace("550 x", "550 \\u0000 x")  # an escape in the JSON
+    literal = json.dumps(event).replace("550 x", "550 \x00 x")  # a raw NUL: not valid JSON
+    surrogate = json.dumps(event).replace("550 x", "550 \\ud800 x")  # no low half follows
+    for text in (escaped, literal, literal.encode(), surrogate):
+        (second, _) = parse_event(text).recipients
+        assert second.diagnostic == "550 \ufffd x"
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_a_timestamp_no_clock_can_hold_is_malformed(stamp: str) -> None:
+    event = {"notificationType": "Bounce", "mail": mail(), "bounce": {**BOUNCE, "timestamp": stamp}}
+    with pytest.raises(MalformedEvent, match="is out of range"):
+        parse_event(event)
