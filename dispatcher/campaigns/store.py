@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.campaigns.recipients import RecipientRow, RejectedRow
+from dispatcher.domain.validate import suppression_key
 from dispatcher.errors import InputError
 from dispatcher.queue.sql import query
 
@@ -165,7 +166,7 @@ class CampaignStore:
         removes duplicates (first line wins) and suppressed addresses. With `strict`, one
         rejected row rejects the whole file (InputError listing the first ones).
         """
-        key_of = dedupe_key if dedupe_key is not None else (lambda e: e.lower())
+        key_of = dedupe_key if dedupe_key is not None else suppression_key
         rejected: list[Rejected] = []
 
         def records() -> Iterator[tuple[int, str, str, str]]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from dispatcher.domain.validate import suppression_key
 from dispatcher.errors import InputError
 
 __all__ = [
@@ -91,8 +92,8 @@ class ParsedEvent:
 
 
 def normalize_address(address: str) -> str:
-    """The form suppressions are keyed on: trimmed, lower-cased."""
-    return address.strip().lower()
+    """The form suppressions are keyed on (``dispatcher.domain.validate.suppression_key``)."""
+    return suppression_key(address)
 
 
 def _str(obj: dict[str, Any], key: str, where: str) -> str | None:
