@@ -124,3 +124,14 @@ def test_a_campaign_envelope_is_checked_like_a_message() -> None:
         validate_envelope("a@example.com", tags={"campaign_id": "1"}, reserved_tags={"campaign_id"})
     with pytest.raises(InputError, match="out of range"):
         validate_envelope("a@example.com", priority=99999)
+
+
+def test_suppressions_from_people_ses_and_feedback_are_keyed_alike() -> None:
+    from dispatcher.feedback.events import normalize_address
+    from dispatcher.feedback.store import check_address
+
+    for form in ("Jane <JANE@Example.com>", " jane@example.com", '"J" <jane@EXAMPLE.com>'):
+        assert check_address(form) == normalize_address(form) == "jane@example.com"
+    assert check_address("al@Bücher.example") == "al@xn--bcher-kva.example"
+    with pytest.raises(InputError):
+        check_address("Jane Doe")
