@@ -135,3 +135,32 @@ def test_suppressions_from_people_ses_and_feedback_are_keyed_alike() -> None:
     assert check_address("al@Bücher.example") == "al@xn--bcher-kva.example"
     with pytest.raises(InputError):
         check_address("Jane Doe")
+
+
+def test_the_fast_path_for_plain_addresses_answers_as_email_validator_does() -> None:
+    import random
+
+    from email_validator import EmailNotValidError, validate_email
+
+    from dispatcher.domain.validate import _plain_address
+
+    rng = random.Random(13)
+    parts = ["a", "Z", "0", "9", "-", "_", "+", "%", ".", "x", "--", "xn--", "..", "b"]
+    tlds = ["com", "COM", "c0m", "123", "test", "local", "x", "-x", "x-", "io", "onion", "a1"]
+    fast = 0
+    for _ in range(6000):
+        local = "".join(rng.choices(parts, k=rng.randint(1, 5)))
+        labels = [
+            "".join(rng.choices(parts, k=rng.randint(1, 4))) for _ in range(rng.randint(0, 2))
+        ]
+        spec = f"{local}@{'.'.join([*labels, rng.choice(tlds)])}"
+        try:
+            valid = validate_email(spec, check_deliverability=False, allow_smtputf8=False)
+            expected: str | None = valid.ascii_email
+        except EmailNotValidError:
+            expected = None
+        got = _plain_address(spec)
+        if got is not None:
+            fast += 1
+            assert got == expected, spec
+    assert fast > 60  # the fast path is taken often enough to matter
