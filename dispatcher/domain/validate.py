@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from dispatcher.queue.repository import NewMessage
 
 __all__ = [
+    "CAMPAIGN_RESERVED_TAGS",
     "MAX_HEADER_LINE",
     "MAX_IDEMPOTENCY_KEY",
     "MAX_MESSAGE_BYTES",
@@ -37,6 +38,7 @@ __all__ = [
     "Envelope",
     "Mailbox",
     "check_header_text",
+    "check_one_line",
     "message_size",
     "parse_mailbox",
     "suppression_key",
@@ -50,6 +52,7 @@ MAX_HEADER_LINE = 998  # RFC 5322 (SES: no line over 1,000 characters with its C
 MAX_IDEMPOTENCY_KEY = 200
 MAX_TAG_LENGTH = 256  # SES: a tag name or value is shorter than 256 characters
 RESERVED_TAG = "dispatcher_id"  # the adapter sends our message id under this tag
+CAMPAIGN_RESERVED_TAGS = (RESERVED_TAG, "campaign_id")  # the import tags each campaign message
 SMALLINT_MIN, SMALLINT_MAX = -32768, 32767
 _TAG_CHARS = re.compile(r"[A-Za-z0-9_-]+")
 _CONFIG_SET = re.compile(r"[A-Za-z0-9_-]{1,64}")  # SES's rule for a configuration set name
@@ -237,14 +240,19 @@ def _check_encodable(field: str, text: str) -> None:
         ) from None
 
 
-def check_header_text(field: str, value: str, *, header: str) -> None:
-    """A value that becomes one mail header: no line break or control character, one line."""
+def check_one_line(field: str, value: str) -> None:
+    """Text bound for a mail header (or a template of one): no line break or control character."""
     _check_encodable(field, value)
     if _CONTROL_BUT_TAB.search(value):
         raise InputError(
             f"{field} {value!r} contains a line break or control character; a mail header "
             "cannot hold one: write it on one line"
         )
+
+
+def check_header_text(field: str, value: str, *, header: str) -> None:
+    """A value that becomes one mail header: one line, no control character, not too long."""
+    check_one_line(field, value)
     line = len(header) + 2 + len(value)
     if line > MAX_HEADER_LINE:
         raise InputError(
