@@ -16,9 +16,7 @@ from collections.abc import Sequence
 
 import asyncpg  # type: ignore[import-untyped]
 
-from dispatcher.errors import InputError
-from dispatcher.queue.repository import Enqueued, NewMessage, enqueue_on
-from dispatcher.queue.validate import validate_message
+from dispatcher.queue.repository import Enqueued, NewMessage, enqueue_on, validate_all
 
 __all__ = ["enqueue", "enqueue_many"]
 
@@ -30,11 +28,7 @@ async def enqueue(conn: asyncpg.Connection, message: NewMessage) -> int:
 
 async def enqueue_many(conn: asyncpg.Connection, messages: Sequence[NewMessage]) -> list[Enqueued]:
     """Queue several messages on `conn`, all or none (InputError names the first bad one)."""
-    for i, msg in enumerate(messages):
-        try:
-            validate_message(msg)
-        except InputError as exc:
-            raise InputError(f"message {i}: {exc}") from None
-    if not messages:
+    valid = validate_all(messages)
+    if not valid:
         return []
-    return await enqueue_on(conn, messages)
+    return await enqueue_on(conn, valid)

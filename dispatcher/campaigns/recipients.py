@@ -16,6 +16,7 @@ from typing import BinaryIO, Final
 
 from email_validator import EmailNotValidError, validate_email
 
+from dispatcher.domain.validate import suppression_key
 from dispatcher.errors import InputError
 
 __all__ = [
@@ -88,8 +89,8 @@ class RejectedRow:
 
 
 def dedupe_key(email: str) -> str:
-    """The key two addresses are duplicates under: the whole address, lowercased."""
-    return email.lower()
+    """The key two addresses are duplicates under, and suppressions are compared on."""
+    return suppression_key(email)
 
 
 def _normalize(email: str) -> str:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.campaigns.recipients import RecipientRow, RejectedRow
+from dispatcher.domain.validate import (
+    CAMPAIGN_RESERVED_TAGS,
+    suppression_key,
+    validate_envelope,
+)
 from dispatcher.errors import InputError
 from dispatcher.queue.sql import query
 
@@ -165,7 +170,18 @@ class CampaignStore:
         removes duplicates (first line wins) and suppressed addresses. With `strict`, one
         rejected row rejects the whole file (InputError listing the first ones).
         """
-        key_of = dedupe_key if dedupe_key is not None else (lambda e: e.lower())
+        envelope = validate_envelope(
+            spec.from_addr,
+            spec.reply_to,
+            spec.configuration_set,
+            spec.tags,
+            spec.priority,
+            reserved_tags=CAMPAIGN_RESERVED_TAGS,
+        )
+        spec = replace(
+            spec, from_addr=envelope.from_addr, reply_to=envelope.reply_to, tags=envelope.tags
+        )
+        key_of = dedupe_key if dedupe_key is not None else suppression_key
         rejected: list[Rejected] = []
 
         def records() -> Iterator[tuple[int, str, str, str]]:

@@ -20,6 +20,7 @@ from dispatcher.campaigns.render import CampaignContent, CompiledCampaign
 from dispatcher.campaigns.store import CampaignSpec, CampaignStatus, CampaignStore
 from dispatcher.cli.jsonl import parse_send_after
 from dispatcher.config import Config
+from dispatcher.domain.validate import CAMPAIGN_RESERVED_TAGS, check_one_line, validate_envelope
 from dispatcher.errors import InputError
 from dispatcher.feedback.guard import reputation_lines, reputation_view
 from dispatcher.feedback.store import FeedbackStore
@@ -138,7 +139,8 @@ def _check_ses_variables(templates: tuple[str, ...], columns: list[str]) -> None
         )
 
 
-def _tags(items: list[str]) -> dict[str, str]:
+def parse_tags(items: list[str]) -> dict[str, str]:
+    """`--tag NAME=VALUE` options as a mapping (the validator checks names and values)."""
     tags = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -257,7 +259,18 @@ def _one_line(flag: str, value: str | None) -> None:
 
 
 async def _create(args: argparse.Namespace, cfg: Config) -> int:
+    # The same checks as `send`, before anything is read: a bad sender would fail every recipient.
+    tags = parse_tags(args.tag)
+    validate_envelope(
+        args.from_addr,
+        tuple(args.reply_to),
+        args.configuration_set,
+        tags,
+        args.priority,
+        reserved_tags=CAMPAIGN_RESERVED_TAGS,
+    )
     _one_line("--subject", args.subject)
+    check_one_line("--subject", args.subject)
     _one_line("--unsubscribe-url", args.unsubscribe_url)
     html = _read_template(args.template)
     text = _read_template(args.text_template) if args.text_template else None
@@ -281,7 +294,7 @@ async def _create(args: argparse.Namespace, cfg: Config) -> int:
         text=text,
         reply_to=tuple(args.reply_to),
         configuration_set=args.configuration_set,
-        tags=_tags(args.tag),
+        tags=tags,
         unsubscribe_url=args.unsubscribe_url,
         send_at=parse_send_after(args.send_at) if args.send_at else None,
         priority=args.priority,

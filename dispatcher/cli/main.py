@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--priority", type=int, default=0, help="higher is sent first")
     send.add_argument("--send-after", metavar="TIME", help="ISO 8601 with timezone")
     send.add_argument("--configuration-set", metavar="NAME")
+    send.add_argument("--reply-to", action="append", default=[], metavar="ADDRESS")
+    send.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE")
 
     enqueue = sub.add_parser("enqueue", help="queue messages from JSON lines (FILE or - for stdin)")
     enqueue.add_argument("file", metavar="FILE")
@@ -224,6 +226,8 @@ async def cmd_send(args: argparse.Namespace, cfg: Config) -> int:
         text=args.text,
         html=args.html,
         configuration_set=args.configuration_set,
+        reply_to=tuple(args.reply_to),
+        tags=campaign_cli.parse_tags(args.tag),
         idempotency_key=args.idempotency_key,
         priority=args.priority,
         send_after=parse_send_after(args.send_after) if args.send_after else None,

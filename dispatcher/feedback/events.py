@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from dispatcher.domain.validate import suppression_key
 from dispatcher.errors import InputError
 
 __all__ = [
@@ -98,8 +99,8 @@ class ParsedEvent:
 
 
 def normalize_address(address: str) -> str:
-    """The form suppressions are keyed on: trimmed, lower-cased."""
-    return address.strip().lower()
+    """The form suppressions are keyed on (``dispatcher.domain.validate.suppression_key``)."""
+    return suppression_key(address)
 
 
 def storable(value: Any) -> Any:

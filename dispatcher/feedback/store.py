@@ -78,8 +78,8 @@ class Processed:
 
 
 def check_address(address: str) -> str:
-    """The suppression key of an address typed or imported by a person; InputError if it is
-    plainly not an address."""
+    """The suppression key of an address typed or imported by a person (a display name is
+    dropped, the domain lower-cased and in ASCII); InputError if it is plainly not an address."""
     key = normalize_address(address)
     local, at, domain = key.rpartition("@")
     if not at or not local or not domain or any(c.isspace() for c in key) or len(key) > 320:

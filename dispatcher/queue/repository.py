@@ -26,11 +26,11 @@ from urllib.parse import unquote, urlsplit
 import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.domain.message import OutgoingMessage
+from dispatcher.domain.validate import suppression_key, validate_message
 from dispatcher.errors import DatabaseError, InputError
 from dispatcher.queue.migrate import migrate as apply_migrations
 from dispatcher.queue.migrate import require_migrated
 from dispatcher.queue.sql import query
-from dispatcher.queue.validate import validate_message
 
 __all__ = [
     "ENQUEUE_CHUNK",
@@ -48,6 +48,7 @@ __all__ = [
     "Settlement",
     "UnknownJob",
     "describe_dsn",
+    "validate_all",
     "validate_message",
 ]
 
@@ -250,6 +251,17 @@ def _params(msgs: Sequence[NewMessage]) -> list[list[Any]]:
     ]
 
 
+def validate_all(msgs: Sequence[NewMessage]) -> list[NewMessage]:
+    """Every message checked and normalised (InputError names the first bad one's index)."""
+    out: list[NewMessage] = []
+    for i, msg in enumerate(msgs):
+        try:
+            out.append(validate_message(msg))
+        except InputError as exc:
+            raise InputError(f"message {i}: {exc}") from None
+    return out
+
+
 async def enqueue_on(conn: asyncpg.Connection, msgs: Sequence[NewMessage]) -> list[Enqueued]:
     """Insert already validated messages on ``conn`` (in the caller's transaction, if any)."""
     found: list[tuple[int | None, bool]] = []
@@ -339,11 +351,7 @@ class Queue:
         Every message is validated before anything is written: one bad message raises
         InputError naming its index, and none is queued.
         """
-        for i, msg in enumerate(msgs):
-            try:
-                validate_message(msg)
-            except InputError as exc:
-                raise InputError(f"message {i}: {exc}") from None
+        msgs = validate_all(msgs)
         if not msgs:
             return []
         async with self._pool.acquire() as conn:
@@ -489,12 +497,12 @@ class Queue:
         return Pending(row["waiting"], row["scheduled_later"], row["next_run_at"])
 
     async def suppressed_among(self, addresses: Sequence[str]) -> set[str]:
-        """The addresses (compared lower-cased) that are on the suppression list."""
+        """The suppression keys (``suppression_key``) of these addresses that are suppressed."""
         if not addresses:
             return set()
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                query("suppressed_among"), sorted({a.lower() for a in addresses})
+                query("suppressed_among"), sorted({suppression_key(a) for a in addresses})
             )
         return {r["address"] for r in rows}
 

@@ -44,6 +44,18 @@ _BAD_ADDRESS_PREFIXES = (
     "recipient count exceeds",  # more than 50 recipients: this message's own fault
 )
 
+# Parameter errors that concern this one message, whatever the code (v1 InvalidParameterValue,
+# v2 BadRequestException, bulk INVALID_PARAMETER): its size or its own headers. REJECTED, not
+# CONFIG_ERROR: a configuration error holds every later message of its sender, and this message
+# would be retried forever without ever fitting (issue 13 item 4).
+_THIS_MESSAGE_TEXTS = (
+    "message length is more than",  # "Message length is more than 41943040 bytes."
+    "message too long",
+    "duplicate header",  # a raw message naming a header twice (not confirmed)
+    "missing required header",  # a raw message without From (not confirmed)
+    "no recipient addresses were specified",  # a message without recipients
+)
+
 _T = Outcome.THROTTLED
 _Q = Outcome.DAILY_QUOTA
 _P = Outcome.ACCOUNT_PAUSED
@@ -147,7 +159,10 @@ def _text_outcome(text: str) -> Outcome | None:
 
 
 def _bad_address(text: str) -> bool:
-    return text.lstrip().startswith(_BAD_ADDRESS_PREFIXES)
+    """The error is about this message only: an address of it, its size or its headers."""
+    return text.lstrip().startswith(_BAD_ADDRESS_PREFIXES) or any(
+        t in text for t in _THIS_MESSAGE_TEXTS
+    )
 
 
 def _config_set_paused_text(text: str) -> bool:

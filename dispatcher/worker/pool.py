@@ -28,6 +28,7 @@ from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.quota import Quota
 from dispatcher.domain.retry import RetryPolicy, decide
+from dispatcher.domain.validate import suppression_key
 from dispatcher.errors import DatabaseError, InputError
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.pacing.settings import PacingSettings
@@ -823,7 +824,7 @@ class WorkerPool:
             msg = job.message
 
             def ok(address: str) -> bool:
-                return address.lower() not in suppressed
+                return suppression_key(address) not in suppressed
 
             to = tuple(filter(ok, msg.to))
             cc = tuple(filter(ok, msg.cc))

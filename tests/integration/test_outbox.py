@@ -14,6 +14,7 @@ import pytest
 from dispatcher import outbox
 from dispatcher.app import run_worker
 from dispatcher.config import Config
+from dispatcher.domain.validate import validate_message
 from dispatcher.errors import InputError
 from dispatcher.queue.repository import NewMessage, Queue
 from tests.support.dispatch import dispatcher_ids, eventually, make_config
@@ -151,3 +152,36 @@ async def test_the_python_helper_validates_like_the_cli(queue: Queue, pg_dsn: st
     finally:
         await conn.close()
     assert sum((await queue.counts()).values()) == 0
+
+
+async def test_the_sql_function_stores_addresses_as_the_python_validator_does(
+    queue: Queue, pg_dsn: str
+) -> None:
+    sender = "App  <app@Example.COM>"
+    given = ["Jane Doe <jane@Example.COM>", " jo@example.com ", r'"Doe, \"J\"" <j@example.com>']
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        sql_id = await conn.fetchval(
+            "SELECT dispatcher.enqueue(from_addr => $1, to_addrs => $2, reply_to => $2, "
+            "subject => 's', text_body => 't')",
+            sender,
+            given,
+        )
+        row = await conn.fetchrow(
+            "SELECT from_addr, to_addrs, reply_to FROM dispatcher.messages WHERE id = $1", sql_id
+        )
+        with pytest.raises(asyncpg.PostgresError, match="punycode") as err:
+            await conn.fetchval(
+                "SELECT dispatcher.enqueue('a@example.com', ARRAY['j@bücher.example'], 's', 't')"
+            )
+        assert err.value.sqlstate == "22023"
+    finally:
+        await conn.close()
+    py = validate_message(NewMessage(from_addr=sender, to=tuple(given), subject="s", text="t"))
+    assert row["from_addr"] == py.from_addr == '"App" <app@example.com>'
+    assert tuple(row["to_addrs"]) == tuple(row["reply_to"]) == py.to
+    assert py.to == (
+        '"Jane Doe" <jane@example.com>',
+        "jo@example.com",
+        r'"Doe, \"J\"" <j@example.com>',
+    )

@@ -90,7 +90,7 @@ async def test_enqueue_stores_the_message_as_the_worker_gets_it(queue: Queue) ->
     assert (job.attempts, job.priority) == (0, 3)
     assert job.message == OutgoingMessage(
         id=result.id,
-        from_addr="Sender <sender@example.com>",
+        from_addr='"Sender" <sender@example.com>',  # normalised: the display name quoted
         to=("a@example.com", "b@example.com"),
         cc=("c@example.com",),
         bcc=("d@example.com",),

@@ -123,3 +123,37 @@ async def test_malformed_url_is_a_database_error() -> None:
     with pytest.raises(DatabaseError, match="cannot connect"):
         async with Queue.connect("postgresql://u:pw@127.0.0.1:notaport/db"):
             pass
+
+
+async def test_migration_11_rekeys_suppressions_on_the_bare_lower_cased_address(
+    pg_blank_dsn: str,
+) -> None:
+    conn = await asyncpg.connect(pg_blank_dsn)
+    try:
+        await conn.execute(
+            "CREATE SCHEMA dispatcher; CREATE TABLE dispatcher.schema_migrations "
+            "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL "
+            "DEFAULT now())"
+        )
+        for m in migrations()[:10]:
+            await conn.execute(m.sql)
+            await conn.execute(
+                "INSERT INTO dispatcher.schema_migrations VALUES ($1, $2)", m.version, m.name
+            )
+        await conn.execute(
+            "INSERT INTO dispatcher.suppressions (address, reason, created_at) VALUES "
+            "('jane doe <jane@example.com>', 'first', now() - interval '2 days'), "
+            "('jane@example.com ', 'second', now() - interval '1 day'), "
+            "('<bob@example.com>', 'bob', now()), ('al@example.com', 'al', now())"
+        )
+        assert (await migrate(conn))[0] == "0011_validation"
+        rows = await conn.fetch(
+            "SELECT address, reason FROM dispatcher.suppressions ORDER BY address"
+        )
+    finally:
+        await conn.close()
+    assert [(r["address"], r["reason"]) for r in rows] == [
+        ("al@example.com", "al"),
+        ("bob@example.com", "bob"),
+        ("jane@example.com", "first"),
+    ]

@@ -67,6 +67,12 @@ ERROR_TABLE: list[tuple[str | None, str | None, int | None, Outcome]] = [
     ("MessageRejected", "Email address is not verified. The following identities ...", 400, R),
     ("MessageRejected", "Email address not verified sender@example.com", 400, R),  # moto
     ("MessageRejected", "Message length is more than 10485760 bytes long", 400, R),
+    # A parameter error of this message only (size, its own headers), not of its sender.
+    ("InvalidParameterValue", "Message length is more than 41943040 bytes.", 400, R),  # v1
+    ("BadRequestException", "Message length is more than 41943040 bytes.", 400, R),  # v2
+    ("InvalidParameterValue", "Duplicate header 'Subject'.", 400, R),
+    ("InvalidParameterValue", "Missing required header 'From'.", 400, R),
+    ("BadRequestException", "No recipient addresses were specified.", 400, R),
     ("MessageRejected", None, None, R),
     # SES-side failure.
     ("InternalServiceErrorException", "Internal error", 500, X),  # v2
@@ -116,6 +122,7 @@ BULK_TABLE: list[tuple[str, str | None, Outcome]] = [
     ("INVALID_PARAMETER", "Invalid template data", C),
     ("INVALID_PARAMETER", None, C),
     ("INVALID_PARAMETER", "Missing final '@domain'", R),
+    ("INVALID_PARAMETER", "Message length is more than 41943040 bytes.", R),
     ("TRANSIENT_FAILURE", None, X),
     ("FAILED", "The email failed to send for an unknown reason", X),
     ("FAILED", DAILY, Q),

@@ -116,7 +116,7 @@ _EXPECTED: dict[SendError, Outcome] = {
     SendError.THROTTLED: Outcome.THROTTLED,
     SendError.DAILY_QUOTA: Outcome.DAILY_QUOTA,
     SendError.TOO_MANY_RECIPIENTS: Outcome.REJECTED,
-    SendError.NO_RECIPIENTS: Outcome.CONFIG_ERROR,
+    SendError.NO_RECIPIENTS: Outcome.REJECTED,  # this message's own fault
     SendError.MISSING_PARAMETER: Outcome.CONFIG_ERROR,
     SendError.INVALID_PARAMETER: Outcome.CONFIG_ERROR,
     SendError.NOT_FOUND: Outcome.CONFIG_ERROR,
@@ -127,7 +127,7 @@ _EXPECTED: dict[SendError, Outcome] = {
     SendError.ACCOUNT_SUSPENDED: Outcome.ACCOUNT_PAUSED,
     SendError.MAIL_FROM_NOT_VERIFIED: Outcome.CONFIG_ERROR,
     SendError.NOT_VERIFIED: Outcome.REJECTED,
-    SendError.TOO_LARGE: Outcome.CONFIG_ERROR,
+    SendError.TOO_LARGE: Outcome.REJECTED,  # this message only, not its sender (issue 13)
 }
 
 

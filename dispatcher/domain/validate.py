@@ -1,0 +1,435 @@
+"""What a valid message is, for every way in (send, enqueue, the outbox, campaigns, later doors).
+
+Pure: no I/O, tested without Postgres. A door hands its input to ``validate_message`` (or, for a
+campaign's options, ``validate_envelope``) and queues what comes back: addresses normalised once
+(display name kept apart and quoted, whitespace stripped, domain lower-cased and in ASCII), and
+anything SES can never take (a header line break, a bad address, more than 50 recipients, more
+than 40 MiB) refused with an InputError that says what to change. ``suppression_key`` is the
+one form suppressions are stored and compared in.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import functools
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from typing import TYPE_CHECKING
+
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+
+from dispatcher.errors import InputError
+
+if TYPE_CHECKING:
+    from dispatcher.queue.repository import NewMessage
+
+__all__ = [
+    "CAMPAIGN_RESERVED_TAGS",
+    "MAX_HEADER_LINE",
+    "MAX_IDEMPOTENCY_KEY",
+    "MAX_MESSAGE_BYTES",
+    "MAX_RECIPIENTS",
+    "MAX_TAG_LENGTH",
+    "RESERVED_TAG",
+    "Envelope",
+    "Mailbox",
+    "check_header_text",
+    "check_one_line",
+    "message_size",
+    "parse_mailbox",
+    "suppression_key",
+    "validate_envelope",
+    "validate_message",
+]
+
+MAX_RECIPIENTS = 50  # SES: To + Cc + Bcc of one message
+MAX_MESSAGE_BYTES = 40 * 1024 * 1024  # SES v2 SendEmail: "Message length is more than 41943040"
+MAX_HEADER_LINE = 998  # RFC 5322 (SES: no line over 1,000 characters with its CRLF)
+MAX_IDEMPOTENCY_KEY = 200
+MAX_TAG_LENGTH = 256  # SES: a tag name or value is shorter than 256 characters
+RESERVED_TAG = "dispatcher_id"  # the adapter sends our message id under this tag
+CAMPAIGN_RESERVED_TAGS = (RESERVED_TAG, "campaign_id")  # the import tags each campaign message
+SMALLINT_MIN, SMALLINT_MAX = -32768, 32767
+_TAG_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+_CONFIG_SET = re.compile(r"[A-Za-z0-9_-]{1,64}")  # SES's rule for a configuration set name
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: each either
+# ends a header line somewhere between us and the recipient, or has no business in one.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_BUT_TAB = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_ANGLE = re.compile(r"^(?P<name>.*?)\s*<(?P<addr>[^<>]*)>$", re.DOTALL)
+_ENCODED_WORDS = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=(?: =\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=)*")
+_PLAIN = re.compile(
+    r"(?P<local>[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*)@"
+    r"(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z])?)"  # email-validator: a TLD ends with a letter
+)
+_NAME_SPECIALS = re.compile(r'[<>@,;:"\[\]\\]')
+_LONG_LINE = re.compile(rb"[^\r\n]{%d,}" % (MAX_HEADER_LINE + 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    """An address as SES takes it (ASCII, domain lower-cased) and its display name, if any."""
+
+    address: str
+    display_name: str | None = None
+
+    @property
+    def formatted(self) -> str:
+        """The header form: ``"Jane Doe" <jane@example.com>``, or the bare address."""
+        if not self.display_name:
+            return self.address
+        return f"{_encode_name(self.display_name)} <{self.address}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A campaign's sender options, normalised: what every one of its messages will carry."""
+
+    from_addr: str
+    reply_to: tuple[str, ...]
+    configuration_set: str | None
+    tags: dict[str, str]
+    priority: int
+
+
+def _encode_name(name: str) -> str:
+    """A quoted string when ASCII, else RFC 2047 encoded-words (SES needs 7-bit headers)."""
+    if _ENCODED_WORDS.fullmatch(name):  # already encoded (by us, on an earlier pass)
+        return name
+    if name.isascii():
+        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    words: list[str] = []
+    chunk = ""
+    for char in name:  # at most 45 bytes a word keeps each under RFC 2047's 75 characters
+        if len((chunk + char).encode()) > 45:
+            words.append(chunk)
+            chunk = ""
+        chunk += char
+    words.append(chunk)
+    return " ".join(f"=?utf-8?b?{base64.b64encode(w.encode()).decode()}?=" for w in words)
+
+
+class _BadAddress(Exception):
+    """What is wrong with an address, said after its field's name."""
+
+
+def _unquote_name(raw: str, text: str) -> str:
+    name = raw.strip()
+    if len(name) >= 2 and name[0] == '"' and name[-1] == '"':
+        inner = name[1:-1]
+        if re.search(r'(?<!\\)(?:\\\\)*"', inner):
+            raise _BadAddress(f"{text!r} has a stray '\"' in its display name")
+        return re.sub(r"\\(.)", r"\1", inner).strip()
+    if _NAME_SPECIALS.search(name):
+        raise _BadAddress(
+            f"{text!r} is not one address: a display name with , ; : @ < > or quotes "
+            'must be in double quotes, e.g. "Doe, Jane" <jane@example.com>; give several '
+            "addresses as separate entries"
+        )
+    return " ".join(name.split())
+
+
+@functools.lru_cache(maxsize=4096)  # senders and recipients repeat: email-validator is the cost
+def _parse(text: str, allow_smtputf8: bool) -> Mailbox:
+    stripped = text.strip()
+    name: str | None = None
+    spec = stripped
+    match = _ANGLE.match(stripped)
+    if match is not None:
+        spec = match.group("addr").strip()
+        name = _unquote_name(match.group("name"), text) or None
+    elif "<" in stripped or ">" in stripped:
+        raise _BadAddress(f"{text!r} has an unmatched '<' or '>'")
+    if "@" not in spec:
+        raise _BadAddress(
+            f"{text!r} is not an email address (no '@'); give an address like name@example.com"
+        )
+    plain = _plain_address(spec)
+    if plain is not None:
+        return _fit(Mailbox(plain, name), text)
+    try:
+        valid = validate_email(spec, check_deliverability=False, allow_smtputf8=allow_smtputf8)
+    except EmailNotValidError as exc:
+        raise _BadAddress(
+            f"{text!r} is not a valid email address: {exc} "
+            "Give one address like name@example.com (several go in separate entries)."
+        ) from None
+    address = valid.ascii_email or f"{valid.local_part}@{valid.ascii_domain}"
+    return _fit(Mailbox(address, name), text)
+
+
+def _plain_address(spec: str) -> str | None:
+    """The common plain ASCII address without email-validator (a bulk enqueue of distinct
+    addresses spent most of its time there), or None to ask it; the same answer as it gives
+    (tests/unit/test_validate.py compares the two)."""
+    match = _PLAIN.fullmatch(spec)
+    if match is None:
+        return None
+    domain = match.group("domain").lower()
+    if (
+        "--" in domain
+        or domain.rpartition(".")[2] in SPECIAL_USE_DOMAIN_NAMES
+        or len(match.group("local")) > 64
+        or len(spec) > 254
+    ):
+        return None
+    return f"{match.group('local')}@{domain}"
+
+
+def _fit(mailbox: Mailbox, text: str) -> Mailbox:
+    line = len(mailbox.formatted) + len("Reply-To: ")
+    if line > MAX_HEADER_LINE:
+        raise _BadAddress(
+            f"{text!r} makes a header line of {line} characters; SES takes at most "
+            f"{MAX_HEADER_LINE}: shorten the display name"
+        )
+    return mailbox
+
+
+def parse_mailbox(field: str, text: object, *, allow_smtputf8: bool = False) -> Mailbox:
+    """One address, with or without a display name; InputError names the field and the fix."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"{field} is empty; give an email address like name@example.com")
+    _check_encodable(field, text)
+    if _CONTROL.search(text):
+        raise InputError(
+            f"{field} {text!r} contains a line break or control character; remove it "
+            "(it would start a new mail header)"
+        )
+    try:
+        return _parse(text, allow_smtputf8)
+    except _BadAddress as exc:
+        raise InputError(f"{field} {exc}") from None
+
+
+def suppression_key(address: str) -> str:
+    """The form suppressions are keyed and compared on: the bare address, ASCII, lower-cased.
+
+    Lenient (it never raises): ``Jane <JANE@Example.com>``, `` jane@example.com `` and
+    ``jane@EXAMPLE.com`` all give ``jane@example.com``; what cannot be parsed is stripped and
+    lower-cased as it is.
+    """
+    text = address.strip()
+    match = _ANGLE.match(text)
+    if match is not None:
+        text = match.group("addr").strip()
+    if not text.isascii():
+        local, at, domain = text.rpartition("@")
+        if at:
+            with contextlib.suppress(UnicodeError):
+                text = f"{local}@{domain.encode('idna').decode('ascii')}"
+    return text.lower()
+
+
+def _check_encodable(field: str, text: str) -> None:
+    """Refuse what Postgres cannot store (NUL) and what is not UTF-8 (a lone surrogate)."""
+    if "\x00" in text:
+        raise InputError(f"{field} contains a NUL character (\\x00); remove it")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"{field} contains a lone surrogate (U+{ord(text[exc.start]):04X}) at character "
+            f"{exc.start}, which is not text; fix the encoding of the input"
+        ) from None
+
+
+def check_one_line(field: str, value: str) -> None:
+    """Text bound for a mail header (or a template of one): no line break or control character."""
+    _check_encodable(field, value)
+    if _CONTROL_BUT_TAB.search(value):
+        raise InputError(
+            f"{field} {value!r} contains a line break or control character; a mail header "
+            "cannot hold one: write it on one line"
+        )
+
+
+def check_header_text(field: str, value: str, *, header: str) -> None:
+    """A value that becomes one mail header: one line, no control character, not too long."""
+    check_one_line(field, value)
+    line = len(header) + 2 + len(value)
+    if line > MAX_HEADER_LINE:
+        raise InputError(
+            f"{field} is {len(value)} characters long; as the {header} header that is a line of "
+            f"{line}, and SES takes at most {MAX_HEADER_LINE}: shorten it"
+        )
+
+
+def _mailboxes(field: str, addresses: object) -> tuple[str, ...]:
+    if isinstance(addresses, str | bytes):
+        raise InputError(f"{field} must be a tuple of addresses, not a single string")
+    if not isinstance(addresses, Iterable):
+        raise InputError(f"{field} must be a tuple of addresses, not {addresses!r}")
+    return tuple(parse_mailbox(f"{field}[{i}]", a).formatted for i, a in enumerate(addresses))
+
+
+def _check_tag_part(what: str, text: object, name: object) -> None:
+    if not isinstance(text, str) or not text:
+        raise InputError(f"tag {name!r} has an empty {what}; give a non-empty one")
+    if len(text) >= MAX_TAG_LENGTH:
+        raise InputError(
+            f"tag {name!r} has a {what} of {len(text)} characters; "
+            f"SES accepts at most {MAX_TAG_LENGTH - 1}"
+        )
+    if not _TAG_CHARS.fullmatch(text):
+        raise InputError(
+            f"tag {what} {text!r} may contain only ASCII letters, digits, '_' and '-' (an SES rule)"
+        )
+
+
+def _check_tags(tags: object, reserved: Iterable[str]) -> dict[str, str]:
+    if not isinstance(tags, Mapping):
+        raise InputError(f"tags must be a mapping of names to values, not {tags!r}")
+    for name, value in tags.items():
+        _check_tag_part("name", name, name)
+        _check_tag_part("value", value, name)
+        if name in reserved:
+            raise InputError(
+                f"the tag name {name!r} is reserved: the dispatcher sets it itself; "
+                "choose another name"
+            )
+    return dict(tags)
+
+
+def _check_priority(priority: object) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InputError(f"priority must be an integer, not {priority!r}")
+    if not SMALLINT_MIN <= priority <= SMALLINT_MAX:
+        raise InputError(
+            f"priority {priority} is out of range; use {SMALLINT_MIN}..{SMALLINT_MAX} "
+            "(higher is sent first)"
+        )
+    return priority
+
+
+def _check_configuration_set(name: object) -> str | None:
+    if name is None:
+        return None
+    if not isinstance(name, str) or not _CONFIG_SET.fullmatch(name):
+        raise InputError(
+            f"configuration set {name!r} is not a valid name: SES takes 1 to 64 ASCII letters, "
+            "digits, '_' and '-'"
+        )
+    return name
+
+
+def validate_envelope(
+    from_addr: object,
+    reply_to: object = (),
+    configuration_set: object = None,
+    tags: object = None,
+    priority: object = 0,
+    *,
+    reserved_tags: Iterable[str] = (RESERVED_TAG,),
+) -> Envelope:
+    """The sender options shared by a message and a campaign, checked and normalised."""
+    return Envelope(
+        from_addr=parse_mailbox("from_addr", from_addr).formatted,
+        reply_to=_mailboxes("reply_to", reply_to),
+        configuration_set=_check_configuration_set(configuration_set),
+        tags=_check_tags({} if tags is None else tags, set(reserved_tags)),
+        priority=_check_priority(priority),
+    )
+
+
+def message_size(msg: NewMessage) -> int:
+    """Bytes of the message before MIME encoding: a lower bound of what SES counts."""
+    if msg.raw is not None:
+        return len(msg.raw)
+    return sum(len(p.encode("utf-8")) for p in (msg.subject, msg.text, msg.html) if p)
+
+
+def _check_body(msg: NewMessage) -> None:
+    if msg.raw is not None:
+        if msg.text is not None or msg.html is not None:
+            raise InputError(
+                "a message has either raw (a complete MIME message) or text/html, not both; "
+                "put the body inside the raw message or drop raw"
+            )
+        if not isinstance(msg.raw, bytes) or not msg.raw:
+            raise InputError("raw is empty; give the complete MIME message as bytes")
+        long_line = _LONG_LINE.search(msg.raw)
+        if long_line is not None:
+            line = msg.raw.count(b"\n", 0, long_line.start()) + 1
+            raise InputError(
+                f"raw has a line of {long_line.end() - long_line.start()} characters (line "
+                f"{line}); SES takes at most {MAX_HEADER_LINE}: fold long headers and encode "
+                "the body (quoted-printable or base64)"
+            )
+    else:
+        for field in ("text", "html"):
+            value = getattr(msg, field)
+            if value is not None:
+                if not isinstance(value, str):
+                    raise InputError(f"{field} must be a string, not {type(value).__name__}")
+                _check_encodable(field, value)
+        if not msg.text and not msg.html:
+            raise InputError("the message has no body; give text, html (or both), or raw")
+        if not isinstance(msg.subject, str) or not msg.subject:
+            raise InputError("the message has no subject; give a subject (or send it as raw)")
+        check_header_text("subject", msg.subject, header="Subject")
+    size = message_size(msg)
+    if size > MAX_MESSAGE_BYTES:
+        raise InputError(
+            f"the message is {size:,} bytes (before MIME encoding); SES takes at most "
+            f"{MAX_MESSAGE_BYTES:,} bytes ({MAX_MESSAGE_BYTES // 2**20} MiB) including encoding: "
+            "host large content elsewhere and link to it"
+        )
+
+
+def validate_message(msg: NewMessage) -> NewMessage:
+    """``msg`` with its addresses normalised; InputError naming the first problem otherwise."""
+    envelope = validate_envelope(
+        msg.from_addr, msg.reply_to, msg.configuration_set, msg.tags, msg.priority
+    )
+    to = _mailboxes("to", msg.to)
+    cc = _mailboxes("cc", msg.cc)
+    bcc = _mailboxes("bcc", msg.bcc)
+    count = len(to) + len(cc) + len(bcc)
+    if count == 0:
+        raise InputError("the message has no recipient; give at least one address in to, cc or bcc")
+    if count > MAX_RECIPIENTS:
+        raise InputError(
+            f"SES accepts at most {MAX_RECIPIENTS} recipients per message (To+Cc+Bcc); "
+            f"this one has {count}. Split it into several messages."
+        )
+    _check_body(msg)
+
+    if msg.send_after is not None:
+        if msg.send_after.utcoffset() is None:
+            raise InputError(
+                f"send_after {msg.send_after.isoformat()} has no time zone; "
+                "give an aware datetime, e.g. datetime.now(timezone.utc)"
+            )
+        try:
+            msg.send_after.astimezone(UTC)
+        except OverflowError:
+            raise InputError(
+                f"send_after {msg.send_after.isoformat()} is out of range; give a real time"
+            ) from None
+
+    key = msg.idempotency_key
+    if key is not None:
+        if not isinstance(key, str) or not key:
+            raise InputError("idempotency_key is empty; leave it None or give a non-empty key")
+        _check_encodable("idempotency_key", key)
+        if len(key) > MAX_IDEMPOTENCY_KEY:
+            raise InputError(
+                f"idempotency_key is {len(key)} characters long; "
+                f"use at most {MAX_IDEMPOTENCY_KEY} (e.g. a hash of a longer key)"
+            )
+    return dataclasses.replace(
+        msg,
+        from_addr=envelope.from_addr,
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        reply_to=envelope.reply_to,
+        tags=envelope.tags,
+    )
