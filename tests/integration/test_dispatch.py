@@ -39,11 +39,15 @@ async def test_every_message_reaches_the_simulator_exactly_once(
 async def test_rate_holds_for_messages_with_several_recipients(
     queue: Queue, pg_dsn: str, sim_process: SimFactory
 ) -> None:
-    rate = 40.0
-    async with sim_process(max_send_rate=rate) as sim:
+    # The account allows 80/s and we aim for half of it: the simulator never throttles, so what
+    # it records is our limiter's own rate, and a limiter running too fast shows (up to 80/s).
+    allowed, headroom = 80.0, 0.5
+    rate = allowed * headroom
+    async with sim_process(max_send_rate=allowed) as sim:
         # 150 messages, every third with two Cc: 250 recipients, about six seconds of sending.
         await queue.enqueue_many(batch(150, every=3, extra=2))
-        report = await drain(make_config(pg_dsn, sim.endpoint_url))
+        cfg = make_config(pg_dsn, sim.endpoint_url, pacing={"rate_headroom": headroom})
+        report = await drain(cfg)
         received = await sim.messages()
         stats = await sim.stats()
     assert report.exit_code == EXIT_OK
@@ -51,13 +55,13 @@ async def test_rate_holds_for_messages_with_several_recipients(
     times = sorted(
         (m["accepted_at"], len(m["to"]) + len(m["cc"]) + len(m["bcc"])) for m in received
     )
-    # Skip the first second (the bucket starts full: SES allows that burst too).
-    start = times[0][0] + 1.0
+    # Skip the first second (the bucket starts with a burst: SES allows that too). A send
+    # accepted at `start` was paid for before it, so the window counts the sends after it.
+    start = next(t for t, _ in times if t > times[0][0] + 1.0)
     steady = [(t, n) for t, n in times if t > start]
     achieved = sum(n for _, n in steady) / (steady[-1][0] - start)
-    assert achieved >= 0.95 * rate, f"achieved {achieved:.1f}/s of {rate}/s"
-    attempts = stats["accepted"] + stats["throttled"]
-    assert stats["throttled"] <= 0.01 * attempts, stats
+    assert 0.95 * rate <= achieved <= 1.05 * rate, f"achieved {achieved:.1f}/s of {rate}/s"
+    assert stats["throttled"] == 0, stats
     assert report.counters.recipients_sent == 250
 
 
