@@ -113,10 +113,12 @@ async def test_drain_exits_3_when_the_quota_is_spent_with_mail_queued(
     assert report.exit_code == EXIT_QUOTA_SPENT
     assert "quota" in report.reason
     counts = await queue.counts()
-    # 20 x 0.98 headroom = 19.6: 19 go out, the rest wait in the queue, none failed or lost.
-    assert len(received) == counts["sent"] == 19
-    assert counts["queued"] == 11 and counts["failed"] == 0
-    assert counts["claimed"] == counts["in_flight"] == 0
+    # 20 x 0.98 headroom = 19.6: at most 19 go out (fewer when a reading lags the sends: the
+    # governor then stops early, never late), the rest wait in the queue, none failed or lost.
+    sent = dispatcher_ids(received)
+    assert 0 < len(sent) <= 19 and len(set(sent)) == len(sent), sent
+    assert counts["sent"] == len(sent) and counts["queued"] == 30 - len(sent)
+    assert counts["failed"] == counts["claimed"] == counts["in_flight"] == 0
 
 
 async def test_throttling_slows_down_and_never_costs_an_attempt(
