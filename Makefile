@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/dispatcher demo
 
+# -rs: every skipped test is listed with its reason (two need root or a second Postgres).
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -rs
 
 lint: install
 	$(BIN)/ruff check dispatcher tests bench

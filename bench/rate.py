@@ -8,8 +8,10 @@ throwaway Postgres, the simulator in its own process with SES-like latency, logn
 60 ms, p99 250 ms), then `dispatcher run --drain` as its own process. From the simulator's record:
 achieved rate = recipients accepted per second between the first and the last acceptance,
 achieved / allowed, throttled % = throttled sends / all sends, and the accepted count per second
-over time. Writes bench/results/rate.json, and bench/results/rate.png (rate over time against the
-allowed rate) when matplotlib is importable (`pip install -e '.[bench]'`).
+over time. Each rate is verified first: every recipient accepted exactly once, nothing else
+accepted, every job `sent`; otherwise `bench failed: ...` and exit code 1. Writes
+bench/results/rate.json, and bench/results/rate.png (rate over time against the allowed rate)
+when matplotlib is importable (`pip install -e '.[bench]'`).
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from bench.campaign import (
     BenchError,
     Child,
     SimControl,
+    address,
     cli_env,
     import_list,
+    job_counts,
     run_bench,
     run_cli,
     sizes,
@@ -60,6 +64,25 @@ def per_second(times: list[float]) -> list[int]:
     start = min(times)
     buckets = Counter(int(t - start) for t in times)
     return [buckets.get(i, 0) for i in range(max(buckets) + 1)]
+
+
+def check_once(rate: float, n: int, record: list[dict[str, Any]], states: dict[str, int]) -> None:
+    """Every recipient accepted exactly once and every job sent, or the figures mean nothing."""
+    times = Counter(to for m in record for to in m["to"])
+    recipients = {address(i) for i in range(n)}
+    problems = []
+    lost = len(recipients - set(times))
+    twice = sum(1 for a in recipients if times[a] > 1)
+    strangers = len(set(times) - recipients)
+    if lost or twice or strangers:
+        problems.append(
+            f"of {n} recipients {lost} never accepted, {twice} accepted more than once, "
+            f"and {strangers} address(es) not on the list accepted"
+        )
+    if states.get("sent", 0) != n:
+        problems.append(f"jobs by state {states}, expected {n} sent")
+    if problems:
+        raise BenchError(f"MaxSendRate {rate:g}/s: " + "; ".join(problems))
 
 
 async def configure(http: aiohttp.ClientSession, sim: SimControl, **settings: Any) -> None:
@@ -87,8 +110,10 @@ async def one_rate(
         drained = (await Child(["run", "--drain"], env, work).wait()).check()
         stats = await sim.sim.stats()
         record = await sim.messages()
+        states = await job_counts(imp.dsn)
     finally:
         await dbs.drop(imp.dsn)
+    check_once(rate, n, record, states)
     times = sorted(float(m["accepted_at"]) for m in record)
     span = times[-1] - times[0] if len(times) > 1 else 0.0
     achieved = (len(times) - 1) / span if span > 0 else 0.0

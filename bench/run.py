@@ -4,11 +4,12 @@
 
 Quick (`make bench`, under five minutes): throughput vs bare aioboto3, client CPU per call, idle
 latency, 1 vs 2 processes, rate fidelity (8 s per rate), five SIGKILLs over 5,000 recipients,
-the queue vs pgqueuer (20,000 jobs, a 200,000-recipient list), SendBulkEmail vs SendEmail
-(2,000 recipients) and a 10,000-recipient campaign killed half-way, with peak RSS against list
-size. Full (`make bench-full`): the same at full size (100,000 jobs, a 1,000,000-recipient list,
-the 100k-recipient campaign), plus the simulator's ceiling. A failed benchmark is reported and
-the others still run; the exit code is 1 if any failed.
+the queue vs pgqueuer (20,000 jobs, a 200,000-recipient list), what the per-job launch costs
+(5,000 jobs), SendBulkEmail vs SendEmail (2,000 recipients) and a 10,000-recipient campaign
+killed half-way, with peak RSS against list size. Full (`make bench-full`): the same at full
+size (100,000 jobs, a 1,000,000-recipient list, 20,000 launches, the 100k-recipient campaign),
+plus the simulator's ceiling. A failed benchmark is reported and the others still run; the exit
+code is 1 if any failed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ QUICK: list[list[str]] = [
     ["bench.rate", "--quick"],
     ["bench.reliability", "--quick"],
     ["bench.queue", "--quick"],
+    ["bench.launch", "--quick"],
     ["bench.bulk", "--recipients", "2000", "--rounds", "1"],
     ["bench.campaign", "--quick"],
 ]
@@ -41,6 +43,7 @@ FULL: list[list[str]] = [
     ["bench.rate"],
     ["bench.reliability"],
     ["bench.queue"],
+    ["bench.launch"],
     ["bench.bulk"],
     ["bench.sim_throughput"],
     ["bench.campaign"],

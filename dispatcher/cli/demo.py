@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import sys
 import time
@@ -176,6 +177,11 @@ async def run_demo(cfg: Config, *, count: int, rate: float) -> int:
     ids = [m.get("tags", {}).get("dispatcher_id") for m in accepted]
     stats["distinct"] = len(set(ids))
     print_report(report, count, rate, cfg.pacing.burst_seconds, stats)
+    # What SES (the simulator, gone now) accepted, as it recorded it: to check for yourself.
+    record = cfg.database.data_dir / "demo-ses-record.json"
+    record.parent.mkdir(parents=True, exist_ok=True)  # absent when the database is not embedded
+    record.write_text(json.dumps(accepted, indent=1))
+    print(f"  record     {record} (every message the simulator accepted)")
     return report.exit_code
 
 

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 
 from dispatcher.queue.embedded import EmbeddedPostgres
 from tests.support.cli import cli_env, run_cli
+from tests.support.dispatch import dispatcher_ids
 
 
 @pytest.fixture
@@ -43,6 +46,10 @@ async def test_demo_on_a_fresh_data_dir_sends_everything_exactly_once(data_dir: 
     assert "demo finished: drained: nothing left to send" in lines
     assert "sent 200 of 200 messages (240 recipients)" in report["sent"]
     assert "accepted 200 messages, 200 distinct (each message exactly once)" in report["simulator"]
+    # Exactly once as SES saw it, from the simulator's own record (not the demo's count).
+    record = json.loads((data_dir / "demo-ses-record.json").read_text())
+    assert Counter(dispatcher_ids(record)) == Counter(range(1, 201))
+    assert sum(len(m["to"]) + len(m["cc"]) + len(m["bcc"]) for m in record) == 240
     achieved = re.match(r"rate ([\d.]+) recipients/s achieved vs 200 allowed", report["rate"])
     assert achieved, report["rate"]
     assert float(achieved.group(1)) > 100  # paced, not stalled

@@ -105,7 +105,7 @@ async def test_run_drain_stops_before_the_daily_quota_with_exit_3(
     # The governor stopped short of the quota: SES never had to refuse a send.
     assert stats["daily_quota_exceeded"] == 0
     sent_ids = dispatcher_ids(received)
-    assert 0 < len(sent_ids) <= 5 and len(set(sent_ids)) == len(sent_ids)
+    assert 0 < len(sent_ids) <= 4 and len(set(sent_ids)) == len(sent_ids)  # 5 x 0.98 = 4.9
     assert set(sent_ids) <= set(ids)
     assert status.code == 0, status
     view = json.loads(status.out)

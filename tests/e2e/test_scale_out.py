@@ -19,6 +19,9 @@ from tests.support.dispatch import batch, dispatcher_ids, eventually
 from tests.support.sim import SimFactory, SimHandle
 
 RATE = 200.0
+# The account allows more than we aim for (RATE is 80 % of it), so the simulator's record shows
+# our own rate: processes that together run too fast are seen, not just throttled.
+ALLOWED = 250.0
 
 
 def kill_tree(pid: int) -> None:
@@ -52,13 +55,14 @@ async def test_two_daemons_of_two_processes_share_one_rate_and_survive_a_death(
     queue: Queue, pg_dsn: str, tmp_path: Path, sim_process: SimFactory
 ) -> None:
     ids = [r.id for r in await queue.enqueue_many(batch(3600))]
-    async with sim_process(max_send_rate=RATE, max_24_hour_send=-1) as sim:
+    async with sim_process(max_send_rate=ALLOWED, max_24_hour_send=-1) as sim:
         env = cli_env(
             tmp_path,
             dsn=pg_dsn,
             endpoint_url=sim.endpoint_url,
             DISPATCHER_QUEUE__LEASE_SECONDS="3",
             DISPATCHER_QUEUE__HEARTBEAT_SECONDS="1",
+            DISPATCHER_PACING__RATE_HEADROOM=str(RATE / ALLOWED),
         )
         a = await start_cli(env, "run", "--processes", "2", output=tmp_path / "a.log")
         try:
@@ -112,9 +116,9 @@ async def test_two_daemons_of_two_processes_share_one_rate_and_survive_a_death(
         f"b exit {code_b}, in doubt {len(unknown)}, quota read by b {took_over:.1f} s after"
     )
     assert workers[0]["n"] == 4 and active[0]["n"] == 4, summary  # every process had mail
-    assert before >= 0.95 * RATE, summary  # together at the account's rate ...
-    assert stats["throttled"] <= 0.01 * stats["accepted"], summary  # ... and not above it
-    assert after >= 0.90 * RATE, summary  # the survivor took the dead daemon's share
+    assert 0.95 * RATE <= before <= 1.05 * RATE, summary  # together at the rate, not above it
+    assert stats["throttled"] <= 0.01 * stats["accepted"], summary
+    assert 0.90 * RATE <= after <= 1.05 * RATE, summary  # the survivor took the dead one's share
     assert len(b_sent) == 2 and all(n > 0 for n in b_sent), summary
     assert all(seen[i] >= 1 or i in unknown for i in ids), summary  # nothing lost
     assert all(n == 1 or i in unknown for i, n in seen.items()), summary

@@ -39,11 +39,15 @@ async def test_every_message_reaches_the_simulator_exactly_once(
 async def test_rate_holds_for_messages_with_several_recipients(
     queue: Queue, pg_dsn: str, sim_process: SimFactory
 ) -> None:
-    rate = 40.0
-    async with sim_process(max_send_rate=rate) as sim:
+    # The account allows 80/s and we aim for half of it: the simulator never throttles, so what
+    # it records is our limiter's own rate, and a limiter running too fast shows (up to 80/s).
+    allowed, headroom = 80.0, 0.5
+    rate = allowed * headroom
+    async with sim_process(max_send_rate=allowed) as sim:
         # 150 messages, every third with two Cc: 250 recipients, about six seconds of sending.
         await queue.enqueue_many(batch(150, every=3, extra=2))
-        report = await drain(make_config(pg_dsn, sim.endpoint_url))
+        cfg = make_config(pg_dsn, sim.endpoint_url, pacing={"rate_headroom": headroom})
+        report = await drain(cfg)
         received = await sim.messages()
         stats = await sim.stats()
     assert report.exit_code == EXIT_OK
@@ -51,13 +55,13 @@ async def test_rate_holds_for_messages_with_several_recipients(
     times = sorted(
         (m["accepted_at"], len(m["to"]) + len(m["cc"]) + len(m["bcc"])) for m in received
     )
-    # Skip the first second (the bucket starts full: SES allows that burst too).
-    start = times[0][0] + 1.0
+    # Skip the first second (the bucket starts with a burst: SES allows that too). A send
+    # accepted at `start` was paid for before it, so the window counts the sends after it.
+    start = next(t for t, _ in times if t > times[0][0] + 1.0)
     steady = [(t, n) for t, n in times if t > start]
     achieved = sum(n for _, n in steady) / (steady[-1][0] - start)
-    assert achieved >= 0.95 * rate, f"achieved {achieved:.1f}/s of {rate}/s"
-    attempts = stats["accepted"] + stats["throttled"]
-    assert stats["throttled"] <= 0.01 * attempts, stats
+    assert 0.95 * rate <= achieved <= 1.05 * rate, f"achieved {achieved:.1f}/s of {rate}/s"
+    assert stats["throttled"] == 0, stats
     assert report.counters.recipients_sent == 250
 
 
@@ -109,10 +113,12 @@ async def test_drain_exits_3_when_the_quota_is_spent_with_mail_queued(
     assert report.exit_code == EXIT_QUOTA_SPENT
     assert "quota" in report.reason
     counts = await queue.counts()
-    # 20 x 0.98 headroom = 19.6: 19 go out, the rest wait in the queue, none failed or lost.
-    assert len(received) == counts["sent"] == 19
-    assert counts["queued"] == 11 and counts["failed"] == 0
-    assert counts["claimed"] == counts["in_flight"] == 0
+    # 20 x 0.98 headroom = 19.6: at most 19 go out (fewer when a reading lags the sends: the
+    # governor then stops early, never late), the rest wait in the queue, none failed or lost.
+    sent = dispatcher_ids(received)
+    assert 0 < len(sent) <= 19 and len(set(sent)) == len(sent), sent
+    assert counts["sent"] == len(sent) and counts["queued"] == 30 - len(sent)
+    assert counts["failed"] == counts["claimed"] == counts["in_flight"] == 0
 
 
 async def test_throttling_slows_down_and_never_costs_an_attempt(

@@ -358,6 +358,63 @@ async def test_late_settle_of_a_worker_that_lost_its_lease_changes_nothing(queue
     assert view.sent_at is not None
 
 
+async def test_a_slow_worker_that_lost_its_jobs_writes_nothing_while_another_holds_them(
+    pg_dsn: str,
+) -> None:
+    """Two daemons on one database: A, alive but slow, lost its lease; B took its jobs over.
+
+    A's late launch and late settlement (a result arriving while B holds the job, and after B
+    settled it) must change nothing: the final state is B's.
+    """
+    async with Queue.connect(pg_dsn) as qa, Queue.connect(pg_dsn) as qb:
+        ids = [e.id for e in await qa.enqueue_many([msg(i) for i in range(2)])]
+        a, b = await worker(qa), await worker(qb)
+        unsent, on_wire = sorted(await qa.claim(a, 10), key=lambda j: j.id)
+        # A launches one job (its send then hangs); the other waits in its buffer for a token.
+        assert await qa.launch(a, [on_wire]) == {on_wire.id}
+        await silence(qa, a)
+        assert await qb.recover("resend") == Recovered(requeued=1, in_doubt=1)
+        taken = {j.id: j for j in await qb.claim(b, 10)}
+        assert sorted(taken) == ids
+        assert all(taken[j.id].token != j.token for j in (unsent, on_wire))
+
+        # A wakes up: the job it never launched may not go out; B's launch holds.
+        assert await qa.launch(a, [unsent]) == set()
+        assert await qb.launch(b, list(taken.values())) == set(ids)
+        # A's hung send returns while B's is on the wire: A's result is not recorded.
+        late = [
+            Settlement(on_wire.id, on_wire.token, "failed", outcome="rejected", error="late"),
+            Settlement(unsent.id, unsent.token, "queued", outcome="throttled", delay=60.0),
+        ]
+        assert await qa.settle(late) == set()
+        for job in taken.values():
+            row = await job_row(qb, job.id)
+            assert (row["state"], row["lease_owner"], row["lease_token"]) == (
+                "in_flight",
+                b,
+                job.token,
+            )
+        assert await qb.settle(
+            [
+                Settlement(j.id, j.token, "sent", ses_message_id=f"ses-b-{j.id}")
+                for j in taken.values()
+            ]
+        ) == set(ids)
+        # And once more after B settled: still nothing.
+        assert await qa.settle(late) == set()
+        for job_id in ids:
+            view = await qb.get(job_id)
+            assert view is not None
+            assert (view.state, view.ses_message_id, view.last_error) == (
+                "sent",
+                f"ses-b-{job_id}",
+                None,
+            )
+        # Resend counted the attempt A may have used once; A's late result added none.
+        attempts = {i: (await job_row(qb, i))["attempts"] for i in ids}
+        assert attempts == {unsent.id: 0, on_wire.id: 1}
+
+
 async def test_settle_records_each_result(queue: Queue) -> None:
     ids = [r.id for r in await queue.enqueue_many([msg(i) for i in range(4)])]
     owner = await worker(queue)

@@ -135,6 +135,21 @@ def test_line_break_inside_a_quoted_field_rejects_the_row_naming_the_column() ->
     assert rows[1].reason.startswith("column 'note' contains a line break")
 
 
+@pytest.mark.parametrize(
+    "brk", ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+)
+def test_a_lone_line_break_of_any_kind_in_a_field_rejects_the_row(brk: str) -> None:
+    # A lone CR (no LF after it) is a header line break to a mail client all the same.
+    data = f'email,first_name\na@example.com,"Jo{brk}Bcc: victim@example.com"\nb@example.com,B\n'
+    rows = read(data.encode())
+    rejected = [r for r in rows if isinstance(r, RejectedRow)]
+    good = [r for r in rows if isinstance(r, RecipientRow)]
+    assert len(rejected) == 1, rows
+    assert rejected[0].reason.startswith("column 'first_name' contains a line break")
+    assert [r.email for r in good] == ["b@example.com"]
+    assert all("Bcc" not in v for r in good for v in r.variables.values())
+
+
 def test_wrong_field_count_rejects_the_row() -> None:
     rows = read(b"email,name\na@example.com,A,extra\nb@example.com\nc@example.com,C\n")
     assert rows[0] == RejectedRow(

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dispatcher.feedback.endpoint import create_app, idle
-from dispatcher.feedback.sns import SnsVerifier, parse_message, string_to_sign
+from dispatcher.feedback.sns import SnsVerifier, parse_message
 from dispatcher.feedback.store import FeedbackStore
-from tests.unit.test_feedback_sns import KEY, PEM, TOPIC, notification
+from tests.unit.test_feedback_sns import KEY, PEM, TOPIC, expected_string_to_sign, notification
 
 PINNED = "http://127.0.0.1:1/cert.pem"
 
@@ -41,7 +41,7 @@ class MemoryStore:
 
 def signed(body: dict[str, Any]) -> dict[str, Any]:
     body = {**body, "SignatureVersion": "2", "SigningCertURL": PINNED}
-    data = string_to_sign(parse_message({**body, "Signature": "x"}))
+    data = expected_string_to_sign(body)
     sig = KEY.sign(data, padding.PKCS1v15(), hashes.SHA256())
     return {**body, "Signature": base64.b64encode(sig).decode()}
 

@@ -47,12 +47,35 @@ KEY, PEM = make_key()
 OTHER_KEY, OTHER_PEM = make_key()
 
 
+# Built here from SES-FACTS.md (AWS's documented order), not with the code under test: a string
+# to sign that leaves out or reorders a key must fail to verify what SNS really signs.
+SIGNED_KEYS = {
+    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+    "SubscriptionConfirmation": (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
+}
+SIGNED_KEYS["UnsubscribeConfirmation"] = SIGNED_KEYS["SubscriptionConfirmation"]
+
+
+def expected_string_to_sign(body: dict[str, Any]) -> bytes:
+    """ "Key\\nValue\\n" for each key SNS signs that the body has, in SNS's order."""
+    keys = SIGNED_KEYS[body["Type"]]
+    return "".join(f"{k}\n{body[k]}\n" for k in keys if k in body).encode()
+
+
 def sign(body: dict[str, Any], key: rsa.RSAPrivateKey = KEY, version: str = "2") -> dict[str, Any]:
     body = dict(body)
     body["SignatureVersion"] = version
     body.setdefault("SigningCertURL", CERT_URL)
     algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()
-    to_sign = string_to_sign(parse_message({**body, "Signature": "x"}))
+    to_sign = expected_string_to_sign(body)
     body["Signature"] = base64.b64encode(key.sign(to_sign, padding.PKCS1v15(), algorithm)).decode()
     return body
 
@@ -119,6 +142,16 @@ async def test_a_notification_without_subject_verifies() -> None:
     body = notification()
     del body["Subject"]
     assert (await verifier().verify(sign(body))).subject is None
+
+
+def test_the_string_to_sign_is_snss_keys_in_snss_order() -> None:
+    without_subject = notification()
+    del without_subject["Subject"]
+    for body in (notification(), without_subject, confirmation()):
+        message = parse_message(sign(body))
+        assert string_to_sign(message) == expected_string_to_sign(body), body["Type"]
+    assert expected_string_to_sign(notification()).startswith(b"Message\n")
+    assert b"TopicArn\narn:" in expected_string_to_sign(confirmation())
 
 
 async def test_a_changed_byte_or_another_key_does_not_verify() -> None:

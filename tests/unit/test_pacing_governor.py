@@ -221,6 +221,30 @@ def test_each_process_takes_only_its_share_of_the_room_left() -> None:
         g.set_share(0.0)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect (issue 13 item 15): between syncs the share is taken of a room that "
+    "shrinks only by our own sends, so one of two processes may take 99 of 100; holding the "
+    "share (of the room as of the last sync) makes a drain stop early instead: a design decision",
+)
+def test_the_share_holds_between_syncs_for_one_message_at_a_time() -> None:
+    g = shared(Quota(1000, 14, 900))
+    g.set_share(0.5)  # two processes: 100 left, each may take 50 before they see each other
+    taken = 0
+    while g.reserve(1, 1.0).allowed:
+        taken += 1
+    assert taken == 50
+    # The next sync shows the other's 50 too: the room is spent.
+    g.adopt(1, Quota(1000, 14, 900), others=50.0, age=0.0, now=2.0)
+    assert g.paused and g.remaining() == 0
+    # Had the other sent nothing, half of what is left is ours again.
+    h = shared(Quota(1000, 14, 900))
+    h.set_share(0.5)
+    assert h.reserve(40, 1.0).allowed and not h.check(11, 1.0).allowed
+    h.adopt(1, Quota(1000, 14, 900), others=0.0, age=0.0, now=2.0)
+    assert h.check(30, 2.0).allowed and not h.check(31, 2.0).allowed
+
+
 def test_a_daily_quota_refusal_is_lifted_only_by_a_reading_begun_after_it() -> None:
     g = shared(Quota(1000, 14, 0))
     g.on_daily_quota_error(5.0)
