@@ -74,7 +74,7 @@ class RecipientBucket:
     `clock` must be on the event loop's scale (waits are loop timers); None = the loop's time.
     """
 
-    __slots__ = ("_clock", "_state", "_turn", "_waker")
+    __slots__ = ("_clock", "_queued", "_state", "_turn", "_waker")
 
     def __init__(self, rate: float, capacity: float, *, clock: Clock | None = None) -> None:
         self._state = LeakyBucket(rate, capacity)
@@ -82,6 +82,7 @@ class RecipientBucket:
         # FIFO: asyncio.Lock hands itself to the longest waiter, so a 50-recipient message is
         # never starved by a stream of small ones.
         self._turn = asyncio.Lock()
+        self._queued = 0  # tasks inside acquire(): none means the fast path cannot jump a queue
         self._waker: asyncio.Future[None] | None = None  # the head's wait, ended early on rerate
 
     @property
@@ -96,6 +97,16 @@ class RecipientBucket:
 
     async def acquire(self, recipients: float) -> None:
         """Wait until one recipient fits, then charge `recipients`."""
+        if self._queued == 0 and self._state.wait(now := self._now()) == 0:
+            self._state.charge(recipients, now)  # nobody waits and there is room: no lock
+            return
+        self._queued += 1
+        try:
+            await self._wait_turn(recipients)
+        finally:
+            self._queued -= 1
+
+    async def _wait_turn(self, recipients: float) -> None:
         async with self._turn:
             loop = asyncio.get_running_loop()
             while (delay := self._state.wait(self._now())) > 0:
