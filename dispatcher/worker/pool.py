@@ -18,34 +18,30 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import structlog
 
-from dispatcher.domain.outcome import Outcome
-from dispatcher.domain.plan import Fail, GiveBack, Plan, Send, SendBulk
-from dispatcher.domain.quota import Quota
 from dispatcher.domain.retry import RetryPolicy
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.pacing.settings import PacingSettings
 from dispatcher.queue.outage import while_down
 from dispatcher.queue.quota import QUOTA_CHANNEL
-from dispatcher.queue.repository import ClaimedJob, Settlement
 from dispatcher.queue.retrying import RetryingStore
 from dispatcher.queue.store import JobStore
-from dispatcher.ses.errors import SesError
-from dispatcher.worker.admission import Admission, Refused
+from dispatcher.worker.admission import Admission
 from dispatcher.worker.counters import EXIT_HELD, EXIT_OK, EXIT_QUOTA_SPENT, Counters, RunReport
+from dispatcher.worker.dispatch import Campaigns, Dispatch
 from dispatcher.worker.intake import Intake
 from dispatcher.worker.ledger import Ledger
 from dispatcher.worker.listener import Listener
 from dispatcher.worker.refusal import database_refusal
-from dispatcher.worker.sending import BULK_ENTRIES, Sender, Sending
+from dispatcher.worker.sending import Sender, Sending
 from dispatcher.worker.share import SHARE_CHANNEL, RateShare
 from dispatcher.worker.shared_quota import (
     Lock,
     QuotaBoard,
     apply_reading,
+    first_reading,
     run_quota_leader,
     run_quota_sync,
 )
@@ -68,16 +64,6 @@ __all__ = [
 log = structlog.get_logger()
 
 WAKE_CHANNEL = "dispatcher_jobs"  # NOTIFYed by every statement that inserts jobs (0006_outbox)
-
-
-class Campaigns(Protocol):
-    """What the worker needs for campaign mail (dispatcher.campaigns.sending.CampaignSender)."""
-
-    async def plan(self, job: ClaimedJob) -> Plan: ...
-
-    async def pause(self, campaign_id: int, reason: str) -> None: ...
-
-    async def finish_done(self) -> list[int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +176,18 @@ class WorkerPool:
             wake=wakes[SHARE_CHANNEL],
         )
         self._listener = shared.listen(wakes) if shared.listen and s.listen else None
+        self.dispatch = Dispatch(
+            self._store,
+            self.owner,
+            self.intake,
+            self.admission,
+            self.sending,
+            self.ledger,
+            self.counters,
+            campaigns=campaigns,
+            drain=drain,
+            end=self._end,
+        )
         self.upkeep = Upkeep(
             self._store,
             self.owner,
@@ -236,24 +234,24 @@ class WorkerPool:
                 parts.push_async_callback(self._after_sends)
                 parts.push_async_callback(self._shutdown)
                 await self._dispatch_until_stopped()
+            if self._fatal is not None:
+                raise self._fatal
+            code, reason = self._finish if self._finish is not None else (EXIT_OK, "stopped")
+            elapsed = loop.time() - started
+            c = self.counters
+            log.info(
+                "worker.stopped",
+                reason=reason,
+                exit_code=code,
+                sent=c.sent,
+                failed=c.failed,
+                throttled=c.throttled,
+                in_doubt=c.in_doubt,
+                elapsed=round(elapsed, 3),
+            )
+            return RunReport(code, reason, c, elapsed)
         finally:
             structlog.contextvars.unbind_contextvars("worker_id")
-        if self._fatal is not None:
-            raise self._fatal
-        code, reason = self._finish if self._finish is not None else (EXIT_OK, "stopped")
-        elapsed = loop.time() - started
-        c = self.counters
-        log.info(
-            "worker.stopped",
-            reason=reason,
-            exit_code=code,
-            sent=c.sent,
-            failed=c.failed,
-            throttled=c.throttled,
-            in_doubt=c.in_doubt,
-            elapsed=round(elapsed, 3),
-        )
-        return RunReport(code, reason, c, elapsed)
 
     def _start_background(self, parts: AsyncExitStack, stop: asyncio.Event) -> None:
         """The loops beside the dispatch loop; they stop (in reverse) after the sends."""
@@ -298,7 +296,7 @@ class WorkerPool:
 
     async def _dispatch_until_stopped(self) -> None:
         claimer = asyncio.create_task(self._guarded(self.intake.run(), "claimer"), name="claimer")
-        dispatch = asyncio.create_task(self._dispatch_loop(), name="dispatch")
+        dispatch = asyncio.create_task(self.dispatch.run(), name="dispatch")
         stop_wait = asyncio.create_task(self.stop.wait(), name="stop-wait")
         try:
             await asyncio.wait({dispatch, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -337,94 +335,6 @@ class WorkerPool:
         if self._finish is None:
             self._finish = (code, reason)
         self.intake.end()
-
-    # -- the dispatch loop ----------------------------------------------------------------
-
-    async def _dispatch_loop(self) -> None:
-        while (job := await self.intake.next()) is not None:
-            plan = await self._plan(job)
-            if isinstance(plan, Fail):
-                await self._fail_job(plan)
-            elif isinstance(plan, GiveBack):
-                await self._give_back([job], 0.0)  # the pause holds it (requeue_state)
-            elif isinstance(plan, SendBulk):
-                group = await self._bulk_group(plan)
-                await self._admit_and_send(group, plan.template)
-            else:
-                await self._admit_and_send([plan.job], None)
-
-    async def _plan(self, job: ClaimedJob) -> Plan:
-        if job.campaign_id is None or self._campaigns is None:
-            return Send(job)
-        plan = await self._campaigns.plan(job)
-        if plan.job is not job:
-            self.intake.swap(job, plan.job)
-        return plan
-
-    async def _bulk_group(self, lead: SendBulk) -> list[ClaimedJob]:
-        """Up to 50 jobs of the lead's campaign for one SendBulkEmail call."""
-        group = [lead.job]
-        campaign_id = lead.job.campaign_id
-        assert campaign_id is not None
-        while len(group) < BULK_ENTRIES:
-            job = self.intake.next_of_campaign(campaign_id)
-            if job is None:
-                break
-            plan = await self._plan(job)  # headers only (the campaign's row is cached)
-            if isinstance(plan, Fail):
-                await self._fail_job(plan)  # a recipient whose URL cannot be rendered fails alone
-            else:
-                group.append(plan.job)
-        return group
-
-    async def _admit_and_send(self, group: list[ClaimedJob], template: str | None) -> None:
-        refused = await self.admission.admit(group)
-        if refused is None:
-            self.sending.start(group, template)  # tracked by the ledger from here on
-            self.intake.handed_over(group)
-        elif refused.why == "sender":
-            self.counters.held += len(group)
-            await self._give_back(group, refused.wait)
-        else:
-            await self._pause_sending(group, refused)
-
-    async def _pause_sending(self, group: list[ClaimedJob], refused: Refused) -> None:
-        """The account is paused or the day's quota spent: give back all we hold, then wait
-        (or, draining, end)."""
-        self.intake.put_back(group)
-        held = self.intake.take_all()
-        if refused.why == "account":
-            await self._give_back(held, refused.wait)
-            code, reason = EXIT_HELD, "SES reports the account's sending is paused"
-            reason += "; mail stays queued"
-        else:
-            await self._give_back(held, 0.0)
-            code = EXIT_QUOTA_SPENT
-            reason = f"daily sending quota spent with mail still queued: {refused.reason}"
-        if self.drain:
-            await self.ledger.wait()
-            self._end(code, reason)
-            return
-        if refused.why == "quota":
-            log.warning("worker.quota_wait", reason=refused.reason, retry_in=round(refused.wait, 1))
-        self.intake.pause(refused.wait)
-        await asyncio.sleep(refused.wait)
-
-    async def _fail_job(self, plan: Fail) -> None:
-        """A job that can never be sent (SES not asked)."""
-        job = plan.job
-        settlement = Settlement(
-            job.id, job.token, "failed", outcome=plan.outcome, error=plan.reason, attempt_used=True
-        )
-        await self.ledger.settle([settlement])
-        self.intake.handed_over([job])
-        self.counters.failed += 1
-        log.warning("message.render_failed", message_id=job.id, error=plan.reason)
-
-    async def _give_back(self, jobs: list[ClaimedJob], delay: float) -> None:
-        if jobs:
-            await self._store.release(self.owner, [j.id for j in jobs], delay)
-        self.intake.handed_over(jobs)
 
     # -- shutdown -------------------------------------------------------------------------
 
@@ -467,29 +377,3 @@ class WorkerPool:
             await self._raw_store.unregister_worker(self.owner)
         except Exception as exc:
             log.error("worker.shutdown_write_failed", operation="unregister", error=repr(exc))
-
-
-# A passing SES hiccup at start (HTTP 500, throttled, a reset) is retried this many times, with
-# growing delays (about 10 s in all); credentials or access problems fail at once.
-FIRST_READING_TRIES = 6
-
-
-async def first_reading(
-    ses: Sender, governor: QuotaGovernor, *, tries: int = FIRST_READING_TRIES, delay: float = 0.3
-) -> Quota:
-    """Read GetSendQuota once before sending: the governor admits nothing without a reading."""
-    passing = (Outcome.TRANSIENT, Outcome.THROTTLED, Outcome.IN_DOUBT)
-    loop = asyncio.get_running_loop()
-    for attempt in range(1, tries + 1):
-        try:
-            quota = await ses.get_send_quota()
-        except SesError as exc:
-            if exc.outcome not in passing or attempt == tries:
-                raise
-            log.warning("quota.read_failed", attempt=attempt, error=str(exc), retry_in=delay)
-            await asyncio.sleep(delay)
-            delay *= 2
-            continue
-        governor.observe(quota, loop.time())
-        return quota
-    raise AssertionError("unreachable")
