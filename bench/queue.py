@@ -48,7 +48,7 @@ import asyncpg  # type: ignore[import-untyped]
 from bench.campaign import BenchError, import_list, run_bench, write_templates
 from bench.services import Databases, run_simulator
 from bench.throughput import RESULTS_DIR, _machine, _postgres
-from dispatcher.app import pool_settings
+from dispatcher.app import pool_settings, postgres_shared
 from dispatcher.config import Config
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
@@ -158,6 +158,7 @@ async def dispatcher_side(dbs: Databases, n: int) -> dict[str, Any]:
             limiter,
             governor,
             replace(pool_settings(cfg), listen=False),
+            postgres_shared(queue),
             stop=asyncio.Event(),
             drain=True,
             pacing=cfg.pacing,

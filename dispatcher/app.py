@@ -27,9 +27,11 @@ from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.watch import run_guard
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.queue.embedded import EmbeddedPostgres
+from dispatcher.queue.quota import LeaderLock, SharedQuotaStore
 from dispatcher.queue.repository import Queue
 from dispatcher.ses import SesAdapter
-from dispatcher.worker.pool import PoolSettings, RunReport, WorkerPool, first_reading
+from dispatcher.worker.listener import Listener
+from dispatcher.worker.pool import PoolSettings, RunReport, Shared, WorkerPool, first_reading
 
 log = structlog.get_logger()
 
@@ -104,6 +106,15 @@ def pool_settings(cfg: Config) -> PoolSettings:
         campaign_rate_share=cfg.delivery.campaign_rate_share,
         outage_timeout=cfg.database.outage_timeout,
         retry=retry_policy(cfg),
+    )
+
+
+def postgres_shared(queue: Queue) -> Shared:
+    """The account's shared quota board, leader lock and LISTEN connection, on the queue's pool."""
+    return Shared(
+        quota_board=SharedQuotaStore(queue.pool),
+        leader_lock=LeaderLock(queue.pool),
+        listen=lambda wakes: Listener(queue.pool, wakes),
     )
 
 
@@ -238,6 +249,7 @@ async def run_worker(
             limiter,
             governor,
             pool_settings(cfg),
+            postgres_shared(queue),
             stop=stop,
             drain=drain,
             pacing=cfg.pacing,

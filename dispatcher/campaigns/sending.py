@@ -14,8 +14,10 @@ from dispatcher.campaigns.render import (
     UnsubscribeLinks,
 )
 from dispatcher.campaigns.store import CampaignRow, CampaignStore
+from dispatcher.domain.plan import Fail, GiveBack, Plan, Send, SendBulk
 from dispatcher.errors import InputError
 from dispatcher.queue.repository import ClaimedJob
+from dispatcher.ses.errors import SesError
 
 EnsureTemplate = Callable[[str, str, str | None, str | None], Awaitable[None]]
 
@@ -148,3 +150,19 @@ class CampaignSender:
         """A configuration error shared by the whole campaign: pause it, with the reason."""
         if await self._store.pause(campaign_id, reason):
             log.error("campaign.paused", campaign_id=campaign_id, reason=reason)
+
+    async def plan(self, job: ClaimedJob) -> Plan:
+        """How a campaign job goes out: rendered, in bulk with the SES template, failed (it
+        cannot be rendered), or given back (SES refused the template: the campaign is paused)."""
+        assert job.campaign_id is not None
+        try:
+            template = await self.bulk_template(job.campaign_id)
+        except SesError as exc:
+            reason = f"SES refused the campaign's template: {exc}"
+            await self.pause(job.campaign_id, reason)
+            return GiveBack(job, reason)
+        try:
+            prepared = await self.prepare(job)
+        except InputError as exc:
+            return Fail(job, "render_error", str(exc))
+        return Send(prepared) if template is None else SendBulk(prepared, template)

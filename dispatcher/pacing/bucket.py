@@ -1,4 +1,4 @@
-"""Per-recipient send pacing on aiolimiter's leaky bucket: re-ratable live, slowed by throttling.
+"""Per-recipient send pacing: re-ratable live, slowed by throttling, shared between processes.
 
 How a message is charged (the same rule SES applies, see SES-FACTS "Quotas and rate"): it may
 go as soon as the bucket has room for ONE recipient; then all its recipients are charged, so a
@@ -6,12 +6,8 @@ message bigger than the bucket leaves a debt that the next senders wait out. At 
 5-recipient message goes at once and the next one waits about 5 s, exactly when SES would
 accept it again. Charging first and sending later instead (in capacity-sized chunks) would bank
 credit that SES does not keep (its bucket holds about one second) and get the next send
-throttled; and as every waiter asks for the same amount (1), aiolimiter's waiter heap is
-first come first served, so a 50-recipient message is never starved by a stream of small ones.
-
-aiolimiter has no public way to change the rate or to charge past capacity, so `_Bucket` uses
-four private names of aiolimiter 1.2/1.3 (`_level`, `_rate_per_sec`, `_leak`, `_wake_next`).
-An import-time check and tests/unit/test_pacing_bucket.py fail loudly if an upgrade renames them.
+throttled; and as waiters are served first come first served, a 50-recipient message is never
+starved by a stream of small ones. The bucket itself is `pacing/leaky.py`.
 """
 
 from __future__ import annotations
@@ -20,33 +16,13 @@ import asyncio
 import math
 
 import structlog
-from aiolimiter import AsyncLimiter
 
 from dispatcher.clock import Clock, monotonic
 from dispatcher.pacing.control import RateController
+from dispatcher.pacing.leaky import RecipientBucket
 from dispatcher.pacing.settings import PacingSettings
 
 log = structlog.get_logger()
-
-# What _Bucket relies on inside aiolimiter.AsyncLimiter (checked once at import).
-_PRIVATE_STATE = ("_level", "_rate_per_sec", "_last_check", "max_rate", "time_period")
-_PRIVATE_METHODS = ("_leak", "_wake_next")
-
-
-def _check_aiolimiter() -> None:
-    slots = set(getattr(AsyncLimiter, "__slots__", ()))
-    missing = [name for name in _PRIVATE_STATE if name not in slots]
-    missing += [
-        name for name in _PRIVATE_METHODS if not callable(getattr(AsyncLimiter, name, None))
-    ]
-    if missing:
-        raise ImportError(
-            f"this aiolimiter lacks {', '.join(missing)}, which dispatcher/pacing/bucket.py needs "
-            "to re-rate a limiter; install aiolimiter>=1.2,<1.4 or update _Bucket"
-        )
-
-
-_check_aiolimiter()
 
 
 def _capacity(rate: float, burst_seconds: float) -> float:
@@ -56,46 +32,6 @@ def _capacity(rate: float, burst_seconds: float) -> float:
     bucket as slack, so sends that reach SES bunched up or out of order are not throttled.
     """
     return max(rate * burst_seconds, 1.0)
-
-
-class _Bucket(AsyncLimiter):
-    """An AsyncLimiter whose rate can change while tasks wait, and that can run into debt."""
-
-    __slots__ = ("_burst_seconds",)
-
-    def __init__(self, rate: float, burst_seconds: float) -> None:
-        capacity = _capacity(rate, burst_seconds)
-        super().__init__(capacity, capacity / rate)
-        self._burst_seconds = burst_seconds
-
-    def set_rate(self, rate: float) -> None:
-        """Re-rate in place; waiters stay queued and tokens earned so far are kept (capped)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            running = False  # not used in a loop yet: nothing has leaked, nobody waits
-        else:
-            running = True
-            self._leak()  # settle the time elapsed so far at the old rate
-        capacity = _capacity(rate, self._burst_seconds)
-        # Keep the tokens (capacity - level) rather than the level: a raise gives no instant
-        # extra burst and a debt stays a debt, as in SES's own bucket.
-        tokens = min(self.max_rate - self._level, capacity)
-        self.max_rate = capacity
-        self.time_period = capacity / rate
-        self._rate_per_sec = rate
-        self._level = capacity - tokens
-        if running:
-            self._wake_next()  # re-time (or cancel) the timer that wakes the first waiter
-
-    def charge(self, amount: float) -> None:
-        """Add `amount` to the level without waiting, past capacity if need be (a debt)."""
-        self._level += amount
-
-    def spend_burst(self) -> None:
-        """No tokens saved up: the next send waits for the steady rate."""
-        self._leak()  # settle the time elapsed first, or the next leak would refund it all
-        self._level = max(self._level, self.max_rate)
 
 
 class RecipientLimiter:
@@ -125,8 +61,7 @@ class RecipientLimiter:
     ) -> None:
         """`clock` drives throttle cuts and recovery; None = the running loop's time.
 
-        The bucket itself always drains on the event loop's clock (aiolimiter uses
-        `loop.time()` and `loop.call_at`), so a clock passed in must be on that same scale.
+        The bucket waits with event-loop timers, so a clock passed in must be on the loop's scale.
         """
         _check_max_send_rate(max_send_rate)
         self._settings = settings if settings is not None else PacingSettings()
@@ -137,7 +72,9 @@ class RecipientLimiter:
             self._max_send_rate * self._settings.rate_headroom, self._settings
         )
         self._rate = self._controller.allowed  # the rate the bucket runs at now
-        self._bucket = _Bucket(self._rate, self._settings.burst_seconds)
+        self._bucket = RecipientBucket(
+            self._rate, _capacity(self._rate, self._settings.burst_seconds), clock=clock
+        )
         # Timer re-applying the ramped rate while recovering from a throttle (no task needed).
         self._refresh_handle: asyncio.TimerHandle | None = None
 
@@ -159,15 +96,13 @@ class RecipientLimiter:
     @property
     def capacity(self) -> float:
         """Bucket size in recipients: the burst allowed after an idle second."""
-        return float(self._bucket.max_rate)
+        return self._bucket.capacity
 
     async def acquire(self, recipients: int) -> None:
         """Wait until a message to `recipients` (To+Cc+Bcc) may be sent, and charge it."""
         if recipients > 0:
-            bucket = self._bucket
-            await bucket.acquire(1.0)  # room for one recipient: the message may go now
-            if recipients > 1:
-                bucket.charge(recipients - 1)  # the rest is a debt the next senders wait out
+            # Room for one recipient lets the message go; the rest is a debt the next wait out.
+            await self._bucket.acquire(recipients)
         elif recipients < 0:
             raise ValueError(f"recipients must be >= 0, got {recipients}")
 
@@ -238,7 +173,7 @@ class RecipientLimiter:
         rate = controller.current(now)
         if rate != self._rate:
             self._rate = rate
-            self._bucket.set_rate(rate)
+            self._bucket.rerate(rate, _capacity(rate, self._settings.burst_seconds))
         if controller.recovering(now):
             if self._refresh_handle is None:
                 self._schedule_refresh()

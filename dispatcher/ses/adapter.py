@@ -19,6 +19,7 @@ import aiobotocore
 import aiohttp
 import botocore
 from aiobotocore.config import AioConfig
+from aiolimiter import AsyncLimiter
 from botocore.exceptions import (
     BotoCoreError,
     ChecksumError,
@@ -146,12 +147,15 @@ class SesAdapter:
     connection pools) live as long as that block.
     """
 
-    __slots__ = ("_default_config_set", "_v1", "_v2")
+    __slots__ = ("_control", "_default_config_set", "_v1", "_v2")
 
     def __init__(self, v2: SESV2Client, v1: SESClient, default_config_set: str | None) -> None:
         self._v2 = v2  # sends: the hot path
         self._v1 = v1  # GetSendQuota (v2 has only GetAccount, which moto lacks)
         self._default_config_set = default_config_set
+        # SES allows 1 request/s on every action but the sends (SES-FACTS "Quotas and rate"):
+        # GetSendQuota, templates, the suppression list's pages wait their turn here.
+        self._control = AsyncLimiter(1, 1.0)
 
     @classmethod
     @asynccontextmanager
@@ -228,7 +232,8 @@ class SesAdapter:
     async def get_send_quota(self) -> Quota:
         """v1 GetSendQuota; call it at most once a second (AWS throttles it otherwise)."""
         try:
-            r = await self._v1.get_send_quota()
+            async with self._control:
+                r = await self._v1.get_send_quota()
         except Exception as exc:
             if (error := _ses_error("GetSendQuota", exc)) is None:
                 raise
@@ -250,17 +255,19 @@ class SesAdapter:
             content["Text"] = text
         try:
             try:
-                await self._v2.create_email_template(
-                    TemplateName=name,
-                    TemplateContent=content,  # type: ignore[arg-type]
-                )
+                async with self._control:
+                    await self._v2.create_email_template(
+                        TemplateName=name,
+                        TemplateContent=content,  # type: ignore[arg-type]
+                    )
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "AlreadyExistsException":
                     raise
-                await self._v2.update_email_template(
-                    TemplateName=name,
-                    TemplateContent=content,  # type: ignore[arg-type]
-                )
+                async with self._control:
+                    await self._v2.update_email_template(
+                        TemplateName=name,
+                        TemplateContent=content,  # type: ignore[arg-type]
+                    )
         except Exception as exc:
             if (error := _ses_error("CreateEmailTemplate", exc)) is None:
                 raise
@@ -275,7 +282,8 @@ class SesAdapter:
             if token is not None:
                 kwargs["NextToken"] = token
             try:
-                page = await self._v2.list_suppressed_destinations(**kwargs)
+                async with self._control:
+                    page = await self._v2.list_suppressed_destinations(**kwargs)
             except Exception as exc:
                 if (error := _ses_error("ListSuppressedDestinations", exc)) is None:
                     raise

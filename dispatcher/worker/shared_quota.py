@@ -21,6 +21,7 @@ from typing import Protocol
 import structlog
 
 from dispatcher.clock import Clock
+from dispatcher.domain.outcome import Outcome
 from dispatcher.domain.quota import Quota
 from dispatcher.pacing.bucket import RecipientLimiter
 from dispatcher.pacing.governor import QuotaGovernor
@@ -28,6 +29,7 @@ from dispatcher.pacing.poller import backoff, log_transition, poll_or_stop, rera
 from dispatcher.pacing.settings import MIN_POLL_INTERVAL, PacingSettings
 from dispatcher.queue.outage import connection_lost
 from dispatcher.queue.quota import SharedReading
+from dispatcher.ses.errors import SesError
 
 log = structlog.get_logger()
 
@@ -37,6 +39,12 @@ SYNC_INTERVAL = 0.25  # seconds between a process's reports of what it sent
 NOTICE_WAIT = 0.75
 MOVE_CHECK = 0.01  # seconds between checks that every worker counts into a new epoch
 LEAD_RETRY = 1.0  # seconds between a follower's attempts to take the leader's lock
+
+
+class QuotaReader(Protocol):
+    """GetSendQuota (the SES adapter)."""
+
+    async def get_send_quota(self) -> Quota: ...
 
 
 class QuotaBoard(Protocol):
@@ -236,3 +244,33 @@ async def _until_moved(board: QuotaBoard, epoch: int, stop: asyncio.Event, longe
 async def _lose_lead(lock: Lock, exc: BaseException) -> None:
     log.warning("quota.lead_lost", error=repr(exc))
     await lock.release()
+
+
+# A passing SES hiccup at start (HTTP 500, throttled, a reset) is retried this many times, with
+# growing delays (about 10 s in all); credentials or access problems fail at once.
+FIRST_READING_TRIES = 6
+
+
+async def first_reading(
+    ses: QuotaReader,
+    governor: QuotaGovernor,
+    *,
+    tries: int = FIRST_READING_TRIES,
+    delay: float = 0.3,
+) -> Quota:
+    """Read GetSendQuota once before sending: the governor admits nothing without a reading."""
+    passing = (Outcome.TRANSIENT, Outcome.THROTTLED, Outcome.IN_DOUBT)
+    loop = asyncio.get_running_loop()
+    for attempt in range(1, tries + 1):
+        try:
+            quota = await ses.get_send_quota()
+        except SesError as exc:
+            if exc.outcome not in passing or attempt == tries:
+                raise
+            log.warning("quota.read_failed", attempt=attempt, error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay *= 2
+            continue
+        governor.observe(quota, loop.time())
+        return quota
+    raise AssertionError("unreachable")

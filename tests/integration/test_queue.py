@@ -1,24 +1,20 @@
-"""The queue against a real Postgres: what a sender and a worker can rely on."""
+"""The queue against a real Postgres: what only Postgres adds to the store's promises (concurrent
+sessions, statement sizes, SQL details). The promises themselves: tests/conformance/."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from dispatcher.domain.message import OutgoingMessage
-from dispatcher.errors import InputError
 from dispatcher.queue import repository
 from dispatcher.queue.repository import (
-    STATES,
-    ClaimedJob,
     Enqueued,
     NewMessage,
-    Pending,
     Queue,
     Recovered,
     Settlement,
@@ -111,16 +107,6 @@ async def test_raw_message_round_trips_byte_for_byte(queue: Queue) -> None:
     assert job.id == result.id
     assert job.message.raw == raw
     assert (job.message.text, job.message.html, job.message.subject) == (None, None, "")
-
-
-async def test_same_idempotency_key_twice_returns_the_first_id(queue: Queue) -> None:
-    first = await queue.enqueue(msg(1, idempotency_key="welcome-42"))
-    second = await queue.enqueue(msg(2, idempotency_key="welcome-42"))
-    assert first.created
-    assert second == Enqueued(first.id, created=False)
-    assert (await queue.counts())["queued"] == 1
-    view = await queue.get(first.id)
-    assert view is not None and view.to == ("r1@example.com",)  # the first one is kept
 
 
 async def test_duplicate_keys_inside_one_batch(queue: Queue) -> None:
@@ -240,40 +226,11 @@ async def test_a_batch_larger_than_a_chunk_runs_as_several_statements(
     assert (await queue.counts())["queued"] == 5
 
 
-async def test_one_bad_message_rejects_the_whole_batch(queue: Queue) -> None:
-    batch = [msg(0), msg(1), msg(2, to=("not-an-address",)), msg(3)]
-    with pytest.raises(InputError, match=r"^message 2: to\[0\] 'not-an-address'"):
-        await queue.enqueue_many(batch)
-    assert sum((await queue.counts()).values()) == 0
-
-
 async def test_enqueue_many_of_nothing(queue: Queue) -> None:
     assert await queue.enqueue_many([]) == []
 
 
 # --- claim -------------------------------------------------------------------------------------
-
-
-async def test_claim_takes_highest_priority_first(queue: Queue) -> None:
-    results = await queue.enqueue_many([msg(i, priority=p) for i, p in enumerate([0, 5, -3, 5, 1])])
-    ids = [r.id for r in results]
-    owner = uuid.uuid4()
-    [first] = await queue.claim(owner, 1)
-    assert first.id == ids[1]
-    rest = await queue.claim(owner, 10)
-    assert [j.id for j in rest] == [ids[3], ids[4], ids[0], ids[2]]
-    assert [j.priority for j in rest] == [5, 1, 0, -3]
-    assert await queue.claim(owner, 10) == []
-
-
-async def test_mail_scheduled_for_later_is_not_claimed(queue: Queue) -> None:
-    now = datetime.now(UTC)
-    later = await queue.enqueue(msg(1, send_after=now + timedelta(hours=1)))
-    due = await queue.enqueue(msg(2, send_after=now - timedelta(seconds=1)))
-    claimed = await queue.claim(uuid.uuid4(), 10)
-    assert [j.id for j in claimed] == [due.id]
-    view = await queue.get(later.id)
-    assert view is not None and view.state == "queued"
 
 
 async def test_concurrent_claimers_never_share_a_job(queue: Queue) -> None:
@@ -296,66 +253,6 @@ async def test_concurrent_claimers_never_share_a_job(queue: Queue) -> None:
     assert {r["lease_owner"]: r["n"] for r in rows} == {
         o: len(got) for o, got in zip(owners, per_owner, strict=True) if got
     }
-
-
-async def test_claim_of_zero_is_a_no_op(queue: Queue) -> None:
-    await queue.enqueue(msg())
-    assert await queue.claim(uuid.uuid4(), 0) == []
-
-
-# --- launch and settle: the fencing token ----------------------------------------------------
-
-
-async def test_launch_only_with_the_current_token_and_owner(queue: Queue) -> None:
-    await queue.enqueue(msg())
-    owner = uuid.uuid4()
-    [job] = await queue.claim(owner, 1)
-    assert await queue.launch(owner, [(job.id, job.token + 1)]) == set()
-    assert await queue.launch(uuid.uuid4(), [job]) == set()
-    assert (await job_row(queue, job.id))["state"] == "claimed"
-    assert await queue.launch(owner, [job]) == {job.id}
-    assert (await job_row(queue, job.id))["state"] == "in_flight"
-    # The same launch again (its answer was lost to a cut connection) is the same launch;
-    # anyone else still gets nothing.
-    assert await queue.launch(owner, [job]) == {job.id}
-    assert await queue.launch(uuid.uuid4(), [job]) == set()
-    assert await queue.launch(owner, [(job.id, job.token + 1)]) == set()
-
-
-async def test_orphan_claims_go_back_but_held_ones_stay(queue: Queue) -> None:
-    await queue.enqueue_many([msg(i) for i in range(3)])
-    owner = uuid.uuid4()
-    jobs = await queue.claim(owner, 3)
-    # The worker heard about only the first claim (the others' answer was lost).
-    assert await queue.release_orphans(owner, [jobs[0].id]) == 2
-    states = [(await job_row(queue, j.id))["state"] for j in jobs]
-    assert states == ["claimed", "queued", "queued"]
-    again = await queue.claim(uuid.uuid4(), 3)
-    assert sorted(j.id for j in again) == sorted(j.id for j in jobs[1:])
-
-
-async def test_late_settle_of_a_worker_that_lost_its_lease_changes_nothing(queue: Queue) -> None:
-    [enq] = await queue.enqueue_many([msg()])
-    a, b = await worker(queue), await worker(queue)
-
-    [job_a] = await queue.claim(a, 10)
-    await silence(queue, a)
-    assert await queue.recover("hold") == Recovered(requeued=1, in_doubt=0)
-    assert await queue.heartbeat(a) is False  # A learns it was declared dead
-
-    [job_b] = await queue.claim(b, 10)
-    assert job_b.id == job_a.id == enq.id and job_b.token != job_a.token
-    assert await queue.launch(a, [job_a]) == set()  # A may not send any more
-    assert await queue.launch(b, [job_b]) == {enq.id}
-    sent = Settlement(enq.id, job_b.token, "sent", ses_message_id="ses-b", outcome="sent")
-    assert await queue.settle([sent]) == {enq.id}
-
-    late = Settlement(enq.id, job_a.token, "failed", outcome="rejected", error="late")
-    assert await queue.settle([late]) == set()
-    view = await queue.get(enq.id)
-    assert view is not None
-    assert (view.state, view.ses_message_id, view.last_error) == ("sent", "ses-b", None)
-    assert view.sent_at is not None
 
 
 async def test_a_slow_worker_that_lost_its_jobs_writes_nothing_while_another_holds_them(
@@ -415,122 +312,7 @@ async def test_a_slow_worker_that_lost_its_jobs_writes_nothing_while_another_hol
         assert attempts == {unsent.id: 0, on_wire.id: 1}
 
 
-async def test_settle_records_each_result(queue: Queue) -> None:
-    ids = [r.id for r in await queue.enqueue_many([msg(i) for i in range(4)])]
-    owner = await worker(queue)
-    jobs = {j.id: j for j in await queue.claim(owner, 10)}
-    await queue.launch(owner, list(jobs.values()))
-    before = datetime.now(UTC)
-    recorded = await queue.settle(
-        [
-            Settlement(ids[0], jobs[ids[0]].token, "sent", ses_message_id="m-0", outcome="sent"),
-            Settlement(
-                ids[1], jobs[ids[1]].token, "failed", outcome="rejected", error="bad address"
-            ),
-            Settlement(
-                ids[2],
-                jobs[ids[2]].token,
-                "queued",
-                outcome="transient",
-                error="503",
-                attempt_used=True,
-                delay=3600,
-            ),
-            Settlement(ids[3], jobs[ids[3]].token, "unknown", outcome="in_doubt", error="timeout"),
-        ]
-    )
-    assert recorded == set(ids)
-    views = [await queue.get(i) for i in ids]
-    assert [v.state if v else None for v in views] == ["sent", "failed", "queued", "unknown"]
-    retry = views[2]
-    assert retry is not None
-    assert retry.attempts == 1 and retry.last_outcome == "transient"
-    assert retry.run_at > before + timedelta(seconds=3500)
-    assert await queue.claim(owner, 10) == []  # the retry waits for its delay
-    assert views[1] is not None and views[1].attempts == 0  # attempt_used defaults to False
-    assert await queue.settle([]) == set()
-
-
-async def test_settle_rejects_an_unknown_state(queue: Queue) -> None:
-    with pytest.raises(InputError, match="cannot settle to state 'claimed'"):
-        await queue.settle([Settlement(1, 1, "claimed")])  # type: ignore[arg-type]
-
-
-async def test_release_returns_jobs_without_using_an_attempt(queue: Queue) -> None:
-    ids = [r.id for r in await queue.enqueue_many([msg(i) for i in range(3)])]
-    owner = uuid.uuid4()
-    jobs = await queue.claim(owner, 10)
-    assert await queue.release(uuid.uuid4(), ids) == 0  # not the holder
-    assert await queue.release(owner, ids[:2]) == 2
-    assert await queue.release(owner, [ids[2]], delay=3600) == 1
-    views = [await queue.get(i) for i in ids]
-    assert all(v is not None and v.state == "queued" and v.attempts == 0 for v in views)
-    again = await queue.claim(owner, 10)
-    assert sorted(j.id for j in again) == ids[:2]  # the delayed one is not due yet
-    assert all(j.token != jobs[0].token for j in again)
-    assert await queue.release(owner, []) == 0
-
-
 # --- workers and recovery ----------------------------------------------------------------------
-
-
-async def _claimed_and_in_flight(queue: Queue, owner: uuid.UUID) -> tuple[ClaimedJob, ClaimedJob]:
-    await queue.enqueue_many([msg(1), msg(2)])
-    claimed, flying = await queue.claim(owner, 2)
-    assert await queue.launch(owner, [flying]) == {flying.id}
-    return claimed, flying
-
-
-async def test_recover_hold(queue: Queue) -> None:
-    dead, live = await worker(queue), await worker(queue)
-    claimed, flying = await _claimed_and_in_flight(queue, dead)
-    live_claimed, live_flying = await _claimed_and_in_flight(queue, live)
-    await silence(queue, dead)
-
-    assert await queue.recover("hold") == Recovered(requeued=1, in_doubt=1)
-
-    c = await job_row(queue, claimed.id)
-    assert (c["state"], c["attempts"], c["lease_owner"]) == ("queued", 0, None)
-    f = await job_row(queue, flying.id)
-    assert (f["state"], f["attempts"], f["last_outcome"]) == ("unknown", 0, "in_doubt")
-    assert "worker lost" in f["last_error"]
-    assert (await job_row(queue, live_claimed.id))["state"] == "claimed"
-    assert (await job_row(queue, live_flying.id))["state"] == "in_flight"
-    assert await queue.heartbeat(live) is True
-    assert await queue.recover("hold") == Recovered(0, 0)
-
-
-async def test_recover_resend_requeues_in_doubt_mail_with_an_attempt(queue: Queue) -> None:
-    dead = await worker(queue)
-    # The claimed job already used one attempt: recovery keeps the count as it was.
-    await queue.enqueue(msg(0))
-    [job] = await queue.claim(dead, 1)
-    await queue.launch(dead, [job])
-    await queue.settle([Settlement(job.id, job.token, "queued", attempt_used=True)])
-    [claimed] = await queue.claim(dead, 1)
-    assert claimed.attempts == 1
-    await queue.enqueue(msg(1))
-    [flying] = await queue.claim(dead, 1)
-    await queue.launch(dead, [flying])
-    await silence(queue, dead)
-
-    assert await queue.recover("resend") == Recovered(requeued=1, in_doubt=1)
-    c = await job_row(queue, claimed.id)
-    assert (c["state"], c["attempts"]) == ("queued", 1)
-    f = await job_row(queue, flying.id)
-    assert (f["state"], f["attempts"], f["last_outcome"]) == ("queued", 1, "in_doubt")
-
-
-async def test_recover_takes_jobs_of_a_worker_that_unregistered_or_never_registered(
-    queue: Queue,
-) -> None:
-    gone = await worker(queue)
-    await queue.enqueue_many([msg(1), msg(2)])
-    await queue.claim(gone, 1)
-    await queue.claim(uuid.uuid4(), 1)  # never registered
-    await queue.unregister_worker(gone)
-    assert await queue.recover("hold") == Recovered(requeued=2, in_doubt=0)
-    assert (await queue.counts())["queued"] == 2
 
 
 async def test_concurrent_recoveries_take_each_job_once(queue: Queue) -> None:
@@ -559,49 +341,7 @@ async def test_register_and_heartbeat(queue: Queue) -> None:
     assert await queue.heartbeat(owner) is False
 
 
-async def test_recover_rejects_an_unknown_policy(queue: Queue) -> None:
-    with pytest.raises(InputError, match="'hold' or 'resend'"):
-        await queue.recover("drop")  # type: ignore[arg-type]
-
-
 # --- inspection and operator actions ------------------------------------------------------------
-
-
-async def test_counts_lists_every_state(queue: Queue) -> None:
-    assert await queue.counts() == dict.fromkeys(STATES, 0)
-    await queue.enqueue_many([msg(i) for i in range(3)])
-    owner = uuid.uuid4()
-    [job] = await queue.claim(owner, 1)
-    await queue.launch(owner, [job])
-    counts = await queue.counts()
-    assert list(counts) == list(STATES)
-    assert counts == {**dict.fromkeys(STATES, 0), "queued": 2, "in_flight": 1}
-
-
-async def test_pending(queue: Queue) -> None:
-    assert await queue.pending() == Pending(0, 0, None)
-    now = datetime.now(UTC)
-    await queue.enqueue_many(
-        [
-            msg(1),
-            msg(2),
-            msg(3, send_after=now + timedelta(seconds=30)),
-            msg(4, send_after=now + timedelta(hours=2)),
-        ]
-    )
-    owner = uuid.uuid4()
-    [job] = await queue.claim(owner, 1)
-    [other] = await queue.claim(owner, 1)
-    await queue.settle([Settlement(other.id, other.token, "sent")])  # done: not pending
-
-    pending = await queue.pending()
-    assert (pending.waiting, pending.scheduled_later) == (1, 2)  # the claimed job
-    assert pending.next_run_at is not None
-    assert now + timedelta(seconds=29) < pending.next_run_at < now + timedelta(seconds=31)
-    # Within a one-minute horizon the 30 s one is waited for; the 2 h one is not.
-    assert (await queue.pending(60)).waiting == 2
-    assert (await queue.pending(60)).scheduled_later == 1
-    assert job.id != other.id
 
 
 async def _unknown(queue: Queue, n: int) -> list[int]:
@@ -612,32 +352,6 @@ async def _unknown(queue: Queue, n: int) -> list[int]:
     await silence(queue, owner)
     assert await queue.recover("hold") == Recovered(0, n)
     return sorted(j.id for j in jobs)
-
-
-async def test_list_and_resolve_unknown(queue: Queue) -> None:
-    ids = await _unknown(queue, 4)
-    unknown = await queue.list_unknown()
-    assert [u.id for u in unknown] == ids
-    assert unknown[0].to == ("r0@example.com",) and unknown[0].subject == "Message 0"
-    assert unknown[0].from_addr == "sender@example.com"
-    assert unknown[0].last_error and "worker lost" in unknown[0].last_error
-    assert [u.id for u in await queue.list_unknown(limit=2)] == ids[:2]
-
-    assert await queue.resolve_unknown([ids[0], 999_999], "sent") == [ids[0]]
-    assert await queue.resolve_unknown([ids[1]], "failed") == [ids[1]]
-    assert await queue.resolve_unknown([ids[0]], "queued") == []  # no longer unknown
-    assert await queue.resolve_unknown(None, "queued") == ids[2:]
-    states = [(await job_row(queue, i))["state"] for i in ids]
-    assert states == ["sent", "failed", "queued", "queued"]
-    assert (await job_row(queue, ids[1]))["last_error"] == "resolved by operator"
-    assert await queue.list_unknown() == []
-    resent = await queue.claim(uuid.uuid4(), 10)
-    assert sorted(j.id for j in resent) == ids[2:]
-
-
-async def test_resolve_unknown_rejects_other_states(queue: Queue) -> None:
-    with pytest.raises(InputError, match="queued, sent or failed"):
-        await queue.resolve_unknown(None, "cancelled")  # type: ignore[arg-type]
 
 
 async def test_cancel_only_queued_or_unknown(queue: Queue) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome
 from dispatcher.ses import SesAdapter, SesSettings
@@ -43,3 +45,20 @@ async def test_invalid_recipient_is_a_permanent_rejection(sim_inprocess: SimFact
         result = await ses.send(msg(1, "good@example.com", "not-an-address"))
     assert result.outcome is Outcome.REJECTED
     assert result.reason == "Invalid email address not-an-address."
+
+
+async def test_non_send_actions_go_at_most_once_a_second(sim_inprocess: SimFactory) -> None:
+    """SES limits every action but the sends to 1 request/s; sends are not held back by it."""
+    async with sim_inprocess(max_send_rate=100) as sim, SesAdapter.open(settings(sim)) as ses:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await ses.get_send_quota()
+        await ses.get_send_quota()
+        [entry async for entry in ses.list_suppressed()]
+        control = loop.time() - start
+        start = loop.time()
+        sent = [await ses.send(msg(i, "a@example.com")) for i in range(3)]
+        sends = loop.time() - start
+    assert control >= 1.95  # the second and third waited their second each
+    assert all(r.outcome is Outcome.SENT for r in sent)
+    assert sends < 0.9  # the sends did not wait for the control limiter

@@ -1,7 +1,7 @@
-"""RecipientLimiter: per-recipient pacing on aiolimiter, live re-rating, throttle and recovery.
+"""RecipientLimiter: per-recipient pacing, live re-rating, throttle and recovery.
 
-Time is virtual (see test_pacing_support): minutes of pacing run in milliseconds, and aiolimiter
-runs unmodified on the loop's clock.
+Time is virtual (see test_pacing_support): minutes of pacing run in milliseconds on the loop's
+own timers.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import random
 import time
 
 import pytest
-from aiolimiter import AsyncLimiter
 
-from dispatcher.pacing import bucket as bucket_module
 from dispatcher.pacing.bucket import RecipientLimiter
+from dispatcher.pacing.leaky import LeakyBucket
 from dispatcher.pacing.settings import PacingSettings
 from tests.unit.test_pacing_support import run_virtual
 
@@ -72,28 +71,35 @@ class SesBucket:
         self.tokens = min(self.tokens, self.cap)
 
 
-# -- the aiolimiter internals we depend on ---------------------------------------------------
+# -- the bucket's arithmetic, on an injected clock (no event loop) ---------------------------
 
 
-def test_aiolimiter_still_has_the_internals_rerating_needs() -> None:
-    bucket_module._check_aiolimiter()  # also runs at import; an upgrade that renames fails here
+def test_leaky_bucket_arithmetic_on_given_times() -> None:
+    b = LeakyBucket(rate=2.0, capacity=4.0)
+    assert b.wait(100.0) == 0.0  # empty: room at once
+    b.charge(4.0, 100.0)
+    assert b.wait(100.0) == pytest.approx(0.5)  # one recipient drains in 1/2 s
+    b.charge(6.0, 100.5)  # past capacity: a debt of 5.5 - (4 - 1) ...
+    assert b.level == pytest.approx(9.0)
+    assert b.wait(100.5) == pytest.approx(3.0)  # 9 + 1 - 4 = 6 recipients at 2/s
+    assert b.wait(103.5) == 0.0
+    assert b.wait(200.0) == 0.0 and b.level == 0.0  # never below empty
 
 
-def test_the_guard_names_a_missing_internal(monkeypatch: pytest.MonkeyPatch) -> None:
-    slots = tuple(s for s in AsyncLimiter.__slots__ if s != "_rate_per_sec")
-    monkeypatch.setattr(AsyncLimiter, "__slots__", slots)
-    with pytest.raises(ImportError, match=r"_rate_per_sec.*aiolimiter>=1\.2,<1\.4"):
-        bucket_module._check_aiolimiter()
-
-
-def test_the_guard_notices_a_missing_method(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(AsyncLimiter, "_wake_next")
-    with pytest.raises(ImportError, match="_wake_next"):
-        bucket_module._check_aiolimiter()
+def test_rerating_keeps_tokens_and_debts() -> None:
+    b = LeakyBucket(rate=10.0, capacity=10.0)
+    b.charge(4.0, 0.0)  # 6 tokens left
+    b.rerate(100.0, 50.0, 0.0)
+    assert b.capacity - b.level == pytest.approx(6.0)  # a raise adds no instant burst
+    b.charge(60.0, 0.0)  # debt: 54 over the 6 tokens
+    b.rerate(1.0, 1.0, 0.0)
+    assert b.level == pytest.approx(55.0)  # the debt stays: 1 + 54
+    b.spend_burst(100.0)
+    assert b.level == pytest.approx(1.0)  # drained at 1/s for 100 s, then the burst spent
 
 
 def test_rerating_reaches_a_task_already_waiting() -> None:
-    """Fails if aiolimiter stops honouring our writes to max_rate/_rate_per_sec/_wake_next."""
+    """A task already waiting sees a raise at once (it does not sleep out the old wait)."""
 
     async def main() -> list[float]:
         limiter = RecipientLimiter(1.0, ONE_SECOND)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import Mapping, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -17,8 +17,8 @@ from dispatcher.domain.quota import Quota
 from dispatcher.pacing.bucket import RecipientLimiter
 from dispatcher.pacing.governor import QuotaGovernor
 from dispatcher.pacing.settings import PacingSettings
-from dispatcher.queue.quota import SharedReading
 from dispatcher.worker.shared_quota import run_quota_leader, run_quota_sync
+from tests.support.quota_board import FakeBoard, FakeLock
 from tests.unit.test_pacing_support import run_virtual
 
 HANG = object()  # a response that never comes
@@ -50,70 +50,6 @@ class FakeSes:
             raise answer
         assert isinstance(answer, Quota)
         return answer
-
-
-class FakeBoard:
-    """The shared rows of sql/quota.sql, in memory, on the loop's clock."""
-
-    def __init__(self) -> None:
-        self.epoch = 0
-        self.polling = 0
-        self.quota: Quota | None = None
-        self.read_at = 0.0
-        self.leader: uuid.UUID | None = None
-        self.spend: dict[tuple[uuid.UUID, int], float] = {}
-        self.listeners: list[asyncio.Event] = []  # NOTIFY dispatcher_quota
-
-    async def sync(self, owner: uuid.UUID, spent: Mapping[int, float]) -> SharedReading:
-        for epoch, sent in spent.items():
-            self.spend[(owner, epoch)] = sent
-        others = sum(v for (o, e), v in self.spend.items() if o != owner and e >= self.epoch)
-        return SharedReading(
-            epoch=self.epoch,
-            polling_epoch=self.polling,
-            quota=self.quota,
-            age=now() - self.read_at if self.quota is not None else 0.0,
-            leader=self.leader,
-            others_sent=others,
-        )
-
-    async def begin(self, owner: uuid.UUID) -> int:
-        self.polling, self.leader = self.epoch + 1, owner
-        for wake in self.listeners:
-            wake.set()
-        return self.polling
-
-    async def unmoved(self, epoch: int) -> int:
-        owners = {o for o, _ in self.spend}
-        return sum(1 for o in owners if (o, epoch) not in self.spend)
-
-    async def publish(self, owner: uuid.UUID, epoch: int, quota: Quota) -> bool:
-        if self.epoch >= epoch:
-            return False
-        self.epoch, self.quota, self.read_at, self.leader = epoch, quota, now(), owner
-        self.spend = {k: v for k, v in self.spend.items() if k[1] >= epoch}
-        return True
-
-
-class FakeLock:
-    """One advisory lock shared by the processes of a test: `try_take` wins while it is free."""
-
-    def __init__(self, registry: dict[str, uuid.UUID | None], owner: uuid.UUID) -> None:
-        self.registry = registry
-        self.owner = owner
-
-    @property
-    def held(self) -> bool:
-        return self.registry.get("holder") == self.owner
-
-    async def try_take(self) -> bool:
-        if self.registry.get("holder") is None:
-            self.registry["holder"] = self.owner
-        return self.held
-
-    async def release(self) -> None:
-        if self.held:
-            self.registry["holder"] = None
 
 
 class Rig:

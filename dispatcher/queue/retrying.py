@@ -1,0 +1,101 @@
+"""Outage retry, applied once: a JobStore whose every call rides out a Postgres restart.
+
+While the database is unreachable a call is retried with backoff for up to `give_up_after`
+seconds (then DatabaseError); any other error is raised at once (`outage.while_down`). A claim
+cut off mid-way may have committed without us hearing the answer: before the next claim, jobs
+claimed in our name that we do not hold go back to the queue (never seen, so never sent).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import structlog
+
+from dispatcher.queue.outage import connection_lost, while_down
+from dispatcher.queue.repository import (
+    ClaimedJob,
+    Held,
+    InDoubtPolicy,
+    Pending,
+    Recovered,
+    Settlement,
+)
+from dispatcher.queue.store import JobStore
+
+__all__ = ["RetryingStore"]
+
+log = structlog.get_logger()
+_R = TypeVar("_R")
+
+
+class RetryingStore:
+    """`store`, with every call retried through an outage."""
+
+    def __init__(self, store: JobStore, *, give_up_after: float) -> None:
+        self._store = store
+        self._give_up_after = give_up_after
+        self._cut: set[uuid.UUID] = set()  # owners whose last claim was cut off
+        # The ids a worker holds, asked for before claiming again after a cut.
+        self.holding: Callable[[], Sequence[int]] = list
+
+    async def _retry(self, what: str, op: Callable[[], Awaitable[_R]]) -> _R:
+        return await while_down(op, what=what, give_up_after=self._give_up_after)
+
+    async def claim(self, owner: uuid.UUID, limit: int) -> list[ClaimedJob]:
+        async def attempt() -> list[ClaimedJob]:
+            try:
+                if owner in self._cut:
+                    orphans = await self._store.release_orphans(owner, self.holding())
+                    if orphans:
+                        log.warning("queue.orphans_released", count=orphans)
+                    self._cut.discard(owner)
+                return await self._store.claim(owner, limit)
+            except Exception as exc:
+                if connection_lost(exc):
+                    self._cut.add(owner)
+                raise
+
+        return await self._retry("claim", attempt)
+
+    async def launch(
+        self, owner: uuid.UUID, jobs: Sequence[ClaimedJob] | Sequence[tuple[int, int]]
+    ) -> set[int]:
+        return await self._retry("launch", lambda: self._store.launch(owner, jobs))
+
+    async def settle(self, settlements: Sequence[Settlement]) -> set[int]:
+        return await self._retry("settle", lambda: self._store.settle(settlements))
+
+    async def release(self, owner: uuid.UUID, ids: Sequence[int], delay: float = 0.0) -> int:
+        return await self._retry("release", lambda: self._store.release(owner, ids, delay))
+
+    async def release_orphans(self, owner: uuid.UUID, held: Sequence[int]) -> int:
+        return await self._retry("release", lambda: self._store.release_orphans(owner, held))
+
+    async def register_worker(self, owner: uuid.UUID, lease_seconds: float) -> None:
+        await self._retry("heartbeat", lambda: self._store.register_worker(owner, lease_seconds))
+
+    async def heartbeat(self, owner: uuid.UUID) -> bool:
+        return await self._retry("heartbeat", lambda: self._store.heartbeat(owner))
+
+    async def unregister_worker(self, owner: uuid.UUID) -> None:
+        await self._retry("unregister", lambda: self._store.unregister_worker(owner))
+
+    async def recover(self, in_doubt: InDoubtPolicy) -> Recovered:
+        return await self._retry("recovery", lambda: self._store.recover(in_doubt))
+
+    async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> int:
+        return await self._retry("rate share", lambda: self._store.rate_share(owner, busy, ttl))
+
+    async def pending(self, horizon_seconds: float = 0.0) -> Pending:
+        return await self._retry("drain check", lambda: self._store.pending(horizon_seconds))
+
+    async def held(self) -> Held:
+        return await self._retry("drain check", self._store.held)
+
+    async def suppressed_among(self, addresses: Sequence[str]) -> set[str]:
+        return await self._retry(
+            "suppression check", lambda: self._store.suppressed_among(addresses)
+        )

@@ -1,0 +1,132 @@
+"""What a message, or a bulk group, passes before it is sent: holds, the daily quota, a send slot,
+the campaign's share of the rate and the rate itself; and what each SES answer teaches them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import structlog
+
+from dispatcher.domain.outcome import Outcome, SendResult
+from dispatcher.domain.retry import RetryPolicy
+from dispatcher.pacing import QuotaGovernor, RecipientLimiter
+from dispatcher.pacing.settings import PacingSettings
+from dispatcher.queue.repository import ClaimedJob
+from dispatcher.worker.holds import Holds, sender_key
+
+__all__ = ["Admission", "Refused"]
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Not now: the account is paused, the sender is held, or the daily quota is spent."""
+
+    why: Literal["account", "sender", "quota"]
+    wait: float  # seconds until it may be tried again
+    reason: str | None = None
+
+
+class Admission:
+    """Owns the holds, the send slots and the buckets; one `admit` per message or bulk group."""
+
+    def __init__(
+        self,
+        limiter: RecipientLimiter,
+        governor: QuotaGovernor,
+        retry: RetryPolicy,
+        *,
+        max_in_flight: int,
+        campaign_rate_share: float = 1.0,
+        pacing: PacingSettings | None = None,
+    ) -> None:
+        self.limiter = limiter
+        self.governor = governor
+        self.holds = Holds()
+        self._retry = retry
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._campaign_share = campaign_rate_share
+        # Campaign mail also passes this bucket when it may use only a share of the rate.
+        self._campaign_limiter: RecipientLimiter | None = None
+        if campaign_rate_share < 1.0:
+            self._campaign_limiter = RecipientLimiter(
+                limiter.max_send_rate * campaign_rate_share, pacing
+            )
+
+    async def admit(self, group: Sequence[ClaimedJob]) -> Refused | None:
+        """Wait for a slot and the rate; None when the group may go (a slot is then held until
+        `answered`), or why it may not go now (nothing held)."""
+        lead = group[0]
+        now = asyncio.get_running_loop().time()
+        if wait := self.holds.account(now):
+            return Refused("account", wait)
+        if wait := self.holds.sender(lead.message, now):
+            return Refused("sender", wait)
+        recipients = sum(j.message.recipient_count for j in group)
+        admission = self.governor.reserve(recipients, now)
+        if not admission.allowed:
+            retry_at = admission.retry_at if admission.retry_at is not None else now + 1.0
+            return Refused("quota", max(1.0, retry_at - now), admission.reason)
+        await self._slots.acquire()
+        try:
+            if lead.campaign_id is not None:
+                await self._campaign_pace(recipients)
+            await self.limiter.acquire(recipients)
+        except BaseException:
+            self.answered(recipients)
+            raise
+        return None
+
+    def answered(self, recipients: int) -> None:
+        """SES answered (or the send was abandoned): the slot and the reservation go back."""
+        self._slots.release()
+        self.governor.answered(recipients)
+
+    def learn(self, job: ClaimedJob, result: SendResult) -> str | None:
+        """Pacing and holds that follow from one SES answer. Returns a reason to pause the
+        job's campaign when the error is shared by all its recipients."""
+        now = asyncio.get_running_loop().time()
+        outcome = result.outcome
+        if outcome is Outcome.THROTTLED:
+            self.limiter.on_throttled()
+        elif outcome is Outcome.DAILY_QUOTA:
+            self.governor.on_daily_quota_error(now)
+        elif outcome is Outcome.ACCOUNT_PAUSED:
+            delay = self._retry.account_paused_delay
+            if self.holds.hold_account(now, delay):
+                log.error("account.paused", reason=result.reason, code=result.code, hold=delay)
+        elif outcome is Outcome.CONFIG_ERROR:
+            delay = self._retry.config_error_delay
+            if self.holds.hold_sender(job.message, now, delay):
+                from_addr, config_set = sender_key(job.message)
+                log.error(
+                    "sender.held",
+                    from_addr=from_addr,
+                    configuration_set=config_set,
+                    code=result.code,
+                    reason=result.reason,
+                    hold=delay,
+                )
+            if job.campaign_id is not None:
+                return f"SES configuration error: {result.code}: {result.reason}"
+        return None
+
+    def close(self) -> None:
+        """Stop the buckets' recovery timers."""
+        self.limiter.close()
+        if self._campaign_limiter is not None:
+            self._campaign_limiter.close()
+
+    async def _campaign_pace(self, recipients: int) -> None:
+        """Campaign mail: stay within `campaign_rate_share` of the (current) account rate."""
+        bucket = self._campaign_limiter
+        if bucket is None:
+            return
+        share = self.limiter.max_send_rate * self.limiter.share * self._campaign_share
+        if abs(bucket.max_send_rate - share) > 1e-9:
+            bucket.set_max_send_rate(share)  # MaxSendRate changed: follow it
+        await bucket.acquire(recipients)

@@ -1,0 +1,266 @@
+"""Intake: keep a buffer of claimed jobs topped up, drop suppressed recipients, and notice (in
+drain mode) when nothing more will come. Owns every job claimed but not yet handed over."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+
+import structlog
+
+from dispatcher.domain.validate import suppression_key
+from dispatcher.queue.repository import ClaimedJob, Settlement
+from dispatcher.queue.store import JobStore
+from dispatcher.worker.counters import EXIT_HELD, EXIT_OK, Counters
+from dispatcher.worker.ledger import Ledger
+
+__all__ = ["Intake"]
+
+log = structlog.get_logger()
+
+_SUPPRESSED = (
+    "every recipient is on the suppression list (bounced, complained or added by hand); not sent"
+)
+
+
+class Intake:
+    """The claim loop and the buffer it fills; `next()` hands jobs to the dispatch loop."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        owner: uuid.UUID,
+        ledger: Ledger,
+        counters: Counters,
+        *,
+        claim_batch: int,
+        poll_interval: float,
+        rate: Callable[[], float],
+        drain: bool,
+        end: Callable[[int, str], None],
+        wake: asyncio.Event,
+    ) -> None:
+        self._store = store
+        self._owner = owner
+        self._ledger = ledger
+        self._counters = counters
+        self._claim_batch = claim_batch
+        self._poll_interval = poll_interval
+        self._rate = rate  # recipients/s now: how far ahead to claim
+        self._drain = drain
+        self._end = end
+        self._wake = wake  # set by NOTIFY dispatcher_jobs: new mail to claim
+        self._buffer: deque[ClaimedJob] = deque()
+        self._ready = asyncio.Event()  # the buffer has jobs, or the run ends
+        self._low = asyncio.Event()  # the claimer should top the buffer up
+        self._in_hand: list[ClaimedJob] = []  # taken from the buffer, not handed over yet
+        self._claiming: asyncio.Future[list[ClaimedJob]] | None = None
+        self._paused_until = 0.0  # loop time; no claims before
+        self._ended = False
+
+    # -- the dispatch loop's side ------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """Has mail: buffered, in hand or on the wire."""
+        return bool(self._buffer or self._in_hand or self._ledger.sending)
+
+    async def next(self) -> ClaimedJob | None:
+        """The next job to send (now in hand), or None once the run ends."""
+        while not self._buffer:
+            if self._ended:
+                return None
+            self._ready.clear()
+            self._low.set()
+            await self._ready.wait()
+        job = self._buffer.popleft()
+        self._in_hand.append(job)
+        if len(self._buffer) <= self._low_water():
+            self._low.set()
+        return job
+
+    def next_of_campaign(self, campaign_id: int) -> ClaimedJob | None:
+        """The next buffered job if it belongs to `campaign_id` (a bulk group's next entry)."""
+        if self._buffer and self._buffer[0].campaign_id == campaign_id:
+            job = self._buffer.popleft()
+            self._in_hand.append(job)
+            return job
+        return None
+
+    def handed_over(self, jobs: Iterable[ClaimedJob]) -> None:
+        """These jobs left our hands (launched, settled or released)."""
+        gone = {id(j) for j in jobs}
+        self._in_hand = [j for j in self._in_hand if id(j) not in gone]
+
+    def swap(self, old: ClaimedJob, new: ClaimedJob) -> None:
+        """A job in hand was replaced by its rendered form."""
+        self._in_hand = [new if j is old else j for j in self._in_hand]
+
+    def put_back(self, jobs: Sequence[ClaimedJob]) -> None:
+        """Jobs in hand that cannot go now go back to the front of the buffer, in order."""
+        self.handed_over(jobs)
+        self._buffer.extendleft(reversed(jobs))
+
+    def take_all(self) -> list[ClaimedJob]:
+        """Everything buffered and in hand (to give back when sending pauses)."""
+        jobs = [*self._in_hand, *self._buffer]
+        self._in_hand.clear()
+        self._buffer.clear()
+        return jobs
+
+    def pause(self, seconds: float) -> None:
+        """No claims for `seconds` (the account is paused or the quota is spent)."""
+        self._paused_until = asyncio.get_running_loop().time() + seconds
+
+    def end(self) -> None:
+        """The run ends: `next()` returns None once the buffer is empty."""
+        self._ended = True
+        self._ready.set()
+
+    async def unsent(self) -> list[ClaimedJob]:
+        """At shutdown (after the claim loop stopped): every job we hold that was not handed
+        over, including the result of a claim still in progress."""
+        jobs = self.take_all()
+        if self._claiming is not None:
+            with contextlib.suppress(Exception):
+                jobs += await self._claiming
+            self._claiming = None
+        return jobs
+
+    def held_ids(self) -> list[int]:
+        """Ids of the claimed jobs this worker holds (buffered, in hand, on the wire)."""
+        ids = {j.id for j in self._buffer}
+        ids.update(j.id for j in self._in_hand)
+        ids.update(self._ledger.ids())
+        return list(ids)
+
+    # -- the claim loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Keep the buffer topped up; in drain mode, notice when nothing is left."""
+        loop = asyncio.get_running_loop()
+        while not self._ended:
+            await self._low.wait()
+            self._low.clear()
+            pause = self._paused_until - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+                self._low.set()
+                continue
+            room = self._target() - len(self._buffer)
+            if room <= 0:
+                continue
+            limit = min(room, self._claim_batch)
+            # shield: if shutdown cancels us now, the claim still completes and `unsent`
+            # returns what it got, instead of leaving those jobs claimed until lease expiry.
+            self._wake.clear()  # a NOTIFY from now on means: look again
+            self._claiming = asyncio.ensure_future(self._store.claim(self._owner, limit))
+            jobs = await asyncio.shield(self._claiming)
+            self._claiming = None
+            if jobs:
+                jobs = await self._without_suppressed(jobs)
+            if jobs:
+                self._add(jobs)
+                if len(jobs) == limit and len(self._buffer) <= self._low_water():
+                    self._low.set()
+                continue
+            if self._drain:
+                if not self._buffer and await self._drained():
+                    return
+                if self.busy:
+                    # Nothing claimable, but what is buffered or on the wire decides whether
+                    # the drain is over: look again as soon as it is done, not a poll later.
+                    await self._until_idle(self._poll_interval)
+                    self._low.set()
+                    continue
+            with contextlib.suppress(TimeoutError):  # new mail (NOTIFY) or the next poll
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            self._low.set()
+
+    def _add(self, jobs: list[ClaimedJob]) -> None:
+        if self._buffer and jobs[0].priority > self._buffer[-1].priority:
+            # Higher-priority mail (transactional) jumps the read-ahead of a campaign; the
+            # sort is stable, so the order within a priority is kept.
+            merged = sorted([*self._buffer, *jobs], key=lambda j: -j.priority)
+            self._buffer.clear()
+            self._buffer.extend(merged)
+        else:
+            self._buffer.extend(jobs)
+        self._ready.set()
+
+    def _target(self) -> int:
+        """Jobs to keep claimed ahead: about two seconds of sending, at most 2 x claim_batch."""
+        want = max(16, math.ceil(self._rate() * 2.0))
+        return min(2 * self._claim_batch, want)
+
+    def _low_water(self) -> int:
+        return self._target() // 2
+
+    async def _until_idle(self, longest: float) -> None:
+        """Wait (at most `longest` seconds) until nothing is buffered, in hand or on the wire."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + longest
+        while self.busy and (left := deadline - loop.time()) > 0:
+            if self._ledger.sending:
+                await self._ledger.wait(left)
+            else:
+                await asyncio.sleep(min(left, 0.005))
+
+    async def _without_suppressed(self, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
+        """Drop suppressed recipients (one query per claim); a job left with none is failed."""
+        addresses = [a for j in jobs for a in (*j.message.to, *j.message.cc, *j.message.bcc)]
+        suppressed = await self._store.suppressed_among(addresses)
+        if not suppressed:
+            return jobs
+
+        def ok(address: str) -> bool:
+            return suppression_key(address) not in suppressed
+
+        keep: list[ClaimedJob] = []
+        failed: list[Settlement] = []
+        for job in jobs:
+            msg = job.message
+            to, cc, bcc = (tuple(filter(ok, a)) for a in (msg.to, msg.cc, msg.bcc))
+            if len(to) + len(cc) + len(bcc) == msg.recipient_count:
+                keep.append(job)
+            elif to or cc or bcc:
+                log.info("message.recipients_suppressed", message_id=msg.id)
+                trimmed = dataclasses.replace(msg, to=to, cc=cc, bcc=bcc)
+                keep.append(dataclasses.replace(job, message=trimmed))
+            else:
+                self._counters.failed += 1
+                log.info("message.suppressed", message_id=msg.id)
+                failed.append(
+                    Settlement(msg.id, job.token, "failed", outcome="suppressed", error=_SUPPRESSED)
+                )
+        if failed:
+            self._ledger.aside(self._ledger.settle(failed))
+        return keep
+
+    async def _drained(self) -> bool:
+        """Drain mode: True (and the run ends) once nothing more will be sent by waiting."""
+        if self._in_hand or self._ledger.sending:
+            return False
+        pending = await self._store.pending(0.0)
+        if pending.waiting == 0:
+            later = (
+                f"; {pending.scheduled_later} scheduled for later (next at {pending.next_run_at})"
+                if pending.scheduled_later
+                else ""
+            )
+            self._end(EXIT_OK, f"drained: nothing left to send{later}")
+            return True
+        held = await self._store.held()
+        if held.count and held.count >= pending.waiting:
+            self._end(
+                EXIT_HELD,
+                f"{held.count} messages are held by a sending error that needs fixing "
+                f"({held.reason}); fix it, then run again",
+            )
+            return True
+        return False

@@ -1,0 +1,160 @@
+"""What is on the wire: the launch (claimed -> in_flight, just before SES is asked) and settle
+group commits, the send tasks, and what must become in doubt if shutdown cuts a send off."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Coroutine, Sequence
+from typing import Any
+
+import structlog
+
+from dispatcher.domain.outcome import Outcome
+from dispatcher.domain.retry import RetryPolicy
+from dispatcher.queue.repository import ClaimedJob, Settlement, SettleState
+from dispatcher.queue.store import JobStore
+from dispatcher.worker.batcher import Batcher
+from dispatcher.worker.counters import Counters
+
+__all__ = ["Ledger"]
+
+log = structlog.get_logger()
+
+
+class Ledger:
+    """Jobs from the moment they are handed over for sending until their result is recorded."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        owner: uuid.UUID,
+        counters: Counters,
+        *,
+        settle_batch: int,
+        settle_interval: float,
+    ) -> None:
+        self._store = store
+        self._owner = owner
+        self._counters = counters
+        self._on_wire: dict[int, ClaimedJob] = {}  # handed over, result not known yet
+        self._sends: set[asyncio.Task[None]] = set()
+        self._side: set[asyncio.Future[Any]] = set()  # e.g. pausing a campaign
+        self._launcher: Batcher[ClaimedJob, bool] = Batcher(
+            self._launch_batch, max_batch=1000, name="launch"
+        )
+        self._settler: Batcher[Settlement, bool] = Batcher(
+            self._settle_batch, max_batch=settle_batch, linger=settle_interval, name="settle"
+        )
+
+    def start(self) -> None:
+        self._launcher.start()
+        self._settler.start()
+
+    @property
+    def sending(self) -> bool:
+        """A send task is running."""
+        return bool(self._sends)
+
+    def ids(self) -> set[int]:
+        return set(self._on_wire)
+
+    def send(self, jobs: Sequence[ClaimedJob], coro: Coroutine[Any, Any, None]) -> None:
+        """Run a send of `jobs`, tracked from now: if shutdown cuts it off mid-launch it cannot
+        know whether the launch committed, and settles them as in doubt (see `close`)."""
+        for job in jobs:
+            self._on_wire[job.id] = job
+        task = asyncio.create_task(coro)
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    def aside(self, work: Awaitable[Any]) -> None:
+        """A side job that must finish before shutdown ends (a campaign pause, a settle)."""
+        task = asyncio.ensure_future(work)
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
+
+    async def launch(self, jobs: Sequence[ClaimedJob]) -> list[ClaimedJob]:
+        """The point of no return: the jobs that may now be handed to SES (the others lost
+        their lease and are dropped)."""
+        launched = await asyncio.gather(*(self._launcher.submit(j) for j in jobs))
+        sendable = []
+        for job, ok in zip(jobs, launched, strict=True):
+            if ok:
+                sendable.append(job)
+            else:
+                self._on_wire.pop(job.id, None)
+                self._counters.lease_lost += 1
+                log.warning("message.lease_lost", message_id=job.id)
+        return sendable
+
+    def answered(self, job: ClaimedJob) -> None:
+        """The result is known: shutdown must record it, not mark it in doubt."""
+        self._on_wire.pop(job.id, None)
+
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        """Record results; shielded: a send that went out gets its result written even during
+        shutdown."""
+        await asyncio.shield(asyncio.gather(*(self._settler.submit(s) for s in settlements)))
+
+    async def wait(self, longest: float | None = None) -> bool:
+        """Wait for the running sends; False if some are still running after `longest` s."""
+        if not self._sends:
+            return True
+        _, pending = await asyncio.wait(set(self._sends), timeout=longest)
+        return not pending
+
+    async def close(self, grace: float, retry: RetryPolicy) -> None:
+        """Give sends on the wire `grace` seconds, then cut them off; a send cut off after its
+        launch is in doubt (by `retry.in_doubt`), one cut off before goes back untouched.
+        Database failures are logged: the next worker recovers what we could not write."""
+        if not await self.wait(grace):
+            log.warning("worker.grace_expired", in_flight=len(self._sends))
+            for task in list(self._sends):
+                task.cancel()
+            await asyncio.gather(*self._sends, return_exceptions=True)
+        leftovers = list(self._on_wire.values())
+        self._on_wire.clear()
+        if leftovers:
+            ids = [j.id for j in leftovers]
+            # Still `claimed` (launch never committed): released. `in_flight`: in doubt; the
+            # settle's state guard leaves the released ones alone.
+            await _quietly("release", self._store.release(self._owner, ids, 0.0))
+            state: SettleState = "queued" if retry.in_doubt == "resend" else "unknown"
+            settlements = [
+                Settlement(
+                    id=job.id,
+                    token=job.token,
+                    state=state,
+                    outcome=Outcome.IN_DOUBT.value,
+                    error="shutdown grace period ended while the message was being sent",
+                    attempt_used=True,
+                )
+                for job in leftovers
+            ]
+            done = await _quietly("settle", self._store.settle(settlements))
+            self._counters.in_doubt += len(done or ())
+        if self._side:  # they may still submit results (a suppressed job, say)
+            await asyncio.gather(*self._side, return_exceptions=True)
+        await _quietly("settle", self._settler.close())
+        await _quietly("launch", self._launcher.close())
+
+    async def _launch_batch(self, jobs: Sequence[ClaimedJob]) -> list[bool]:
+        launched = await self._store.launch(self._owner, jobs)
+        return [job.id in launched for job in jobs]
+
+    async def _settle_batch(self, settlements: Sequence[Settlement]) -> list[bool]:
+        recorded = await self._store.settle(settlements)
+        lost = [s.id for s in settlements if s.id not in recorded]
+        if lost:
+            self._counters.lease_lost += len(lost)
+            log.warning("message.result_not_recorded", message_ids=lost[:20], count=len(lost))
+        return [s.id in recorded for s in settlements]
+
+
+async def _quietly(what: str, op: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        return await op
+    except Exception as exc:
+        log.error("worker.shutdown_write_failed", operation=what, error=repr(exc))
+        return None

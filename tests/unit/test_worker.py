@@ -1,0 +1,288 @@
+"""The worker itself on the in-memory store and a fake SES, in virtual time: minutes of sending
+in milliseconds, no Postgres. What Postgres adds is proven by tests/conformance and the
+integration tests; here: shutdown, lease loss, throttling, the daily quota, a campaign pause."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dispatcher.domain.message import OutgoingMessage
+from dispatcher.domain.outcome import Outcome, SendResult
+from dispatcher.domain.plan import Plan, Send
+from dispatcher.domain.quota import Quota
+from dispatcher.pacing import QuotaGovernor, RecipientLimiter
+from dispatcher.pacing.settings import PacingSettings
+from dispatcher.queue.memory import MemoryJobStore
+from dispatcher.queue.repository import ClaimedJob, NewMessage
+from dispatcher.worker.pool import (
+    EXIT_OK,
+    EXIT_QUOTA_SPENT,
+    PoolSettings,
+    RunReport,
+    Shared,
+    WorkerPool,
+    first_reading,
+)
+from tests.support.quota_board import FakeBoard, FakeLock
+from tests.unit.test_pacing_support import run_virtual
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+SETTINGS = PoolSettings(listen=False, heartbeat_seconds=1.0, lease_seconds=5.0)
+Answer = Callable[[OutgoingMessage, int], SendResult]  # (message, n-th call) -> result
+
+
+def loop_now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def virtual_clock() -> datetime:
+    return EPOCH + timedelta(seconds=loop_now())
+
+
+def sent(msg: OutgoingMessage, n: int) -> SendResult:
+    return SendResult(Outcome.SENT, ses_message_id=f"ses-{msg.id}")
+
+
+@dataclass
+class FakeSes:
+    """SES with a latency and scripted answers; `accepted` is what SES took (id, time)."""
+
+    answer: Answer = sent
+    latency: float = 0.05
+    quota: Quota = field(default_factory=lambda: Quota(50_000, 100, 0))
+    accepted: list[tuple[int, float]] = field(default_factory=list)
+    calls: int = 0
+
+    async def send(self, msg: OutgoingMessage) -> SendResult:
+        self.calls += 1
+        n = self.calls
+        await asyncio.sleep(self.latency)
+        result = self.answer(msg, n)
+        if result.outcome is Outcome.SENT:
+            self.accepted.append((msg.id, loop_now()))
+        return result
+
+    async def send_bulk(
+        self, template_name: str, messages: list[tuple[OutgoingMessage, dict[str, str]]]
+    ) -> list[SendResult]:
+        return [await self.send(m) for m, _ in messages]
+
+    async def get_send_quota(self) -> Quota:
+        return self.quota
+
+
+@dataclass
+class FakeCampaigns:
+    """Campaign mail as CampaignSender plans it (no rendering); a pause holds waiting mail."""
+
+    store: MemoryJobStore
+    paused: list[tuple[int, str]] = field(default_factory=list)
+
+    async def plan(self, job: ClaimedJob) -> Plan:
+        return Send(job)
+
+    async def pause(self, campaign_id: int, reason: str) -> None:
+        self.paused.append((campaign_id, reason))
+        self.store.set_campaign_state(campaign_id, "paused")
+
+    async def finish_done(self) -> list[int]:
+        return []
+
+
+def messages(n: int, **changes: Any) -> list[NewMessage]:
+    return [
+        NewMessage(
+            from_addr="s@example.com", to=(f"r{i}@example.com",), subject="s", text="t", **changes
+        )
+        for i in range(n)
+    ]
+
+
+async def pool(
+    store: MemoryJobStore,
+    ses: FakeSes,
+    *,
+    settings: PoolSettings = SETTINGS,
+    drain: bool = True,
+    stop: asyncio.Event | None = None,
+    campaigns: FakeCampaigns | None = None,
+    pacing: PacingSettings | None = None,
+) -> WorkerPool:
+    pacing = pacing if pacing is not None else PacingSettings()
+    governor = QuotaGovernor(pacing)
+    quota = await first_reading(ses, governor)
+    limiter = RecipientLimiter(quota.max_send_rate, pacing)
+    shared = Shared(quota_board=FakeBoard(), leader_lock=FakeLock({}, uuid.uuid4()))
+    return WorkerPool(
+        store,
+        ses,
+        limiter,
+        governor,
+        settings,
+        shared,
+        stop=stop if stop is not None else asyncio.Event(),
+        drain=drain,
+        pacing=pacing,
+        campaigns=campaigns,
+    )
+
+
+def run(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    return run_virtual(main())
+
+
+async def states(store: MemoryJobStore) -> dict[str, int]:
+    return {k: v for k, v in (await store.counts()).items() if v}
+
+
+# -- the whole path -----------------------------------------------------------------------------
+
+
+def test_a_drain_sends_each_message_once_at_the_accounts_rate() -> None:
+    async def main() -> tuple[RunReport, FakeSes, dict[str, int]]:
+        store = MemoryJobStore(now=virtual_clock)
+        await store.enqueue_many(messages(300))
+        ses = FakeSes()
+        report = await (await pool(store, ses)).run()
+        return report, ses, await states(store)
+
+    report, ses, counts = run(main)
+    assert report.exit_code == EXIT_OK and "drained" in report.reason
+    assert counts == {"sent": 300}
+    assert sorted(Counter(i for i, _ in ses.accepted).values()) == [1] * 300
+    times = sorted(t for _, t in ses.accepted)
+    # 100/s, starting without a saved-up burst: 300 sends span 299 / 100 s.
+    assert 2.9 <= times[-1] - times[0] <= 3.1
+
+
+# -- shutdown -----------------------------------------------------------------------------------
+
+
+def test_shutdown_waits_out_the_grace_then_marks_what_is_on_the_wire_in_doubt() -> None:
+    async def main() -> tuple[RunReport, dict[str, int], int]:
+        store = MemoryJobStore(now=virtual_clock)
+        await store.enqueue_many(messages(100))
+        ses = FakeSes(latency=3600.0)  # SES never answers within the grace
+        stop = asyncio.Event()
+        settings = replace(SETTINGS, max_in_flight=8, shutdown_grace=2.0)
+        worker = await pool(store, ses, settings=settings, drain=False, stop=stop)
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(1.0)
+        stop.set()
+        began = loop_now()
+        report = await task
+        return report, await states(store), round(loop_now() - began)
+
+    report, counts, took = run(main)
+    assert took == 2  # the grace, not the hour SES would take
+    assert counts == {"unknown": 8, "queued": 92}  # 8 on the wire; the rest released untouched
+    assert report.counters.in_doubt == 8 and report.counters.sent == 0
+
+
+# -- lease loss ---------------------------------------------------------------------------------
+
+
+def test_a_worker_that_lost_its_lease_sends_nothing_more_of_what_it_had_claimed() -> None:
+    async def main() -> tuple[RunReport, FakeSes, dict[str, int]]:
+        store = MemoryJobStore(now=virtual_clock)
+        await store.enqueue_many(messages(40))
+        ses = FakeSes(quota=Quota(50_000, 2, 0))  # 2/s: most of the claim waits in the buffer
+        stop = asyncio.Event()
+        worker = await pool(store, ses, drain=False, stop=stop)
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(2.0)
+        # Another worker declares this one dead and takes its unsent jobs over.
+        await store.unregister_worker(worker.owner)
+        await store.recover("hold")
+        other = uuid.uuid4()
+        await store.register_worker(other, 60.0)
+        taken = await store.claim(other, 100)
+        await asyncio.sleep(5.0)
+        stop.set()
+        report = await task
+        accepted = {i for i, _ in ses.accepted}
+        assert not accepted & {j.id for j in taken}  # none of the taken-over jobs went out
+        return report, ses, await states(store)
+
+    report, ses, counts = run(main)
+    assert report.counters.lease_lost > 0
+    assert sorted(Counter(i for i, _ in ses.accepted).values()) == [1] * len(ses.accepted)
+    assert counts.get("claimed", 0) >= 30  # the other worker's, untouched by the first
+
+
+# -- throttling ---------------------------------------------------------------------------------
+
+
+def test_throttled_sends_go_back_without_using_an_attempt_and_the_rate_drops() -> None:
+    def answer(msg: OutgoingMessage, n: int) -> SendResult:
+        if n <= 5:
+            return SendResult(Outcome.THROTTLED, code="Throttling", reason="Maximum sending rate")
+        return sent(msg, n)
+
+    async def main() -> tuple[RunReport, MemoryJobStore, float, float]:
+        store = MemoryJobStore(now=virtual_clock)
+        ids = [e.id for e in await store.enqueue_many(messages(30))]
+        worker = await pool(store, FakeSes(answer=answer))
+        allowed = worker.limiter.allowed_rate
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.3)
+        slowed = worker.limiter.rate
+        report = await task
+        views = [await store.get(i) for i in ids]
+        assert all(v is not None and v.state == "sent" and v.attempts == 0 for v in views)
+        return report, store, allowed, slowed
+
+    report, _, allowed, slowed = run(main)
+    assert report.counters.throttled == 5 and report.counters.sent == 30
+    assert slowed < allowed
+
+
+# -- the daily quota ----------------------------------------------------------------------------
+
+
+def test_a_drain_stops_inside_the_daily_quota_and_leaves_the_rest_queued() -> None:
+    async def main() -> tuple[RunReport, FakeSes, dict[str, int]]:
+        store = MemoryJobStore(now=virtual_clock)
+        await store.enqueue_many(messages(50))
+        ses = FakeSes(quota=Quota(20, 100, 0))
+        report = await (await pool(store, ses, pacing=PacingSettings(quota_headroom=0.9))).run()
+        return report, ses, await states(store)
+
+    report, ses, counts = run(main)
+    assert report.exit_code == EXIT_QUOTA_SPENT
+    assert 1 <= len(ses.accepted) <= 18  # never past 20 x 0.9
+    assert counts == {"sent": len(ses.accepted), "queued": 50 - len(ses.accepted)}
+
+
+# -- a campaign paused mid-batch ----------------------------------------------------------------
+
+
+def test_a_configuration_error_pauses_the_campaign_and_holds_its_waiting_mail() -> None:
+    def answer(msg: OutgoingMessage, n: int) -> SendResult:
+        if n == 10:
+            return SendResult(Outcome.CONFIG_ERROR, code="ConfigurationSetDoesNotExist")
+        return sent(msg, n)
+
+    async def main() -> tuple[RunReport, FakeSes, FakeCampaigns, dict[str, int]]:
+        store = MemoryJobStore(now=virtual_clock)
+        store.set_campaign_state(7, "running")
+        await store.enqueue_many(messages(60, priority=-10), campaign_id=7, variables=[{}] * 60)
+        await store.enqueue_many(messages(5))  # transactional mail goes on
+        campaigns = FakeCampaigns(store)
+        ses = FakeSes(answer=answer, quota=Quota(50_000, 20, 0))
+        report = await (await pool(store, ses, campaigns=campaigns)).run()
+        return report, ses, campaigns, await states(store)
+
+    report, ses, campaigns, counts = run(main)
+    assert campaigns.paused and campaigns.paused[0][0] == 7
+    assert "ConfigurationSetDoesNotExist" in campaigns.paused[0][1]
+    assert report.exit_code == EXIT_OK  # held mail is not waited for
+    assert counts["held"] >= 30  # the campaign's waiting mail, none failed
+    assert "failed" not in counts
+    assert counts["sent"] == len(ses.accepted) and counts["sent"] + counts["held"] == 65
