@@ -26,6 +26,9 @@ class Admission:
     allowed: bool
     reason: str | None = None
     retry_at: float | None = None
+    # Not the day's quota but our share of its room, used up until the next sync brings the
+    # others' sends: worth a short wait, not the end of a drain.
+    until_sync: bool = False
 
 
 ADMITTED = Admission(True)
@@ -33,6 +36,9 @@ ADMITTED = Admission(True)
 # The epoch under which a process reports its pending sends: above any real one, so every
 # reading counts them until they are answered and move to a real epoch.
 PENDING_EPOCH = 2**62
+
+# Seconds to wait when our share of the room is used: about one sync of the shared quota.
+SHARE_RETRY = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +68,11 @@ class QuotaGovernor:
         "_daily_error_at",
         "_epoch",
         "_others",
+        "_own_at_sync",
         "_pending",
         "_quota",
         "_reading_at",
+        "_room_at_sync",
         "_sent_since_reading",
         "_settings",
         "_share",
@@ -88,6 +96,12 @@ class QuotaGovernor:
         self._spent: dict[int, float] = {}
         self._others = 0.0
         self._share = 1.0
+        # At the last reading or sync: the room left of the allowed quota (everyone's sends as
+        # known then), and what we had sent. Our share is taken of that room, not of a room
+        # that shrinks only by our own sends (taking half of what is left again and again
+        # would take it all before the others' sends are heard of).
+        self._room_at_sync = 0.0
+        self._own_at_sync = 0.0
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -98,6 +112,7 @@ class QuotaGovernor:
         self._sent_since_reading = 0.0
         if self._daily_error_at is not None and now > self._daily_error_at:
             self._daily_error_at = None  # a reading after the refusal decides from here
+        self._mark_sync(quota)
 
     def record_sent(self, recipients: int, now: float) -> None:
         """This process handed a message to `recipients` recipients to SES (or is about to);
@@ -131,8 +146,12 @@ class QuotaGovernor:
         if quota is None:
             return  # nobody has read GetSendQuota for all yet: our own reading stands
         self._others = max(0.0, others)
-        if epoch == self._epoch:
-            return
+        if epoch != self._epoch:
+            self._take(epoch, quota, age, now)
+        self._mark_sync(self._quota)
+
+    def _take(self, epoch: int, quota: Quota, age: float, now: float) -> None:
+        """A new published reading replaces ours."""
         self._epoch = epoch
         self._quota = quota
         self._reading_at = now - max(0.0, age)
@@ -178,6 +197,9 @@ class QuotaGovernor:
         used = self._used(quota)
         if recipients > self._our_room(quota, used):
             return Admission(False, self._over_reason(quota, used), self._retry_at(now))
+        if recipients > self._share_left():
+            reason = "our share of the daily quota's room is used until the next sync"
+            return Admission(False, reason, now + SHARE_RETRY, until_sync=True)
         return ADMITTED
 
     def reserve(self, recipients: int, now: float) -> Admission:
@@ -263,13 +285,23 @@ class QuotaGovernor:
     # -- helpers ------------------------------------------------------------------------------
 
     def _our_room(self, quota: Quota, used: float) -> float:
-        """Recipients we may still send: our share of what is left of the allowed quota.
-
-        With several processes each takes only its share (as of the rate) of the room, so that
-        processes that have not yet seen each other's latest sends cannot together overrun it.
-        """
+        """Recipients we may send at most before a new reading: what is left of the allowed
+        quota, and no more than our share (as of the rate) of the room at the last sync."""
         allowed = quota.max_24_hour_send * self._settings.quota_headroom
-        return (allowed - used) * self._share
+        return min(allowed - used, self._room_at_sync * self._share)
+
+    def _share_left(self) -> float:
+        """Our share of the room at the last sync, less what we sent since: with several
+        processes, what ones that have not yet seen each other's sends may take together is
+        the room they all saw."""
+        return self._room_at_sync * self._share - (self._sent_since_reading - self._own_at_sync)
+
+    def _mark_sync(self, quota: Quota | None) -> None:
+        if quota is None or quota.max_24_hour_send < 0:
+            return
+        allowed = quota.max_24_hour_send * self._settings.quota_headroom
+        self._room_at_sync = max(0.0, allowed - self._used(quota))
+        self._own_at_sync = self._sent_since_reading
 
     def _used(self, quota: Quota) -> float:
         """Recipients counted against the quota: the reading, ours since, the others' since."""

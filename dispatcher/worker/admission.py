@@ -24,9 +24,10 @@ log = structlog.get_logger()
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """Not now: the account is paused, the sender is held, or the daily quota is spent."""
+    """Not now: the account is paused, the sender is held, the daily quota is spent, or our
+    share of its room is used until the next sync (`share`: a short wait, nothing given back)."""
 
-    why: Literal["account", "sender", "quota"]
+    why: Literal["account", "sender", "quota", "share"]
     wait: float  # seconds until it may be tried again
     reason: str | None = None
 
@@ -69,6 +70,8 @@ class Admission:
         recipients = sum(j.message.recipient_count for j in group)
         admission = self.governor.reserve(recipients, now)
         if not admission.allowed:
+            if admission.until_sync and admission.retry_at is not None:
+                return Refused("share", max(0.0, admission.retry_at - now), admission.reason)
             retry_at = admission.retry_at if admission.retry_at is not None else now + 1.0
             return Refused("quota", max(1.0, retry_at - now), admission.reason)
         await self._slots.acquire()

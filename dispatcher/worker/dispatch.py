@@ -108,6 +108,9 @@ class Dispatch:
         if refused is None:
             self._sending.start(group, template)  # tracked by the ledger from here on
             self._intake.handed_over(group)
+        elif refused.why == "share":
+            self._intake.put_back(group)  # ours again once the next sync shows the others' sends
+            await asyncio.sleep(refused.wait)
         elif refused.why == "sender":
             self._counters.held += len(group)
             await self._give_back(group, refused.wait)

@@ -221,12 +221,6 @@ def test_each_process_takes_only_its_share_of_the_room_left() -> None:
         g.set_share(0.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect (issue 13 item 15): between syncs the share is taken of a room that "
-    "shrinks only by our own sends, so one of two processes may take 99 of 100; holding the "
-    "share (of the room as of the last sync) makes a drain stop early instead: a design decision",
-)
 def test_the_share_holds_between_syncs_for_one_message_at_a_time() -> None:
     g = shared(Quota(1000, 14, 900))
     g.set_share(0.5)  # two processes: 100 left, each may take 50 before they see each other

@@ -74,7 +74,8 @@ class FakeSes:
         return [await self.send(m) for m, _ in messages]
 
     async def get_send_quota(self) -> Quota:
-        return self.quota
+        """The quota with what SES accepted so far (its SentLast24Hours)."""
+        return replace(self.quota, sent_last_24_hours=float(len(self.accepted)))
 
 
 @dataclass
@@ -286,3 +287,38 @@ def test_a_configuration_error_pauses_the_campaign_and_holds_its_waiting_mail() 
     assert counts["held"] >= 30  # the campaign's waiting mail, none failed
     assert "failed" not in counts
     assert counts["sent"] == len(ses.accepted) and counts["sent"] + counts["held"] == 65
+
+
+def test_two_workers_share_one_daily_quota_and_stop_inside_it_together() -> None:
+    async def main() -> tuple[list[RunReport], int, dict[str, int]]:
+        store = MemoryJobStore(now=virtual_clock)
+        await store.enqueue_many(messages(200))
+        board, locks = FakeBoard(), {}  # one account: one board, one leader's lock
+        ses = FakeSes(quota=Quota(100, 60, 0))
+        pacing = PacingSettings(quota_headroom=0.9)
+        workers = []
+        for _ in range(2):
+            governor = QuotaGovernor(pacing)
+            quota = await first_reading(ses, governor)
+            owner_lock = FakeLock(locks, uuid.uuid4())
+            workers.append(
+                WorkerPool(
+                    store,
+                    ses,
+                    RecipientLimiter(quota.max_send_rate, pacing),
+                    governor,
+                    SETTINGS,
+                    Shared(quota_board=board, leader_lock=owner_lock),
+                    stop=asyncio.Event(),
+                    drain=True,
+                    pacing=pacing,
+                )
+            )
+        reports = await asyncio.gather(*(w.run() for w in workers))
+        return list(reports), len(ses.accepted), await states(store)
+
+    reports, accepted, counts = run(main)
+    assert [r.exit_code for r in reports] == [EXIT_QUOTA_SPENT] * 2
+    assert all(r.counters.sent > 0 for r in reports)
+    assert 72 <= accepted <= 90  # together inside 100 x 0.9, not each
+    assert counts == {"sent": accepted, "queued": 200 - accepted}
