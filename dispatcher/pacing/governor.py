@@ -143,10 +143,11 @@ class QuotaGovernor:
     def adopt(self, epoch: int, quota: Quota | None, others: float, age: float, now: float) -> None:
         """The published reading is `epoch` (`quota`, taken `age` seconds ago; None: none yet),
         and the other processes sent `others` recipients it does not include."""
-        if quota is None:
-            return  # nobody has read GetSendQuota for all yet: our own reading stands
+        # Nobody has read GetSendQuota for all yet (quota None): our own reading stands, but
+        # the others' sends count already (some twice, if our reading came after them: the
+        # safe side).
         self._others = max(0.0, others)
-        if epoch != self._epoch:
+        if quota is not None and epoch != self._epoch:
             self._take(epoch, quota, age, now)
         self._mark_sync(self._quota)
 
@@ -233,6 +234,11 @@ class QuotaGovernor:
     def quota(self) -> Quota | None:
         """The last reading, or None."""
         return self._quota
+
+    @property
+    def reading_at(self) -> float | None:
+        """When the last reading was taken (on the governor's clock), or None."""
+        return self._reading_at if self._quota is not None else None
 
     def remaining(self) -> float | None:
         """Recipients still admitted before the headroom; None if unlimited or unknown."""

@@ -161,9 +161,9 @@ class Intake:
             self._wake.clear()  # a NOTIFY from now on means: look again
             self._claiming = asyncio.ensure_future(self._store.claim(self._owner, limit))
             jobs = await asyncio.shield(self._claiming)
-            self._claiming = None
-            if jobs:
+            if jobs:  # (a cancel here finds them in _claiming still: `unsent` releases them)
                 jobs = await self._without_suppressed(jobs)
+            self._claiming = None
             if jobs:
                 self._add(jobs)
                 if len(jobs) == limit and len(self._buffer) <= self._low_water():

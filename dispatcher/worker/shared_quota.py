@@ -145,7 +145,10 @@ async def run_quota_leader(
     now_fn: Clock = clock if clock is not None else asyncio.get_running_loop().time
     failures = 0
     failed_at = float("-inf")
-    last_start = float("-inf")
+    # This process's own start-up reading counts: SES allows one GetSendQuota a second, and a
+    # wait for that must come before an epoch is opened, not between it and the call (sends
+    # answered in that gap count twice until the next reading).
+    last_start = governor.reading_at if governor.reading_at is not None else float("-inf")
     fresh = False
     try:
         while not stop.is_set():

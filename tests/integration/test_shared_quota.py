@@ -49,7 +49,7 @@ async def test_two_daemons_together_stay_inside_one_daily_quota(
     assert 72 <= accepted <= 100, accepted
     assert stats["daily_quota_exceeded"] == 0
     counts = await queue.counts()
-    assert counts["sent"] == accepted and counts["queued"] == 200 - accepted
+    assert counts["sent"] == accepted and counts["queued"] == 200 - accepted, counts
 
 
 async def test_one_daemon_reads_the_quota_for_all_and_another_takes_over_when_it_stops(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -320,5 +320,30 @@ def test_two_workers_share_one_daily_quota_and_stop_inside_it_together() -> None
     reports, accepted, counts = run(main)
     assert [r.exit_code for r in reports] == [EXIT_QUOTA_SPENT] * 2
     assert all(r.counters.sent > 0 for r in reports)
-    assert 72 <= accepted <= 90  # together inside 100 x 0.9, not each
+    # Together about the 90 allowed, not 90 each: past it by at most what the other sends
+    # before a sync tells us (every 0.25 s: 7.5 at its 30/s), which the headroom is for.
+    assert 72 <= accepted <= 98
     assert counts == {"sent": accepted, "queued": 200 - accepted}
+
+
+def test_a_claim_cut_off_by_shutdown_is_given_back() -> None:
+    """Shutdown while a claim's suppression check is still running: the claimed jobs go back
+    to the queue at once, not after the lease expires."""
+
+    class SlowSuppressionCheck(MemoryJobStore):
+        async def suppressed_among(self, addresses: Sequence[str]) -> set[str]:
+            await asyncio.sleep(60.0)
+            return set()
+
+    async def main() -> dict[str, int]:
+        store = SlowSuppressionCheck(now=virtual_clock)
+        await store.enqueue_many(messages(20))
+        stop = asyncio.Event()
+        task = asyncio.create_task((await pool(store, FakeSes(), drain=False, stop=stop)).run())
+        await asyncio.sleep(1.0)
+        assert (await store.counts())["claimed"] == 20
+        stop.set()
+        await task
+        return await states(store)
+
+    assert run(main) == {"queued": 20}
