@@ -18,6 +18,7 @@ from dispatcher.campaigns.lint import format_findings, has_errors, lint_html
 from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.render import CampaignContent, CompiledCampaign
 from dispatcher.campaigns.store import CampaignSpec, CampaignStatus, CampaignStore
+from dispatcher.cli.csvout import SafeWriter, open_output
 from dispatcher.cli.jsonl import parse_send_after
 from dispatcher.config import Config
 from dispatcher.errors import InputError
@@ -374,8 +375,8 @@ async def _report(store: CampaignStore, campaign_id: int, path: Path | None) -> 
     await store.get(campaign_id)  # an unknown id: an error, and no empty CSV left behind
     totals: dict[str, int] = {}
     in_doubt: list[str] = []
-    with target.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
+    with open_output(target) as out:
+        writer = SafeWriter(out)
         writer.writerow(
             ["address", "state", "ses_message_id", "outcome", "reason", "attempts",
              "queued_at", "sent_at", "updated_at"]
