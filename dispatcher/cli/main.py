@@ -12,14 +12,15 @@ import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import structlog
 
 from dispatcher import app
 from dispatcher.cli import campaign as campaign_cli
+from dispatcher.cli import enqueue as enqueue_cli
 from dispatcher.cli import suppression as suppression_cli
-from dispatcher.cli.jsonl import BadLine, parse_lines, parse_send_after
+from dispatcher.cli.jsonl import parse_send_after
 from dispatcher.cli.processes import process_count, run_processes
 from dispatcher.config import Config, load_config
 from dispatcher.errors import DispatcherError, InputError
@@ -35,8 +36,6 @@ from dispatcher.queue.repository import STATES, NewMessage, ResolveTo
 from dispatcher.queue.validate import validate_message
 from dispatcher.ses import SesAdapter
 from dispatcher.sim import cli as sim_cli
-
-ENQUEUE_CHUNK = 5000
 
 log = structlog.get_logger()
 
@@ -69,8 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--send-after", metavar="TIME", help="ISO 8601 with timezone")
     send.add_argument("--configuration-set", metavar="NAME")
 
-    enqueue = sub.add_parser("enqueue", help="queue messages from JSON lines (FILE or - for stdin)")
-    enqueue.add_argument("file", metavar="FILE")
+    enqueue_cli.add_parser(sub)
 
     run = sub.add_parser("run", help="send queued mail until SIGTERM/SIGINT")
     run.add_argument(
@@ -168,7 +166,7 @@ async def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
     if command == "send":
         return await cmd_send(args, cfg)
     if command == "enqueue":
-        return await cmd_enqueue(args.file, cfg)
+        return await enqueue_cli.cmd_enqueue(args, cfg)
     if command == "run":
         if args.processes > 1:
             return await run_processes(
@@ -256,51 +254,6 @@ async def cmd_send(args: argparse.Namespace, cfg: Config) -> int:
             file=sys.stderr,
         )
     return 0
-
-
-async def cmd_enqueue(path: str, cfg: Config) -> int:
-    stream: TextIO
-    if path == "-":
-        stream = sys.stdin
-    else:
-        try:
-            # A CLI reading its own input file: blocking here stalls nothing else.
-            stream = open(path, encoding="utf-8")  # noqa: SIM115, ASYNC230 - closed below
-        except OSError as exc:
-            raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    created = existing = 0
-    bad: list[BadLine] = []
-    try:
-        async with app.open_queue(cfg) as queue:
-            chunk: list[NewMessage] = []
-            for _, item in parse_lines(stream):
-                if isinstance(item, BadLine):
-                    bad.append(item)
-                    print(f"{path}: line {item.line}: {item.error}", file=sys.stderr)
-                    continue
-                chunk.append(item)
-                if len(chunk) >= ENQUEUE_CHUNK:
-                    c, e = await _enqueue_chunk(queue, chunk)
-                    created, existing, chunk = created + c, existing + e, []
-            if chunk:
-                c, e = await _enqueue_chunk(queue, chunk)
-                created, existing = created + c, existing + e
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
-    summary = f"queued {created} message(s)"
-    if existing:
-        summary += f"; {existing} already queued under the same idempotency key"
-    if bad:
-        summary += f"; {len(bad)} bad line(s) skipped (fix and enqueue them again)"
-    print(summary)
-    return 2 if bad else 0
-
-
-async def _enqueue_chunk(queue: Any, chunk: list[NewMessage]) -> tuple[int, int]:
-    results = await queue.enqueue_many(chunk)
-    created = sum(1 for r in results if r.created)
-    return created, len(results) - created
 
 
 async def cmd_run(cfg: Config, *, drain: bool) -> int:
