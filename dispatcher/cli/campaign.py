@@ -18,6 +18,7 @@ from dispatcher.campaigns.lint import format_findings, has_errors, lint_html
 from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.render import CampaignContent, CompiledCampaign
 from dispatcher.campaigns.store import CampaignSpec, CampaignStatus, CampaignStore
+from dispatcher.cli.argtypes import priority, row_id
 from dispatcher.cli.csvout import SafeWriter, open_output
 from dispatcher.cli.jsonl import parse_send_after
 from dispatcher.config import Config
@@ -49,7 +50,7 @@ def add_parser(sub: Any) -> None:
         metavar="TEMPLATE",
         help="List-Unsubscribe URL, e.g. https://x.example/u?e={{ email|urlencode }}",
     )
-    create.add_argument("--priority", type=int, default=-10, help="transactional mail is 0")
+    create.add_argument("--priority", type=priority, default=-10, help="transactional mail is 0")
     create.add_argument(
         "--ses-template",
         action="store_true",
@@ -73,19 +74,19 @@ def add_parser(sub: Any) -> None:
         ("retry-failed", "requeue recipients that failed for a retryable reason"),
     ):
         p = csub.add_parser(name, help=text)
-        p.add_argument("id", type=int)
+        p.add_argument("id", type=row_id)
         if name == "resume":
             p.add_argument(
                 "--force", action="store_true", help="also after a pause by a safety check"
             )
 
     status = csub.add_parser("status", help="progress and counts by state")
-    status.add_argument("id", type=int)
+    status.add_argument("id", type=row_id)
     status.add_argument("--json", action="store_true")
     status.add_argument("--watch", action="store_true", help="live progress until it is done")
 
     report = csub.add_parser("report", help="totals, and a per-recipient CSV")
-    report.add_argument("id", type=int)
+    report.add_argument("id", type=row_id)
     report.add_argument("--csv", type=Path, help="where to write it (default campaign-ID.csv)")
 
     lst = csub.add_parser("list", help="all campaigns")

@@ -20,6 +20,13 @@ from dispatcher import app
 from dispatcher.cli import campaign as campaign_cli
 from dispatcher.cli import enqueue as enqueue_cli
 from dispatcher.cli import suppression as suppression_cli
+from dispatcher.cli.argtypes import (
+    bounded_float,
+    bounded_int,
+    non_utf8_argument,
+    positive_int,
+    row_id,
+)
 from dispatcher.cli.jsonl import parse_send_after
 from dispatcher.cli.processes import process_count, run_processes
 from dispatcher.config import Config, load_config
@@ -99,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     in_doubt = sub.add_parser("in-doubt", help="list or resolve messages whose send is in doubt")
     in_doubt_sub = in_doubt.add_subparsers(dest="action", required=True, metavar="ACTION")
     in_doubt_list = in_doubt_sub.add_parser("list", help="show in-doubt messages")
-    in_doubt_list.add_argument("--limit", type=int, default=100)
+    in_doubt_list.add_argument("--limit", type=positive_int, default=100)
     resolve = in_doubt_sub.add_parser("resolve", help="decide what happened to them")
     what = resolve.add_mutually_exclusive_group(required=True)
     what.add_argument("--resend", action="store_true", help="queue them again")
@@ -107,10 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--failed", action="store_true", help="record them as failed")
     which = resolve.add_mutually_exclusive_group(required=True)
     which.add_argument("--all", action="store_true", help="every in-doubt message")
-    which.add_argument("ids", nargs="*", type=int, default=[], metavar="ID")
+    which.add_argument("ids", nargs="*", type=row_id, default=[], metavar="ID")
 
     cancel = sub.add_parser("cancel", help="cancel queued (or in-doubt) messages")
-    cancel.add_argument("ids", nargs="+", type=int, metavar="ID")
+    cancel.add_argument("ids", nargs="+", type=row_id, metavar="ID")
 
     sim = sub.add_parser("sim", help="run the SES simulator (for tests, benchmarks, the demo)")
     sim_cli.add_arguments(sim)
@@ -126,12 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="embedded Postgres + simulator: queue and send a few thousand messages"
     )
-    demo.add_argument("--count", type=int, default=3000, help="messages to send")
-    demo.add_argument("--rate", type=float, default=100.0, help="the simulated MaxSendRate")
+    demo.add_argument(
+        "--count", type=bounded_int(1, 1_000_000), default=3000, help="messages to send"
+    )
+    demo.add_argument(
+        "--rate", type=bounded_float(0.1, 100_000), default=100.0, help="the simulated MaxSendRate"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    bad = non_utf8_argument(sys.argv[1:] if argv is None else argv)
+    if bad is not None:
+        print(f"dispatcher: error: argument '{bad}' is not valid UTF-8; retype it", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     if args.command == "sim":
         return sim_cli.run(args)

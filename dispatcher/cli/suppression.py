@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dispatcher import app
+from dispatcher.cli.argtypes import positive_int
 from dispatcher.cli.csvout import SafeWriter, open_output, unescape_cell
 from dispatcher.config import Config
 from dispatcher.errors import DispatcherError, InputError
@@ -41,7 +42,7 @@ def add_parser(sub: Any) -> None:
 
     lst = ssub.add_parser("list", help="suppressed addresses (all, or the ones given)")
     lst.add_argument("addresses", nargs="*", metavar="ADDRESS")
-    lst.add_argument("--limit", type=int, default=None, help="at most this many")
+    lst.add_argument("--limit", type=positive_int, default=None, help="at most this many")
     lst.add_argument("--json", action="store_true", help="one JSON object per line")
 
     imp = ssub.add_parser(
@@ -129,7 +130,10 @@ async def run(args: argparse.Namespace, cfg: Config) -> int:
                     print(f"{s.address}\t{s.reason}\t{s.created_at:%Y-%m-%d %H:%M:%S%z}")
             # Asked about specific addresses: exit 1 if any of them is not suppressed.
             wanted = {a.strip().lower() for a in args.addresses}
-            return 1 if len(rows) < len(wanted) else 0
+            if len(rows) < len(wanted):
+                print(f"{len(wanted) - len(rows)} of them not suppressed", file=sys.stderr)
+                return 1
+            return 0
         if action == "import":
             stream = _read_in(args.file)
             try:
