@@ -9,6 +9,8 @@ slot and puts one hostile value in one slot; all probes run in one child process
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,3 +211,21 @@ async def test_an_output_path_in_a_missing_directory_and_a_latin1_import_are_one
     ], imported
     listed = await run_cli(env, "suppression", "list")
     assert listed.out == ""  # all or nothing: the good line before it is not imported either
+
+
+async def test_a_reader_that_leaves_early_gets_no_traceback(pg_dsn: str, tmp_path: Path) -> None:
+    env = cli_env(tmp_path, dsn=pg_dsn)
+    many = "".join(f"reader{i}@example.com\n" for i in range(20_000))
+    imported = await run_cli(env, "suppression", "import", "-", stdin=many.encode())
+    assert imported.code == 0, imported
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-c", f"set -o pipefail; {sys.executable} -m dispatcher.cli.main "
+        "suppression export | head -1",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=tmp_path,
+    )  # fmt: skip
+
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+
+    assert out == b"address,reason,created_at\r\n"
+    assert b"Traceback" not in err and b"Exception ignored" not in err, err
+    assert proc.returncode == 141, err  # as `cat` would end, for `set -o pipefail`
