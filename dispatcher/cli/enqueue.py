@@ -28,6 +28,10 @@ from dispatcher.queue.repository import NewMessage
 
 CHUNK = 5000  # lines per statement: what an interrupt may have to wait for (well under 1 s)
 
+# What a message can raise that is about the message (not the database being away): the driver
+# refusing a value (UnicodeEncodeError is a ValueError), Postgres refusing it, our validation.
+_REFUSED = (InputError, asyncpg.DataError, ValueError, OverflowError)
+
 EPILOG = f"""\
 Bad lines are reported by number on stderr and skipped; the rest is queued; exit 2 if a line was
 bad. A line without "idempotency_key" gets PREFIX:HASH:N, HASH from the message's content and N
@@ -133,13 +137,13 @@ async def _commit(queue: Any, chunk: list[tuple[int, NewMessage]], tally: Tally,
     """Queue a chunk in one statement; if the database refuses it, line by line to find why."""
     try:
         results = await queue.enqueue_many([msg for _, msg in chunk])
-    except (InputError, asyncpg.DataError, UnicodeEncodeError, OverflowError, ValueError):
+    except _REFUSED:
         # Parsing let through something only the database (or its driver) refuses; the chunk
         # was not written. One at a time names the line and keeps the rest.
         for number, msg in chunk:
             try:
                 (result,) = await queue.enqueue_many([msg])
-            except (InputError, asyncpg.DataError, UnicodeEncodeError, OverflowError) as exc:
+            except _REFUSED as exc:
                 reason = str(exc).removeprefix("message 0: ")
                 _report(path, BadLine(number, f"refused: {reason}"), tally)
                 continue
