@@ -19,8 +19,8 @@ from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.render import CampaignContent, CompiledCampaign
 from dispatcher.campaigns.store import CampaignSpec, CampaignStatus, CampaignStore
 from dispatcher.cli.argtypes import priority, row_id
-from dispatcher.cli.csvout import SafeWriter, open_output
 from dispatcher.cli.jsonl import parse_send_after
+from dispatcher.cli.output import SafeWriter, open_output
 from dispatcher.config import Config
 from dispatcher.errors import InputError
 from dispatcher.feedback.guard import reputation_lines, reputation_view

@@ -16,7 +16,7 @@ from typing import Any
 
 from dispatcher.errors import InputError
 from dispatcher.queue.repository import NewMessage
-from dispatcher.queue.validate import MAX_IDEMPOTENCY_KEY, validate_message
+from dispatcher.queue.validate import validate_message
 
 FIELDS = (
     "from",
@@ -38,7 +38,7 @@ FIELDS = (
 BOM = b"\xef\xbb\xbf"
 DEFAULT_PREFIX = "jsonl"
 HASH_CHARS = 32  # 128 bits of SHA-256: no two different lines share a key by chance
-MAX_PREFIX = MAX_IDEMPOTENCY_KEY - HASH_CHARS - 20  # room for ":HASH:N"
+MAX_PREFIX = 100  # an idempotency key has at most 200 characters: room for ":HASH:N"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 import uuid
@@ -29,6 +28,7 @@ from dispatcher.cli.argtypes import (
     row_id,
 )
 from dispatcher.cli.jsonl import parse_send_after
+from dispatcher.cli.output import discard_stdout
 from dispatcher.cli.processes import process_count, run_processes
 from dispatcher.config import Config, load_config
 from dispatcher.errors import DispatcherError, InputError
@@ -163,11 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # The reader of our output left (`... | head`): no traceback, and none at exit either,
-        # when Python flushes what is left for it.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # the reader of our output left (`... | head`)
+        discard_stdout()
         return 128 + signal.SIGPIPE
 
 

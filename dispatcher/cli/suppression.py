@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from dispatcher import app
 from dispatcher.cli.argtypes import positive_int
-from dispatcher.cli.csvout import SafeWriter, open_output, unescape_cell
+from dispatcher.cli.output import SafeWriter, open_output, unescape_cell
 from dispatcher.config import Config
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.feedback.store import FeedbackStore

@@ -1,4 +1,5 @@
-"""The CSV files the tool writes: cells escaped against formula injection, one way to open them.
+"""What the command line writes: CSV cells escaped against formula injection, one way to open an
+output file, and a quiet end when the reader of stdout leaves.
 
 A spreadsheet runs a cell that starts with `=`, `+`, `-` or `@` (and, OWASP adds, a tab or a
 carriage return) as a formula, so an address like `=HYPERLINK(...)@example.com` in a report
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -17,7 +19,14 @@ from typing import TextIO
 
 from dispatcher.errors import InputError
 
-__all__ = ["FORMULA_START", "SafeWriter", "escape_cell", "open_output", "unescape_cell"]
+__all__ = [
+    "FORMULA_START",
+    "SafeWriter",
+    "discard_stdout",
+    "escape_cell",
+    "open_output",
+    "unescape_cell",
+]
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _QUOTE = "'"
@@ -65,3 +74,10 @@ def open_output(name: str | Path) -> Iterator[TextIO]:
         raise InputError(f"cannot write {name}: {exc.strerror or exc}") from None
     with f:
         yield f
+
+
+def discard_stdout() -> None:
+    """After the reader of stdout left (`... | head`): later writes, and Python's flush at exit,
+    go nowhere instead of raising BrokenPipeError again."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
