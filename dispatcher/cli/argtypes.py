@@ -9,18 +9,14 @@ from collections.abc import Callable, Sequence
 
 __all__ = [
     "BIGINT_MAX",
-    "SMALLINT_MAX",
-    "SMALLINT_MIN",
     "bounded_float",
     "bounded_int",
     "non_utf8_argument",
     "positive_int",
-    "priority",
     "row_id",
 ]
 
 BIGINT_MAX = 2**63 - 1  # ids are Postgres bigints
-SMALLINT_MIN, SMALLINT_MAX = -(2**15), 2**15 - 1  # priorities are smallints
 
 
 class _Bounded:
@@ -63,7 +59,6 @@ def bounded_float(low: float, high: float, what: str = "a number") -> Callable[[
 
 row_id = bounded_int(1, BIGINT_MAX, "an id (a whole number)")
 positive_int = bounded_int(1, BIGINT_MAX, "a whole number")
-priority = bounded_int(SMALLINT_MIN, SMALLINT_MAX, "a priority (a whole number)")
 
 
 def non_utf8_argument(argv: Sequence[str]) -> str | None:

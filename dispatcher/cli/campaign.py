@@ -18,7 +18,7 @@ from dispatcher.campaigns.lint import format_findings, has_errors, lint_html
 from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.render import CampaignContent, CompiledCampaign
 from dispatcher.campaigns.store import CampaignSpec, CampaignStatus, CampaignStore
-from dispatcher.cli.argtypes import priority, row_id
+from dispatcher.cli.argtypes import row_id
 from dispatcher.cli.jsonl import parse_send_after
 from dispatcher.cli.output import SafeWriter, open_output
 from dispatcher.config import Config
@@ -50,7 +50,7 @@ def add_parser(sub: Any) -> None:
         metavar="TEMPLATE",
         help="List-Unsubscribe URL, e.g. https://x.example/u?e={{ email|urlencode }}",
     )
-    create.add_argument("--priority", type=priority, default=-10, help="transactional mail is 0")
+    create.add_argument("--priority", type=int, default=-10, help="transactional mail is 0")
     create.add_argument(
         "--ses-template",
         action="store_true",
