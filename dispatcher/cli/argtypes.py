@@ -4,12 +4,13 @@ traceback from the database driver that could not fit it in a bigint."""
 from __future__ import annotations
 
 import argparse
-import math
+import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 __all__ = [
     "BIGINT_MAX",
-    "bounded_float",
+    "OneLineParser",
     "bounded_int",
     "non_utf8_argument",
     "positive_int",
@@ -19,42 +20,41 @@ __all__ = [
 BIGINT_MAX = 2**63 - 1  # ids are Postgres bigints
 
 
-class _Bounded:
-    """A type= callable that parses a number and keeps it within [low, high]."""
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line that names the command and says what to fix, exit 2 (not the
+    usage block; `--help` shows that). Subcommands inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+class _BoundedInt:
+    """A type= callable: a whole number within [low, high]."""
 
     numeric = True  # read by the hostile-argument test: a slot that only takes a number
 
-    def __init__(self, parse: Callable[[str], float], low: float, high: float, what: str) -> None:
-        self._parse = parse
+    def __init__(self, low: int, high: int, what: str) -> None:
         self._low = low
         self._high = high
         self._what = what
         self.__name__ = what  # argparse names the type in "invalid <name> value"
 
-    def __call__(self, text: str) -> float:
+    def __call__(self, text: str) -> int:
         try:
-            value = self._parse(text.strip())
-        except ValueError:
-            value = math.nan
-        if not (self._low <= value <= self._high):  # also refuses NaN
+            value = int(text.strip())
+        except ValueError:  # not a number, or one of more than 4300 digits
+            value = None
+        if value is None or not self._low <= value <= self._high:
             raise argparse.ArgumentTypeError(
-                f"{text!r} is not {self._what} from {_show(self._low)} to {_show(self._high)}"
+                f"{text!r} is not {self._what} from {self._low} to {self._high}"
             )
         return value
 
 
-def _show(bound: float) -> str:
-    return str(bound) if isinstance(bound, int) else f"{bound:g}"
-
-
 def bounded_int(low: int, high: int, what: str = "a whole number") -> Callable[[str], int]:
     """A whole number within [low, high]."""
-    return _Bounded(int, low, high, what)  # type: ignore[return-value]
-
-
-def bounded_float(low: float, high: float, what: str = "a number") -> Callable[[str], float]:
-    """A finite number within [low, high]."""
-    return _Bounded(float, low, high, what)
+    return _BoundedInt(low, high, what)
 
 
 row_id = bounded_int(1, BIGINT_MAX, "an id (a whole number)")

@@ -172,6 +172,10 @@ def _problem(result: CliResult, bad: bool) -> str | None:
         return "accepted"
     if result.code != 0 and not result.messages:
         return f"exit {result.code} without a line that says why"
+    errors = [m for m in result.messages if ": error: " in m or m.startswith("dispatcher-sim: ")]
+    per_line = all(": line " in m for m in result.messages)  # enqueue, import: one per bad line
+    if result.code == 2 and len(errors) != 1 and not per_line:
+        return f"exit 2 with {len(errors)} error lines instead of one"
     return None
 
 
