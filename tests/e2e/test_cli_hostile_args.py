@@ -25,13 +25,14 @@ HUGE = "99999999999999999999"  # more than a bigint holds
 NOT_UTF8 = b"x\xffy".decode("utf-8", "surrogateescape")  # b"x\xffy" as Python reads argv
 MISSING = "/nonexistent/dir/x.csv"
 
-# Probes left out, and why: an empty --host makes the simulator listen on every interface, which
-# a test must not open; `run --processes` with a huge number is refused by its own cap (item 8,
-# tests/e2e/test_cli_processes.py), and where that cap is missing it starts workers by the
-# thousand: not a probe to run blind.
-LEFT_ALONE = {("sim", "--host", None), ("run", "--processes", HUGE)}
-# `sim` serves until stopped once its flags pass: probes give it a port that is taken (the test's
-# own simulator), so a probe the simulator accepts ends at once with "cannot listen".
+# Probes left out as (command or None for any, option, value or None for any), and why: an
+# empty --host listens on every interface, which a test must not open; `run --processes` with a
+# huge number is refused by its own cap (item 8, tests/e2e/test_cli_processes.py), and where that
+# cap is missing it starts workers by the thousand: not a probe to run blind.
+LEFT_ALONE = {(None, "--host", None), ("run", "--processes", HUGE)}
+# A command that serves (`sim`, and any later door with a --port) runs until stopped once its
+# flags pass: probes give it a port that is taken (the test's own simulator), so a probe it
+# accepts ends at once with "cannot listen" instead of serving.
 BUSY_PORT = "--port"
 
 
@@ -112,7 +113,7 @@ def slots_of(
         if flag is None:
             slots.append(Slot(None, action, len(base)))
             base.append(plausible(action, tmp))
-        elif flag == BUSY_PORT and parser.prog.endswith(" sim"):
+        elif flag == BUSY_PORT:
             slots.append(Slot(flag, action, len(base)))
             base += [flag, str(busy_port)]
         elif needed:
@@ -130,7 +131,7 @@ def commands(tmp: Path, busy_port: int) -> Iterator[tuple[list[str], Slot | None
         base, slots = slots_of(parser, tmp, busy_port)
         for slot in slots:
             for value in hostile:
-                if {(path[0], slot.flag, None), (path[0], slot.flag, value)} & LEFT_ALONE:
+                if {(c, slot.flag, v) for c in (path[0], None) for v in (value, None)} & LEFT_ALONE:
                     continue
                 yield [*path, *slot.set(base, value)], slot, value
         # Every command, even one with nothing to fill, meets one hostile argument.

@@ -96,7 +96,7 @@ async def run_batch(
     commands: list[list[str]],
     *,
     workdir: Path,
-    limit: float = 5.0,
+    limit: float = 10.0,
     total: float = 110.0,
 ) -> list[CliResult]:
     """Run ``commands`` one after another in one child process; their results in order."""
