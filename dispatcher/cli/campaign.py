@@ -18,7 +18,9 @@ from dispatcher.campaigns.lint import format_findings, has_errors, lint_html
 from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.render import CampaignContent, CompiledCampaign
 from dispatcher.campaigns.store import CampaignSpec, CampaignStatus, CampaignStore
+from dispatcher.cli.argtypes import row_id
 from dispatcher.cli.jsonl import parse_send_after
+from dispatcher.cli.output import SafeWriter, open_output
 from dispatcher.config import Config
 from dispatcher.domain.validate import CAMPAIGN_RESERVED_TAGS, check_one_line, validate_envelope
 from dispatcher.errors import InputError
@@ -73,19 +75,19 @@ def add_parser(sub: Any) -> None:
         ("retry-failed", "requeue recipients that failed for a retryable reason"),
     ):
         p = csub.add_parser(name, help=text)
-        p.add_argument("id", type=int)
+        p.add_argument("id", type=row_id)
         if name == "resume":
             p.add_argument(
                 "--force", action="store_true", help="also after a pause by a safety check"
             )
 
     status = csub.add_parser("status", help="progress and counts by state")
-    status.add_argument("id", type=int)
+    status.add_argument("id", type=row_id)
     status.add_argument("--json", action="store_true")
     status.add_argument("--watch", action="store_true", help="live progress until it is done")
 
     report = csub.add_parser("report", help="totals, and a per-recipient CSV")
-    report.add_argument("id", type=int)
+    report.add_argument("id", type=row_id)
     report.add_argument("--csv", type=Path, help="where to write it (default campaign-ID.csv)")
 
     lst = csub.add_parser("list", help="all campaigns")
@@ -389,8 +391,8 @@ async def _report(store: CampaignStore, campaign_id: int, path: Path | None) -> 
     await store.get(campaign_id)  # an unknown id: an error, and no empty CSV left behind
     totals: dict[str, int] = {}
     in_doubt: list[str] = []
-    with target.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
+    with open_output(target) as out:
+        writer = SafeWriter(out)
         writer.writerow(
             ["address", "state", "ses_message_id", "outcome", "reason", "attempts",
              "queued_at", "sent_at", "updated_at"]

@@ -23,6 +23,8 @@ from dispatcher.worker.pool import RunReport, WorkerPool
 
 DEMO_DB = "dispatcher_demo"
 SIM_ADDRESS = "success@simulator.amazonses.com"
+MAX_COUNT = 1_000_000  # messages; the simulator sends them at --rate
+MAX_RATE = 100_000  # recipients per second; SES accounts allow a few thousand at most
 _LISTENING = re.compile(rb"listening on (http://\S+)")
 
 
@@ -131,6 +133,11 @@ async def run_demo(cfg: Config, *, count: int, rate: float) -> int:
         raise InputError(f"--count must be at least 1, got {count}")
     if not rate > 0 or rate == float("inf"):
         raise InputError(f"--rate must be a positive number of recipients per second, got {rate}")
+    # A demo of more would run for hours (a huge number would start one that never ends).
+    if count > MAX_COUNT:
+        raise InputError(f"--count must be at most {MAX_COUNT:,}, got {count}")
+    if rate > MAX_RATE:
+        raise InputError(f"--rate must be at most {MAX_RATE:,} recipients per second, got {rate:g}")
     base_url = await app.database_url(cfg)
     where = (cfg.database.url and "the configured database") or f"{cfg.database.data_dir}"
     print(f"postgres: {where} (demo database {DEMO_DB})")

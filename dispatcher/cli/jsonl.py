@@ -1,11 +1,17 @@
-"""Messages from JSON: one object per line for `dispatcher enqueue` (pure parsing, no I/O)."""
+"""Messages from JSON: one object per line for `dispatcher enqueue` (pure parsing, no I/O).
+
+Whatever a line holds, it becomes a message or a BadLine that says what is wrong with it: never
+an exception that would stop the lines after it. A line without an idempotency key gets one
+from its content (see DefaultKeys), so enqueueing the same file again queues nothing twice.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from dispatcher.errors import InputError
@@ -27,6 +33,12 @@ FIELDS = (
     "priority",
     "send_after",
 )
+
+
+BOM = b"\xef\xbb\xbf"
+DEFAULT_PREFIX = "jsonl"
+HASH_CHARS = 32  # 128 bits of SHA-256: no two different lines share a key by chance
+MAX_PREFIX = 100  # an idempotency key has at most 200 characters: room for ":HASH:N"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +66,7 @@ def _optional_str(obj: dict[str, Any], key: str) -> str | None:
 
 
 def parse_send_after(text: str) -> datetime:
-    """ISO 8601 with a timezone (`2026-11-28T15:00:00Z`); a time without one is refused."""
+    """ISO 8601 with a timezone (`2026-11-28T15:00:00Z`), in UTC; a time without one is refused."""
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -63,7 +75,14 @@ def parse_send_after(text: str) -> datetime:
         ) from None
     if when.tzinfo is None:
         raise InputError(f"send_after {text!r} has no timezone; add one, e.g. Z or +01:00")
-    return when
+    try:
+        # In UTC now: year 1 at +01:00 (or 9999 at -01:00) has no UTC time, and would
+        # otherwise fail only when the database driver converts it.
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise InputError(
+            f"send_after {text!r} is out of range; give a time between years 1 and 9999 in UTC"
+        ) from None
 
 
 def message_from_json(obj: object) -> NewMessage:
@@ -104,19 +123,119 @@ def message_from_json(obj: object) -> NewMessage:
     return msg
 
 
-def parse_lines(lines: Iterable[str]) -> Iterator[tuple[int, NewMessage | BadLine]]:
+def _unstorable(obj: object) -> str | None:
+    """What Postgres cannot store in a text (a NUL, a lone surrogate), or None.
+
+    Iterative, so the check itself cannot overflow the stack on a deeply nested value.
+    """
+    stack: list[tuple[str, object]] = [("", obj)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                stack.append((where or key, key))
+                stack.append((where or key, item))
+        elif isinstance(value, list):
+            stack.extend((where, item) for item in value)
+        elif isinstance(value, str):
+            field = f'"{where}" ' if where else ""
+            if "\x00" in value:
+                return f"{field}contains a NUL character (\\u0000); remove it"
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return (
+                    f"{field}contains a lone surrogate (\\u{ord(value[exc.start]):04x}), which "
+                    "is not a character; escape non-BMP characters as a surrogate pair"
+                )
+    return None
+
+
+def parse_line(number: int, raw: bytes) -> NewMessage | BadLine | None:
+    """One line of the file as a message, or what is wrong with it; None for a blank line."""
+    if number == 1 and raw.startswith(BOM):
+        raw = raw[len(BOM) :]  # an editor's byte-order mark, read as the CSV import reads it
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return BadLine(
+            number,
+            f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+            "save the file as UTF-8",
+        )
+    if not line.strip():
+        return None
+    try:
+        # Without its line end: a line cut short would otherwise be reported at "column 1"
+        # (of the next line, as json sees the newline).
+        obj = json.loads(line.rstrip("\r\n"))
+    except json.JSONDecodeError as exc:
+        return BadLine(number, f"not valid JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return BadLine(number, "not valid JSON here: nested too deeply")
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        return BadLine(number, f"not valid JSON here: {exc}")
+    problem = _unstorable(obj)
+    if problem is not None:
+        return BadLine(number, problem)
+    try:
+        return message_from_json(obj)
+    except InputError as exc:
+        return BadLine(number, str(exc))
+
+
+class DefaultKeys:
+    """Idempotency keys for lines without one: `PREFIX:HASH:N`.
+
+    HASH is a SHA-256 of the message the line describes (every field in a fixed order, so the
+    spacing or key order of the line does not change it) and N counts the lines with that very
+    content in this input, so two identical lines are two messages. A rerun of the same file,
+    or of the file with bad lines fixed or lines added, gives every line queued before the
+    same key: it is not queued again.
+    """
+
+    __slots__ = ("_prefix", "_seen")
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self._prefix = prefix
+        self._seen: dict[str, int] = {}
+
+    def key(self, msg: NewMessage) -> str:
+        content = {
+            "from": msg.from_addr,
+            "to": msg.to,
+            "cc": msg.cc,
+            "bcc": msg.bcc,
+            "subject": msg.subject,
+            "text": msg.text,
+            "html": msg.html,
+            "reply_to": msg.reply_to,
+            "configuration_set": msg.configuration_set,
+            "tags": dict(msg.tags),
+            "priority": msg.priority,
+            "send_after": None if msg.send_after is None else msg.send_after.isoformat(),
+        }
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_CHARS]
+        n = self._seen.get(digest, 0) + 1
+        self._seen[digest] = n
+        return f"{self._prefix}:{digest}:{n}"
+
+    def assign(self, msg: NewMessage) -> NewMessage:
+        """``msg`` with a default key, unless the line gave its own."""
+        if msg.idempotency_key is not None:
+            return msg
+        return replace(msg, idempotency_key=self.key(msg))
+
+
+def parse_lines(
+    lines: Iterable[bytes], keys: DefaultKeys | None = None
+) -> Iterator[tuple[int, NewMessage | BadLine]]:
     """(line number, message or what is wrong with it) for every non-blank line."""
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    for number, raw in enumerate(lines, start=1):
+        item = parse_line(number, raw)
+        if item is None:
             continue
-        try:
-            # Without its line end: a line cut short would otherwise be reported at "column 1"
-            # (of the next line, as json sees the newline).
-            obj = json.loads(line.rstrip("\r\n"))
-        except json.JSONDecodeError as exc:
-            yield number, BadLine(number, f"not valid JSON: {exc.msg} at column {exc.colno}")
-            continue
-        try:
-            yield number, message_from_json(obj)
-        except InputError as exc:
-            yield number, BadLine(number, str(exc))
+        if keys is not None and isinstance(item, NewMessage):
+            item = keys.assign(item)
+        yield number, item

@@ -10,16 +10,24 @@ import sys
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import structlog
 from botocore.exceptions import NoCredentialsError
 
 from dispatcher import app
 from dispatcher.cli import campaign as campaign_cli
+from dispatcher.cli import enqueue as enqueue_cli
 from dispatcher.cli import suppression as suppression_cli
+from dispatcher.cli.argtypes import (
+    OneLineParser,
+    non_utf8_argument,
+    positive_int,
+    row_id,
+)
 from dispatcher.cli.db import cmd_db
-from dispatcher.cli.jsonl import BadLine, parse_lines, parse_send_after
+from dispatcher.cli.jsonl import parse_send_after
+from dispatcher.cli.output import discard_stdout
 from dispatcher.cli.processes import process_count, run_processes, watch_parent
 from dispatcher.cli.status import cmd_quota, cmd_status, no_credentials
 from dispatcher.config import Config, load_config
@@ -31,13 +39,11 @@ from dispatcher.queue.repository import NewMessage, ResolveTo
 from dispatcher.queue.validate import validate_message
 from dispatcher.sim import cli as sim_cli
 
-ENQUEUE_CHUNK = 5000
-
 log = structlog.get_logger()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="dispatcher",
         description="Asynchronous mail dispatcher for Amazon SES: Postgres queue, paced sends.",
     )
@@ -66,8 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--reply-to", action="append", default=[], metavar="ADDRESS")
     send.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE")
 
-    enqueue = sub.add_parser("enqueue", help="queue messages from JSON lines (FILE or - for stdin)")
-    enqueue.add_argument("file", metavar="FILE")
+    enqueue_cli.add_parser(sub)
 
     run = sub.add_parser("run", help="send queued mail until SIGTERM/SIGINT")
     run.add_argument(
@@ -98,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     in_doubt = sub.add_parser("in-doubt", help="list or resolve messages whose send is in doubt")
     in_doubt_sub = in_doubt.add_subparsers(dest="action", required=True, metavar="ACTION")
     in_doubt_list = in_doubt_sub.add_parser("list", help="show in-doubt messages")
-    in_doubt_list.add_argument("--limit", type=int, default=100)
+    in_doubt_list.add_argument("--limit", type=positive_int, default=100)
     resolve = in_doubt_sub.add_parser("resolve", help="decide what happened to them")
     what = resolve.add_mutually_exclusive_group(required=True)
     what.add_argument("--resend", action="store_true", help="queue them again")
@@ -106,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--failed", action="store_true", help="record them as failed")
     which = resolve.add_mutually_exclusive_group(required=True)
     which.add_argument("--all", action="store_true", help="every in-doubt message")
-    which.add_argument("ids", nargs="*", type=int, default=[], metavar="ID")
+    which.add_argument("ids", nargs="*", type=row_id, default=[], metavar="ID")
 
     cancel = sub.add_parser("cancel", help="cancel queued (or in-doubt) messages")
-    cancel.add_argument("ids", nargs="+", type=int, metavar="ID")
+    cancel.add_argument("ids", nargs="+", type=row_id, metavar="ID")
 
     sim = sub.add_parser("sim", help="run the SES simulator (for tests, benchmarks, the demo)")
     sim_cli.add_arguments(sim)
@@ -136,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    bad = non_utf8_argument(sys.argv[1:] if argv is None else argv)
+    if bad is not None:
+        print(f"dispatcher: error: argument '{bad}' is not valid UTF-8; retype it", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     if args.command == "sim":
         return sim_cli.run(args)
@@ -154,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader of our output left (`... | head`)
+        discard_stdout()
+        return 128 + signal.SIGPIPE
 
 
 def _run(main: Coroutine[Any, Any, int]) -> int:
@@ -173,7 +185,7 @@ async def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
     if command == "send":
         return await cmd_send(args, cfg)
     if command == "enqueue":
-        return await cmd_enqueue(args.file, cfg)
+        return await enqueue_cli.cmd_enqueue(args, cfg)
     if command == "run":
         if args.processes > 1:
             return await run_processes(
@@ -243,51 +255,6 @@ async def cmd_send(args: argparse.Namespace, cfg: Config) -> int:
             file=sys.stderr,
         )
     return 0
-
-
-async def cmd_enqueue(path: str, cfg: Config) -> int:
-    stream: TextIO
-    if path == "-":
-        stream = sys.stdin
-    else:
-        try:
-            # A CLI reading its own input file: blocking here stalls nothing else.
-            stream = open(path, encoding="utf-8")  # noqa: SIM115, ASYNC230 - closed below
-        except OSError as exc:
-            raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    created = existing = 0
-    bad: list[BadLine] = []
-    try:
-        async with app.open_queue(cfg) as queue:
-            chunk: list[NewMessage] = []
-            for _, item in parse_lines(stream):
-                if isinstance(item, BadLine):
-                    bad.append(item)
-                    print(f"{path}: line {item.line}: {item.error}", file=sys.stderr)
-                    continue
-                chunk.append(item)
-                if len(chunk) >= ENQUEUE_CHUNK:
-                    c, e = await _enqueue_chunk(queue, chunk)
-                    created, existing, chunk = created + c, existing + e, []
-            if chunk:
-                c, e = await _enqueue_chunk(queue, chunk)
-                created, existing = created + c, existing + e
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
-    summary = f"queued {created} message(s)"
-    if existing:
-        summary += f"; {existing} already queued under the same idempotency key"
-    if bad:
-        summary += f"; {len(bad)} bad line(s) skipped (fix and enqueue them again)"
-    print(summary)
-    return 2 if bad else 0
-
-
-async def _enqueue_chunk(queue: Any, chunk: list[NewMessage]) -> tuple[int, int]:
-    results = await queue.enqueue_many(chunk)
-    created = sum(1 for r in results if r.created)
-    return created, len(results) - created
 
 
 async def cmd_run(cfg: Config, *, drain: bool) -> int:

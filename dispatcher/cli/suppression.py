@@ -5,7 +5,6 @@ their own (dispatcher.feedback)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
 import json
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dispatcher import app
+from dispatcher.cli.argtypes import positive_int
+from dispatcher.cli.output import SafeWriter, open_output, unescape_cell
 from dispatcher.config import Config
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.feedback.store import FeedbackStore
@@ -41,7 +42,7 @@ def add_parser(sub: Any) -> None:
 
     lst = ssub.add_parser("list", help="suppressed addresses (all, or the ones given)")
     lst.add_argument("addresses", nargs="*", metavar="ADDRESS")
-    lst.add_argument("--limit", type=int, default=None, help="at most this many")
+    lst.add_argument("--limit", type=positive_int, default=None, help="at most this many")
     lst.add_argument("--json", action="store_true", help="one JSON object per line")
 
     imp = ssub.add_parser(
@@ -61,10 +62,11 @@ def add_parser(sub: Any) -> None:
 
 def read_rows(stream: TextIO, default_reason: str) -> Iterator[tuple[str, str]]:
     """(address, reason) per CSV row; a first row naming the columns is skipped; blank rows and
-    `#` comments too. InputError names the line of a row with no address."""
+    `#` comments too. InputError names the line of a row with no address. A cell our own
+    export escaped against formula injection (`'=x@example.com`) is read as it was."""
     reader = csv.reader(stream)
     for row in reader:
-        cells = [c.strip() for c in row]
+        cells = [unescape_cell(c.strip()) for c in row]
         if not cells or not any(cells) or cells[0].startswith("#"):
             continue
         if reader.line_num == 1 and cells[0].lower().replace(" ", "") in _HEADER_NAMES:
@@ -75,28 +77,21 @@ def read_rows(stream: TextIO, default_reason: str) -> Iterator[tuple[str, str]]:
         yield cells[0], reason
 
 
-@contextlib.contextmanager
-def _open_in(name: str) -> Iterator[TextIO]:
-    if name == "-":
-        yield sys.stdin
-        return
+def _read_in(name: str) -> TextIO:
+    """The whole file (`-`: stdin) as text; InputError names the first line that is not UTF-8."""
     try:
-        with Path(name).open(encoding="utf-8-sig", newline="") as f:
-            yield f
+        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
     except OSError as exc:
-        raise InputError(f"cannot read {name}: {exc.strerror}") from None
-
-
-@contextlib.contextmanager
-def _open_out(name: str) -> Iterator[TextIO]:
-    if name == "-":
-        yield sys.stdout
-        return
+        raise InputError(f"cannot read {name}: {exc.strerror or exc}") from None
     try:
-        with Path(name).open("w", encoding="utf-8", newline="") as f:
-            yield f
-    except OSError as exc:
-        raise InputError(f"cannot write {name}: {exc.strerror}") from None
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"{name}: line {line} is not UTF-8 (byte 0x{data[exc.start]:02x}); "
+            "save the file as UTF-8"
+        ) from None
+    return io.StringIO(text, newline="")
 
 
 async def run(args: argparse.Namespace, cfg: Config) -> int:
@@ -135,19 +130,22 @@ async def run(args: argparse.Namespace, cfg: Config) -> int:
                     print(f"{s.address}\t{s.reason}\t{s.created_at:%Y-%m-%d %H:%M:%S%z}")
             # Asked about specific addresses: exit 1 if any of them is not suppressed.
             wanted = {a.strip().lower() for a in args.addresses}
-            return 1 if len(rows) < len(wanted) else 0
+            if len(rows) < len(wanted):
+                print(f"{len(wanted) - len(rows)} of them not suppressed", file=sys.stderr)
+                return 1
+            return 0
         if action == "import":
-            with _open_in(args.file) as stream:
-                try:
-                    added = await store.import_suppressions(read_rows(stream, args.reason))
-                except csv.Error as exc:
-                    raise InputError(f"{args.file}: not a CSV file: {exc}") from None
+            stream = _read_in(args.file)
+            try:
+                added = await store.import_suppressions(read_rows(stream, args.reason))
+            except csv.Error as exc:
+                raise InputError(f"{args.file}: not a CSV file: {exc}") from None
             print(f"{len(added)} added")
             return 0
         if action == "export":
             n = 0
-            with _open_out(args.file) as out:
-                writer = csv.writer(out)
+            with open_output(args.file) as out:
+                writer = SafeWriter(out)
                 writer.writerow(["address", "reason", "created_at"])
                 async for s in store.iter_suppressions():
                     writer.writerow([s.address, s.reason, s.created_at.isoformat()])
