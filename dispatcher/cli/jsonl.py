@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from dispatcher.domain.validate import validate_message
 from dispatcher.errors import InputError
 from dispatcher.queue.repository import NewMessage
-from dispatcher.queue.validate import validate_message
 
 FIELDS = (
     "from",
