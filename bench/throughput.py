@@ -45,11 +45,11 @@ from bench.services import (
 from dispatcher.app import run_worker
 from dispatcher.config import Config
 from dispatcher.config.settings import LogSettings
+from dispatcher.domain.message import DISPATCHER_ID_TAG
 from dispatcher.obs.logging import configure_logging
 from dispatcher.queue.embedded import temporary_cluster
 from dispatcher.queue.repository import Queue
 from dispatcher.ses import SesSettings
-from dispatcher.ses.adapter import DISPATCHER_ID_TAG
 from dispatcher.worker.pool import RunReport
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -19,7 +19,6 @@ from dispatcher.domain.validate import (
 from dispatcher.errors import InputError
 from dispatcher.queue.sql import query
 
-ACTIVE_STATES = ("held", "queued", "claimed", "in_flight")
 COPY_CHUNK = 5000
 
 

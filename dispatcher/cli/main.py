@@ -8,7 +8,6 @@ import contextlib
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,12 @@ from dispatcher.cli.output import discard_stdout
 from dispatcher.cli.processes import process_count, run_processes, watch_parent
 from dispatcher.cli.status import cmd_quota, cmd_status, no_credentials
 from dispatcher.config import Config, load_config
+from dispatcher.domain.validate import validate_message
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.obs.logging import configure_logging
 from dispatcher.queue.migrate import migrate
 from dispatcher.queue.repository import NewMessage, ResolveTo
-from dispatcher.queue.validate import validate_message
 from dispatcher.sim import cli as sim_cli
 
 log = structlog.get_logger()
@@ -338,11 +337,6 @@ async def cmd_cancel(ids: list[int], cfg: Config) -> int:
         )
         return 1
     return 0
-
-
-def with_overrides(cfg: Config, **sections: Any) -> Config:
-    """A copy of `cfg` with some sections replaced (used by the demo)."""
-    return replace(cfg, **sections)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,8 @@ async def _pacing_view(cfg: Config, *, swallow: bool = True) -> dict[str, Any]:
 
 
 async def cmd_status(cfg: Config, *, as_json: bool) -> int:
-    async with app.open_queue(cfg) as queue:
+    # Reads only: an unmigrated database is reported (run `dispatcher migrate`), not migrated.
+    async with app.open_queue(cfg, migrate=False) as queue:
         counts = await queue.counts()
         workers = await queue.workers()
         window = cfg.guard.window_hours

@@ -179,8 +179,3 @@ async def sync(cfg: Config, page_size: int = 1000) -> int:
         + (f", {already} already suppressed" if already else "")
     )
     return 0
-
-
-def parse_text(text: str, default_reason: str = "imported") -> list[tuple[str, str]]:
-    """read_rows over a string (tests, small lists)."""
-    return list(read_rows(io.StringIO(text), default_reason))

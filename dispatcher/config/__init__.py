@@ -10,12 +10,12 @@ from dispatcher.config.settings import (
     DeliverySettings,
     FeedbackSettings,
     GuardSettings,
-    InDoubtPolicy,
     LogFormat,
     LogLevel,
     LogSettings,
     QueueSettings,
 )
+from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.errors import ConfigError
 from dispatcher.pacing.settings import PacingSettings
 from dispatcher.ses.settings import SesSettings

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.errors import ConfigError
 from dispatcher.pacing.settings import PacingSettings
 from dispatcher.ses.settings import SesSettings
 
-InDoubtPolicy = Literal["hold", "resend"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "json", "console"]
 GuardAccountAction = Literal["campaigns", "all"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The tag under which every message is sent with our id: feedback events carry it back.
+DISPATCHER_ID_TAG = "dispatcher_id"
+
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:

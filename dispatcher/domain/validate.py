@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
+from dispatcher.domain.message import DISPATCHER_ID_TAG
 from dispatcher.errors import InputError
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ MAX_MESSAGE_BYTES = 40 * 1024 * 1024  # SES v2 SendEmail: "Message length is mor
 MAX_HEADER_LINE = 998  # RFC 5322 (SES: no line over 1,000 characters with its CRLF)
 MAX_IDEMPOTENCY_KEY = 200
 MAX_TAG_LENGTH = 256  # SES: a tag name or value is shorter than 256 characters
-RESERVED_TAG = "dispatcher_id"  # the adapter sends our message id under this tag
+RESERVED_TAG = DISPATCHER_ID_TAG  # the adapter sends our message id under this tag
 CAMPAIGN_RESERVED_TAGS = (RESERVED_TAG, "campaign_id")  # the import tags each campaign message
 SMALLINT_MIN, SMALLINT_MAX = -32768, 32767
 _TAG_CHARS = re.compile(r"[A-Za-z0-9_-]+")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from dispatcher.domain.message import DISPATCHER_ID_TAG
 from dispatcher.domain.validate import suppression_key
 from dispatcher.errors import InputError
 
@@ -30,7 +31,6 @@ __all__ = [
     "suppression_reason",
 ]
 
-DISPATCHER_ID_TAG = "dispatcher_id"  # the adapter sends our message id under this tag
 # Postgres text and jsonb cannot hold NUL, nor a lone surrogate (a "\ud800" escape in JSON):
 # each is replaced by U+FFFD (visible, and never part of a real address, so a scrubbed address
 # cannot turn into another one).

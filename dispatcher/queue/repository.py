@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.domain.message import OutgoingMessage
+from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.domain.validate import suppression_key, validate_message
 from dispatcher.errors import DatabaseError, InputError
 from dispatcher.queue.migrate import migrate as apply_migrations
@@ -62,7 +63,6 @@ ENQUEUE_CHUNK = 10_000
 """Messages per enqueue_many statement; larger batches run as several in one transaction."""
 
 SettleState = Literal["sent", "queued", "failed", "unknown"]
-InDoubtPolicy = Literal["hold", "resend"]
 ResolveTo = Literal["queued", "sent", "failed"]
 
 

@@ -38,7 +38,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 import dispatcher
-from dispatcher.domain.message import OutgoingMessage
+from dispatcher.domain.message import DISPATCHER_ID_TAG, OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.quota import Quota
 from dispatcher.ses.classify import classify_bulk_status, classify_error
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SesAdapter", "adapter_config", "classify_exception"]
 
-DISPATCHER_ID_TAG = "dispatcher_id"
 _USER_AGENT = (
     f"dispatcher/{dispatcher.__version__} aiobotocore/{aiobotocore.__version__} "
     f"botocore/{botocore.__version__} Python/{platform.python_version()}"

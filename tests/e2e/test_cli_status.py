@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
+
 from dispatcher.queue.repository import Queue
 from tests.support.cli import cli_env, run_cli
 from tests.support.dispatch import batch
@@ -66,3 +68,19 @@ async def test_run_and_quota_without_access_keys_say_what_to_set(
         "AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws); the simulator accepts any, e.g. "
         "AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x"
     ], run
+
+
+async def test_status_reads_without_writing(pg_blank_dsn: str, tmp_path: Path) -> None:
+    """On a database that was never migrated, status says so and leaves it as it was."""
+    env = cli_env(tmp_path, dsn=pg_blank_dsn, DISPATCHER_DATABASE__MIGRATE_ON_START="true")
+    status = await run_cli(env, "status")
+    assert status.code != 0 and "Traceback" not in status.err
+    assert "not migrated" in status.err and "dispatcher migrate" in status.err
+    conn = await asyncpg.connect(pg_blank_dsn)
+    try:
+        schema = await conn.fetchval(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'dispatcher'"
+        )
+    finally:
+        await conn.close()
+    assert schema == 0
