@@ -20,6 +20,7 @@ from dispatcher.queue.embedded import EmbeddedPostgres, temporary_cluster
 from dispatcher.queue.repository import Queue
 from tests.support.cli import cli_env, fetch, run_cli, start_cli, state_counts, stop_cli
 from tests.support.dispatch import SIM_OK, batch, dispatcher_ids, eventually, make_config
+from tests.support.pg import server_dir
 from tests.support.sim import SimFactory, SimHandle
 
 
@@ -51,9 +52,9 @@ async def test_postgres_unreachable_at_start_is_one_clear_line_and_a_nonzero_exi
 
 
 @pytest.fixture
-def own_cluster(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+def own_cluster() -> Iterator[EmbeddedPostgres]:
     """A Postgres this test may restart (the session's shared one must not be)."""
-    with temporary_cluster(tmp_path) as cluster:
+    with server_dir() as base, temporary_cluster(base) as cluster:
         yield cluster
 
 
@@ -170,9 +171,13 @@ async def faults_at_least(sim: SimHandle, n: int) -> bool:
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
+def small_disk() -> Iterator[Path]:
     """A 120 MB tmpfs: a disk this test can fill (skipped where mounting is not allowed)."""
-    mount_point = tmp_path / "disk"
+    with server_dir() as base:
+        yield from _mounted(base / "disk")
+
+
+def _mounted(mount_point: Path) -> Iterator[Path]:
     mount_point.mkdir()
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=120m,mode=0755", "tmpfs", str(mount_point)],

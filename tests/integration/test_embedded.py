@@ -6,12 +6,10 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +26,7 @@ from dispatcher.queue.embedded import (
     find_binaries,
     temporary_cluster,
 )
+from tests.support.pg import server_dir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,34 +72,25 @@ async def query(dsn: str, sql: str) -> object:
         await conn.close()
 
 
-def _outside_pytest_tmp() -> Path:
-    # Not under /tmp/pytest-of-<user>: pytest resets that folder to mode 0700 whenever another
-    # pytest session starts, and the server (run as a service user under root) then loses its
-    # way to its own data directory.
-    return Path(tempfile.mkdtemp(prefix="dpg-test-"))
-
-
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    base = _outside_pytest_tmp()
-    path = base / "data"
-    yield path
-    force_stop(path)
-    shutil.rmtree(base, ignore_errors=True)
+    with server_dir() as base:
+        path = base / "data"
+        yield path
+        force_stop(path)
 
 
 @pytest.fixture(scope="module")
 def shared() -> Iterator[EmbeddedPostgres]:
     """One durable cluster for the tests that stop, kill and reuse it."""
-    base = _outside_pytest_tmp()
-    path = base / "data"
-    try:
-        cluster = EmbeddedPostgres(path)
-        cluster.start()
-        yield cluster
-    finally:
-        force_stop(path)
-        shutil.rmtree(base, ignore_errors=True)
+    with server_dir() as base:
+        path = base / "data"
+        try:
+            cluster = EmbeddedPostgres(path)
+            cluster.start()
+            yield cluster
+        finally:
+            force_stop(path)
 
 
 async def test_start_gives_a_working_private_server(

@@ -17,8 +17,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import itertools
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -120,3 +124,15 @@ async def queue(pg_dsn: str) -> AsyncIterator[Queue]:
     """A Queue connected to this test's database."""
     async with Queue.connect(pg_dsn) as q:
         yield q
+
+
+@contextmanager
+def server_dir() -> Iterator[Path]:
+    """A directory for a cluster the test starts itself, outside /tmp/pytest-of-<user>: pytest
+    resets that folder to mode 0700 whenever another pytest session starts, and a server run as
+    a service user (under root) then loses its way to its own data directory."""
+    base = Path(tempfile.mkdtemp(prefix="dpg-test-"))
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
