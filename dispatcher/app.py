@@ -18,6 +18,7 @@ from aiohttp import web
 from dispatcher.campaigns.sending import CampaignSender
 from dispatcher.campaigns.store import CampaignStore
 from dispatcher.config import Config
+from dispatcher.db.embedded import EmbeddedPostgres
 from dispatcher.domain.retry import RetryPolicy
 from dispatcher.errors import ConfigError, DatabaseError
 from dispatcher.feedback.endpoint import certificate_fetcher, create_app, subscription_confirmer
@@ -26,12 +27,11 @@ from dispatcher.feedback.sqs import run_sqs_poller
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.watch import run_guard
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
-from dispatcher.queue.embedded import EmbeddedPostgres
-from dispatcher.queue.quota import LeaderLock, SharedQuotaStore
 from dispatcher.queue.repository import Queue
 from dispatcher.ses import SesAdapter
 from dispatcher.worker.listener import Listener
 from dispatcher.worker.pool import PoolSettings, RunReport, Shared, WorkerPool, first_reading
+from dispatcher.worker.quota_store import LeaderLock, SharedQuotaStore
 
 log = structlog.get_logger()
 

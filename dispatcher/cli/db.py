@@ -12,8 +12,8 @@ import asyncio
 import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.config import Config
+from dispatcher.db.embedded import EmbeddedPostgres
 from dispatcher.errors import InputError
-from dispatcher.queue.embedded import EmbeddedPostgres
 
 # Other client connections, and the daemons among them whose heartbeat is within its lease.
 _USERS = """

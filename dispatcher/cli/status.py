@@ -18,8 +18,8 @@ from dispatcher.feedback.guard import reputation_lines, reputation_view
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.watch import thresholds
 from dispatcher.pacing import QuotaGovernor
-from dispatcher.queue.quota import SharedQuotaStore
 from dispatcher.ses import SesAdapter
+from dispatcher.worker.quota_store import SharedQuotaStore
 
 
 def no_credentials(cfg: Config) -> str:

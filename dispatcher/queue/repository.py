@@ -1,6 +1,6 @@
 """The durable queue over an asyncpg pool: enqueue, claim, launch, settle, recover, inspect.
 
-Every method is one statement (one round trip) from ``sql/queries.sql``. A job's lifecycle::
+Every method is one statement (one round trip) from ``queries.sql``. A job's lifecycle::
 
     queued -claim-> claimed -launch-> in_flight -settle-> sent | failed | queued (retry) | unknown
     claimed/in_flight of a dead worker -recover-> queued | unknown
@@ -19,10 +19,11 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, get_args
-from urllib.parse import unquote, urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
+from dispatcher.db.connect import open_pool
+from dispatcher.db.sql import named_queries
 from dispatcher.domain.jobs import (
     STATES,
     ClaimedJob,
@@ -42,39 +43,13 @@ from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.domain.validate import suppression_key, validate_message
 from dispatcher.errors import DatabaseError, InputError
-from dispatcher.queue.migrate import migrate as apply_migrations
-from dispatcher.queue.migrate import require_migrated
-from dispatcher.queue.sql import query
 
-__all__ = ["ENQUEUE_CHUNK", "Queue", "describe_dsn", "enqueue_on", "validate_all"]
+__all__ = ["ENQUEUE_CHUNK", "Queue", "enqueue_on", "validate_all"]
+
+query = named_queries("dispatcher.queue", "queries.sql")
 
 ENQUEUE_CHUNK = 10_000
 """Messages per enqueue_many statement; larger batches run as several in one transaction."""
-
-
-def describe_dsn(dsn: str) -> str:
-    """host:port/database of a postgresql:// URL, never its password."""
-    try:
-        parts = urlsplit(dsn)
-        host = parts.hostname or "localhost"
-        port = parts.port or 5432
-    except ValueError:
-        return "the configured database URL (unparsable)"
-    database = parts.path.lstrip("/") or parts.username or "postgres"
-    return f"{host}:{port}/{database}"
-
-
-def _scrub(text: str, dsn: str) -> str:
-    """``text`` with the DSN's password (if any) masked."""
-    try:
-        password = urlsplit(dsn).password
-    except ValueError:
-        password = None
-    if not password:
-        return text
-    for form in {password, unquote(password)}:
-        text = text.replace(form, "***")
-    return text
 
 
 def _json_tags(tags: Any) -> dict[str, str]:
@@ -163,30 +138,8 @@ class Queue:
         migrate: bool = False,
     ) -> AsyncIterator[Queue]:
         """A Queue on a new pool, closed on exit; migrates first, or checks it was migrated."""
-        where = describe_dsn(dsn)
-        try:
-            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
-        except (
-            OSError,
-            TimeoutError,
-            ValueError,  # a malformed URL
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-        ) as exc:
-            reason = _scrub(f"{type(exc).__name__}: {exc}", dsn)
-            raise DatabaseError(
-                f"cannot connect to PostgreSQL at {where}: {reason}. Check that the server "
-                "runs and that the database URL (host, port, user, password, database) is right."
-            ) from None
-        try:
-            async with pool.acquire() as conn:
-                if migrate:
-                    await apply_migrations(conn)
-                else:
-                    await require_migrated(conn)
+        async with open_pool(dsn, min_size=min_size, max_size=max_size, migrate=migrate) as pool:
             yield cls(pool)
-        finally:
-            await pool.close()
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from dispatcher.queue.embedded import EmbeddedPostgres
+from dispatcher.db.embedded import EmbeddedPostgres
 from tests.support.cli import cli_env, fetch, run_cli, start_cli, stop_cli
 from tests.support.dispatch import eventually
 from tests.support.sim import SimHandle

@@ -21,13 +21,13 @@ import asyncpg  # type: ignore[import-untyped]
 import psutil  # type: ignore[import-untyped]
 import pytest
 
-from dispatcher.errors import DatabaseError
-from dispatcher.queue.embedded import (
+from dispatcher.db.embedded import (
     SERVICE_USER,
     EmbeddedPostgres,
     find_binaries,
     temporary_cluster,
 )
+from dispatcher.errors import DatabaseError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -208,7 +208,7 @@ def test_concurrent_starts_end_with_one_server(
     """Three processes and two threads start the same fresh data dir at once."""
     script = (
         "import sys; from pathlib import Path;"
-        "from dispatcher.queue.embedded import EmbeddedPostgres;"
+        "from dispatcher.db.embedded import EmbeddedPostgres;"
         "print(EmbeddedPostgres(Path(sys.argv[1])).start())"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

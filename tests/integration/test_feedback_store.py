@@ -13,9 +13,8 @@ import pytest
 from dispatcher.domain.jobs import NewMessage, Settlement
 from dispatcher.errors import InputError
 from dispatcher.feedback.events import parse_event
-from dispatcher.feedback.store import TRANSIENT_LIMIT, FeedbackStore
+from dispatcher.feedback.store import TRANSIENT_LIMIT, FeedbackStore, query
 from dispatcher.queue.repository import Queue
-from dispatcher.queue.sql import query
 
 
 def sns_body(ses_event: dict[str, Any]) -> dict[str, Any]:

@@ -13,8 +13,7 @@ import pytest
 from dispatcher.domain.jobs import Enqueued, NewMessage, Recovered, Settlement
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.queue import repository
-from dispatcher.queue.repository import Queue
-from dispatcher.queue.sql import query
+from dispatcher.queue.repository import Queue, query
 
 LEASE = 30.0
 
