@@ -41,7 +41,7 @@ async def database_url(cfg: Config) -> str:
     if cfg.database.url:
         return cfg.database.url
     embedded = EmbeddedPostgres(cfg.database.data_dir)
-    return await asyncio.to_thread(embedded.start)
+    return await embedded.open()
 
 
 @asynccontextmanager

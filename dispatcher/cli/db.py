@@ -34,7 +34,7 @@ async def cmd_db(action: str, cfg: Config, *, force: bool = False) -> int:
     st = await asyncio.to_thread(embedded.status)
     if action == "stop":
         if st.running and not force:
-            connections, daemons = await _users(await asyncio.to_thread(embedded.start))
+            connections, daemons = await _users(await embedded.open())
             if connections:
                 who = f"daemon(s) {', '.join(daemons)} and " if daemons else ""
                 raise InputError(
