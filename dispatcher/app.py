@@ -8,7 +8,6 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
@@ -18,6 +17,7 @@ from aiohttp import web
 from dispatcher.campaigns.sending import CampaignSender
 from dispatcher.campaigns.store import CampaignStore
 from dispatcher.config import Config
+from dispatcher.db.connect import describe_dsn
 from dispatcher.db.embedded import EmbeddedPostgres
 from dispatcher.domain.retry import RetryPolicy
 from dispatcher.errors import ConfigError, DatabaseError
@@ -51,17 +51,13 @@ async def connect(cfg: Config) -> AsyncIterator[asyncpg.Connection]:
     try:
         conn = await asyncpg.connect(url)
     except (OSError, asyncpg.PostgresError) as exc:
-        raise DatabaseError(f"cannot connect to the database at {_where(url)}: {exc}") from None
+        raise DatabaseError(
+            f"cannot connect to the database at {describe_dsn(url)}: {exc}"
+        ) from None
     try:
         yield conn
     finally:
         await conn.close()
-
-
-def _where(url: str) -> str:
-    """host:port/db of a URL, without the password."""
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or 5432}{parts.path}"
 
 
 # Set by `run --processes` for its children: the SNS endpoint's socket, bound by the parent.
