@@ -29,8 +29,8 @@ from bench.throughput import Knobs, dispatcher_config
 from dispatcher.app import run_worker
 from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.store import CampaignSpec, CampaignStore
+from dispatcher.db.embedded import temporary_cluster
 from dispatcher.obs.logging import configure_logging
-from dispatcher.queue.embedded import temporary_cluster
 from dispatcher.queue.repository import Queue
 
 RESULTS = Path(__file__).resolve().parent / "results"

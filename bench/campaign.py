@@ -43,8 +43,8 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 
 from bench.services import REPO_ROOT, Databases, Simulator, run_simulator
+from dispatcher.db.embedded import temporary_cluster
 from dispatcher.obs.logging import configure_logging
-from dispatcher.queue.embedded import temporary_cluster
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REGION = "us-east-1"

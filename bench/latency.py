@@ -27,8 +27,9 @@ from bench.services import Databases, run_simulator
 from bench.throughput import RESULTS_DIR, _postgres, _runner
 from dispatcher.app import run_worker
 from dispatcher.config import Config
+from dispatcher.domain.jobs import NewMessage
 from dispatcher.obs.logging import configure_logging
-from dispatcher.queue.repository import NewMessage, Queue
+from dispatcher.queue.repository import Queue
 from dispatcher.ses.settings import SesSettings
 
 TO = "success@simulator.amazonses.com"

@@ -28,9 +28,10 @@ from bench.campaign import BenchError, run_bench
 from bench.queue import _enqueue, figures, timed_drain
 from bench.services import Databases
 from bench.throughput import RESULTS_DIR, _machine, _postgres
+from dispatcher.domain.jobs import ClaimedJob, Settlement
 from dispatcher.domain.outcome import Outcome
 from dispatcher.obs.logging import configure_logging
-from dispatcher.queue.repository import ClaimedJob, Queue, Settlement
+from dispatcher.queue.repository import Queue
 
 SIDES = ("per_batch", "per_job")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dispatcher.queue.repository import NewMessage
+from dispatcher.domain.jobs import NewMessage
 
 FROM_ADDR = "receipts@example.com"
 # A mailbox-simulator address: accepted by the simulator without counting against a quota.

@@ -50,12 +50,13 @@ from bench.services import Databases, run_simulator
 from bench.throughput import RESULTS_DIR, _machine, _postgres
 from dispatcher.app import pool_settings, postgres_shared
 from dispatcher.config import Config
+from dispatcher.domain.jobs import NewMessage, Settlement
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.quota import Quota
 from dispatcher.obs.logging import configure_logging
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
-from dispatcher.queue.repository import NewMessage, Queue, Settlement
+from dispatcher.queue.repository import Queue
 from dispatcher.worker.pool import WorkerPool, first_reading
 
 _T = TypeVar("_T")

@@ -47,8 +47,8 @@ from bench.campaign import (
     write_templates,
 )
 from bench.services import Databases, run_simulator
+from dispatcher.db.embedded import temporary_cluster
 from dispatcher.obs.logging import configure_logging
-from dispatcher.queue.embedded import temporary_cluster
 
 LATENCY: dict[str, Any] = {
     "latency_model": "lognormal",

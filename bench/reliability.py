@@ -51,8 +51,8 @@ from bench.campaign import (
     write_templates,
 )
 from bench.services import Databases, run_simulator
+from dispatcher.db.embedded import temporary_cluster
 from dispatcher.obs.logging import configure_logging
-from dispatcher.queue.embedded import temporary_cluster
 
 LEASE = {"DISPATCHER_QUEUE__LEASE_SECONDS": "2", "DISPATCHER_QUEUE__HEARTBEAT_SECONDS": "0.5"}
 

@@ -20,8 +20,8 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import psutil  # type: ignore[import-untyped]
 
-from dispatcher.queue.embedded import EmbeddedPostgres
-from dispatcher.queue.migrate import migrate
+from dispatcher.db.embedded import EmbeddedPostgres
+from dispatcher.db.migrate import migrate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_PREFIX = "dispatcher-sim listening on "

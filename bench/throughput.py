@@ -45,9 +45,9 @@ from bench.services import (
 from dispatcher.app import run_worker
 from dispatcher.config import Config
 from dispatcher.config.settings import LogSettings
+from dispatcher.db.embedded import temporary_cluster
 from dispatcher.domain.message import DISPATCHER_ID_TAG
 from dispatcher.obs.logging import configure_logging
-from dispatcher.queue.embedded import temporary_cluster
 from dispatcher.queue.repository import Queue
 from dispatcher.ses import SesSettings
 from dispatcher.worker.pool import RunReport

@@ -8,7 +8,6 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
@@ -18,6 +17,8 @@ from aiohttp import web
 from dispatcher.campaigns.sending import CampaignSender
 from dispatcher.campaigns.store import CampaignStore
 from dispatcher.config import Config
+from dispatcher.db.connect import describe_dsn
+from dispatcher.db.embedded import EmbeddedPostgres
 from dispatcher.domain.retry import RetryPolicy
 from dispatcher.errors import ConfigError, DatabaseError
 from dispatcher.feedback.endpoint import certificate_fetcher, create_app, subscription_confirmer
@@ -26,12 +27,11 @@ from dispatcher.feedback.sqs import run_sqs_poller
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.watch import run_guard
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
-from dispatcher.queue.embedded import EmbeddedPostgres
-from dispatcher.queue.quota import LeaderLock, SharedQuotaStore
 from dispatcher.queue.repository import Queue
 from dispatcher.ses import SesAdapter
 from dispatcher.worker.listener import Listener
 from dispatcher.worker.pool import PoolSettings, RunReport, Shared, WorkerPool, first_reading
+from dispatcher.worker.quota_store import LeaderLock, SharedQuotaStore
 
 log = structlog.get_logger()
 
@@ -41,7 +41,7 @@ async def database_url(cfg: Config) -> str:
     if cfg.database.url:
         return cfg.database.url
     embedded = EmbeddedPostgres(cfg.database.data_dir)
-    return await asyncio.to_thread(embedded.start)
+    return await embedded.open()
 
 
 @asynccontextmanager
@@ -51,17 +51,13 @@ async def connect(cfg: Config) -> AsyncIterator[asyncpg.Connection]:
     try:
         conn = await asyncpg.connect(url)
     except (OSError, asyncpg.PostgresError) as exc:
-        raise DatabaseError(f"cannot connect to the database at {_where(url)}: {exc}") from None
+        raise DatabaseError(
+            f"cannot connect to the database at {describe_dsn(url)}: {exc}"
+        ) from None
     try:
         yield conn
     finally:
         await conn.close()
-
-
-def _where(url: str) -> str:
-    """host:port/db of a URL, without the password."""
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or 5432}{parts.path}"
 
 
 # Set by `run --processes` for its children: the SNS endpoint's socket, bound by the parent.

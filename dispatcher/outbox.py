@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import asyncpg  # type: ignore[import-untyped]
 
-from dispatcher.queue.repository import Enqueued, NewMessage, enqueue_on, validate_all
+from dispatcher.domain.jobs import Enqueued, NewMessage
+from dispatcher.queue.repository import enqueue_on, validate_all
 
 __all__ = ["enqueue", "enqueue_many"]
 

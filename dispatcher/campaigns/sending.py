@@ -14,9 +14,9 @@ from dispatcher.campaigns.render import (
     UnsubscribeLinks,
 )
 from dispatcher.campaigns.store import CampaignRow, CampaignStore
+from dispatcher.domain.jobs import ClaimedJob
 from dispatcher.domain.plan import Fail, GiveBack, Plan, Send, SendBulk
 from dispatcher.errors import InputError
-from dispatcher.queue.repository import ClaimedJob
 from dispatcher.ses.errors import SesError
 
 EnsureTemplate = Callable[[str, str, str | None, str | None], Awaitable[None]]

@@ -11,13 +11,15 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.campaigns.recipients import RecipientRow, RejectedRow
+from dispatcher.db.sql import named_queries
 from dispatcher.domain.validate import (
     CAMPAIGN_RESERVED_TAGS,
     suppression_key,
     validate_envelope,
 )
 from dispatcher.errors import InputError
-from dispatcher.queue.sql import query
+
+query = named_queries("dispatcher.campaigns", "campaigns.sql")
 
 COPY_CHUNK = 5000
 

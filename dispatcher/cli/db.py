@@ -12,8 +12,8 @@ import asyncio
 import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.config import Config
+from dispatcher.db.embedded import EmbeddedPostgres
 from dispatcher.errors import InputError
-from dispatcher.queue.embedded import EmbeddedPostgres
 
 # Other client connections, and the daemons among them whose heartbeat is within its lease.
 _USERS = """
@@ -34,7 +34,7 @@ async def cmd_db(action: str, cfg: Config, *, force: bool = False) -> int:
     st = await asyncio.to_thread(embedded.status)
     if action == "stop":
         if st.running and not force:
-            connections, daemons = await _users(await asyncio.to_thread(embedded.start))
+            connections, daemons = await _users(await embedded.open())
             if connections:
                 who = f"daemon(s) {', '.join(daemons)} and " if daemons else ""
                 raise InputError(

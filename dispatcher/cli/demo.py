@@ -17,8 +17,9 @@ import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher import app
 from dispatcher.config import Config
+from dispatcher.domain.jobs import NewMessage
 from dispatcher.errors import DatabaseError, DispatcherError, InputError
-from dispatcher.queue.repository import NewMessage, Queue
+from dispatcher.queue.repository import Queue
 from dispatcher.worker.pool import RunReport, WorkerPool
 
 DEMO_DB = "dispatcher_demo"

@@ -23,8 +23,8 @@ import asyncpg  # type: ignore[import-untyped]
 from dispatcher import app
 from dispatcher.cli.jsonl import DEFAULT_PREFIX, MAX_PREFIX, BadLine, DefaultKeys, parse_lines
 from dispatcher.config import Config
+from dispatcher.domain.jobs import NewMessage
 from dispatcher.errors import InputError
-from dispatcher.queue.repository import NewMessage
 
 CHUNK = 5000  # lines per statement: what an interrupt may have to wait for (well under 1 s)
 

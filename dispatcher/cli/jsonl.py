@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from dispatcher.domain.jobs import NewMessage
 from dispatcher.domain.validate import validate_message
 from dispatcher.errors import InputError
-from dispatcher.queue.repository import NewMessage
 
 FIELDS = (
     "from",

@@ -30,12 +30,12 @@ from dispatcher.cli.output import discard_stdout
 from dispatcher.cli.processes import process_count, run_processes, watch_parent
 from dispatcher.cli.status import cmd_quota, cmd_status, no_credentials
 from dispatcher.config import Config, load_config
+from dispatcher.db.migrate import migrate
+from dispatcher.domain.jobs import NewMessage, ResolveTo
 from dispatcher.domain.validate import validate_message
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.obs.logging import configure_logging
-from dispatcher.queue.migrate import migrate
-from dispatcher.queue.repository import NewMessage, ResolveTo
 from dispatcher.sim import cli as sim_cli
 
 log = structlog.get_logger()

@@ -12,14 +12,14 @@ from botocore.exceptions import NoCredentialsError
 
 from dispatcher import app
 from dispatcher.config import Config
+from dispatcher.domain.jobs import STATES
 from dispatcher.errors import DispatcherError
 from dispatcher.feedback.guard import reputation_lines, reputation_view
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.watch import thresholds
 from dispatcher.pacing import QuotaGovernor
-from dispatcher.queue.quota import SharedQuotaStore
-from dispatcher.queue.repository import STATES
 from dispatcher.ses import SesAdapter
+from dispatcher.worker.quota_store import SharedQuotaStore
 
 
 def no_credentials(cfg: Config) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dispatcher.queue.repository import ClaimedJob
+from dispatcher.domain.jobs import ClaimedJob
 
 __all__ = ["Fail", "GiveBack", "Plan", "Send", "SendBulk"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from dispatcher.domain.jobs import SettleState
 from dispatcher.domain.outcome import Outcome, SendResult
 
-JobState = Literal["sent", "queued", "failed", "unknown"]
 InDoubtPolicy = Literal["hold", "resend"]
 
 
@@ -27,7 +27,7 @@ class RetryPolicy:
 class Decision:
     """The new state of the job; `attempt_used` is False for refusals that are not its fault."""
 
-    state: JobState
+    state: SettleState
     outcome: str
     delay: float = 0.0
     attempt_used: bool = False

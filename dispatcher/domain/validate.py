@@ -18,15 +18,12 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from typing import TYPE_CHECKING
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
+from dispatcher.domain.jobs import NewMessage
 from dispatcher.domain.message import DISPATCHER_ID_TAG
 from dispatcher.errors import InputError
-
-if TYPE_CHECKING:
-    from dispatcher.queue.repository import NewMessage
 
 __all__ = [
     "CAMPAIGN_RESERVED_TAGS",

@@ -30,11 +30,11 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dispatcher.config.settings import FeedbackSettings
+from dispatcher.db.outage import connection_lost
 from dispatcher.errors import DispatcherError
 from dispatcher.feedback.events import MalformedEvent, ParsedEvent, parse_event
 from dispatcher.feedback.sns import NOTIFICATION, RAW_DELIVERY, SnsRejected, SnsVerifier
 from dispatcher.feedback.store import FeedbackStore
-from dispatcher.queue.outage import connection_lost
 
 __all__ = ["Intake", "SqsRejected", "decode", "run_sqs_poller"]
 

@@ -18,6 +18,8 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import structlog
 
+from dispatcher.db.outage import connection_lost
+from dispatcher.db.sql import named_queries
 from dispatcher.errors import InputError
 from dispatcher.feedback.events import (
     EventKind,
@@ -29,8 +31,8 @@ from dispatcher.feedback.events import (
     suppression_reason,
 )
 from dispatcher.feedback.guard import Counts
-from dispatcher.queue.outage import connection_lost
-from dispatcher.queue.sql import query
+
+query = named_queries("dispatcher.feedback", "feedback.sql")
 
 __all__ = [
     "TRANSIENT_LIMIT",

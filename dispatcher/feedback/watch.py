@@ -11,9 +11,9 @@ import structlog
 
 from dispatcher.campaigns.store import CampaignStore
 from dispatcher.config.settings import GuardSettings
+from dispatcher.db.outage import connection_lost
 from dispatcher.feedback.guard import Thresholds, decide, hold_reason
 from dispatcher.feedback.store import FeedbackStore
-from dispatcher.queue.outage import connection_lost
 
 __all__ = ["campaign_thresholds", "check_once", "run_guard", "thresholds"]
 

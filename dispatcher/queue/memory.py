@@ -16,15 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import get_args
 
-from dispatcher.domain.message import OutgoingMessage
-from dispatcher.domain.validate import suppression_key
-from dispatcher.errors import InputError
-from dispatcher.queue.repository import (
+from dispatcher.domain.jobs import (
     STATES,
     ClaimedJob,
     Enqueued,
     Held,
-    InDoubtPolicy,
     JobView,
     NewMessage,
     Pending,
@@ -33,8 +29,12 @@ from dispatcher.queue.repository import (
     Settlement,
     SettleState,
     UnknownJob,
-    validate_all,
 )
+from dispatcher.domain.message import OutgoingMessage
+from dispatcher.domain.retry import InDoubtPolicy
+from dispatcher.domain.validate import suppression_key
+from dispatcher.errors import InputError
+from dispatcher.queue.repository import validate_all
 
 __all__ = ["MemoryJobStore"]
 

@@ -1,6 +1,6 @@
 """The durable queue over an asyncpg pool: enqueue, claim, launch, settle, recover, inspect.
 
-Every method is one statement (one round trip) from ``sql/queries.sql``. A job's lifecycle::
+Every method is one statement (one round trip) from ``queries.sql``. A job's lifecycle::
 
     queued -claim-> claimed -launch-> in_flight -settle-> sent | failed | queued (retry) | unknown
     claimed/in_flight of a dead worker -recover-> queued | unknown
@@ -16,212 +16,40 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal, get_args
-from urllib.parse import unquote, urlsplit
+from typing import Any, get_args
 
 import asyncpg  # type: ignore[import-untyped]
 
+from dispatcher.db.connect import open_pool
+from dispatcher.db.sql import named_queries
+from dispatcher.domain.jobs import (
+    STATES,
+    ClaimedJob,
+    Enqueued,
+    Held,
+    JobView,
+    NewMessage,
+    Pending,
+    Recovered,
+    ResolveTo,
+    Settlement,
+    SettleState,
+    UnknownJob,
+    WorkerView,
+)
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.domain.validate import suppression_key, validate_message
 from dispatcher.errors import DatabaseError, InputError
-from dispatcher.queue.migrate import migrate as apply_migrations
-from dispatcher.queue.migrate import require_migrated
-from dispatcher.queue.sql import query
 
-__all__ = [
-    "ENQUEUE_CHUNK",
-    "STATES",
-    "ClaimedJob",
-    "Enqueued",
-    "InDoubtPolicy",
-    "JobView",
-    "NewMessage",
-    "Pending",
-    "Queue",
-    "Recovered",
-    "ResolveTo",
-    "SettleState",
-    "Settlement",
-    "UnknownJob",
-    "describe_dsn",
-    "validate_all",
-    "validate_message",
-]
+__all__ = ["ENQUEUE_CHUNK", "Queue", "enqueue_on", "validate_all"]
 
-STATES = ("held", "queued", "claimed", "in_flight", "sent", "failed", "unknown", "cancelled")
-"""Every job state, in lifecycle order (the values of the enum dispatcher.job_state).
-
-`held`: campaign mail waiting for its campaign to start or resume.
-"""
+query = named_queries("dispatcher.queue", "queries.sql")
 
 ENQUEUE_CHUNK = 10_000
 """Messages per enqueue_many statement; larger batches run as several in one transaction."""
-
-SettleState = Literal["sent", "queued", "failed", "unknown"]
-ResolveTo = Literal["queued", "sent", "failed"]
-
-
-@dataclass(frozen=True, slots=True)
-class NewMessage:
-    """A message to enqueue: content, plus when and in which order it may be sent."""
-
-    from_addr: str
-    to: tuple[str, ...] = ()
-    cc: tuple[str, ...] = ()
-    bcc: tuple[str, ...] = ()
-    subject: str = ""
-    text: str | None = None
-    html: str | None = None
-    raw: bytes | None = None  # a complete MIME message; excludes text/html
-    reply_to: tuple[str, ...] = ()
-    configuration_set: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-    idempotency_key: str | None = None  # enqueueing the same key again returns the first id
-    priority: int = 0  # higher is claimed first; -32768..32767
-    send_after: datetime | None = None  # tz-aware; not claimed before this instant
-
-    @property
-    def recipient_count(self) -> int:
-        """SES quotas count recipients (To + Cc + Bcc), not calls."""
-        return len(self.to) + len(self.cc) + len(self.bcc)
-
-
-@dataclass(frozen=True, slots=True)
-class Enqueued:
-    """The id of an enqueued message; ``created`` is False if its idempotency key existed."""
-
-    id: int
-    created: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedJob:
-    """A job leased to one worker; ``token`` must accompany its launch and settlement."""
-
-    token: int
-    attempts: int
-    priority: int
-    message: OutgoingMessage
-    campaign_id: int | None = None  # campaign mail: content rendered at send time from
-    variables: dict[str, str] | None = None  # the campaign's template and these variables
-
-    @property
-    def id(self) -> int:
-        return self.message.id
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """The result of one send, recorded by ``Queue.settle`` if ``token`` is still current."""
-
-    id: int
-    token: int
-    state: SettleState
-    ses_message_id: str | None = None
-    outcome: str | None = None
-    error: str | None = None
-    attempt_used: bool = False
-    delay: float = 0.0  # state "queued": seconds before it may be claimed again
-
-
-@dataclass(frozen=True, slots=True)
-class Recovered:
-    """What ``Queue.recover`` did with the jobs of dead workers."""
-
-    requeued: int  # claimed (never handed to SES) -> queued
-    in_doubt: int  # in_flight (maybe sent) -> unknown, or queued with policy "resend"
-
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """Work a draining worker still waits for, and mail scheduled beyond the horizon."""
-
-    waiting: int
-    scheduled_later: int
-    next_run_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Held:
-    """Queued mail held back by a sending error that needs a person (config, paused account)."""
-
-    count: int
-    reason: str | None  # the most recent such error, in SES's words
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerView:
-    """A live (or not yet recovered) worker process."""
-
-    id: uuid.UUID
-    hostname: str
-    pid: int
-    started_at: datetime
-    heartbeat_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class UnknownJob:
-    """A message that may or may not have been sent; a person decides (resolve_unknown)."""
-
-    id: int
-    updated_at: datetime
-    last_error: str | None
-    from_addr: str
-    to: tuple[str, ...]
-    subject: str
-
-
-@dataclass(frozen=True, slots=True)
-class JobView:
-    """One message and its job, as ``dispatcher status <id>`` shows it."""
-
-    id: int
-    state: str
-    attempts: int
-    priority: int
-    run_at: datetime
-    sent_at: datetime | None
-    ses_message_id: str | None
-    last_outcome: str | None
-    last_error: str | None
-    idempotency_key: str | None
-    from_addr: str
-    to: tuple[str, ...]
-    cc: tuple[str, ...]
-    bcc: tuple[str, ...]
-    subject: str
-    created_at: datetime
-
-
-def describe_dsn(dsn: str) -> str:
-    """host:port/database of a postgresql:// URL, never its password."""
-    try:
-        parts = urlsplit(dsn)
-        host = parts.hostname or "localhost"
-        port = parts.port or 5432
-    except ValueError:
-        return "the configured database URL (unparsable)"
-    database = parts.path.lstrip("/") or parts.username or "postgres"
-    return f"{host}:{port}/{database}"
-
-
-def _scrub(text: str, dsn: str) -> str:
-    """``text`` with the DSN's password (if any) masked."""
-    try:
-        password = urlsplit(dsn).password
-    except ValueError:
-        password = None
-    if not password:
-        return text
-    for form in {password, unquote(password)}:
-        text = text.replace(form, "***")
-    return text
 
 
 def _json_tags(tags: Any) -> dict[str, str]:
@@ -310,30 +138,8 @@ class Queue:
         migrate: bool = False,
     ) -> AsyncIterator[Queue]:
         """A Queue on a new pool, closed on exit; migrates first, or checks it was migrated."""
-        where = describe_dsn(dsn)
-        try:
-            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
-        except (
-            OSError,
-            TimeoutError,
-            ValueError,  # a malformed URL
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-        ) as exc:
-            reason = _scrub(f"{type(exc).__name__}: {exc}", dsn)
-            raise DatabaseError(
-                f"cannot connect to PostgreSQL at {where}: {reason}. Check that the server "
-                "runs and that the database URL (host, port, user, password, database) is right."
-            ) from None
-        try:
-            async with pool.acquire() as conn:
-                if migrate:
-                    await apply_migrations(conn)
-                else:
-                    await require_migrated(conn)
+        async with open_pool(dsn, min_size=min_size, max_size=max_size, migrate=migrate) as pool:
             yield cls(pool)
-        finally:
-            await pool.close()
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -14,15 +14,9 @@ from typing import TypeVar
 
 import structlog
 
-from dispatcher.queue.outage import connection_lost, while_down
-from dispatcher.queue.repository import (
-    ClaimedJob,
-    Held,
-    InDoubtPolicy,
-    Pending,
-    Recovered,
-    Settlement,
-)
+from dispatcher.db.outage import connection_lost, while_down
+from dispatcher.domain.jobs import ClaimedJob, Held, Pending, Recovered, Settlement
+from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.queue.store import JobStore
 
 __all__ = ["RetryingStore"]

@@ -11,14 +11,8 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from dispatcher.queue.repository import (
-    ClaimedJob,
-    Held,
-    InDoubtPolicy,
-    Pending,
-    Recovered,
-    Settlement,
-)
+from dispatcher.domain.jobs import ClaimedJob, Held, Pending, Recovered, Settlement
+from dispatcher.domain.retry import InDoubtPolicy
 
 if TYPE_CHECKING:
     from dispatcher.queue.memory import MemoryJobStore

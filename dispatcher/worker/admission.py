@@ -10,11 +10,11 @@ from typing import Literal
 
 import structlog
 
+from dispatcher.domain.jobs import ClaimedJob
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.retry import RetryPolicy
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.pacing.settings import PacingSettings
-from dispatcher.queue.repository import ClaimedJob
 from dispatcher.worker.holds import Holds, sender_key
 
 __all__ = ["Admission", "Refused"]

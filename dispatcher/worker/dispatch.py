@@ -13,8 +13,8 @@ from typing import Protocol
 
 import structlog
 
+from dispatcher.domain.jobs import ClaimedJob, Settlement
 from dispatcher.domain.plan import Fail, GiveBack, Plan, Send, SendBulk
-from dispatcher.queue.repository import ClaimedJob, Settlement
 from dispatcher.queue.store import JobStore
 from dispatcher.worker.admission import Admission, Refused
 from dispatcher.worker.counters import EXIT_HELD, EXIT_QUOTA_SPENT, Counters

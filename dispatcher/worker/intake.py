@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import structlog
 
+from dispatcher.domain.jobs import ClaimedJob, Settlement
 from dispatcher.domain.validate import suppression_key
-from dispatcher.queue.repository import ClaimedJob, Settlement
 from dispatcher.queue.store import JobStore
 from dispatcher.worker.counters import EXIT_HELD, EXIT_OK, Counters
 from dispatcher.worker.ledger import Ledger

@@ -10,9 +10,9 @@ from typing import Any
 
 import structlog
 
+from dispatcher.domain.jobs import ClaimedJob, Settlement, SettleState
 from dispatcher.domain.outcome import Outcome
 from dispatcher.domain.retry import RetryPolicy
-from dispatcher.queue.repository import ClaimedJob, Settlement, SettleState
 from dispatcher.queue.store import JobStore
 from dispatcher.worker.batcher import Batcher
 from dispatcher.worker.counters import Counters

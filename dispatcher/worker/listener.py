@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 import asyncpg  # type: ignore[import-untyped]
 import structlog
 
-from dispatcher.queue.outage import connection_alive
+from dispatcher.db.outage import connection_alive
 
 log = structlog.get_logger()
 

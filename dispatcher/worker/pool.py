@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from dispatcher.db.outage import while_down
 from dispatcher.domain.retry import RetryPolicy
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.pacing.settings import PacingSettings
-from dispatcher.queue.outage import while_down
-from dispatcher.queue.quota import QUOTA_CHANNEL
 from dispatcher.queue.retrying import RetryingStore
 from dispatcher.queue.store import JobStore
 from dispatcher.worker.admission import Admission
@@ -34,6 +33,7 @@ from dispatcher.worker.dispatch import Campaigns, Dispatch
 from dispatcher.worker.intake import Intake
 from dispatcher.worker.ledger import Ledger
 from dispatcher.worker.listener import Listener
+from dispatcher.worker.quota_store import QUOTA_CHANNEL
 from dispatcher.worker.refusal import database_refusal
 from dispatcher.worker.sending import Sender, Sending
 from dispatcher.worker.share import SHARE_CHANNEL, RateShare

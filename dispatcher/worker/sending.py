@@ -14,11 +14,11 @@ from typing import Protocol
 
 import structlog
 
+from dispatcher.domain.jobs import ClaimedJob, Settlement
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.quota import Quota
 from dispatcher.domain.retry import RetryPolicy, decide
-from dispatcher.queue.repository import ClaimedJob, Settlement
 from dispatcher.worker.admission import Admission
 from dispatcher.worker.counters import Counters
 from dispatcher.worker.ledger import Ledger

@@ -12,8 +12,8 @@ import contextlib
 import uuid
 from collections.abc import Callable
 
+from dispatcher.db.outage import connection_lost
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
-from dispatcher.queue.outage import connection_lost
 from dispatcher.queue.store import JobStore
 
 __all__ = ["SHARE_CHANNEL", "SHARE_INTERVAL", "SHARE_TTL", "RateShare"]

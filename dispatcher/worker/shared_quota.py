@@ -21,15 +21,15 @@ from typing import Protocol
 import structlog
 
 from dispatcher.clock import Clock
+from dispatcher.db.outage import connection_lost
 from dispatcher.domain.outcome import Outcome
 from dispatcher.domain.quota import Quota
 from dispatcher.pacing.bucket import RecipientLimiter
 from dispatcher.pacing.governor import QuotaGovernor
 from dispatcher.pacing.poller import backoff, log_transition, poll_or_stop, rerate, stopped
 from dispatcher.pacing.settings import MIN_POLL_INTERVAL, PacingSettings
-from dispatcher.queue.outage import connection_lost
-from dispatcher.queue.quota import SharedReading
 from dispatcher.ses.errors import SesError
+from dispatcher.worker.quota_store import SharedReading
 
 log = structlog.get_logger()
 
@@ -48,7 +48,7 @@ class QuotaReader(Protocol):
 
 
 class QuotaBoard(Protocol):
-    """The shared rows (dispatcher.queue.quota.SharedQuotaStore in production)."""
+    """The shared rows (dispatcher.worker.quota_store.SharedQuotaStore in production)."""
 
     async def sync(self, owner: uuid.UUID, spent: Mapping[int, float]) -> SharedReading: ...
     async def begin(self, owner: uuid.UUID) -> int: ...
@@ -57,7 +57,7 @@ class QuotaBoard(Protocol):
 
 
 class Lock(Protocol):
-    """The leader's lock (dispatcher.queue.quota.LeaderLock in production)."""
+    """The leader's lock (dispatcher.worker.quota_store.LeaderLock in production)."""
 
     @property
     def held(self) -> bool: ...

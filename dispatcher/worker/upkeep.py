@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from dispatcher.queue.repository import InDoubtPolicy
+from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.queue.store import JobStore
 from dispatcher.worker.listener import Listener
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from dispatcher.domain.jobs import STATES, ClaimedJob, NewMessage, Pending, Recovered
+from dispatcher.domain.jobs import Settlement as S
 from dispatcher.errors import InputError
 from dispatcher.queue.memory import MemoryJobStore
-from dispatcher.queue.repository import STATES, ClaimedJob, NewMessage, Pending, Queue, Recovered
-from dispatcher.queue.repository import Settlement as S
+from dispatcher.queue.repository import Queue
 from tests.support.pg import PgCluster
 
 LEASE = 30.0

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from dispatcher.queue.embedded import EmbeddedPostgres
+from dispatcher.db.embedded import EmbeddedPostgres
 from tests.support.cli import cli_env, fetch, run_cli, start_cli, stop_cli
 from tests.support.dispatch import eventually
 from tests.support.sim import SimHandle
@@ -46,7 +45,7 @@ async def test_db_stop_under_a_daemon_warns_and_the_daemon_carries_on(
     port = (await run_cli(env, "db", "status")).out.split("port ")[-1].strip()
     daemon = await start_cli(env, "run", output=tmp_path / "run.log")
     try:
-        dsn = await asyncio.to_thread(EmbeddedPostgres(tmp_path).start)
+        dsn = await EmbeddedPostgres(tmp_path).open()
         await eventually(lambda: _has_worker(dsn), limit=30)
 
         refused = await run_cli(env, "db", "stop")

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from dispatcher.queue.embedded import EmbeddedPostgres
+from dispatcher.db.embedded import EmbeddedPostgres
 from tests.support.cli import cli_env, run_cli
 from tests.support.dispatch import dispatcher_ids
 

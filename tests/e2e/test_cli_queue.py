@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dispatcher.queue.migrate import migrations
+from dispatcher.db.migrate import migrations
 from tests.support.cli import cli_env, fetch, run_cli, state_counts
 
 

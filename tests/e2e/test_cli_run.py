@@ -9,7 +9,8 @@ from pathlib import Path
 
 import aioboto3
 
-from dispatcher.queue.repository import STATES, NewMessage, Queue
+from dispatcher.domain.jobs import STATES, NewMessage
+from dispatcher.queue.repository import Queue
 from tests.support.cli import cli_env, fetch, run_cli, state_counts
 from tests.support.dispatch import REAL, batch, dispatcher_ids
 from tests.support.moto import MotoServer

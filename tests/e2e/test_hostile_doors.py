@@ -13,8 +13,9 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from dispatcher import outbox
+from dispatcher.domain.jobs import NewMessage
 from dispatcher.errors import InputError
-from dispatcher.queue.repository import NewMessage, Queue
+from dispatcher.queue.repository import Queue
 from tests.support.cli import CliResult, cli_env, fetch, run_cli
 from tests.support.hostile import HOSTILE, Hostile
 

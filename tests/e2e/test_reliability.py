@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher.app import run_worker
-from dispatcher.queue.embedded import EmbeddedPostgres, temporary_cluster
+from dispatcher.db.embedded import EmbeddedPostgres, temporary_cluster
 from dispatcher.queue.repository import Queue
 from tests.support.cli import cli_env, fetch, run_cli, start_cli, state_counts, stop_cli
 from tests.support.dispatch import SIM_OK, batch, dispatcher_ids, eventually, make_config

@@ -12,8 +12,9 @@ import pytest
 from dispatcher.app import run_worker
 from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.store import CampaignSpec, CampaignStore
+from dispatcher.domain.jobs import NewMessage
 from dispatcher.errors import InputError
-from dispatcher.queue.repository import NewMessage, Queue
+from dispatcher.queue.repository import Queue
 from dispatcher.worker.pool import EXIT_OK
 from tests.support.dispatch import dispatcher_ids, eventually, make_config
 from tests.support.sim import SimFactory, SimHandle

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from dispatcher.cli.enqueue import Tally, _commit
-from dispatcher.queue.repository import NewMessage, Queue
+from dispatcher.domain.jobs import NewMessage
+from dispatcher.queue.repository import Queue
 
 
 def message(text: str) -> NewMessage:

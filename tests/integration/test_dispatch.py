@@ -8,7 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 from dispatcher.app import run_worker
-from dispatcher.queue.repository import NewMessage, Queue
+from dispatcher.domain.jobs import NewMessage
+from dispatcher.queue.repository import Queue
 from dispatcher.worker.pool import EXIT_OK, EXIT_QUOTA_SPENT, RunReport
 from tests.support.dispatch import REAL, batch, dispatcher_ids, eventually, make_config
 from tests.support.sim import SimFactory

@@ -19,13 +19,9 @@ import asyncpg  # type: ignore[import-untyped]
 import psutil  # type: ignore[import-untyped]
 import pytest
 
+from dispatcher.db.embedded import EmbeddedPostgres, temporary_cluster
+from dispatcher.db.pg_binaries import SERVICE_USER, find_binaries
 from dispatcher.errors import DatabaseError
-from dispatcher.queue.embedded import (
-    SERVICE_USER,
-    EmbeddedPostgres,
-    find_binaries,
-    temporary_cluster,
-)
 from tests.support.pg import server_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,7 +92,7 @@ def shared() -> Iterator[EmbeddedPostgres]:
 async def test_start_gives_a_working_private_server(
     shared: EmbeddedPostgres, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    dsn = await asyncio.to_thread(shared.start)  # reuse of the fixture's server
+    dsn = await shared.open()  # reuse of the fixture's server
 
     assert re.fullmatch(r"postgresql://dispatcher:[^@]+@127\.0\.0\.1:\d+/dispatcher", dsn)
     assert dsn == shared.dsn
@@ -127,7 +123,7 @@ async def test_second_instance_reuses_the_running_server(shared: EmbeddedPostgre
     before = shared.status()
 
     other = EmbeddedPostgres(shared.data_dir)
-    dsn = await asyncio.to_thread(other.start)
+    dsn = await other.open()
 
     assert dsn == shared.dsn
     assert other.port == before.port
@@ -143,7 +139,7 @@ async def test_stop_then_start_keeps_data(shared: EmbeddedPostgres) -> None:
     assert postmasters(shared.pg_dir) == []
     await asyncio.to_thread(shared.stop)  # stopping a stopped server is a no-op
 
-    dsn = await asyncio.to_thread(shared.start)
+    dsn = await shared.open()
     assert shared.is_running()
     assert await query(dsn, "SELECT v FROM kept") == "hello"
 
@@ -153,12 +149,12 @@ async def test_a_restart_keeps_the_port_unless_something_else_took_it(
 ) -> None:
     port = shared.port
     await asyncio.to_thread(shared.stop)
-    await asyncio.to_thread(shared.start)
+    await shared.open()
     assert shared.port == port  # where clients that rode out the stop look for it
 
     await asyncio.to_thread(shared.stop)
     with socket.create_server(("127.0.0.1", port)):  # someone else listens there now
-        dsn = await asyncio.to_thread(shared.start)
+        dsn = await shared.open()
     assert shared.port != port
     assert await query(dsn, "SELECT 1") == 1
 
@@ -173,12 +169,23 @@ async def test_sigkilled_postmaster_is_restarted_and_committed_data_survives(
     assert wait_for(lambda: not shared.is_running(), timeout=5)
     assert (shared.pg_dir / "postmaster.pid").exists()  # stale, left behind by the crash
 
-    dsn = await asyncio.to_thread(EmbeddedPostgres(shared.data_dir).start)
+    dsn = await EmbeddedPostgres(shared.data_dir).open()
 
     new = shared.status()
     assert new.running and new.pid != old.pid
     assert postmasters(shared.pg_dir) == [new.pid]
     assert await query(dsn, "SELECT v FROM crash") == 42
+
+
+async def test_open_recreates_a_dropped_database(shared: EmbeddedPostgres) -> None:
+    """The daemon's start (open) checks the database on its own loop and re-creates it."""
+    await shared.open()  # the server the earlier tests may have stopped
+    postgres_db = shared.dsn.rsplit("/", 1)[0] + "/postgres"
+    await query(postgres_db, 'DROP DATABASE "dispatcher" WITH (FORCE)')
+
+    dsn = await EmbeddedPostgres(shared.data_dir).open()
+
+    assert await query(dsn, "SELECT current_database()") == "dispatcher"
 
 
 def test_password_file_missing_says_what_to_do(shared: EmbeddedPostgres) -> None:
@@ -198,7 +205,7 @@ def test_concurrent_starts_end_with_one_server(
     """Three processes and two threads start the same fresh data dir at once."""
     script = (
         "import sys; from pathlib import Path;"
-        "from dispatcher.queue.embedded import EmbeddedPostgres;"
+        "from dispatcher.db.embedded import EmbeddedPostgres;"
         "print(EmbeddedPostgres(Path(sys.argv[1])).start())"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -334,7 +341,7 @@ async def test_interrupted_initdb_is_redone(data_dir: Path) -> None:
     (data_dir / "pg.init-incomplete").touch()
     cluster = EmbeddedPostgres(data_dir, durable=False)
 
-    dsn = await asyncio.to_thread(cluster.start)
+    dsn = await cluster.open()
 
     assert await query(dsn, "SELECT current_database()") == "dispatcher"
     assert not cluster.init_marker.exists()

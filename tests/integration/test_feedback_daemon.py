@@ -8,7 +8,8 @@ from dataclasses import replace
 import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.app import run_worker
-from dispatcher.queue.repository import NewMessage, Queue
+from dispatcher.domain.jobs import NewMessage
+from dispatcher.queue.repository import Queue
 from tests.support.dispatch import eventually, make_config
 from tests.support.moto import free_port
 from tests.support.sim import SimFactory

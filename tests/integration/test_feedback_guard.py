@@ -20,10 +20,11 @@ from dispatcher.app import run_worker
 from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.store import CampaignSpec, CampaignStore
 from dispatcher.config import Config
+from dispatcher.domain.jobs import NewMessage, Settlement
 from dispatcher.feedback.events import parse_event
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.watch import check_once
-from dispatcher.queue.repository import NewMessage, Queue, Settlement
+from dispatcher.queue.repository import Queue
 from tests.support.cli import cli_env, run_cli
 from tests.support.dispatch import eventually, make_config
 from tests.support.moto import free_port

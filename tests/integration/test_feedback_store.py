@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from dispatcher.domain.jobs import NewMessage, Settlement
 from dispatcher.errors import InputError
 from dispatcher.feedback.events import parse_event
-from dispatcher.feedback.store import TRANSIENT_LIMIT, FeedbackStore
-from dispatcher.queue.repository import NewMessage, Queue, Settlement
-from dispatcher.queue.sql import query
+from dispatcher.feedback.store import TRANSIENT_LIMIT, FeedbackStore, query
+from dispatcher.queue.repository import Queue
 
 
 def sns_body(ses_event: dict[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from dispatcher.app import run_worker
+from dispatcher.domain.jobs import NewMessage
 from dispatcher.domain.validate import MAX_MESSAGE_BYTES
-from dispatcher.queue.repository import NewMessage, Queue, enqueue_on
+from dispatcher.queue.repository import Queue, enqueue_on
 from dispatcher.worker.pool import EXIT_OK, RunReport
 from tests.support.dispatch import make_config
 from tests.support.sim import SimFactory

@@ -14,9 +14,10 @@ import pytest
 from dispatcher import outbox
 from dispatcher.app import run_worker
 from dispatcher.config import Config
+from dispatcher.domain.jobs import NewMessage
 from dispatcher.domain.validate import validate_message
 from dispatcher.errors import InputError
-from dispatcher.queue.repository import NewMessage, Queue
+from dispatcher.queue.repository import Queue
 from tests.support.dispatch import dispatcher_ids, eventually, make_config
 from tests.support.sim import SimFactory, SimHandle
 

@@ -10,16 +10,10 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
+from dispatcher.domain.jobs import Enqueued, NewMessage, Recovered, Settlement
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.queue import repository
-from dispatcher.queue.repository import (
-    Enqueued,
-    NewMessage,
-    Queue,
-    Recovered,
-    Settlement,
-)
-from dispatcher.queue.sql import query
+from dispatcher.queue.repository import Queue, query
 
 LEASE = 30.0
 

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
+from dispatcher.db.migrate import migrate, migrations, pending_migrations, require_migrated
 from dispatcher.errors import DatabaseError
-from dispatcher.queue.migrate import migrate, migrations, pending_migrations, require_migrated
 from dispatcher.queue.repository import Queue
 
 ALL = [m.name for m in migrations()]

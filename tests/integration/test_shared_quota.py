@@ -11,9 +11,9 @@ from typing import Any
 from dispatcher.app import run_worker
 from dispatcher.domain.quota import Quota
 from dispatcher.pacing.governor import PENDING_EPOCH
-from dispatcher.queue.quota import SharedQuotaStore
 from dispatcher.queue.repository import Queue
 from dispatcher.worker.pool import EXIT_QUOTA_SPENT, WorkerPool
+from dispatcher.worker.quota_store import SharedQuotaStore
 from tests.support.dispatch import REAL, batch, eventually, make_config
 from tests.support.sim import SimFactory
 

@@ -8,8 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 from dispatcher.config import Config
+from dispatcher.domain.jobs import NewMessage
 from dispatcher.pacing import PacingSettings
-from dispatcher.queue.repository import NewMessage
 from dispatcher.ses import SesSettings
 
 SIM_OK = "success@simulator.amazonses.com"

@@ -29,8 +29,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from dispatcher.queue.embedded import temporary_cluster
-from dispatcher.queue.migrate import migrate
+from dispatcher.db.embedded import temporary_cluster
+from dispatcher.db.migrate import migrate
 from dispatcher.queue.repository import Queue
 
 TEMPLATE = "dispatcher_template"

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping
 
 from dispatcher.domain.quota import Quota
-from dispatcher.queue.quota import SharedReading
+from dispatcher.worker.quota_store import SharedReading
 
 
 def now() -> float:

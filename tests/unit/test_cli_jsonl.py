@@ -8,7 +8,7 @@ import json
 import pytest
 
 from dispatcher.cli.jsonl import BadLine, DefaultKeys, parse_line, parse_lines
-from dispatcher.queue.repository import NewMessage
+from dispatcher.domain.jobs import NewMessage
 
 GOOD = {"from": "a@example.com", "to": ["b@example.com"], "subject": "s", "text": "x"}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
+from dispatcher.db.outage import connection_lost, while_down
 from dispatcher.errors import DatabaseError
-from dispatcher.queue.outage import connection_lost, while_down
 
 
 def test_connection_errors_are_outages_and_query_errors_are_not() -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from dispatcher.domain.jobs import NewMessage
 from dispatcher.domain.validate import validate_message
 from dispatcher.errors import InputError
-from dispatcher.queue.repository import NewMessage
 
 GOOD = NewMessage(
     from_addr="sender@example.com",

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from dispatcher.cli.jsonl import message_from_json
+from dispatcher.domain.jobs import NewMessage
 from dispatcher.domain.validate import (
     MAX_MESSAGE_BYTES,
     parse_mailbox,
@@ -16,7 +17,6 @@ from dispatcher.domain.validate import (
     validate_message,
 )
 from dispatcher.errors import InputError
-from dispatcher.queue.repository import NewMessage
 from tests.support.hostile import GOOD, HOSTILE, Hostile
 
 BASE = NewMessage(from_addr="app@example.com", to=("jo@example.com",), subject="Hi", text="t")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dispatcher.domain.jobs import ClaimedJob, NewMessage
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.plan import Plan, Send
@@ -19,7 +20,6 @@ from dispatcher.domain.quota import Quota
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.pacing.settings import PacingSettings
 from dispatcher.queue.memory import MemoryJobStore
-from dispatcher.queue.repository import ClaimedJob, NewMessage
 from dispatcher.worker.pool import (
     EXIT_OK,
     EXIT_QUOTA_SPENT,

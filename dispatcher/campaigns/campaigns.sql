@@ -1,4 +1,8 @@
--- Named queries for campaigns (loaded with queries.sql by dispatcher.queue.sql).
+-- Named queries for campaigns (dispatcher.campaigns.store), read by dispatcher.db.sql.
+
+-- name: wake_workers
+-- Idle daemons LISTEN on this channel; delivered when the transaction commits.
+SELECT pg_notify('dispatcher_jobs', '');
 
 -- name: campaign_insert
 INSERT INTO dispatcher.campaigns (name, from_addr, reply_to, configuration_set, tags, subject,

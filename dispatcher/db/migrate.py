@@ -1,4 +1,4 @@
-"""Numbered schema migrations (``sql/migrations/NNNN_name.sql``), applied in order, once.
+"""Numbered schema migrations (``migrations/NNNN_name.sql``), applied in order, once.
 
 Each migration runs in its own transaction together with the row that records it in
 ``dispatcher.schema_migrations``, under a transaction-scoped advisory lock: two processes
@@ -48,7 +48,7 @@ class Migration:
 @functools.cache
 def migrations() -> tuple[Migration, ...]:
     """Every migration shipped with the package, by version."""
-    folder = resources.files("dispatcher.queue") / "sql" / "migrations"
+    folder = resources.files("dispatcher.db") / "migrations"
     found: dict[int, Migration] = {}
     for entry in folder.iterdir():
         match = _FILE_NAME.match(entry.name)

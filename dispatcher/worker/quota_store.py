@@ -1,4 +1,4 @@
-"""The shared daily quota in Postgres (migration 0009, sql/quota.sql): one process reads
+"""The shared daily quota in Postgres (migration 0009, quota.sql): one process reads
 GetSendQuota for all of them and publishes it; each one records what it sent per epoch."""
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 import asyncpg  # type: ignore[import-untyped]
 
+from dispatcher.db.outage import connection_alive
+from dispatcher.db.sql import named_queries
 from dispatcher.domain.quota import Quota
 from dispatcher.pacing.governor import PENDING_EPOCH
-from dispatcher.queue.outage import connection_alive
-from dispatcher.queue.sql import query
+
+query = named_queries("dispatcher.worker", "quota.sql")
 
 # NOTIFYed when a reading is begun: every worker moves its count to the new epoch at once.
 QUOTA_CHANNEL = "dispatcher_quota"

@@ -1,4 +1,4 @@
--- Named queries, loaded once by dispatcher.queue.sql. A block runs from "-- name: X" to the next.
+-- Named queries of the job queue (dispatcher.queue.repository), read by dispatcher.db.sql. A block runs from "-- name: X" to the next.
 
 -- name: enqueue_many
 -- One round trip for any number of messages. An idempotency key already stored (or repeated in
@@ -53,10 +53,6 @@ JOIN numbered n ON n.dkey = i.dkey
 LEFT JOIN ins ON ins.id = n.new_id
 LEFT JOIN dispatcher.messages m ON ins.id IS NULL AND m.idempotency_key = i.idempotency_key
 ORDER BY i.ord;
-
--- name: wake_workers
--- Idle daemons LISTEN on this channel; delivered when the transaction commits.
-SELECT pg_notify('dispatcher_jobs', '');
 
 -- name: find_by_keys
 SELECT idempotency_key, id FROM dispatcher.messages WHERE idempotency_key = ANY($1::text[]);

@@ -1,4 +1,4 @@
--- Named queries for the feedback loop (events, suppressions); loaded with queries.sql.
+-- Named queries for the feedback loop (events, suppressions), read by dispatcher.db.sql.
 
 -- name: event_record
 -- Durable first: a replayed SNS MessageId inserts nothing and returns no row.

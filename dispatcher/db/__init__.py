@@ -1,0 +1,1 @@
+"""Database plumbing: connections, migrations, named SQL, outages, the embedded Postgres."""
