@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
-import psutil  # type: ignore[import-untyped]
+import psutil
 
 from dispatcher.queue.embedded import EmbeddedPostgres
 from dispatcher.queue.migrate import migrate
