@@ -112,7 +112,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 )
 
     def med(mode: str, key: str) -> float:
-        return statistics.median(r[mode][key] for r in rounds)
+        return float(statistics.median(r[mode][key] for r in rounds))
 
     summary = {
         "send_email_recipients_per_s": med("render", "recipients_per_s"),

@@ -4,11 +4,8 @@ and CPU meters for both (they are other processes, so `time.process_time` does n
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
-import os
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,15 +15,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
-import psutil  # type: ignore[import-untyped]
+import psutil
 
 from dispatcher.db.embedded import EmbeddedPostgres
 from dispatcher.db.migrate import migrate
+from dispatcher.sim.launch import start_simulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-READY_PREFIX = "dispatcher-sim listening on "
-SIM_START_TIMEOUT = 30.0  # seconds for the simulator to print its ready line
-SIM_STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 TEMPLATE = "bench_template"
 
 
@@ -109,44 +104,12 @@ class Simulator:
 @asynccontextmanager
 async def run_simulator(max_send_rate: float = 1e9) -> AsyncIterator[Simulator]:
     """`python -m dispatcher.sim` on a free loopback port, no daily quota; killed on exit."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "dispatcher.sim",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--max-send-rate",
-        repr(max_send_rate),
-        "--max-24h-send=-1",
-        stdout=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=str(REPO_ROOT),
-    )
-    try:
-        assert proc.stdout is not None
-        try:
-            line = await asyncio.wait_for(proc.stdout.readline(), SIM_START_TIMEOUT)
-        except TimeoutError:
-            raise RuntimeError(f"simulator said nothing within {SIM_START_TIMEOUT} s") from None
-        text = line.decode().strip()
-        if not text.startswith(READY_PREFIX):
-            code = await proc.wait()
-            raise RuntimeError(f"simulator did not start (exit code {code}, said {text!r})")
-        async with aiohttp.ClientSession() as http:
-            yield Simulator(text.removeprefix(READY_PREFIX), proc.pid, http)
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), SIM_STOP_TIMEOUT)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+    async with (
+        start_simulator(max_send_rate=max_send_rate, max_24_hour_send=-1) as sim,
+        aiohttp.ClientSession() as http,
+    ):
+        assert sim.pid is not None
+        yield Simulator(sim.endpoint_url, sim.pid, http)
 
 
 # -- Postgres ---------------------------------------------------------------------------------

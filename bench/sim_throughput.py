@@ -33,9 +33,10 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
+from dispatcher.sim.launch import start_simulator
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results" / "sim_throughput.json"
-READY_PREFIX = "dispatcher-sim listening on "
 TARGET_RPS = 5000.0
 WARMUP_SECONDS = 1.0
 
@@ -82,33 +83,9 @@ def _cpu_seconds(pid: int) -> float:
 
 @asynccontextmanager
 async def simulator() -> AsyncIterator[tuple[str, int]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "dispatcher.sim",
-        "--port",
-        "0",
-        "--max-send-rate",
-        "1e9",
-        "--max-24h-send",
-        "-1",
-        stdout=asyncio.subprocess.PIPE,
-        cwd=str(REPO_ROOT),
-    )
-    try:
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
-        if not line.startswith(READY_PREFIX):
-            raise RuntimeError(f"simulator did not start: {line!r}")
-        yield line.removeprefix(READY_PREFIX), proc.pid
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+    async with start_simulator(max_send_rate=1e9, max_24_hour_send=-1) as sim:
+        assert sim.pid is not None
+        yield sim.endpoint_url, sim.pid
 
 
 async def _worker(

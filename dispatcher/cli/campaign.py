@@ -11,7 +11,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dispatcher import app
 from dispatcher.campaigns.lint import format_findings, has_errors, lint_html
@@ -19,6 +19,7 @@ from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.render import CampaignContent, CompiledCampaign
 from dispatcher.campaigns.store import CampaignSpec, CampaignStatus, CampaignStore
 from dispatcher.cli.argtypes import row_id
+from dispatcher.cli.commands import with_queue
 from dispatcher.cli.jsonl import parse_send_after
 from dispatcher.cli.output import SafeWriter, open_output
 from dispatcher.config import Config
@@ -27,6 +28,9 @@ from dispatcher.errors import InputError
 from dispatcher.feedback.guard import reputation_lines, reputation_view
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.watch import campaign_thresholds
+
+if TYPE_CHECKING:
+    from dispatcher.queue.repository import Queue
 
 MAX_TEMPLATE_BYTES = 10 * 1024 * 1024  # SES's v1 message limit; a template cannot be bigger
 
@@ -61,21 +65,24 @@ def add_parser(sub: Any) -> None:
     create.add_argument("--strict", action="store_true", help="one bad row rejects the file")
     create.add_argument("--force", action="store_true", help="create despite lint errors")
     create.add_argument("--json", action="store_true")
+    create.set_defaults(func=_create)
 
     lint = csub.add_parser("lint", help="check a template for what mail clients break")
     lint.add_argument("file", type=Path)
     lint.add_argument("--text-template", type=Path)
     lint.add_argument("--unsubscribe-url", metavar="TEMPLATE")
+    lint.set_defaults(func=_lint_command)
 
-    for name, text in (
-        ("start", "start sending a draft campaign"),
-        ("pause", "pause a running campaign (takes effect at once in every daemon)"),
-        ("resume", "resume a paused campaign where it stopped"),
-        ("cancel", "cancel what is not sent yet"),
-        ("retry-failed", "requeue recipients that failed for a retryable reason"),
+    for name, text, action in (
+        ("start", "start sending a draft campaign", _start),
+        ("pause", "pause a running campaign (takes effect at once in every daemon)", _pause),
+        ("resume", "resume a paused campaign where it stopped", _resume),
+        ("cancel", "cancel what is not sent yet", _cancel),
+        ("retry-failed", "requeue recipients that failed for a retryable reason", _retry_failed),
     ):
         p = csub.add_parser(name, help=text)
         p.add_argument("id", type=row_id)
+        p.set_defaults(func=with_queue(action))
         if name == "resume":
             p.add_argument(
                 "--force", action="store_true", help="also after a pause by a safety check"
@@ -85,13 +92,16 @@ def add_parser(sub: Any) -> None:
     status.add_argument("id", type=row_id)
     status.add_argument("--json", action="store_true")
     status.add_argument("--watch", action="store_true", help="live progress until it is done")
+    status.set_defaults(func=with_queue(_status))
 
     report = csub.add_parser("report", help="totals, and a per-recipient CSV")
     report.add_argument("id", type=row_id)
     report.add_argument("--csv", type=Path, help="where to write it (default campaign-ID.csv)")
+    report.set_defaults(func=with_queue(_report_command))
 
     lst = csub.add_parser("list", help="all campaigns")
     lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=with_queue(_list))
 
 
 def _read_template(path: Path) -> str:
@@ -159,91 +169,97 @@ def _lint(html: str, text: str | None, unsubscribe_url: str | None) -> bool:
     return has_errors(findings)
 
 
-async def run(args: argparse.Namespace, cfg: Config) -> int:
-    action: str = args.action
-    if action == "lint":
-        html = _read_template(args.file)
-        text = _read_template(args.text_template) if args.text_template else None
-        CompiledCampaign(CampaignContent("", html, text, args.unsubscribe_url))
-        bad = _lint(html, text, args.unsubscribe_url)
-        if not bad:
-            print(f"{args.file}: no errors")
-        return 1 if bad else 0
-    if action == "create":
-        return await _create(args, cfg)
-    async with app.open_queue(cfg) as queue:
-        store = CampaignStore(queue.pool)
-        if action == "start":
-            c = await store.start(args.id)
-            when = f" (from {c.send_at:%Y-%m-%d %H:%M %Z})" if c.send_at else ""
-            print(f"campaign {c.id} running{when}: {c.recipients} recipients")
-            return 0
-        if action == "resume":
-            current = await store.get(args.id)
-            if current.state != "paused":
-                raise InputError(f"campaign {args.id} is {current.state}, not paused")
-            if (
-                current.pause_reason
-                and current.pause_reason.startswith("guard:")
-                and not args.force
-            ):
-                raise InputError(
-                    f"campaign {args.id} was paused by the reputation guard "
-                    f"({current.pause_reason}); resume with --force once you have checked it"
-                )
-            await store.start(args.id)
-            print(f"campaign {args.id} resumed")
-            return 0
-        if action == "pause":
-            if not await store.pause(args.id):
-                current = await store.get(args.id)
-                raise InputError(f"campaign {args.id} is {current.state}, not running")
-            print(f"campaign {args.id} paused")
-            return 0
-        if action == "cancel":
-            n = await store.cancel(args.id)
-            print(f"campaign {args.id} cancelled: {n} unsent message(s) cancelled")
-            return 0
-        if action == "retry-failed":
-            n = await store.retry_failed(args.id)
-            print(f"campaign {args.id}: {n} failed recipient(s) queued again")
-            return 0
-        if action == "status":
-            if args.watch:
-                return await _watch(store, args.id)
-            st = await store.status(args.id)
-            fb = (await FeedbackStore(queue.pool).campaign_counts(args.id))[args.id]
-            reputation = reputation_view(fb.counts, campaign_thresholds(cfg.guard))
-            feedback = {
-                "delivered": fb.delivered,
-                "bounced": fb.bounced_any,
-                "complained": fb.counts.complained,
-                "reputation": reputation,
-            }
-            if args.json:
-                print(json.dumps({**st.to_json(), "feedback": feedback}, indent=2))
-            else:
-                _print_status(st)
-                print(
-                    f"  feedback   delivered {fb.delivered}, bounced {fb.bounced_any} "
-                    f"({fb.counts.bounced} hard), complained {fb.counts.complained}"
-                )
-                print("\n".join(reputation_lines(reputation)))
-            return 0
-        if action == "list":
-            rows = await store.list()
-            if args.json:
-                print(json.dumps([r.to_json() for r in rows], indent=2))
-            else:
-                for r in rows:
-                    c = r.campaign
-                    print(
-                        f"{c.id:>6}  {c.state:<9} {r.counts['sent']:>8}/{c.recipients:<8} {c.name}"
-                    )
-            return 0
-        if action == "report":
-            return await _report(store, args.id, args.csv)
-    raise AssertionError(action)
+async def _lint_command(args: argparse.Namespace, cfg: Config) -> int:
+    html = _read_template(args.file)
+    text = _read_template(args.text_template) if args.text_template else None
+    CompiledCampaign(CampaignContent("", html, text, args.unsubscribe_url))
+    bad = _lint(html, text, args.unsubscribe_url)
+    if not bad:
+        print(f"{args.file}: no errors")
+    return 1 if bad else 0
+
+
+async def _start(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    c = await CampaignStore(queue.pool).start(args.id)
+    when = f" (from {c.send_at:%Y-%m-%d %H:%M %Z})" if c.send_at else ""
+    print(f"campaign {c.id} running{when}: {c.recipients} recipients")
+    return 0
+
+
+async def _resume(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    store = CampaignStore(queue.pool)
+    current = await store.get(args.id)
+    if current.state != "paused":
+        raise InputError(f"campaign {args.id} is {current.state}, not paused")
+    if current.pause_reason and current.pause_reason.startswith("guard:") and not args.force:
+        raise InputError(
+            f"campaign {args.id} was paused by the reputation guard "
+            f"({current.pause_reason}); resume with --force once you have checked it"
+        )
+    await store.start(args.id)
+    print(f"campaign {args.id} resumed")
+    return 0
+
+
+async def _pause(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    store = CampaignStore(queue.pool)
+    if not await store.pause(args.id):
+        current = await store.get(args.id)
+        raise InputError(f"campaign {args.id} is {current.state}, not running")
+    print(f"campaign {args.id} paused")
+    return 0
+
+
+async def _cancel(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    n = await CampaignStore(queue.pool).cancel(args.id)
+    print(f"campaign {args.id} cancelled: {n} unsent message(s) cancelled")
+    return 0
+
+
+async def _retry_failed(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    n = await CampaignStore(queue.pool).retry_failed(args.id)
+    print(f"campaign {args.id}: {n} failed recipient(s) queued again")
+    return 0
+
+
+async def _status(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    store = CampaignStore(queue.pool)
+    if args.watch:
+        return await _watch(store, args.id)
+    st = await store.status(args.id)
+    fb = (await FeedbackStore(queue.pool).campaign_counts(args.id))[args.id]
+    reputation = reputation_view(fb.counts, campaign_thresholds(cfg.guard))
+    feedback = {
+        "delivered": fb.delivered,
+        "bounced": fb.bounced_any,
+        "complained": fb.counts.complained,
+        "reputation": reputation,
+    }
+    if args.json:
+        print(json.dumps({**st.to_json(), "feedback": feedback}, indent=2))
+    else:
+        _print_status(st)
+        print(
+            f"  feedback   delivered {fb.delivered}, bounced {fb.bounced_any} "
+            f"({fb.counts.bounced} hard), complained {fb.counts.complained}"
+        )
+        print("\n".join(reputation_lines(reputation)))
+    return 0
+
+
+async def _list(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    rows = await CampaignStore(queue.pool).list()
+    if args.json:
+        print(json.dumps([r.to_json() for r in rows], indent=2))
+    else:
+        for r in rows:
+            c = r.campaign
+            print(f"{c.id:>6}  {c.state:<9} {r.counts['sent']:>8}/{c.recipients:<8} {c.name}")
+    return 0
+
+
+async def _report_command(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    return await _report(CampaignStore(queue.pool), args.id, args.csv)
 
 
 # What str.splitlines() breaks on, plus NUL: the subject and the unsubscribe URL end up in

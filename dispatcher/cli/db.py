@@ -7,6 +7,7 @@ started the server again, on the same port (see EmbeddedPostgres's pg-port).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 
 import asyncpg  # type: ignore[import-untyped]
@@ -25,27 +26,34 @@ SELECT (SELECT count(*) FROM pg_stat_activity
 """
 
 
-async def cmd_db(action: str, cfg: Config, *, force: bool = False) -> int:
+def _embedded(cfg: Config) -> EmbeddedPostgres:
     if cfg.database.url:
         raise InputError(
             "database.url is set: the dispatcher uses that server, not an embedded one"
         )
-    embedded = EmbeddedPostgres(cfg.database.data_dir)
+    return EmbeddedPostgres(cfg.database.data_dir)
+
+
+async def cmd_stop(args: argparse.Namespace, cfg: Config) -> int:
+    embedded = _embedded(cfg)
     st = await asyncio.to_thread(embedded.status)
-    if action == "stop":
-        if st.running and not force:
-            connections, daemons = await _users(await embedded.open())
-            if connections:
-                who = f"daemon(s) {', '.join(daemons)} and " if daemons else ""
-                raise InputError(
-                    f"embedded Postgres under {st.data_dir} (port {st.port}) is in use: {who}"
-                    f"{connections} connection(s) in all; stop the daemons first, or use "
-                    "`db stop --force` (a daemon retries for database.outage_timeout and "
-                    "carries on once a later command starts the server again, same port)"
-                )
-        await asyncio.to_thread(embedded.stop)
-        print(f"embedded Postgres under {embedded.data_dir} stopped")
-        return 0
+    if st.running and not args.force:
+        connections, daemons = await _users(await embedded.open())
+        if connections:
+            who = f"daemon(s) {', '.join(daemons)} and " if daemons else ""
+            raise InputError(
+                f"embedded Postgres under {st.data_dir} (port {st.port}) is in use: {who}"
+                f"{connections} connection(s) in all; stop the daemons first, or use "
+                "`db stop --force` (a daemon retries for database.outage_timeout and "
+                "carries on once a later command starts the server again, same port)"
+            )
+    await asyncio.to_thread(embedded.stop)
+    print(f"embedded Postgres under {embedded.data_dir} stopped")
+    return 0
+
+
+async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
+    st = await asyncio.to_thread(_embedded(cfg).status)
     if not st.initialized:
         print(f"no embedded Postgres under {st.data_dir} yet (the first command creates it)")
     elif st.running:

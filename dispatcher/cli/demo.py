@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -20,45 +19,23 @@ from dispatcher.config import Config
 from dispatcher.domain.jobs import NewMessage
 from dispatcher.errors import DatabaseError, DispatcherError, InputError
 from dispatcher.queue.repository import Queue
+from dispatcher.sim.launch import SimulatorStartError, start_simulator
 from dispatcher.worker.pool import RunReport, WorkerPool
 
 DEMO_DB = "dispatcher_demo"
 SIM_ADDRESS = "success@simulator.amazonses.com"
 MAX_COUNT = 1_000_000  # messages; the simulator sends them at --rate
 MAX_RATE = 100_000  # recipients per second; SES accounts allow a few thousand at most
-_LISTENING = re.compile(rb"listening on (http://\S+)")
 
 
 @contextlib.asynccontextmanager
 async def simulator(rate: float) -> AsyncIterator[str]:
     """The SES simulator in a child process on a free loopback port; yields its URL."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "dispatcher.sim",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--max-send-rate",
-        str(rate),
-        stdout=asyncio.subprocess.PIPE,
-    )
     try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
-        found = _LISTENING.search(line)
-        if found is None:
-            raise DispatcherError(f"the simulator did not start (it printed {line!r})")
-        yield found.group(1).decode()
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        async with start_simulator(max_send_rate=rate, stop_timeout=10.0) as sim:
+            yield sim.endpoint_url
+    except SimulatorStartError as exc:  # raised only while starting: the demo's body cannot
+        raise DispatcherError(str(exc)) from None
 
 
 async def fresh_database(url: str) -> str:

@@ -69,6 +69,7 @@ def add_parser(sub: Any) -> None:
         metavar="PREFIX",
         help=f"starts the key given to lines without one (default {DEFAULT_PREFIX!r})",
     )
+    enqueue.set_defaults(func=cmd_enqueue)
 
 
 @dataclass(slots=True)

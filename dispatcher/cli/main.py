@@ -7,15 +7,16 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from botocore.exceptions import NoCredentialsError
 
 from dispatcher import app
 from dispatcher.cli import campaign as campaign_cli
+from dispatcher.cli import db as db_cli
 from dispatcher.cli import enqueue as enqueue_cli
 from dispatcher.cli import suppression as suppression_cli
 from dispatcher.cli.argtypes import (
@@ -24,7 +25,7 @@ from dispatcher.cli.argtypes import (
     positive_int,
     row_id,
 )
-from dispatcher.cli.db import cmd_db
+from dispatcher.cli.commands import Command, with_queue
 from dispatcher.cli.jsonl import parse_send_after
 from dispatcher.cli.output import discard_stdout
 from dispatcher.cli.processes import process_count, run_processes, watch_parent
@@ -37,6 +38,9 @@ from dispatcher.errors import DispatcherError, InputError
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.obs.logging import configure_logging
 from dispatcher.sim import cli as sim_cli
+
+if TYPE_CHECKING:
+    from dispatcher.queue.repository import Queue
 
 log = structlog.get_logger()
 
@@ -51,11 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="TOML config file (default: $DISPATCHER_CONFIG, else built-in defaults)",
     )
+    # Each command names its coroutine; `sim` runs on its own (no config, its own loop), and
+    # `demo` draws a progress bar, so it keeps the info lines off the terminal.
+    parser.set_defaults(standalone=None, quiet=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("migrate", help="apply pending database migrations (idempotent)")
+    migrate_ = sub.add_parser("migrate", help="apply pending database migrations (idempotent)")
+    migrate_.set_defaults(func=cmd_migrate)
 
     send = sub.add_parser("send", help="queue one message; prints its id")
+    send.set_defaults(func=cmd_send)
     send.add_argument("--from", dest="from_addr", required=True, metavar="ADDRESS")
     send.add_argument("--to", action="append", default=[], metavar="ADDRESS")
     send.add_argument("--cc", action="append", default=[], metavar="ADDRESS")
@@ -74,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue_cli.add_parser(sub)
 
     run = sub.add_parser("run", help="send queued mail until SIGTERM/SIGINT")
+    run.set_defaults(func=cmd_run)
     run.add_argument(
         "--drain",
         action="store_true",
@@ -91,10 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="message counts by state, and pacing")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
 
-    sub.add_parser("quota", help="the account's sending quota next to the governor's view")
+    quota = sub.add_parser("quota", help="the account's sending quota next to the governor's view")
+    quota.set_defaults(func=cmd_quota)
 
     resume = sub.add_parser("resume", help="lift the reputation guard's hold on all sending")
+    resume.set_defaults(func=with_queue(cmd_resume))
     resume.add_argument(
         "--force", action="store_true", help="required: resuming is a human decision"
     )
@@ -103,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     in_doubt_sub = in_doubt.add_subparsers(dest="action", required=True, metavar="ACTION")
     in_doubt_list = in_doubt_sub.add_parser("list", help="show in-doubt messages")
     in_doubt_list.add_argument("--limit", type=positive_int, default=100)
+    in_doubt_list.set_defaults(func=with_queue(cmd_in_doubt_list))
     resolve = in_doubt_sub.add_parser("resolve", help="decide what happened to them")
+    resolve.set_defaults(func=with_queue(cmd_in_doubt_resolve))
     what = resolve.add_mutually_exclusive_group(required=True)
     what.add_argument("--resend", action="store_true", help="queue them again")
     what.add_argument("--sent", action="store_true", help="record them as sent")
@@ -114,19 +129,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     cancel = sub.add_parser("cancel", help="cancel queued (or in-doubt) messages")
     cancel.add_argument("ids", nargs="+", type=row_id, metavar="ID")
+    cancel.set_defaults(func=with_queue(cmd_cancel))
 
     sim = sub.add_parser("sim", help="run the SES simulator (for tests, benchmarks, the demo)")
     sim_cli.add_arguments(sim)
+    sim.set_defaults(standalone=sim_cli.run)
 
     campaign_cli.add_parser(sub)
     suppression_cli.add_parser(sub)
 
     db = sub.add_parser("db", help="the embedded Postgres: where it is, stop it")
     db_sub = db.add_subparsers(dest="action", required=True, metavar="ACTION")
-    db_sub.add_parser("status", help="is the embedded server running, and where")
+    db_status = db_sub.add_parser("status", help="is the embedded server running, and where")
+    db_status.set_defaults(func=db_cli.cmd_status)
     db_stop = db_sub.add_parser(
         "stop", help="stop the embedded server (the next command restarts it, on the same port)"
     )
+    db_stop.set_defaults(func=db_cli.cmd_stop)
     db_stop.add_argument(
         "--force", action="store_true", help="stop it even while daemons or others are connected"
     )
@@ -136,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--count", type=int, default=3000, help="messages to send")
     demo.add_argument("--rate", type=float, default=100.0, help="the simulated MaxSendRate")
+    demo.set_defaults(func=cmd_demo, quiet=True)
     return parser
 
 
@@ -145,15 +165,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dispatcher: error: argument '{bad}' is not valid UTF-8; retype it", file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv)
-    if args.command == "sim":
-        return sim_cli.run(args)
+    if args.standalone is not None:
+        standalone: Callable[[argparse.Namespace], int] = args.standalone
+        return standalone(args)
+    command: Command = args.func
     try:
         cfg = load_config(args.config)
         level = cfg.log.level
-        if args.command == "demo" and level in ("debug", "info"):
+        if args.quiet and level in ("debug", "info"):
             level = "warning"  # the demo shows a progress bar and a report instead
         configure_logging(level, cfg.log.format)
-        return _run(_dispatch(args, cfg))
+        return _run(command(args, cfg))
     except DispatcherError as exc:
         if isinstance(exc.__cause__, NoCredentialsError):
             print(f"dispatcher: error: {no_credentials(cfg)}", file=sys.stderr)
@@ -177,46 +199,7 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
         return runner.run(main)
 
 
-async def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
-    command: str = args.command
-    if command == "migrate":
-        return await cmd_migrate(cfg)
-    if command == "send":
-        return await cmd_send(args, cfg)
-    if command == "enqueue":
-        return await enqueue_cli.cmd_enqueue(args, cfg)
-    if command == "run":
-        if args.processes > 1:
-            return await run_processes(
-                cfg, processes=args.processes, drain=args.drain, config_path=args.config
-            )
-        return await cmd_run(cfg, drain=args.drain)
-    if command == "status":
-        return await cmd_status(cfg, as_json=args.json)
-    if command == "quota":
-        return await cmd_quota(cfg)
-    if command == "resume":
-        return await cmd_resume(cfg, force=args.force)
-    if command == "in-doubt":
-        return await cmd_in_doubt(args, cfg)
-    if command == "cancel":
-        return await cmd_cancel(args.ids, cfg)
-    if command == "db":
-        return await cmd_db(args.action, cfg, force=getattr(args, "force", False))
-    if command == "campaign":
-        from dispatcher.cli import campaign as campaign_cli_run
-
-        return await campaign_cli_run.run(args, cfg)
-    if command == "suppression":
-        return await suppression_cli.run(args, cfg)
-    if command == "demo":
-        from dispatcher.cli.demo import run_demo
-
-        return await run_demo(cfg, count=args.count, rate=args.rate)
-    raise AssertionError(command)
-
-
-async def cmd_migrate(cfg: Config) -> int:
+async def cmd_migrate(args: argparse.Namespace, cfg: Config) -> int:
     async with app.connect(cfg) as conn:
         applied = await migrate(conn)
     where = "the embedded database" if not cfg.database.url else "the database"
@@ -256,7 +239,11 @@ async def cmd_send(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-async def cmd_run(cfg: Config, *, drain: bool) -> int:
+async def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
+    if args.processes > 1:
+        return await run_processes(
+            cfg, processes=args.processes, drain=args.drain, config_path=args.config
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -270,7 +257,7 @@ async def cmd_run(cfg: Config, *, drain: bool) -> int:
             loop.add_signal_handler(sig, on_signal, sig.name)
     watcher = watch_parent(stop)
     try:
-        report = await app.run_worker(cfg, stop, drain=drain)
+        report = await app.run_worker(cfg, stop, drain=args.drain)
     finally:
         if watcher is not None:
             watcher.cancel()
@@ -284,38 +271,38 @@ async def cmd_run(cfg: Config, *, drain: bool) -> int:
     return report.exit_code
 
 
-async def cmd_resume(cfg: Config, *, force: bool) -> int:
-    async with app.open_queue(cfg) as queue:
-        feedback = FeedbackStore(queue.pool)
-        hold = await feedback.sending_hold()
-        if hold is None:
-            raise InputError("sending is not held; nothing to resume")
-        if not force:
-            raise InputError(
-                f"all sending was held by the reputation guard ({hold[0]}); "
-                "resume with --force once you have checked the lists"
-            )
-        await feedback.release_sending()
+async def cmd_resume(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    feedback = FeedbackStore(queue.pool)
+    hold = await feedback.sending_hold()
+    if hold is None:
+        raise InputError("sending is not held; nothing to resume")
+    if not args.force:
+        raise InputError(
+            f"all sending was held by the reputation guard ({hold[0]}); "
+            "resume with --force once you have checked the lists"
+        )
+    await feedback.release_sending()
     print(f"sending resumed (was held: {hold[0]})")
     return 0
 
 
-async def cmd_in_doubt(args: argparse.Namespace, cfg: Config) -> int:
-    async with app.open_queue(cfg) as queue:
-        if args.action == "list":
-            jobs = await queue.list_unknown(args.limit)
-            if not jobs:
-                print("no messages in doubt")
-                return 0
-            for job in jobs:
-                print(
-                    f"{job.id}\t{job.updated_at:%Y-%m-%d %H:%M:%S}\t{job.from_addr} -> "
-                    f"{', '.join(job.to)}\t{job.subject!r}\t{job.last_error or ''}"
-                )
-            return 0
-        to: ResolveTo = "queued" if args.resend else "sent" if args.sent else "failed"
-        ids = None if args.all else list(args.ids)
-        done = await queue.resolve_unknown(ids, to)
+async def cmd_in_doubt_list(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    jobs = await queue.list_unknown(args.limit)
+    if not jobs:
+        print("no messages in doubt")
+        return 0
+    for job in jobs:
+        print(
+            f"{job.id}\t{job.updated_at:%Y-%m-%d %H:%M:%S}\t{job.from_addr} -> "
+            f"{', '.join(job.to)}\t{job.subject!r}\t{job.last_error or ''}"
+        )
+    return 0
+
+
+async def cmd_in_doubt_resolve(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    to: ResolveTo = "queued" if args.resend else "sent" if args.sent else "failed"
+    ids = None if args.all else list(args.ids)
+    done = await queue.resolve_unknown(ids, to)
     verb = {"queued": "queued again", "sent": "recorded as sent", "failed": "recorded as failed"}
     print(f"{len(done)} message(s) {verb[to]}")
     if ids is not None and len(done) < len(ids):
@@ -325,9 +312,9 @@ async def cmd_in_doubt(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-async def cmd_cancel(ids: list[int], cfg: Config) -> int:
-    async with app.open_queue(cfg) as queue:
-        done = await queue.cancel(ids)
+async def cmd_cancel(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    ids: list[int] = args.ids
+    done = await queue.cancel(ids)
     print(f"{len(done)} message(s) cancelled")
     missing = sorted(set(ids) - set(done))
     if missing:
@@ -337,6 +324,12 @@ async def cmd_cancel(ids: list[int], cfg: Config) -> int:
         )
         return 1
     return 0
+
+
+async def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
+    from dispatcher.cli.demo import run_demo  # the simulator's server: only the demo needs it
+
+    return await run_demo(cfg, count=args.count, rate=args.rate)
 
 
 if __name__ == "__main__":

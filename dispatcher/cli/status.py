@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -73,7 +74,8 @@ async def _pacing_view(cfg: Config, *, swallow: bool = True) -> dict[str, Any]:
     }
 
 
-async def cmd_status(cfg: Config, *, as_json: bool) -> int:
+async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
+    as_json: bool = args.json
     # Reads only: an unmigrated database is reported (run `dispatcher migrate`), not migrated.
     async with app.open_queue(cfg, migrate=False) as queue:
         counts = await queue.counts()
@@ -171,6 +173,6 @@ def _print_pacing(pacing: dict[str, Any]) -> None:
         print(f"  reason            {pacing['reason']}")
 
 
-async def cmd_quota(cfg: Config) -> int:
+async def cmd_quota(args: argparse.Namespace, cfg: Config) -> int:
     _print_pacing(await _pacing_view(cfg, swallow=False))
     return 0

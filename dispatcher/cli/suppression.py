@@ -11,16 +11,20 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from dispatcher import app
 from dispatcher.cli.argtypes import positive_int
+from dispatcher.cli.commands import with_queue
 from dispatcher.cli.output import SafeWriter, open_output, unescape_cell
 from dispatcher.config import Config
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.ses.adapter import SesAdapter
 from dispatcher.ses.errors import SesError
+
+if TYPE_CHECKING:
+    from dispatcher.queue.repository import Queue
 
 MANUAL_REASON = "added by operator"
 SES_LIST_REASON = "on the SES account suppression list"
@@ -36,28 +40,34 @@ def add_parser(sub: Any) -> None:
     add = ssub.add_parser("add", help="never mail these addresses again")
     add.add_argument("addresses", nargs="+", metavar="ADDRESS")
     add.add_argument("--reason", default=MANUAL_REASON)
+    add.set_defaults(func=with_queue(_add))
 
     remove = ssub.add_parser("remove", help="allow mail to these addresses again")
     remove.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    remove.set_defaults(func=with_queue(_remove))
 
     lst = ssub.add_parser("list", help="suppressed addresses (all, or the ones given)")
     lst.add_argument("addresses", nargs="*", metavar="ADDRESS")
     lst.add_argument("--limit", type=positive_int, default=None, help="at most this many")
     lst.add_argument("--json", action="store_true", help="one JSON object per line")
+    lst.set_defaults(func=with_queue(_list))
 
     imp = ssub.add_parser(
         "import", help="add addresses from a CSV (address[,reason]; header optional; - = stdin)"
     )
     imp.add_argument("file", metavar="FILE")
     imp.add_argument("--reason", default="imported", help="for rows without a reason")
+    imp.set_defaults(func=with_queue(_import))
 
     exp = ssub.add_parser("export", help="write the list as CSV (address,reason,created_at)")
     exp.add_argument("file", nargs="?", default="-", metavar="FILE", help="default: stdout")
+    exp.set_defaults(func=with_queue(_export))
 
-    ssub.add_parser(
+    sync_ = ssub.add_parser(
         "sync",
         help="add the SES account-level suppression list (ListSuppressedDestinations) to ours",
     )
+    sync_.set_defaults(func=_sync)
 
 
 def read_rows(stream: TextIO, default_reason: str) -> Iterator[tuple[str, str]]:
@@ -94,66 +104,70 @@ def _read_in(name: str) -> TextIO:
     return io.StringIO(text, newline="")
 
 
-async def run(args: argparse.Namespace, cfg: Config) -> int:
-    action: str = args.action
-    if action == "sync":
-        return await sync(cfg)
-    async with app.open_queue(cfg) as queue:
-        store = FeedbackStore(queue.pool)
-        if action == "add":
-            added = await store.suppress(args.addresses, args.reason)
-            already = len({a.strip().lower() for a in args.addresses}) - len(added)
-            print(f"{len(added)} added" + (f", {already} already suppressed" if already else ""))
-            return 0
-        if action == "remove":
-            removed = await store.unsuppress(args.addresses)
-            missing = len({a.strip().lower() for a in args.addresses}) - len(removed)
-            print(
-                f"{len(removed)} removed" + (f", {missing} were not suppressed" if missing else "")
-            )
-            return 0
-        if action == "list":
-            if args.addresses:
-                found = await store.lookup(args.addresses)
-                rows = [found[k] for k in sorted(found)]
-            else:
-                rows = []
-                async for s in store.iter_suppressions():
-                    if args.limit is not None and len(rows) >= args.limit:
-                        break
-                    rows.append(s)
-            for s in rows:
-                if args.json:
-                    item = {"address": s.address, "reason": s.reason}
-                    print(json.dumps({**item, "created_at": s.created_at.isoformat()}))
-                else:
-                    print(f"{s.address}\t{s.reason}\t{s.created_at:%Y-%m-%d %H:%M:%S%z}")
-            # Asked about specific addresses: exit 1 if any of them is not suppressed.
-            wanted = {a.strip().lower() for a in args.addresses}
-            if len(rows) < len(wanted):
-                print(f"{len(wanted) - len(rows)} of them not suppressed", file=sys.stderr)
-                return 1
-            return 0
-        if action == "import":
-            stream = _read_in(args.file)
-            try:
-                added = await store.import_suppressions(read_rows(stream, args.reason))
-            except csv.Error as exc:
-                raise InputError(f"{args.file}: not a CSV file: {exc}") from None
-            print(f"{len(added)} added")
-            return 0
-        if action == "export":
-            n = 0
-            with open_output(args.file) as out:
-                writer = SafeWriter(out)
-                writer.writerow(["address", "reason", "created_at"])
-                async for s in store.iter_suppressions():
-                    writer.writerow([s.address, s.reason, s.created_at.isoformat()])
-                    n += 1
-            if args.file != "-":
-                print(f"{n} addresses written to {args.file}", file=sys.stderr)
-            return 0
-    raise AssertionError(action)
+async def _add(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    added = await FeedbackStore(queue.pool).suppress(args.addresses, args.reason)
+    already = len({a.strip().lower() for a in args.addresses}) - len(added)
+    print(f"{len(added)} added" + (f", {already} already suppressed" if already else ""))
+    return 0
+
+
+async def _remove(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    removed = await FeedbackStore(queue.pool).unsuppress(args.addresses)
+    missing = len({a.strip().lower() for a in args.addresses}) - len(removed)
+    print(f"{len(removed)} removed" + (f", {missing} were not suppressed" if missing else ""))
+    return 0
+
+
+async def _list(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    store = FeedbackStore(queue.pool)
+    if args.addresses:
+        found = await store.lookup(args.addresses)
+        rows = [found[k] for k in sorted(found)]
+    else:
+        rows = []
+        async for s in store.iter_suppressions():
+            if args.limit is not None and len(rows) >= args.limit:
+                break
+            rows.append(s)
+    for s in rows:
+        if args.json:
+            item = {"address": s.address, "reason": s.reason}
+            print(json.dumps({**item, "created_at": s.created_at.isoformat()}))
+        else:
+            print(f"{s.address}\t{s.reason}\t{s.created_at:%Y-%m-%d %H:%M:%S%z}")
+    # Asked about specific addresses: exit 1 if any of them is not suppressed.
+    wanted = {a.strip().lower() for a in args.addresses}
+    if len(rows) < len(wanted):
+        print(f"{len(wanted) - len(rows)} of them not suppressed", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _import(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    stream = _read_in(args.file)
+    try:
+        added = await FeedbackStore(queue.pool).import_suppressions(read_rows(stream, args.reason))
+    except csv.Error as exc:
+        raise InputError(f"{args.file}: not a CSV file: {exc}") from None
+    print(f"{len(added)} added")
+    return 0
+
+
+async def _export(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+    n = 0
+    with open_output(args.file) as out:
+        writer = SafeWriter(out)
+        writer.writerow(["address", "reason", "created_at"])
+        async for s in FeedbackStore(queue.pool).iter_suppressions():
+            writer.writerow([s.address, s.reason, s.created_at.isoformat()])
+            n += 1
+    if args.file != "-":
+        print(f"{n} addresses written to {args.file}", file=sys.stderr)
+    return 0
+
+
+async def _sync(args: argparse.Namespace, cfg: Config) -> int:
+    return await sync(cfg)
 
 
 async def sync(cfg: Config, page_size: int = 1000) -> int:

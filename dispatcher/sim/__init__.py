@@ -5,7 +5,8 @@ rolling quota), `account` (identities, templates, configuration sets, suppressio
 state), `state` (the send decision), `errors` (each refusal in SES's v1 and v2 wire forms),
 `events` (SES event JSON in both formats), `faults` (latency model, injected faults). I/O:
 `sns` (signing, with `cryptography`), `publisher` (SNS POSTs, JSONL file), the protocol layers
-`v1`, `v2` and `admin`, `server` (aiohttp; latency and faults as a middleware), `cli`.
+`v1`, `v2` and `admin`, `server` (aiohttp; latency and faults as a middleware), `cli`, and
+`launch` (start it for a caller, as a child process or in this loop: the demo, bench, tests).
 
 Defaults: a production account that needs no verification, 14/s, 50,000/day, 1 s of burst, no
 latency, no faults, no events. `--sandbox` (or the other flags, see `--help`) opts in.

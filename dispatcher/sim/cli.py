@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from dispatcher.sim.server import serve
@@ -50,6 +50,17 @@ _HELP = {
 
 def _flag(name: str) -> str:
     return _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+def flags_for(settings: Mapping[str, Any]) -> list[str]:
+    """The command line that asks for these SimSettings values (the inverse of the flags)."""
+    out: list[str] = []
+    for name, value in settings.items():
+        if isinstance(value, bool):
+            out.append(_flag(name) if value else "--no-" + _flag(name)[2:])
+        else:
+            out.append(f"{_flag(name)}={value}")  # `=`: a value such as -1 is not an option
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -31,6 +31,8 @@ _INTERNAL_TEXT = (
     "The request processing has failed because of an unknown error, exception or failure."
 )
 _UNAVAILABLE_TEXT = "Service is unable to handle request."
+# The line `serve` prints once it listens; whoever started it reads the address from it.
+READY_PREFIX = "dispatcher-sim listening on "
 
 
 @web.middleware
@@ -218,6 +220,6 @@ async def serve(
             admin.apply(server.state, server.publisher, action, args)
         if cert_file:
             Path(cert_file).write_bytes(server.publisher.signer.certificate_pem)  # noqa: ASYNC240
-        sys.stdout.write(f"dispatcher-sim listening on {server.endpoint_url}\n")
+        sys.stdout.write(f"{READY_PREFIX}{server.endpoint_url}\n")
         sys.stdout.flush()
         await stop.wait()

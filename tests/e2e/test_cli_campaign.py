@@ -8,6 +8,7 @@ import asyncio
 import csv
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.support.cli import (
@@ -35,7 +36,7 @@ def sim_address(tag: str) -> str:
 
 
 def write_csv(
-    path: Path, rows: list[tuple[str, ...]], header: tuple[str, ...] = ("email", "name")
+    path: Path, rows: Sequence[tuple[str, ...]], header: tuple[str, ...] = ("email", "name")
 ) -> Path:
     with path.open("w", newline="", encoding="utf-8") as out:
         csv.writer(out).writerows([header, *rows])

@@ -65,7 +65,13 @@ async def test_db_stop_under_a_daemon_warns_and_the_daemon_carries_on(
     assert code == 0, (tmp_path / "run.log").read_text()[-3000:]
 
 
-SEND = ("send", "--from", "a@example.com", "--to", "success@simulator.amazonses.com")
+SEND: tuple[str, ...] = (
+    "send",
+    "--from",
+    "a@example.com",
+    "--to",
+    "success@simulator.amazonses.com",
+)
 SEND += ("--subject", "after the restart", "--text", "hi")
 
 

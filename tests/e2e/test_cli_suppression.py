@@ -5,12 +5,16 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aioboto3
 
 from tests.support.cli import cli_env, run_cli
 from tests.support.moto import MotoServer
 from tests.support.sim import SimFactory
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sesv2.literals import SuppressionListReasonType
 
 
 async def test_add_list_remove_import_export(pg_dsn: str, tmp_path: Path) -> None:
@@ -57,11 +61,12 @@ async def test_sync_adds_the_ses_account_level_list_and_says_so_where_ses_cannot
             region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
         )
         async with session.client("sesv2", endpoint_url=sim.endpoint_url) as ses:
-            for address, reason in [
+            account_list: list[tuple[str, SuppressionListReasonType]] = [
                 ("Gone@Example.com", "BOUNCE"),
                 ("angry@example.com", "COMPLAINT"),
                 ("known@example.com", "BOUNCE"),
-            ]:
+            ]
+            for address, reason in account_list:
                 await ses.put_suppressed_destination(EmailAddress=address, Reason=reason)
         env = cli_env(tmp_path, dsn=pg_dsn, endpoint_url=sim.endpoint_url)
         assert (await run_cli(env, "suppression", "add", "known@example.com")).code == 0

@@ -70,7 +70,7 @@ async def test_sigterm_mid_run_loses_nothing(
         proc = await start_worker(env)
 
         async def some_sent() -> bool:
-            return (await sim.stats())["accepted"] >= 40
+            return int((await sim.stats())["accepted"]) >= 40
 
         await wait_for(some_sent)
         proc.send_signal(signal.SIGTERM)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
-import psutil  # type: ignore[import-untyped]
+import psutil
 import pytest
 
 from dispatcher.db.embedded import EmbeddedPostgres, temporary_cluster

@@ -34,10 +34,10 @@ TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-feedback"
 SIM = "simulator.amazonses.com"
 
 
-async def scalar(dsn: str, sql: str, *args: object) -> object:
+async def scalar(dsn: str, sql: str, *args: object) -> int:
     conn = await asyncpg.connect(dsn)
     try:
-        return await conn.fetchval(sql, *args)
+        return int(await conn.fetchval(sql, *args))
     finally:
         await conn.close()
 
@@ -142,21 +142,19 @@ async def test_guard_pauses_a_bad_list_before_the_account_reaches_5_percent(
         # Let every event of what was sent arrive (the simulator publishes right after sending).
         last = -1
         for _ in range(40):
-            n = int(await scalar(pg_dsn, "SELECT count(*) FROM dispatcher.events"))  # type: ignore[call-overload]
+            n = await scalar(pg_dsn, "SELECT count(*) FROM dispatcher.events")
             if n == last:
                 break
             last = n
             await asyncio.sleep(0.5)
         status = await store.status(campaign)
-        sent_total = int(
-            await scalar(pg_dsn, "SELECT count(*) FROM dispatcher.jobs WHERE state = 'sent'")
-        )  # type: ignore[call-overload]
-        hard = int(
-            await scalar(  # type: ignore[call-overload]
-                pg_dsn,
-                "SELECT count(*) FROM dispatcher.recipient_events "
-                "WHERE kind = 'bounce' AND bounce_type = 'Permanent'",
-            )
+        sent_total = await scalar(
+            pg_dsn, "SELECT count(*) FROM dispatcher.jobs WHERE state = 'sent'"
+        )
+        hard = await scalar(
+            pg_dsn,
+            "SELECT count(*) FROM dispatcher.recipient_events "
+            "WHERE kind = 'bounce' AND bounce_type = 'Permanent'",
         )
         reason = (await store.get(campaign)).pause_reason or ""
         summary = f"sent {sent_total}, hard bounces {hard}, campaign {status.counts}, {reason!r}"

@@ -81,8 +81,9 @@ async def poller(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+        failure = task.exception() if task.done() and not task.cancelled() else None
+        if failure is not None:
+            raise failure
 
 
 async def left_on_queue(sqs: Any, url: str) -> list[str]:

@@ -4,6 +4,7 @@ sent if and only if it commits, at once on an idle daemon (LISTEN/NOTIFY, not th
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -110,7 +111,7 @@ async def test_an_idle_daemon_sends_new_mail_at_once_not_at_its_next_poll(
                 await asyncio.sleep(0.3)  # idle again
                 began = loop.time()
                 await queue.enqueue(message(n))
-                await eventually(lambda n=n: _at_least(sim, n + 1), limit=5, step=0.005)
+                await eventually(functools.partial(_at_least, sim, n + 1), limit=5, step=0.005)
                 waited = loop.time() - began
                 # A poll every 10 s would take seconds; the wake-up takes milliseconds.
                 assert waited < 1.0, f"message {n} took {waited:.3f} s"

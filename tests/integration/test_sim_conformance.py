@@ -13,7 +13,7 @@ Where they differ on purpose, the transcript says so and the test asserts each s
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aioboto3
 from botocore.exceptions import ClientError
@@ -21,7 +21,10 @@ from botocore.exceptions import ClientError
 from tests.support.moto import MotoServer
 from tests.support.sim import SimFactory
 
-V1_MESSAGE = {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi there"}}}
+if TYPE_CHECKING:
+    from types_aiobotocore_ses.type_defs import MessageTypeDef
+
+V1_MESSAGE: MessageTypeDef = {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi there"}}}
 RAW = b"From: sender@example.com\r\nTo: to@example.net\r\nSubject: raw\r\n\r\nbody\r\n"
 
 

@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from dispatcher.domain.quota import Quota
 from dispatcher.worker.quota_store import SharedReading
 
+# Who holds the one leader's lock: shared by the FakeLocks of one test's processes.
+LockRegistry = dict[str, uuid.UUID | None]
+
 
 def now() -> float:
     return asyncio.get_running_loop().time()
@@ -61,7 +64,7 @@ class FakeBoard:
 class FakeLock:
     """One advisory lock shared by the processes of a test: `try_take` wins while it is free."""
 
-    def __init__(self, registry: dict[str, uuid.UUID | None], owner: uuid.UUID) -> None:
+    def __init__(self, registry: LockRegistry, owner: uuid.UUID) -> None:
         self.registry = registry
         self.owner = owner
 

@@ -15,11 +15,7 @@ Register in tests/conftest.py with `pytest_plugins = ["tests.support.sim"]`, the
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import json
-import os
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -30,24 +26,12 @@ import pytest
 from aiobotocore.config import AioConfig
 from aiohttp import web
 
-from dispatcher.sim.server import SimServer
-from dispatcher.sim.settings import SimSettings
+from dispatcher.sim.launch import start_simulator
 from dispatcher.sim.state import SimState
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-READY_PREFIX = "dispatcher-sim listening on "
 START_TIMEOUT = 20.0  # seconds for the subprocess to print its ready line
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
-
-# SimSettings field -> command-line flag of `python -m dispatcher.sim`.
-_FLAGS = {
-    "max_send_rate": "--max-send-rate",
-    "max_24_hour_send": "--max-24h-send",
-    "burst_seconds": "--burst-seconds",
-    "quota_window_seconds": "--quota-window",
-    "latency_ms": "--latency-ms",
-    "region": "--region",
-}
 
 SimFactory = Callable[..., AbstractAsyncContextManager["SimHandle"]]
 
@@ -136,88 +120,25 @@ class SimHandle:
             return payload
 
 
-def _flag(name: str) -> str:
-    """The command-line flag of a SimSettings field (--field-name unless listed in _FLAGS)."""
-    return _FLAGS.get(name) or "--" + name.replace("_", "-")
-
-
-def _flags(settings: dict[str, Any]) -> list[str]:
-    known = {f.name for f in dataclasses.fields(SimSettings)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise TypeError(f"unknown simulator setting(s): {', '.join(unknown)}")
-    SimSettings(**settings)  # fail here, with the field named, rather than in the child
-    out: list[str] = []
-    for name, value in settings.items():
-        if isinstance(value, bool):
-            out.append(_flag(name) if value else "--no-" + _flag(name)[2:])
-        else:
-            out += [_flag(name), str(value)]
-    return out
-
-
 @asynccontextmanager
 async def run_sim_process(**settings: Any) -> AsyncIterator[SimHandle]:
     """`python -m dispatcher.sim --port 0 ...` in a child process; killed on exit."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "dispatcher.sim",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        *_flags(settings),
-        stdout=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=str(REPO_ROOT),
-    )
-    try:
-        assert proc.stdout is not None
-        try:
-            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)
-        except TimeoutError:
-            raise RuntimeError(
-                f"simulator printed no ready line within {START_TIMEOUT} s"
-            ) from None
-        text = line.decode().strip()
-        if not text.startswith(READY_PREFIX):
-            code = await proc.wait()
-            raise RuntimeError(f"simulator did not start (exit code {code}, said {text!r})")
-        endpoint_url = text.removeprefix(READY_PREFIX)
-        async with aiohttp.ClientSession() as http:
-            yield SimHandle(
-                endpoint_url,
-                http,
-                region=settings.get("region", "us-east-1"),
-                pid=proc.pid,
-            )
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        if proc.stdout is not None:
-            with contextlib.suppress(Exception):
-                await proc.stdout.read()
+    async with (
+        start_simulator(start_timeout=START_TIMEOUT, stop_timeout=STOP_TIMEOUT, **settings) as sim,
+        aiohttp.ClientSession() as http,
+    ):
+        yield SimHandle(sim.endpoint_url, http, region=sim.settings.region, pid=sim.pid)
 
 
 @asynccontextmanager
 async def run_sim_inprocess(**settings: Any) -> AsyncIterator[SimHandle]:
     """The simulator on a free loopback port in this event loop; `.state` is the live SimState."""
     async with (
-        SimServer(SimSettings(**settings)) as server,
+        start_simulator(in_process=True, **settings) as sim,
         aiohttp.ClientSession() as http,
     ):
-        yield SimHandle(
-            server.endpoint_url, http, region=server.state.settings.region, state=server.state
-        )
+        assert sim.server is not None
+        yield SimHandle(sim.endpoint_url, http, region=sim.settings.region, state=sim.server.state)
 
 
 @pytest.fixture

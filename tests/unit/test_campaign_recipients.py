@@ -6,7 +6,7 @@ import io
 import tracemalloc
 from collections.abc import Iterator
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 import pytest
 
 from dispatcher.campaigns.recipients import (

@@ -18,7 +18,7 @@ from dispatcher.pacing.bucket import RecipientLimiter
 from dispatcher.pacing.governor import QuotaGovernor
 from dispatcher.pacing.settings import PacingSettings
 from dispatcher.worker.shared_quota import run_quota_leader, run_quota_sync
-from tests.support.quota_board import FakeBoard, FakeLock
+from tests.support.quota_board import FakeBoard, FakeLock, LockRegistry
 from tests.unit.test_pacing_support import run_virtual
 
 HANG = object()  # a response that never comes
@@ -62,7 +62,7 @@ class Rig:
         rate: float = 14.0,
         *,
         board: FakeBoard | None = None,
-        locks: dict[str, uuid.UUID | None] | None = None,
+        locks: LockRegistry | None = None,
     ) -> None:
         self.ses = ses
         self.settings = settings
@@ -313,7 +313,7 @@ def test_only_the_lock_holder_reads_and_another_takes_over_when_it_stops() -> No
     settings = PacingSettings(poll_interval=60)
 
     async def main() -> tuple[list[float], list[float], float]:
-        board, locks = FakeBoard(), {}
+        board, locks = FakeBoard(), LockRegistry()
         a = Rig(FakeSes(Quota(50_000, 14, 0)), settings, board=board, locks=locks)
         await asyncio.sleep(0.5)
         b = Rig(FakeSes(Quota(50_000, 14, 0)), settings, board=board, locks=locks)
@@ -336,7 +336,7 @@ def test_each_process_counts_what_the_others_sent_and_have_on_the_wire() -> None
     settings = PacingSettings(poll_interval=60, quota_headroom=1.0)
 
     async def main() -> tuple[float | None, float | None, float | None]:
-        board, locks = FakeBoard(), {}
+        board, locks = FakeBoard(), LockRegistry()
         a = Rig(FakeSes(Quota(1000, 14, 100)), settings, board=board, locks=locks)
         b = Rig(FakeSes(Quota(1000, 14, 100)), settings, board=board, locks=locks)
         await asyncio.sleep(1)

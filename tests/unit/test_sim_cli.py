@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,18 @@ def test_every_setting_has_a_flag() -> None:
     cli.add_arguments(parser)
     dests = {a.dest for a in parser._actions}
     assert {f.name for f in dataclasses.fields(SimSettings)} <= dests
+
+
+def test_the_flags_a_started_simulator_is_given_mean_the_settings_asked_for() -> None:
+    asked: dict[str, Any] = {
+        "max_send_rate": 1e9,
+        "max_24_hour_send": -1,  # unlimited: a negative number, not an option
+        "sandbox": True,
+        "require_verified_sender": False,
+        "latency_model": "lognormal",
+        "events_file": "-x.jsonl",
+    }
+    assert cli.settings_from_args(parse(*cli.flags_for(asked))) == SimSettings(**asked)
 
 
 def test_sandbox_applies_sandbox_limits_unless_given() -> None:

@@ -29,7 +29,7 @@ from dispatcher.worker.pool import (
     WorkerPool,
     first_reading,
 )
-from tests.support.quota_board import FakeBoard, FakeLock
+from tests.support.quota_board import FakeBoard, FakeLock, LockRegistry
 from tests.unit.test_pacing_support import run_virtual
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -293,7 +293,7 @@ def test_two_workers_share_one_daily_quota_and_stop_inside_it_together() -> None
     async def main() -> tuple[list[RunReport], int, dict[str, int]]:
         store = MemoryJobStore(now=virtual_clock)
         await store.enqueue_many(messages(200))
-        board, locks = FakeBoard(), {}  # one account: one board, one leader's lock
+        board, locks = FakeBoard(), LockRegistry()  # one account: one board, one leader's lock
         ses = FakeSes(quota=Quota(100, 60, 0))
         pacing = PacingSettings(quota_headroom=0.9)
         workers = []
