@@ -25,7 +25,7 @@ from dispatcher.domain.retry import RetryPolicy
 from dispatcher.errors import DatabaseError
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.pacing.settings import PacingSettings
-from dispatcher.queue.outage import StoppedDuringOutage, while_down
+from dispatcher.queue.outage import StoppedDuringOutage, connection_lost, while_down
 from dispatcher.queue.quota import QUOTA_CHANNEL
 from dispatcher.queue.retrying import RetryingStore
 from dispatcher.queue.store import JobStore
@@ -383,6 +383,7 @@ class WorkerPool:
                 await self._campaigns.finish_done()
         except Exception as exc:
             log.error("worker.shutdown_write_failed", operation="quota sync", error=repr(exc))
+            self._unrecorded |= isinstance(exc, StoppedDuringOutage)
 
     async def _sync_quota(self) -> None:
         board, governor = self._shared.quota_board, self.governor
@@ -399,3 +400,4 @@ class WorkerPool:
             await self._raw_store.unregister_worker(self.owner)
         except Exception as exc:
             log.error("worker.shutdown_write_failed", operation="unregister", error=repr(exc))
+            self._unrecorded |= connection_lost(exc)
