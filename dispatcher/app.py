@@ -20,7 +20,7 @@ from dispatcher.config import Config
 from dispatcher.db.connect import describe_dsn
 from dispatcher.db.embedded import EmbeddedPostgres
 from dispatcher.domain.retry import RetryPolicy
-from dispatcher.errors import ConfigError, DatabaseError
+from dispatcher.errors import ConfigError, DatabaseError, DispatcherError
 from dispatcher.feedback.endpoint import certificate_fetcher, create_app, subscription_confirmer
 from dispatcher.feedback.sns import SnsVerifier
 from dispatcher.feedback.sqs import run_sqs_poller
@@ -114,10 +114,46 @@ def postgres_shared(queue: Queue) -> Shared:
     )
 
 
+class Watchdog:
+    """The daemon's loops beside the worker (SQS poller, guard): the first that dies stops the
+    daemon, which then ends with an error naming it (sending on without it would go unnoticed:
+    bounces unrecorded, the guard blind)."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        self.failure: tuple[str, BaseException] | None = None
+
+    def watch(self, task: asyncio.Task[None], what: str) -> None:
+        """Stop the daemon if `task` (described to the user as `what`) raises."""
+        task.add_done_callback(lambda done: self._ended(done, what))
+
+    def _ended(self, task: asyncio.Task[None], what: str) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        assert exc is not None
+        log.error("worker.task_failed", task=task.get_name(), error=repr(exc))
+        if self.failure is None:
+            self.failure = (what, exc)
+        self._stop.set()
+
+    def check(self) -> None:
+        """Raise the first loop's death as the daemon's error."""
+        if self.failure is not None:
+            what, exc = self.failure
+            raise DispatcherError(
+                f"{what} failed ({type(exc).__name__}: {exc}), so the daemon stopped "
+                "instead of sending on without it; fix the cause, then start it again"
+            )
+
+
 @asynccontextmanager
-async def feedback_intake(cfg: Config, queue: Queue) -> AsyncIterator[None]:
+async def feedback_intake(
+    cfg: Config, queue: Queue, watchdog: Watchdog | None = None
+) -> AsyncIterator[None]:
     """Bounce and complaint intake while the daemon runs: the SNS HTTP endpoint (if enabled)
-    and the SQS poller (if a queue is set), both verifying with one SnsVerifier."""
+    and the SQS poller (if a queue is set, watched by `watchdog`), both verifying with one
+    SnsVerifier."""
     fb = cfg.feedback
     if not fb.enabled and fb.sqs_queue_url is None:
         yield
@@ -138,6 +174,8 @@ async def feedback_intake(cfg: Config, queue: Queue) -> AsyncIterator[None]:
                 ),
                 name="sqs-poller",
             )
+            if watchdog is not None:
+                watchdog.watch(poller, "the SQS feedback poller")
         try:
             if fb.enabled:
                 async with _http_endpoint(cfg, store, verifier, http):
@@ -223,10 +261,11 @@ async def run_worker(
         cfg.ses,
         max_pool_connections=max(cfg.ses.max_pool_connections, cfg.delivery.max_in_flight),
     )
+    watchdog = Watchdog(stop)
     async with (
         open_queue(cfg) as queue,
         SesAdapter.open(ses_settings) as ses,
-        feedback_intake(cfg, queue),
+        feedback_intake(cfg, queue, watchdog),
     ):
         governor = QuotaGovernor(cfg.pacing)
         quota = await first_reading(ses, governor)
@@ -258,16 +297,11 @@ async def run_worker(
             run_guard(FeedbackStore(queue.pool), campaign_store, cfg.guard, guard_stop),
             name="guard",
         )
-
-        def guard_ended(task: asyncio.Task[None]) -> None:
-            if not task.cancelled() and task.exception() is not None:
-                # Sending on without the guard could cost the account: stop loudly.
-                log.error("guard.failed", error=repr(task.exception()))
-                stop.set()
-
-        guard.add_done_callback(guard_ended)
+        watchdog.watch(guard, "the reputation guard")  # sending on blind could cost the account
         try:
-            return await pool.run()
+            report = await pool.run()
         finally:
             guard_stop.set()
             await asyncio.gather(guard, return_exceptions=True)
+        watchdog.check()
+        return report

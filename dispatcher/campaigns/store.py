@@ -229,11 +229,19 @@ class CampaignStore:
                 rejected.append(
                     Rejected(r["line"], r["email"], f"duplicate of line {r['first_line']}")
                 )
-            suppressed = await conn.fetch(query("campaign_suppressed"))
+            # A duplicate of a suppressed address is reported once, as the duplicate.
+            dup_lines = {r["line"] for r in dups}
+            suppressed = [
+                r
+                for r in await conn.fetch(query("campaign_suppressed"))
+                if r["line"] not in dup_lines
+            ]
             for r in suppressed:
                 rejected.append(Rejected(r["line"], r["email"], f"suppressed: {r['reason']}"))
             await conn.execute(query("campaign_import"), campaign_id)
             imported: int = await conn.fetchval(query("campaign_set_recipients"), campaign_id)
+            if imported == 0:  # raised inside the transaction: the campaign is rolled back
+                raise _nobody_left(rejected, len(dups), len(suppressed))
         rejected.sort(key=lambda r: r.line)
         return ImportResult(campaign_id, imported, rejected, len(dups), len(suppressed))
 
@@ -323,3 +331,15 @@ class CampaignStore:
         async with self._pool.acquire() as conn, conn.transaction():
             async for row in conn.cursor(query("campaign_report"), campaign_id, prefetch=2000):
                 yield row
+
+
+def _nobody_left(rejected: list[Rejected], duplicates: int, suppressed: int) -> InputError:
+    """Why a list left no recipient (a campaign of nobody would only look like it was sent)."""
+    bad = len(rejected) - duplicates - suppressed
+    first = min(rejected, key=lambda r: r.line, default=None)
+    example = f" (first: line {first.line}: {first.reason})" if first is not None else ""
+    return InputError(
+        f"no recipient left in the list: {bad} row(s) rejected, {duplicates} duplicate(s), "
+        f"{suppressed} suppressed{example}; nothing was created: give a list with at least "
+        "one address that may be mailed"
+    )

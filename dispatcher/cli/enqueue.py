@@ -21,7 +21,16 @@ from typing import Any, BinaryIO
 import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher import app
-from dispatcher.cli.jsonl import DEFAULT_PREFIX, MAX_PREFIX, BadLine, DefaultKeys, parse_lines
+from dispatcher.cli.jsonl import (
+    DEFAULT_PREFIX,
+    MAX_LINE_BYTES,
+    MAX_PREFIX,
+    MIB,
+    BadLine,
+    DefaultKeys,
+    capped_lines,
+    parse_lines,
+)
 from dispatcher.config import Config
 from dispatcher.domain.jobs import NewMessage
 from dispatcher.errors import InputError
@@ -39,9 +48,11 @@ counting identical lines in the input, so enqueueing the same file (or the file 
 fixed, or lines added) again queues nothing twice. The keys are kept: identical content enqueued
 again later, from any file or stdin, is also skipped (reported as already queued) unless you
 give another --idempotency-prefix, e.g. a date. Stdin (-) gets the same keys as a file would.
-SIGINT/SIGTERM stop after the chunk in hand ({CHUNK} lines), print what was committed, and exit
-130/143; run the same command again to queue the rest. (Reading stdin, a signal takes effect once
-the chunk has been read: a writer that stops writing should close its end.)
+A line longer than {MAX_LINE_BYTES // MIB} MiB is reported and skipped unread (SES takes at
+most 40 MiB a message). SIGINT/SIGTERM stop after the chunk in hand ({CHUNK} lines), print what
+was committed, and exit 130/143; run the same command again to queue the rest. (Reading stdin, a
+signal takes effect once the chunk has been read: a writer that stops writing should close its
+end.)
 """
 
 
@@ -136,6 +147,8 @@ def _report(path: str, bad: BadLine, tally: Tally) -> None:
 
 async def _commit(queue: Any, chunk: list[tuple[int, NewMessage]], tally: Tally, path: str) -> None:
     """Queue a chunk in one statement; if the database refuses it, line by line to find why."""
+    if not chunk:
+        return
     try:
         results = await queue.enqueue_many([msg for _, msg in chunk])
     except _REFUSED:
@@ -167,7 +180,17 @@ async def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
             async with app.open_queue(cfg) as queue:
                 chunk: list[tuple[int, NewMessage]] = []
                 last = 0
-                for last, item in parse_lines(stream, DefaultKeys(args.idempotency_prefix)):
+                lines = capped_lines(stream)
+                for last, item in parse_lines(lines, DefaultKeys(args.idempotency_prefix)):
+                    if item is None:
+                        # Dropping an overlong line (maybe /dev/zero): let a signal in, and
+                        # stop here if one came, with what is in hand queued.
+                        await asyncio.sleep(0)
+                        if stop.signum is None:
+                            continue
+                        await _commit(queue, chunk, tally, path)
+                        chunk, tally.committed_through = [], last
+                        break
                     if isinstance(item, BadLine):
                         _report(path, item, tally)
                     else:

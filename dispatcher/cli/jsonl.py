@@ -7,15 +7,16 @@ from its content (see DefaultKeys), so enqueueing the same file again queues not
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from dispatcher.domain.jobs import NewMessage
-from dispatcher.domain.validate import validate_message
+from dispatcher.domain.validate import MAX_MESSAGE_BYTES, validate_message
 from dispatcher.errors import InputError
 
 FIELDS = (
@@ -39,6 +40,18 @@ BOM = b"\xef\xbb\xbf"
 DEFAULT_PREFIX = "jsonl"
 HASH_CHARS = 32  # 128 bits of SHA-256: no two different lines share a key by chance
 MAX_PREFIX = 100  # an idempotency key has at most 200 characters: room for ":HASH:N"
+MIB = 1024 * 1024
+# The longest line read: SES's largest message (40 MiB) and its JSON escaping, with room. A longer
+# line can never be sent; reading on would hold a 2 GB line (or /dev/zero) in memory.
+MAX_LINE_BYTES = MAX_MESSAGE_BYTES + 24 * MIB
+SKIP_BLOCK = MIB  # an overlong line is dropped this much at a time
+
+
+class Overlong(enum.Enum):
+    """Markers `capped_lines` yields for a line over the limit."""
+
+    FOUND = "found"  # this line is over the limit (it counts as a line)
+    MORE = "more"  # one more block of it was dropped (not a line: a moment to look at signals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,11 +241,43 @@ class DefaultKeys:
         return replace(msg, idempotency_key=self.key(msg))
 
 
+def capped_lines(
+    stream: IO[bytes], limit: int = MAX_LINE_BYTES, block: int = SKIP_BLOCK
+) -> Iterator[bytes | Overlong]:
+    """The lines of `stream`; a line over `limit` bytes is Overlong.FOUND, then its rest is read
+    and dropped a block at a time (Overlong.MORE each), never held, up to the next line end."""
+    while line := stream.readline(limit + 1):
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line
+            continue
+        yield Overlong.FOUND
+        while rest := stream.readline(block):
+            if rest.endswith(b"\n"):
+                break
+            yield Overlong.MORE
+
+
 def parse_lines(
-    lines: Iterable[bytes], keys: DefaultKeys | None = None
-) -> Iterator[tuple[int, NewMessage | BadLine]]:
-    """(line number, message or what is wrong with it) for every non-blank line."""
-    for number, raw in enumerate(lines, start=1):
+    lines: Iterable[bytes | Overlong], keys: DefaultKeys | None = None
+) -> Iterator[tuple[int, NewMessage | BadLine | None]]:
+    """(line number, message or what is wrong with it) for every non-blank line; (number, None)
+    while the rest of an overlong line is dropped (`capped_lines`)."""
+    number = 0
+    for raw in lines:
+        if raw is Overlong.MORE:
+            yield number, None
+            continue
+        number += 1
+        if raw is Overlong.FOUND:
+            yield (
+                number,
+                BadLine(
+                    number,
+                    f"longer than {MAX_LINE_BYTES // MIB} MiB, more than any message SES takes "
+                    f"({MAX_MESSAGE_BYTES // MIB} MiB); skipped to the next line",
+                ),
+            )
+            continue
         item = parse_line(number, raw)
         if item is None:
             continue

@@ -11,6 +11,7 @@ be lost are released by the caller, `launch` accepts its own earlier commit, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -19,7 +20,7 @@ import structlog
 
 from dispatcher.errors import DatabaseError
 
-__all__ = ["connection_alive", "connection_lost", "while_down"]
+__all__ = ["StoppedDuringOutage", "connection_alive", "connection_lost", "while_down"]
 
 log = structlog.get_logger()
 
@@ -32,6 +33,10 @@ _LOST: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,  # a connection left mid-operation by the cut
     asyncpg.exceptions._base.InternalClientError,  # "cannot switch to state ..." after a cut
 )
+
+
+class StoppedDuringOutage(DatabaseError):
+    """A stop was asked for while the database was unreachable: the call was given up."""
 
 
 def connection_alive(conn: asyncpg.Connection | None) -> bool:
@@ -56,10 +61,12 @@ async def while_down(
     give_up_after: float,
     first_delay: float = 0.1,
     max_delay: float = 2.0,
+    stop: asyncio.Event | None = None,
 ) -> _R:
     """Run `op`; while the database is unreachable, retry with backoff for up to `give_up_after` s.
 
-    Any other error is raised at once. After `give_up_after` seconds of outage: DatabaseError.
+    Any other error is raised at once. After `give_up_after` seconds of outage, or at once once
+    `stop` is set (a shutdown must not wait out the outage): DatabaseError.
     """
     loop = asyncio.get_running_loop()
     started: float | None = None
@@ -70,6 +77,10 @@ async def while_down(
         except Exception as exc:
             if not connection_lost(exc):
                 raise
+            if stop is not None and stop.is_set():
+                raise StoppedDuringOutage(
+                    f"the database is unreachable ({what}: {exc}); stopping without waiting for it"
+                ) from None
             now = loop.time()
             if started is None:
                 started = now
@@ -80,9 +91,18 @@ async def while_down(
                     "stopping. Check that Postgres is running, then start the daemon again "
                     "(nothing is lost: unsent mail stays queued)"
                 ) from None
-            await asyncio.sleep(delay)
+            await _pause(delay, stop)
             delay = min(max_delay, delay * 2)
             continue
         if started is not None:
             log.info("db.reconnected", operation=what, after=round(loop.time() - started, 3))
         return result
+
+
+async def _pause(seconds: float, stop: asyncio.Event | None) -> None:
+    """Sleep `seconds`, or less if `stop` is set meanwhile."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

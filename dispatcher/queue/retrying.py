@@ -1,13 +1,15 @@
 """Outage retry, applied once: a JobStore whose every call rides out a Postgres restart.
 
 While the database is unreachable a call is retried with backoff for up to `give_up_after`
-seconds (then DatabaseError); any other error is raised at once (`outage.while_down`). A claim
-cut off mid-way may have committed without us hearing the answer: before the next claim, jobs
-claimed in our name that we do not hold go back to the queue (never seen, so never sent).
+seconds, then DatabaseError (at once once `stop` is set: a shutdown does not wait out an
+outage); any other error is raised at once (`outage.while_down`). A claim cut off mid-way may
+have committed without us hearing the answer: before the next claim, jobs claimed in our name
+that we do not hold go back to the queue (never seen, so never sent).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -28,15 +30,18 @@ _R = TypeVar("_R")
 class RetryingStore:
     """`store`, with every call retried through an outage."""
 
-    def __init__(self, store: JobStore, *, give_up_after: float) -> None:
+    def __init__(
+        self, store: JobStore, *, give_up_after: float, stop: asyncio.Event | None = None
+    ) -> None:
         self._store = store
         self._give_up_after = give_up_after
+        self._stop = stop  # once set, an outage is not waited out (shutdown)
         self._cut: set[uuid.UUID] = set()  # owners whose last claim was cut off
         # The ids a worker holds, asked for before claiming again after a cut.
         self.holding: Callable[[], Sequence[int]] = list
 
     async def _retry(self, what: str, op: Callable[[], Awaitable[_R]]) -> _R:
-        return await while_down(op, what=what, give_up_after=self._give_up_after)
+        return await while_down(op, what=what, give_up_after=self._give_up_after, stop=self._stop)
 
     async def claim(self, owner: uuid.UUID, limit: int) -> list[ClaimedJob]:
         async def attempt() -> list[ClaimedJob]:

@@ -104,10 +104,11 @@ class Ledger:
         _, pending = await asyncio.wait(set(self._sends), timeout=longest)
         return not pending
 
-    async def close(self, grace: float, retry: RetryPolicy) -> None:
+    async def close(self, grace: float, retry: RetryPolicy) -> bool:
         """Give sends on the wire `grace` seconds, then cut them off; a send cut off after its
         launch is in doubt (by `retry.in_doubt`), one cut off before goes back untouched.
-        Database failures are logged: the next worker recovers what we could not write."""
+        Database failures are logged: the next worker recovers what we could not write.
+        False if some write failed."""
         if not await self.wait(grace):
             log.warning("worker.grace_expired", in_flight=len(self._sends))
             for task in list(self._sends):
@@ -115,11 +116,12 @@ class Ledger:
             await asyncio.gather(*self._sends, return_exceptions=True)
         leftovers = list(self._on_wire.values())
         self._on_wire.clear()
+        written = True
         if leftovers:
             ids = [j.id for j in leftovers]
             # Still `claimed` (launch never committed): released. `in_flight`: in doubt; the
             # settle's state guard leaves the released ones alone.
-            await _quietly("release", self._store.release(self._owner, ids, 0.0))
+            written &= await _quietly("release", self._store.release(self._owner, ids, 0.0))
             state: SettleState = "queued" if retry.in_doubt == "resend" else "unknown"
             settlements = [
                 Settlement(
@@ -132,12 +134,18 @@ class Ledger:
                 )
                 for job in leftovers
             ]
-            done = await _quietly("settle", self._store.settle(settlements))
-            self._counters.in_doubt += len(done or ())
+            done: set[int] = set()
+
+            async def settle() -> None:
+                done.update(await self._store.settle(settlements))
+
+            written &= await _quietly("settle", settle())
+            self._counters.in_doubt += len(done)
         if self._side:  # they may still submit results (a suppressed job, say)
             await asyncio.gather(*self._side, return_exceptions=True)
-        await _quietly("settle", self._settler.close())
-        await _quietly("launch", self._launcher.close())
+        written &= await _quietly("settle", self._settler.close())
+        written &= await _quietly("launch", self._launcher.close())
+        return written
 
     async def _launch_batch(self, jobs: Sequence[ClaimedJob]) -> list[bool]:
         launched = await self._store.launch(self._owner, jobs)
@@ -152,9 +160,11 @@ class Ledger:
         return [s.id in recorded for s in settlements]
 
 
-async def _quietly(what: str, op: Coroutine[Any, Any, Any]) -> Any:
+async def _quietly(what: str, op: Coroutine[Any, Any, Any]) -> bool:
+    """Run a shutdown write; False (logged) if it failed."""
     try:
-        return await op
+        await op
     except Exception as exc:
         log.error("worker.shutdown_write_failed", operation=what, error=repr(exc))
-        return None
+        return False
+    return True

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from dispatcher.db.outage import while_down
+from dispatcher.db.outage import StoppedDuringOutage, connection_lost, while_down
 from dispatcher.domain.retry import RetryPolicy
+from dispatcher.errors import DatabaseError
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.pacing.settings import PacingSettings
 from dispatcher.queue.retrying import RetryingStore
@@ -118,13 +119,16 @@ class WorkerPool:
         self.stop = stop
         self.drain = drain
         self._raw_store = store
-        self._store = RetryingStore(store, give_up_after=settings.outage_timeout)
+        # Retried through an outage, but not once a stop is asked for: shutdown must not wait
+        # out the database (what it cannot write is recovered when our lease expires).
+        self._store = RetryingStore(store, give_up_after=settings.outage_timeout, stop=stop)
         self._ses = ses
         self._shared = shared
         self._campaigns = campaigns
         self._pacing = pacing if pacing is not None else PacingSettings()
         self._finish: tuple[int, str] | None = None
         self._fatal: BaseException | None = None
+        self._unrecorded = False  # a shutdown write failed: the next worker recovers the rest
         wakes = {WAKE_CHANNEL: asyncio.Event(), SHARE_CHANNEL: asyncio.Event()}
         wakes[QUOTA_CHANNEL] = asyncio.Event()
         self._wakes = wakes
@@ -236,6 +240,12 @@ class WorkerPool:
                 await self._dispatch_until_stopped()
             if self._fatal is not None:
                 raise self._fatal
+            if self._unrecorded:
+                raise DatabaseError(
+                    "stopped while the database was unreachable: what this worker held could "
+                    "not be recorded and is recovered by the next worker when its lease expires "
+                    f"(after {self.settings.lease_seconds:g} s); nothing queued is lost"
+                )
             code, reason = self._finish if self._finish is not None else (EXIT_OK, "stopped")
             elapsed = loop.time() - started
             c = self.counters
@@ -309,6 +319,9 @@ class WorkerPool:
                 await dispatch
             except asyncio.CancelledError:
                 pass
+            except StoppedDuringOutage as exc:
+                log.warning("worker.task_stopped", task="dispatch", error=str(exc))
+                self._unrecorded = True
             except Exception as exc:
                 log.error("worker.task_failed", task="dispatch", error=repr(exc))
                 self._fail(exc)
@@ -321,11 +334,17 @@ class WorkerPool:
             await coro
         except asyncio.CancelledError:
             raise
+        except StoppedDuringOutage as exc:  # asked to stop: not a failure of the part
+            log.warning("worker.task_stopped", task=name, error=str(exc))
+            self._unrecorded = True
         except BaseException as exc:
             log.error("worker.task_failed", task=name, error=repr(exc))
             self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, StoppedDuringOutage):  # asked to stop: reported once, at the end
+            self._unrecorded = True
+            return
         if self._fatal is None:
             self._fatal = database_refusal(exc)
         self._end(1, f"stopped on an error: {exc}")
@@ -351,7 +370,9 @@ class WorkerPool:
                 log.info("worker.released", count=len(unsent))
             except Exception as exc:
                 log.error("worker.shutdown_write_failed", operation="release", error=repr(exc))
-        await self.ledger.close(self.settings.shutdown_grace, self.settings.retry)
+                self._unrecorded = True
+        if not await self.ledger.close(self.settings.shutdown_grace, self.settings.retry):
+            self._unrecorded = True
 
     async def _after_sends(self) -> None:
         """Our last sends, for the processes that go on; a drain that sent the last of a
@@ -362,6 +383,7 @@ class WorkerPool:
                 await self._campaigns.finish_done()
         except Exception as exc:
             log.error("worker.shutdown_write_failed", operation="quota sync", error=repr(exc))
+            self._unrecorded |= isinstance(exc, StoppedDuringOutage)
 
     async def _sync_quota(self) -> None:
         board, governor = self._shared.quota_board, self.governor
@@ -369,6 +391,7 @@ class WorkerPool:
             lambda: board.sync(self.owner, governor.spent_by_epoch()),
             what="quota sync",
             give_up_after=self.settings.outage_timeout,
+            stop=self.stop,
         )
         apply_reading(governor, self.limiter, reading, asyncio.get_running_loop().time())
 
@@ -377,3 +400,4 @@ class WorkerPool:
             await self._raw_store.unregister_worker(self.owner)
         except Exception as exc:
             log.error("worker.shutdown_write_failed", operation="unregister", error=repr(exc))
+            self._unrecorded |= connection_lost(exc)

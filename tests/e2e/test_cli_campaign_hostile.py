@@ -96,6 +96,28 @@ async def test_a_header_only_list_is_refused_and_nothing_created(
     await assert_nothing_imported(pg_dsn)
 
 
+async def test_a_list_that_leaves_nobody_after_rejects_duplicates_and_suppressions_is_refused(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    gone = sim_address("gone")
+    recipients = write_csv(
+        tmp_path / "list.csv", [("not-an-address", "X"), (gone, "G"), (gone, "H")]
+    )
+    env = cli_env(tmp_path, dsn=pg_dsn)
+    suppressed = await run_cli(env, "suppression", "add", gone)
+    assert suppressed.code == 0, suppressed
+
+    result = await create(tmp_path, env, recipients)
+
+    assert result.code == 2, result
+    line = error_line(result)
+    assert "no recipient left in the list: 1 row(s) rejected, 1 duplicate(s), 1 suppressed" in (
+        line
+    ), result
+    assert "nothing was created" in line, result
+    await assert_nothing_imported(pg_dsn)
+
+
 async def test_a_semicolon_list_is_called_not_comma_separated(pg_dsn: str, tmp_path: Path) -> None:
     recipients = tmp_path / "list.csv"
     recipients.write_text(f"email;name\n{sim_address('a')};A\n", encoding="utf-8")

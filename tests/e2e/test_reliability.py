@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher.app import run_worker
-from dispatcher.db.embedded import EmbeddedPostgres, temporary_cluster
+from dispatcher.db.embedded import EmbeddedPostgres
 from dispatcher.queue.repository import Queue
 from tests.support.cli import cli_env, fetch, run_cli, start_cli, state_counts, stop_cli
 from tests.support.dispatch import SIM_OK, batch, dispatcher_ids, eventually, make_config
@@ -49,13 +49,6 @@ async def test_postgres_unreachable_at_start_is_one_clear_line_and_a_nonzero_exi
         errors = [line for line in result.messages if "cannot connect" in line]
         assert errors, result
         assert "127.0.0.1" in errors[0], result
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[EmbeddedPostgres]:
-    """A Postgres this test may restart (the session's shared one must not be)."""
-    with server_dir() as base, temporary_cluster(base) as cluster:
-        yield cluster
 
 
 async def test_postgres_restarted_mid_run_the_daemon_reconnects_and_finishes(

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from dispatcher.db.embedded import temporary_cluster
+from dispatcher.db.embedded import EmbeddedPostgres, temporary_cluster
 from dispatcher.db.migrate import migrate
 from dispatcher.queue.repository import Queue
 
@@ -136,3 +136,10 @@ def server_dir() -> Iterator[Path]:
         yield base
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[EmbeddedPostgres]:
+    """A Postgres this test may stop or restart (the session's shared one must not be)."""
+    with server_dir() as base, temporary_cluster(base) as cluster:
+        yield cluster

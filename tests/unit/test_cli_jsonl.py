@@ -3,11 +3,19 @@ exception, and lines without a key get one from their content."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 
-from dispatcher.cli.jsonl import BadLine, DefaultKeys, parse_line, parse_lines
+from dispatcher.cli.jsonl import (
+    BadLine,
+    DefaultKeys,
+    Overlong,
+    capped_lines,
+    parse_line,
+    parse_lines,
+)
 from dispatcher.domain.jobs import NewMessage
 
 GOOD = {"from": "a@example.com", "to": ["b@example.com"], "subject": "s", "text": "x"}
@@ -76,3 +84,19 @@ def test_default_keys_come_from_content_and_count_identical_lines() -> None:
     assert first[1] == first[0].removesuffix(":1") + ":2"
     assert first[2] != first[0] and first[2] is not None and first[2].endswith(":1")
     assert again[0] == "x:" + first[0].split(":")[1] + ":1"
+
+
+def test_a_line_over_the_cap_is_one_bad_line_dropped_in_blocks_and_the_next_line_counts() -> None:
+    long = b'{"from": "' + b"x" * 1000 + b'"}\n'
+    stream = io.BytesIO(line(GOOD) + long + line(GOOD) + b"y" * 50)  # the last: no line end
+
+    items = list(capped_lines(stream, limit=200, block=64))
+
+    assert items[0] == line(GOOD) and items[1] is Overlong.FOUND
+    # The other 800 bytes of the long line: dropped a block at a time, none of them yielded.
+    assert items[2:-2] == [Overlong.MORE] * (len(items) - 4) and len(items) > 10
+    assert items[-2:] == [line(GOOD), b"y" * 50]
+    parsed = [(n, item) for n, item in parse_lines(items) if item is not None]
+    assert [n for n, _ in parsed] == [1, 2, 3, 4]
+    assert isinstance(parsed[1][1], BadLine) and "longer than 64 MiB" in parsed[1][1].error
+    assert isinstance(parsed[2][1], NewMessage) and isinstance(parsed[3][1], BadLine)
