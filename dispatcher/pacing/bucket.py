@@ -17,7 +17,7 @@ import math
 
 import structlog
 
-from dispatcher.clock import Clock, monotonic
+from dispatcher.clock import Clock, loop_time
 from dispatcher.pacing.control import RateController
 from dispatcher.pacing.leaky import RecipientBucket
 from dispatcher.pacing.settings import PacingSettings
@@ -194,12 +194,7 @@ class RecipientLimiter:
         self.refresh()
 
     def _now(self) -> float:
-        if self._clock is not None:
-            return self._clock()
-        try:
-            return asyncio.get_running_loop().time()
-        except RuntimeError:
-            return monotonic()
+        return loop_time(self._clock)
 
 
 def _check_max_send_rate(max_send_rate: float) -> None:

@@ -13,9 +13,8 @@ aiolimiter itself paces SES's non-send actions through its public API (`dispatch
 from __future__ import annotations
 
 import asyncio
-import time
 
-from dispatcher.clock import Clock
+from dispatcher.clock import Clock, loop_time
 
 __all__ = ["LeakyBucket", "RecipientBucket"]
 
@@ -134,12 +133,7 @@ class RecipientBucket:
         self._state.spend_burst(self._now())
 
     def _now(self) -> float:
-        if self._clock is not None:
-            return self._clock()
-        try:
-            return asyncio.get_running_loop().time()
-        except RuntimeError:
-            return time.monotonic()  # the default loop's clock, for calls made outside a loop
+        return loop_time(self._clock)
 
 
 def _wake(waker: asyncio.Future[None]) -> None:

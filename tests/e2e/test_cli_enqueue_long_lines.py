@@ -9,12 +9,11 @@ import asyncio
 import json
 import resource
 import signal
-import sys
 import time
 from pathlib import Path
 
 from dispatcher.cli.jsonl import MAX_LINE_BYTES
-from tests.support.cli import cli_env, fetch
+from tests.support.cli import cli_env, fetch, start_cli
 
 GOOD = {"from": "a@example.com", "to": ["b@example.com"], "subject": "s", "text": "x"}
 MEMORY_CAP = 1024 * 1024 * 1024  # far above a capped reader's 64 MiB, far below a 2 GB line
@@ -26,23 +25,6 @@ def good(i: int) -> bytes:
 
 def _cap_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
-
-
-async def start_capped(env: dict[str, str], *args: str, output: Path) -> asyncio.subprocess.Process:
-    """The CLI in the background with its memory capped; stdout and stderr to `output`."""
-    with output.open("ab") as sink:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "dispatcher.cli.main",
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=sink,
-            stderr=asyncio.subprocess.STDOUT,
-            env=env,
-            cwd=env["DISPATCHER_DATA_DIR"],
-            preexec_fn=_cap_memory,
-        )
 
 
 async def test_a_line_over_the_cap_is_reported_and_skipped_and_the_lines_around_it_queued(
@@ -60,7 +42,7 @@ async def test_a_line_over_the_cap_is_reported_and_skipped_and_the_lines_around_
     env = cli_env(tmp_path, dsn=pg_dsn)
     output = tmp_path / "out"
 
-    proc = await start_capped(env, "enqueue", str(path), output=output)
+    proc = await start_cli(env, "enqueue", str(path), output=output, preexec=_cap_memory)
     code = await asyncio.wait_for(proc.wait(), 120)
 
     said = output.read_text()
@@ -78,7 +60,7 @@ async def test_enqueue_dev_zero_reports_the_line_and_sigint_stops_it(
     env = cli_env(tmp_path, dsn=pg_dsn)
     output = tmp_path / "out"
 
-    proc = await start_capped(env, "enqueue", "/dev/zero", output=output)
+    proc = await start_cli(env, "enqueue", "/dev/zero", output=output, preexec=_cap_memory)
     try:
         for _ in range(600):  # 64 MiB of zeros are read in well under a second (60 s if busy)
             if "line 1" in output.read_text() or proc.returncode is not None:

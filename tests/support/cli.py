@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,11 +155,17 @@ async def state_counts(dsn: str) -> dict[str, int]:
     return {r["state"]: r["n"] for r in rows}
 
 
-async def start_cli(env: dict[str, str], *args: str, output: Path) -> asyncio.subprocess.Process:
+async def start_cli(
+    env: dict[str, str],
+    *args: str,
+    output: Path,
+    preexec: Callable[[], None] | None = None,
+) -> asyncio.subprocess.Process:
     """`python -m dispatcher.cli.main ARGS` in the background (a daemon: `run`).
 
     Stdout and stderr go to the file `output`, not a pipe: a daemon logging every message
     would block on a full pipe that nobody reads. Stop it with `stop_cli` or `proc.kill()`.
+    `preexec` runs in the child before the command (e.g. to cap its memory).
     """
     with output.open("ab") as sink:
         return await asyncio.create_subprocess_exec(
@@ -171,6 +178,7 @@ async def start_cli(env: dict[str, str], *args: str, output: Path) -> asyncio.su
             stderr=asyncio.subprocess.STDOUT,
             env=env,
             cwd=env["DISPATCHER_DATA_DIR"],
+            preexec_fn=preexec,
         )
 
 
