@@ -7,7 +7,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
@@ -77,6 +77,24 @@ async def open_queue(cfg: Config, *, migrate: bool | None = None) -> AsyncIterat
         yield queue
 
 
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """Every store of one database, built once here on one connection pool."""
+
+    queue: Queue
+    campaigns: CampaignStore
+    feedback: FeedbackStore
+    quota: SharedQuotaStore
+
+
+@asynccontextmanager
+async def open_stores(cfg: Config, *, migrate: bool | None = None) -> AsyncIterator[Stores]:
+    """The stores on a connected pool (migrated first as `open_queue` says)."""
+    async with open_queue(cfg, migrate=migrate) as queue:
+        pool = queue.pool
+        yield Stores(queue, CampaignStore(pool), FeedbackStore(pool), SharedQuotaStore(pool))
+
+
 def retry_policy(cfg: Config) -> RetryPolicy:
     return RetryPolicy(
         max_attempts=cfg.queue.max_attempts,
@@ -105,10 +123,10 @@ def pool_settings(cfg: Config) -> PoolSettings:
     )
 
 
-def postgres_shared(queue: Queue) -> Shared:
+def postgres_shared(queue: Queue, quota: SharedQuotaStore | None = None) -> Shared:
     """The account's shared quota board, leader lock and LISTEN connection, on the queue's pool."""
     return Shared(
-        quota_board=SharedQuotaStore(queue.pool),
+        quota_board=quota if quota is not None else SharedQuotaStore(queue.pool),
         leader_lock=LeaderLock(queue.pool),
         listen=lambda wakes: Listener(queue.pool, wakes),
     )
@@ -149,7 +167,7 @@ class Watchdog:
 
 @asynccontextmanager
 async def feedback_intake(
-    cfg: Config, queue: Queue, watchdog: Watchdog | None = None
+    cfg: Config, store: FeedbackStore, watchdog: Watchdog | None = None
 ) -> AsyncIterator[None]:
     """Bounce and complaint intake while the daemon runs: the SNS HTTP endpoint (if enabled)
     and the SQS poller (if a queue is set, watched by `watchdog`), both verifying with one
@@ -160,7 +178,6 @@ async def feedback_intake(
         return
     async with aiohttp.ClientSession() as http:
         verifier = await sns_verifier(cfg, http)
-        store = FeedbackStore(queue.pool)
         poller: asyncio.Task[None] | None = None
         if fb.sqs_queue_url is not None:
             poller = asyncio.create_task(
@@ -263,9 +280,9 @@ async def run_worker(
     )
     watchdog = Watchdog(stop)
     async with (
-        open_queue(cfg) as queue,
+        open_stores(cfg) as stores,
         SesAdapter.open(ses_settings) as ses,
-        feedback_intake(cfg, queue, watchdog),
+        feedback_intake(cfg, stores.feedback, watchdog),
     ):
         governor = QuotaGovernor(cfg.pacing)
         quota = await first_reading(ses, governor)
@@ -276,15 +293,14 @@ async def run_worker(
             sent_last_24_hours=quota.sent_last_24_hours,
         )
         limiter = RecipientLimiter(quota.max_send_rate, cfg.pacing)
-        campaign_store = CampaignStore(queue.pool)
-        campaigns = CampaignSender(campaign_store, ses.ensure_template)
+        campaigns = CampaignSender(stores.campaigns, ses.ensure_template)
         pool = WorkerPool(
-            queue,
+            stores.queue,
             ses,
             limiter,
             governor,
             pool_settings(cfg),
-            postgres_shared(queue),
+            postgres_shared(stores.queue, stores.quota),
             stop=stop,
             drain=drain,
             pacing=cfg.pacing,
@@ -294,7 +310,7 @@ async def run_worker(
             on_start(pool)
         guard_stop = asyncio.Event()
         guard = asyncio.create_task(
-            run_guard(FeedbackStore(queue.pool), campaign_store, cfg.guard, guard_stop),
+            run_guard(stores.feedback, stores.campaigns, cfg.guard, guard_stop),
             name="guard",
         )
         watchdog.watch(guard, "the reputation guard")  # sending on blind could cost the account

@@ -19,18 +19,17 @@ from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.render import CampaignContent, CompiledCampaign
 from dispatcher.campaigns.store import CampaignSpec, CampaignStatus, CampaignStore
 from dispatcher.cli.argtypes import row_id
-from dispatcher.cli.commands import with_queue
+from dispatcher.cli.commands import with_stores
 from dispatcher.cli.jsonl import parse_send_after
 from dispatcher.cli.output import SafeWriter, open_output
 from dispatcher.config import Config
 from dispatcher.domain.validate import CAMPAIGN_RESERVED_TAGS, check_one_line, validate_envelope
 from dispatcher.errors import InputError
 from dispatcher.feedback.guard import reputation_lines, reputation_view
-from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.watch import campaign_thresholds
 
 if TYPE_CHECKING:
-    from dispatcher.queue.repository import Queue
+    pass
 
 MAX_TEMPLATE_BYTES = 10 * 1024 * 1024  # SES's v1 message limit; a template cannot be bigger
 
@@ -82,7 +81,7 @@ def add_parser(sub: Any) -> None:
     ):
         p = csub.add_parser(name, help=text)
         p.add_argument("id", type=row_id)
-        p.set_defaults(func=with_queue(action))
+        p.set_defaults(func=with_stores(action))
         if name == "resume":
             p.add_argument(
                 "--force", action="store_true", help="also after a pause by a safety check"
@@ -92,16 +91,16 @@ def add_parser(sub: Any) -> None:
     status.add_argument("id", type=row_id)
     status.add_argument("--json", action="store_true")
     status.add_argument("--watch", action="store_true", help="live progress until it is done")
-    status.set_defaults(func=with_queue(_status))
+    status.set_defaults(func=with_stores(_status))
 
     report = csub.add_parser("report", help="totals, and a per-recipient CSV")
     report.add_argument("id", type=row_id)
     report.add_argument("--csv", type=Path, help="where to write it (default campaign-ID.csv)")
-    report.set_defaults(func=with_queue(_report_command))
+    report.set_defaults(func=with_stores(_report_command))
 
     lst = csub.add_parser("list", help="all campaigns")
     lst.add_argument("--json", action="store_true")
-    lst.set_defaults(func=with_queue(_list))
+    lst.set_defaults(func=with_stores(_list))
 
 
 def _read_template(path: Path) -> str:
@@ -179,15 +178,15 @@ async def _lint_command(args: argparse.Namespace, cfg: Config) -> int:
     return 1 if bad else 0
 
 
-async def _start(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
-    c = await CampaignStore(queue.pool).start(args.id)
+async def _start(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
+    c = await stores.campaigns.start(args.id)
     when = f" (from {c.send_at:%Y-%m-%d %H:%M %Z})" if c.send_at else ""
     print(f"campaign {c.id} running{when}: {c.recipients} recipients")
     return 0
 
 
-async def _resume(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
-    store = CampaignStore(queue.pool)
+async def _resume(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
+    store = stores.campaigns
     current = await store.get(args.id)
     if current.state != "paused":
         raise InputError(f"campaign {args.id} is {current.state}, not paused")
@@ -201,8 +200,8 @@ async def _resume(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
     return 0
 
 
-async def _pause(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
-    store = CampaignStore(queue.pool)
+async def _pause(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
+    store = stores.campaigns
     if not await store.pause(args.id):
         current = await store.get(args.id)
         raise InputError(f"campaign {args.id} is {current.state}, not running")
@@ -210,24 +209,24 @@ async def _pause(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
     return 0
 
 
-async def _cancel(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
-    n = await CampaignStore(queue.pool).cancel(args.id)
+async def _cancel(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
+    n = await stores.campaigns.cancel(args.id)
     print(f"campaign {args.id} cancelled: {n} unsent message(s) cancelled")
     return 0
 
 
-async def _retry_failed(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
-    n = await CampaignStore(queue.pool).retry_failed(args.id)
+async def _retry_failed(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
+    n = await stores.campaigns.retry_failed(args.id)
     print(f"campaign {args.id}: {n} failed recipient(s) queued again")
     return 0
 
 
-async def _status(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
-    store = CampaignStore(queue.pool)
+async def _status(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
+    store = stores.campaigns
     if args.watch:
         return await _watch(store, args.id)
     st = await store.status(args.id)
-    fb = (await FeedbackStore(queue.pool).campaign_counts(args.id))[args.id]
+    fb = (await stores.feedback.campaign_counts(args.id))[args.id]
     reputation = reputation_view(fb.counts, campaign_thresholds(cfg.guard))
     feedback = {
         "delivered": fb.delivered,
@@ -247,8 +246,8 @@ async def _status(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
     return 0
 
 
-async def _list(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
-    rows = await CampaignStore(queue.pool).list()
+async def _list(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
+    rows = await stores.campaigns.list()
     if args.json:
         print(json.dumps([r.to_json() for r in rows], indent=2))
     else:
@@ -258,8 +257,8 @@ async def _list(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
     return 0
 
 
-async def _report_command(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
-    return await _report(CampaignStore(queue.pool), args.id, args.csv)
+async def _report_command(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
+    return await _report(stores.campaigns, args.id, args.csv)
 
 
 # What str.splitlines() breaks on, plus NUL: the subject and the unsubscribe URL end up in
@@ -324,8 +323,8 @@ async def _create(args: argparse.Namespace, cfg: Config) -> int:
     except OSError as exc:
         raise InputError(f"cannot read {args.recipients}: {exc.strerror}") from None
     with stream:
-        async with app.open_queue(cfg) as queue:
-            result = await CampaignStore(queue.pool).create(
+        async with app.open_stores(cfg) as stores:
+            result = await stores.campaigns.create(
                 spec, iter_recipients(stream, source=str(args.recipients)), strict=args.strict
             )
     elapsed = time.monotonic() - began

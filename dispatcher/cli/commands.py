@@ -5,23 +5,20 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dispatcher import app
 from dispatcher.config import Config
 
-if TYPE_CHECKING:
-    from dispatcher.queue.repository import Queue
-
 Command = Callable[[argparse.Namespace, Config], Coroutine[Any, Any, int]]
-QueueCommand = Callable[[argparse.Namespace, Config, "Queue"], Coroutine[Any, Any, int]]
+StoresCommand = Callable[[argparse.Namespace, Config, app.Stores], Coroutine[Any, Any, int]]
 
 
-def with_queue(action: QueueCommand) -> Command:
-    """The command that runs `action` on a queue opened for it, and closes the queue after."""
+def with_stores(action: StoresCommand) -> Command:
+    """The command that runs `action` on the stores opened for it, and closes them after."""
 
     async def command(args: argparse.Namespace, cfg: Config) -> int:
-        async with app.open_queue(cfg) as queue:
-            return await action(args, cfg, queue)
+        async with app.open_stores(cfg) as stores:
+            return await action(args, cfg, stores)
 
     return command

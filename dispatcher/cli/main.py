@@ -25,7 +25,7 @@ from dispatcher.cli.argtypes import (
     positive_int,
     row_id,
 )
-from dispatcher.cli.commands import Command, with_queue
+from dispatcher.cli.commands import Command, with_stores
 from dispatcher.cli.jsonl import parse_send_after
 from dispatcher.cli.output import discard_stdout
 from dispatcher.cli.processes import process_count, run_processes, watch_parent
@@ -35,12 +35,11 @@ from dispatcher.db.migrate import migrate
 from dispatcher.domain.jobs import NewMessage, ResolveTo
 from dispatcher.domain.validate import validate_message
 from dispatcher.errors import DispatcherError, InputError
-from dispatcher.feedback.store import FeedbackStore
 from dispatcher.obs.logging import configure_logging
 from dispatcher.sim import cli as sim_cli
 
 if TYPE_CHECKING:
-    from dispatcher.queue.repository import Queue
+    pass
 
 log = structlog.get_logger()
 
@@ -107,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     quota.set_defaults(func=cmd_quota)
 
     resume = sub.add_parser("resume", help="lift the reputation guard's hold on all sending")
-    resume.set_defaults(func=with_queue(cmd_resume))
+    resume.set_defaults(func=with_stores(cmd_resume))
     resume.add_argument(
         "--force", action="store_true", help="required: resuming is a human decision"
     )
@@ -116,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     in_doubt_sub = in_doubt.add_subparsers(dest="action", required=True, metavar="ACTION")
     in_doubt_list = in_doubt_sub.add_parser("list", help="show in-doubt messages")
     in_doubt_list.add_argument("--limit", type=positive_int, default=100)
-    in_doubt_list.set_defaults(func=with_queue(cmd_in_doubt_list))
+    in_doubt_list.set_defaults(func=with_stores(cmd_in_doubt_list))
     resolve = in_doubt_sub.add_parser("resolve", help="decide what happened to them")
-    resolve.set_defaults(func=with_queue(cmd_in_doubt_resolve))
+    resolve.set_defaults(func=with_stores(cmd_in_doubt_resolve))
     what = resolve.add_mutually_exclusive_group(required=True)
     what.add_argument("--resend", action="store_true", help="queue them again")
     what.add_argument("--sent", action="store_true", help="record them as sent")
@@ -129,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cancel = sub.add_parser("cancel", help="cancel queued (or in-doubt) messages")
     cancel.add_argument("ids", nargs="+", type=row_id, metavar="ID")
-    cancel.set_defaults(func=with_queue(cmd_cancel))
+    cancel.set_defaults(func=with_stores(cmd_cancel))
 
     sim = sub.add_parser("sim", help="run the SES simulator (for tests, benchmarks, the demo)")
     sim_cli.add_arguments(sim)
@@ -271,8 +270,8 @@ async def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     return report.exit_code
 
 
-async def cmd_resume(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
-    feedback = FeedbackStore(queue.pool)
+async def cmd_resume(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
+    feedback = stores.feedback
     hold = await feedback.sending_hold()
     if hold is None:
         raise InputError("sending is not held; nothing to resume")
@@ -286,8 +285,8 @@ async def cmd_resume(args: argparse.Namespace, cfg: Config, queue: Queue) -> int
     return 0
 
 
-async def cmd_in_doubt_list(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
-    jobs = await queue.list_unknown(args.limit)
+async def cmd_in_doubt_list(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
+    jobs = await stores.queue.list_unknown(args.limit)
     if not jobs:
         print("no messages in doubt")
         return 0
@@ -299,10 +298,10 @@ async def cmd_in_doubt_list(args: argparse.Namespace, cfg: Config, queue: Queue)
     return 0
 
 
-async def cmd_in_doubt_resolve(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+async def cmd_in_doubt_resolve(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
     to: ResolveTo = "queued" if args.resend else "sent" if args.sent else "failed"
     ids = None if args.all else list(args.ids)
-    done = await queue.resolve_unknown(ids, to)
+    done = await stores.queue.resolve_unknown(ids, to)
     verb = {"queued": "queued again", "sent": "recorded as sent", "failed": "recorded as failed"}
     print(f"{len(done)} message(s) {verb[to]}")
     if ids is not None and len(done) < len(ids):
@@ -312,9 +311,9 @@ async def cmd_in_doubt_resolve(args: argparse.Namespace, cfg: Config, queue: Que
     return 0
 
 
-async def cmd_cancel(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+async def cmd_cancel(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
     ids: list[int] = args.ids
-    done = await queue.cancel(ids)
+    done = await stores.queue.cancel(ids)
     print(f"{len(done)} message(s) cancelled")
     missing = sorted(set(ids) - set(done))
     if missing:

@@ -16,11 +16,9 @@ from dispatcher.config import Config
 from dispatcher.domain.jobs import STATES
 from dispatcher.errors import DispatcherError
 from dispatcher.feedback.guard import reputation_lines, reputation_view
-from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.watch import thresholds
 from dispatcher.pacing import QuotaGovernor
 from dispatcher.ses import SesAdapter
-from dispatcher.worker.quota_store import SharedQuotaStore
 
 
 def no_credentials(cfg: Config) -> str:
@@ -77,14 +75,13 @@ async def _pacing_view(cfg: Config, *, swallow: bool = True) -> dict[str, Any]:
 async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
     as_json: bool = args.json
     # Reads only: an unmigrated database is reported (run `dispatcher migrate`), not migrated.
-    async with app.open_queue(cfg, migrate=False) as queue:
-        counts = await queue.counts()
-        workers = await queue.workers()
+    async with app.open_stores(cfg, migrate=False) as stores:
+        counts = await stores.queue.counts()
+        workers = await stores.queue.workers()
         window = cfg.guard.window_hours
-        feedback = FeedbackStore(queue.pool)
-        sent = await feedback.account_counts(window * 3600.0)
-        hold = await feedback.sending_hold()
-        shared = await SharedQuotaStore(queue.pool).sync(uuid.UUID(int=0), {})
+        sent = await stores.feedback.account_counts(window * 3600.0)
+        hold = await stores.feedback.sending_hold()
+        shared = await stores.quota.sync(uuid.UUID(int=0), {})  # records nothing: no sends
     states = {state: counts.get(state, 0) for state in STATES}
     leader = next((w for w in workers if w.id == shared.leader), None)
     shared_view = {

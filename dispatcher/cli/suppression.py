@@ -15,16 +15,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from dispatcher import app
 from dispatcher.cli.argtypes import positive_int
-from dispatcher.cli.commands import with_queue
+from dispatcher.cli.commands import with_stores
 from dispatcher.cli.output import SafeWriter, open_output, unescape_cell
 from dispatcher.config import Config
 from dispatcher.errors import DispatcherError, InputError
-from dispatcher.feedback.store import FeedbackStore
 from dispatcher.ses.adapter import SesAdapter
 from dispatcher.ses.errors import SesError
 
 if TYPE_CHECKING:
-    from dispatcher.queue.repository import Queue
+    pass
 
 MANUAL_REASON = "added by operator"
 SES_LIST_REASON = "on the SES account suppression list"
@@ -40,28 +39,28 @@ def add_parser(sub: Any) -> None:
     add = ssub.add_parser("add", help="never mail these addresses again")
     add.add_argument("addresses", nargs="+", metavar="ADDRESS")
     add.add_argument("--reason", default=MANUAL_REASON)
-    add.set_defaults(func=with_queue(_add))
+    add.set_defaults(func=with_stores(_add))
 
     remove = ssub.add_parser("remove", help="allow mail to these addresses again")
     remove.add_argument("addresses", nargs="+", metavar="ADDRESS")
-    remove.set_defaults(func=with_queue(_remove))
+    remove.set_defaults(func=with_stores(_remove))
 
     lst = ssub.add_parser("list", help="suppressed addresses (all, or the ones given)")
     lst.add_argument("addresses", nargs="*", metavar="ADDRESS")
     lst.add_argument("--limit", type=positive_int, default=None, help="at most this many")
     lst.add_argument("--json", action="store_true", help="one JSON object per line")
-    lst.set_defaults(func=with_queue(_list))
+    lst.set_defaults(func=with_stores(_list))
 
     imp = ssub.add_parser(
         "import", help="add addresses from a CSV (address[,reason]; header optional; - = stdin)"
     )
     imp.add_argument("file", metavar="FILE")
     imp.add_argument("--reason", default="imported", help="for rows without a reason")
-    imp.set_defaults(func=with_queue(_import))
+    imp.set_defaults(func=with_stores(_import))
 
     exp = ssub.add_parser("export", help="write the list as CSV (address,reason,created_at)")
     exp.add_argument("file", nargs="?", default="-", metavar="FILE", help="default: stdout")
-    exp.set_defaults(func=with_queue(_export))
+    exp.set_defaults(func=with_stores(_export))
 
     sync_ = ssub.add_parser(
         "sync",
@@ -104,22 +103,22 @@ def _read_in(name: str) -> TextIO:
     return io.StringIO(text, newline="")
 
 
-async def _add(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
-    added = await FeedbackStore(queue.pool).suppress(args.addresses, args.reason)
+async def _add(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
+    added = await stores.feedback.suppress(args.addresses, args.reason)
     already = len({a.strip().lower() for a in args.addresses}) - len(added)
     print(f"{len(added)} added" + (f", {already} already suppressed" if already else ""))
     return 0
 
 
-async def _remove(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
-    removed = await FeedbackStore(queue.pool).unsuppress(args.addresses)
+async def _remove(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
+    removed = await stores.feedback.unsuppress(args.addresses)
     missing = len({a.strip().lower() for a in args.addresses}) - len(removed)
     print(f"{len(removed)} removed" + (f", {missing} were not suppressed" if missing else ""))
     return 0
 
 
-async def _list(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
-    store = FeedbackStore(queue.pool)
+async def _list(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
+    store = stores.feedback
     if args.addresses:
         found = await store.lookup(args.addresses)
         rows = [found[k] for k in sorted(found)]
@@ -143,22 +142,22 @@ async def _list(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
     return 0
 
 
-async def _import(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+async def _import(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
     stream = _read_in(args.file)
     try:
-        added = await FeedbackStore(queue.pool).import_suppressions(read_rows(stream, args.reason))
+        added = await stores.feedback.import_suppressions(read_rows(stream, args.reason))
     except csv.Error as exc:
         raise InputError(f"{args.file}: not a CSV file: {exc}") from None
     print(f"{len(added)} added")
     return 0
 
 
-async def _export(args: argparse.Namespace, cfg: Config, queue: Queue) -> int:
+async def _export(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
     n = 0
     with open_output(args.file) as out:
         writer = SafeWriter(out)
         writer.writerow(["address", "reason", "created_at"])
-        async for s in FeedbackStore(queue.pool).iter_suppressions():
+        async for s in stores.feedback.iter_suppressions():
             writer.writerow([s.address, s.reason, s.created_at.isoformat()])
             n += 1
     if args.file != "-":
@@ -185,8 +184,8 @@ async def sync(cfg: Config, page_size: int = 1000) -> int:
             f"could not read the SES account-level suppression list: {said} (it needs "
             "ses:ListSuppressedDestinations, and account-level suppression turned on)"
         ) from None
-    async with app.open_queue(cfg) as queue:
-        added = await FeedbackStore(queue.pool).import_suppressions(rows)
+    async with app.open_stores(cfg) as stores:
+        added = await stores.feedback.import_suppressions(rows)
     already = len({a.lower() for a, _ in rows}) - len(added)
     print(
         f"{len(added)} added from the SES account-level suppression list"
