@@ -13,14 +13,15 @@ InDoubtPolicy = Literal["hold", "resend"]
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Limits for retrying; the delays for held senders and a paused account are in seconds."""
+    """Limits for retrying; the delays for held senders and a paused account are in seconds.
+    Built from the config (`app.retry_policy`), where the defaults live."""
 
-    max_attempts: int = 8
-    backoff_base: float = 2.0
-    backoff_max: float = 900.0
-    config_error_delay: float = 300.0
-    account_paused_delay: float = 300.0
-    in_doubt: InDoubtPolicy = "hold"
+    max_attempts: int
+    backoff_base: float
+    backoff_max: float
+    config_error_delay: float
+    account_paused_delay: float
+    in_doubt: InDoubtPolicy
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
@@ -69,20 +69,21 @@ WAKE_CHANNEL = "dispatcher_jobs"  # NOTIFYed by every statement that inserts job
 
 @dataclass(frozen=True, slots=True)
 class PoolSettings:
-    """How the pool claims, sends and shuts down (from the [queue] and [delivery] config)."""
+    """How the pool claims, sends and shuts down: built from the [queue] and [delivery] config
+    (`app.pool_settings`), where the defaults live."""
 
-    claim_batch: int = 100
-    max_in_flight: int = 64
-    lease_seconds: float = 30.0
-    heartbeat_seconds: float = 5.0
-    poll_interval: float = 0.5
-    listen: bool = True  # wake on NOTIFY dispatcher_jobs instead of waiting for the next poll
-    shutdown_grace: float = 20.0
-    settle_batch: int = 200
-    settle_interval: float = 0.05
-    campaign_rate_share: float = 1.0  # of the send rate; the rest is kept for other mail
-    outage_timeout: float = 120.0  # seconds of Postgres outage ridden out before stopping
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    claim_batch: int
+    max_in_flight: int
+    lease_seconds: float
+    heartbeat_seconds: float
+    poll_interval: float
+    listen: bool  # wake on NOTIFY dispatcher_jobs instead of waiting for the next poll
+    shutdown_grace: float
+    settle_batch: int
+    settle_interval: float
+    campaign_rate_share: float  # of the send rate; the rest is kept for other mail
+    outage_timeout: float  # seconds of Postgres outage ridden out before stopping
+    retry: RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)

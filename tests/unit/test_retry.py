@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from dispatcher.app import retry_policy
+from dispatcher.config import Config
 from dispatcher.domain.outcome import Outcome, SendResult
-from dispatcher.domain.retry import RetryPolicy, backoff_delay, decide
+from dispatcher.domain.retry import backoff_delay, decide
 
-POLICY = RetryPolicy(max_attempts=5, backoff_base=2.0, backoff_max=60.0)
+POLICY = replace(retry_policy(Config()), max_attempts=5, backoff_base=2.0, backoff_max=60.0)
 
 
 def test_sent_is_final() -> None:
@@ -65,6 +69,6 @@ def test_backoff_is_capped_and_jittered() -> None:
 
 @pytest.mark.parametrize(("policy", "state"), [("hold", "unknown"), ("resend", "queued")])
 def test_in_doubt_follows_policy(policy: str, state: str) -> None:
-    p = RetryPolicy(in_doubt=policy)  # type: ignore[arg-type]
+    p = replace(retry_policy(Config()), in_doubt=policy)  # type: ignore[arg-type]
     d = decide(SendResult(Outcome.IN_DOUBT, reason="read timeout"), 0, p, 0.5)
     assert d.state == state

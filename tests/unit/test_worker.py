@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dispatcher.app import pool_settings
+from dispatcher.config import Config
 from dispatcher.domain.jobs import ClaimedJob, NewMessage
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
@@ -33,7 +35,7 @@ from tests.support.quota_board import FakeBoard, FakeLock, LockRegistry
 from tests.unit.test_pacing_support import run_virtual
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
-SETTINGS = PoolSettings(listen=False, heartbeat_seconds=1.0, lease_seconds=5.0)
+SETTINGS = replace(pool_settings(Config()), listen=False, heartbeat_seconds=1.0, lease_seconds=5.0)
 Answer = Callable[[OutgoingMessage, int], SendResult]  # (message, n-th call) -> result
 
 
