@@ -25,24 +25,13 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from tests.support.sim import REPO_ROOT, SimFactory, SimHandle, sns_receiver
+from tests.support.sns import SIGNED_KEYS, string_to_sign
 
 SIMPLE = {"Simple": {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi there"}}}}
 SIM = "@simulator.amazonses.com"
 
 # -- a standard SNS message verifier (SES-FACTS.md, "Verifying SNS") ---------------------------
 
-_SIGNED_KEYS = {
-    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
-    "SubscriptionConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
-}
 _SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 
 
@@ -62,8 +51,7 @@ def verify_sns(message: Mapping[str, Any], *, pinned: Mapping[str, bytes]) -> bo
         algorithm = hashes.SHA256()
     else:
         return False
-    keys = _SIGNED_KEYS.get(str(message.get("Type")))
-    if keys is None:
+    if str(message.get("Type")) not in SIGNED_KEYS:
         return False
     url = str(message.get("SigningCertURL", ""))
     pem = pinned.get(url)
@@ -77,10 +65,10 @@ def verify_sns(message: Mapping[str, Any], *, pinned: Mapping[str, bytes]) -> bo
         raise Untrusted(f"{url} is not pinned" + ("" if real else " and is not an SNS host"))
     public_key = x509.load_pem_x509_certificate(pem).public_key()
     assert isinstance(public_key, rsa.RSAPublicKey)
-    to_sign = "".join(f"{k}\n{message[k]}\n" for k in keys if message.get(k) is not None)
+    to_sign = string_to_sign(message)
     try:
         public_key.verify(
-            base64.b64decode(message["Signature"]), to_sign.encode(), padding.PKCS1v15(), algorithm
+            base64.b64decode(message["Signature"]), to_sign, padding.PKCS1v15(), algorithm
         )
     except (InvalidSignature, ValueError):
         return False

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from dispatcher.feedback.endpoint import create_app, idle
 from dispatcher.feedback.sns import SnsVerifier, parse_message
 from dispatcher.feedback.store import FeedbackStore
-from tests.unit.test_feedback_sns import KEY, PEM, TOPIC, expected_string_to_sign, notification
+from tests.support.sns import string_to_sign as expected_string_to_sign
+from tests.unit.test_feedback_sns import KEY, PEM, TOPIC, notification
 
 PINNED = "http://127.0.0.1:1/cert.pem"
 

@@ -21,6 +21,7 @@ from dispatcher.feedback.sns import (
     parse_message,
     string_to_sign,
 )
+from tests.support.sns import string_to_sign as expected_string_to_sign
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-bounces"
 CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem"
@@ -45,29 +46,6 @@ def make_key() -> tuple[rsa.RSAPrivateKey, bytes]:
 
 KEY, PEM = make_key()
 OTHER_KEY, OTHER_PEM = make_key()
-
-
-# Built here from SES-FACTS.md (AWS's documented order), not with the code under test: a string
-# to sign that leaves out or reorders a key must fail to verify what SNS really signs.
-SIGNED_KEYS = {
-    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
-    "SubscriptionConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
-}
-SIGNED_KEYS["UnsubscribeConfirmation"] = SIGNED_KEYS["SubscriptionConfirmation"]
-
-
-def expected_string_to_sign(body: dict[str, Any]) -> bytes:
-    """ "Key\\nValue\\n" for each key SNS signs that the body has, in SNS's order."""
-    keys = SIGNED_KEYS[body["Type"]]
-    return "".join(f"{k}\n{body[k]}\n" for k in keys if k in body).encode()
 
 
 def sign(body: dict[str, Any], key: rsa.RSAPrivateKey = KEY, version: str = "2") -> dict[str, Any]:
