@@ -25,11 +25,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench.campaign import BenchError, run_bench
-from bench.queue import _enqueue, figures, timed_drain
+from bench.queue import _enqueue, figures, sent_noop, timed_drain
 from bench.services import Databases
 from bench.throughput import RESULTS_DIR, _machine, _postgres
-from dispatcher.domain.jobs import ClaimedJob, Settlement
-from dispatcher.domain.outcome import Outcome
+from dispatcher.domain.jobs import ClaimedJob
 from dispatcher.obs.logging import configure_logging
 from dispatcher.queue.repository import Queue
 
@@ -60,18 +59,7 @@ async def one_side(dbs: Databases, n: int, batch: int, loops: int, per_job: bool
                     launched = await _launch(queue, owner, jobs, per_job)
                     if launched != len(jobs):
                         raise BenchError(f"launched {launched} of {len(jobs)} claimed jobs")
-                    done = await queue.settle(
-                        [
-                            Settlement(
-                                id=j.id,
-                                token=j.token,
-                                state="sent",
-                                ses_message_id=f"noop-{j.id}",
-                                outcome=Outcome.SENT.value,
-                            )
-                            for j in jobs
-                        ]
-                    )
+                    done = await queue.settle(sent_noop(jobs))
                     totals["launched"] += launched
                     totals["settled"] += len(done)
 

@@ -50,7 +50,7 @@ from bench.services import Databases, run_simulator
 from bench.throughput import RESULTS_DIR, _machine, _postgres
 from dispatcher.app import pool_settings, postgres_shared
 from dispatcher.config import Config
-from dispatcher.domain.jobs import NewMessage, Settlement
+from dispatcher.domain.jobs import ClaimedJob, NewMessage, Settlement
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.quota import Quota
@@ -175,6 +175,20 @@ async def dispatcher_side(dbs: Databases, n: int) -> dict[str, Any]:
     return figures(n, enqueue_s, drained)
 
 
+def sent_noop(jobs: Sequence[ClaimedJob]) -> list[Settlement]:
+    """What the pool settles for sends SES accepted (decide(): "sent", no delay)."""
+    return [
+        Settlement(
+            id=j.id,
+            token=j.token,
+            state="sent",
+            ses_message_id=f"noop-{j.id}",
+            outcome=Outcome.SENT.value,
+        )
+        for j in jobs
+    ]
+
+
 async def claim_settle_side(dbs: Databases, n: int, batch: int) -> dict[str, Any]:
     """The queue without the pool: DRAINERS loops of claim(limit=batch) -> settle(all sent)."""
     dsn = await dbs.create()
@@ -186,19 +200,7 @@ async def claim_settle_side(dbs: Databases, n: int, batch: int) -> dict[str, Any
             nonlocal settled
             owner = uuid.uuid4()
             while jobs := await queue.claim(owner, batch):
-                # What the pool settles for a send SES accepted (decide(): "sent", no delay).
-                done = await queue.settle(
-                    [
-                        Settlement(
-                            id=j.id,
-                            token=j.token,
-                            state="sent",
-                            ses_message_id=f"noop-{j.id}",
-                            outcome=Outcome.SENT.value,
-                        )
-                        for j in jobs
-                    ]
-                )
+                done = await queue.settle(sent_noop(jobs))
                 if len(done) != len(jobs):
                     raise BenchError(f"claim+settle: settled {len(done)} of {len(jobs)} claimed")
                 settled += len(done)
