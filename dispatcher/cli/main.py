@@ -38,6 +38,8 @@ from dispatcher.errors import DispatcherError, InputError
 from dispatcher.obs.logging import configure_logging
 from dispatcher.sim import cli as sim_cli
 
+ORPHAN_SLACK = 5.0  # seconds past shutdown_grace an orphaned child of `run --processes` may take
+
 if TYPE_CHECKING:
     pass
 
@@ -254,7 +256,7 @@ async def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal, sig.name)
-    watcher = watch_parent(stop)
+    watcher = watch_parent(stop, cfg.delivery.shutdown_grace + ORPHAN_SLACK)
     try:
         report = await app.run_worker(cfg, stop, drain=args.drain)
     finally:

@@ -99,8 +99,10 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def watch_parent(stop: asyncio.Event) -> asyncio.Task[None] | None:
-    """In a child of `run --processes`: set `stop` once the parent is gone (None elsewhere)."""
+def watch_parent(stop: asyncio.Event, deadline: float) -> asyncio.Task[None] | None:
+    """In a child of `run --processes`: set `stop` once the parent is gone, and end the process
+    if it is still running `deadline` seconds later (None elsewhere). Cancel the task once the
+    run has ended."""
     raw = os.environ.get(PARENT_PID_ENV)
     if not raw or not raw.isdigit():
         return None
@@ -112,6 +114,11 @@ def watch_parent(stop: asyncio.Event) -> asyncio.Task[None] | None:
             await asyncio.sleep(PARENT_POLL)
         log.warning("run.parent_gone", parent_pid=parent)
         stop.set()
+        # Nobody waits for an orphan: past the shutdown grace it must not linger, whatever it
+        # waits on (what it held is recovered by the next worker when its lease expires).
+        await asyncio.sleep(deadline)
+        log.error("run.orphan_exit", parent_pid=parent, after=deadline)
+        os._exit(1)
 
     return asyncio.create_task(watch(), name="parent-watch")
 

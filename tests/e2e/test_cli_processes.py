@@ -68,7 +68,13 @@ async def test_too_many_processes_is_one_line_and_exit_2(pg_dsn: str, tmp_path: 
 async def test_children_die_with_a_sigkilled_parent(
     pg_dsn: str, tmp_path: Path, sim: SimHandle
 ) -> None:
-    env = cli_env(tmp_path, dsn=pg_dsn, endpoint_url=sim.endpoint_url)
+    # A child stops gracefully when its parent dies, and in any case within shutdown_grace + 5 s.
+    env = cli_env(
+        tmp_path,
+        dsn=pg_dsn,
+        endpoint_url=sim.endpoint_url,
+        DISPATCHER_DELIVERY__SHUTDOWN_GRACE="2",
+    )
     parent = await start_cli(env, "run", "--processes", "2", output=tmp_path / "run.log")
     try:
         await eventually(lambda: _at_least(pg_dsn, 2), limit=40)

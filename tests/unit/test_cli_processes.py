@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
-from dispatcher.cli.processes import check_connections, check_cores, process_count
+from dispatcher.cli.processes import (
+    PARENT_PID_ENV,
+    check_connections,
+    check_cores,
+    process_count,
+)
 from dispatcher.errors import InputError
 
 
@@ -33,3 +41,22 @@ def test_no_more_than_postgres_has_connections_for() -> None:
     check_connections(3, per_process=12, free=36, max_connections=100)
     with pytest.raises(InputError, match=r"only 36 of max_connections 100 are free: use "):
         check_connections(4, per_process=12, free=36, max_connections=100)
+
+
+def test_an_orphan_that_does_not_stop_ends_at_its_deadline() -> None:
+    """A child whose parent is gone, stuck however it may be, is ended `deadline` s later."""
+    code = (
+        "import asyncio\n"
+        "from dispatcher.cli.processes import watch_parent\n"
+        "async def main():\n"
+        "    stop = asyncio.Event()\n"
+        "    watch_parent(stop, 0.5)\n"
+        "    await stop.wait()\n"
+        "    await asyncio.Event().wait()  # stuck: never stops by itself\n"
+        "asyncio.run(main())\n"
+    )
+    env = {**os.environ, PARENT_PID_ENV: "1"}  # 'started by pid 1', which is not our parent
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], env=env, timeout=30, check=False)
+    assert done.returncode == 1
+    assert time.monotonic() - began < 10
