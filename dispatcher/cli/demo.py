@@ -15,6 +15,7 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher import app
+from dispatcher.clock import wait_event
 from dispatcher.config import Config
 from dispatcher.domain.jobs import NewMessage
 from dispatcher.errors import DatabaseError, DispatcherError, InputError
@@ -100,8 +101,7 @@ async def progress(pool: WorkerPool, total: int, rate: float, stop: asyncio.Even
         elif elapsed - last_line >= 5:
             print(line, file=sys.stderr)
             last_line = elapsed
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.2)
+        await wait_event(stop, 0.2)
     if tty:
         sys.stderr.write("\n")
 

@@ -11,13 +11,13 @@ be lost are released by the caller, `launch` accepts its own earlier commit, and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 import structlog
 
+from dispatcher.clock import wait_event
 from dispatcher.errors import DatabaseError
 
 __all__ = ["StoppedDuringOutage", "connection_alive", "connection_lost", "while_down"]
@@ -104,5 +104,4 @@ async def _pause(seconds: float, stop: asyncio.Event | None) -> None:
     if stop is None:
         await asyncio.sleep(seconds)
         return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+    await wait_event(stop, seconds)

@@ -5,11 +5,11 @@ reputation guard over the latest counts (decision in `guard.py`, pausing in the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 
 from dispatcher.campaigns.store import CampaignStore
+from dispatcher.clock import wait_event
 from dispatcher.config.settings import GuardSettings
 from dispatcher.db.outage import connection_lost
 from dispatcher.feedback.guard import Thresholds, decide, hold_reason
@@ -95,5 +95,4 @@ async def run_guard(
             if not connection_lost(exc):
                 raise
             log.warning("guard.db_unavailable", error=repr(exc))  # next round tries again
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings.check_interval)
+        await wait_event(stop, settings.check_interval)

@@ -5,7 +5,6 @@ failures, re-rating the limiter, and logging pauses. The loop that uses them is 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -56,14 +55,6 @@ def log_transition(governor: QuotaGovernor, was_paused: bool | None) -> bool:
     elif not paused and was_paused:
         log.info("quota.resumed", remaining=governor.remaining())
     return paused
-
-
-async def stopped(stop: asyncio.Event, seconds: float) -> bool:
-    """Wait up to `seconds` for `stop`; True if it was set."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await stop.wait()
-    return stop.is_set()
 
 
 async def poll_or_stop(

@@ -14,6 +14,7 @@ from types import TracebackType
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from dispatcher.clock import wait_event
 from dispatcher.sim import admin, v1, v2
 from dispatcher.sim.errors import v1_error, v2_error
 from dispatcher.sim.faults import FAULT_500, FAULT_503, FAULT_RESET, Faults
@@ -99,8 +100,7 @@ async def _fail(
         return v1.error_response(code, text, status=status, type_="Receiver")
     if fault != FAULT_RESET:  # FAULT_TIMEOUT: hold the request, never answer
         closing = request.app[CLOSING_KEY]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(closing.wait(), settings.fault_timeout_seconds)
+        await wait_event(closing, settings.fault_timeout_seconds)
     _reset(request)
     # Never reaches the client: aiohttp's write fails on the aborted transport, which it
     # treats as a client gone away (no error logged).

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
+
+from dispatcher.clock import wait_event
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -78,8 +79,7 @@ class Batcher(Generic[T, R]):
             await self._wakeup.wait()
             self._wakeup.clear()
             if self._linger > 0 and not self._closing and len(self._pending) < self._max_batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._close_requested.wait(), self._linger)
+                await wait_event(self._close_requested, self._linger)
             while self._pending:
                 await self._flush_some()
 

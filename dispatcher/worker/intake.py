@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import structlog
 
+from dispatcher.clock import wait_event
 from dispatcher.domain.jobs import ClaimedJob, Settlement
 from dispatcher.domain.validate import suppression_key
 from dispatcher.queue.store import JobStore
@@ -178,8 +179,7 @@ class Intake:
                     await self._until_idle(self._poll_interval)
                     self._low.set()
                     continue
-            with contextlib.suppress(TimeoutError):  # new mail (NOTIFY) or the next poll
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            await wait_event(self._wake, self._poll_interval)  # new mail (NOTIFY) or a poll
             self._low.set()
 
     def _add(self, jobs: list[ClaimedJob]) -> None:

@@ -8,10 +8,10 @@ part comes back when its mark lapses (within SHARE_TTL).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Callable
 
+from dispatcher.clock import wait_event
 from dispatcher.db.outage import connection_lost
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.queue.store import JobStore
@@ -58,8 +58,7 @@ class RateShare:
             except Exception as exc:
                 if not connection_lost(exc):
                     raise  # keep the last share while the database is away
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), SHARE_INTERVAL)
+            await wait_event(self._wake, SHARE_INTERVAL)
 
     async def _update(self, busy: bool) -> None:
         others = await self._store.rate_share(self._owner, busy, SHARE_TTL)

@@ -13,20 +13,19 @@ Both loops ride out a Postgres outage: they keep the last reading and try again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 import structlog
 
-from dispatcher.clock import Clock
+from dispatcher.clock import Clock, wait_event
 from dispatcher.db.outage import connection_lost
 from dispatcher.domain.outcome import Outcome
 from dispatcher.domain.quota import Quota
 from dispatcher.pacing.bucket import RecipientLimiter
 from dispatcher.pacing.governor import QuotaGovernor
-from dispatcher.pacing.poller import backoff, log_transition, poll_or_stop, rerate, stopped
+from dispatcher.pacing.poller import backoff, log_transition, poll_or_stop, rerate
 from dispatcher.pacing.settings import MIN_POLL_INTERVAL, PacingSettings
 from dispatcher.ses.errors import SesError
 from dispatcher.worker.quota_store import SharedReading
@@ -111,11 +110,10 @@ async def run_quota_sync(
             if moved:
                 continue  # tell the leader at once that we count into the new epoch
         if wake is None:
-            if await stopped(stop, interval):
+            if await wait_event(stop, interval):
                 return
         else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), interval)
+            await wait_event(wake, interval)
 
 
 async def run_quota_leader(
@@ -160,7 +158,7 @@ async def run_quota_leader(
                         raise
                     taken = False
                 if not taken:
-                    if await stopped(stop, lead_retry):
+                    if await wait_event(stop, lead_retry):
                         return
                     continue
                 log.info("quota.leading", worker_id=str(owner))
@@ -174,7 +172,7 @@ async def run_quota_leader(
                 due = governor.next_poll_at()
             due = max(due, last_start + MIN_POLL_INTERVAL)
             if now < due:
-                if await stopped(stop, min(due - now, lead_retry)):
+                if await wait_event(stop, min(due - now, lead_retry)):
                     return
                 continue
             last_start, fresh = now, False
@@ -239,7 +237,7 @@ async def _until_moved(board: QuotaBoard, epoch: int, stop: asyncio.Event, longe
         except Exception as exc:
             if not connection_lost(exc):
                 raise
-        if await stopped(stop, MOVE_CHECK):
+        if await wait_event(stop, MOVE_CHECK):
             return True
     return stop.is_set()
 

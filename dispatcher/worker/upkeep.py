@@ -4,12 +4,12 @@ with nothing left to send (whichever daemon notices first)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
 
+from dispatcher.clock import wait_event
 from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.queue.store import JobStore
 from dispatcher.worker.listener import Listener
@@ -44,8 +44,7 @@ class Upkeep:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._interval)
+            await wait_event(stop, self._interval)
 
     async def once(self) -> None:
         if self._listener is not None:  # (again, if a restart cut its connection)
