@@ -28,6 +28,7 @@ from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.watch import run_guard
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.queue.repository import Queue
+from dispatcher.runtime import settle_heap
 from dispatcher.ses import SesAdapter
 from dispatcher.worker.listener import Listener
 from dispatcher.worker.pool import PoolSettings, RunReport, Shared, WorkerPool, first_reading
@@ -308,6 +309,7 @@ async def run_worker(
         )
         if on_start is not None:
             on_start(pool)
+        settle_heap()  # start-up is done: what it built lives as long as the process
         guard_stop = asyncio.Event()
         guard = asyncio.create_task(
             run_guard(stores.feedback, stores.campaigns, cfg.guard, guard_stop),

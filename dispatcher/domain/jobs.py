@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -83,6 +83,13 @@ class ClaimedJob:
     @property
     def id(self) -> int:
         return self.message.id
+
+
+def recipients_of(jobs: Sequence[ClaimedJob]) -> int:
+    """What sending `jobs` costs of the rate and the daily quota (To + Cc + Bcc of each)."""
+    if len(jobs) == 1:  # the common case, on the hot path: no generator
+        return jobs[0].message.recipient_count
+    return sum(j.message.recipient_count for j in jobs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from typing import Literal
 
 import structlog
 
-from dispatcher.domain.jobs import ClaimedJob
+from dispatcher.domain.jobs import ClaimedJob, recipients_of
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.retry import RetryPolicy
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
@@ -67,7 +67,7 @@ class Admission:
             return Refused("account", wait)
         if wait := self.holds.sender(lead.message, now):
             return Refused("sender", wait)
-        recipients = sum(j.message.recipient_count for j in group)
+        recipients = recipients_of(group)
         admission = self.governor.reserve(recipients, now)
         if not admission.allowed:
             if admission.until_sync and admission.retry_at is not None:
@@ -92,8 +92,10 @@ class Admission:
     def learn(self, job: ClaimedJob, result: SendResult) -> str | None:
         """Pacing and holds that follow from one SES answer. Returns a reason to pause the
         job's campaign when the error is shared by all its recipients."""
-        now = asyncio.get_running_loop().time()
         outcome = result.outcome
+        if outcome is Outcome.SENT:  # the common case: nothing to learn
+            return None
+        now = asyncio.get_running_loop().time()
         if outcome is Outcome.THROTTLED:
             self.limiter.on_throttled()
         elif outcome is Outcome.DAILY_QUOTA:

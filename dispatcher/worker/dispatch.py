@@ -68,6 +68,9 @@ class Dispatch:
     async def run(self) -> None:
         """Until the intake runs dry (the run ends)."""
         while (job := await self._intake.next()) is not None:
+            if job.campaign_id is None or self._campaigns is None:
+                await self._admit_and_send([job], None)  # a single message: nothing to plan
+                continue
             plan = await self._plan(job)
             if isinstance(plan, Fail):
                 await self._fail_job(plan)

@@ -30,6 +30,8 @@ class Holds:
 
     def sender(self, msg: OutgoingMessage, now: float) -> float:
         """Seconds the sender of `msg` is still held (0 if not)."""
+        if not self._senders:  # the common case: nobody held (no key built)
+            return 0.0
         return max(self._senders.get(sender_key(msg), 0.0) - now, 0.0)
 
     def hold_account(self, now: float, seconds: float) -> bool:

@@ -9,7 +9,7 @@ import dataclasses
 import math
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -63,6 +63,7 @@ class Intake:
         self._claiming: asyncio.Future[list[ClaimedJob]] | None = None
         self._paused_until = 0.0  # loop time; no claims before
         self._ended = False
+        self._low_mark = 0  # top the buffer up when it is down to this (half the target)
 
     # -- the dispatch loop's side ------------------------------------------------------------
 
@@ -81,7 +82,7 @@ class Intake:
             await self._ready.wait()
         job = self._buffer.popleft()
         self._in_hand.append(job)
-        if len(self._buffer) <= self._low_water():
+        if len(self._buffer) <= self._low_mark:
             self._low.set()
         return job
 
@@ -93,8 +94,11 @@ class Intake:
             return job
         return None
 
-    def handed_over(self, jobs: Iterable[ClaimedJob]) -> None:
+    def handed_over(self, jobs: Sequence[ClaimedJob]) -> None:
         """These jobs left our hands (launched, settled or released)."""
+        if len(jobs) == 1 and self._in_hand and self._in_hand[0] is jobs[0]:
+            del self._in_hand[0]  # the common case: the oldest job in hand, alone
+            return
         gone = {id(j) for j in jobs}
         self._in_hand = [j for j in self._in_hand if id(j) not in gone]
 
@@ -153,7 +157,9 @@ class Intake:
                 await asyncio.sleep(pause)
                 self._low.set()
                 continue
-            room = self._target() - len(self._buffer)
+            target = self._target()
+            self._low_mark = target // 2  # (the rate may have moved since the last claim)
+            room = target - len(self._buffer)
             if room <= 0:
                 continue
             limit = min(room, self._claim_batch)
@@ -167,7 +173,7 @@ class Intake:
             self._claiming = None
             if jobs:
                 self._add(jobs)
-                if len(jobs) == limit and len(self._buffer) <= self._low_water():
+                if len(jobs) == limit and len(self._buffer) <= self._low_mark:
                     self._low.set()
                 continue
             if self._drain:
@@ -197,9 +203,6 @@ class Intake:
         """Jobs to keep claimed ahead: about two seconds of sending, at most 2 x claim_batch."""
         want = max(16, math.ceil(self._rate() * 2.0))
         return min(2 * self._claim_batch, want)
-
-    def _low_water(self) -> int:
-        return self._target() // 2
 
     async def _until_idle(self, longest: float) -> None:
         """Wait (at most `longest` seconds) until nothing is buffered, in hand or on the wire."""

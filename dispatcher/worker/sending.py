@@ -14,7 +14,7 @@ from typing import Protocol
 
 import structlog
 
-from dispatcher.domain.jobs import ClaimedJob, Settlement
+from dispatcher.domain.jobs import ClaimedJob, Settlement, recipients_of
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.quota import Quota
@@ -71,7 +71,7 @@ class Sending:
         self._ledger.send(group, self._send(list(group), template))
 
     async def _send(self, group: list[ClaimedJob], template: str | None) -> None:
-        recipients = sum(j.message.recipient_count for j in group)  # as admitted
+        recipients = recipients_of(group)  # as admitted
         slot_held = True
         try:
             sendable = await self._ledger.launch(group)
