@@ -547,13 +547,9 @@ async def _list_suppressed(state: SimState, request: web.Request) -> web.Respons
     reasons = set(query.getall("Reason", [])) or set(SUPPRESSION_REASONS)
     if not reasons <= set(SUPPRESSION_REASONS):
         raise _BadRequest(f"Reason must be one of {', '.join(SUPPRESSION_REASONS)}.")
-    token = query.get("NextToken", "0")
-    if not (token.isascii() and token.isdigit()):
-        # The modeled error for a token SES never gave (the text is not confirmed).
-        return error_response(400, "InvalidNextTokenException", f"Invalid NextToken {token!r}.")
-    start = int(token)
     try:
         size = int(query.get("PageSize", "1000"))
+        start = int(query.get("NextToken", "0"))
         since = _timestamp(query.get("StartDate"))
         until = _timestamp(query.get("EndDate"))
     except ValueError as exc:
