@@ -100,11 +100,24 @@ def modeled_status(operation: OperationModel, code: str) -> int | None:
 def check(exchange: Exchange) -> list[str]:
     """Every way this response departs from the model (an empty list when it conforms)."""
     protocol = exchange.operation.service_model.protocol
-    if exchange.ok:
-        if protocol == "query":
-            return check_xml(exchange.operation, exchange.body)
-        return check_json(exchange.operation, exchange.body)
-    return check_error(exchange)
+    problems = _check_content_type(exchange)
+    if not exchange.ok:
+        return problems + check_error(exchange)
+    if protocol == "query":
+        return problems + check_xml(exchange.operation, exchange.body)
+    if "x-amzn-requestid" not in {k.lower() for k in exchange.headers}:
+        problems.append(f"{exchange.name}: no x-amzn-RequestId header")
+    return problems + check_json(exchange.operation, exchange.body)
+
+
+def _check_content_type(exchange: Exchange) -> list[str]:
+    """SES answers the Query API in text/xml and the REST-JSON API in application/json."""
+    expected = "text/xml" if exchange.operation.service_model.protocol == "query" else "json"
+    headers = {k.lower(): v for k, v in exchange.headers.items()}
+    found = headers.get("content-type", "")
+    if expected not in found:
+        return [f"{exchange.name}: Content-Type {found!r}, expected {expected}"]
+    return []
 
 
 def error_code(exchange: Exchange) -> str:

@@ -13,13 +13,14 @@ _SESSION = botocore.session.get_session()
 SES = _SESSION.get_service_model("ses")
 SESV2 = _SESSION.get_service_model("sesv2")
 NS = "http://ses.amazonaws.com/doc/2010-12-01/"
+XML = {"Content-Type": "text/xml; charset=utf-8"}
 META = "<ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata>"
 
 
 def v1(action: str, result: str | None, status: int = 200) -> Exchange:
     wrapped = "" if result is None else f"<{action}Result>{result}</{action}Result>"
     body = f'<{action}Response xmlns="{NS}">{wrapped}{META}</{action}Response>'
-    return Exchange(SES.operation_model(action), status, {}, body.encode())
+    return Exchange(SES.operation_model(action), status, XML, body.encode())
 
 
 def v1_error(action: str, code: str, type_: str = "Sender") -> Exchange:
@@ -27,11 +28,11 @@ def v1_error(action: str, code: str, type_: str = "Sender") -> Exchange:
         f'<ErrorResponse xmlns="{NS}"><Error><Type>{type_}</Type><Code>{code}</Code>'
         "<Message>m</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"
     )
-    return Exchange(SES.operation_model(action), 400, {}, body.encode())
+    return Exchange(SES.operation_model(action), 400, XML, body.encode())
 
 
 def v2(operation: str, payload: object, status: int = 200, code: str = "") -> Exchange:
-    headers = {"x-amzn-RequestId": "r-1"}
+    headers = {"x-amzn-RequestId": "r-1", "Content-Type": "application/json"}
     if code:
         headers["x-amzn-ErrorType"] = code
     return Exchange(SESV2.operation_model(operation), status, headers, json.dumps(payload).encode())
@@ -93,3 +94,11 @@ def test_a_conforming_response_passes(exchange: Exchange) -> None:
 def test_each_departure_is_named(exchange: Exchange, problem: str) -> None:
     problems = check(exchange)
     assert any(problem in p for p in problems), problems
+
+
+def test_a_v2_answer_needs_its_request_id_and_json() -> None:
+    bare = Exchange(SESV2.operation_model("SendEmail"), 200, {}, b'{"MessageId": "m"}')
+    assert check(bare) == [
+        "SendEmail: Content-Type '', expected json",
+        "SendEmail: no x-amzn-RequestId header",
+    ]
