@@ -21,6 +21,7 @@ from typing import Any
 
 import aioboto3
 import botocore.session
+import pytest
 from aiobotocore.config import AioConfig
 from aiohttp import web
 from botocore.exceptions import ClientError
@@ -28,6 +29,7 @@ from botocore.model import OperationModel, ServiceModel
 
 from dispatcher.sim import v1, v2
 from dispatcher.sim.settings import SimSettings
+from dispatcher.sim.state import SimState
 from tests.support.shapes import Exchange, check, error_code, report
 from tests.support.sim import SimFactory, SimHandle
 
@@ -480,3 +482,25 @@ async def test_every_implemented_operation_is_walked(sim_inprocess: SimFactory) 
     assert not no_error, f"implemented but no error provoked: {sorted(no_error)}"
     unknown = recorder.covered(ok=True) - implemented
     assert not unknown, f"called but not in the routing tables: {sorted(unknown)}"
+
+
+async def test_a_simulator_bug_answers_in_each_apis_error_form(
+    sim_inprocess: SimFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler that crashes: InternalFailure in XML on v1 and in JSON on v2, as SES's 500s."""
+
+    def broken(self: SimState) -> None:
+        raise RuntimeError("a bug in the simulator")
+
+    recorder = Recorder()
+    async with sim_inprocess() as sim, _clients(sim, recorder) as clients:
+        monkeypatch.setattr(SimState, "send_quota", broken)  # GetSendQuota and GetAccount use it
+        codes = []
+        for call in (clients["v1"].get_send_quota, clients["v2"].get_account):
+            with pytest.raises(ClientError) as caught:
+                await call()
+            codes.append(caught.value.response["Error"]["Code"])
+    assert codes == ["InternalFailure", "InternalFailure"]
+    assert [e.status for e in recorder.exchanges] == [500, 500]
+    problems = [p for exchange in recorder.exchanges for p in check(exchange)]
+    assert not problems, report(problems)
