@@ -38,7 +38,15 @@ def v2(operation: str, payload: object, status: int = 200, code: str = "") -> Ex
     return Exchange(SESV2.operation_model(operation), status, headers, json.dumps(payload).encode())
 
 
+def attrs(status: str, key: str = "key") -> str:
+    """GetIdentityVerificationAttributes' map: <entry><key>..</key><value>..</value></entry>."""
+    value = f"<value><VerificationStatus>{status}</VerificationStatus></value>"
+    entry = f"<entry><{key}>a@b.c</{key}>{value}</entry>"
+    return f"<VerificationAttributes>{entry}</VerificationAttributes>"
+
+
 QUOTA = "<Max24HourSend>200.0</Max24HourSend><MaxSendRate>1.0</MaxSendRate>"
+SUPPRESSED = {"EmailAddress": "a@b.c", "Reason": "BOUNCE", "LastUpdateTime": 1.5e9}
 ACCOUNT = {"SendingEnabled": True, "SuppressionAttributes": {"SuppressedReasons": ["BOUNCE"]}}
 
 
@@ -49,6 +57,7 @@ ACCOUNT = {"SendingEnabled": True, "SuppressionAttributes": {"SuppressedReasons"
         v1("SendEmail", "<MessageId>m-1</MessageId>"),
         v1("ListIdentities", "<Identities><member>a@b.c</member></Identities>"),
         v1("VerifyEmailAddress", None),
+        v1("GetIdentityVerificationAttributes", attrs("Pending")),
         v1("DeleteIdentity", ""),
         v1_error("GetTemplate", "TemplateDoesNotExist"),
         v1_error("GetSendQuota", "Throttling"),
@@ -56,6 +65,7 @@ ACCOUNT = {"SendingEnabled": True, "SuppressionAttributes": {"SuppressedReasons"
         v2("GetAccount", ACCOUNT),
         v2("ListSuppressedDestinations", {"SuppressedDestinationSummaries": []}),
         v2("GetEmailTemplate", {"message": "no"}, 404, "NotFoundException"),
+        v2("GetSuppressedDestination", {"SuppressedDestination": SUPPRESSED}),
     ],
 )
 def test_a_conforming_response_passes(exchange: Exchange) -> None:
@@ -72,6 +82,8 @@ def test_a_conforming_response_passes(exchange: Exchange) -> None:
         (v1("GetAccountSendingEnabled", "<Enabled>yes</Enabled>"), "'yes' is not a boolean"),
         (v1("VerifyEmailAddress", ""), "unknown element <VerifyEmailAddressResult>"),
         (v1("DeleteIdentity", None), "no <DeleteIdentityResult>"),
+        (v1("GetIdentityVerificationAttributes", attrs("Done")), "'Done' is not one of"),
+        (v1("GetIdentityVerificationAttributes", attrs("Success", "name")), "not <entry><key>"),
         (v1_error("GetTemplate", "NoSuchTemplate"), "NoSuchTemplate is neither modeled"),
         (v1_error("GetTemplate", "TemplateDoesNotExist", "Client"), "not Sender or Receiver"),
         (v2("GetEmailTemplate", {"TemplateName": "t"}), "required member TemplateContent"),
@@ -88,6 +100,13 @@ def test_a_conforming_response_passes(exchange: Exchange) -> None:
             "is not a list",
         ),
         (v2("GetEmailTemplate", {}, 400, "NotFoundException"), "answered HTTP 400"),
+        (
+            v2(
+                "GetSuppressedDestination",
+                {"SuppressedDestination": {**SUPPRESSED, "LastUpdateTime": "yesterday"}},
+            ),
+            '"yesterday" is not a timestamp',
+        ),
         (v2("GetEmailTemplate", {}, 400, "ValidationException"), "neither modeled"),
     ],
 )
