@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import aioboto3
@@ -307,6 +308,9 @@ async def walk_v2(w: Walk) -> None:
     await ses.get_suppressed_destination(EmailAddress="a@example.net")
     page = await ses.list_suppressed_destinations(PageSize=1)
     await ses.list_suppressed_destinations(NextToken=page["NextToken"])
+    await ses.list_suppressed_destinations(
+        Reasons=["COMPLAINT"], StartDate=datetime(2020, 1, 1, tzinfo=UTC), EndDate=datetime.now(UTC)
+    )
     await w.fails(
         "v2 list_suppressed_destinations",
         ses.list_suppressed_destinations(NextToken="not-a-token"),
@@ -334,6 +338,12 @@ async def walk_v2(w: Walk) -> None:
         FromEmailAddress=sender,
         Destination=dest,
         Content={"Template": {"TemplateName": "t2", "TemplateData": '{"n": "Ann"}'}},
+    )
+    inline = {"Subject": "Hi {{n}}", "Text": "x {{n}}"}
+    await ses.send_email(
+        FromEmailAddress=sender,
+        Destination=dest,
+        Content={"Template": {"TemplateContent": inline, "TemplateData": '{"n": "Ann"}'}},
     )
     await w.fails(
         "v2 send_email",
