@@ -20,6 +20,13 @@ demo: install
 test: install
 	$(BIN)/pytest -q -rs
 
+# The simulator checked against SES's published API models (botocore's ses and sesv2) for every
+# operation it implements, and against moto side by side (a few seconds).
+.PHONY: conformance
+conformance: install
+	$(BIN)/pytest -q tests/unit/test_shapes.py tests/integration/test_sim_shapes.py \
+		tests/integration/test_sim_conformance.py
+
 lint: install
 	$(BIN)/ruff check dispatcher tests bench
 	$(BIN)/ruff format --check dispatcher tests bench

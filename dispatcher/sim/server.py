@@ -49,10 +49,15 @@ async def _no_tracebacks(request: web.Request, handler: Handler) -> web.StreamRe
         raise
     except Exception:
         log.exception("sim.handler_failed path=%s", request.path)
+        text = "Internal failure in the SES simulator."
+        # In each API's own error form: a JSON body on the Query API is not an error botocore's
+        # ses client can read (it raises ResponseParserError instead of InternalFailure).
+        if request.path.startswith("/v2/"):
+            return v2.error_response(500, "InternalFailure", text)
+        if not request.path.startswith("/_sim/"):
+            return v1.error_response("InternalFailure", text, status=500, type_="Receiver")
         return web.json_response(
-            {"message": "Internal failure in the SES simulator."},
-            status=500,
-            headers={"x-amzn-ErrorType": "InternalFailure"},
+            {"message": text}, status=500, headers={"x-amzn-ErrorType": "InternalFailure"}
         )
 
 

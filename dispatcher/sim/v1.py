@@ -53,9 +53,16 @@ def error_response(
     return web.Response(status=status, text=body, content_type="text/xml")
 
 
+# Actions whose model has no output: SES answers ResponseMetadata alone, no <{Action}Result>.
+_NO_RESULT = frozenset(
+    {"VerifyEmailAddress", "UpdateAccountSendingEnabled", "UpdateConfigurationSetSendingEnabled"}
+)
+
+
 def _result(action: str, inner: str = "") -> web.Response:
+    result = "" if action in _NO_RESULT else f"<{action}Result>{inner}</{action}Result>"
     body = (
-        f'<{action}Response xmlns="{XMLNS}"><{action}Result>{inner}</{action}Result>'
+        f'<{action}Response xmlns="{XMLNS}">{result}'
         f"<ResponseMetadata><RequestId>{request_id()}</RequestId></ResponseMetadata>"
         f"</{action}Response>"
     )
@@ -359,7 +366,12 @@ async def _list_identities(state: SimState, params: Params) -> web.Response:
 
 
 async def _delete_identity(state: SimState, params: Params) -> web.Response:
-    state.account.identities.pop((params.get("Identity") or "").lower(), None)
+    identity = params.get("Identity")
+    if not identity:
+        return error_response(
+            "MissingParameter", "The request must contain the parameter Identity."
+        )
+    state.account.identities.pop(identity.lower(), None)  # unknown: no error (none is modeled)
     return _result("DeleteIdentity")
 
 
