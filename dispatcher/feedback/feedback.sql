@@ -141,3 +141,16 @@ SELECT reason, held_at FROM dispatcher.sending_hold;
 
 -- name: sending_hold_clear
 DELETE FROM dispatcher.sending_hold RETURNING reason;
+
+-- name: held_senders
+-- Senders held by a configuration error SES reported for them (an unverified sender, a missing
+-- configuration set, ...): the mail that met it waits in `queued` until run_at (now +
+-- delivery.config_error_delay), when it is tried again. Derived from the jobs, so it shows what
+-- every worker holds and survives restarts.
+SELECT m.from_addr, m.configuration_set,
+       (array_agg(j.last_error ORDER BY j.updated_at DESC))[1] AS reason,
+       max(j.run_at) AS retry_at
+FROM dispatcher.jobs j JOIN dispatcher.messages m ON m.id = j.id
+WHERE j.state = 'queued' AND j.last_outcome = 'config_error' AND j.run_at > now()
+GROUP BY m.from_addr, m.configuration_set
+ORDER BY retry_at, m.from_addr;

@@ -39,6 +39,7 @@ __all__ = [
     "TRANSIENT_WINDOW_DAYS",
     "CampaignFeedback",
     "FeedbackStore",
+    "HeldSender",
     "Processed",
     "Suppression",
     "check_address",
@@ -59,6 +60,16 @@ class Suppression:
     address: str
     reason: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HeldSender:
+    """A sender whose mail waits out a configuration error SES reported for it."""
+
+    from_addr: str
+    configuration_set: str | None
+    reason: str | None  # SES's words, `Code: message`
+    retry_at: datetime  # when its mail is tried again
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +284,15 @@ class FeedbackStore:
         async with self._pool.acquire() as conn:
             r = await conn.fetchrow(query("sending_hold_get"))
         return None if r is None else (r["reason"], r["held_at"])
+
+    async def held_senders(self) -> list[HeldSender]:
+        """Senders held by a configuration error now, soonest retry first."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("held_senders"))
+        return [
+            HeldSender(r["from_addr"], r["configuration_set"], r["reason"], r["retry_at"])
+            for r in rows
+        ]
 
     async def release_sending(self) -> str | None:
         """Lift the hold; its reason, or None if sending was not held."""
