@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import NoCredentialsError
 
 from dispatcher import app
+from dispatcher.cli.message import show_message
 from dispatcher.config import Config
 from dispatcher.domain.jobs import STATES
 from dispatcher.errors import DispatcherError
@@ -76,6 +77,9 @@ async def _pacing_view(cfg: Config, *, swallow: bool = True) -> dict[str, Any]:
 
 async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
     as_json: bool = args.json
+    if args.id is not None:  # one message and its events
+        async with app.open_stores(cfg, migrate=False) as stores:
+            return await show_message(stores, args.id, as_json=as_json)
     # Reads only: an unmigrated database is reported (run `dispatcher migrate`), not migrated.
     async with app.open_stores(cfg, migrate=False) as stores:
         counts = await stores.queue.counts()

@@ -154,3 +154,19 @@ FROM dispatcher.jobs j JOIN dispatcher.messages m ON m.id = j.id
 WHERE j.state = 'queued' AND j.last_outcome = 'config_error' AND j.run_at > now()
 GROUP BY m.from_addr, m.configuration_set
 ORDER BY retry_at, m.from_addr;
+
+-- name: message_undelivered
+-- A Rendering Failure or Reject event: SES accepted the call (the job is `sent`, with SES's
+-- MessageId) but delivered nothing. The job becomes `failed` with SES's reason; a job in any
+-- other state (already failed, resent, cancelled) is left alone. True if it changed.
+UPDATE dispatcher.jobs
+SET state = 'failed', last_outcome = $2, last_error = $3, updated_at = now()
+WHERE id = $1 AND state = 'sent'
+RETURNING true;
+
+-- name: message_events
+-- The events tied to message $1 (by tag or by SES MessageId), oldest first.
+SELECT id, kind, event_type, occurred_at, received_at, raw
+FROM dispatcher.events
+WHERE message_id = $1
+ORDER BY coalesce(occurred_at, received_at), id;
