@@ -102,3 +102,29 @@ async def test_events_without_our_tag_reach_the_message_by_ses_message_id(
     assert "Reject" in reject.out and "Bad content" in reject.out, reject
     missing = await run_cli(env, "status", "999999")
     assert missing.code == 2 and "no message with id 999999" in missing.err, missing
+
+
+async def test_an_event_settles_a_send_in_doubt_and_an_early_event_is_still_shown(
+    queue: Queue, pg_dsn: str, tmp_path: Path
+) -> None:
+    store = FeedbackStore(queue.pool)
+    [doubt] = await queue.enqueue_many(
+        [NewMessage(from_addr="john@example.com", to=("r@example.com",), subject="s", text="t")]
+    )
+    owner = uuid.uuid4()
+    [job] = await queue.claim(owner, 1)
+    await queue.launch(owner, [job])
+    await queue.settle([Settlement(job.id, job.token, "unknown", error="timed out")])
+    # SES did take it (the event says so) and could not render it: no longer in doubt.
+    await deliver(store, aws_event(RENDERING_FAILURE, ses_message_id="y", dispatcher_id=doubt.id))
+    settled = await queue.get(doubt.id)
+    assert settled is not None and settled.state == "failed"
+    assert settled.last_outcome == "rendering_failure"
+
+    # A tagless event processed before the send's MessageId was recorded (the ledger writes in
+    # batches): it cannot be tied then, yet the message's view shows it.
+    await deliver(store, aws_event(DELIVERY_DELAY, ses_message_id="ses-early"))
+    early = await sent(queue, ("recipient@example.com",), "ses-early")
+    view = await run_cli(cli_env(tmp_path, dsn=pg_dsn), "status", str(early), "--json")
+    assert view.code == 0, view
+    assert [e["event_type"] for e in json.loads(view.out)["events"]] == ["DeliveryDelay"]
