@@ -5,6 +5,7 @@ restart; in the sandbox, mail to an unverified recipient fails with SES's words 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import aioboto3
 
 from dispatcher.app import run_worker
+from dispatcher.campaigns.recipients import iter_recipients
+from dispatcher.campaigns.store import CampaignSpec, CampaignStore
 from dispatcher.domain.jobs import NewMessage
 from dispatcher.queue.repository import Queue
 from dispatcher.worker.pool import EXIT_OK
@@ -116,3 +119,36 @@ async def test_in_the_sandbox_mail_to_an_unverified_recipient_fails_with_ses_tex
         "MessageRejected: Email address is not verified. The following identities failed the "
         "check in region US-EAST-1: stranger@example.net"
     )
+
+
+async def test_a_campaign_from_an_unverified_sender_pauses_and_fails_nobody(
+    queue: Queue, pg_dsn: str, sim_inprocess: SimFactory
+) -> None:
+    store = CampaignStore(queue.pool)
+    rows = "email,name\n" + "".join(
+        f"success+r{i}@simulator.amazonses.com,P{i}\n" for i in range(20)
+    )
+    spec = CampaignSpec(
+        name="autumn",
+        from_addr="news@example.com",
+        subject="Hi {{ name }}",
+        html="<p>{{ name }}</p>",
+    )
+    created = await store.create(spec, iter_recipients(io.BytesIO(rows.encode()), source="l.csv"))
+    await store.start(created.id)
+    async with sim_inprocess(require_verified_sender=True, max_send_rate=100) as sim:
+        cfg = make_config(pg_dsn, sim.endpoint_url)
+        await asyncio.wait_for(run_worker(cfg, asyncio.Event(), drain=True), 60)
+        paused = await store.status(created.id)
+        # A person verifies the identity and resumes: every recipient gets it, once.
+        await verify_identity(sim, "news@example.com")
+        await store.start(created.id)
+        report = await asyncio.wait_for(run_worker(cfg, asyncio.Event(), drain=True), 60)
+        received = await sim.messages()
+    assert paused.campaign.state == "paused"
+    assert paused.campaign.pause_reason is not None
+    assert "Email address is not verified" in paused.campaign.pause_reason
+    assert paused.counts.get("failed", 0) == 0
+    assert report.exit_code == EXIT_OK
+    assert len(received) == 20 and len({m["to"][0] for m in received}) == 20
+    assert (await store.status(created.id)).counts.get("sent") == 20
