@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import aioboto3
+import pytest
 
 from dispatcher.app import run_worker
 from dispatcher.campaigns.recipients import iter_recipients
@@ -121,8 +122,9 @@ async def test_in_the_sandbox_mail_to_an_unverified_recipient_fails_with_ses_tex
     )
 
 
+@pytest.mark.parametrize("mode", ["render", "ses_template"])  # SendEmail, SendBulkEmail
 async def test_a_campaign_from_an_unverified_sender_pauses_and_fails_nobody(
-    queue: Queue, pg_dsn: str, sim_inprocess: SimFactory
+    queue: Queue, pg_dsn: str, sim_inprocess: SimFactory, mode: str
 ) -> None:
     store = CampaignStore(queue.pool)
     rows = "email,name\n" + "".join(
@@ -152,3 +154,33 @@ async def test_a_campaign_from_an_unverified_sender_pauses_and_fails_nobody(
     assert report.exit_code == EXIT_OK
     assert len(received) == 20 and len({m["to"][0] for m in received}) == 20
     assert (await store.status(created.id)).counts.get("sent") == 20
+
+
+async def test_in_the_sandbox_a_bulk_campaign_fails_only_the_unverified_recipient(
+    queue: Queue, pg_dsn: str, sim_inprocess: SimFactory
+) -> None:
+    store = CampaignStore(queue.pool)
+    rows = "email,name\nsuccess+a@simulator.amazonses.com,A\nstranger@example.net,S\n"
+    rows += "success+b@simulator.amazonses.com,B\n"
+    spec = CampaignSpec(
+        name="b",
+        from_addr="news@example.com",
+        subject="Hi",
+        html="<p>{{name}}</p>",
+        mode="ses_template",
+    )
+    created = await store.create(spec, iter_recipients(io.BytesIO(rows.encode()), source="l.csv"))
+    await store.start(created.id)
+    async with sim_inprocess(sandbox=True, max_send_rate=100) as sim:
+        await verify_identity(sim, "news@example.com")
+        cfg = make_config(pg_dsn, sim.endpoint_url)
+        report = await asyncio.wait_for(run_worker(cfg, asyncio.Event(), drain=True), 60)
+        received = await sim.messages()
+    assert report.exit_code == EXIT_OK, report
+    assert sorted(m["to"][0] for m in received) == [
+        "success+a@simulator.amazonses.com",
+        "success+b@simulator.amazonses.com",
+    ]
+    status = await store.status(created.id)
+    assert status.campaign.state == "finished"
+    assert (status.counts.get("sent"), status.counts.get("failed")) == (2, 1)
