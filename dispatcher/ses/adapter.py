@@ -384,7 +384,6 @@ class SesAdapter:
             return _per_entry(result, [m for m, _ in messages])
         out: list[SendResult] = []
         entries = response.get("BulkEmailEntryResults", [])
-        sender = identities_of([messages[0][0]]).senders
         for i in range(len(messages)):
             if i >= len(entries):
                 out.append(SendResult(Outcome.IN_DOUBT, reason="no result for this entry"))
@@ -395,6 +394,8 @@ class SesAdapter:
                 out.append(SendResult(Outcome.SENT, ses_message_id=entry.get("MessageId")))
             else:
                 error = entry.get("Error")
+                # The call's sender (one for all entries) and this entry's recipients.
+                sender = identities_of([messages[0][0]]).senders
                 mine = Identities(sender, identities_of([messages[i][0]]).recipients)
                 outcome = classify_bulk_status(status, error, mine)
                 out.append(SendResult(outcome, code=status, reason=error))
