@@ -100,8 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         "rate and daily quota between them. Each holds up to database.pool_size + 2 connections",
     )
 
-    status = sub.add_parser("status", help="message counts by state, and pacing")
+    status = sub.add_parser("status", help="message counts by state, and pacing; or one message")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "id", nargs="?", type=row_id, metavar="ID", help="show this message and its SES events"
+    )
     status.set_defaults(func=cmd_status)
 
     quota = sub.add_parser("quota", help="the account's sending quota next to the governor's view")

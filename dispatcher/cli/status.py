@@ -7,15 +7,18 @@ import asyncio
 import json
 import sys
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import NoCredentialsError
 
 from dispatcher import app
+from dispatcher.cli.message import show_message
 from dispatcher.config import Config
 from dispatcher.domain.jobs import STATES
 from dispatcher.errors import DispatcherError
 from dispatcher.feedback.guard import reputation_lines, reputation_view
+from dispatcher.feedback.store import HeldSender
 from dispatcher.feedback.watch import thresholds
 from dispatcher.pacing import QuotaGovernor
 from dispatcher.ses import SesAdapter
@@ -74,6 +77,9 @@ async def _pacing_view(cfg: Config, *, swallow: bool = True) -> dict[str, Any]:
 
 async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
     as_json: bool = args.json
+    if args.id is not None:  # one message and its events
+        async with app.open_stores(cfg, migrate=False) as stores:
+            return await show_message(stores, args.id, as_json=as_json)
     # Reads only: an unmigrated database is reported (run `dispatcher migrate`), not migrated.
     async with app.open_stores(cfg, migrate=False) as stores:
         counts = await stores.queue.counts()
@@ -81,6 +87,7 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         window = cfg.guard.window_hours
         sent = await stores.feedback.account_counts(window * 3600.0)
         hold = await stores.feedback.sending_hold()
+        held_senders = await stores.feedback.held_senders()
         shared = await stores.quota.sync(uuid.UUID(int=0), {})  # records nothing: no sends
     states = {state: counts.get(state, 0) for state in STATES}
     leader = next((w for w in workers if w.id == shared.leader), None)
@@ -95,12 +102,18 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
     if not as_json:
         # What the database knows first: SES may be slow or down, and that is when it matters.
         _print_local_status(states, len(workers), shared_view, reputation, hold, window)
+        _print_held_senders(held_senders)
         sys.stdout.flush()
     pacing = await _bounded_pacing_view(cfg)
     pacing["workers"] = len(workers)
     pacing["shared"] = shared_view
     if as_json:
-        view = {"states": states, "pacing": pacing, "reputation": reputation}
+        view = {
+            "states": states,
+            "held_senders": [_held_json(h) for h in held_senders],
+            "pacing": pacing,
+            "reputation": reputation,
+        }
         print(json.dumps(view, indent=2, default=str))
         return 0
     _print_pacing(pacing)
@@ -146,6 +159,33 @@ def _print_local_status(
     if hold is not None:
         print(f"ALL SENDING HELD since {hold[1]:%Y-%m-%d %H:%M:%S %Z}: {hold[0]}")
         print("  check the lists, then `dispatcher resume --force`")
+
+
+def _held_json(held: HeldSender) -> dict[str, Any]:
+    return {
+        "from": held.from_addr,
+        "configuration_set": held.configuration_set,
+        "reason": held.reason,
+        "retry_at": held.retry_at.isoformat(),
+    }
+
+
+def _print_held_senders(held: list[HeldSender]) -> None:
+    """Senders whose mail waits out an SES configuration error (nothing of theirs failed)."""
+    if not held:
+        return
+    now = datetime.now(UTC)
+    print("held senders (SES refused them; their mail waits, none failed):")
+    for h in held:
+        who = h.from_addr
+        if h.configuration_set:
+            who += f" (configuration set {h.configuration_set})"
+        wait = max(0.0, (h.retry_at - now).total_seconds())
+        print(f"  {who}")
+        print(
+            f"    retried at {h.retry_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC (in {wait:.0f} s)"
+        )
+        print(f"    reason: {h.reason or 'not recorded'}")
 
 
 def _print_pacing(pacing: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "MalformedEvent",
     "ParsedEvent",
     "Recipient",
+    "failure_reason",
     "normalize_address",
     "parse_event",
     "storable",
@@ -46,13 +47,19 @@ class EventKind(enum.StrEnum):
     BOUNCE = "bounce"
     COMPLAINT = "complaint"
     DELIVERY = "delivery"
-    OTHER = "other"  # Send, Reject, Open, Click, DeliveryDelay, ...
+    DELIVERY_DELAY = "delivery_delay"  # SES is still trying: shown per message
+    REJECT = "reject"  # SES accepted the call, then refused the content (virus): not sent
+    RENDERING_FAILURE = "rendering_failure"  # the template could not be rendered: not sent
+    OTHER = "other"  # Send, Open, Click, Subscription, ...
 
 
 _KINDS = {
     "Bounce": EventKind.BOUNCE,
     "Complaint": EventKind.COMPLAINT,
     "Delivery": EventKind.DELIVERY,
+    "DeliveryDelay": EventKind.DELIVERY_DELAY,
+    "Reject": EventKind.REJECT,
+    "Rendering Failure": EventKind.RENDERING_FAILURE,
 }
 
 
@@ -78,6 +85,7 @@ class ParsedEvent:
     complaint_type: str | None = None  # complaintFeedbackType (abuse, ...), often absent
     feedback_id: str | None = None
     tags: dict[str, list[str]] | None = None
+    detail: str | None = None  # what SES said, in one line: a Reject's reason, a delay, ...
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -95,6 +103,7 @@ class ParsedEvent:
             "complaint_type": self.complaint_type,
             "feedback_id": self.feedback_id,
             "tags": self.tags,
+            "detail": self.detail,
         }
 
 
@@ -255,7 +264,45 @@ def parse_event(data: str | bytes | dict[str, Any]) -> ParsedEvent:
             recipients=_recipients(body, "recipients", "delivery"),
             **common,
         )
+    if kind is EventKind.DELIVERY_DELAY:
+        body = _obj(data, "deliveryDelay", "event")
+        delayed = "delayedRecipients" in body
+        expires = _str(body, "expirationTime", "deliveryDelay")
+        detail = _str(body, "delayType", "deliveryDelay") or "delayed"
+        return ParsedEvent(
+            kind,
+            timestamp=_time(_str(body, "timestamp", "deliveryDelay")) or mail_time,
+            recipients=_recipients(body, "delayedRecipients", "deliveryDelay") if delayed else (),
+            detail=f"{detail}; SES gives up at {expires}" if expires else detail,
+            **common,
+        )
+    if kind is EventKind.REJECT:
+        rejected = data.get("reject")
+        reason = _str(rejected, "reason", "reject") if isinstance(rejected, dict) else None
+        return ParsedEvent(kind, timestamp=mail_time, detail=reason, **common)
+    if kind is EventKind.RENDERING_FAILURE:
+        return ParsedEvent(kind, timestamp=mail_time, detail=_rendering_failure(data), **common)
     return ParsedEvent(kind, timestamp=mail_time, **common)
+
+
+def _rendering_failure(data: dict[str, Any]) -> str:
+    """The reason a Rendering Failure event gives: `failure.errorMessage` and the template."""
+    failure = data.get("failure")
+    if not isinstance(failure, dict):
+        return "SES could not render the template (no detail given)"
+    error = _str(failure, "errorMessage", "failure") or "SES could not render the template"
+    template = _str(failure, "templateName", "failure")
+    return f"{error} (template {template})" if template else error
+
+
+def failure_reason(event: ParsedEvent) -> str | None:
+    """Why this event means the message was never delivered though SES accepted the call
+    (its job is `sent`): a Rendering Failure or a Reject; None for every other event."""
+    if event.kind is EventKind.RENDERING_FAILURE:
+        return f"Rendering Failure: {event.detail}"
+    if event.kind is EventKind.REJECT:
+        return f"Reject: {event.detail or 'no reason given'}"
+    return None
 
 
 def suppression_reason(event: ParsedEvent) -> str | None:

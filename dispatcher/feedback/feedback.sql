@@ -141,3 +141,35 @@ SELECT reason, held_at FROM dispatcher.sending_hold;
 
 -- name: sending_hold_clear
 DELETE FROM dispatcher.sending_hold RETURNING reason;
+
+-- name: held_senders
+-- Senders held by a configuration error SES reported for them (an unverified sender, a missing
+-- configuration set, ...): the mail that met it waits in `queued` until run_at (now +
+-- delivery.config_error_delay), when it is tried again. Derived from the jobs, so it shows what
+-- every worker holds and survives restarts.
+SELECT m.from_addr, m.configuration_set,
+       (array_agg(j.last_error ORDER BY j.updated_at DESC))[1] AS reason,
+       max(j.run_at) AS retry_at
+FROM dispatcher.jobs j JOIN dispatcher.messages m ON m.id = j.id
+WHERE j.state = 'queued' AND j.last_outcome = 'config_error' AND j.run_at > now()
+GROUP BY m.from_addr, m.configuration_set
+ORDER BY retry_at, m.from_addr;
+
+-- name: message_undelivered
+-- A Rendering Failure or Reject event: SES accepted the call (the job is `sent` with SES's
+-- MessageId, or `unknown` if its answer was lost: the event settles that doubt) but delivered
+-- nothing. The job becomes `failed` with SES's reason; a job in any other state (already
+-- failed, resent, cancelled) is left alone. True if it changed.
+UPDATE dispatcher.jobs
+SET state = 'failed', last_outcome = $2, last_error = $3, updated_at = now()
+WHERE id = $1 AND state IN ('sent', 'unknown')
+RETURNING true;
+
+-- name: message_events
+-- The events of message $1, oldest first: tied to it by tag or by SES MessageId, and also a
+-- tagless event that arrived before its send was recorded (so it could not be tied then).
+SELECT id, kind, event_type, occurred_at, received_at, raw
+FROM dispatcher.events
+WHERE message_id = $1
+   OR ses_message_id = (SELECT ses_message_id FROM dispatcher.jobs WHERE id = $1)
+ORDER BY coalesce(occurred_at, received_at), id;

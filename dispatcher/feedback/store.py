@@ -25,6 +25,7 @@ from dispatcher.feedback.events import (
     EventKind,
     MalformedEvent,
     ParsedEvent,
+    failure_reason,
     normalize_address,
     parse_event,
     storable,
@@ -39,6 +40,8 @@ __all__ = [
     "TRANSIENT_WINDOW_DAYS",
     "CampaignFeedback",
     "FeedbackStore",
+    "HeldSender",
+    "MessageEvent",
     "Processed",
     "Suppression",
     "check_address",
@@ -52,6 +55,8 @@ TRANSIENT_LIMIT = 3
 TRANSIENT_WINDOW_DAYS = 7.0
 CHUNK = 5000  # addresses per statement for import/add/remove
 MALFORMED = "malformed"  # events.kind of an authentic SNS message whose SES JSON was unreadable
+# Events whose recipients are recorded one by one (the guard's rates and suppressions read them).
+_PER_RECIPIENT = frozenset({EventKind.BOUNCE, EventKind.COMPLAINT, EventKind.DELIVERY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,26 @@ class Suppression:
     address: str
     reason: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HeldSender:
+    """A sender whose mail waits out a configuration error SES reported for it."""
+
+    from_addr: str
+    configuration_set: str | None
+    reason: str | None  # SES's words, `Code: message`
+    retry_at: datetime  # when its mail is tried again
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    """One SES event of a message: when it happened, its kind, and what it said (None when
+    the stored JSON could not be read)."""
+
+    at: datetime
+    kind: str
+    event: ParsedEvent | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +218,24 @@ class FeedbackStore:
     async def _apply(
         self, conn: asyncpg.Connection, event_id: int, event: ParsedEvent, received: datetime
     ) -> tuple[str, ...]:
-        if event.kind is EventKind.OTHER or not event.recipients:
+        # Ours by the dispatcher_id tag, else by SES's MessageId: identity notifications (and
+        # mail sent without our tag) carry no tags on AWS.
+        message_id = event.message_id
+        if message_id is None and event.ses_message_id:
+            message_id = await conn.fetchval(
+                query("message_by_ses_id"), event.ses_message_id, event_id
+            )
+        failed = failure_reason(event)
+        # Recorded `sent` when SES took the call; it was never delivered.
+        if (
+            failed is not None
+            and message_id is not None
+            and await conn.fetchval(
+                query("message_undelivered"), message_id, event.kind.value, failed
+            )
+        ):
+            log.warning("message.not_delivered", message_id=message_id, reason=failed)
+        if event.kind not in _PER_RECIPIENT or not event.recipients:
             return ()
         addresses = [r.address for r in event.recipients]
         await conn.execute(
@@ -207,11 +249,6 @@ class FeedbackStore:
             [r.status for r in event.recipients],
             [r.diagnostic for r in event.recipients],
         )
-        message_id = event.message_id
-        if message_id is None and event.ses_message_id:
-            message_id = await conn.fetchval(
-                query("message_by_ses_id"), event.ses_message_id, event_id
-            )
         if message_id is not None:
             n = len(addresses)
             await conn.execute(
@@ -241,6 +278,16 @@ class FeedbackStore:
                 )
                 return tuple(r["address"] for r in rows)
         return ()
+
+    async def message_events(self, message_id: int) -> list[MessageEvent]:
+        """The SES events tied to one message, oldest first, as recorded."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("message_events"), message_id)
+        out: list[MessageEvent] = []
+        for r in rows:
+            event = self._reparse(r["raw"])
+            out.append(MessageEvent(r["occurred_at"] or r["received_at"], r["kind"], event))
+        return out
 
     # -- reputation --------------------------------------------------------------------------
 
@@ -273,6 +320,15 @@ class FeedbackStore:
         async with self._pool.acquire() as conn:
             r = await conn.fetchrow(query("sending_hold_get"))
         return None if r is None else (r["reason"], r["held_at"])
+
+    async def held_senders(self) -> list[HeldSender]:
+        """Senders held by a configuration error now, soonest retry first."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("held_senders"))
+        return [
+            HeldSender(r["from_addr"], r["configuration_set"], r["reason"], r["retry_at"])
+            for r in rows
+        ]
 
     async def release_sending(self) -> str | None:
         """Lift the hold; its reason, or None if sending was not held."""

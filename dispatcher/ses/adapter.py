@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import platform
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 
 import aioboto3
@@ -41,7 +44,14 @@ import dispatcher
 from dispatcher.domain.message import DISPATCHER_ID_TAG, OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.quota import Quota
-from dispatcher.ses.classify import classify_bulk_status, classify_error
+from dispatcher.domain.validate import suppression_key
+from dispatcher.ses.classify import (
+    Identities,
+    classify_bulk_status,
+    classify_error,
+    covers,
+    listed_identities,
+)
 from dispatcher.ses.errors import SesError
 from dispatcher.ses.settings import SesSettings
 
@@ -49,7 +59,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_ses.client import SESClient
     from types_aiobotocore_sesv2.client import SESV2Client
 
-__all__ = ["SesAdapter", "adapter_config", "classify_exception"]
+__all__ = ["SesAdapter", "adapter_config", "classify_exception", "identities_of"]
 
 _USER_AGENT = (
     f"dispatcher/{dispatcher.__version__} aiobotocore/{aiobotocore.__version__} "
@@ -85,8 +95,32 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-def classify_exception(exc: Exception) -> SendResult | None:
+def _bare(addresses: Iterable[str]) -> frozenset[str]:
+    return frozenset(k for k in (suppression_key(a) for a in addresses) if k)
+
+
+def identities_of(msgs: Iterable[OutgoingMessage]) -> Identities:
+    """Senders and recipients of these messages as SES checks them: FromEmailAddress, and a raw
+    message's From, Sender and Return-Path headers; To/Cc/Bcc, and a raw message's To/Cc."""
+    senders: list[str] = []
+    recipients: list[str] = []
+    for msg in msgs:
+        senders.append(msg.from_addr)
+        recipients += [*msg.to, *msg.cc, *msg.bcc]
+        if msg.raw is not None:
+            head = BytesHeaderParser(policy=compat32).parsebytes(msg.raw, headersonly=True)
+            for names, into in (
+                (("From", "Sender", "Return-Path"), senders),
+                (("To", "Cc"), recipients),
+            ):
+                values = [str(v) for n in names for v in head.get_all(n, [])]
+                into += [addr for _, addr in getaddresses(values) if addr]
+    return Identities(_bare(senders), _bare(recipients))
+
+
+def classify_exception(exc: Exception, identities: Identities | None = None) -> SendResult | None:
     """SendResult for an exception from an SES call, or None if it is neither SES nor network.
+    `identities`: the message's, which SES's "not verified" refusal is compared with.
 
     Not connected (the request never left): TRANSIENT. Connected but no answer read (timeout after
     sending, connection reset or closed mid-request): IN_DOUBT, since SES may have accepted it.
@@ -99,7 +133,8 @@ def classify_exception(exc: Exception) -> SendResult | None:
         code = err.get("Code") or None
         message = err.get("Message") or None
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return SendResult(classify_error(code, message, status), code=code, reason=message)
+        outcome = classify_error(code, message, status, identities)
+        return SendResult(outcome, code=code, reason=message)
     if isinstance(exc, EndpointConnectionError):
         # ConnectTimeoutError, SSLError and ProxyConnectionError are not subclasses of this one.
         inner = exc.kwargs.get("error")
@@ -222,7 +257,7 @@ class SesAdapter:
         try:
             response = await self._v2.send_email(**self.build_request(msg))
         except Exception as exc:  # CancelledError is a BaseException and passes through
-            result = classify_exception(exc)
+            result = classify_exception(exc, identities_of([msg]))
             if result is None:
                 raise
             return result
@@ -343,10 +378,10 @@ class SesAdapter:
                 **self.build_bulk_request(template_name, messages)
             )
         except Exception as exc:
-            result = classify_exception(exc)
+            result = classify_exception(exc, identities_of(m for m, _ in messages))
             if result is None:
                 raise
-            return [result] * len(messages)
+            return _per_entry(result, [m for m, _ in messages])
         out: list[SendResult] = []
         entries = response.get("BulkEmailEntryResults", [])
         for i in range(len(messages)):
@@ -359,10 +394,30 @@ class SesAdapter:
                 out.append(SendResult(Outcome.SENT, ses_message_id=entry.get("MessageId")))
             else:
                 error = entry.get("Error")
-                out.append(
-                    SendResult(classify_bulk_status(status, error), code=status, reason=error)
-                )
+                # The call's sender (one for all entries) and this entry's recipients.
+                sender = identities_of([messages[0][0]]).senders
+                mine = Identities(sender, identities_of([messages[i][0]]).recipients)
+                outcome = classify_bulk_status(status, error, mine)
+                out.append(SendResult(outcome, code=status, reason=error))
         return out
+
+
+def _per_entry(result: SendResult, msgs: list[OutgoingMessage]) -> list[SendResult]:
+    """A failure of a whole SendBulkEmail call as each entry's result. A "not verified" refusal
+    of recipients only fails the entries it names; the others were not sent through no fault of
+    their own: TRANSIENT (tried again, without the refused ones)."""
+    listed = listed_identities(result.reason or "")
+    if result.outcome is not Outcome.REJECTED or not listed:
+        return [result] * len(msgs)
+    out: list[SendResult] = []
+    for msg in msgs:
+        named = identities_of([msg]).recipients
+        if any(covers(i, r) for i in listed for r in named):
+            out.append(result)
+        else:
+            reason = f"SES refused the whole call for another entry's recipient: {result.reason}"
+            out.append(SendResult(Outcome.TRANSIENT, code=result.code, reason=reason))
+    return out
 
 
 def _ses_error(operation: str, exc: Exception) -> SesError | None:

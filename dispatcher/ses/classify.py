@@ -9,6 +9,13 @@ forms: v1 (Query/XML, `ses`) and v2 (REST-JSON, `sesv2`). Rules, in the order th
 2. A known code maps through `_BY_CODE` (a few codes then look at the text, see below).
 3. Otherwise the HTTP status: 429 THROTTLED, 5xx TRANSIENT, any other status CONFIG_ERROR.
 
+`MessageRejected` "Email address is not verified. The following identities failed the check in
+region R: A, B" is SES's answer both for a sender that is not verified (any account) and, in the
+sandbox, for a recipient that is not: the listed identities are compared with the message's
+(`Identities`). The sender among them is CONFIG_ERROR (hold that sender, fail nothing); only
+recipients of this message, REJECTED; anything else (no list, an identity we do not know) is
+CONFIG_ERROR, for the reason below.
+
 An unknown 4xx is CONFIG_ERROR, not REJECTED: we do not know that it concerns only this message,
 and if it concerns them all, REJECTED would fail every message of the list one by one, while
 CONFIG_ERROR stops the campaign with its mail still queued until a person looks.
@@ -16,9 +23,17 @@ CONFIG_ERROR stops the campaign with its mail still queued until a person looks.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from dispatcher.domain.outcome import Outcome
 
-__all__ = ["classify_bulk_status", "classify_error"]
+__all__ = [
+    "Identities",
+    "classify_bulk_status",
+    "classify_error",
+    "covers",
+    "listed_identities",
+]
 
 _DAILY_QUOTA_TEXT = "daily message quota exceeded"
 _RATE_TEXT = "maximum sending rate exceeded"
@@ -55,6 +70,23 @@ _THIS_MESSAGE_TEXTS = (
     "missing required header",  # a raw message without From (not confirmed)
     "no recipient addresses were specified",  # a message without recipients
 )
+
+# SES: "Email address is not verified. The following identities failed the check in region
+# US-EAST-1: a@x.com, x.com" (anonaddy/anonaddy#647); moto: "Email address not verified a@x.com".
+_NOT_VERIFIED_START = "email address"
+_NOT_VERIFIED = "not verified"
+_LIST_AFTER = "failed the check in region"
+
+
+@dataclass(frozen=True, slots=True)
+class Identities:
+    """Whom one message (or bulk call) is from and to, as bare lower-case addresses: what
+    SES's "not verified" refusal is compared with. Senders: From, Source, Return-Path, and a raw
+    message's From/Sender headers."""
+
+    senders: frozenset[str] = frozenset()
+    recipients: frozenset[str] = frozenset()
+
 
 _T = Outcome.THROTTLED
 _Q = Outcome.DAILY_QUOTA
@@ -110,7 +142,7 @@ _BY_CODE: dict[str, Outcome] = {
     "ExpiredToken": _C,
     "ExpiredTokenException": _C,
     "OptInRequired": _C,
-    # This message refused (content, size, or in the sandbox an unverified address).
+    # This message refused (content, size; "not verified" is decided by its list, see above).
     "MessageRejected": _R,
     # SES-side failure: retry with backoff.
     "InternalFailure": _X,
@@ -165,18 +197,63 @@ def _bad_address(text: str) -> bool:
     )
 
 
+def listed_identities(text: str) -> tuple[str, ...] | None:
+    """The identities a "not verified" refusal lists (lower-case; may be empty), or None when
+    the text is another refusal."""
+    text = text.strip().lower()
+    if not text.startswith(_NOT_VERIFIED_START) or _NOT_VERIFIED not in text:
+        return None
+    where = text.find(_LIST_AFTER)
+    if where >= 0:
+        colon = text.find(":", where)
+        rest = text[colon + 1 :] if colon >= 0 else ""
+    else:
+        rest = text[text.find(_NOT_VERIFIED) + len(_NOT_VERIFIED) :]
+    tokens = (t.strip(" <>.;\"'") for t in rest.replace(",", " ").split())
+    return tuple(t for t in tokens if "@" in t or "." in t)
+
+
+def covers(identity: str, address: str) -> bool:
+    """An identity (an address, or a domain and its subdomains) covers a bare address."""
+    if "@" in identity:
+        return identity == address
+    domain = address.rpartition("@")[2]
+    return domain == identity or domain.endswith("." + identity)
+
+
+def _not_verified(listed: tuple[str, ...], identities: Identities | None) -> Outcome:
+    """The sender among the listed identities: hold it; only this message's recipients: this
+    message fails; unknown: hold (module docstring)."""
+    if identities is None or not listed:
+        return Outcome.CONFIG_ERROR
+    if any(covers(i, s) for i in listed for s in identities.senders):
+        return Outcome.CONFIG_ERROR
+    if all(any(covers(i, r) for r in identities.recipients) for i in listed):
+        return Outcome.REJECTED
+    return Outcome.CONFIG_ERROR
+
+
 def _config_set_paused_text(text: str) -> bool:
     # v2 has one SendingPausedException for account and configuration set alike (not
     # confirmed); a text naming the configuration set must not stop the whole account.
     return "configuration set" in text
 
 
-def classify_error(code: str | None, message: str | None, http_status: int | None) -> Outcome:
-    """Outcome of an SES error response from its wire code, message text and HTTP status."""
+def classify_error(
+    code: str | None,
+    message: str | None,
+    http_status: int | None,
+    identities: Identities | None = None,
+) -> Outcome:
+    """Outcome of an SES error response from its wire code, message text and HTTP status;
+    `identities`: the message's, to tell an unverified sender from an unverified recipient."""
     text = message.lower() if message else ""
     by_text = _text_outcome(text)
     if by_text is not None:
         return by_text
+    listed = listed_identities(text)
+    if listed is not None:
+        return _not_verified(listed, identities)
     if code:
         outcome = _BY_CODE.get(code.strip())
         if outcome is not None:
@@ -193,8 +270,11 @@ def classify_error(code: str | None, message: str | None, http_status: int | Non
     return Outcome.CONFIG_ERROR
 
 
-def classify_bulk_status(status: str, error: str | None) -> Outcome:
-    """Outcome of one v2 SendBulkEmail entry from its `Status` and `Error` text."""
+def classify_bulk_status(
+    status: str, error: str | None, identities: Identities | None = None
+) -> Outcome:
+    """Outcome of one v2 SendBulkEmail entry from its `Status` and `Error` text (`identities`:
+    the call's sender and this entry's recipients)."""
     status = status.strip().upper()
     if status == "SUCCESS":
         return Outcome.SENT
@@ -202,6 +282,9 @@ def classify_bulk_status(status: str, error: str | None) -> Outcome:
     by_text = _text_outcome(text)
     if by_text is not None:
         return by_text
+    listed = listed_identities(text)
+    if listed is not None:
+        return _not_verified(listed, identities)
     outcome = _BY_BULK_STATUS.get(status)
     if outcome is None:
         return Outcome.CONFIG_ERROR  # a status added after this table: stop and look

@@ -121,7 +121,7 @@ async def test_run_drain_stops_before_the_daily_quota_with_exit_3(
     assert any(line.split() == ["state", "PAUSED"] for line in text.out.splitlines())
 
 
-async def test_run_drain_against_moto_sends_once_and_fails_an_unverified_sender_without_retry(
+async def test_run_drain_against_moto_sends_once_and_holds_an_unverified_sender(
     queue: Queue, pg_dsn: str, tmp_path: Path, moto: MotoServer
 ) -> None:
     sender = "verified@example.com"
@@ -141,10 +141,12 @@ async def test_run_drain_against_moto_sends_once_and_fails_an_unverified_sender_
 
     run = await run_cli(env, "run", "--drain")
 
-    assert run.code == 0, run
-    assert "sent 2, failed 1, in doubt 0" in run.out
-    failed_events = [e for e in run.events if e["event"] == "message.failed"]
-    assert [e["message_id"] for e in failed_events] == [bad_id]
+    # The unverified sender is held (issue 15 item 4), not failed: the drain stops on it.
+    assert run.code == 4, run
+    assert "sent 2, failed 0, in doubt 0" in run.err
+    assert [e for e in run.events if e["event"] == "message.failed"] == []
+    [held] = [e for e in run.events if e["event"] == "sender.held"]
+    assert held["from_addr"] == "stranger@example.com"
     sent = moto.sent_messages()
     assert sorted(r["destinations"]["ToAddresses"][0] for r in sent) == [
         "r0@example.net",
@@ -159,12 +161,12 @@ async def test_run_drain_against_moto_sends_once_and_fails_an_unverified_sender_
     by_id = {r["id"]: r for r in rows}
     assert {by_id[i]["ses_message_id"] for i in good_ids} == {r["id"] for r in sent}
     assert all(by_id[i]["state"] == "sent" for i in good_ids)
-    failed = by_id[bad_id]
-    assert failed["state"] == "failed"
-    assert failed["attempts"] == 1  # SES's refusal is final: not retried
-    assert "Email address not verified" in failed["last_error"]
-    assert "stranger@example.com" in failed["last_error"]
-    assert await state_counts(pg_dsn) == {"sent": 2, "failed": 1}
+    waiting = by_id[bad_id]
+    assert waiting["state"] == "queued"
+    assert waiting["attempts"] == 0  # a held sender spends none of its messages' attempts
+    assert "Email address not verified" in waiting["last_error"]
+    assert "stranger@example.com" in waiting["last_error"]
+    assert await state_counts(pg_dsn) == {"sent": 2, "queued": 1}
 
 
 async def test_cancel_of_mail_already_sent_exits_1(

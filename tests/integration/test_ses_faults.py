@@ -237,8 +237,10 @@ async def test_raw_request_omits_empty_destination_and_keeps_message_configurati
          "SendingPausedException"),
         (v2_error(404, "NotFoundException", "Configuration set <x> does not exist."),
          Outcome.CONFIG_ERROR, "NotFoundException"),
-        (v2_error(400, "MessageRejected", "Email address is not verified."), Outcome.REJECTED,
-         "MessageRejected"),
+        (v2_error(400, "MessageRejected", "Bad content"), Outcome.REJECTED, "MessageRejected"),
+        # No identity listed: sender or recipient cannot be told, so the sender is held.
+        (v2_error(400, "MessageRejected", "Email address is not verified."),
+         Outcome.CONFIG_ERROR, "MessageRejected"),
     ],
 )  # fmt: skip
 async def test_send_error_is_classified_after_one_attempt(

@@ -76,14 +76,15 @@ async def test_raw_message_lands_once(moto: MotoServer, ses: SesAdapter) -> None
     assert sent[0]["raw_data"] == raw.decode()
 
 
-async def test_unverified_sender_is_rejected_with_ses_reason(
+async def test_unverified_sender_holds_the_sender_with_ses_reason(
     moto: MotoServer, ses: SesAdapter
 ) -> None:
     result = await ses.send(
         OutgoingMessage(id=43, from_addr="nobody@example.com", to=("a@example.net",), text="x")
     )
 
-    assert result.outcome is Outcome.REJECTED
+    # The sender's configuration, not this message (issue 15 item 4): held, not failed.
+    assert result.outcome is Outcome.CONFIG_ERROR
     assert result.code == "MessageRejected"
     assert result.reason is not None
     assert result.reason.startswith("Email address not verified")

@@ -11,8 +11,16 @@ import pytest
 from dispatcher.feedback.events import (
     EventKind,
     MalformedEvent,
+    failure_reason,
     parse_event,
     suppression_reason,
+)
+from tests.support.ses_events import (
+    DELIVERY_DELAY,
+    IDENTITY_BOUNCE,
+    REJECT,
+    RENDERING_FAILURE,
+    aws_event,
 )
 
 
@@ -96,8 +104,8 @@ def test_delivery_transient_and_other_events() -> None:
     assert suppression_reason(transient) is None
     send = parse_event({"eventType": "Send", "send": {}, "mail": mail(dispatcher_id=["x1"])})
     assert send.kind is EventKind.OTHER and send.recipients == () and send.message_id is None
-    opened = parse_event({"eventType": "Rendering Failure", "mail": mail()})
-    assert opened.kind is EventKind.OTHER
+    opened = parse_event({"eventType": "Open", "open": {}, "mail": mail()})
+    assert opened.kind is EventKind.OTHER and opened.detail is None
 
 
 def test_a_tag_given_as_a_plain_string_is_tolerated() -> None:
@@ -125,6 +133,12 @@ def test_a_tag_given_as_a_plain_string_is_tolerated() -> None:
         ),
         ({"eventType": "Send", "mail": {**mail(), "tags": {"a": [1]}}}, "mail.tags.a"),
         ({"eventType": "Send", "mail": {**mail(), "timestamp": "yesterday"}}, "ISO 8601"),
+        ({"eventType": "DeliveryDelay", "mail": mail()}, "event.deliveryDelay"),
+        (
+            {"eventType": "DeliveryDelay", "deliveryDelay": {"delayType": 4}, "mail": mail()},
+            "deliveryDelay.delayType",
+        ),
+        ({"eventType": "Reject", "reject": {"reason": []}, "mail": mail()}, "reject.reason"),
     ],
 )
 def test_malformed_events_say_what_is_wrong(data: Any, says: str) -> None:
@@ -147,3 +161,54 @@ def test_a_timestamp_no_clock_can_hold_is_malformed(stamp: str) -> None:
     event = {"notificationType": "Bounce", "mail": mail(), "bounce": {**BOUNCE, "timestamp": stamp}}
     with pytest.raises(MalformedEvent, match="is out of range"):
         parse_event(event)
+
+
+# -- AWS's documented examples (tests/support/ses_events.py) -----------------------------------
+
+
+def test_aws_identity_notification_bounce_has_no_tags_and_no_id_of_ours() -> None:
+    event = parse_event(json.dumps(IDENTITY_BOUNCE))
+    assert event.kind is EventKind.BOUNCE and event.event_type == "Bounce"
+    assert event.message_id is None  # no tags: tied to our message by SES's MessageId
+    assert event.ses_message_id == "00000138111222aa-33322211-cccc-cccc-cccc-ddddaaaa0680-000000"
+    assert [r.address for r in event.recipients] == ["jane@example.com"]  # not the destination
+    assert event.recipients[0].diagnostic == "smtp; 550 5.1.1 <jane@example.com>... User"
+    assert suppression_reason(event) == "bounce Permanent/General"
+    assert failure_reason(event) is None
+
+
+def test_aws_delivery_delay_is_recorded_with_its_recipients_and_kind() -> None:
+    event = parse_event(json.dumps(aws_event(DELIVERY_DELAY, dispatcher_id=5)))
+    assert event.kind is EventKind.DELIVERY_DELAY and event.message_id == 5
+    assert event.timestamp == datetime(2020, 6, 16, 0, 25, 40, 95000, tzinfo=UTC)
+    [r] = event.recipients
+    assert (r.address, r.status) == ("recipient@example.com", "4.4.1")
+    assert r.diagnostic == "smtp; 421 4.4.1 Unable to connect to remote host"
+    assert event.detail == (
+        "TransientCommunicationFailure; SES gives up at 2020-06-16T00:25:40.914Z"
+    )
+    assert suppression_reason(event) is None and failure_reason(event) is None
+    assert event.to_json()["detail"] == event.detail
+
+
+def test_aws_reject_and_rendering_failure_say_why_nothing_was_delivered() -> None:
+    reject = parse_event(json.dumps(REJECT))
+    assert reject.kind is EventKind.REJECT and reject.detail == "Bad content"
+    assert failure_reason(reject) == "Reject: Bad content"
+    failed = parse_event(json.dumps(RENDERING_FAILURE))
+    assert failed.kind is EventKind.RENDERING_FAILURE
+    assert failed.event_type == "Rendering Failure"
+    assert failure_reason(failed) == (
+        "Rendering Failure: Attribute 'attributeName' is not present in the rendering data. "
+        "(template MyTemplate)"
+    )
+    assert failed.recipients == () and suppression_reason(failed) is None
+
+
+def test_a_rendering_failure_without_its_failure_object_still_fails_the_message() -> None:
+    event = parse_event({"eventType": "Rendering Failure", "mail": mail()})
+    assert failure_reason(event) == (
+        "Rendering Failure: SES could not render the template (no detail given)"
+    )
+    bare = parse_event({"eventType": "DeliveryDelay", "deliveryDelay": {}, "mail": mail()})
+    assert bare.recipients == () and bare.detail == "delayed"

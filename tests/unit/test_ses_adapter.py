@@ -195,3 +195,42 @@ def test_settings_defaults() -> None:
 def test_settings_errors_name_the_key(kwargs: dict[str, Any], names: str) -> None:
     with pytest.raises(ConfigError, match=names.replace(".", r"\.")):
         SesSettings(**kwargs)
+
+
+class _RefusingV2:
+    """A sesv2 client whose SendBulkEmail call is refused whole (the simulator refuses per
+    entry only, so this path has no real part to run against)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    async def send_bulk_email(self, **_: Any) -> dict[str, Any]:
+        raise client_error("MessageRejected", self.text, 400)
+
+
+@pytest.mark.parametrize(
+    ("listed", "expected"),
+    [
+        # The sender: every entry waits with its sender held; none fails.
+        ("news@example.com", [Outcome.CONFIG_ERROR] * 3),
+        # One entry's recipient (sandbox): that entry fails, the others go again.
+        ("b@y.net", [Outcome.TRANSIENT, Outcome.REJECTED, Outcome.TRANSIENT]),
+    ],
+)
+async def test_a_whole_bulk_call_refused_as_not_verified(
+    listed: str, expected: list[Outcome]
+) -> None:
+    text = (
+        "Email address is not verified. The following identities failed the check in region "
+        f"US-EAST-1: {listed}"
+    )
+    none: Any = None
+    v2: Any = _RefusingV2(text)
+    ses = SesAdapter(v2, none, None)
+    msgs: list[tuple[OutgoingMessage, dict[str, str]]] = [
+        (OutgoingMessage(id=i, from_addr="News <news@example.com>", to=(to,)), {})
+        for i, to in enumerate(["a@x.net", "b@y.net", "c@z.net"])
+    ]
+    results = await ses.send_bulk("t", msgs)
+    assert [r.outcome for r in results] == expected
+    assert all(text in (r.reason or "") for r in results)

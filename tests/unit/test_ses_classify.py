@@ -9,7 +9,13 @@ import pytest
 
 import dispatcher.ses.classify as classify_module
 from dispatcher.domain.outcome import Outcome
-from dispatcher.ses.classify import classify_bulk_status, classify_error
+from dispatcher.ses.adapter import identities_of
+from dispatcher.ses.classify import (
+    Identities,
+    classify_bulk_status,
+    classify_error,
+    listed_identities,
+)
 
 T, Q, P = Outcome.THROTTLED, Outcome.DAILY_QUOTA, Outcome.ACCOUNT_PAUSED
 C, R, X = Outcome.CONFIG_ERROR, Outcome.REJECTED, Outcome.TRANSIENT
@@ -63,9 +69,11 @@ ERROR_TABLE: list[tuple[str | None, str | None, int | None, Outcome]] = [
     ("BadRequestException", "Local address contains control or whitespace", 400, R),
     ("BadRequestException", "Domain contains illegal character", 400, R),
     ("InvalidParameterValue", "Illegal address", 400, R),
+    # "Not verified" without the message's identities: sender or recipient cannot be told,
+    # so the safe side (test_not_verified_* below decide with them).
+    ("MessageRejected", "Email address is not verified. The following identities ...", 400, C),
+    ("MessageRejected", "Email address not verified sender@example.com", 400, C),  # moto
     # This message refused.
-    ("MessageRejected", "Email address is not verified. The following identities ...", 400, R),
-    ("MessageRejected", "Email address not verified sender@example.com", 400, R),  # moto
     ("MessageRejected", "Message length is more than 10485760 bytes long", 400, R),
     # A parameter error of this message only (size, its own headers), not of its sender.
     ("InvalidParameterValue", "Message length is more than 41943040 bytes.", 400, R),  # v1
@@ -106,7 +114,8 @@ def test_classify_error(
 BULK_TABLE: list[tuple[str, str | None, Outcome]] = [
     ("SUCCESS", None, Outcome.SENT),
     ("SUCCESS", DAILY, Outcome.SENT),  # a success is a success, whatever text rides along
-    ("MESSAGE_REJECTED", "Email address is not verified.", R),
+    ("MESSAGE_REJECTED", "Email address is not verified.", C),  # no list: cannot be told
+    ("MESSAGE_REJECTED", "Bad content", R),
     ("MAIL_FROM_DOMAIN_NOT_VERIFIED", None, C),
     ("CONFIGURATION_SET_NOT_FOUND", None, C),
     ("TEMPLATE_NOT_FOUND", None, C),
@@ -159,10 +168,74 @@ def test_classify_imports_no_io_library() -> None:
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in node.names
     }
-    assert imported <= {"__future__", "dispatcher.domain.outcome"}
+    assert imported <= {"__future__", "dataclasses", "dispatcher.domain.outcome"}
 
 
 def test_v1_message_rejected_for_a_paused_account_stops_the_account() -> None:
     # Seen in the wild (GoodDollar/GoodServer#419): v1 reports an AWS pause as MessageRejected.
     text = "Sending paused for this account. For more information, please check the inbox."
     assert classify_error("MessageRejected", text, 400) is Outcome.ACCOUNT_PAUSED
+
+
+def not_verified(*identities: str) -> str:
+    """SES's text (anonaddy/anonaddy#647), as the simulator also words it."""
+    return (
+        "Email address is not verified. The following identities failed the check in region "
+        f"US-EAST-1: {', '.join(identities)}"
+    )
+
+
+SENDS = Identities(
+    senders=frozenset({"news@mail.example.com"}),
+    recipients=frozenset({"jo@example.net", "al@example.org"}),
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # The sender listed, alone or with recipients (sandbox): hold the sender, fail nothing.
+        (not_verified("news@mail.example.com"), C),
+        (not_verified("NEWS@Mail.Example.com"), C),  # SES may echo the case it was given
+        (not_verified("jo@example.net", "news@mail.example.com"), C),
+        (not_verified("mail.example.com"), C),  # the domain identity
+        (not_verified("example.com"), C),  # a parent domain covers its subdomains
+        ("Email address not verified news@mail.example.com", C),  # moto's wording
+        # Only recipients of this message (sandbox): this message fails with SES's text.
+        (not_verified("jo@example.net"), R),
+        (not_verified("jo@example.net", "al@example.org"), R),
+        (not_verified("example.org"), R),
+        # Nothing listed, or an identity that is neither: the safe side, hold.
+        ("Email address is not verified.", C),
+        (not_verified("someone@else.example"), C),
+        (not_verified("jo@example.net", "someone@else.example"), C),
+        # Not a "not verified" refusal at all: the code decides as before.
+        ("Bad content", R),
+    ],
+)
+def test_not_verified_tells_the_sender_from_recipients(text: str, expected: Outcome) -> None:
+    assert classify_error("MessageRejected", text, 400, SENDS) is expected
+    assert classify_bulk_status("MESSAGE_REJECTED", text, SENDS) is expected
+
+
+def test_the_listed_identities_are_read_from_both_wordings() -> None:
+    assert listed_identities(not_verified("A@x.com", "y.org")) == ("a@x.com", "y.org")
+    assert listed_identities("Email address not verified a@x.com") == ("a@x.com",)
+    assert listed_identities("Email address is not verified.") == ()
+    assert listed_identities("Bad content") is None
+    assert listed_identities("Daily message quota exceeded.") is None
+
+
+def test_a_raw_message_is_checked_by_its_from_sender_and_return_path_headers() -> None:
+    from dispatcher.domain.message import OutgoingMessage
+
+    raw = (
+        b"From: Shop <Shop@Example.com>\r\nSender: bot@relay.example.com\r\n"
+        b"Return-Path: <bounces@example.com>\r\nTo: a@x.net, B <b@y.net>\r\n"
+        b"Subject: s\r\n\r\nbody\r\n"
+    )
+    ids = identities_of([OutgoingMessage(id=1, from_addr="Shop <shop@example.com>", raw=raw)])
+    assert ids.senders == {"shop@example.com", "bot@relay.example.com", "bounces@example.com"}
+    assert ids.recipients == {"a@x.net", "b@y.net"}
+    assert classify_error("MessageRejected", not_verified("relay.example.com"), 400, ids) is C
+    assert classify_error("MessageRejected", not_verified("b@y.net"), 400, ids) is R
