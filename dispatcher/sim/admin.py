@@ -65,13 +65,17 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 
 
 async def messages(request: web.Request) -> web.Response:
-    """GET /_sim/messages[?offset=N][&limit=N][&body=1]: accepted messages, oldest first."""
+    """GET /_sim/messages[?offset=N][&limit=N][&body=1][&all=1]: accepted messages, oldest
+    first; those SES did not send because their template failed to render only with all=1."""
     state = request.app[STATE_KEY]
     offset = _int_query(request, "offset", 0) or 0
     limit = _int_query(request, "limit", None)
     body = request.query.get("body", "") in ("1", "true", "yes")
     end = None if limit is None else offset + limit
-    return web.json_response([m.to_json(body=body) for m in state.messages[offset:end]])
+    listed = state.messages
+    if request.query.get("all", "") not in ("1", "true", "yes"):
+        listed = [m for m in listed if m.rendering_failure is None]
+    return web.json_response([m.to_json(body=body) for m in listed[offset:end]])
 
 
 async def stats(request: web.Request) -> web.Response:

@@ -23,13 +23,12 @@ from typing import IO, Any
 import aiohttp
 
 from dispatcher.sim import sns
-from dispatcher.sim.events import ACCOUNT_ID, SesEvent, build_events, iso
+from dispatcher.sim.events import ACCOUNT_ID, EVENT_TYPES, SesEvent, build_events, iso
 from dispatcher.sim.state import SentMessage, SimState
 
 log = logging.getLogger("dispatcher.sim")
 
 KINDS = ("identity", "configuration_set")
-EVENT_TYPES = ("Send", "Delivery", "Bounce", "Complaint")
 POST_TIMEOUT = 5.0  # seconds per SNS POST
 ATTEMPTS = 3  # SNS retries a failed HTTP delivery; a few quick attempts here
 RETRY_DELAY = 0.2  # seconds, doubled per attempt
@@ -154,14 +153,22 @@ class Publisher:
             region=settings.region,
             suppressed=self.state.account.suppressed,
             now=time.time(),
-            feedback_id=lambda: f"0100{int(time.time() * 1000):012x}-{uuid.uuid4()}-000000",
+            feedback_id=feedback_id,
         )
+        self.publish(record, events)
+
+    def publish(
+        self, record: SentMessage, events: list[SesEvent], *, remember: bool = False
+    ) -> None:
+        """Send `events` about `record` wherever they are wanted (`remember`: keep them in
+        /_sim/events even with no subscriber)."""
+        settings = self.state.settings
         self.state.counters.events += len(events)
         delay = settings.event_delay_ms / 1000.0
         reorder = settings.event_reorder_ms / 1000.0
         for event in events:
-            if self.record or self.subscriptions:
-                self.events.append(_event_json(event))
+            if remember or self.record or self.subscriptions:
+                self.events.append(event_json(event))
             wait = delay + (self._rng.random() * reorder if reorder else 0.0)
             if settings.events_file:
                 if wait:
@@ -289,7 +296,12 @@ class Publisher:
             self._file = None
 
 
-def _event_json(event: SesEvent) -> dict[str, Any]:
+def feedback_id() -> str:
+    """A new bounce or complaint feedbackId, in SES's shape."""
+    return f"0100{int(time.time() * 1000):012x}-{uuid.uuid4()}-000000"
+
+
+def event_json(event: SesEvent) -> dict[str, Any]:
     return {
         "type": event.type,
         "message_id": event.message_id,

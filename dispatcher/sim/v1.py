@@ -173,6 +173,7 @@ async def _send_raw_email(state: SimState, params: Params) -> web.Response:
         configuration_set=params.get("ConfigurationSetName"),
         reply_to=header_addresses(headers, "Reply-To"),
         raw=data,
+        operation="SendRawEmail",
     )
     return _sent("SendRawEmail", state, result)
 
@@ -199,6 +200,7 @@ async def _send_templated_email(state: SimState, params: Params) -> web.Response
         return _refuse(state, template)
     try:
         subject, text, html = template.render(params.get("TemplateData", ""))
+        failure = template.missing(params.get("TemplateData", ""))
     except ValueError as exc:
         return _refuse(state, state.refuse(SendError.INVALID_PARAMETER, str(exc)))
     to, cc, bcc = _destination(params, "Destination")
@@ -216,6 +218,8 @@ async def _send_templated_email(state: SimState, params: Params) -> web.Response
         html=html,
         template=template.name,
         account_checked=True,
+        operation="SendTemplatedEmail",
+        rendering_failure=failure,
     )
     return _sent("SendTemplatedEmail", state, result)
 
@@ -259,6 +263,7 @@ async def _send_bulk_templated_email(state: SimState, params: Params) -> web.Res
         data = params.get(f"{prefix}.ReplacementTemplateData") or default_data
         try:
             subject, text, html = template.render(data)
+            failure = template.missing(data)
         except ValueError as exc:
             refused: SentMessage | Refusal = state.refuse(SendError.INVALID_PARAMETER, str(exc))
         else:
@@ -276,6 +281,8 @@ async def _send_bulk_templated_email(state: SimState, params: Params) -> web.Res
                 html=html,
                 template=template.name,
                 account_checked=True,
+                operation="SendBulkTemplatedEmail",
+                rendering_failure=failure,
             )
         if isinstance(refused, SentMessage):
             items.append(

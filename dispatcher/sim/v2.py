@@ -225,6 +225,7 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
         if isinstance(template, Refusal):
             return template
         subject, text_part, html_part = template.render(spec.get("TemplateData") or "")
+        failure = template.missing(spec.get("TemplateData") or "")
         return state.send(
             api="v2",
             from_addr=from_addr,
@@ -239,6 +240,7 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
             html=html_part,
             template=template.name,
             account_checked=True,
+            rendering_failure=failure,
         )
     return state.refuse(
         SendError.MISSING_PARAMETER, "Content.Simple, Content.Raw or Content.Template"
@@ -284,6 +286,7 @@ async def _send_bulk_email(state: SimState, request: web.Request) -> web.Respons
         data = (replacement or {}).get("ReplacementTemplateData") or default_data
         try:
             subject, text, html = template.render(data)
+            failure = template.missing(data)
         except ValueError as exc:
             result: SentMessage | Refusal = state.refuse(SendError.INVALID_PARAMETER, str(exc))
         else:
@@ -302,6 +305,8 @@ async def _send_bulk_email(state: SimState, request: web.Request) -> web.Respons
                 template=template.name,
                 account_checked=True,
                 headers=_headers(entry.get("ReplacementHeaders")),
+                operation="SendBulkEmail",
+                rendering_failure=failure,
             )
         if isinstance(result, SentMessage):
             results.append({"Status": "SUCCESS", "MessageId": result.message_id})
