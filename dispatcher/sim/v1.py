@@ -20,7 +20,7 @@ from dispatcher.sim.account import ConfigurationSet, Template
 from dispatcher.sim.errors import bulk_status, v1_error
 from dispatcher.sim.ids import request_id
 from dispatcher.sim.keys import STATE_KEY
-from dispatcher.sim.mime import header_addresses, header_text, parse_raw_headers
+from dispatcher.sim.mime import event_publishing, header_addresses, header_text, parse_raw_headers
 from dispatcher.sim.state import (
     MAX_RECIPIENTS,
     Refusal,
@@ -162,6 +162,7 @@ async def _send_raw_email(state: SimState, params: Params) -> web.Response:
         to = header_addresses(headers, "To")
         cc = header_addresses(headers, "Cc")
         bcc = header_addresses(headers, "Bcc")
+    header_set, header_tags = event_publishing(headers)
     result = state.send(
         api="v1",
         from_addr=params.get("Source") or headers.get("From") or "",
@@ -169,8 +170,8 @@ async def _send_raw_email(state: SimState, params: Params) -> web.Response:
         cc=cc,
         bcc=bcc,
         subject=header_text(headers, "Subject"),
-        tags=_tags(params),
-        configuration_set=params.get("ConfigurationSetName"),
+        tags=_tags(params) or header_tags,
+        configuration_set=params.get("ConfigurationSetName") or header_set,
         reply_to=header_addresses(headers, "Reply-To"),
         raw=data,
         operation="SendRawEmail",

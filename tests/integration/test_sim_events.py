@@ -537,3 +537,31 @@ async def test_any_event_can_be_emitted_for_an_accepted_message(sim_inprocess: S
     )
     assert no_set[0] == 400 and "only through a configuration set" in no_set[1]
     assert unknown == 404
+
+
+async def test_a_raw_message_names_its_configuration_set_and_tags_in_ses_headers(
+    sim: SimHandle,
+) -> None:
+    await _account(sim)
+    await sim.record_events()
+    raw = (
+        b"X-SES-MESSAGE-TAGS: dispatcher_id=12, campaign=spring\r\n"
+        b"X-SES-CONFIGURATION-SET: cs\r\n"
+        b"From: a@example.com\r\nTo: success@simulator.amazonses.com\r\nSubject: s\r\n\r\nbody"
+    )
+    async with (
+        aioboto3.Session().client("ses", **sim.client_kwargs()) as v1,
+        sesv2(sim) as v2,
+    ):
+        await v1.send_raw_email(RawMessage={"Data": raw})
+        # The API's tags win over the headers' (SES does not merge them).
+        await v2.send_email(
+            Content={"Raw": {"Data": raw}}, EmailTags=[{"Name": "dispatcher_id", "Value": "13"}]
+        )
+    sends = [e["event"] for e in await sim.events() if e["type"] == "Send"]
+    assert [s["mail"]["tags"]["ses:configuration-set"] for s in sends] == [["cs"], ["cs"]]
+    assert sends[0]["mail"]["tags"]["dispatcher_id"] == ["12"]
+    assert sends[0]["mail"]["tags"]["campaign"] == ["spring"]
+    assert sends[1]["mail"]["tags"]["dispatcher_id"] == ["13"]
+    assert "campaign" not in sends[1]["mail"]["tags"]
+    assert sends[0]["mail"]["tags"]["ses:operation"] == ["SendRawEmail"]
