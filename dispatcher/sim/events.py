@@ -4,8 +4,8 @@ Sources (SES Developer Guide): identity notifications,
 https://docs.aws.amazon.com/ses/latest/dg/notification-contents.html and
 notification-examples.html; configuration-set events (event publishing),
 https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns-contents.html and
-event-publishing-retrieving-sns-examples.html; the mailbox simulator,
-https://docs.aws.amazon.com/ses/latest/dg/send-an-email-from-console.html#send-email-simulator.
+event-publishing-retrieving-sns-examples.html; the mailbox simulator and Reject (EICAR),
+https://docs.aws.amazon.com/ses/latest/DeveloperGuide/mailbox-simulator.html.
 
 Two formats. Identity notifications (`notificationType`: Bounce, Complaint, Delivery only) carry
 `mail.sourceIp` and `mail.callerIdentity` and NO `mail.tags` ("If using feedback notifications
@@ -40,8 +40,9 @@ Any other local part is delivered. An address on the account's suppression list 
 Permanent/OnAccountSuppressionList (reason BOUNCE) or gets a Complaint with complaintSubType
 OnAccountSuppressionList (reason COMPLAINT). A message whose content holds the EICAR test string
 is rejected as SES documents it (Send, then Reject). A templated message whose data lacks a
-variable gets Send, then "Rendering Failure" and nothing else. Any event can also be made for
-an accepted message later: `build_event` (the admin route POST /_sim/events/emit).
+variable gets Send, then "Rendering Failure" and nothing else; /_sim/messages leaves it out
+(`?all=1` lists it, with its `rendering_failure`). Any event can also be made for an accepted
+message later: POST /_sim/events/emit (dispatcher/sim/admin_events.py).
 """
 
 from __future__ import annotations
