@@ -73,7 +73,11 @@ async def messages(request: web.Request) -> web.Response:
     body = request.query.get("body", "") in ("1", "true", "yes")
     end = None if limit is None else offset + limit
     listed = state.messages
-    if request.query.get("all", "") not in ("1", "true", "yes"):
+    if state.counters.rendering_failures and request.query.get("all", "") not in (
+        "1",
+        "true",
+        "yes",
+    ):
         listed = [m for m in listed if m.rendering_failure is None]
     return web.json_response([m.to_json(body=body) for m in listed[offset:end]])
 

@@ -119,6 +119,7 @@ class Counters:
     faults: int = 0  # injected 500/503/reset/timeout answers
     events: int = 0  # SES events generated
     quota_reads: int = 0  # GetSendQuota (v1) / GetAccount (v2) calls answered
+    rendering_failures: int = 0  # accepted, then not sent: a template variable was missing
 
     def to_json(self) -> dict[str, int]:
         return {
@@ -131,6 +132,7 @@ class Counters:
             "faults": self.faults,
             "events": self.events,
             "quota_reads": self.quota_reads,
+            "rendering_failures": self.rendering_failures,
         }
 
 
@@ -317,6 +319,8 @@ class SimState:
         self.messages.append(record)
         counters.accepted += 1
         counters.recipients_accepted += n
+        if rendering_failure is not None:
+            counters.rendering_failures += 1
         for listener in self.listeners:
             listener(record)
         return record

@@ -485,8 +485,10 @@ async def test_a_missing_template_variable_is_accepted_but_never_delivered(
         posts = await rx.wait_for("Notification", 4)  # Send+Rendering Failure, Send+Delivery
         listed = await sim.messages()
         everything = await sim.admin("GET", "/_sim/messages?all=1")
+        stats = await sim.stats()
     assert [r["Status"] for r in result["BulkEmailEntryResults"]] == ["SUCCESS", "SUCCESS"]
     assert [m["message_id"] for m in listed] == [sent]  # the failed one was never delivered
+    assert (stats["accepted"], stats["rendering_failures"]) == (2, 1)
     assert [m["rendering_failure"] for m in everything] == [
         "Attribute 'name' is not present in the rendering data.",
         None,
