@@ -52,7 +52,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dispatcher.sim.mime import parse_raw_headers
+from dispatcher.sim.mime import contains, parse_raw_headers
 from dispatcher.sim.state import SIMULATOR_DOMAIN, SentMessage, bare_address
 
 ACCOUNT_ID = "123456789012"  # the simulated AWS account
@@ -193,7 +193,7 @@ def is_rejected(record: SentMessage, suppressed: Mapping[str, object]) -> bool:
     for part in (record.text, record.html, record.subject):
         if part and EICAR in part:
             return True
-    if record.raw is not None and EICAR.encode() in record.raw:
+    if record.raw is not None and contains(record.raw, EICAR.encode()):
         return True
     return any(outcome_of(a, suppressed) == REJECTED for a in _recipients(record))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email import message_from_bytes
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -50,3 +51,15 @@ def event_publishing(headers: Message) -> tuple[str | None, dict[str, str]]:
             if sep and key.strip():
                 tags[key.strip()] = tag.strip()
     return (str(name).strip() or None) if name is not None else None, tags
+
+
+def contains(raw: bytes, needle: bytes) -> bool:
+    """`needle` anywhere in a MIME message, its parts decoded (base64, quoted-printable)."""
+    if needle in raw:
+        return True
+    for part in message_from_bytes(raw, policy=compat32).walk():
+        if not part.is_multipart():
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes) and needle in payload:
+                return True
+    return False

@@ -5,6 +5,7 @@ and the dispatcher's own parser reading every one of them."""
 from __future__ import annotations
 
 import itertools
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -237,6 +238,15 @@ def test_a_virus_is_rejected_whole() -> None:
     assert [e.type for e in raw_events] == ["Send", "Reject"]
     headers = raw_events[0].event["mail"]["headers"]  # type: ignore[index]
     assert {"name": "X-Custom", "value": "1"} in headers  # the raw message's own headers
+    # As the SES guide tests it: EICAR in an attached file (base64 in the MIME message).
+    mime = EmailMessage()
+    mime["From"], mime["To"], mime["Subject"] = "me@example.com", "a@example.com", "s"
+    mime.set_content("see attachment")
+    mime.add_attachment(EICAR.encode(), maintype="text", subtype="plain", filename="sample.txt")
+    attached = mime.as_bytes()
+    assert EICAR.encode() not in attached  # encoded: a plain byte search would miss it
+    found = events_of(record("a@example.com", raw=attached, operation="SendRawEmail"))
+    assert [e.type for e in found] == ["Send", "Reject"]
 
 
 def test_a_rendering_failure_is_published_only_with_a_configuration_set() -> None:
