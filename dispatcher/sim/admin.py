@@ -205,7 +205,16 @@ def apply(state: SimState, publisher: Publisher, action: str, args: Mapping[str,
         account.suppressed[address] = Suppressed(address, reason, state.wall_time())
         return {"address": address, "reason": reason}
     if action == "subscribe":
-        _only(args, "endpoint", "kind", "configuration_set", "topic_arn", "auto_confirm", "types")
+        _only(
+            args,
+            "endpoint",
+            "kind",
+            "configuration_set",
+            "topic_arn",
+            "auto_confirm",
+            "types",
+            "headers",
+        )
         sub = publisher.subscribe(
             _name(args, "endpoint"),
             kind=args.get("kind") or "identity",
@@ -213,6 +222,7 @@ def apply(state: SimState, publisher: Publisher, action: str, args: Mapping[str,
             topic_arn=args.get("topic_arn"),
             auto_confirm=_bool(args, "auto_confirm") if "auto_confirm" in args else False,
             types=args.get("types"),
+            headers=_bool(args, "headers") if "headers" in args else True,
         )
         return sub.to_json()
     raise ValueError(f"unknown action {action!r}")

@@ -45,6 +45,10 @@ class Subscription:
     token: str
     confirmed: bool = False
     types: frozenset[str] | None = None  # only these event types (Bounce, ...); None = all
+    # Identity notifications: the original headers in `mail` (SES's
+    # SetIdentityHeadersInNotificationsEnabled); without them `mail` has no headersTruncated,
+    # headers, commonHeaders (notification-contents.html).
+    headers: bool = True
 
     @property
     def arn(self) -> str:
@@ -60,6 +64,7 @@ class Subscription:
             "configuration_set": self.configuration_set,
             "confirmed": self.confirmed,
             "types": sorted(self.types) if self.types is not None else None,
+            "headers": self.headers,
         }
 
 
@@ -93,6 +98,7 @@ class Publisher:
         topic_arn: str | None = None,
         auto_confirm: bool = False,
         types: list[str] | None = None,
+        headers: bool = True,
     ) -> Subscription:
         if not endpoint.startswith(("http://", "https://")):
             raise ValueError(f"endpoint must be an http(s) URL, got {endpoint!r}")
@@ -113,6 +119,7 @@ class Publisher:
             token=os.urandom(32).hex(),
             confirmed=auto_confirm,
             types=frozenset(types) if types is not None else None,
+            headers=headers,
         )
         self.subscriptions[sub.id] = sub
         if not auto_confirm:
@@ -182,6 +189,8 @@ class Publisher:
                     continue
                 if sub.kind == "identity":
                     payload = event.notification
+                    if payload is not None and not sub.headers:
+                        payload = _without_headers(payload)
                 else:
                     wanted = sub.configuration_set
                     payload = (
@@ -294,6 +303,15 @@ class Publisher:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _without_headers(notification: dict[str, Any]) -> dict[str, Any]:
+    mail = {
+        k: v
+        for k, v in notification["mail"].items()
+        if k not in ("headersTruncated", "headers", "commonHeaders")
+    }
+    return {**notification, "mail": mail}
 
 
 def feedback_id() -> str:

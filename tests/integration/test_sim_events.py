@@ -567,3 +567,33 @@ async def test_a_raw_message_names_its_configuration_set_and_tags_in_ses_headers
     assert sends[1]["mail"]["tags"]["dispatcher_id"] == ["13"]
     assert "campaign" not in sends[1]["mail"]["tags"]
     assert sends[0]["mail"]["tags"]["ses:operation"] == ["SendRawEmail"]
+
+
+async def test_identity_notifications_can_leave_the_original_headers_out(
+    sim_inprocess: SimFactory,
+) -> None:
+    async with sim_inprocess() as sim, sns_receiver() as rx, sesv2(sim) as v2:
+        await _account(sim)
+        await sim.admin(
+            "POST",
+            "/_sim/subscriptions",
+            {"endpoint": rx.url, "auto_confirm": True, "headers": False},
+        )
+        message_id = await send(v2, f"complaint{SIM}", ConfigurationSetName="cs")
+        posts = await rx.wait_for("Notification", 2)
+    notifications = [json.loads(p["Message"]) for p in posts]
+    assert sorted(n["notificationType"] for n in notifications) == ["Complaint", "Delivery"]
+    for n in notifications:
+        # notification-contents.html: without headers, no headersTruncated/headers/commonHeaders;
+        # and never tags, even for mail sent with a configuration set.
+        assert set(n["mail"]) == {
+            "timestamp",
+            "messageId",
+            "source",
+            "sourceArn",
+            "sourceIp",
+            "sendingAccountId",
+            "callerIdentity",
+            "destination",
+        }
+        assert n["mail"]["messageId"] == message_id
