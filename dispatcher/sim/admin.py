@@ -72,12 +72,9 @@ async def messages(request: web.Request) -> web.Response:
     limit = _int_query(request, "limit", None)
     body = request.query.get("body", "") in ("1", "true", "yes")
     end = None if limit is None else offset + limit
+    everything = request.query.get("all", "") in ("1", "true", "yes")
     listed = state.messages
-    if state.counters.rendering_failures and request.query.get("all", "") not in (
-        "1",
-        "true",
-        "yes",
-    ):
+    if state.counters.rendering_failures and not everything:
         listed = [m for m in listed if m.rendering_failure is None]
     return web.json_response([m.to_json(body=body) for m in listed[offset:end]])
 
