@@ -60,8 +60,8 @@ class Template:
     def render(self, data: str) -> tuple[str, str | None, str | None]:
         """(subject, text, html) with `{{name}}` replaced from the JSON object `data`.
 
-        ValueError if `data` is not a JSON object. A missing value renders empty; SES instead
-        accepts the send and then reports a Rendering Failure event (not simulated).
+        ValueError if `data` is not a JSON object. A missing value renders empty: SES does not
+        send such a message (see `missing`), the callers record it as a rendering failure.
         """
         values = json.loads(data) if data else {}
         if not isinstance(values, dict):
@@ -74,8 +74,33 @@ class Template:
 
         return sub(self.subject) or "", sub(self.text), sub(self.html)
 
+    def missing(self, data: str) -> str | None:
+        """SES's Rendering Failure text for the first variable `data` lacks, or None.
+
+        SES accepts the call, then publishes "Attribute 'x' is not present in the rendering
+        data." (event-publishing-retrieving-sns-examples.html) and does not deliver it.
+        ValueError if `data` is not a JSON object.
+        """
+        values = json.loads(data) if data else {}
+        if not isinstance(values, dict):
+            raise ValueError("TemplateData must be a JSON object.")
+        for part in (self.subject, self.text, self.html):
+            for match in _PLACEHOLDER.finditer(part or ""):
+                if not _present(values, match.group(1)):
+                    return f"Attribute '{match.group(1)}' is not present in the rendering data."
+        return None
+
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "subject": self.subject, "text": self.text, "html": self.html}
+
+
+def _present(values: dict[str, Any], path: str) -> bool:
+    current: Any = values
+    for part in path.split("."):
+        if not isinstance(current, dict) or part not in current:
+            return False
+        current = current[part]
+    return True
 
 
 def _lookup(values: dict[str, Any], path: str) -> str:

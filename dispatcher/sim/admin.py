@@ -65,13 +65,18 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 
 
 async def messages(request: web.Request) -> web.Response:
-    """GET /_sim/messages[?offset=N][&limit=N][&body=1]: accepted messages, oldest first."""
+    """GET /_sim/messages[?offset=N][&limit=N][&body=1][&all=1]: accepted messages, oldest
+    first; those SES did not send because their template failed to render only with all=1."""
     state = request.app[STATE_KEY]
     offset = _int_query(request, "offset", 0) or 0
     limit = _int_query(request, "limit", None)
     body = request.query.get("body", "") in ("1", "true", "yes")
     end = None if limit is None else offset + limit
-    return web.json_response([m.to_json(body=body) for m in state.messages[offset:end]])
+    everything = request.query.get("all", "") in ("1", "true", "yes")
+    listed = state.messages
+    if state.counters.rendering_failures and not everything:
+        listed = [m for m in listed if m.rendering_failure is None]
+    return web.json_response([m.to_json(body=body) for m in listed[offset:end]])
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -197,7 +202,16 @@ def apply(state: SimState, publisher: Publisher, action: str, args: Mapping[str,
         account.suppressed[address] = Suppressed(address, reason, state.wall_time())
         return {"address": address, "reason": reason}
     if action == "subscribe":
-        _only(args, "endpoint", "kind", "configuration_set", "topic_arn", "auto_confirm", "types")
+        _only(
+            args,
+            "endpoint",
+            "kind",
+            "configuration_set",
+            "topic_arn",
+            "auto_confirm",
+            "types",
+            "headers",
+        )
         sub = publisher.subscribe(
             _name(args, "endpoint"),
             kind=args.get("kind") or "identity",
@@ -205,6 +219,7 @@ def apply(state: SimState, publisher: Publisher, action: str, args: Mapping[str,
             topic_arn=args.get("topic_arn"),
             auto_confirm=_bool(args, "auto_confirm") if "auto_confirm" in args else False,
             types=args.get("types"),
+            headers=_bool(args, "headers") if "headers" in args else True,
         )
         return sub.to_json()
     raise ValueError(f"unknown action {action!r}")

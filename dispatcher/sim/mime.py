@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email import message_from_bytes
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -34,3 +35,31 @@ def header_text(headers: Message, name: str) -> str:
         except (ValueError, LookupError):
             return value
     return value
+
+
+def event_publishing(headers: Message) -> tuple[str | None, dict[str, str]]:
+    """(configuration set, message tags) from a raw message's SES headers.
+
+    `X-SES-CONFIGURATION-SET: name`, `X-SES-MESSAGE-TAGS: a=1, b=2`; the API parameters win
+    over them (https://docs.aws.amazon.com/ses/latest/dg/event-publishing-send-email.html).
+    """
+    name = headers.get("X-SES-CONFIGURATION-SET")
+    tags: dict[str, str] = {}
+    for value in headers.get_all("X-SES-MESSAGE-TAGS") or ():
+        for pair in str(value).split(","):
+            key, sep, tag = pair.partition("=")
+            if sep and key.strip():
+                tags[key.strip()] = tag.strip()
+    return (str(name).strip() or None) if name is not None else None, tags
+
+
+def contains(raw: bytes, needle: bytes) -> bool:
+    """`needle` anywhere in a MIME message, its parts decoded (base64, quoted-printable)."""
+    if needle in raw:
+        return True
+    for part in message_from_bytes(raw, policy=compat32).walk():
+        if not part.is_multipart():
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes) and needle in payload:
+                return True
+    return False

@@ -23,13 +23,12 @@ from typing import IO, Any
 import aiohttp
 
 from dispatcher.sim import sns
-from dispatcher.sim.events import ACCOUNT_ID, SesEvent, build_events, iso
+from dispatcher.sim.events import ACCOUNT_ID, EVENT_TYPES, SesEvent, build_events, iso
 from dispatcher.sim.state import SentMessage, SimState
 
 log = logging.getLogger("dispatcher.sim")
 
 KINDS = ("identity", "configuration_set")
-EVENT_TYPES = ("Send", "Delivery", "Bounce", "Complaint")
 POST_TIMEOUT = 5.0  # seconds per SNS POST
 ATTEMPTS = 3  # SNS retries a failed HTTP delivery; a few quick attempts here
 RETRY_DELAY = 0.2  # seconds, doubled per attempt
@@ -46,6 +45,10 @@ class Subscription:
     token: str
     confirmed: bool = False
     types: frozenset[str] | None = None  # only these event types (Bounce, ...); None = all
+    # Identity notifications: the original headers in `mail` (SES's
+    # SetIdentityHeadersInNotificationsEnabled); without them `mail` has no headersTruncated,
+    # headers, commonHeaders (notification-contents.html).
+    headers: bool = True
 
     @property
     def arn(self) -> str:
@@ -61,6 +64,7 @@ class Subscription:
             "configuration_set": self.configuration_set,
             "confirmed": self.confirmed,
             "types": sorted(self.types) if self.types is not None else None,
+            "headers": self.headers,
         }
 
 
@@ -94,6 +98,7 @@ class Publisher:
         topic_arn: str | None = None,
         auto_confirm: bool = False,
         types: list[str] | None = None,
+        headers: bool = True,
     ) -> Subscription:
         if not endpoint.startswith(("http://", "https://")):
             raise ValueError(f"endpoint must be an http(s) URL, got {endpoint!r}")
@@ -114,6 +119,7 @@ class Publisher:
             token=os.urandom(32).hex(),
             confirmed=auto_confirm,
             types=frozenset(types) if types is not None else None,
+            headers=headers,
         )
         self.subscriptions[sub.id] = sub
         if not auto_confirm:
@@ -154,14 +160,22 @@ class Publisher:
             region=settings.region,
             suppressed=self.state.account.suppressed,
             now=time.time(),
-            feedback_id=lambda: f"0100{int(time.time() * 1000):012x}-{uuid.uuid4()}-000000",
+            feedback_id=feedback_id,
         )
+        self.publish(record, events)
+
+    def publish(
+        self, record: SentMessage, events: list[SesEvent], *, remember: bool = False
+    ) -> None:
+        """Send `events` about `record` wherever they are wanted (`remember`: keep them in
+        /_sim/events even with no subscriber)."""
+        settings = self.state.settings
         self.state.counters.events += len(events)
         delay = settings.event_delay_ms / 1000.0
         reorder = settings.event_reorder_ms / 1000.0
         for event in events:
-            if self.record or self.subscriptions:
-                self.events.append(_event_json(event))
+            if remember or self.record or self.subscriptions:
+                self.events.append(event_json(event))
             wait = delay + (self._rng.random() * reorder if reorder else 0.0)
             if settings.events_file:
                 if wait:
@@ -175,6 +189,8 @@ class Publisher:
                     continue
                 if sub.kind == "identity":
                     payload = event.notification
+                    if payload is not None and not sub.headers:
+                        payload = _without_headers(payload)
                 else:
                     wanted = sub.configuration_set
                     payload = (
@@ -289,7 +305,21 @@ class Publisher:
             self._file = None
 
 
-def _event_json(event: SesEvent) -> dict[str, Any]:
+def _without_headers(notification: dict[str, Any]) -> dict[str, Any]:
+    mail = {
+        k: v
+        for k, v in notification["mail"].items()
+        if k not in ("headersTruncated", "headers", "commonHeaders")
+    }
+    return {**notification, "mail": mail}
+
+
+def feedback_id() -> str:
+    """A new bounce or complaint feedbackId, in SES's shape."""
+    return f"0100{int(time.time() * 1000):012x}-{uuid.uuid4()}-000000"
+
+
+def event_json(event: SesEvent) -> dict[str, Any]:
     return {
         "type": event.type,
         "message_id": event.message_id,

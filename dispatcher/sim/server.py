@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from dispatcher.clock import wait_event
-from dispatcher.sim import admin, v1, v2
+from dispatcher.sim import admin, admin_events, v1, v2
 from dispatcher.sim.errors import v1_error, v2_error
 from dispatcher.sim.faults import FAULT_500, FAULT_503, FAULT_RESET, Faults
 from dispatcher.sim.keys import CLOSING_KEY, FAULTS_KEY, PUBLISHER_KEY, STATE_KEY
@@ -141,6 +141,7 @@ def build_app(
     v2.add_routes(app)
     v1.add_routes(app)
     admin.add_routes(app)
+    admin_events.add_routes(app)
     admin.add_fallback(app)
     return app
 

@@ -77,6 +77,10 @@ class SentMessage:
     raw: bytes | None = None  # the MIME message of a raw send, as received
     template: str | None = None  # the template a templated send used
     headers: tuple[tuple[str, str], ...] = ()  # v2 Simple Headers / bulk ReplacementHeaders
+    operation: str = "SendEmail"  # the API call that sent it: the `ses:operation` auto-tag
+    # SES accepted a templated send whose data lacks a variable: not delivered, and a
+    # Rendering Failure event says why (SES's text).
+    rendering_failure: str | None = None
 
     def to_json(self, *, body: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -94,6 +98,8 @@ class SentMessage:
             "raw_size": len(self.raw) if self.raw is not None else None,
             "template": self.template,
             "headers": [list(h) for h in self.headers],
+            "operation": self.operation,
+            "rendering_failure": self.rendering_failure,
         }
         if body:
             out["text"] = self.text
@@ -113,6 +119,7 @@ class Counters:
     faults: int = 0  # injected 500/503/reset/timeout answers
     events: int = 0  # SES events generated
     quota_reads: int = 0  # GetSendQuota (v1) / GetAccount (v2) calls answered
+    rendering_failures: int = 0  # accepted, then not sent: a template variable was missing
 
     def to_json(self) -> dict[str, int]:
         return {
@@ -125,6 +132,7 @@ class Counters:
             "faults": self.faults,
             "events": self.events,
             "quota_reads": self.quota_reads,
+            "rendering_failures": self.rendering_failures,
         }
 
 
@@ -239,6 +247,8 @@ class SimState:
         template: str | None = None,
         account_checked: bool = False,
         headers: Sequence[tuple[str, str]] = (),
+        operation: str = "SendEmail",
+        rendering_failure: str | None = None,
     ) -> SentMessage | Refusal:
         """Accept and record the message, or say why SES would refuse it.
 
@@ -303,10 +313,14 @@ class SimState:
             raw=raw,
             template=template,
             headers=tuple(headers),
+            operation=operation,
+            rendering_failure=rendering_failure,
         )
         self.messages.append(record)
         counters.accepted += 1
         counters.recipients_accepted += n
+        if rendering_failure is not None:
+            counters.rendering_failures += 1
         for listener in self.listeners:
             listener(record)
         return record

@@ -20,7 +20,7 @@ from dispatcher.sim.account import ConfigurationSet, Template
 from dispatcher.sim.errors import bulk_status, v1_error
 from dispatcher.sim.ids import request_id
 from dispatcher.sim.keys import STATE_KEY
-from dispatcher.sim.mime import header_addresses, header_text, parse_raw_headers
+from dispatcher.sim.mime import event_publishing, header_addresses, header_text, parse_raw_headers
 from dispatcher.sim.state import (
     MAX_RECIPIENTS,
     Refusal,
@@ -169,6 +169,7 @@ async def _send_raw_email(state: SimState, params: Params) -> web.Response:
         to = header_addresses(headers, "To")
         cc = header_addresses(headers, "Cc")
         bcc = header_addresses(headers, "Bcc")
+    header_set, header_tags = event_publishing(headers)
     result = state.send(
         api="v1",
         from_addr=params.get("Source") or headers.get("From") or "",
@@ -176,10 +177,11 @@ async def _send_raw_email(state: SimState, params: Params) -> web.Response:
         cc=cc,
         bcc=bcc,
         subject=header_text(headers, "Subject"),
-        tags=_tags(params),
-        configuration_set=params.get("ConfigurationSetName"),
+        tags=_tags(params) or header_tags,
+        configuration_set=params.get("ConfigurationSetName") or header_set,
         reply_to=header_addresses(headers, "Reply-To"),
         raw=data,
+        operation="SendRawEmail",
     )
     return _sent("SendRawEmail", state, result)
 
@@ -206,6 +208,7 @@ async def _send_templated_email(state: SimState, params: Params) -> web.Response
         return _refuse(state, template)
     try:
         subject, text, html = template.render(params.get("TemplateData", ""))
+        failure = template.missing(params.get("TemplateData", ""))
     except ValueError as exc:
         return _refuse(state, state.refuse(SendError.INVALID_PARAMETER, str(exc)))
     to, cc, bcc = _destination(params, "Destination")
@@ -223,6 +226,8 @@ async def _send_templated_email(state: SimState, params: Params) -> web.Response
         html=html,
         template=template.name,
         account_checked=True,
+        operation="SendTemplatedEmail",
+        rendering_failure=failure,
     )
     return _sent("SendTemplatedEmail", state, result)
 
@@ -266,6 +271,7 @@ async def _send_bulk_templated_email(state: SimState, params: Params) -> web.Res
         data = params.get(f"{prefix}.ReplacementTemplateData") or default_data
         try:
             subject, text, html = template.render(data)
+            failure = template.missing(data)
         except ValueError as exc:
             refused: SentMessage | Refusal = state.refuse(SendError.INVALID_PARAMETER, str(exc))
         else:
@@ -283,6 +289,8 @@ async def _send_bulk_templated_email(state: SimState, params: Params) -> web.Res
                 html=html,
                 template=template.name,
                 account_checked=True,
+                operation="SendBulkTemplatedEmail",
+                rendering_failure=failure,
             )
         if isinstance(refused, SentMessage):
             items.append(

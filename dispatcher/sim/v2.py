@@ -25,7 +25,7 @@ from dispatcher.sim.account import (
 from dispatcher.sim.errors import bulk_status, v2_error
 from dispatcher.sim.ids import request_id
 from dispatcher.sim.keys import STATE_KEY
-from dispatcher.sim.mime import header_addresses, header_text, parse_raw_headers
+from dispatcher.sim.mime import event_publishing, header_addresses, header_text, parse_raw_headers
 from dispatcher.sim.state import (
     MAX_RECIPIENTS,
     Refusal,
@@ -202,6 +202,7 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
             bcc = header_addresses(headers, "Bcc")
         if not from_addr:
             from_addr = headers.get("From") or ""
+        header_set, header_tags = event_publishing(headers)
         return state.send(
             api="v2",
             from_addr=from_addr,
@@ -209,8 +210,8 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
             cc=cc,
             bcc=bcc,
             subject=header_text(headers, "Subject"),
-            tags=tags,
-            configuration_set=configuration_set,
+            tags=tags or header_tags,
+            configuration_set=configuration_set or header_set,
             reply_to=body.get("ReplyToAddresses") or header_addresses(headers, "Reply-To"),
             raw=data,
         )
@@ -225,6 +226,7 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
         if isinstance(template, Refusal):
             return template
         subject, text_part, html_part = template.render(spec.get("TemplateData") or "")
+        failure = template.missing(spec.get("TemplateData") or "")
         return state.send(
             api="v2",
             from_addr=from_addr,
@@ -239,6 +241,7 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
             html=html_part,
             template=template.name,
             account_checked=True,
+            rendering_failure=failure,
         )
     return state.refuse(
         SendError.MISSING_PARAMETER, "Content.Simple, Content.Raw or Content.Template"
@@ -284,6 +287,7 @@ async def _send_bulk_email(state: SimState, request: web.Request) -> web.Respons
         data = (replacement or {}).get("ReplacementTemplateData") or default_data
         try:
             subject, text, html = template.render(data)
+            failure = template.missing(data)
         except ValueError as exc:
             result: SentMessage | Refusal = state.refuse(SendError.INVALID_PARAMETER, str(exc))
         else:
@@ -302,6 +306,8 @@ async def _send_bulk_email(state: SimState, request: web.Request) -> web.Respons
                 template=template.name,
                 account_checked=True,
                 headers=_headers(entry.get("ReplacementHeaders")),
+                operation="SendBulkEmail",
+                rendering_failure=failure,
             )
         if isinstance(result, SentMessage):
             results.append({"Status": "SUCCESS", "MessageId": result.message_id})

@@ -138,7 +138,8 @@ async def test_bounce_arrives_as_a_signed_sns_post_and_a_tampered_copy_does_not_
     assert ses["notificationType"] == "Bounce"
     assert ses["mail"]["messageId"] == message_id["MessageId"]
     assert ses["mail"]["destination"] == [f"bounce{SIM}"]
-    assert ses["mail"]["tags"]["dispatcher_id"] == ["42"]
+    assert "tags" not in ses["mail"]  # identity notifications: SES does not publish tags
+    assert ses["mail"]["sourceIp"] and ses["mail"]["callerIdentity"]
     bounce = ses["bounce"]
     assert (bounce["bounceType"], bounce["bounceSubType"]) == ("Permanent", "General")
     assert bounce["bouncedRecipients"][0]["emailAddress"] == f"bounce{SIM}"
@@ -352,3 +353,247 @@ async def test_cli_flags_subscribe_and_write_the_certificate(tmp_path: Path) -> 
     assert verify_sns(confirmation, pinned={confirmation["SigningCertURL"]: cert.read_bytes()})
     assert account["sending_enabled"] is False
     assert [i["identity"] for i in identities] == ["example.com"]
+
+
+# -- issue 15: every event type, auto-tags, rendering failures, events on demand -------------
+
+
+async def _account(sim: SimHandle) -> None:
+    """What a strict simulator needs: a verified sender, the configuration set, a template."""
+    await sim.verify("example.com")
+    await sim.admin("POST", "/_sim/configuration-sets", {"name": "cs"})
+    await sim.admin(
+        "POST", "/_sim/templates", {"name": "Welcome", "subject": "Hi {{name}}", "text": "{{name}}"}
+    )
+
+
+async def test_every_event_type_reaches_a_configuration_set_subscriber(
+    sim_inprocess: SimFactory,
+) -> None:
+    locals_ = ["success", "bounce", "complaint", "transient", "delay", "open", "click"]
+    async with sim_inprocess() as sim, sns_receiver() as rx, sesv2(sim) as v2:
+        await _account(sim)
+        await sim.admin(
+            "POST",
+            "/_sim/subscriptions",
+            {"endpoint": rx.url, "kind": "configuration_set", "auto_confirm": True},
+        )
+        await send(v2, *(f"{x}{SIM}" for x in locals_), ConfigurationSetName="cs")
+        await send(v2, f"unsubscribe{SIM}", ConfigurationSetName="cs")
+        await send(v2, f"reject{SIM}", ConfigurationSetName="cs")
+        posts = await rx.wait_for("Notification", 13)
+    events = [json.loads(p["Message"]) for p in posts]
+    kinds = sorted({e["eventType"] for e in events})
+    assert kinds == sorted(
+        [
+            "Send",
+            "Delivery",
+            "Bounce",
+            "Complaint",
+            "DeliveryDelay",
+            "Open",
+            "Click",
+            "Subscription",
+            "Reject",
+        ]
+    )
+    bounces = {
+        (e["bounce"]["bounceType"], e["bounce"]["bounceSubType"]) for e in events if "bounce" in e
+    }
+    assert bounces == {("Permanent", "General"), ("Transient", "General")}
+    delay = next(e for e in events if e["eventType"] == "DeliveryDelay")["deliveryDelay"]
+    assert delay["delayType"] == "TransientCommunicationFailure"
+    assert all(e["mail"]["tags"]["ses:operation"] == ["SendEmail"] for e in events)
+
+
+async def test_ses_operation_names_the_call_that_sent_the_message(sim: SimHandle) -> None:
+    await _account(sim)
+    await sim.record_events()
+    raw = base64.b64encode(b"From: a@example.com\r\nTo: success@simulator.amazonses.com\r\n\r\nx")
+    async with (
+        aioboto3.Session().client("ses", **sim.client_kwargs()) as v1,
+        sesv2(sim) as v2,
+    ):
+        await v1.send_email(
+            Source="a@example.com",
+            Destination={"ToAddresses": [f"success{SIM}"]},
+            Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "t"}}},
+            ConfigurationSetName="cs",
+        )
+        await v1.send_raw_email(
+            RawMessage={"Data": base64.b64decode(raw)}, ConfigurationSetName="cs"
+        )
+        await v1.send_templated_email(
+            Source="a@example.com",
+            Destination={"ToAddresses": [f"success{SIM}"]},
+            Template="Welcome",
+            TemplateData='{"name": "x"}',
+            ConfigurationSetName="cs",
+        )
+        await v1.send_bulk_templated_email(
+            Source="a@example.com",
+            Template="Welcome",
+            DefaultTemplateData='{"name": "x"}',
+            Destinations=[{"Destination": {"ToAddresses": [f"success{SIM}"]}}],
+            ConfigurationSetName="cs",
+        )
+        await send(v2, f"success{SIM}", ConfigurationSetName="cs")
+        await v2.send_bulk_email(
+            FromEmailAddress="a@example.com",
+            DefaultContent={
+                "Template": {"TemplateName": "Welcome", "TemplateData": '{"name": "x"}'}
+            },
+            BulkEmailEntries=[{"Destination": {"ToAddresses": [f"success{SIM}"]}}],
+            ConfigurationSetName="cs",
+        )
+    sends = [e["event"] for e in await sim.events() if e["type"] == "Send"]
+    assert [s["mail"]["tags"]["ses:operation"] for s in sends] == [
+        ["SendEmail"],
+        ["SendRawEmail"],
+        ["SendTemplatedEmail"],
+        ["SendBulkTemplatedEmail"],
+        ["SendEmail"],
+        ["SendBulkEmail"],
+    ]
+
+
+async def test_a_missing_template_variable_is_accepted_but_never_delivered(
+    sim_inprocess: SimFactory,
+) -> None:
+    async with sim_inprocess() as sim, sns_receiver() as rx, sesv2(sim) as v2:
+        await _account(sim)
+        await sim.admin(
+            "POST",
+            "/_sim/subscriptions",
+            {"endpoint": rx.url, "kind": "configuration_set", "auto_confirm": True},
+        )
+        result = await v2.send_bulk_email(
+            FromEmailAddress="a@example.com",
+            DefaultContent={"Template": {"TemplateName": "Welcome", "TemplateData": "{}"}},
+            BulkEmailEntries=[
+                {"Destination": {"ToAddresses": [f"success+1{SIM}"]}},
+                {
+                    "Destination": {"ToAddresses": [f"success+2{SIM}"]},
+                    "ReplacementEmailContent": {
+                        "ReplacementTemplate": {"ReplacementTemplateData": '{"name": "Bo"}'}
+                    },
+                },
+            ],
+            ConfigurationSetName="cs",
+        )
+        failed, sent = (r["MessageId"] for r in result["BulkEmailEntryResults"])
+        posts = await rx.wait_for("Notification", 4)  # Send+Rendering Failure, Send+Delivery
+        listed = await sim.messages()
+        everything = await sim.admin("GET", "/_sim/messages?all=1")
+        stats = await sim.stats()
+    assert [r["Status"] for r in result["BulkEmailEntryResults"]] == ["SUCCESS", "SUCCESS"]
+    assert [m["message_id"] for m in listed] == [sent]  # the failed one was never delivered
+    assert (stats["accepted"], stats["rendering_failures"]) == (2, 1)
+    assert [m["rendering_failure"] for m in everything] == [
+        "Attribute 'name' is not present in the rendering data.",
+        None,
+    ]
+    by_message: dict[str, list[dict[str, Any]]] = {}
+    for p in posts:
+        e = json.loads(p["Message"])
+        by_message.setdefault(e["mail"]["messageId"], []).append(e)
+    assert sorted(e["eventType"] for e in by_message[failed]) == ["Rendering Failure", "Send"]
+    assert sorted(e["eventType"] for e in by_message[sent]) == ["Delivery", "Send"]
+    failure = next(e for e in by_message[failed] if e["eventType"] == "Rendering Failure")
+    assert failure["failure"] == {
+        "errorMessage": "Attribute 'name' is not present in the rendering data.",
+        "templateName": "Welcome",
+    }
+
+
+async def test_any_event_can_be_emitted_for_an_accepted_message(sim_inprocess: SimFactory) -> None:
+    async with sim_inprocess() as sim, sns_receiver() as rx, sesv2(sim) as v2:
+        await _account(sim)
+        await sim.admin("POST", "/_sim/subscriptions", {"endpoint": rx.url, "auto_confirm": True})
+        plain = await send(v2, "someone@example.com")
+        (delivered,) = await rx.wait_for("Notification")
+        emitted = await sim.admin(
+            "POST",
+            "/_sim/events/emit",
+            {
+                "recipient": "someone@example.com",
+                "type": "Bounce",
+                "bounce_type": "Transient",
+                "bounce_sub_type": "MailboxFull",
+            },
+        )
+        posts = await rx.wait_for("Notification", 2)
+        async with aiohttp.ClientSession() as http:
+            url = sim.endpoint_url + "/_sim/events/emit"
+            async with http.post(url, json={"message_id": plain, "type": "Open"}) as r:
+                no_set = (r.status, (await r.json())["error"])
+            async with http.post(url, json={"message_id": "nope", "type": "Bounce"}) as r:
+                unknown = r.status
+    assert json.loads(delivered["Message"])["notificationType"] == "Delivery"
+    bounce = json.loads(posts[1]["Message"])
+    assert bounce == emitted["notification"]
+    assert bounce["mail"]["messageId"] == plain and "tags" not in bounce["mail"]
+    assert (bounce["bounce"]["bounceType"], bounce["bounce"]["bounceSubType"]) == (
+        "Transient",
+        "MailboxFull",
+    )
+    assert no_set[0] == 400 and "only through a configuration set" in no_set[1]
+    assert unknown == 404
+
+
+async def test_a_raw_message_names_its_configuration_set_and_tags_in_ses_headers(
+    sim: SimHandle,
+) -> None:
+    await _account(sim)
+    await sim.record_events()
+    raw = (
+        b"X-SES-MESSAGE-TAGS: dispatcher_id=12, campaign=spring\r\n"
+        b"X-SES-CONFIGURATION-SET: cs\r\n"
+        b"From: a@example.com\r\nTo: success@simulator.amazonses.com\r\nSubject: s\r\n\r\nbody"
+    )
+    async with (
+        aioboto3.Session().client("ses", **sim.client_kwargs()) as v1,
+        sesv2(sim) as v2,
+    ):
+        await v1.send_raw_email(RawMessage={"Data": raw})
+        # The API's tags win over the headers' (SES does not merge them).
+        await v2.send_email(
+            Content={"Raw": {"Data": raw}}, EmailTags=[{"Name": "dispatcher_id", "Value": "13"}]
+        )
+    sends = [e["event"] for e in await sim.events() if e["type"] == "Send"]
+    assert [s["mail"]["tags"]["ses:configuration-set"] for s in sends] == [["cs"], ["cs"]]
+    assert sends[0]["mail"]["tags"]["dispatcher_id"] == ["12"]
+    assert sends[0]["mail"]["tags"]["campaign"] == ["spring"]
+    assert sends[1]["mail"]["tags"]["dispatcher_id"] == ["13"]
+    assert "campaign" not in sends[1]["mail"]["tags"]
+    assert sends[0]["mail"]["tags"]["ses:operation"] == ["SendRawEmail"]
+
+
+async def test_identity_notifications_can_leave_the_original_headers_out(
+    sim_inprocess: SimFactory,
+) -> None:
+    async with sim_inprocess() as sim, sns_receiver() as rx, sesv2(sim) as v2:
+        await _account(sim)
+        await sim.admin(
+            "POST",
+            "/_sim/subscriptions",
+            {"endpoint": rx.url, "auto_confirm": True, "headers": False},
+        )
+        message_id = await send(v2, f"complaint{SIM}", ConfigurationSetName="cs")
+        posts = await rx.wait_for("Notification", 2)
+    notifications = [json.loads(p["Message"]) for p in posts]
+    assert sorted(n["notificationType"] for n in notifications) == ["Complaint", "Delivery"]
+    for n in notifications:
+        # notification-contents.html: without headers, no headersTruncated/headers/commonHeaders;
+        # and never tags, even for mail sent with a configuration set.
+        assert set(n["mail"]) == {
+            "timestamp",
+            "messageId",
+            "source",
+            "sourceArn",
+            "sourceIp",
+            "sendingAccountId",
+            "callerIdentity",
+            "destination",
+        }
+        assert n["mail"]["messageId"] == message_id

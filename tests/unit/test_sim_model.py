@@ -234,7 +234,9 @@ def test_events_in_both_formats_only_with_a_configuration_set() -> None:
     )
     assert [e.type for e in plain] == ["Bounce"]  # no Send without event publishing
     assert plain[0].event is None and plain[0].notification is not None
-    assert plain[0].notification["mail"]["tags"] == {"dispatcher_id": ["9"]}
+    mail = plain[0].notification["mail"]
+    assert "tags" not in mail  # AWS: no tags in identity notifications
+    assert (mail["sourceIp"], mail["callerIdentity"]) == ("127.0.0.1", "dispatcher-sim")
     assert plain[0].notification["mail"]["source"] == "Me <me@example.com>"
     events = build_events(
         _record("success@simulator.amazonses.com", configuration_set="cs"),
