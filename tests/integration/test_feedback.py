@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from dispatcher.domain.jobs import NewMessage
 from dispatcher.feedback.endpoint import create_app, idle, subscription_confirmer
 from dispatcher.feedback.sns import SnsVerifier
 from dispatcher.feedback.store import FeedbackStore
@@ -87,6 +88,24 @@ async def send(sim: SimHandle, *to: str, dispatcher_id: int, **extra: Any) -> st
     return str(result["MessageId"])
 
 
+async def sent_by_us(queue: Queue, sim: SimHandle, *to: str) -> tuple[int, str]:
+    """A message the dispatcher sent: queued, sent through SES and settled with SES's MessageId,
+    as `run` records it; (our id, SES's MessageId). Identity notifications carry no tags (as on
+    AWS): that MessageId is what ties their events to the message, so the simulator must hold
+    its events back (`event_delay_ms`) until the settle is written."""
+    [queued] = await queue.enqueue_many(
+        [NewMessage(from_addr="sender@example.com", to=to, subject="Hi", text="Hello")]
+    )
+    ses_id = await send(sim, *to, dispatcher_id=queued.id)
+    async with queue.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE dispatcher.jobs SET state = 'sent', ses_message_id = $2 WHERE id = $1",
+            queued.id,
+            ses_id,
+        )
+    return queued.id, ses_id
+
+
 async def count(queue: Queue, table: str) -> int:
     async with queue.pool.acquire() as conn:
         n: int = await conn.fetchval(f"SELECT count(*) FROM dispatcher.{table}")
@@ -106,9 +125,12 @@ async def test_a_bounce_is_recorded_and_the_address_suppressed(
     sim_inprocess: SimFactory, queue: Queue, version: int
 ) -> None:
     store = FeedbackStore(queue.pool)
-    async with sim_inprocess(sns_signature_version=version) as sim, endpoint(store, sim) as ep:
+    async with (
+        sim_inprocess(sns_signature_version=version, event_delay_ms=300) as sim,
+        endpoint(store, sim) as ep,
+    ):
         await subscribe(sim, ep)
-        ses_id = await send(sim, f"bounce{SIM}", f"success{SIM}", dispatcher_id=42)
+        ours, ses_id = await sent_by_us(queue, sim, f"bounce{SIM}", f"success{SIM}")
         await eventually(lambda: processed_events(queue, 2), limit=5)  # Delivery and Bounce
     async with queue.pool.acquire() as conn:
         events = await conn.fetch(
@@ -120,11 +142,12 @@ async def test_a_bounce_is_recorded_and_the_address_suppressed(
         )
         feedback = await conn.fetchrow(
             "SELECT delivered, bounced, complained FROM dispatcher.message_feedback "
-            "WHERE message_id = 42"
+            "WHERE message_id = $1",
+            ours,
         )
     assert [(e["kind"], e["ses_message_id"], e["message_id"]) for e in events] == [
-        ("bounce", ses_id, 42),
-        ("delivery", ses_id, 42),
+        ("bounce", ses_id, ours),
+        ("delivery", ses_id, ours),
     ]
     assert [tuple(r) for r in recipients] == [
         (f"bounce{SIM}", "bounce", "Permanent", "General", "5.1.1"),
@@ -164,7 +187,7 @@ async def test_a_replayed_message_id_is_recorded_once(
 ) -> None:
     store = FeedbackStore(queue.pool)
     async with (
-        sim_inprocess(event_duplicate_rate=1.0) as sim,
+        sim_inprocess(event_duplicate_rate=1.0, event_delay_ms=300) as sim,
         endpoint(store, sim) as ep,
     ):
         await sim.admin(
@@ -172,7 +195,7 @@ async def test_a_replayed_message_id_is_recorded_once(
             "/_sim/subscriptions",
             {"endpoint": ep.url, "topic_arn": TOPIC, "auto_confirm": True, "types": ["Bounce"]},
         )
-        await send(sim, f"bounce{SIM}", dispatcher_id=5)
+        ours, _ = await sent_by_us(queue, sim, f"bounce{SIM}")
 
         async def both_delivered() -> bool:
             deliveries = await sim.admin("GET", "/_sim/deliveries")
@@ -190,7 +213,7 @@ async def test_a_replayed_message_id_is_recorded_once(
     async with queue.pool.acquire() as conn:
         assert (
             await conn.fetchval(
-                "SELECT bounced FROM dispatcher.message_feedback WHERE message_id = 5"
+                "SELECT bounced FROM dispatcher.message_feedback WHERE message_id = $1", ours
             )
             == 1
         )

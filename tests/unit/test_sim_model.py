@@ -126,7 +126,9 @@ _EXPECTED: dict[SendError, Outcome] = {
     SendError.ACCOUNT_PAUSED: Outcome.ACCOUNT_PAUSED,
     SendError.ACCOUNT_SUSPENDED: Outcome.ACCOUNT_PAUSED,
     SendError.MAIL_FROM_NOT_VERIFIED: Outcome.CONFIG_ERROR,
-    SendError.NOT_VERIFIED: Outcome.REJECTED,
+    # Without the message, "not verified" cannot say whose identity failed: the sender (held) or a
+    # sandbox recipient (this message fails); the adapter decides with the message at hand.
+    SendError.NOT_VERIFIED: Outcome.CONFIG_ERROR,
     SendError.TOO_LARGE: Outcome.REJECTED,  # this message only, not its sender (issue 13)
 }
 
