@@ -88,6 +88,11 @@ class NoopSender:
         self.sent += len(messages)
         return [SendResult(Outcome.SENT, ses_message_id=f"noop-{m.id}") for m, _ in messages]
 
+    async def send_templated(
+        self, template_name: str, msg: OutgoingMessage, variables: dict[str, str]
+    ) -> SendResult:
+        return await self.send(msg)
+
 
 def new_messages(n: int) -> list[NewMessage]:
     return [

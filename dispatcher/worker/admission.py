@@ -14,6 +14,7 @@ from dispatcher.domain.jobs import ClaimedJob, recipients_of
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.retry import RetryPolicy
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
+from dispatcher.pacing.calls import CallPacer
 from dispatcher.pacing.settings import PacingSettings
 from dispatcher.worker.holds import Holds, sender_key
 
@@ -50,6 +51,7 @@ class Admission:
         self.holds = Holds()
         self._retry = retry
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._bulk_calls = CallPacer()  # SES: one SendBulkEmail a second, for the account
         self._campaign_share = campaign_rate_share
         # Campaign mail also passes this bucket when it may use only a share of the rate.
         self._campaign_limiter: RecipientLimiter | None = None
@@ -83,6 +85,11 @@ class Admission:
             self.answered(recipients)
             raise
         return None
+
+    def bulk_call(self) -> bool:
+        """May the next campaign group be one SendBulkEmail call now (our share of SES's one
+        a second)? Otherwise its mail goes as templated SendEmail calls."""
+        return self._bulk_calls.take(asyncio.get_running_loop().time(), self.limiter.share)
 
     def answered(self, recipients: int) -> None:
         """SES answered (or the send was abandoned): the slot and the reservation go back."""

@@ -77,8 +77,11 @@ class Dispatch:
             elif isinstance(plan, GiveBack):
                 await self._give_back([job], 0.0)  # the pause holds it (requeue_state)
             elif isinstance(plan, SendBulk):
-                group = await self._bulk_group(plan)
-                await self._admit_and_send(group, plan.template)
+                if self._admission.bulk_call():
+                    group = await self._bulk_group(plan)
+                    await self._admit_and_send(group, plan.template)
+                else:  # no bulk call free this second: a templated SendEmail of its own
+                    await self._admit_and_send([plan.job], plan.template)
             else:
                 await self._admit_and_send([plan.job], None)
 

@@ -41,6 +41,10 @@ class Sender(Protocol):
         self, template_name: str, messages: list[tuple[OutgoingMessage, dict[str, str]]]
     ) -> list[SendResult]: ...
 
+    async def send_templated(
+        self, template_name: str, msg: OutgoingMessage, variables: dict[str, str]
+    ) -> SendResult: ...
+
 
 class Sending:
     """Runs admitted groups; every failure of a send task stops the worker through `fail`."""
@@ -105,6 +109,9 @@ class Sending:
                 [job] = jobs
                 return [await self._ses.send(job.message)]
             entries = [(j.message, {"email": j.message.to[0], **(j.variables or {})}) for j in jobs]
+            if len(entries) == 1:  # SendEmail with the template: no 1 request/s limit on it
+                [(msg, data)] = entries
+                return [await self._ses.send_templated(template, msg, data)]
             return await self._ses.send_bulk(template, entries)
         except asyncio.CancelledError:
             raise

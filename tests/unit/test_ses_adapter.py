@@ -151,6 +151,27 @@ def test_configuration_set_message_then_default_then_none() -> None:
     assert "ConfigurationSetName" not in adapter().build_request(plain)
 
 
+def test_a_campaign_message_sent_alone_names_the_template_and_its_data() -> None:
+    # A bulk campaign's message outside a SendBulkEmail call (SES allows one a second): SES
+    # renders the stored template with this recipient's data and List-Unsubscribe headers.
+    msg = OutgoingMessage(
+        id=9,
+        from_addr="news@x.com",
+        to=("a@y.com",),
+        headers=(("List-Unsubscribe", "<https://x.com/u/9>"),),
+    )
+    request = adapter().build_request(msg, ("autumn", {"email": "a@y.com", "name": "Ann"}))
+    assert request["Content"] == {
+        "Template": {
+            "TemplateName": "autumn",
+            "TemplateData": '{"email": "a@y.com", "name": "Ann"}',
+            "Headers": [{"Name": "List-Unsubscribe", "Value": "<https://x.com/u/9>"}],
+        }
+    }
+    assert request["Destination"] == {"ToAddresses": ["a@y.com"]}
+    assert {"Name": "dispatcher_id", "Value": "9"} in request["EmailTags"]
+
+
 def test_dispatcher_id_tag_cannot_be_overridden() -> None:
     msg = OutgoingMessage(id=4, from_addr="f@x.com", tags={"dispatcher_id": "9", "a": "b"})
     assert adapter().build_request(msg)["EmailTags"] == [

@@ -5,6 +5,7 @@ integration tests; here: shutdown, lease loss, throttling, the daily quota, a ca
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
@@ -17,7 +18,7 @@ from dispatcher.config import Config
 from dispatcher.domain.jobs import ClaimedJob, NewMessage
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
-from dispatcher.domain.plan import Plan, Send
+from dispatcher.domain.plan import Plan, Send, SendBulk
 from dispatcher.domain.quota import Quota
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.pacing.settings import PacingSettings
@@ -60,6 +61,7 @@ class FakeSes:
     quota: Quota = field(default_factory=lambda: Quota(50_000, 100, 0))
     accepted: list[tuple[int, float]] = field(default_factory=list)
     calls: int = 0
+    bulk_at: list[float] = field(default_factory=list)  # when each SendBulkEmail call came
 
     async def send(self, msg: OutgoingMessage) -> SendResult:
         self.calls += 1
@@ -73,7 +75,13 @@ class FakeSes:
     async def send_bulk(
         self, template_name: str, messages: list[tuple[OutgoingMessage, dict[str, str]]]
     ) -> list[SendResult]:
-        return [await self.send(m) for m, _ in messages]
+        self.bulk_at.append(loop_now())  # one call: its entries share one latency
+        return list(await asyncio.gather(*(self.send(m) for m, _ in messages)))
+
+    async def send_templated(
+        self, template_name: str, msg: OutgoingMessage, variables: dict[str, str]
+    ) -> SendResult:
+        return await self.send(msg)
 
     async def get_send_quota(self) -> Quota:
         """The quota with what SES accepted so far (its SentLast24Hours)."""
@@ -86,9 +94,10 @@ class FakeCampaigns:
 
     store: MemoryJobStore
     paused: list[tuple[int, str]] = field(default_factory=list)
+    template: str | None = None  # an SES-template campaign: SendBulkEmail where it may
 
     async def plan(self, job: ClaimedJob) -> Plan:
-        return Send(job)
+        return Send(job) if self.template is None else SendBulk(job, self.template)
 
     async def pause(self, campaign_id: int, reason: str) -> None:
         self.paused.append((campaign_id, reason))
@@ -289,6 +298,28 @@ def test_a_configuration_error_pauses_the_campaign_and_holds_its_waiting_mail() 
     assert counts["held"] >= 30  # the campaign's waiting mail, none failed
     assert "failed" not in counts
     assert counts["sent"] == len(ses.accepted) and counts["sent"] + counts["held"] == 65
+
+
+def test_bulk_calls_keep_to_one_a_second_and_the_rest_goes_at_the_accounts_rate() -> None:
+    # SES allows one SendBulkEmail a second (SES-FACTS); at 100/s the campaign must not wait for
+    # it: between bulk calls, its mail goes as templated SendEmail calls.
+    async def main() -> tuple[RunReport, FakeSes, list[float], dict[str, int]]:
+        store = MemoryJobStore(now=virtual_clock)
+        store.set_campaign_state(3, "running")
+        await store.enqueue_many(messages(500), campaign_id=3, variables=[{}] * 500)
+        ses = FakeSes()
+        campaigns = FakeCampaigns(store, template="news")
+        report = await (await pool(store, ses, campaigns=campaigns)).run()
+        return report, ses, ses.bulk_at, await states(store)
+
+    report, ses, bulk_at, counts = run(main)
+    assert report.exit_code == EXIT_OK and counts == {"sent": 500}
+    assert sorted(Counter(i for i, _ in ses.accepted).values()) == [1] * 500
+    assert len(bulk_at) >= 2  # bulk calls were made ...
+    assert min(b - a for a, b in itertools.pairwise(bulk_at)) >= 1.0  # ... 1/s at most
+    times = sorted(t for _, t in ses.accepted)
+    # ~100/s (500 in 5 s), not the 40/s that waiting for bulk calls would give (12.5 s).
+    assert times[-1] - times[0] <= 5.5
 
 
 def test_two_workers_share_one_daily_quota_and_stop_inside_it_together() -> None:
