@@ -286,7 +286,13 @@ async def run_worker(
         feedback_intake(cfg, stores.feedback, watchdog),
     ):
         governor = QuotaGovernor(cfg.pacing)
-        quota = await first_reading(ses, governor)
+        # A reading another process published within a poll interval is taken over: SES
+        # answers GetSendQuota once a second for the account, whoever asks.
+        quota = await first_reading(
+            ses,
+            governor,
+            published=lambda: stores.quota.published(within=cfg.pacing.poll_interval),
+        )
         log.info(
             "quota.read",
             max_send_rate=quota.max_send_rate,

@@ -51,3 +51,9 @@ WITH published AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM published) AS published, (SELECT count(*) FROM pruned) AS pruned;
+
+-- name: quota_published
+-- The reading published within the last $1 seconds, if any: what a starting worker takes over
+-- instead of asking SES (GetSendQuota is answered once a second for the whole account).
+SELECT max_24_hour_send, max_send_rate, sent_last_24_hours FROM dispatcher.send_quota
+WHERE max_24_hour_send IS NOT NULL AND read_at >= now() - make_interval(secs => $1);

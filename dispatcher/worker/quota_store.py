@@ -64,6 +64,18 @@ class SharedQuotaStore:
             others_sent=row["others_sent"],
         )
 
+    async def published(self, within: float) -> Quota | None:
+        """The reading published in the last `within` seconds, or None."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(query("quota_published"), float(within))
+        if row is None:
+            return None
+        return Quota(
+            max_24_hour_send=row["max_24_hour_send"],
+            max_send_rate=row["max_send_rate"],
+            sent_last_24_hours=row["sent_last_24_hours"],
+        )
+
     async def begin(self, owner: uuid.UUID) -> int:
         """A reading is about to be taken: the epoch it will publish."""
         async with self._pool.acquire() as conn:

@@ -13,6 +13,7 @@ Both loops ride out a Postgres outage: they keep the last reading and try again.
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
@@ -256,20 +257,34 @@ async def first_reading(
     ses: QuotaReader,
     governor: QuotaGovernor,
     *,
+    published: Callable[[], Awaitable[Quota | None]] | None = None,
     tries: int = FIRST_READING_TRIES,
     delay: float = 0.3,
+    rand: Callable[[], float] = random.random,
 ) -> Quota:
-    """Read GetSendQuota once before sending: the governor admits nothing without a reading."""
+    """The quota before the first send: the governor admits nothing without a reading.
+
+    `published`: the reading another process of the account published lately, if any. SES
+    answers GetSendQuota once a second for the whole account, so processes and daemons started
+    together would throttle each other's start-up reads; each one first looks for a reading it
+    can take over (its quota sync counts the others' sends since at once), and asks SES only
+    when there is none, retrying a throttled read after a growing, jittered pause.
+    """
     passing = (Outcome.TRANSIENT, Outcome.THROTTLED, Outcome.IN_DOUBT)
     loop = asyncio.get_running_loop()
     for attempt in range(1, tries + 1):
+        if published is not None and (shared := await published()) is not None:
+            log.info("quota.read_shared", max_send_rate=shared.max_send_rate)
+            governor.observe(shared, loop.time())
+            return shared
         try:
             quota = await ses.get_send_quota()
         except SesError as exc:
             if exc.outcome not in passing or attempt == tries:
                 raise
-            log.warning("quota.read_failed", attempt=attempt, error=str(exc), retry_in=delay)
-            await asyncio.sleep(delay)
+            pause = delay * (0.5 + rand())  # jitter: processes started together spread out
+            log.warning("quota.read_failed", attempt=attempt, error=str(exc), retry_in=pause)
+            await asyncio.sleep(pause)
             delay *= 2
             continue
         governor.observe(quota, loop.time())

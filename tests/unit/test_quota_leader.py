@@ -13,11 +13,18 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from dispatcher.domain.outcome import Outcome
 from dispatcher.domain.quota import Quota
 from dispatcher.pacing.bucket import RecipientLimiter
 from dispatcher.pacing.governor import QuotaGovernor
 from dispatcher.pacing.settings import PacingSettings
-from dispatcher.worker.shared_quota import run_quota_leader, run_quota_sync
+from dispatcher.ses.errors import SesError
+from dispatcher.worker.shared_quota import (
+    FIRST_READING_TRIES,
+    first_reading,
+    run_quota_leader,
+    run_quota_sync,
+)
 from tests.support.quota_board import FakeBoard, FakeLock, LockRegistry
 from tests.unit.test_pacing_support import run_virtual
 
@@ -357,3 +364,55 @@ def test_each_process_counts_what_the_others_sent_and_have_on_the_wire() -> None
     assert before == 900  # 1000 allowed, 100 sent before the reading
     assert pending == 870  # a's send on the wire counts for b at once
     assert answered == 850
+
+
+# -- the first reading --------------------------------------------------------------------------
+
+
+class QuotaOnly:
+    """An SES adapter's get_send_quota over a FakeSes."""
+
+    def __init__(self, ses: FakeSes) -> None:
+        self.ses = ses
+
+    async def get_send_quota(self) -> Quota:
+        return await self.ses.get_quota()
+
+
+def throttled() -> SesError:
+    return SesError("GetSendQuota", Outcome.THROTTLED, "Throttling", "Rate exceeded")
+
+
+def test_a_starting_process_takes_over_a_published_reading_instead_of_asking_ses() -> None:
+    # Several processes start together; SES answers GetSendQuota once a second for them all.
+    async def main() -> tuple[Quota, list[float]]:
+        ses = FakeSes(throttled())
+        published = Quota(50_000, 30, 1_000)
+
+        async def shared() -> Quota | None:
+            return published
+
+        governor = QuotaGovernor(PacingSettings())
+        quota = await first_reading(QuotaOnly(ses), governor, published=shared)
+        return quota, ses.calls
+
+    quota, calls = run_virtual(main())
+    assert quota.max_send_rate == 30 and calls == []  # SES not asked at all
+
+
+def test_a_throttled_first_read_waits_for_the_reading_another_process_publishes() -> None:
+    async def main() -> tuple[Quota, int]:
+        ses = FakeSes(throttled())  # the leader of another process has the second's turn
+        board: list[Quota] = []
+        asyncio.get_running_loop().call_later(1.5, board.append, Quota(50_000, 30, 7))
+
+        async def shared() -> Quota | None:
+            return board[0] if board else None
+
+        governor = QuotaGovernor(PacingSettings())
+        quota = await first_reading(QuotaOnly(ses), governor, published=shared, rand=lambda: 0.5)
+        return quota, len(ses.calls)
+
+    quota, calls = run_virtual(main())
+    assert quota.sent_last_24_hours == 7  # the published reading, once there was one
+    assert 1 <= calls < FIRST_READING_TRIES  # it did not give up
