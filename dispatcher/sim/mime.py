@@ -34,3 +34,20 @@ def header_text(headers: Message, name: str) -> str:
         except (ValueError, LookupError):
             return value
     return value
+
+
+def ses_headers(headers: Message) -> tuple[str | None, dict[str, str]]:
+    """A raw message's X-SES-CONFIGURATION-SET and X-SES-MESSAGE-TAGS (`a=1, b=2`) headers."""
+    configuration_set = headers.get("X-SES-CONFIGURATION-SET")
+    tags: dict[str, str] = {}
+    for value in headers.get_all("X-SES-MESSAGE-TAGS") or ():
+        for pair in str(value).split(","):
+            name, sep, tag_value = pair.partition("=")
+            if sep and name.strip():
+                tags[name.strip()] = tag_value.strip()
+    return (str(configuration_set).strip() or None) if configuration_set else None, tags
+
+
+def sender_headers(headers: Message) -> list[str]:
+    """The addresses of a raw message's From and Sender headers, which SES checks as senders."""
+    return header_addresses(headers, "From") + header_addresses(headers, "Sender")
