@@ -46,6 +46,40 @@ SimFactory = Callable[..., AbstractAsyncContextManager["SimHandle"]]
 DEFAULT_IDENTITIES: tuple[str, ...] = ("example.com",)
 
 
+# What AWS exempts from its 1 request/s on API actions (botocore's method names).
+_UNPACED = frozenset({"send_email", "send_raw_email", "send_templated_email"})
+
+
+class Paced:
+    """An aioboto3 SES client that calls each non-send action at most once a second, as AWS
+    asks of every caller (the dispatcher's adapter paces itself the same way).
+
+    The next call of an action waits until a second after the previous one was answered:
+    SES counted that one on arrival, before its answer, so the gap it sees is at least 1 s.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._answered: dict[str, float] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if name in _UNPACED or name.startswith("_") or not callable(attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            loop = asyncio.get_running_loop()
+            answered = self._answered.get(name)
+            if answered is not None and (wait := answered + 1.0 - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            try:
+                return await attr(*args, **kwargs)
+            finally:
+                self._answered[name] = loop.time()
+
+        return call
+
+
 class SimHandle:
     """A running simulator: where it listens and async helpers for its /_sim/ API."""
 
