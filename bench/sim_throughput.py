@@ -34,6 +34,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 
 from dispatcher.sim.launch import start_simulator
+from dispatcher.sim.provision import setup_account
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results" / "sim_throughput.json"
@@ -85,6 +86,7 @@ def _cpu_seconds(pid: int) -> float:
 async def simulator() -> AsyncIterator[tuple[str, int]]:
     async with start_simulator(max_send_rate=1e9, max_24_hour_send=-1) as sim:
         assert sim.pid is not None
+        await setup_account(sim.endpoint_url, identities=("example.com",))  # as a user would
         yield sim.endpoint_url, sim.pid
 
 

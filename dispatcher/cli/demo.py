@@ -21,19 +21,23 @@ from dispatcher.domain.jobs import NewMessage
 from dispatcher.errors import DatabaseError, DispatcherError, InputError
 from dispatcher.queue.repository import Queue
 from dispatcher.sim.launch import SimulatorStartError, start_simulator
+from dispatcher.sim.provision import setup_account
 from dispatcher.worker.pool import RunReport, WorkerPool
 
 DEMO_DB = "dispatcher_demo"
 SIM_ADDRESS = "success@simulator.amazonses.com"
+SENDER_DOMAIN = "example.com"  # the demo's sender, demo@example.com, is verified as a domain
 MAX_COUNT = 1_000_000  # messages; the simulator sends them at --rate
 MAX_RATE = 100_000  # recipients per second; SES accounts allow a few thousand at most
 
 
 @contextlib.asynccontextmanager
 async def simulator(rate: float) -> AsyncIterator[str]:
-    """The SES simulator in a child process on a free loopback port; yields its URL."""
+    """The SES simulator in a child process on a free loopback port, the demo's sender domain
+    set up as a user sets it up (CreateEmailIdentity, then its verification); yields its URL."""
     try:
         async with start_simulator(max_send_rate=rate, stop_timeout=10.0) as sim:
+            await setup_account(sim.endpoint_url, identities=(SENDER_DOMAIN,))
             yield sim.endpoint_url
     except SimulatorStartError as exc:  # raised only while starting: the demo's body cannot
         raise DispatcherError(str(exc)) from None

@@ -5,15 +5,24 @@ rolling quota), `account` (identities, templates, configuration sets, suppressio
 state), `state` (the send decision), `errors` (each refusal in SES's v1 and v2 wire forms),
 `events` (SES event JSON in both formats), `faults` (latency model, injected faults). I/O:
 `sns` (signing, with `cryptography`), `publisher` (SNS POSTs, JSONL file), the protocol layers
-`v1`, `v2` and `admin`, `server` (aiohttp; latency and faults as a middleware), `cli`, and
-`launch` (start it for a caller, as a child process or in this loop: the demo, bench, tests).
+`v1`, `v2` and `admin`, `server` (aiohttp; latency and faults as a middleware), `cli`,
+`launch` (start it for a caller, as a child process or in this loop: the demo, bench, tests),
+and `provision` (set its account up through the SES API, as a user would).
 
-Defaults: a production account that needs no verification, 14/s, 50,000/day, 1 s of burst, no
-latency, no faults, no events. `--sandbox` (or the other flags, see `--help`) opts in.
+Defaults: a production account as strict as SES's: 14/s, 50,000/day, 1 s of burst; senders
+(From/Source, Return-Path, FeedbackForwardingEmailAddress, a raw message's From and Sender) must
+be verified; configuration sets must exist (X-SES-CONFIGURATION-SET of raw messages too); SES's
+address rules; each non-send action (all but SendEmail, SendRawEmail, SendTemplatedEmail) at most
+once a second. New identities (CreateEmailIdentity, Verify*Identity) stay PENDING, with their
+DKIM and MAIL FROM, until POST /_sim/identities/NAME/verify (`--auto-verify`: at once);
+`provision.setup_account` does both as a user would. `--lenient` accepts unverified senders and
+unknown configuration sets and drops the 1 request/s limit; `--sandbox` (or the other flags, see
+`--help`) opts in to more. No latency, no faults, no events by default.
 
 Admin and inspection (never delayed or faulted): GET /_sim/messages, /_sim/stats, /_sim/config
 (POST to change any setting), POST /_sim/reset[?account=1]; GET/POST /_sim/account
-(sending_enabled, enforcement_status, sandbox), /_sim/identities (DELETE /_sim/identities/NAME),
+(sending_enabled, enforcement_status, sandbox), /_sim/identities (POST: a verified identity
+directly, the documented back door; POST /_sim/identities/NAME/verify; DELETE .../NAME),
 /_sim/configuration-sets, /_sim/templates, /_sim/suppressed, /_sim/subscriptions (DELETE
 /_sim/subscriptions/ID); GET /_sim/events (POST {"record": true} to keep them without a
 subscriber), /_sim/deliveries; POST /_sim/storm {"seconds": N}; GET /_sim/sns/certificate.pem

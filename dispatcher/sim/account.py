@@ -22,13 +22,38 @@ class Identity:
 
     name: str  # lower-cased address or domain
     kind: str  # "EMAIL_ADDRESS" or "DOMAIN"
+    # False: PENDING, as SES keeps a new identity until the link is clicked or its DNS records
+    # are found (the admin route POST /_sim/identities/NAME/verify is that step).
     verified: bool = True
-    # Custom MAIL FROM domain (domains only). A FAILED one with behavior RejectMessage makes
-    # SES refuse sends with MailFromDomainNotVerifiedException.
+    # Custom MAIL FROM domain (domains only). One that is not SUCCESS with behavior
+    # REJECT_MESSAGE makes SES refuse sends with MailFromDomainNotVerifiedException.
     mail_from_domain: str | None = None
     mail_from_status: str = "SUCCESS"
     mail_from_behavior: str = "USE_DEFAULT_VALUE"  # or "REJECT_MESSAGE"
     configuration_set: str | None = None
+
+    @property
+    def verification_status(self) -> str:
+        return "SUCCESS" if self.verified else "PENDING"
+
+    @property
+    def dkim_status(self) -> str:
+        """Easy DKIM: a domain's CNAMEs are found when it is verified; addresses have none."""
+        if self.kind != "DOMAIN":
+            return "NOT_STARTED"
+        return "SUCCESS" if self.verified else "PENDING"
+
+    def set_mail_from(self, domain: str | None, behavior: str, *, verified: bool) -> None:
+        """A new custom MAIL FROM domain: PENDING until its MX record is found."""
+        self.mail_from_domain = domain or None
+        self.mail_from_behavior = behavior
+        self.mail_from_status = mail_from_result(domain or "") if verified else "PENDING"
+
+    def mark_verified(self) -> None:
+        """The link was clicked or the DNS records were found: identity, DKIM and MAIL FROM."""
+        self.verified = True
+        if self.mail_from_domain is not None:
+            self.mail_from_status = mail_from_result(self.mail_from_domain)
 
     @property
     def mail_from_rejects(self) -> bool:
@@ -43,11 +68,19 @@ class Identity:
             "identity": self.name,
             "type": self.kind,
             "verified": self.verified,
+            "verification_status": self.verification_status,
+            "dkim_status": self.dkim_status,
             "mail_from_domain": self.mail_from_domain,
             "mail_from_status": self.mail_from_status,
             "mail_from_behavior": self.mail_from_behavior,
             "configuration_set": self.configuration_set,
         }
+
+
+def mail_from_result(domain: str) -> str:
+    """What the DNS check finds for a MAIL FROM domain. The simulator has no DNS: a name
+    starting `fail.` or `unverified.` fails (to rehearse MailFromDomainNotVerified)."""
+    return "FAILED" if domain.startswith(("fail.", "unverified.")) else "SUCCESS"
 
 
 @dataclass(slots=True)
@@ -139,8 +172,8 @@ class Account:
     configuration_sets: dict[str, ConfigurationSet] = field(default_factory=dict)
     suppressed: dict[str, Suppressed] = field(default_factory=dict)
 
-    def verify(self, name: str, *, domain: bool | None = None) -> Identity:
-        """Add (or return) a verified identity; `domain` defaults to "has no @"."""
+    def create(self, name: str, *, domain: bool | None = None, verified: bool = False) -> Identity:
+        """Add (or return) an identity, PENDING unless `verified`; `domain`: "has no @"."""
         key = name.strip().lower()
         if not key:
             raise ValueError("an identity must not be empty")
@@ -148,8 +181,14 @@ class Account:
         if existing is not None:
             return existing
         is_domain = ("@" not in key) if domain is None else domain
-        identity = Identity(key, "DOMAIN" if is_domain else "EMAIL_ADDRESS")
+        identity = Identity(key, "DOMAIN" if is_domain else "EMAIL_ADDRESS", verified=verified)
         self.identities[key] = identity
+        return identity
+
+    def verify(self, name: str, *, domain: bool | None = None) -> Identity:
+        """Add an identity already verified (or verify an existing one): the back door."""
+        identity = self.create(name, domain=domain, verified=True)
+        identity.verified = True
         return identity
 
     def identity_for(self, address: str) -> Identity | None:

@@ -277,6 +277,21 @@ async def list_identities(request: web.Request) -> web.Response:
     return web.json_response([i.to_json() for i in state.account.identities.values()])
 
 
+async def verify_identity(request: web.Request) -> web.Response:
+    """POST /_sim/identities/NAME/verify: the link is clicked, the DNS records are found.
+
+    The identity (created PENDING by CreateEmailIdentity or Verify*Identity) becomes verified
+    for sending, with its DKIM and its custom MAIL FROM domain (if any).
+    """
+    state = request.app[STATE_KEY]
+    name = request.match_info["name"]
+    identity = state.account.identities.get(name.lower())
+    if identity is None:
+        return _error(404, f"no identity {name}: create it first (CreateEmailIdentity)")
+    identity.mark_verified()
+    return web.json_response(identity.to_json())
+
+
 async def delete_identity(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     if state.account.identities.pop(request.match_info["name"].lower(), None) is None:
@@ -408,6 +423,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/_sim/identities", list_identities)
     r.add_post("/_sim/identities", _poster("verify"))
     r.add_delete("/_sim/identities/{name}", delete_identity)
+    r.add_post("/_sim/identities/{name}/verify", verify_identity)
     r.add_get("/_sim/configuration-sets", list_configuration_sets)
     r.add_post("/_sim/configuration-sets", _poster("configuration_set"))
     r.add_get("/_sim/templates", list_templates)

@@ -27,8 +27,16 @@ _HELP = {
     "quota_window_seconds": "length of the rolling daily-quota window in seconds",
     "region": "region the account is in",
     "sandbox": "sandbox account: sender and recipients must be verified, 200/day at 1/s",
-    "require_verified_sender": "production account that refuses unverified senders (as AWS)",
-    "require_configuration_sets": "refuse a ConfigurationSetName that was never created",
+    "require_verified_sender": "refuse unverified senders, as AWS does for every account "
+    "(default on)",
+    "require_configuration_sets": "refuse a ConfigurationSetName that was never created "
+    "(default on)",
+    "api_requests_per_second": "limit on each non-send action (GetSendQuota, identities, "
+    "templates, bulk sends...), as AWS's 1/s; 0 = none",
+    "lenient": "quick experiments: accept unverified senders and unknown configuration sets, "
+    "no limit on non-send actions",
+    "auto_verify": "new identities (CreateEmailIdentity, Verify*) are verified at once instead "
+    "of PENDING until POST /_sim/identities/NAME/verify",
     "latency_ms": "latency added to every send: fixed, or the lognormal median",
     "latency_model": "fixed | lognormal",
     "latency_p99_ms": "lognormal: 99th percentile of the latency (0 = 4 x the median)",
@@ -93,7 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="IDENTITY",
-        help="a verified email address or domain (repeatable)",
+        help="a verified email address or domain, set up directly (the back door; a user "
+        "would call CreateEmailIdentity, then POST /_sim/identities/NAME/verify) (repeatable)",
     )
     parser.add_argument(
         "--configuration-set",

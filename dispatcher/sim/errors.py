@@ -20,6 +20,11 @@ PAUSED_TEXT = (
     "Sending paused for this account. For more information, please check the inbox of the "
     "email address associated with your AWS account."
 )
+# A non-send action called more than once a second: AWS's API rate error (not MaxSendRate's
+# text, which is only for sends). v1's "Throttling" / "Rate exceeded" is AWS's common Query
+# throttling answer; v2's text is not confirmed (the code is the sesv2 model's 429).
+ACTION_THROTTLED_V1 = ("Throttling", "Rate exceeded")
+ACTION_THROTTLED_V2 = (429, "TooManyRequestsException", "Rate exceeded")
 # Not confirmed: the sesv2 model's description of AccountSuspendedException.
 SUSPENDED_TEXT = (
     "Your account has been shut down because of issues related to your email sending practices."

@@ -176,3 +176,34 @@ class RollingQuota:
             self._sum -= entries.popleft()[2]
         if not entries:
             self._sum = 0.0  # drop accumulated float drift
+
+
+class ActionLimit:
+    """SES's limit on non-send API actions: `rate` requests per second, one bucket per action.
+
+    Per action, not one bucket for them all: AWS says each action "is throttled at one request
+    per second" and does not say they share a budget (not confirmed either way); the shared
+    reading would refuse a GetSendQuota because a CreateEmailTemplate came first.
+    """
+
+    __slots__ = ("_buckets", "_clock", "_rate")
+
+    def __init__(self, rate: float, *, clock: Clock) -> None:
+        self._clock = clock
+        self._rate = rate
+        self._buckets: dict[str, RateBucket] = {}
+
+    def allow(self, action: str, rate: float | None = None) -> bool:
+        """Charge one request of `action`; False if it came too soon. rate <= 0: no limit."""
+        if rate is not None and rate != self._rate:
+            self._rate = rate
+            self._buckets.clear()  # a changed limit starts afresh
+        if self._rate <= 0:
+            return True
+        bucket = self._buckets.get(action)
+        if bucket is None:
+            bucket = self._buckets[action] = RateBucket(self._rate, 1.0, clock=self._clock)
+        return bucket.try_take(1)
+
+    def clear(self) -> None:
+        self._buckets.clear()

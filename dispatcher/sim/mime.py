@@ -63,3 +63,8 @@ def contains(raw: bytes, needle: bytes) -> bool:
             if isinstance(payload, bytes) and needle in payload:
                 return True
     return False
+
+
+def sender_headers(headers: Message) -> list[str]:
+    """The addresses of a raw message's From and Sender headers, which SES checks as senders."""
+    return header_addresses(headers, "From") + header_addresses(headers, "Sender")

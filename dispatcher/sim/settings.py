@@ -40,8 +40,16 @@ class SimSettings:
     region: str = "us-east-1"
     # -- account model -------------------------------------------------------------------
     sandbox: bool = False  # sender and every recipient must be verified identities
-    require_verified_sender: bool = False  # production: the sender must be verified (as on AWS)
-    require_configuration_sets: bool = False  # an unknown ConfigurationSetName is refused
+    require_verified_sender: bool = True  # production: the sender must be verified (as on AWS)
+    require_configuration_sets: bool = True  # an unknown ConfigurationSetName is refused
+    # AWS: "All actions (except for SendEmail, SendRawEmail, and SendTemplatedEmail) are
+    # throttled at one request per second" (docs.aws.amazon.com/ses/latest/dg/quotas.html).
+    # No burst is documented, so the bucket holds one request. 0 = no limit.
+    api_requests_per_second: float = 1.0
+    # Quick experiments: unverified senders and unknown configuration sets are accepted and
+    # non-send actions are not limited, whatever the three settings above say.
+    lenient: bool = False
+    auto_verify: bool = False  # new identities are verified (and DKIM, MAIL FROM) at once
     # -- latency (added to every send) ---------------------------------------------------
     latency_ms: float = 0.0  # fixed delay, or the median of the lognormal model
     latency_model: str = "fixed"  # "fixed" or "lognormal" (a tail: see latency_p99_ms)
@@ -73,7 +81,14 @@ class SimSettings:
         _positive("quota_window_seconds", self.quota_window_seconds)
         if not isinstance(self.region, str) or not self.region:
             raise ValueError(f"region must be a non-empty string, got {self.region!r}")
-        for flag in ("sandbox", "require_verified_sender", "require_configuration_sets"):
+        _non_negative("api_requests_per_second", self.api_requests_per_second)
+        for flag in (
+            "sandbox",
+            "require_verified_sender",
+            "require_configuration_sets",
+            "lenient",
+            "auto_verify",
+        ):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         for name in ("latency_ms", "latency_p99_ms", "event_delay_ms", "event_reorder_ms"):
@@ -107,6 +122,20 @@ class SimSettings:
     @property
     def unlimited(self) -> bool:
         return self.max_24_hour_send < 0
+
+    @property
+    def sender_must_be_verified(self) -> bool:
+        """The sandbox always needs a verified sender; production unless lenient."""
+        return self.sandbox or (self.require_verified_sender and not self.lenient)
+
+    @property
+    def configuration_sets_must_exist(self) -> bool:
+        return self.require_configuration_sets and not self.lenient
+
+    @property
+    def api_rate(self) -> float:
+        """Requests per second allowed on each non-send action; 0 = no limit."""
+        return 0.0 if self.lenient else self.api_requests_per_second
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

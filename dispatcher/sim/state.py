@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dispatcher.sim.account import Account
-from dispatcher.sim.limits import Clock, RateBucket, RollingQuota
+from dispatcher.sim.limits import ActionLimit, Clock, RateBucket, RollingQuota
 from dispatcher.sim.settings import SimSettings
 
 MAX_RECIPIENTS = 50  # per message, To + Cc + Bcc together
@@ -120,6 +120,7 @@ class Counters:
     events: int = 0  # SES events generated
     quota_reads: int = 0  # GetSendQuota (v1) / GetAccount (v2) calls answered
     rendering_failures: int = 0  # accepted, then not sent: a template variable was missing
+    api_throttled: int = 0  # non-send actions refused for coming within a second
 
     def to_json(self) -> dict[str, int]:
         return {
@@ -133,11 +134,19 @@ class Counters:
             "events": self.events,
             "quota_reads": self.quota_reads,
             "rendering_failures": self.rendering_failures,
+            "api_throttled": self.api_throttled,
         }
 
 
 def address_problem(address: str) -> str | None:
-    """SES's v1 reason for refusing `address` (bare or `Name <addr>`), or None if it is usable."""
+    """SES's v1 reason for refusing `address` (bare or `Name <addr>`), or None if it is usable.
+
+    SES answers with javax.mail's texts. Sources: a trailing dot in the domain is "Missing
+    domain" (brave/accounts#35); a non-ASCII local part "Local address contains control or
+    whitespace" (egulias/EmailValidator#414); a non-ASCII domain "Domain contains illegal
+    character" (18F/identity-idp#7380). Not confirmed: the text for a domain without a dot
+    (`user@localhost`), taken to be "Missing domain" as for the trailing dot.
+    """
     s = address.strip()
     if s.endswith(">"):
         start = s.rfind("<")
@@ -155,6 +164,13 @@ def address_problem(address: str) -> str | None:
         if " " in s[at:] or not s[at:].isprintable():
             return "Domain contains control or whitespace"
         return "Local address contains control or whitespace"
+    if not s.isascii():
+        if not s[:at].isascii():
+            return "Local address contains control or whitespace"
+        return "Domain contains illegal character"
+    domain = s[at + 1 :]
+    if domain.endswith(".") or "." not in domain:
+        return "Missing domain"
     return None
 
 
@@ -195,6 +211,7 @@ class SimState:
         self.quota = RollingQuota(
             self.settings.max_24_hour_send, self.settings.quota_window_seconds, clock=clock
         )
+        self.actions = ActionLimit(self.settings.api_rate, clock=clock)
         self.account = Account()
         self.messages: list[SentMessage] = []
         self.counters = Counters()
@@ -221,7 +238,7 @@ class SimState:
         if configuration_set:
             found = account.configuration_sets.get(configuration_set)
             if found is None:
-                if self.settings.require_configuration_sets:
+                if self.settings.configuration_sets_must_exist:
                     return self._refuse_account(
                         Refusal(SendError.CONFIG_SET_MISSING, configuration_set)
                     )
@@ -249,13 +266,16 @@ class SimState:
         headers: Sequence[tuple[str, str]] = (),
         operation: str = "SendEmail",
         rendering_failure: str | None = None,
+        senders: Sequence[str] = (),
     ) -> SentMessage | Refusal:
         """Accept and record the message, or say why SES would refuse it.
 
         Order: the account (suspended, paused, configuration set), the message's own validity,
         the identities (MAIL FROM domain, sandbox or required verification), then the daily
         quota (a quota refusal spends no rate token), then the rate. `account_checked`: the
-        caller already ran `check_account` (bulk sends do it once per call).
+        caller already ran `check_account` (bulk sends do it once per call). `senders`: the
+        other addresses SES checks like the sender (Return-Path, FeedbackForwardingEmailAddress,
+        a raw message's From and Sender headers).
         """
         if not account_checked:
             stop = self.check_account(configuration_set)
@@ -275,13 +295,14 @@ class SimState:
                 low = address.lower()
                 if low.endswith(SIMULATOR_DOMAIN) or low.endswith(_SIMULATOR_BRACKETED):
                     quota_n -= 1
-        if from_addr:
-            problem = address_problem(from_addr)
-            if problem is not None:
-                return self._reject(Refusal(SendError.INVALID_ADDRESS, from_addr, problem))
+        for sender in (from_addr, *senders) if senders else (from_addr,):
+            if sender:
+                problem = address_problem(sender)
+                if problem is not None:
+                    return self._reject(Refusal(SendError.INVALID_ADDRESS, sender, problem))
         settings = self.settings
-        if self.account.identities or settings.sandbox or settings.require_verified_sender:
-            refusal = self._check_identities(from_addr, (to, cc, bcc))
+        if self.account.identities or settings.sandbox or settings.sender_must_be_verified:
+            refusal = self._check_identities(from_addr, (to, cc, bcc), senders)
             if refusal is not None:
                 return self._refuse_account(refusal)
 
@@ -326,7 +347,7 @@ class SimState:
         return record
 
     def _check_identities(
-        self, from_addr: str, groups: tuple[Sequence[str], ...]
+        self, from_addr: str, groups: tuple[Sequence[str], ...], senders: Sequence[str] = ()
     ) -> Refusal | None:
         """MAIL FROM domain, then verification of the sender (and in the sandbox, recipients)."""
         account = self.account
@@ -340,8 +361,13 @@ class SimState:
         if domain is not None and domain.mail_from_rejects:
             return Refusal(SendError.MAIL_FROM_NOT_VERIFIED, domain.mail_from_domain or "")
         failed: list[str] = []
-        if (settings.sandbox or settings.require_verified_sender) and identity is None:
-            failed.append(sender)
+        if settings.sender_must_be_verified:
+            if identity is None:
+                failed.append(sender)
+            for other in senders:
+                bare = bare_address(other)
+                if bare and not account.is_verified(bare) and bare not in failed:
+                    failed.append(bare)
         if settings.sandbox:
             for group in groups:
                 for address in group:
@@ -353,6 +379,13 @@ class SimState:
         if failed:
             return Refusal(SendError.NOT_VERIFIED, ", ".join(failed))
         return None
+
+    def allow_action(self, action: str) -> bool:
+        """Charge one call of a non-send action; False (counted) if over its 1 request/s."""
+        if self.actions.allow(action, self.settings.api_rate):
+            return True
+        self.counters.api_throttled += 1
+        return False
 
     def refuse(self, kind: SendError, detail: str = "") -> Refusal:
         """Count a message a protocol layer found malformed before it reached `send`."""
@@ -403,3 +436,4 @@ class SimState:
         self.counters = Counters()
         self.rate.refill_full()
         self.quota.clear()
+        self.actions.clear()

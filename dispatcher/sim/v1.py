@@ -17,10 +17,16 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from dispatcher.sim.account import ConfigurationSet, Template
-from dispatcher.sim.errors import bulk_status, v1_error
+from dispatcher.sim.errors import ACTION_THROTTLED_V1, bulk_status, v1_error
 from dispatcher.sim.ids import request_id
 from dispatcher.sim.keys import STATE_KEY
-from dispatcher.sim.mime import event_publishing, header_addresses, header_text, parse_raw_headers
+from dispatcher.sim.mime import (
+    event_publishing,
+    header_addresses,
+    header_text,
+    parse_raw_headers,
+    sender_headers,
+)
 from dispatcher.sim.state import (
     MAX_RECIPIENTS,
     Refusal,
@@ -38,6 +44,10 @@ RAW_MAX_BYTES = 10 * 1024 * 1024  # v1 limit on a message (SES-FACTS: 10 MB, aft
 SEND_ACTIONS = frozenset(
     {"SendEmail", "SendRawEmail", "SendTemplatedEmail", "SendBulkTemplatedEmail"}
 )
+# The only actions AWS exempts from its 1 request/s limit on API actions (SES-FACTS, and
+# docs.aws.amazon.com/ses/latest/dg/quotas.html#quotas-api). SendBulkTemplatedEmail is not
+# among them: when the templated sends came, the list gained SendTemplatedEmail only.
+UNLIMITED_ACTIONS = frozenset({"SendEmail", "SendRawEmail", "SendTemplatedEmail"})
 
 Params = Mapping[str, str]
 
@@ -104,6 +114,12 @@ def _destination(params: Params, prefix: str) -> tuple[list[str], list[str], lis
     )
 
 
+def _return_path(params: Params) -> tuple[str, ...]:
+    """ReturnPath: SES checks it like the sender."""
+    value = params.get("ReturnPath")
+    return (value,) if value else ()
+
+
 def _size(*parts: str | None) -> int:
     return sum(len(p.encode()) for p in parts if p)
 
@@ -142,6 +158,7 @@ async def _send_email(state: SimState, params: Params) -> web.Response:
         reply_to=_members(params, "ReplyToAddresses"),
         text=text,
         html=html,
+        senders=_return_path(params),
     )
     return _sent("SendEmail", state, result)
 
@@ -182,6 +199,7 @@ async def _send_raw_email(state: SimState, params: Params) -> web.Response:
         reply_to=header_addresses(headers, "Reply-To"),
         raw=data,
         operation="SendRawEmail",
+        senders=sender_headers(headers),
     )
     return _sent("SendRawEmail", state, result)
 
@@ -228,6 +246,7 @@ async def _send_templated_email(state: SimState, params: Params) -> web.Response
         account_checked=True,
         operation="SendTemplatedEmail",
         rendering_failure=failure,
+        senders=_return_path(params),
     )
     return _sent("SendTemplatedEmail", state, result)
 
@@ -291,6 +310,7 @@ async def _send_bulk_templated_email(state: SimState, params: Params) -> web.Res
                 account_checked=True,
                 operation="SendBulkTemplatedEmail",
                 rendering_failure=failure,
+                senders=_return_path(params),
             )
         if isinstance(refused, SentMessage):
             items.append(
@@ -326,6 +346,16 @@ async def _update_account_sending_enabled(state: SimState, params: Params) -> we
 
 
 async def _verify_email_identity(state: SimState, params: Params) -> web.Response:
+    return _verify_address(state, params, "VerifyEmailIdentity")
+
+
+async def _verify_email_address(state: SimState, params: Params) -> web.Response:
+    return _verify_address(state, params, "VerifyEmailAddress")
+
+
+def _verify_address(state: SimState, params: Params, action: str) -> web.Response:
+    """SES mails a link and keeps the identity pending until it is clicked (here: the admin
+    route POST /_sim/identities/NAME/verify, or at once with auto_verify)."""
     address = params.get("EmailAddress")
     if not address:
         return error_response(
@@ -334,31 +364,47 @@ async def _verify_email_identity(state: SimState, params: Params) -> web.Respons
     problem = address_problem(address)
     if problem:
         return error_response("InvalidParameterValue", problem)
-    # SES mails a link and leaves the identity Pending until it is clicked; the simulator
-    # verifies at once (deviation: nothing to click).
-    state.account.verify(address, domain=False)
-    return _result("VerifyEmailIdentity")
-
-
-async def _verify_email_address(state: SimState, params: Params) -> web.Response:
-    address = params.get("EmailAddress")
-    if not address:
-        return error_response(
-            "MissingParameter", "The request must contain the parameter EmailAddress."
-        )
-    state.account.verify(address, domain=False)
-    return _result("VerifyEmailAddress")
+    state.account.create(address, domain=False, verified=state.settings.auto_verify)
+    return _result(action)
 
 
 async def _verify_domain_identity(state: SimState, params: Params) -> web.Response:
+    """Pending until SES finds the TXT record (the admin verify route), unless auto_verify."""
     domain = params.get("Domain")
     if not domain:
         return error_response("MissingParameter", "The request must contain the parameter Domain.")
-    if "@" in domain or "." not in domain:
+    if "@" in domain or "." not in domain or domain.endswith("."):
         return error_response("InvalidParameterValue", f"Invalid domain name {domain}.")
-    state.account.verify(domain, domain=True)  # verified at once: no DNS to look at
+    state.account.create(domain, domain=True, verified=state.settings.auto_verify)
     token = base64.b64encode(os.urandom(32)).decode()
     return _result("VerifyDomainIdentity", f"<VerificationToken>{token}</VerificationToken>")
+
+
+# GetIdentityVerificationAttributes spells the states in CamelCase (the ses model's enum).
+_V1_STATUS = {"SUCCESS": "Success", "PENDING": "Pending"}
+
+
+async def _get_identity_verification_attributes(state: SimState, params: Params) -> web.Response:
+    """Each known identity asked for and its VerificationStatus; unknown ones are left out."""
+    names = _members(params, "Identities")
+    if not names and "Identities" not in params:  # required by the model (an empty list is not)
+        return error_response(
+            "MissingParameter", "The request must contain the parameter Identities."
+        )
+    entries = []
+    for name in names:
+        identity = state.account.identities.get(name.lower())
+        if identity is None:
+            continue
+        status = _V1_STATUS[identity.verification_status]
+        entries.append(
+            f"<entry><key>{escape(name)}</key><value>"
+            f"<VerificationStatus>{status}</VerificationStatus></value></entry>"
+        )
+    return _result(
+        "GetIdentityVerificationAttributes",
+        f"<VerificationAttributes>{''.join(entries)}</VerificationAttributes>",
+    )
 
 
 async def _list_identities(state: SimState, params: Params) -> web.Response:
@@ -453,6 +499,7 @@ ACTIONS: dict[str, _Handler] = {
     "VerifyEmailIdentity": _verify_email_identity,
     "VerifyEmailAddress": _verify_email_address,
     "VerifyDomainIdentity": _verify_domain_identity,
+    "GetIdentityVerificationAttributes": _get_identity_verification_attributes,
     "ListIdentities": _list_identities,
     "DeleteIdentity": _delete_identity,
     "CreateTemplate": _create_template,
@@ -485,6 +532,8 @@ async def query(request: web.Request) -> web.Response:
             f"Could not find operation {action} for version {params.get('Version') or API_VERSION}",
             xmlns=_FAULT_XMLNS,
         )
+    if action not in UNLIMITED_ACTIONS and not state.allow_action(action):
+        return error_response(*ACTION_THROTTLED_V1)
     try:
         return await handler(state, params)
     except (KeyError, TypeError, ValueError) as exc:

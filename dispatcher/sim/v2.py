@@ -19,13 +19,20 @@ from aiohttp import web
 from dispatcher.sim.account import (
     SUPPRESSION_REASONS,
     ConfigurationSet,
+    Identity,
     Suppressed,
     Template,
 )
-from dispatcher.sim.errors import bulk_status, v2_error
+from dispatcher.sim.errors import ACTION_THROTTLED_V2, bulk_status, v2_error
 from dispatcher.sim.ids import request_id
 from dispatcher.sim.keys import STATE_KEY
-from dispatcher.sim.mime import event_publishing, header_addresses, header_text, parse_raw_headers
+from dispatcher.sim.mime import (
+    event_publishing,
+    header_addresses,
+    header_text,
+    parse_raw_headers,
+    sender_headers,
+)
 from dispatcher.sim.state import (
     MAX_RECIPIENTS,
     Refusal,
@@ -70,19 +77,34 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+class _BadNextToken(Exception):
+    """A NextToken this simulator never handed out."""
+
+
 def _json_handler(
     func: Callable[[SimState, web.Request], Awaitable[web.Response]],
     malformed: str = "Malformed request.",
+    *,
+    limited: bool = True,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """Malformed input of any kind answers BadRequestException, never a traceback."""
+    """Malformed input of any kind answers BadRequestException, never a traceback.
+
+    `limited`: the action is under SES's 1 request/s on API actions (all but SendEmail).
+    """
+    action = func.__name__
 
     async def handler(request: web.Request) -> web.Response:
         state = request.app[STATE_KEY]
+        if limited and not state.allow_action(action):
+            return error_response(*ACTION_THROTTLED_V2)
         try:
             return await func(state, request)
         except _BadRequest as exc:
             state.refuse(SendError.INVALID_PARAMETER, str(exc))
             return error_response(400, "BadRequestException", str(exc))
+        except _BadNextToken as exc:
+            # The error the sesv2 model lists for ListSuppressedDestinations (text not confirmed).
+            return error_response(400, "InvalidNextTokenException", str(exc))
         except (KeyError, TypeError, AttributeError, ValueError):
             state.refuse(SendError.INVALID_PARAMETER)
             return error_response(400, "BadRequestException", malformed)
@@ -117,6 +139,12 @@ def _tags(tag_list: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
 def _headers(header_list: Sequence[Mapping[str, str]] | None) -> tuple[tuple[str, str], ...]:
     """Message headers as given (Simple Headers, bulk ReplacementHeaders), in order."""
     return tuple((h["Name"], h["Value"]) for h in header_list) if header_list else ()
+
+
+def _feedback_forwarding(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """FeedbackForwardingEmailAddress: SES checks it like the sender."""
+    value = body.get("FeedbackForwardingEmailAddress")
+    return (value,) if isinstance(value, str) and value else ()
 
 
 def _template(state: SimState, spec: Mapping[str, Any]) -> Template | Refusal:
@@ -155,6 +183,7 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
     tags = _tags(body.get("EmailTags"))
     from_addr: str = body.get("FromEmailAddress") or ""
     configuration_set = body.get("ConfigurationSetName")
+    senders = _feedback_forwarding(body)
     simple = content.get("Simple")
     if simple is not None:
         if not from_addr:
@@ -183,6 +212,7 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
             text=text_data,
             html=html_data,
             headers=_headers(simple.get("Headers")),
+            senders=senders,
         )
     raw = content.get("Raw")
     if raw is not None:
@@ -214,6 +244,7 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
             configuration_set=configuration_set or header_set,
             reply_to=body.get("ReplyToAddresses") or header_addresses(headers, "Reply-To"),
             raw=data,
+            senders=(*senders, *sender_headers(headers)),
         )
     spec = content.get("Template")
     if spec is not None:
@@ -242,6 +273,7 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
             template=template.name,
             account_checked=True,
             rendering_failure=failure,
+            senders=senders,
         )
     return state.refuse(
         SendError.MISSING_PARAMETER, "Content.Simple, Content.Raw or Content.Template"
@@ -278,6 +310,7 @@ async def _send_bulk_email(state: SimState, request: web.Request) -> web.Respons
     if isinstance(template, Refusal):
         return refusal_response(template, region)
     default_tags = _tags(body.get("DefaultEmailTags"))
+    senders = _feedback_forwarding(body)
     default_data = spec.get("TemplateData") or ""
     reply_to = body.get("ReplyToAddresses") or ()
     results: list[dict[str, str]] = []
@@ -308,6 +341,7 @@ async def _send_bulk_email(state: SimState, request: web.Request) -> web.Respons
                 headers=_headers(entry.get("ReplacementHeaders")),
                 operation="SendBulkEmail",
                 rendering_failure=failure,
+                senders=senders,
             )
         if isinstance(result, SentMessage):
             results.append({"Status": "SUCCESS", "MessageId": result.message_id})
@@ -348,37 +382,45 @@ async def _put_account_sending(state: SimState, request: web.Request) -> web.Res
 
 
 async def _create_email_identity(state: SimState, request: web.Request) -> web.Response:
-    """POST /v2/email/identities: verified at once (SES waits for a click or DNS)."""
+    """POST /v2/email/identities: PENDING until the link is clicked or the DKIM records are
+    found (POST /_sim/identities/NAME/verify), or verified at once with auto_verify."""
     body = await _body(request)
     name = body.get("EmailIdentity")
     if not name or not isinstance(name, str):
         raise _BadRequest("Missing required parameter EmailIdentity.")
     if "@" in name and address_problem(name):
         raise _BadRequest(f"Invalid email address {name}.")
+    if "@" not in name and ("." not in name or name.endswith(".")):
+        raise _BadRequest(f"Invalid domain name {name}.")  # not confirmed: the text
     if name.lower() in state.account.identities:
         return error_response(
             400, "AlreadyExistsException", f"Email identity {name} already exist."
         )
-    identity = state.account.verify(name)
+    identity = state.account.create(name, verified=state.settings.auto_verify)
     if body.get("ConfigurationSetName"):
         identity.configuration_set = body["ConfigurationSetName"]
     return _ok(
         {
             "IdentityType": identity.kind,
-            "VerifiedForSendingStatus": True,
-            "DkimAttributes": _dkim(identity.kind),
+            "VerifiedForSendingStatus": identity.verified,
+            "DkimAttributes": _dkim(identity),
         }
     )
 
 
-def _dkim(kind: str) -> dict[str, Any]:
-    if kind == "DOMAIN":
-        return {"SigningEnabled": True, "Status": "SUCCESS", "Tokens": ["sim1", "sim2", "sim3"]}
-    return {"SigningEnabled": False, "Status": "NOT_STARTED"}
+def _dkim(identity: Identity) -> dict[str, Any]:
+    if identity.kind == "DOMAIN":
+        return {
+            "SigningEnabled": True,
+            "Status": identity.dkim_status,
+            "Tokens": ["sim1", "sim2", "sim3"],
+            "SigningAttributesOrigin": "AWS_SES",
+        }
+    return {"SigningEnabled": False, "Status": identity.dkim_status}
 
 
 async def _get_email_identity(state: SimState, request: web.Request) -> web.Response:
-    """GET /v2/email/identities/{EmailIdentity}."""
+    """GET /v2/email/identities/{EmailIdentity}: each state as SES reports it."""
     name = request.match_info["identity"]
     identity = state.account.identities.get(name.lower())
     if identity is None:
@@ -387,8 +429,8 @@ async def _get_email_identity(state: SimState, request: web.Request) -> web.Resp
         "IdentityType": identity.kind,
         "FeedbackForwardingStatus": True,
         "VerifiedForSendingStatus": identity.verified,
-        "VerificationStatus": "SUCCESS" if identity.verified else "PENDING",
-        "DkimAttributes": _dkim(identity.kind),
+        "VerificationStatus": identity.verification_status,
+        "DkimAttributes": _dkim(identity),
         "Policies": {},
         "Tags": [],
     }
@@ -413,9 +455,9 @@ async def _delete_email_identity(state: SimState, request: web.Request) -> web.R
 async def _put_mail_from(state: SimState, request: web.Request) -> web.Response:
     """PUT /v2/email/identities/{EmailIdentity}/mail-from (PutEmailIdentityMailFromAttributes).
 
-    The simulator has no DNS: a new MAIL FROM domain is SUCCESS unless its name starts with
-    `fail.` / `unverified.` (a way to rehearse MailFromDomainNotVerifiedException); the admin
-    API sets any status.
+    A new MAIL FROM domain is PENDING until the identity's admin verify step finds its MX
+    record (at once with auto_verify); a name starting `fail.` / `unverified.` then FAILS (a
+    way to rehearse MailFromDomainNotVerifiedException). The admin API sets any status.
     """
     name = request.match_info["identity"]
     identity = state.account.identities.get(name.lower())
@@ -423,10 +465,13 @@ async def _put_mail_from(state: SimState, request: web.Request) -> web.Response:
         return error_response(404, "NotFoundException", f"Email identity {name} does not exist.")
     body = await _body(request)
     domain = body.get("MailFromDomain")
-    identity.mail_from_domain = domain or None
-    identity.mail_from_behavior = body.get("BehaviorOnMxFailure") or "USE_DEFAULT_VALUE"
-    failing = isinstance(domain, str) and domain.startswith(("fail.", "unverified."))
-    identity.mail_from_status = "FAILED" if failing else "SUCCESS"
+    if domain is not None and not isinstance(domain, str):
+        raise _BadRequest("MailFromDomain must be a string.")
+    identity.set_mail_from(
+        domain,
+        body.get("BehaviorOnMxFailure") or "USE_DEFAULT_VALUE",
+        verified=state.settings.auto_verify,
+    )
     return _ok()
 
 
@@ -553,9 +598,12 @@ async def _list_suppressed(state: SimState, request: web.Request) -> web.Respons
     reasons = set(query.getall("Reason", [])) or set(SUPPRESSION_REASONS)
     if not reasons <= set(SUPPRESSION_REASONS):
         raise _BadRequest(f"Reason must be one of {', '.join(SUPPRESSION_REASONS)}.")
+    token = query.get("NextToken", "0")
+    if not token.isdigit():
+        raise _BadNextToken(f"Invalid NextToken {token}.")
+    start = int(token)
     try:
         size = int(query.get("PageSize", "1000"))
-        start = int(query.get("NextToken", "0"))
         since = _timestamp(query.get("StartDate"))
         until = _timestamp(query.get("EndDate"))
     except ValueError as exc:
@@ -615,8 +663,12 @@ async def unknown_operation(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     r = app.router
+    # SendEmail is v2's SendEmail, SendRawEmail and SendTemplatedEmail: the only actions AWS
+    # exempts from 1 request/s (see v1.UNLIMITED_ACTIONS). SendBulkEmail is not exempt: its v1
+    # twin SendBulkTemplatedEmail never joined that list.
     r.add_post(
-        "/v2/email/outbound-emails", _json_handler(_send_email, "Malformed SendEmail request.")
+        "/v2/email/outbound-emails",
+        _json_handler(_send_email, "Malformed SendEmail request.", limited=False),
     )
     r.add_post("/v2/email/outbound-bulk-emails", _json_handler(_send_bulk_email))
     r.add_get("/v2/email/account", _json_handler(_get_account))

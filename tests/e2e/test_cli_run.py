@@ -3,6 +3,7 @@ them: what reached SES, what the exit code and the output say, what the database
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from pathlib import Path
@@ -39,8 +40,11 @@ async def test_run_drain_sends_everything_once_and_status_and_quota_show_it(
         assert Counter(dispatcher_ids(received)) == Counter(ids)  # each exactly once
         assert (await sim.stats())["throttled"] == 0
 
+        # Each command reads GetSendQuota, which SES answers once a second: a user's pace.
         status = await run_cli(env, "status", "--json")
+        await asyncio.sleep(1.0)
         text = await run_cli(env, "status")
+        await asyncio.sleep(1.0)
         quota = await run_cli(env, "quota")
 
     assert status.code == 0, status
@@ -102,7 +106,10 @@ async def test_run_drain_stops_before_the_daily_quota_with_exit_3(
         assert "24 h" in report
         received = await sim.messages()
         stats = await sim.stats()
+        # Each command reads GetSendQuota, which SES answers once a second: a user's pace.
+        await asyncio.sleep(1.0)
         status = await run_cli(env, "status", "--json")
+        await asyncio.sleep(1.0)
         text = await run_cli(env, "status")
 
     # The governor stopped short of the quota: SES never had to refuse a send.

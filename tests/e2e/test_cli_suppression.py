@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from pathlib import Path
@@ -71,6 +72,7 @@ async def test_sync_adds_the_ses_account_level_list_and_says_so_where_ses_cannot
         env = cli_env(tmp_path, dsn=pg_dsn, endpoint_url=sim.endpoint_url)
         assert (await run_cli(env, "suppression", "add", "known@example.com")).code == 0
         synced = await run_cli(env, "suppression", "sync")
+        await asyncio.sleep(1.0)  # SES answers ListSuppressedDestinations once a second
         again = await run_cli(env, "suppression", "sync")
     listed = await run_cli(env, "suppression", "list", "--json")
     unsupported = await run_cli(

@@ -147,7 +147,8 @@ async def test_a_passing_ses_error_at_start_is_retried_not_fatal(
     """Every request fails with HTTP 500 for the first second: the daemon waits it out."""
     async with Queue.connect(pg_dsn, max_size=2) as queue:
         ids = [r.id for r in await queue.enqueue_many(batch(20))]
-    async with sim_process(max_send_rate=100, fault_500_rate=1.0) as sim:
+    async with sim_process(max_send_rate=100) as sim:
+        await sim.configure(fault_500_rate=1.0)  # once the account is set up
         worker = asyncio.create_task(
             run_worker(make_config(pg_dsn, sim.endpoint_url), asyncio.Event(), drain=True)
         )

@@ -163,7 +163,7 @@ async def test_a_complaint_in_configuration_set_format_suppresses(
     sim_inprocess: SimFactory, queue: Queue
 ) -> None:
     store = FeedbackStore(queue.pool)
-    async with sim_inprocess() as sim, endpoint(store, sim) as ep:
+    async with sim_inprocess(configuration_sets=("cs",)) as sim, endpoint(store, sim) as ep:
         await sim.admin(
             "POST",
             "/_sim/subscriptions",

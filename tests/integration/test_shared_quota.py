@@ -28,7 +28,9 @@ async def test_two_daemons_together_stay_inside_one_daily_quota(
     queue: Queue, pg_dsn: str, sim_process: SimFactory
 ) -> None:
     # 100 recipients a day, we stop at 90 %: together, not each, the two daemons may send 90.
-    async with sim_process(max_send_rate=60, max_24_hour_send=100) as sim:
+    # At 20/s that takes the pair ~4.5 s: the second one starts sending about a second after
+    # the first (SES answers GetSendQuota once a second: it takes over the first's reading).
+    async with sim_process(max_send_rate=20, max_24_hour_send=100) as sim:
         await queue.enqueue_many(batch(200, to=REAL))
         cfg = make_config(pg_dsn, sim.endpoint_url, pacing={"quota_headroom": 0.9})
         reports = await asyncio.wait_for(

@@ -53,7 +53,7 @@ def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:
 async def test_v2_simple_send_is_recorded_with_recipients_and_tags(
     sim_inprocess: SimFactory,
 ) -> None:
-    async with sim_inprocess() as sim, clients(sim) as (_, v2):
+    async with sim_inprocess(configuration_sets=("default",)) as sim, clients(sim) as (_, v2):
         result = await v2.send_email(
             FromEmailAddress="Sender <sender@example.com>",
             Destination={
@@ -230,7 +230,7 @@ async def test_get_send_quota_counts_recipients_and_frees_as_the_window_passes(
             Destination={"ToAddresses": ["d@example.com"], "BccAddresses": ["e@example.com"]},
             Message=V1_MESSAGE,
         )
-        during = await v1.get_send_quota()
+        # GetAccount: GetSendQuota answers once a second, as on AWS.
         account = await v2.get_account()
         await asyncio.sleep(1.1)
         after = await v1.get_send_quota()
@@ -239,7 +239,6 @@ async def test_get_send_quota_counts_recipients_and_frees_as_the_window_passes(
         50.0,
         0.0,
     )
-    assert during["SentLast24Hours"] == 5.0
     assert account["SendQuota"] == {
         "Max24HourSend": 10.0,
         "MaxSendRate": 50.0,

@@ -176,7 +176,11 @@ async def test_the_simulators_certificate_is_trusted_only_when_pinned(
 async def test_configuration_set_events_carry_event_type_and_tags(
     sim_inprocess: SimFactory,
 ) -> None:
-    async with sim_inprocess(max_send_rate=100) as sim, sns_receiver() as rx, sesv2(sim) as v2:
+    async with (
+        sim_inprocess(max_send_rate=100, configuration_sets=("marketing",)) as sim,
+        sns_receiver() as rx,
+        sesv2(sim) as v2,
+    ):
         await sim.admin(
             "POST",
             "/_sim/subscriptions",
@@ -213,7 +217,10 @@ async def test_configuration_set_events_carry_event_type_and_tags(
 
 async def test_events_go_to_a_jsonl_file(sim_inprocess: SimFactory, tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
-    async with sim_inprocess(events_file=str(path)) as sim, sesv2(sim) as v2:
+    async with (
+        sim_inprocess(events_file=str(path), configuration_sets=("cs",)) as sim,
+        sesv2(sim) as v2,
+    ):
         first = await send(v2, f"bounce{SIM}")
         second = await send(v2, f"complaint{SIM}", ConfigurationSetName="cs")
         stats = await sim.stats()

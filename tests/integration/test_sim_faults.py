@@ -101,12 +101,13 @@ async def test_http_5xx_faults_on_v1_and_v2_are_transient(
 
 
 async def test_connection_reset(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess(fault_reset_rate=1.0) as sim, clients(sim) as (_, v2):
+    async with sim_inprocess(fault_reset_rate=1.0, identities=()) as sim, clients(sim) as (_, v2):
         # botocore reports a reset as ConnectionClosedError or EndpointConnectionError,
         # depending on when the client notices.
         with pytest.raises((ConnectionClosedError, EndpointConnectionError)):
             await v2_send(v2)
         await sim.configure(fault_reset_rate=0.0)
+        await sim.verify("example.com")  # set up once the faults are over
         await v2_send(v2)  # the client recovers on a new connection
         stats = await sim.stats()
     assert stats["faults"] == 1 and stats["accepted"] == 1
@@ -117,7 +118,7 @@ async def test_a_response_that_never_comes_times_out_and_stopping_is_prompt(
 ) -> None:
     loop = asyncio.get_running_loop()
     async with (
-        sim_inprocess(fault_timeout_rate=1.0, fault_timeout_seconds=60) as sim,
+        sim_inprocess(fault_timeout_rate=1.0, fault_timeout_seconds=60, identities=()) as sim,
         clients(sim, read_timeout=0.3, connect_timeout=1) as (_, v2),
     ):
         started = loop.time()
@@ -157,7 +158,7 @@ async def test_throttle_rate_and_storms_answer_rate_exceeded(sim_inprocess: SimF
 
 
 async def test_fault_flags_reach_the_process(sim_process: SimFactory) -> None:
-    async with sim_process(fault_503_rate=1.0, latency_ms=5, sandbox=False) as sim:
+    async with sim_process(fault_503_rate=1.0, latency_ms=5, sandbox=False, identities=()) as sim:
         config = await sim.config()
         async with clients(sim) as (_, v2):
             with pytest.raises(ClientError) as exc:

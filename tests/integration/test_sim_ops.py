@@ -6,6 +6,7 @@ simulator invents cannot drift away from what the adapter reacts to.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from dispatcher.domain.outcome import Outcome
 from dispatcher.ses import SesSettings
 from dispatcher.ses.adapter import SesAdapter
 from dispatcher.ses.classify import classify_bulk_status, classify_error
-from tests.support.sim import SimFactory, SimHandle
+from tests.support.sim import Paced, SimFactory, SimHandle
 
 SIMPLE = {"Simple": {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi there"}}}}
 V1_MESSAGE = {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi there"}}}
@@ -33,12 +34,13 @@ PAUSED_TEXT = (
 
 @asynccontextmanager
 async def clients(sim: SimHandle) -> AsyncIterator[tuple[Any, Any]]:
+    """v1 and v2 clients that keep to SES's 1 request/s on non-send actions."""
     session = aioboto3.Session()
     async with (
         session.client("ses", **sim.client_kwargs()) as v1,
         session.client("sesv2", **sim.client_kwargs()) as v2,
     ):
-        yield v1, v2
+        yield Paced(v1), Paced(v2)
 
 
 def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:
@@ -69,34 +71,53 @@ async def v2_send(v2: Any, *to: str, source: str = "s@example.com", **extra: Any
 # -- identities ------------------------------------------------------------------------------
 
 
-async def test_v1_verify_identities_and_list_them(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess() as sim, clients(sim) as (v1, _):
+async def test_v1_verify_identities_pending_until_verified_and_list_them(
+    sim_inprocess: SimFactory,
+) -> None:
+    async with sim_inprocess(identities=()) as sim, clients(sim) as (v1, _):
         await v1.verify_email_identity(EmailAddress="Ann@Example.org")
         token = (await v1.verify_domain_identity(Domain="example.com"))["VerificationToken"]
         everything = (await v1.list_identities())["Identities"]
-        addresses = (await v1.list_identities(IdentityType="EmailAddress"))["Identities"]
-        domains = (await v1.list_identities(IdentityType="Domain"))["Identities"]
+        pending = await v1.get_identity_verification_attributes(
+            Identities=["ann@example.org", "example.com", "nobody.org"]
+        )
+        await sim.admin("POST", "/_sim/identities/example.com/verify")
         listed = await sim.admin("GET", "/_sim/identities")
+        addresses = (await v1.list_identities(IdentityType="EmailAddress"))["Identities"]
+        verified = await v1.get_identity_verification_attributes(Identities=["example.com"])
     assert len(base64.b64decode(token)) == 32
     assert everything == ["ann@example.org", "example.com"]
-    assert (addresses, domains) == (["ann@example.org"], ["example.com"])
+    assert addresses == ["ann@example.org"]
+    assert {k: v["VerificationStatus"] for k, v in pending["VerificationAttributes"].items()} == {
+        "ann@example.org": "Pending",
+        "example.com": "Pending",
+    }
+    assert verified["VerificationAttributes"]["example.com"]["VerificationStatus"] == "Success"
     assert [(i["identity"], i["type"], i["verified"]) for i in listed] == [
-        ("ann@example.org", "EMAIL_ADDRESS", True),
+        ("ann@example.org", "EMAIL_ADDRESS", False),
         ("example.com", "DOMAIN", True),
     ]
 
 
-async def test_v2_create_and_get_email_identity(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess() as sim, clients(sim) as (_, v2):
+async def test_v2_create_and_get_email_identity_with_auto_verify(
+    sim_inprocess: SimFactory,
+) -> None:
+    async with sim_inprocess(auto_verify=True, identities=()) as sim, clients(sim) as (_, v2):
         created = await v2.create_email_identity(EmailIdentity="example.com")
-        address = await v2.create_email_identity(EmailIdentity="me@other.org")
         got = await v2.get_email_identity(EmailIdentity="example.com")
-        with pytest.raises(ClientError) as again:
-            await v2.create_email_identity(EmailIdentity="example.com")
+        await v2_send(v2, "a@x.org")  # verified at once: no verify step
+        address = await v2.create_email_identity(EmailIdentity="me@other.org")
         with pytest.raises(ClientError) as missing:
             await v2.get_email_identity(EmailIdentity="nobody.org")
+        with pytest.raises(ClientError) as again:
+            await v2.create_email_identity(EmailIdentity="example.com")
+        assert len(await sim.messages()) == 1
     assert (created["IdentityType"], created["VerifiedForSendingStatus"]) == ("DOMAIN", True)
-    assert address["IdentityType"] == "EMAIL_ADDRESS"
+    assert created["DkimAttributes"]["Status"] == "SUCCESS"
+    assert (address["IdentityType"], address["VerifiedForSendingStatus"]) == (
+        "EMAIL_ADDRESS",
+        True,
+    )
     assert got["VerificationStatus"] == "SUCCESS" and got["VerifiedForSendingStatus"]
     assert error_of(again)[0] == "AlreadyExistsException"
     assert error_of(missing) == (
@@ -370,10 +391,18 @@ async def test_configuration_set_missing_when_required(sim_inprocess: SimFactory
     assert [s["name"] for s in sets] == ["one", "two"]
 
 
-async def test_unknown_configuration_set_is_accepted_by_default(sim: SimHandle) -> None:
-    async with clients(sim) as (_, v2):
+async def test_lenient_accepts_unknown_configuration_sets_and_unverified_senders(
+    sim_inprocess: SimFactory,
+) -> None:
+    async with sim_inprocess(lenient=True, identities=()) as sim, clients(sim) as (v1, v2):
         await v2_send(v2, "a@example.com", ConfigurationSetName="never-created")
-    assert (await sim.messages())[0]["configuration_set"] == "never-created"
+        await v1_send(v1, "a@example.com", source="nobody@unverified.org")
+        async with aioboto3.Session().client("ses", **sim.client_kwargs()) as unpaced:
+            quotas = [await unpaced.get_send_quota() for _ in range(3)]  # no 1 request/s
+        messages = await sim.messages()
+    assert messages[0]["configuration_set"] == "never-created"
+    assert messages[1]["from"] == "nobody@unverified.org"
+    assert len(quotas) == 3
 
 
 async def test_configuration_set_paused_v1_and_v2(sim_inprocess: SimFactory) -> None:
@@ -406,19 +435,32 @@ async def test_configuration_set_paused_v1_and_v2(sim_inprocess: SimFactory) -> 
 
 
 async def test_mail_from_domain_not_verified_v1_and_v2(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess() as sim, clients(sim) as (v1, v2):
+    async with sim_inprocess(identities=("unrelated.org",)) as sim, clients(sim) as (v1, v2):
         await v2.create_email_identity(EmailIdentity="example.com")
         await v2.put_email_identity_mail_from_attributes(
             EmailIdentity="example.com",
             MailFromDomain="fail.example.com",
             BehaviorOnMxFailure="REJECT_MESSAGE",
         )
+        pending = await v2.get_email_identity(EmailIdentity="example.com")
+        # The DNS step: the identity's records are found, the MAIL FROM's MX is not.
+        await sim.admin("POST", "/_sim/identities/example.com/verify")
         identity = await v2.get_email_identity(EmailIdentity="example.com")
         with pytest.raises(ClientError) as v1_exc:
             await v1_send(v1, "a@elsewhere.org", source="news@example.com")
         with pytest.raises(ClientError) as v2_exc:
             await v2_send(v2, "a@elsewhere.org", source="news@example.com")
         await v2_send(v2, "a@elsewhere.org", source="me@unrelated.org")  # other senders go
+    assert pending["MailFromAttributes"] == {
+        "MailFromDomain": "fail.example.com",
+        "MailFromDomainStatus": "PENDING",
+        "BehaviorOnMxFailure": "REJECT_MESSAGE",
+    }
+    assert (pending["VerificationStatus"], pending["DkimAttributes"]["Status"]) == (
+        "PENDING",
+        "PENDING",
+    )
+    assert not pending["VerifiedForSendingStatus"] and identity["VerifiedForSendingStatus"]
     assert identity["MailFromAttributes"]["MailFromDomainStatus"] == "FAILED"
     text = "The MAIL FROM domain fail.example.com is not verified (no MX record found)."
     assert error_of(v1_exc) == ("MailFromDomainNotVerifiedException", text, 400)
@@ -430,7 +472,10 @@ async def test_mail_from_domain_not_verified_v1_and_v2(sim_inprocess: SimFactory
 
 
 async def test_sandbox_requires_verified_sender_and_recipients(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess(sandbox=True, max_send_rate=100) as sim, clients(sim) as (v1, v2):
+    async with (
+        sim_inprocess(sandbox=True, max_send_rate=100, identities=()) as sim,
+        clients(sim) as (v1, v2),
+    ):
         with pytest.raises(ClientError) as sender:
             await v2_send(v2, "a@example.com", source="me@example.com")
         await sim.verify("example.com")  # a domain covers its addresses
@@ -442,6 +487,7 @@ async def test_sandbox_requires_verified_sender_and_recipients(sim_inprocess: Si
         with pytest.raises(ClientError) as v1_exc:
             await v1_send(v1, "b@elsewhere.org", source="me@example.com")
         await v1.verify_email_identity(EmailAddress="b@elsewhere.org")
+        await sim.admin("POST", "/_sim/identities/b@elsewhere.org/verify")  # the link clicked
         await v1_send(v1, "b@elsewhere.org", source="me@example.com")
         account = await v2.get_account()
     prefix = "Email address is not verified. The following identities failed the check in region "
@@ -456,8 +502,10 @@ async def test_sandbox_requires_verified_sender_and_recipients(sim_inprocess: Si
     assert account["ProductionAccessEnabled"] is False
 
 
-async def test_production_may_require_a_verified_sender(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess(require_verified_sender=True) as sim, clients(sim) as (_, v2):
+async def test_production_requires_a_verified_sender_by_default(
+    sim_inprocess: SimFactory,
+) -> None:
+    async with sim_inprocess(identities=()) as sim, clients(sim) as (_, v2):
         with pytest.raises(ClientError) as exc:
             await v2_send(v2, "anyone@elsewhere.org", source="me@example.com")
         await sim.verify("me@example.com")
@@ -510,9 +558,17 @@ async def test_v2_list_suppressed_destinations_pages_and_filters(
             )
         ) as ses:
             paged = [item async for item in ses.list_suppressed(page_size=2)]  # 3 pages
+        await asyncio.sleep(1.0)  # the adapter's last page was just now: SES's 1 request/s
         complaints = await v2.list_suppressed_destinations(Reasons=["COMPLAINT"])
         with pytest.raises(ClientError) as bad:
             await v2.list_suppressed_destinations(PageSize=1001)
+        with pytest.raises(ClientError) as bad_token:
+            await v2.list_suppressed_destinations(NextToken="not-a-token")
+    assert error_of(bad_token) == (
+        "InvalidNextTokenException",
+        "Invalid NextToken not-a-token.",
+        400,
+    )
     assert paged == [(f"r{i}@example.com", "COMPLAINT" if i == 2 else "BOUNCE") for i in range(5)]
     summaries = complaints["SuppressedDestinationSummaries"]
     assert [s["EmailAddress"] for s in summaries] == ["r2@example.com"]
@@ -626,7 +682,8 @@ async def test_malformed_v2_requests_name_the_problem(sim: SimHandle) -> None:
 async def test_update_email_template_replaces_the_content(sim_inprocess: SimFactory) -> None:
     async with sim_inprocess() as sim:
         session = aioboto3.Session()
-        async with session.client("sesv2", **sim.client_kwargs()) as v2:
+        async with session.client("sesv2", **sim.client_kwargs()) as client:
+            v2 = Paced(client)
             await v2.create_email_template(
                 TemplateName="t", TemplateContent={"Subject": "old", "Text": "x"}
             )

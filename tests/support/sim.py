@@ -8,6 +8,12 @@ Register in tests/conftest.py with `pytest_plugins = ["tests.support.sim"]`, the
                 ...
             assert len(await sim.messages()) == 1
 
+The simulator is as strict as SES (verified senders, existing configuration sets, 1 request/s
+on non-send actions). Every fixture sets up the account as a user would before the test starts:
+CreateEmailIdentity for DEFAULT_IDENTITIES (or `identities=...`), the verification step
+(POST /_sim/identities/NAME/verify) and CreateConfigurationSet for `configuration_sets=...`;
+`sim.setup_account(...)` does the same later. `lenient=True` is for tests of leniency only.
+
 `sim.admin(...)` reaches any /_sim/ route (identities, account state, subscriptions, ...), and
 `async with sns_receiver() as rx:` is an SNS HTTP endpoint that records what it is sent.
 """
@@ -16,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,7 @@ from aiobotocore.config import AioConfig
 from aiohttp import web
 
 from dispatcher.sim.launch import start_simulator
+from dispatcher.sim.provision import setup_account
 from dispatcher.sim.state import SimState
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +41,43 @@ START_TIMEOUT = 20.0  # seconds for the subprocess to print its ready line
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 
 SimFactory = Callable[..., AbstractAsyncContextManager["SimHandle"]]
+
+# The senders most tests use: a verified domain covers every address in it.
+DEFAULT_IDENTITIES: tuple[str, ...] = ("example.com",)
+
+
+# What AWS exempts from its 1 request/s on API actions (botocore's method names).
+_UNPACED = frozenset({"send_email", "send_raw_email", "send_templated_email"})
+
+
+class Paced:
+    """An aioboto3 SES client that calls each non-send action at most once a second, as AWS
+    asks of every caller (the dispatcher's adapter paces itself the same way).
+
+    The next call of an action waits until a second after the previous one was answered:
+    SES counted that one on arrival, before its answer, so the gap it sees is at least 1 s.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._answered: dict[str, float] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if name in _UNPACED or name.startswith("_") or not callable(attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            loop = asyncio.get_running_loop()
+            answered = self._answered.get(name)
+            if answered is not None and (wait := answered + 1.0 - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            try:
+                return await attr(*args, **kwargs)
+            finally:
+                self._answered[name] = loop.time()
+
+        return call
 
 
 class SimHandle:
@@ -93,10 +137,25 @@ class SimHandle:
         kwargs: dict[str, Any] = {} if body is None else {"json": body}
         return await self._call(method, path, **kwargs)
 
+    async def setup_account(
+        self, *, identities: Sequence[str] = (), configuration_sets: Sequence[str] = ()
+    ) -> None:
+        """As a user would: CreateEmailIdentity (then the verification step) for each
+        identity, CreateConfigurationSet for each set; paced to SES's 1 request/s."""
+        await setup_account(
+            self.endpoint_url,
+            identities=identities,
+            configuration_sets=configuration_sets,
+            region=self.region,
+        )
+
     async def verify(self, *identities: str) -> None:
-        """Make identities (addresses or domains) verified in the simulated account."""
-        for identity in identities:
-            await self.admin("POST", "/_sim/identities", {"identity": identity})
+        """Make identities (addresses or domains) verified, through the API as a user would."""
+        await self.setup_account(identities=identities)
+
+    async def create_identity(self, name: str) -> None:
+        """CreateEmailIdentity only: the identity stays PENDING (unless auto_verify)."""
+        await setup_account(self.endpoint_url, identities=(name,), region=self.region, verify=False)
 
     async def events(self) -> list[dict[str, Any]]:
         """The SES events generated so far (see /_sim/events)."""
@@ -120,25 +179,51 @@ class SimHandle:
             return payload
 
 
+async def _set_up(
+    handle: SimHandle, identities: Sequence[str], configuration_sets: Sequence[str]
+) -> SimHandle:
+    """The account as a user set it up some time ago: its limits are full again (a reset)."""
+    if identities or configuration_sets:
+        await handle.setup_account(identities=identities, configuration_sets=configuration_sets)
+        await handle.reset()
+    return handle
+
+
 @asynccontextmanager
-async def run_sim_process(**settings: Any) -> AsyncIterator[SimHandle]:
-    """`python -m dispatcher.sim --port 0 ...` in a child process; killed on exit."""
+async def run_sim_process(
+    *,
+    identities: Sequence[str] = DEFAULT_IDENTITIES,
+    configuration_sets: Sequence[str] = (),
+    **settings: Any,
+) -> AsyncIterator[SimHandle]:
+    """`python -m dispatcher.sim --port 0 ...` in a child process, its account set up through
+    the API; killed on exit."""
     async with (
         start_simulator(start_timeout=START_TIMEOUT, stop_timeout=STOP_TIMEOUT, **settings) as sim,
         aiohttp.ClientSession() as http,
     ):
-        yield SimHandle(sim.endpoint_url, http, region=sim.settings.region, pid=sim.pid)
+        handle = SimHandle(sim.endpoint_url, http, region=sim.settings.region, pid=sim.pid)
+        yield await _set_up(handle, identities, configuration_sets)
 
 
 @asynccontextmanager
-async def run_sim_inprocess(**settings: Any) -> AsyncIterator[SimHandle]:
-    """The simulator on a free loopback port in this event loop; `.state` is the live SimState."""
+async def run_sim_inprocess(
+    *,
+    identities: Sequence[str] = DEFAULT_IDENTITIES,
+    configuration_sets: Sequence[str] = (),
+    **settings: Any,
+) -> AsyncIterator[SimHandle]:
+    """The simulator on a free loopback port in this event loop, its account set up through
+    the API; `.state` is the live SimState."""
     async with (
         start_simulator(in_process=True, **settings) as sim,
         aiohttp.ClientSession() as http,
     ):
         assert sim.server is not None
-        yield SimHandle(sim.endpoint_url, http, region=sim.settings.region, state=sim.server.state)
+        handle = SimHandle(
+            sim.endpoint_url, http, region=sim.settings.region, state=sim.server.state
+        )
+        yield await _set_up(handle, identities, configuration_sets)
 
 
 @pytest.fixture
@@ -155,7 +240,8 @@ def sim_inprocess() -> SimFactory:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[SimHandle]:
-    """An in-process simulator with SES's default limits (14/s, 50 000/day)."""
+    """An in-process simulator with SES's default limits (14/s, 50 000/day), example.com
+    verified."""
     async with run_sim_inprocess() as handle:
         yield handle
 

@@ -26,7 +26,20 @@ def test_defaults_are_the_production_account_the_project_relies_on() -> None:
         50000.0,
         1.0,
     )
-    assert not settings.sandbox and not settings.require_verified_sender
+    assert not settings.sandbox and not settings.lenient and not settings.auto_verify
+    # As strict as a production SES account (issue 15).
+    assert settings.require_verified_sender and settings.require_configuration_sets
+    assert settings.api_requests_per_second == 1.0
+
+
+def test_lenient_and_auto_verify_flags() -> None:
+    settings = cli.settings_from_args(parse("--lenient", "--auto-verify"))
+    assert settings.lenient and settings.auto_verify
+    assert not settings.sender_must_be_verified and not settings.configuration_sets_must_exist
+    assert settings.api_rate == 0.0
+    strict = cli.settings_from_args(parse())
+    assert strict.sender_must_be_verified and strict.configuration_sets_must_exist
+    assert strict.api_rate == 1.0
 
 
 def test_every_setting_has_a_flag() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.sim.limits import RateBucket, RollingQuota
+from dispatcher.sim.limits import ActionLimit, RateBucket, RollingQuota
 
 
 class FakeClock:
@@ -165,3 +165,30 @@ def test_quota_reconfigured_at_runtime_keeps_what_was_sent() -> None:
     quota.configure(window=10.0)
     clock.advance(10.0)
     assert quota.sent_in_window() == 0
+
+
+# -- 1 request/s on non-send actions ----------------------------------------------------------
+
+
+def test_each_action_gets_one_request_per_second_and_no_burst() -> None:
+    clock = FakeClock()
+    limit = ActionLimit(1.0, clock=clock)
+    assert limit.allow("GetSendQuota")
+    assert not limit.allow("GetSendQuota")  # a second call within the second
+    assert limit.allow("CreateEmailIdentity")  # another action has its own second
+    clock.advance(0.5)
+    assert not limit.allow("GetSendQuota")
+    clock.advance(0.5)
+    assert limit.allow("GetSendQuota")
+    clock.advance(10.0)  # a quiet spell earns no burst: still one call, then a refusal
+    assert limit.allow("GetSendQuota")
+    assert not limit.allow("GetSendQuota")
+
+
+def test_a_zero_rate_means_no_limit_and_a_changed_rate_starts_afresh() -> None:
+    clock = FakeClock()
+    limit = ActionLimit(1.0, clock=clock)
+    assert limit.allow("GetAccount")
+    assert all(limit.allow("GetAccount", 0.0) for _ in range(100))
+    assert limit.allow("GetAccount", 1.0)
+    assert not limit.allow("GetAccount", 1.0)

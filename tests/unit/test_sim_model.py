@@ -32,8 +32,12 @@ class FakeClock:
         return self.now
 
 
-def make(**settings: Any) -> SimState:
-    return SimState(SimSettings(**settings), clock=FakeClock(), wall_clock=lambda: 1.7e9)
+def make(*, verified: tuple[str, ...] = ("example.com",), **settings: Any) -> SimState:
+    """A strict account (SES's defaults) with these identities verified."""
+    state = SimState(SimSettings(**settings), clock=FakeClock(), wall_clock=lambda: 1.7e9)
+    for name in verified:
+        state.account.verify(name)
+    return state
 
 
 def send(state: SimState, *to: str, sender: str = "me@example.com", **kw: Any) -> Any:
@@ -63,7 +67,7 @@ def test_template_renders_values_and_nested_paths_and_refuses_non_objects() -> N
 
 
 def test_account_checks_come_first_then_validity_then_identities() -> None:
-    state = make(sandbox=True)
+    state = make(sandbox=True, verified=())
     state.account.sending_enabled = False
     assert send(state, "not-an-address") == Refusal(SendError.ACCOUNT_PAUSED)
     state.account.enforcement_status = "SHUTDOWN"
@@ -79,23 +83,81 @@ def test_account_checks_come_first_then_validity_then_identities() -> None:
 
 
 def test_sandbox_lets_the_mailbox_simulator_through_without_verification() -> None:
-    state = make(sandbox=True)
+    state = make(sandbox=True, verified=())
     state.account.verify("me@example.com")
     assert isinstance(send(state, "bounce+x@simulator.amazonses.com"), SentMessage)
 
 
-def test_configuration_sets_missing_only_when_required_and_paused_always() -> None:
+def test_configuration_sets_must_exist_unless_lenient_and_paused_always() -> None:
     state = make()
-    assert isinstance(send(state, "a@example.com", configuration_set="x"), SentMessage)
-    state.configure({"require_configuration_sets": True})
     assert send(state, "a@example.com", configuration_set="x") == Refusal(
         SendError.CONFIG_SET_MISSING, "x"
     )
-    state.configure({"require_configuration_sets": False})
+    state.configure({"lenient": True})
+    assert isinstance(send(state, "a@example.com", configuration_set="x"), SentMessage)
+    state.configure({"lenient": False, "require_configuration_sets": False})
+    assert isinstance(send(state, "a@example.com", configuration_set="x"), SentMessage)
     state.account.configuration_sets["x"] = ConfigurationSet("x", sending_enabled=False)
+    state.configure({"lenient": True})
     assert send(state, "a@example.com", configuration_set="x") == Refusal(
         SendError.CONFIG_SET_PAUSED, "x"
     )
+
+
+def test_the_sender_must_be_verified_unless_lenient() -> None:
+    state = make(verified=())
+    assert send(state, "a@x.org") == Refusal(SendError.NOT_VERIFIED, "me@example.com")
+    state.configure({"lenient": True})
+    assert isinstance(send(state, "a@x.org"), SentMessage)
+    state.configure({"lenient": False, "require_verified_sender": False})
+    assert isinstance(send(state, "a@x.org"), SentMessage)
+    # The sandbox needs verified senders whatever the leniency.
+    state.configure({"lenient": True, "sandbox": True})
+    assert isinstance(send(state, "a@x.org"), Refusal)
+
+
+def test_return_path_and_raw_senders_are_checked_like_the_sender() -> None:
+    state = make()
+    refused = send(state, "a@x.org", senders=("bounces@other.org", "Ann <ann@third.org>"))
+    assert refused == Refusal(SendError.NOT_VERIFIED, "bounces@other.org, ann@third.org")
+    refused = send(state, "a@x.org", senders=("bad@localhost",))
+    assert refused == Refusal(SendError.INVALID_ADDRESS, "bad@localhost", "Missing domain")
+    assert isinstance(send(state, "a@x.org", senders=("ann@example.com",)), SentMessage)
+
+
+def test_a_pending_identity_is_not_verified_until_its_verify_step() -> None:
+    account = Account()
+    domain = account.create("example.com")
+    address = account.create("me@other.org")
+    assert (domain.kind, domain.verification_status, domain.dkim_status) == (
+        "DOMAIN",
+        "PENDING",
+        "PENDING",
+    )
+    assert (address.kind, address.dkim_status) == ("EMAIL_ADDRESS", "NOT_STARTED")
+    assert not account.is_verified("me@example.com") and not account.is_verified("me@other.org")
+    domain.set_mail_from("bounce.example.com", "REJECT_MESSAGE", verified=False)
+    assert domain.mail_from_status == "PENDING"
+    domain.mark_verified()
+    assert (domain.verification_status, domain.dkim_status, domain.mail_from_status) == (
+        "SUCCESS",
+        "SUCCESS",
+        "SUCCESS",
+    )
+    assert account.is_verified("me@example.com") and not account.is_verified("me@other.org")
+    failing = account.create("fail.org", verified=True)
+    failing.set_mail_from("fail.mail.fail.org", "REJECT_MESSAGE", verified=True)
+    assert failing.mail_from_status == "FAILED" and failing.mail_from_rejects
+    assert account.create("example.com", verified=True) is domain  # create returns the existing
+
+
+def test_a_pending_mail_from_with_reject_message_refuses_sends() -> None:
+    state = make()
+    identity = state.account.identities["example.com"]
+    identity.set_mail_from("bounce.example.com", "REJECT_MESSAGE", verified=False)
+    assert send(state, "a@x.org") == Refusal(SendError.MAIL_FROM_NOT_VERIFIED, "bounce.example.com")
+    identity.mark_verified()
+    assert isinstance(send(state, "a@x.org"), SentMessage)
 
 
 def test_mail_from_failure_rejects_the_domain_and_its_addresses() -> None:

@@ -27,8 +27,11 @@ class FakeClock:
 
 
 def make(**settings: Any) -> tuple[SimState, FakeClock]:
+    """A strict account (SES's defaults) whose sender's domain is verified."""
     clock = FakeClock()
-    return SimState(SimSettings(**settings), clock=clock, wall_clock=lambda: 1.7e9), clock
+    state = SimState(SimSettings(**settings), clock=clock, wall_clock=lambda: 1.7e9)
+    state.account.verify("example.com")
+    return state, clock
 
 
 def send(state: SimState, *to: str, cc: tuple[str, ...] = ()) -> SentMessage | Refusal:
@@ -120,6 +123,15 @@ def test_one_invalid_recipient_rejects_the_whole_message() -> None:
         ("a@", "Missing domain"),
         ("a@exa mple.com", "Domain contains control or whitespace"),
         ("a b@example.com", "Local address contains control or whitespace"),
+        # SES's address rules (issue 15): a trailing dot, no dot, non-ASCII.
+        ("francois@brave.com.", "Missing domain"),
+        ("user@localhost", "Missing domain"),
+        ("Ann <user@localhost>", "Missing domain"),
+        ("dån@example.com", "Local address contains control or whitespace"),
+        ("a@bücher.example", "Domain contains illegal character"),
+        ("a@xn--bcher-kva.example", None),
+        ("=?utf-8?q?Zo=C3=AB?= <zoe@example.com>", None),
+        ("Zoë <zoe@example.com>", None),
     ],
 )
 def test_address_problem(address: str, problem: str | None) -> None:
@@ -166,3 +178,16 @@ def test_configure_and_reset() -> None:
 def test_settings_name_the_bad_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         SimSettings(**{field: value})  # type: ignore[arg-type]
+
+
+def test_non_send_actions_are_limited_unless_lenient_and_counted() -> None:
+    state, clock = make()
+    assert state.allow_action("GetSendQuota")
+    assert not state.allow_action("GetSendQuota")
+    assert state.counters.api_throttled == 1
+    clock.now += 1.0
+    assert state.allow_action("GetSendQuota")
+    state.configure({"lenient": True})
+    assert all(state.allow_action("GetSendQuota") for _ in range(5))
+    state.configure({"lenient": False, "api_requests_per_second": 0})
+    assert all(state.allow_action("GetSendQuota") for _ in range(5))
