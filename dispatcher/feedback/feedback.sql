@@ -173,3 +173,22 @@ FROM dispatcher.events
 WHERE message_id = $1
    OR ses_message_id = (SELECT ses_message_id FROM dispatcher.jobs WHERE id = $1)
 ORDER BY coalesce(occurred_at, received_at), id;
+
+-- name: events_link_late
+-- Events without our tag (identity notifications) that were processed before the settle of
+-- their send recorded its SES MessageId (SES, or the simulator, can be that quick): tied to the
+-- message now, over the last $1 seconds; per message, the recipients each kind counts.
+WITH linked AS (
+    UPDATE dispatcher.events e SET message_id = j.id
+    FROM dispatcher.jobs j
+    WHERE e.message_id IS NULL AND e.processed_at IS NOT NULL AND e.ses_message_id IS NOT NULL
+      AND e.received_at > now() - make_interval(secs => $1)
+      AND j.ses_message_id = e.ses_message_id
+    RETURNING e.id, e.message_id
+)
+SELECT l.message_id,
+       count(re.address) FILTER (WHERE re.kind = 'delivery') AS delivered,
+       count(re.address) FILTER (WHERE re.kind = 'bounce') AS bounced,
+       count(re.address) FILTER (WHERE re.kind = 'complaint') AS complained
+FROM linked l LEFT JOIN dispatcher.recipient_events re ON re.event_id = l.id
+GROUP BY l.message_id;

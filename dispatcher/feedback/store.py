@@ -55,6 +55,8 @@ TRANSIENT_LIMIT = 3
 TRANSIENT_WINDOW_DAYS = 7.0
 CHUNK = 5000  # addresses per statement for import/add/remove
 MALFORMED = "malformed"  # events.kind of an authentic SNS message whose SES JSON was unreadable
+# Tagless events are tied to a send whose MessageId was recorded after them for this long.
+LATE_LINK_SECONDS = 900.0
 # Events whose recipients are recorded one by one (the guard's rates and suppressions read them).
 _PER_RECIPIENT = frozenset({EventKind.BOUNCE, EventKind.COMPLAINT, EventKind.DELIVERY})
 
@@ -188,6 +190,21 @@ class FeedbackStore:
                 "feedback.suppressed", event_id=event_id, kind=row["kind"], count=len(suppressed)
             )
         return result
+
+    async def link_late(self, within: float = LATE_LINK_SECONDS) -> int:
+        """Tie events that came before their send's MessageId was recorded to the message, and
+        count them for it (the guard's campaign rates read those counts); how many messages."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(query("events_link_late"), float(within))
+            for row in rows:
+                await conn.execute(
+                    query("message_feedback_add"),
+                    row["message_id"],
+                    row["delivered"],
+                    row["bounced"],
+                    row["complained"],
+                )
+        return len(rows)
 
     async def process_pending(self, limit: int = 100) -> int:
         """Process events recorded but never processed (a crash in between); how many."""

@@ -89,6 +89,7 @@ async def run_guard(
     while not stop.is_set():
         try:
             await feedback.process_pending()
+            await feedback.link_late()  # before the rates: tagless events of fresh sends
             if settings.enabled:
                 await check_once(feedback, campaigns, settings)
         except Exception as exc:

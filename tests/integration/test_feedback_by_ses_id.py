@@ -128,3 +128,29 @@ async def test_an_event_settles_a_send_in_doubt_and_an_early_event_is_still_show
     view = await run_cli(cli_env(tmp_path, dsn=pg_dsn), "status", str(early), "--json")
     assert view.code == 0, view
     assert [e["event_type"] for e in json.loads(view.out)["events"]] == ["DeliveryDelay"]
+
+
+async def test_a_tagless_bounce_before_the_settle_counts_for_its_message_once_linked(
+    queue: Queue,
+) -> None:
+    # SES (or the simulator) can publish before the send's settle records the MessageId: the
+    # bounce suppresses at once; the guard's per-message counts follow at its next round.
+    store = FeedbackStore(queue.pool)
+    await deliver(store, aws_event(IDENTITY_BOUNCE, ses_message_id="ses-early"))
+    assert "jane@example.com" in await store.lookup(["jane@example.com"])
+    ours = await sent(queue, ("jane@example.com", "mary@example.com"), "ses-early")
+    async with queue.pool.acquire() as conn:
+        before = await conn.fetchval(
+            "SELECT bounced FROM dispatcher.message_feedback WHERE message_id = $1", ours
+        )
+    assert await store.link_late() == 1
+    assert await store.link_late() == 0  # once
+    async with queue.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT bounced, campaign_id FROM dispatcher.message_feedback WHERE message_id = $1",
+            ours,
+        )
+        tied = await conn.fetchval(
+            "SELECT message_id FROM dispatcher.events WHERE ses_message_id = 'ses-early'"
+        )
+    assert before is None and row["bounced"] == 1 and tied == ours

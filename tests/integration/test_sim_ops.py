@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from dispatcher.domain.outcome import Outcome
 from dispatcher.ses import SesSettings
 from dispatcher.ses.adapter import SesAdapter
-from dispatcher.ses.classify import classify_bulk_status, classify_error
+from dispatcher.ses.classify import Identities, classify_bulk_status, classify_error
 from tests.support.sim import Paced, SimFactory, SimHandle
 
 SIMPLE = {"Simple": {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi there"}}}}
@@ -52,8 +52,11 @@ def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:
     )
 
 
-def outcome_of(exc: pytest.ExceptionInfo[ClientError]) -> Outcome:
-    return classify_error(*error_of(exc))
+def outcome_of(
+    exc: pytest.ExceptionInfo[ClientError], identities: Identities | None = None
+) -> Outcome:
+    """The dispatcher's reading; `identities`: the message's (sender vs recipient)."""
+    return classify_error(*error_of(exc), identities)
 
 
 async def v1_send(v1: Any, *to: str, source: str = "s@example.com", **extra: Any) -> Any:
@@ -258,6 +261,20 @@ async def test_v1_send_bulk_templated_email_has_a_status_per_destination(
     assert messages[0]["tags"] == {"campaign": "c1", "row": "1"}
 
 
+BULK_ENTRIES: list[dict[str, Any]] = [
+    {
+        "Destination": {"ToAddresses": ["a@example.com"]},
+        "ReplacementEmailContent": {
+            "ReplacementTemplate": {"ReplacementTemplateData": '{"n": "Ann"}'}
+        },
+    },
+    {"Destination": {"ToAddresses": ["stranger@elsewhere.org"]}},
+    {"Destination": {"ToAddresses": ["bad address@example.com"]}},
+    {"Destination": {"ToAddresses": ["success@simulator.amazonses.com"]}},
+    {"Destination": {"ToAddresses": ["c@example.com"]}},
+]
+
+
 async def test_v2_send_bulk_email_has_a_result_per_entry(sim_inprocess: SimFactory) -> None:
     async with sim_inprocess(max_send_rate=2, sandbox=True) as sim, clients(sim) as (_, v2):
         await sim.verify("example.com")
@@ -268,18 +285,7 @@ async def test_v2_send_bulk_email_has_a_result_per_entry(sim_inprocess: SimFacto
             FromEmailAddress="s@example.com",
             DefaultContent={"Template": {"TemplateName": "b", "TemplateData": '{"n": "all"}'}},
             DefaultEmailTags=[{"Name": "campaign", "Value": "c2"}],
-            BulkEmailEntries=[
-                {
-                    "Destination": {"ToAddresses": ["a@example.com"]},
-                    "ReplacementEmailContent": {
-                        "ReplacementTemplate": {"ReplacementTemplateData": '{"n": "Ann"}'}
-                    },
-                },
-                {"Destination": {"ToAddresses": ["stranger@elsewhere.org"]}},
-                {"Destination": {"ToAddresses": ["bad address@example.com"]}},
-                {"Destination": {"ToAddresses": ["success@simulator.amazonses.com"]}},
-                {"Destination": {"ToAddresses": ["c@example.com"]}},
-            ],
+            BulkEmailEntries=BULK_ENTRIES,
         )
         messages = await sim.messages()
     entries = result["BulkEmailEntryResults"]
@@ -294,7 +300,15 @@ async def test_v2_send_bulk_email_has_a_result_per_entry(sim_inprocess: SimFacto
         "Email address is not verified. The following identities failed the check in region "
         "US-EAST-1: stranger@elsewhere.org"
     )
-    assert [classify_bulk_status(e["Status"], e.get("Error")) for e in entries] == [
+    # Each entry as the dispatcher reads it, knowing whom the entry is from and to.
+    whom = [
+        Identities(frozenset({"s@example.com"}), frozenset(entry["Destination"]["ToAddresses"]))
+        for entry in BULK_ENTRIES
+    ]
+    assert [
+        classify_bulk_status(e["Status"], e.get("Error"), w)
+        for e, w in zip(entries, whom, strict=True)
+    ] == [
         Outcome.SENT,
         Outcome.REJECTED,
         Outcome.REJECTED,
@@ -498,7 +512,11 @@ async def test_sandbox_requires_verified_sender_and_recipients(sim_inprocess: Si
     )
     assert error_of(v2_exc) == ("MessageRejected", prefix + "US-EAST-1: b@elsewhere.org", 400)
     assert error_of(v1_exc) == ("MessageRejected", prefix + "US-EAST-1: b@elsewhere.org", 400)
-    assert outcome_of(v1_exc) is outcome_of(v2_exc) is Outcome.REJECTED
+    # A sandbox recipient not verified: this message fails (the sender was verified).
+    whom = Identities(
+        frozenset({"me@example.com"}), frozenset({"a@example.com", "b@elsewhere.org"})
+    )
+    assert outcome_of(v1_exc, whom) is outcome_of(v2_exc, whom) is Outcome.REJECTED
     assert account["ProductionAccessEnabled"] is False
 
 
