@@ -251,6 +251,8 @@ async def _lose_lead(lock: Lock, exc: BaseException) -> None:
 # A passing SES hiccup at start (HTTP 500, throttled, a reset) is retried this many times, with
 # growing delays (about 10 s in all); credentials or access problems fail at once.
 FIRST_READING_TRIES = 6
+# While a throttled start-up read waits for its retry, it looks for a published reading this often.
+SHARED_LOOK = 0.25
 
 
 async def first_reading(
@@ -272,8 +274,21 @@ async def first_reading(
     """
     passing = (Outcome.TRANSIENT, Outcome.THROTTLED, Outcome.IN_DOUBT)
     loop = asyncio.get_running_loop()
+
+    async def shared_within(seconds: float) -> Quota | None:
+        """Look for a published reading now and every SHARED_LOOK s until `seconds` passed."""
+        deadline = loop.time() + seconds
+        while True:
+            if published is not None and (shared := await published()) is not None:
+                return shared
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            await asyncio.sleep(min(left, SHARED_LOOK) if published is not None else left)
+
+    pause = 0.0
     for attempt in range(1, tries + 1):
-        if published is not None and (shared := await published()) is not None:
+        if (shared := await shared_within(pause)) is not None:
             log.info("quota.read_shared", max_send_rate=shared.max_send_rate)
             governor.observe(shared, loop.time())
             return shared
@@ -284,8 +299,7 @@ async def first_reading(
                 raise
             pause = delay * (0.5 + rand())  # jitter: processes started together spread out
             log.warning("quota.read_failed", attempt=attempt, error=str(exc), retry_in=pause)
-            await asyncio.sleep(pause)
-            delay *= 2
+            delay *= 2  # (the pause is spent looking for a reading another process publishes)
             continue
         governor.observe(quota, loop.time())
         return quota

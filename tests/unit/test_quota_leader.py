@@ -21,6 +21,7 @@ from dispatcher.pacing.settings import PacingSettings
 from dispatcher.ses.errors import SesError
 from dispatcher.worker.shared_quota import (
     FIRST_READING_TRIES,
+    SHARED_LOOK,
     first_reading,
     run_quota_leader,
     run_quota_sync,
@@ -401,9 +402,10 @@ def test_a_starting_process_takes_over_a_published_reading_instead_of_asking_ses
 
 
 def test_a_throttled_first_read_waits_for_the_reading_another_process_publishes() -> None:
-    async def main() -> tuple[Quota, int]:
+    async def main() -> tuple[Quota, int, float]:
         ses = FakeSes(throttled())  # the leader of another process has the second's turn
         board: list[Quota] = []
+        began = now()
         asyncio.get_running_loop().call_later(1.5, board.append, Quota(50_000, 30, 7))
 
         async def shared() -> Quota | None:
@@ -411,8 +413,9 @@ def test_a_throttled_first_read_waits_for_the_reading_another_process_publishes(
 
         governor = QuotaGovernor(PacingSettings())
         quota = await first_reading(QuotaOnly(ses), governor, published=shared, rand=lambda: 0.5)
-        return quota, len(ses.calls)
+        return quota, len(ses.calls), now() - began
 
-    quota, calls = run_virtual(main())
+    quota, calls, took = run_virtual(main())
     assert quota.sent_last_24_hours == 7  # the published reading, once there was one
     assert 1 <= calls < FIRST_READING_TRIES  # it did not give up
+    assert 1.5 <= took <= 1.5 + SHARED_LOOK  # taken as soon as it was published
