@@ -6,30 +6,16 @@ import asyncio
 import base64
 import os
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import aioboto3
 import aiohttp
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.support.sim import REPO_ROOT, SimFactory, SimHandle
+from tests.support.sim import REPO_ROOT, SimFactory, SimHandle, clients, error_of
 
 SIMPLE = {"Simple": {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi there"}}}}
 V1_MESSAGE = {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi there"}}}
-
-
-@asynccontextmanager
-async def clients(sim: SimHandle) -> AsyncIterator[tuple[Any, Any]]:
-    """(ses, sesv2) clients on the simulator, one attempt per call (no botocore retries)."""
-    session = aioboto3.Session()
-    async with (
-        session.client("ses", **sim.client_kwargs()) as v1,
-        session.client("sesv2", **sim.client_kwargs()) as v2,
-    ):
-        yield v1, v2
 
 
 async def v2_send(v2: Any, *to: str, **extra: Any) -> dict[str, Any]:
@@ -38,15 +24,6 @@ async def v2_send(v2: Any, *to: str, **extra: Any) -> dict[str, Any]:
         Destination={"ToAddresses": list(to)},
         Content=SIMPLE,
         **extra,
-    )
-
-
-def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:
-    response: Any = exc.value.response
-    return (
-        response["Error"]["Code"],
-        response["Error"]["Message"],
-        response["ResponseMetadata"]["HTTPStatusCode"],
     )
 
 

@@ -20,7 +20,7 @@ from botocore.exceptions import (
 
 from dispatcher.domain.outcome import Outcome
 from dispatcher.ses.classify import classify_error
-from tests.support.sim import SimFactory, SimHandle
+from tests.support.sim import SimFactory, SimHandle, error_of
 
 SIMPLE = {"Simple": {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi there"}}}}
 V1_MESSAGE = {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi there"}}}
@@ -44,15 +44,6 @@ async def v2_send(v2: Any, to: str = "a@example.com") -> Any:
 async def v1_send(v1: Any) -> Any:
     return await v1.send_email(
         Source="s@example.com", Destination={"ToAddresses": ["a@example.com"]}, Message=V1_MESSAGE
-    )
-
-
-def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:
-    response: Any = exc.value.response
-    return (
-        response["Error"]["Code"],
-        response["Error"]["Message"],
-        response["ResponseMetadata"]["HTTPStatusCode"],
     )
 
 

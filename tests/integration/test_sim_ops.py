@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aioboto3
@@ -22,7 +21,7 @@ from dispatcher.domain.outcome import Outcome
 from dispatcher.ses import SesSettings
 from dispatcher.ses.adapter import SesAdapter
 from dispatcher.ses.classify import Identities, classify_bulk_status, classify_error
-from tests.support.sim import Paced, SimFactory, SimHandle
+from tests.support.sim import Paced, SimFactory, SimHandle, clients, error_of
 
 SIMPLE = {"Simple": {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi there"}}}}
 V1_MESSAGE = {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi there"}}}
@@ -32,24 +31,9 @@ PAUSED_TEXT = (
 )
 
 
-@asynccontextmanager
-async def clients(sim: SimHandle) -> AsyncIterator[tuple[Any, Any]]:
+def paced(sim: SimHandle) -> AbstractAsyncContextManager[tuple[Any, Any]]:
     """v1 and v2 clients that keep to SES's 1 request/s on non-send actions."""
-    session = aioboto3.Session()
-    async with (
-        session.client("ses", **sim.client_kwargs()) as v1,
-        session.client("sesv2", **sim.client_kwargs()) as v2,
-    ):
-        yield Paced(v1), Paced(v2)
-
-
-def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:
-    response: Any = exc.value.response
-    return (
-        response["Error"]["Code"],
-        response["Error"]["Message"],
-        response["ResponseMetadata"]["HTTPStatusCode"],
-    )
+    return clients(sim, paced=True)
 
 
 def outcome_of(
@@ -77,7 +61,7 @@ async def v2_send(v2: Any, *to: str, source: str = "s@example.com", **extra: Any
 async def test_v1_verify_identities_pending_until_verified_and_list_them(
     sim_inprocess: SimFactory,
 ) -> None:
-    async with sim_inprocess(identities=()) as sim, clients(sim) as (v1, _):
+    async with sim_inprocess(identities=()) as sim, paced(sim) as (v1, _):
         await v1.verify_email_identity(EmailAddress="Ann@Example.org")
         token = (await v1.verify_domain_identity(Domain="example.com"))["VerificationToken"]
         everything = (await v1.list_identities())["Identities"]
@@ -105,7 +89,10 @@ async def test_v1_verify_identities_pending_until_verified_and_list_them(
 async def test_v2_create_and_get_email_identity_with_auto_verify(
     sim_inprocess: SimFactory,
 ) -> None:
-    async with sim_inprocess(auto_verify=True, identities=()) as sim, clients(sim) as (_, v2):
+    async with (
+        sim_inprocess(auto_verify=True, identities=()) as sim,
+        paced(sim) as (_, v2),
+    ):
         created = await v2.create_email_identity(EmailIdentity="example.com")
         got = await v2.get_email_identity(EmailIdentity="example.com")
         await v2_send(v2, "a@x.org")  # verified at once: no verify step
@@ -134,7 +121,7 @@ async def test_v2_create_and_get_email_identity_with_auto_verify(
 
 
 async def test_v1_template_and_send_templated_email(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess() as sim, clients(sim) as (v1, _):
+    async with sim_inprocess() as sim, paced(sim) as (v1, _):
         await v1.create_template(
             Template={
                 "TemplateName": "welcome",
@@ -164,7 +151,7 @@ async def test_v1_template_and_send_templated_email(sim_inprocess: SimFactory) -
 
 
 async def test_v2_template_create_get_and_send_stored_and_inline(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess() as sim, clients(sim) as (_, v2):
+    async with sim_inprocess() as sim, paced(sim) as (_, v2):
         await v2.create_email_template(
             TemplateName="t1",
             TemplateContent={"Subject": "Order {{id}}", "Text": "Shipped: {{id}}"},
@@ -196,7 +183,7 @@ async def test_v2_template_create_get_and_send_stored_and_inline(sim_inprocess: 
 
 
 async def test_template_missing_v1_and_v2(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess() as sim, clients(sim) as (v1, v2):
+    async with sim_inprocess() as sim, paced(sim) as (v1, v2):
         with pytest.raises(ClientError) as v1_exc:
             await v1.send_templated_email(
                 Source="s@example.com",
@@ -223,7 +210,7 @@ async def test_template_missing_v1_and_v2(sim_inprocess: SimFactory) -> None:
 async def test_v1_send_bulk_templated_email_has_a_status_per_destination(
     sim_inprocess: SimFactory,
 ) -> None:
-    async with sim_inprocess(max_send_rate=2) as sim, clients(sim) as (v1, _):
+    async with sim_inprocess(max_send_rate=2) as sim, paced(sim) as (v1, _):
         await v1.create_template(
             Template={"TemplateName": "b", "SubjectPart": "For {{who}}", "TextPart": "x"}
         )
@@ -276,7 +263,10 @@ BULK_ENTRIES: list[dict[str, Any]] = [
 
 
 async def test_v2_send_bulk_email_has_a_result_per_entry(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess(max_send_rate=2, sandbox=True) as sim, clients(sim) as (_, v2):
+    async with (
+        sim_inprocess(max_send_rate=2, sandbox=True) as sim,
+        paced(sim) as (_, v2),
+    ):
         await sim.verify("example.com")
         await v2.create_email_template(
             TemplateName="b", TemplateContent={"Subject": "Hi {{n}}", "Text": "t"}
@@ -320,7 +310,7 @@ async def test_v2_send_bulk_email_has_a_result_per_entry(sim_inprocess: SimFacto
 
 
 async def test_bulk_calls_fail_whole_for_shared_problems(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess() as sim, clients(sim) as (v1, v2):
+    async with sim_inprocess() as sim, paced(sim) as (v1, v2):
         with pytest.raises(ClientError) as v1_exc:
             await v1.send_bulk_templated_email(
                 Source="s@example.com",
@@ -342,7 +332,7 @@ async def test_bulk_calls_fail_whole_for_shared_problems(sim_inprocess: SimFacto
 
 
 async def test_account_paused_v1_and_v2_then_resumed(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess() as sim, clients(sim) as (v1, v2):
+    async with sim_inprocess() as sim, paced(sim) as (v1, v2):
         await v1.update_account_sending_enabled(Enabled=False)
         enabled = (await v1.get_account_sending_enabled())["Enabled"]
         account = await v2.get_account()
@@ -359,7 +349,7 @@ async def test_account_paused_v1_and_v2_then_resumed(sim_inprocess: SimFactory) 
 
 
 async def test_account_suspended_v1_and_v2(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess() as sim, clients(sim) as (v1, v2):
+    async with sim_inprocess() as sim, paced(sim) as (v1, v2):
         state = await sim.admin("POST", "/_sim/account", {"enforcement_status": "SHUTDOWN"})
         account = await v2.get_account()
         with pytest.raises(ClientError) as v1_exc:
@@ -378,7 +368,10 @@ async def test_account_suspended_v1_and_v2(sim_inprocess: SimFactory) -> None:
 
 
 async def test_configuration_set_missing_when_required(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess(require_configuration_sets=True) as sim, clients(sim) as (v1, v2):
+    async with (
+        sim_inprocess(require_configuration_sets=True) as sim,
+        paced(sim) as (v1, v2),
+    ):
         with pytest.raises(ClientError) as v1_exc:
             await v1_send(v1, "a@example.com", ConfigurationSetName="nope")
         with pytest.raises(ClientError) as v2_exc:
@@ -408,7 +401,10 @@ async def test_configuration_set_missing_when_required(sim_inprocess: SimFactory
 async def test_lenient_accepts_unknown_configuration_sets_and_unverified_senders(
     sim_inprocess: SimFactory,
 ) -> None:
-    async with sim_inprocess(lenient=True, identities=()) as sim, clients(sim) as (v1, v2):
+    async with (
+        sim_inprocess(lenient=True, identities=()) as sim,
+        paced(sim) as (v1, v2),
+    ):
         await v2_send(v2, "a@example.com", ConfigurationSetName="never-created")
         await v1_send(v1, "a@example.com", source="nobody@unverified.org")
         async with aioboto3.Session().client("ses", **sim.client_kwargs()) as unpaced:
@@ -420,7 +416,7 @@ async def test_lenient_accepts_unknown_configuration_sets_and_unverified_senders
 
 
 async def test_configuration_set_paused_v1_and_v2(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess() as sim, clients(sim) as (v1, v2):
+    async with sim_inprocess() as sim, paced(sim) as (v1, v2):
         await v1.create_configuration_set(ConfigurationSet={"Name": "news"})
         await v1.update_configuration_set_sending_enabled(
             ConfigurationSetName="news", Enabled=False
@@ -449,7 +445,10 @@ async def test_configuration_set_paused_v1_and_v2(sim_inprocess: SimFactory) -> 
 
 
 async def test_mail_from_domain_not_verified_v1_and_v2(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess(identities=("unrelated.org",)) as sim, clients(sim) as (v1, v2):
+    async with (
+        sim_inprocess(identities=("unrelated.org",)) as sim,
+        paced(sim) as (v1, v2),
+    ):
         await v2.create_email_identity(EmailIdentity="example.com")
         await v2.put_email_identity_mail_from_attributes(
             EmailIdentity="example.com",
@@ -488,7 +487,7 @@ async def test_mail_from_domain_not_verified_v1_and_v2(sim_inprocess: SimFactory
 async def test_sandbox_requires_verified_sender_and_recipients(sim_inprocess: SimFactory) -> None:
     async with (
         sim_inprocess(sandbox=True, max_send_rate=100, identities=()) as sim,
-        clients(sim) as (v1, v2),
+        paced(sim) as (v1, v2),
     ):
         with pytest.raises(ClientError) as sender:
             await v2_send(v2, "a@example.com", source="me@example.com")
@@ -523,7 +522,7 @@ async def test_sandbox_requires_verified_sender_and_recipients(sim_inprocess: Si
 async def test_production_requires_a_verified_sender_by_default(
     sim_inprocess: SimFactory,
 ) -> None:
-    async with sim_inprocess(identities=()) as sim, clients(sim) as (_, v2):
+    async with sim_inprocess(identities=()) as sim, paced(sim) as (_, v2):
         with pytest.raises(ClientError) as exc:
             await v2_send(v2, "anyone@elsewhere.org", source="me@example.com")
         await sim.verify("me@example.com")
@@ -532,7 +531,7 @@ async def test_production_requires_a_verified_sender_by_default(
 
 
 async def test_sandbox_flag_applies_sandbox_limits(sim_process: SimFactory) -> None:
-    async with sim_process(sandbox=True) as sim, clients(sim) as (v1, v2):
+    async with sim_process(sandbox=True) as sim, paced(sim) as (v1, v2):
         quota = await v1.get_send_quota()
         account = await v2.get_account()
         config = await sim.config()
@@ -544,7 +543,7 @@ async def test_sandbox_flag_applies_sandbox_limits(sim_process: SimFactory) -> N
 
 
 async def test_v2_put_and_get_suppressed_destination(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess() as sim, clients(sim) as (_, v2):
+    async with sim_inprocess() as sim, paced(sim) as (_, v2):
         await v2.put_suppressed_destination(EmailAddress="Gone@Example.com", Reason="BOUNCE")
         got = await v2.get_suppressed_destination(EmailAddress="gone@example.com")
         with pytest.raises(ClientError) as missing:
@@ -563,7 +562,7 @@ async def test_v2_put_and_get_suppressed_destination(sim_inprocess: SimFactory) 
 async def test_v2_list_suppressed_destinations_pages_and_filters(
     sim_inprocess: SimFactory,
 ) -> None:
-    async with sim_inprocess() as sim, clients(sim) as (_, v2):
+    async with sim_inprocess() as sim, paced(sim) as (_, v2):
         for i in range(5):
             reason = "COMPLAINT" if i == 2 else "BOUNCE"
             await v2.put_suppressed_destination(EmailAddress=f"r{i}@example.com", Reason=reason)
@@ -601,7 +600,7 @@ async def test_v2_list_suppressed_destinations_pages_and_filters(
 @pytest.mark.filterwarnings("ignore:Sending a large body directly")
 async def test_message_size_limits_10_mb_v1_and_40_mb_v2(sim_inprocess: SimFactory) -> None:
     big_v1 = b"From: s@example.com\r\nTo: a@example.com\r\n\r\n" + b"x" * (10 * 1024 * 1024)
-    async with sim_inprocess() as sim, clients(sim) as (v1, _):
+    async with sim_inprocess() as sim, paced(sim) as (v1, _):
         with pytest.raises(ClientError) as v1_exc:
             await v1.send_raw_email(RawMessage={"Data": big_v1})
         # The same size is fine for v2 (40 MB); above 40 MB it is refused.
@@ -649,7 +648,10 @@ async def test_admin_rejects_bad_input_naming_the_field(sim: SimHandle) -> None:
 
 
 async def test_admin_sets_up_the_account_that_the_api_then_sees(sim_inprocess: SimFactory) -> None:
-    async with sim_inprocess(require_configuration_sets=True) as sim, clients(sim) as (v1, v2):
+    async with (
+        sim_inprocess(require_configuration_sets=True) as sim,
+        paced(sim) as (v1, v2),
+    ):
         await sim.admin(
             "POST", "/_sim/templates", {"name": "t", "subject": "S {{x}}", "text": "{{x}}"}
         )

@@ -5,11 +5,8 @@ non-send actions, SES's address rules; --lenient and --auto-verify opt out."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import aioboto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -17,30 +14,11 @@ from dispatcher.domain.outcome import Outcome
 from dispatcher.ses import SesSettings
 from dispatcher.ses.adapter import SesAdapter
 from dispatcher.ses.classify import classify_error
-from tests.support.sim import SimFactory, SimHandle
+from tests.support.sim import SimFactory, SimHandle, clients, error_of
 
 SIMPLE = {"Simple": {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi there"}}}}
 V1_MESSAGE = {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi there"}}}
 NOT_VERIFIED = "Email address is not verified. The following identities failed the check in region "
-
-
-@asynccontextmanager
-async def clients(sim: SimHandle) -> AsyncIterator[tuple[Any, Any]]:
-    session = aioboto3.Session()
-    async with (
-        session.client("ses", **sim.client_kwargs()) as v1,
-        session.client("sesv2", **sim.client_kwargs()) as v2,
-    ):
-        yield v1, v2
-
-
-def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:
-    response: Any = exc.value.response
-    return (
-        response["Error"]["Code"],
-        response["Error"]["Message"],
-        response["ResponseMetadata"]["HTTPStatusCode"],
-    )
 
 
 async def v2_send(v2: Any, source: str, to: str = "a@elsewhere.org", **extra: Any) -> Any:

@@ -27,10 +27,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aioboto3
 import aiohttp
 import pytest
 from aiobotocore.config import AioConfig
 from aiohttp import web
+from botocore.exceptions import ClientError
 
 from dispatcher.sim.launch import start_simulator
 from dispatcher.sim.provision import setup_account
@@ -290,3 +292,25 @@ async def sns_receiver(status: int = 200) -> AsyncIterator[SnsReceiver]:
         yield receiver
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def clients(sim: SimHandle, *, paced: bool = False) -> AsyncIterator[tuple[Any, Any]]:
+    """(ses, sesv2) clients on the simulator, one attempt per call (no botocore retries);
+    `paced`: keeping to SES's 1 request/s on non-send actions."""
+    session = aioboto3.Session()
+    async with (
+        session.client("ses", **sim.client_kwargs()) as v1,
+        session.client("sesv2", **sim.client_kwargs()) as v2,
+    ):
+        yield (Paced(v1), Paced(v2)) if paced else (v1, v2)
+
+
+def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:
+    """(code, message, HTTP status) of an SES error as botocore parsed it."""
+    response: Any = exc.value.response
+    return (
+        response["Error"]["Code"],
+        response["Error"]["Message"],
+        response["ResponseMetadata"]["HTTPStatusCode"],
+    )
