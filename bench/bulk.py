@@ -1,11 +1,12 @@
-"""SendBulkEmail vs per-message SendEmail: recipients/s of the same campaign, side by side.
+"""An SES-template campaign vs per-message rendering: recipients/s of the same list, side by side.
 
     python -m bench.bulk [--recipients N] [--rounds K]
 
 Each round imports the same N-recipient campaign twice into fresh databases, once rendered per
-recipient and sent with SendEmail ("render"), once as an SES template sent with SendBulkEmail,
-50 entries per call ("ses_template"), and drains each with the dispatcher against one
-simulator (its own process, no rate limit). Every round is verified: the simulator accepted
+recipient and sent with SendEmail ("render"), once as an SES template ("ses_template": SES
+renders it; one SendBulkEmail of up to 50 entries a second, which is all SES allows, and
+SendEmail calls naming the template in between), and drains each with the dispatcher against
+one simulator (its own process, no send rate limit). Every round is verified: the simulator accepted
 each recipient exactly once. Figures go to stdout and bench/results/bulk.json.
 """
 
