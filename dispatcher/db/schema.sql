@@ -478,6 +478,8 @@ CREATE INDEX events_message ON dispatcher.events USING btree (message_id) WHERE 
 
 CREATE INDEX events_ses_message ON dispatcher.events USING btree (ses_message_id);
 
+CREATE INDEX events_unlinked ON dispatcher.events USING btree (received_at) WHERE ((message_id IS NULL) AND (ses_message_id IS NOT NULL));
+
 CREATE INDEX events_unprocessed ON dispatcher.events USING btree (id) WHERE (processed_at IS NULL);
 
 CREATE INDEX jobs_campaign ON dispatcher.jobs USING btree (campaign_id, state) WHERE (campaign_id IS NOT NULL);
