@@ -8,11 +8,12 @@ templated SendEmail calls, which only MaxSendRate limits. Pure: times are given.
 
 from __future__ import annotations
 
+from dispatcher.domain.quota import API_CALL_INTERVAL
+
 __all__ = ["BULK_CALL_INTERVAL", "CallPacer"]
 
-# Seconds between bulk calls of the whole account: SES's 1 request/s with a margin, so a call
-# that reaches SES a little early (network jitter) is not throttled.
-BULK_CALL_INTERVAL = 1.25
+# Seconds between bulk calls of the whole account: SES's 1 request/s with its margin.
+BULK_CALL_INTERVAL = API_CALL_INTERVAL
 
 
 class CallPacer:

@@ -43,7 +43,7 @@ from botocore.parsers import ResponseParserError
 import dispatcher
 from dispatcher.domain.message import DISPATCHER_ID_TAG, OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
-from dispatcher.domain.quota import Quota
+from dispatcher.domain.quota import API_CALL_INTERVAL, Quota
 from dispatcher.domain.validate import suppression_key
 from dispatcher.ses.classify import (
     Identities,
@@ -188,14 +188,11 @@ class SesAdapter:
         self._v1 = v1  # GetSendQuota (v2 has only GetAccount, which moto lacks)
         self._default_config_set = default_config_set
         # SES allows 1 request/s on every action but the sends (SES-FACTS "Quotas and rate"):
-        # GetSendQuota, templates, the suppression list's pages wait their turn here. The
-        # limiter spaces the calls' starts; SES counts their arrivals, and a first call slowed
-        # by its connection's set-up arrives late: 1.25 s leaves room for that jitter (at 1.0 s
-        # the strict simulator refused the second page of the suppression list).
-        self._control = AsyncLimiter(1, 1.25)
+        # GetSendQuota, templates, the suppression list's pages wait their turn here.
+        self._control = AsyncLimiter(1, API_CALL_INTERVAL)
         # SendBulkEmail is not among the sends AWS exempts from that limit (see
         # dispatcher/sim/v2.py): its own turn, so a quota read does not delay a bulk call.
-        self._bulk = AsyncLimiter(1, 1.25)
+        self._bulk = AsyncLimiter(1, API_CALL_INTERVAL)
 
     @classmethod
     @asynccontextmanager
