@@ -16,9 +16,14 @@ class ConfigError(DispatcherError):
 
 
 class InputError(DispatcherError):
-    """Input handed to the dispatcher (a message, a file) is malformed."""
+    """Input handed to the dispatcher (a message, a file) is malformed; ``field`` names the
+    message field at fault when one is (the HTTP API answers it as ``{"field": ...}``)."""
 
     exit_code = 2
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class DatabaseError(DispatcherError):

@@ -20,10 +20,10 @@ from dispatcher.campaigns.render import CampaignContent, CompiledCampaign
 from dispatcher.campaigns.store import CampaignSpec, CampaignStatus, CampaignStore
 from dispatcher.cli.argtypes import row_id
 from dispatcher.cli.commands import with_stores
-from dispatcher.cli.jsonl import parse_send_after
 from dispatcher.cli.output import SafeWriter, open_output
 from dispatcher.config import Config
 from dispatcher.domain.validate import CAMPAIGN_RESERVED_TAGS, check_one_line, validate_envelope
+from dispatcher.domain.wire import parse_send_after
 from dispatcher.errors import InputError
 from dispatcher.feedback.guard import reputation_lines, reputation_view
 from dispatcher.feedback.watch import campaign_thresholds

@@ -12,29 +12,12 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO
 
 from dispatcher.domain.jobs import NewMessage
-from dispatcher.domain.validate import MAX_MESSAGE_BYTES, validate_message
+from dispatcher.domain.validate import MAX_MESSAGE_BYTES
+from dispatcher.domain.wire import message_from_json, unstorable
 from dispatcher.errors import InputError
-
-FIELDS = (
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "subject",
-    "text",
-    "html",
-    "reply_to",
-    "configuration_set",
-    "tags",
-    "idempotency_key",
-    "priority",
-    "send_after",
-)
-
 
 BOM = b"\xef\xbb\xbf"
 DEFAULT_PREFIX = "jsonl"
@@ -58,110 +41,6 @@ class Overlong(enum.Enum):
 class BadLine:
     line: int
     error: str
-
-
-def _addresses(obj: dict[str, Any], key: str) -> tuple[str, ...]:
-    value = obj.get(key)
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise InputError(f'"{key}" must be an address or a list of addresses')
-
-
-def _optional_str(obj: dict[str, Any], key: str) -> str | None:
-    value = obj.get(key)
-    if value is None or isinstance(value, str):
-        return value
-    raise InputError(f'"{key}" must be a string')
-
-
-def parse_send_after(text: str) -> datetime:
-    """ISO 8601 with a timezone (`2026-11-28T15:00:00Z`), in UTC; a time without one is refused."""
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise InputError(
-            f"send_after {text!r} is not an ISO 8601 time; use e.g. 2026-11-28T15:00:00Z"
-        ) from None
-    if when.tzinfo is None:
-        raise InputError(f"send_after {text!r} has no timezone; add one, e.g. Z or +01:00")
-    try:
-        # In UTC now: year 1 at +01:00 (or 9999 at -01:00) has no UTC time, and would
-        # otherwise fail only when the database driver converts it.
-        return when.astimezone(UTC)
-    except OverflowError:
-        raise InputError(
-            f"send_after {text!r} is out of range; give a time between years 1 and 9999 in UTC"
-        ) from None
-
-
-def message_from_json(obj: object) -> NewMessage:
-    """Build and validate one message; InputError says which field is wrong and how."""
-    if not isinstance(obj, dict):
-        raise InputError("each line must be a JSON object")
-    unknown = sorted(set(obj) - set(FIELDS))
-    if unknown:
-        raise InputError(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}")
-    sender = obj.get("from")
-    if not isinstance(sender, str):
-        raise InputError('"from" is required: the sender address')
-    priority = obj.get("priority", 0)
-    if not isinstance(priority, int) or isinstance(priority, bool):
-        raise InputError('"priority" must be an integer')
-    tags = obj.get("tags") or {}
-    if not isinstance(tags, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
-    ):
-        raise InputError('"tags" must be an object of string names to string values')
-    send_after_text = _optional_str(obj, "send_after")
-    msg = NewMessage(
-        from_addr=sender,
-        to=_addresses(obj, "to"),
-        cc=_addresses(obj, "cc"),
-        bcc=_addresses(obj, "bcc"),
-        subject=_optional_str(obj, "subject") or "",
-        text=_optional_str(obj, "text"),
-        html=_optional_str(obj, "html"),
-        reply_to=_addresses(obj, "reply_to"),
-        configuration_set=_optional_str(obj, "configuration_set"),
-        tags=dict(tags),
-        idempotency_key=_optional_str(obj, "idempotency_key"),
-        priority=priority,
-        send_after=parse_send_after(send_after_text) if send_after_text else None,
-    )
-    validate_message(msg)
-    return msg
-
-
-def _unstorable(obj: object) -> str | None:
-    """What Postgres cannot store in a text (a NUL, a lone surrogate), or None.
-
-    Iterative, so the check itself cannot overflow the stack on a deeply nested value.
-    """
-    stack: list[tuple[str, object]] = [("", obj)]
-    while stack:
-        where, value = stack.pop()
-        if isinstance(value, dict):
-            for key, item in value.items():
-                stack.append((where or key, key))
-                stack.append((where or key, item))
-        elif isinstance(value, list):
-            stack.extend((where, item) for item in value)
-        elif isinstance(value, str):
-            field = f'"{where}" ' if where else ""
-            if "\x00" in value:
-                return f"{field}contains a NUL character (\\u0000); remove it"
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                return (
-                    f"{field}contains a lone surrogate (\\u{ord(value[exc.start]):04x}), which "
-                    "is not a character; escape non-BMP characters as a surrogate pair"
-                )
-    return None
 
 
 def parse_line(number: int, raw: bytes) -> NewMessage | BadLine | None:
@@ -188,7 +67,7 @@ def parse_line(number: int, raw: bytes) -> NewMessage | BadLine | None:
         return BadLine(number, "not valid JSON here: nested too deeply")
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         return BadLine(number, f"not valid JSON here: {exc}")
-    problem = _unstorable(obj)
+    problem = unstorable(obj)
     if problem is not None:
         return BadLine(number, problem)
     try:

@@ -26,7 +26,6 @@ from dispatcher.cli.argtypes import (
     row_id,
 )
 from dispatcher.cli.commands import Command, with_stores
-from dispatcher.cli.jsonl import parse_send_after
 from dispatcher.cli.output import discard_stdout
 from dispatcher.cli.processes import process_count, run_processes, watch_parent
 from dispatcher.cli.status import cmd_quota, cmd_status, no_credentials
@@ -34,6 +33,7 @@ from dispatcher.config import Config, load_config
 from dispatcher.db.migrate import migrate
 from dispatcher.domain.jobs import NewMessage, ResolveTo
 from dispatcher.domain.validate import validate_message
+from dispatcher.domain.wire import parse_send_after
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.obs.logging import configure_logging
 from dispatcher.sim import cli as sim_cli

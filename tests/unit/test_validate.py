@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from dispatcher.cli.jsonl import message_from_json
 from dispatcher.domain.jobs import NewMessage
 from dispatcher.domain.validate import (
     MAX_MESSAGE_BYTES,
@@ -16,6 +15,7 @@ from dispatcher.domain.validate import (
     validate_envelope,
     validate_message,
 )
+from dispatcher.domain.wire import message_from_json
 from dispatcher.errors import InputError
 from tests.support.hostile import GOOD, HOSTILE, Hostile
 
