@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -12,7 +10,6 @@ from dataclasses import dataclass, replace
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import structlog
-from aiohttp import web
 
 from dispatcher.campaigns.sending import CampaignSender
 from dispatcher.campaigns.store import CampaignStore
@@ -20,6 +17,8 @@ from dispatcher.config import Config
 from dispatcher.db.connect import describe_dsn
 from dispatcher.db.embedded import EmbeddedPostgres
 from dispatcher.domain.retry import RetryPolicy
+from dispatcher.doors.serve import open_doors, serve_app
+from dispatcher.doors.sockets import Listen
 from dispatcher.errors import ConfigError, DatabaseError, DispatcherError
 from dispatcher.feedback.endpoint import certificate_fetcher, create_app, subscription_confirmer
 from dispatcher.feedback.sns import SnsVerifier
@@ -61,8 +60,6 @@ async def connect(cfg: Config) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
-# Set by `run --processes` for its children: the SNS endpoint's socket, bound by the parent.
-FEEDBACK_FD_ENV = "DISPATCHER_FEEDBACK_SOCKET_FD"
 HELD_CONNECTIONS = 2  # held for a whole run: the LISTEN connection, the quota leader's lock
 
 
@@ -243,27 +240,8 @@ async def _http_endpoint(
         max_body=fb.max_body_bytes,
         path=fb.path,
     )
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    try:
-        inherited = os.environ.get(FEEDBACK_FD_ENV)
-        if inherited:  # one of `run --processes`: serve the parent's socket, all children alike
-            sock = socket.socket(fileno=int(inherited))
-            await web.SockSite(runner, sock).start()
-            log.info("feedback.serving", port=sock.getsockname()[1], path=fb.path, shared=True)
-            yield
-            return
-        site = web.TCPSite(runner, fb.listen_host, fb.listen_port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise ConfigError(
-                f"feedback: cannot listen on {fb.listen_host}:{fb.listen_port}: {exc.strerror}"
-            ) from None
-        log.info("feedback.listening", host=fb.listen_host, port=fb.listen_port, path=fb.path)
+    async with serve_app(app, Listen("feedback", fb.listen_host, fb.listen_port)):
         yield
-    finally:
-        await runner.cleanup()
 
 
 async def run_worker(
@@ -284,6 +262,7 @@ async def run_worker(
         open_stores(cfg) as stores,
         SesAdapter.open(ses_settings) as ses,
         feedback_intake(cfg, stores.feedback, watchdog),
+        open_doors(cfg, stores.queue, stores.feedback, stores.quota),
     ):
         governor = QuotaGovernor(cfg.pacing)
         # A reading another process published within a poll interval is taken over: SES

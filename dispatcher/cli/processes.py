@@ -33,7 +33,8 @@ import structlog
 
 from dispatcher import app
 from dispatcher.config import Config
-from dispatcher.errors import ConfigError, InputError
+from dispatcher.doors import sockets
+from dispatcher.errors import InputError
 
 log = structlog.get_logger()
 
@@ -123,24 +124,6 @@ def watch_parent(stop: asyncio.Event, deadline: float) -> asyncio.Task[None] | N
     return asyncio.create_task(watch(), name="parent-watch")
 
 
-def _feedback_socket(cfg: Config) -> socket.socket | None:
-    """The SNS endpoint's listening socket, bound once here for every child to serve."""
-    fb = cfg.feedback
-    if not fb.enabled:
-        return None
-    try:
-        family, _, _, _, addr = socket.getaddrinfo(
-            fb.listen_host, fb.listen_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.create_server((addr[0], fb.listen_port), family=family)
-    except OSError as exc:
-        raise ConfigError(
-            f"feedback: cannot listen on {fb.listen_host}:{fb.listen_port}: {exc.strerror or exc}"
-        ) from None
-    sock.set_inheritable(True)
-    return sock
-
-
 async def run_processes(
     cfg: Config, *, processes: int, drain: bool, config_path: os.PathLike[str] | str | None
 ) -> int:
@@ -160,13 +143,20 @@ async def run_processes(
     env[PARENT_PID_ENV] = str(os.getpid())
     if config_path:
         env["DISPATCHER_CONFIG"] = os.path.abspath(config_path)  # noqa: ASYNC240 - no I/O
-    listener = _feedback_socket(cfg)
-    pass_fds: tuple[int, ...] = ()
-    if listener is not None:
-        env[app.FEEDBACK_FD_ENV] = str(listener.fileno())
-        pass_fds = (listener.fileno(),)
-        host, port = listener.getsockname()[:2]
-        log.info("feedback.listening", host=host, port=port, path=cfg.feedback.path, shared=True)
+    bound: list[socket.socket] = []
+    try:
+        for door in sockets.listeners(cfg):
+            sock = sockets.bind(door)
+            bound.append(sock)
+            sock.set_inheritable(True)
+            env[sockets.env_name(door.name)] = str(sock.fileno())
+            host, port = sock.getsockname()[:2]
+            log.info(f"{door.name}.listening", host=host, port=port, shared=True)
+    except BaseException:
+        for sock in bound:
+            sock.close()
+        raise
+    pass_fds = tuple(sock.fileno() for sock in bound)
     argv = [sys.executable, "-m", "dispatcher.cli.main", "run", *(["--drain"] if drain else [])]
     loop = asyncio.get_running_loop()
     children: list[asyncio.subprocess.Process] = []
@@ -198,8 +188,8 @@ async def run_processes(
                 )
             )
     finally:
-        if listener is not None:
-            listener.close()  # the children hold it now
+        for sock in bound:
+            sock.close()  # the children hold them now
     log.info("run.processes", processes=len(children), pids=[c.pid for c in children])
     codes = await asyncio.gather(*(c.wait() for c in children))
     log.info("run.processes_done", exit_codes=list(codes))

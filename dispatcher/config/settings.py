@@ -202,6 +202,62 @@ class GuardSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class KeysSettings:
+    """The keys applications use at the doors (section `keys`, `dispatcher keys ...`)."""
+
+    # The secret every key's secret is derived from (HMAC): Postgres only stores a hash, and
+    # the SES-compatible endpoint, which must recompute AWS signatures, re-derives the secret
+    # from this file. Unset: keys.master under database.data_dir, created 0600 on first use.
+    # Several hosts serving the SES-compatible endpoint need the same file.
+    master_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """The HTTP listener for applications (section `api`): the HTTP API and the SES-compatible
+    endpoint, served by `dispatcher run` when enabled."""
+
+    enabled: bool = False
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8026
+    # Largest request body taken (413 beyond): a batch, or a message with attachments (SES takes
+    # 40 MiB, base64 makes it a third larger).
+    max_body_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        _int_range("api.listen_port", self.listen_port, 0, 65535)
+        _int_range("api.max_body_bytes", self.max_body_bytes, 1024, 1024 * 1024 * 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """SMTP submission for applications (section `smtp`), served by `dispatcher run` when
+    enabled: STARTTLS, AUTH with a key, the envelope decides who gets the message."""
+
+    enabled: bool = False
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 2525
+    # PEM files; unset: a self-signed certificate is made under database.data_dir and its
+    # SHA-256 fingerprint logged.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_message_bytes: int = 40 * 1024 * 1024  # SES's limit for a raw message (552 beyond)
+    max_sessions: int = 200  # concurrent connections; more wait in the listen backlog
+    # AUTH is refused before STARTTLS; true allows it in the clear from 127.0.0.1/::1 only.
+    auth_on_loopback_without_tls: bool = False
+
+    def __post_init__(self) -> None:
+        _int_range("smtp.listen_port", self.listen_port, 0, 65535)
+        _int_range("smtp.max_message_bytes", self.max_message_bytes, 1024, 40 * 1024 * 1024)
+        _int_range("smtp.max_sessions", self.max_sessions, 1, 100_000)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError(
+                "smtp.tls_cert and smtp.tls_key go together: give both PEM files, or neither "
+                "for a self-signed certificate"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     """Log output (section `log`); format auto is console on a terminal, JSON lines otherwise."""
 
@@ -224,6 +280,9 @@ class Config:
     pacing: PacingSettings = field(default_factory=PacingSettings)
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     guard: GuardSettings = field(default_factory=GuardSettings)
+    keys: KeysSettings = field(default_factory=KeysSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 

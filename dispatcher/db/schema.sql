@@ -261,6 +261,16 @@ BEGIN
 END
 $$;
 
+CREATE TABLE dispatcher.api_keys (
+    id text NOT NULL,
+    name text NOT NULL,
+    secret_sha256 bytea NOT NULL,
+    senders text[] DEFAULT '{}'::text[] NOT NULL,
+    max_priority smallint,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    revoked_at timestamp with time zone
+);
+
 CREATE TABLE dispatcher.campaigns (
     id bigint NOT NULL,
     name text NOT NULL,
@@ -376,7 +386,8 @@ CREATE TABLE dispatcher.messages (
     tags jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     campaign_id bigint,
-    variables jsonb
+    variables jsonb,
+    key_id text
 );
 
 CREATE TABLE dispatcher.quota_spend (
@@ -450,6 +461,9 @@ ALTER TABLE ONLY dispatcher.jobs
 ALTER TABLE ONLY dispatcher.message_feedback
     ADD CONSTRAINT message_feedback_pkey PRIMARY KEY (message_id);
 
+ALTER TABLE ONLY dispatcher.api_keys
+    ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY dispatcher.messages
     ADD CONSTRAINT messages_idempotency_key_key UNIQUE (idempotency_key);
 
@@ -506,6 +520,9 @@ CREATE TRIGGER jobs_inserted AFTER INSERT ON dispatcher.jobs FOR EACH STATEMENT 
 
 ALTER TABLE ONLY dispatcher.jobs
     ADD CONSTRAINT jobs_id_fkey FOREIGN KEY (id) REFERENCES dispatcher.messages(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY dispatcher.messages
+    ADD CONSTRAINT messages_key_id_fkey FOREIGN KEY (key_id) REFERENCES dispatcher.api_keys(id);
 
 ALTER TABLE ONLY dispatcher.messages
     ADD CONSTRAINT messages_campaign_id_fkey FOREIGN KEY (campaign_id) REFERENCES dispatcher.campaigns(id) ON DELETE CASCADE;

@@ -54,6 +54,7 @@ class NewMessage:
     idempotency_key: str | None = None  # enqueueing the same key again returns the first id
     priority: int = 0  # higher is claimed first; -32768..32767
     send_after: datetime | None = None  # tz-aware; not claimed before this instant
+    key_id: str | None = None  # the key a door authenticated (dispatcher.doors.keys)
 
     @property
     def recipient_count(self) -> int:

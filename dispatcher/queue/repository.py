@@ -59,7 +59,7 @@ def _json_tags(tags: Any) -> dict[str, str]:
 
 
 def _params(msgs: Sequence[NewMessage]) -> list[list[Any]]:
-    """The 15 parallel arrays of the enqueue_many statement, in parameter order."""
+    """The 16 parallel arrays of the enqueue_many statement, in parameter order."""
     return [
         [m.idempotency_key for m in msgs],
         [m.from_addr for m in msgs],
@@ -76,6 +76,7 @@ def _params(msgs: Sequence[NewMessage]) -> list[list[Any]]:
         [m.priority for m in msgs],
         [m.send_after for m in msgs],
         [m.recipient_count for m in msgs],
+        [m.key_id for m in msgs],
     ]
 
 
