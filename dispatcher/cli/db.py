@@ -1,4 +1,5 @@
-"""`dispatcher db status | stop`: the embedded Postgres, which cluster it is, and who uses it.
+"""`dispatcher db status | stop | url`: the embedded Postgres, which cluster it is, who uses it,
+and the URL to reach the database in use.
 
 `db stop` refuses (exit 2) while anyone else is connected, unless `--force`: a daemon cut off
 rides out the outage for database.outage_timeout and carries on once any later command has
@@ -12,6 +13,7 @@ import asyncio
 
 import asyncpg  # type: ignore[import-untyped]
 
+from dispatcher import app
 from dispatcher.config import Config
 from dispatcher.db.embedded import EmbeddedPostgres
 from dispatcher.errors import InputError
@@ -49,6 +51,13 @@ async def cmd_stop(args: argparse.Namespace, cfg: Config) -> int:
             )
     await asyncio.to_thread(embedded.stop)
     print(f"embedded Postgres under {embedded.data_dir} stopped")
+    return 0
+
+
+async def cmd_url(args: argparse.Namespace, cfg: Config) -> int:
+    """The URL of the database in use: database.url, or the embedded server (started if needed),
+    for psql, pg_dump and applications using the outbox."""
+    print(await app.database_url(cfg))
     return 0
 
 

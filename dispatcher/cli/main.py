@@ -144,10 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     suppression_cli.add_parser(sub)
     keys_cli.add_parser(sub)
 
-    db = sub.add_parser("db", help="the embedded Postgres: where it is, stop it")
+    db = sub.add_parser(
+        "db", help="the database: its URL; the embedded Postgres: where it is, stop it"
+    )
     db_sub = db.add_subparsers(dest="action", required=True, metavar="ACTION")
     db_status = db_sub.add_parser("status", help="is the embedded server running, and where")
     db_status.set_defaults(func=db_cli.cmd_status)
+    db_url = db_sub.add_parser(
+        "url", help="print the URL of the database in use (psql, pg_dump, the outbox)"
+    )
+    db_url.set_defaults(func=db_cli.cmd_url)
     db_stop = db_sub.add_parser(
         "stop", help="stop the embedded server (the next command restarts it, on the same port)"
     )

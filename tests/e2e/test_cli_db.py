@@ -1,8 +1,10 @@
-"""`dispatcher db status | stop`: the embedded Postgres a user did not start by hand."""
+"""`dispatcher db status | stop | url`: the embedded Postgres a user did not start by hand."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.db.embedded import EmbeddedPostgres
 from tests.support.cli import cli_env, fetch, run_cli, start_cli, stop_cli
@@ -20,6 +22,14 @@ async def test_db_status_and_stop_of_the_embedded_server(tmp_path: Path) -> None
     running = await run_cli(env, "db", "status")
     assert running.code == 0 and ": running, pid" in running.out, running
     assert "db.embedded.started" in migrated.event_names()
+
+    url = await run_cli(env, "db", "url")  # what psql, pg_dump or the outbox connect with
+    assert url.code == 0 and url.out.startswith("postgresql://"), url
+    conn = await asyncpg.connect(url.out.strip())
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM dispatcher.schema_migrations") > 0
+    finally:
+        await conn.close()
 
     stopped = await run_cli(env, "db", "stop")
     assert stopped.code == 0 and "stopped" in stopped.out, stopped
