@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Literal
 
 from dispatcher.domain.message import OutgoingMessage
+from dispatcher.domain.mime import Attachment
 
 __all__ = [
     "STATES",
@@ -54,6 +55,8 @@ class NewMessage:
     idempotency_key: str | None = None  # enqueueing the same key again returns the first id
     priority: int = 0  # higher is claimed first; -32768..32767
     send_after: datetime | None = None  # tz-aware; not claimed before this instant
+    # Built into a MIME message by validation, which queues it as raw (text and html inside).
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def recipient_count(self) -> int:
