@@ -24,7 +24,7 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 
 from dispatcher.domain.jobs import NewMessage
 from dispatcher.domain.message import DISPATCHER_ID_TAG
-from dispatcher.domain.mime import build_mime, check_attachment
+from dispatcher.domain.mime import MAX_ATTACHMENTS, build_mime, check_attachment
 from dispatcher.errors import InputError
 
 __all__ = [
@@ -454,7 +454,14 @@ def _with_attachments(msg: NewMessage) -> NewMessage:
     """``msg`` built into its MIME message and queued as raw (its subject kept for display)."""
     if isinstance(msg.attachments, str | bytes) or not isinstance(msg.attachments, Iterable):
         raise InputError("attachments must be a tuple of Attachment", field="attachments")
-    attachments = [check_attachment(i, a) for i, a in enumerate(msg.attachments)]
+    given = tuple(msg.attachments)
+    if len(given) > MAX_ATTACHMENTS:
+        raise InputError(
+            f"the message has {len(given)} attachments; the dispatcher takes at most "
+            f"{MAX_ATTACHMENTS}: send them in several messages, or as one archive",
+            field="attachments",
+        )
+    attachments = [check_attachment(i, a) for i, a in enumerate(given)]
     total = sum(len(a.content) for a in attachments)
     if total > MAX_MESSAGE_BYTES:  # refused before base64 makes it a third larger still
         raise _too_large("has attachments of", total)

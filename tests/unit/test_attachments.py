@@ -316,3 +316,12 @@ def test_send_attach_reads_the_file_by_its_base_name(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         read_attachment(str(tmp_path))
     assert "cannot read it: Is a directory" in str(info.value)
+
+
+def test_more_than_100_attachments_are_refused_before_anything_is_built() -> None:
+    many = tuple(Attachment(f"page{i}.png", "image/png", b"") for i in range(101))
+    error = refused(attachments=many)
+    assert str(error).startswith(
+        "the message has 101 attachments; the dispatcher takes at most 100"
+    )
+    assert validate_message(dataclasses.replace(MSG, attachments=many[:100])).raw is not None
