@@ -22,6 +22,7 @@ from dispatcher.domain.mime import Attachment, build_mime
 from dispatcher.domain.validate import MAX_MESSAGE_BYTES, validate_message
 from dispatcher.domain.wire import message_from_json
 from dispatcher.errors import InputError
+from dispatcher.queue.repository import validate_all
 
 BINARY = bytes(range(256)) * 40  # every byte value, NUL and CR LF included
 PDF = Attachment("report.pdf", "application/pdf", BINARY)
@@ -325,3 +326,11 @@ def test_more_than_100_attachments_are_refused_before_anything_is_built() -> Non
         "the message has 101 attachments; the dispatcher takes at most 100"
     )
     assert validate_message(dataclasses.replace(MSG, attachments=many[:100])).raw is not None
+
+
+def test_a_batch_names_the_message_and_keeps_the_field_at_fault() -> None:
+    bad = dataclasses.replace(MSG, attachments=(Attachment("x.cmd", "text/plain", b""),))
+    with pytest.raises(InputError) as info:
+        validate_all([MSG, bad])
+    assert str(info.value).startswith("message 1: attachment 0 'x.cmd': SES refuses")
+    assert info.value.field == "attachments"  # what the HTTP API answers as {"field": ...}
