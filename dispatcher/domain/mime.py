@@ -66,19 +66,19 @@ class Attachment:
 
 
 def _refuse(index: int, name: object, problem: str) -> InputError:
-    return InputError(f"attachment {index} {name!r}: {problem}", field="attachments")
+    return InputError(f"attachments[{index}] {name!r}: {problem}", field="attachments")
 
 
 def check_attachment(index: int, attachment: object) -> Attachment:
     """``attachment`` as SES takes it (media type lower-cased); InputError names it and the fix."""
     if not isinstance(attachment, Attachment):
         raise InputError(
-            f"attachment {index} must be an Attachment, not {type(attachment).__name__}",
+            f"attachments[{index}] must be an Attachment, not {type(attachment).__name__}",
             field="attachments",
         )
     name = attachment.filename
     if not isinstance(name, str) or not name.strip():
-        raise InputError(f"attachment {index} has no filename; give one", field="attachments")
+        raise InputError(f"attachments[{index}] has no filename; give one", field="attachments")
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:

@@ -60,7 +60,9 @@ async def test_outbox_and_queue_store_a_message_with_attachments_as_raw(
     finally:
         await conn.close()
 
-    assert "message 0: attachment 0 'run.bat': SES refuses messages with .bat" in str(refused.value)
+    assert "message 0: attachments[0] 'run.bat': SES refuses messages with .bat" in str(
+        refused.value
+    )
     assert [r["subject"] for r in rows] == ["Ihre Rechnung", "Ihre Rechnung"]  # nothing more
     assert first != second
     for row in rows:

@@ -143,8 +143,8 @@ def test_build_mime_takes_the_date_it_is_given() -> None:
 @pytest.mark.parametrize(
     ("attachment", "says"),
     [
-        (Attachment("", "a/b", b"x"), "attachment 0 has no filename"),
-        (Attachment("  ", "a/b", b"x"), "attachment 0 has no filename"),
+        (Attachment("", "a/b", b"x"), "attachments[0] has no filename"),
+        (Attachment("  ", "a/b", b"x"), "attachments[0] has no filename"),
         (Attachment("../etc/passwd", "a/b", b"x"), "without a directory"),
         (Attachment("C:\\x.pdf", "a/b", b"x"), "without a directory"),
         (Attachment("..", "a/b", b"x"), "without a directory"),
@@ -178,7 +178,7 @@ def test_an_exe_in_the_name_but_not_as_extension_is_fine() -> None:
 
 def test_the_second_attachment_is_named_when_it_is_the_bad_one() -> None:
     error = refused(attachments=(PDF, Attachment("x.bat", "a/b", b"")))
-    assert str(error).startswith("attachment 1 'x.bat': ")
+    assert str(error).startswith("attachments[1] 'x.bat': ")
 
 
 def test_raw_with_attachments_is_refused() -> None:
@@ -332,5 +332,5 @@ def test_a_batch_names_the_message_and_keeps_the_field_at_fault() -> None:
     bad = dataclasses.replace(MSG, attachments=(Attachment("x.cmd", "text/plain", b""),))
     with pytest.raises(InputError) as info:
         validate_all([MSG, bad])
-    assert str(info.value).startswith("message 1: attachment 0 'x.cmd': SES refuses")
+    assert str(info.value).startswith("message 1: attachments[0] 'x.cmd': SES refuses")
     assert info.value.field == "attachments"  # what the HTTP API answers as {"field": ...}
