@@ -36,6 +36,9 @@ from dispatcher.domain.jobs import NewMessage
 from dispatcher.errors import InputError
 
 CHUNK = 5000  # lines per statement: what an interrupt may have to wait for (well under 1 s)
+# ... or fewer, once their bodies and attachments reach this: a chunk is held in memory (its
+# attachments twice, decoded and built into MIME) until it is committed.
+CHUNK_BYTES = 64 * MIB
 
 # What a message can raise that is about the message (not the database being away): the driver
 # refusing a value (UnicodeEncodeError is a ValueError), Postgres refusing it, our validation.
@@ -140,6 +143,12 @@ def _open(path: str) -> BinaryIO:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def _weight(msg: NewMessage) -> int:
+    """Roughly what a message holds in memory until its chunk is committed."""
+    attached = sum(len(a.content) for a in msg.attachments)
+    return attached + len(msg.text or "") + len(msg.html or "")
+
+
 def _report(path: str, bad: BadLine, tally: Tally) -> None:
     tally.bad.append(bad)
     print(f"{path}: line {bad.line}: {bad.error}", file=sys.stderr)
@@ -179,7 +188,7 @@ async def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
         with _signals(stop):
             async with app.open_queue(cfg) as queue:
                 chunk: list[tuple[int, NewMessage]] = []
-                last = 0
+                last = held = 0
                 lines = capped_lines(stream)
                 for last, item in parse_lines(lines, DefaultKeys(args.idempotency_prefix)):
                     if item is None:
@@ -195,9 +204,10 @@ async def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
                         _report(path, item, tally)
                     else:
                         chunk.append((last, item))
-                    if len(chunk) >= CHUNK:
+                        held += _weight(item)
+                    if len(chunk) >= CHUNK or held >= CHUNK_BYTES:
                         await _commit(queue, chunk, tally, path)
-                        chunk, tally.committed_through = [], last
+                        chunk, tally.committed_through, held = [], last, 0
                         # A signal is seen here, where the loop had control: between chunks.
                         if stop.signum is not None:
                             break

@@ -80,7 +80,8 @@ class DefaultKeys:
     """Idempotency keys for lines without one: `PREFIX:HASH:N`.
 
     HASH is a SHA-256 of the message the line describes (every field in a fixed order, so the
-    spacing or key order of the line does not change it) and N counts the lines with that very
+    spacing or key order of the line does not change it; attachments by name, type and the
+    SHA-256 of their bytes) and N counts the lines with that very
     content in this input, so two identical lines are two messages. A rerun of the same file,
     or of the file with bad lines fixed or lines added, gives every line queued before the
     same key: it is not queued again.
@@ -93,7 +94,7 @@ class DefaultKeys:
         self._seen: dict[str, int] = {}
 
     def key(self, msg: NewMessage) -> str:
-        content = {
+        content: dict[str, object] = {
             "from": msg.from_addr,
             "to": msg.to,
             "cc": msg.cc,
@@ -107,6 +108,11 @@ class DefaultKeys:
             "priority": msg.priority,
             "send_after": None if msg.send_after is None else msg.send_after.isoformat(),
         }
+        if msg.attachments:  # only then: the keys of messages without any stay what they were
+            content["attachments"] = [
+                [a.filename, a.content_type, hashlib.sha256(a.content).hexdigest()]
+                for a in msg.attachments
+            ]
         text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_CHARS]
         n = self._seen.get(digest, 0) + 1

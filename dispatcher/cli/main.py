@@ -26,6 +26,7 @@ from dispatcher.cli.argtypes import (
     positive_int,
     row_id,
 )
+from dispatcher.cli.attach import read_attachment
 from dispatcher.cli.commands import Command, with_stores
 from dispatcher.cli.output import discard_stdout
 from dispatcher.cli.processes import process_count, run_processes, watch_parent
@@ -81,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--configuration-set", metavar="NAME")
     send.add_argument("--reply-to", action="append", default=[], metavar="ADDRESS")
     send.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE")
+    send.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="attach this file (repeatable); its type is guessed from its name",
+    )
 
     enqueue_cli.add_parser(sub)
 
@@ -237,6 +245,7 @@ async def cmd_send(args: argparse.Namespace, cfg: Config) -> int:
         idempotency_key=args.idempotency_key,
         priority=args.priority,
         send_after=parse_send_after(args.send_after) if args.send_after else None,
+        attachments=tuple(read_attachment(path) for path in args.attach),
     )
     validate_message(msg)
     async with app.open_queue(cfg) as queue:

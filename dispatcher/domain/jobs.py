@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Literal
 
 from dispatcher.domain.message import OutgoingMessage
+from dispatcher.domain.mime import Attachment
 
 __all__ = [
     "STATES",
@@ -55,6 +56,8 @@ class NewMessage:
     priority: int = 0  # higher is claimed first; -32768..32767
     send_after: datetime | None = None  # tz-aware; not claimed before this instant
     key_id: str | None = None  # the key a door authenticated (dispatcher.doors.keys)
+    # Built into a MIME message by validation, which queues it as raw (text and html inside).
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def recipient_count(self) -> int:

@@ -4,8 +4,9 @@ Pure: no I/O, tested without Postgres. A door hands its input to ``validate_mess
 campaign's options, ``validate_envelope``) and queues what comes back: addresses normalised once
 (display name kept apart and quoted, whitespace stripped, domain lower-cased and in ASCII), and
 anything SES can never take (a header line break, a bad address, more than 50 recipients, more
-than 40 MiB) refused with an InputError that says what to change. ``suppression_key`` is the
-one form suppressions are stored and compared in.
+than 40 MiB) refused with an InputError that says what to change. A message with attachments
+comes back built into its MIME message, as raw. ``suppression_key`` is the one form suppressions
+are stored and compared in.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 
 from dispatcher.domain.jobs import NewMessage
 from dispatcher.domain.message import DISPATCHER_ID_TAG
+from dispatcher.domain.mime import MAX_ATTACHMENTS, build_mime, check_attachment
 from dispatcher.errors import InputError
 
 __all__ = [
@@ -345,6 +347,12 @@ def message_size(msg: NewMessage) -> int:
 
 def _check_body(msg: NewMessage) -> None:
     if msg.raw is not None:
+        if msg.attachments:
+            raise InputError(
+                "a message has either raw (a complete MIME message) or attachments, not both; "
+                "put the attachments inside the raw message",
+                field="attachments",
+            )
         if msg.text is not None or msg.html is not None:
             raise InputError(
                 "a message has either raw (a complete MIME message) or text/html, not both; "
@@ -367,7 +375,7 @@ def _check_body(msg: NewMessage) -> None:
                 if not isinstance(value, str):
                     raise InputError(f"{field} must be a string, not {type(value).__name__}")
                 _check_encodable(field, value)
-        if not msg.text and not msg.html:
+        if not msg.text and not msg.html and not msg.attachments:
             raise InputError("the message has no body; give text, html (or both), or raw")
         if not isinstance(msg.subject, str) or not msg.subject:
             raise InputError("the message has no subject; give a subject (or send it as raw)")
@@ -422,7 +430,7 @@ def validate_message(msg: NewMessage) -> NewMessage:
                 f"idempotency_key is {len(key)} characters long; "
                 f"use at most {MAX_IDEMPOTENCY_KEY} (e.g. a hash of a longer key)"
             )
-    return dataclasses.replace(
+    valid = dataclasses.replace(
         msg,
         from_addr=envelope.from_addr,
         to=to,
@@ -431,3 +439,42 @@ def validate_message(msg: NewMessage) -> NewMessage:
         reply_to=envelope.reply_to,
         tags=envelope.tags,
     )
+    return _with_attachments(valid) if msg.attachments else valid
+
+
+def _too_large(what: str, size: int) -> InputError:
+    return InputError(
+        f"the message {what} {size:,} bytes; SES takes at most {MAX_MESSAGE_BYTES:,} bytes "
+        f"({MAX_MESSAGE_BYTES // 2**20} MiB) in all: send smaller files or link to them",
+        field="attachments",
+    )
+
+
+def _with_attachments(msg: NewMessage) -> NewMessage:
+    """``msg`` built into its MIME message and queued as raw (its subject kept for display)."""
+    if isinstance(msg.attachments, str | bytes) or not isinstance(msg.attachments, Iterable):
+        raise InputError("attachments must be a tuple of Attachment", field="attachments")
+    given = tuple(msg.attachments)
+    if len(given) > MAX_ATTACHMENTS:
+        raise InputError(
+            f"the message has {len(given)} attachments; the dispatcher takes at most "
+            f"{MAX_ATTACHMENTS}: send them in several messages, or as one archive",
+            field="attachments",
+        )
+    attachments = [check_attachment(i, a) for i, a in enumerate(given)]
+    total = sum(len(a.content) for a in attachments)
+    if total > MAX_MESSAGE_BYTES:  # refused before base64 makes it a third larger still
+        raise _too_large("has attachments of", total)
+    raw = build_mime(
+        from_addr=msg.from_addr,
+        to=msg.to,
+        cc=msg.cc,  # Bcc recipients are only in the envelope: never a header
+        reply_to=msg.reply_to,
+        subject=msg.subject,
+        text=msg.text,
+        html=msg.html,
+        attachments=attachments,
+    )
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise _too_large("with its attachments, base64-encoded, is", len(raw))
+    return dataclasses.replace(msg, raw=raw, text=None, html=None, attachments=())

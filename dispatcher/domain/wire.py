@@ -7,10 +7,13 @@ what Postgres cannot keep (a NUL, a lone surrogate) before anything is built fro
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import UTC, datetime
 from typing import Any
 
 from dispatcher.domain.jobs import NewMessage
+from dispatcher.domain.mime import Attachment
 from dispatcher.domain.validate import validate_message
 from dispatcher.errors import InputError
 
@@ -24,6 +27,7 @@ FIELDS = (
     "subject",
     "text",
     "html",
+    "attachments",
     "reply_to",
     "configuration_set",
     "tags",
@@ -49,6 +53,54 @@ def _optional_str(obj: dict[str, Any], key: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise InputError(f'"{key}" must be a string')
+
+
+ATTACHMENT_FIELDS = ("filename", "content_type", "content_base64")
+
+
+def _attachments(obj: dict[str, Any]) -> tuple[Attachment, ...]:
+    """`"attachments": [{"filename", "content_type", "content_base64"}]`, the content strict
+    base64 (no line breaks, padded); what the files may be is validate's to say."""
+    value = obj.get("attachments")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InputError(
+            '"attachments" must be a list of {"filename", "content_type", "content_base64"}',
+            field="attachments",
+        )
+    out: list[Attachment] = []
+    for i, item in enumerate(value):
+        where = f"attachments[{i}]"
+        if not isinstance(item, dict):
+            raise InputError(
+                f'{where} must be an object with "filename", "content_type" and "content_base64"',
+                field="attachments",
+            )
+        unknown = sorted(set(item) - set(ATTACHMENT_FIELDS))
+        if unknown:
+            raise InputError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; "
+                f"known: {', '.join(ATTACHMENT_FIELDS)}",
+                field="attachments",
+            )
+        missing = [k for k in ATTACHMENT_FIELDS if not isinstance(item.get(k), str)]
+        if missing:
+            raise InputError(
+                f"{where}: {', '.join(missing)} missing or not a string; "
+                f"give {', '.join(ATTACHMENT_FIELDS)}",
+                field="attachments",
+            )
+        try:
+            content = base64.b64decode(item["content_base64"], validate=True)
+        except (binascii.Error, ValueError):
+            raise InputError(
+                f'{where} {item["filename"]!r}: "content_base64" is not valid base64; encode '
+                "the file in the standard alphabet, padded, without line breaks (base64 -w0)",
+                field="attachments",
+            ) from None
+        out.append(Attachment(item["filename"], item["content_type"], content))
+    return tuple(out)
 
 
 def parse_send_after(text: str) -> datetime:
@@ -98,6 +150,7 @@ def message_from_json(obj: object) -> NewMessage:
         subject=_optional_str(obj, "subject") or "",
         text=_optional_str(obj, "text"),
         html=_optional_str(obj, "html"),
+        attachments=_attachments(obj),
         reply_to=_addresses(obj, "reply_to"),
         configuration_set=_optional_str(obj, "configuration_set"),
         tags=dict(tags),

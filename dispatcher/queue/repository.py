@@ -87,7 +87,7 @@ def validate_all(msgs: Sequence[NewMessage]) -> list[NewMessage]:
         try:
             out.append(validate_message(msg))
         except InputError as exc:
-            raise InputError(f"message {i}: {exc}") from None
+            raise InputError(f"message {i}: {exc}", field=exc.field) from None
     return out
 
 
