@@ -55,6 +55,10 @@ class NewMessage:
     priority: int = 0  # higher is claimed first; -32768..32767
     send_after: datetime | None = None  # tz-aware; not claimed before this instant
     key_id: str | None = None  # the key a door authenticated (dispatcher.doors.keys)
+    # An SES template in the account and its TemplateData (a JSON object): SES renders the
+    # content at send time; the message then has no subject, text, html or raw of its own.
+    template_name: str | None = None
+    template_data: str | None = None
 
     @property
     def recipient_count(self) -> int:

@@ -2,7 +2,7 @@
 an AWS SDK changes only its endpoint URL and its keys (a dispatcher key's id as access key id,
 its secret as secret access key).
 
-Served: SES v2 `SendEmail` (Simple and Raw content) and `GetAccount`; v1 `SendEmail`,
+Served: SES v2 `SendEmail` (Simple, Raw and Template content) and `GetAccount`; v1 `SendEmail`,
 `SendRawEmail` and `GetSendQuota` (Query protocol, `POST /`). Requests are authenticated by AWS
 Signature V4, recomputed with botocore's signer. Every accepted message goes through
 `doors.intake.accept`, so the answer's MessageId (`dispatcher-<id>`, see `doors.ses_ids`) names a
@@ -349,12 +349,9 @@ def v2_message(obj: Mapping[str, Any]) -> NewMessage:
         "configuration_set": _get(obj, "ConfigurationSetName", str, ""),
         "tags": _v2_tags(obj),
     }
-    if content.get("Template") is not None:
-        raise _unsupported(
-            "Content.Template",
-            " (SES templates live in the SES account; send Simple or Raw content, or use "
-            "`dispatcher campaign` for templated mail)",
-        )
+    template = _get(content, "Template", dict, "Content.")
+    if template is not None:
+        return template_message(template, from_addr, to, cc, bcc, **common)
     simple = _get(content, "Simple", dict, "Content.")
     if simple is not None:
         for name in ("Headers", "Attachments"):
@@ -383,6 +380,36 @@ def v2_message(obj: Mapping[str, Any]) -> NewMessage:
     if data is None:
         raise missing("Content.Raw.Data")
     return raw_message(_base64(data, "Content.Raw.Data"), from_addr, to, cc, bcc, **common)
+
+
+def template_message(
+    spec: Mapping[str, Any],
+    from_addr: str | None,
+    to: tuple[str, ...],
+    cc: tuple[str, ...],
+    bcc: tuple[str, ...],
+    **common: Any,
+) -> NewMessage:
+    """Template content: the name of a template in the SES account and its data, kept on the
+    message and sent to SES as a templated SendEmail, which renders it (as it would have)."""
+    for name in ("TemplateArn", "TemplateContent", "Headers", "Attachments"):
+        if spec.get(name):
+            raise _unsupported(f"Content.Template.{name}", " (name a template in the account)")
+    if not from_addr:
+        raise missing("FromEmailAddress")
+    name = _get(spec, "TemplateName", str, "Content.Template.")
+    if not name:
+        raise missing("Content.Template.TemplateName")
+    data = _get(spec, "TemplateData", str, "Content.Template.")
+    return NewMessage(
+        from_addr=from_addr,
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        template_name=name,
+        template_data=data if data is not None else "{}",
+        **common,
+    )
 
 
 def _base64(text: str, name: str, limit: int = MAX_MESSAGE_BYTES) -> bytes:

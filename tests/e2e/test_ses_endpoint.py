@@ -127,6 +127,12 @@ async def test_boto3_and_the_aws_cli_send_through_the_dispatcher_paced_and_refus
             DISPATCHER_API__ENABLED="true",
             DISPATCHER_API__LISTEN_PORT=str(port),
         )
+        # The application's template lives in the SES account, made there as it always was.
+        async with aioboto3.Session().client("sesv2", **sim.client_kwargs()) as account:
+            await account.create_email_template(
+                TemplateName="welcome",
+                TemplateContent={"Subject": "Welcome {{name}}", "Text": "Hi {{name}}"},
+            )
         made = await run_cli(env, "keys", "create", "shop", "--from", "*@example.com", "--json")
         assert made.code == 0, made
         key = json.loads(made.out)
@@ -168,6 +174,14 @@ async def test_boto3_and_the_aws_cli_send_through_the_dispatcher_paced_and_refus
                 for i in range(2):
                     r = await v2.send_email(Content={"Raw": {"Data": raw(f"v2 raw {i}")}})
                     answered.append(r["MessageId"])
+                r = await v2.send_email(
+                    FromEmailAddress=SENDER,
+                    Destination={"ToAddresses": [OK]},
+                    Content={
+                        "Template": {"TemplateName": "welcome", "TemplateData": '{"name": "Ana"}'}
+                    },
+                )
+                answered.append(r["MessageId"])
                 for i in range(2):
                     r = await v1.send_email(
                         Source=SENDER,
@@ -263,10 +277,10 @@ async def test_boto3_and_the_aws_cli_send_through_the_dispatcher_paced_and_refus
                     v2.send_email(
                         FromEmailAddress=SENDER,
                         Destination={"ToAddresses": [OK]},
-                        Content={"Template": {"TemplateName": "t", "TemplateData": "{}"}},
+                        Content={"Template": {"TemplateName": "welcome", "TemplateData": "[1]"}},
                     )
                 )
-                assert code == "BadRequestException" and "Content.Template" in text
+                assert code == "BadRequestException" and "JSON object" in text
                 # A client whose clock is 10 minutes slow signs a stale date.
                 slow = datetime.utcnow() - timedelta(minutes=10)  # naive UTC, as botocore's
                 monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: slow)
@@ -279,7 +293,7 @@ async def test_boto3_and_the_aws_cli_send_through_the_dispatcher_paced_and_refus
                 assert await message_rows(pg_dsn) == rows_before
 
                 ids = [message_id_of(m) for m in answered]
-                assert all(i is not None for i in ids) and len(set(ids)) == len(ids) == 11
+                assert all(i is not None for i in ids) and len(set(ids)) == len(ids) == 12
 
                 async def all_sent() -> bool:
                     rows = await fetch(
@@ -304,10 +318,12 @@ async def test_boto3_and_the_aws_cli_send_through_the_dispatcher_paced_and_refus
     assert by_subject["v2 simple 0"]["tags"]["campaign"] == "spring"
     assert by_subject["v1 0"]["cc"] == [OK]
     assert "aws cli" in by_subject
-    # Paced at the account's rate: 13 recipients at 3/s, never throttled by SES.
+    # Template content: SES rendered the account's template with the application's data.
+    assert by_subject["Welcome Ana"]["template"] == "welcome"
+    # Paced at the account's rate: 14 recipients at 3/s, never throttled by SES.
     stamps = sorted(m["accepted_at"] for m in received)
     recipients = sum(len(m["to"]) + len(m["cc"]) + len(m["bcc"]) for m in received)
-    assert recipients == 13
+    assert recipients == 14
     assert stamps[-1] - stamps[0] >= (recipients - 2 * RATE) / RATE, stamps
     assert stats["throttled"] == 0, stats
     # The MessageId leads `dispatcher status` to the message and its SES MessageId.
