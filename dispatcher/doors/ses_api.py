@@ -242,6 +242,10 @@ def _handler(wire: Wire, func: Handler) -> Callable[[web.Request], Awaitable[web
             return await func(api, request, body)
         except SesError as exc:
             return exc.response(wire)
+        except Exception as exc:  # a bug: SES's 500 (retried by SDKs), not aiohttp's text page
+            log.exception("ses_api.failed", path=request.path, error=repr(exc))
+            failure = SesError("InternalFailure", "InternalFailure", 500, "Internal failure.")
+            return failure.response(wire)
 
     handle.__doc__ = func.__doc__
     return handle

@@ -3,14 +3,24 @@ queued with Template content as the adapter sends it on."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.validate import validate_message
-from dispatcher.doors.ses_api import SesError, raw_message, v1_params, v1_send_email, v2_message
+from dispatcher.doors.ses_api import (
+    SesError,
+    raw_message,
+    v1_params,
+    v1_send_email,
+    v1_send_raw_email,
+    v2_message,
+)
 from dispatcher.errors import InputError
 from dispatcher.ses.adapter import SesAdapter
 
@@ -118,3 +128,48 @@ def test_a_v1_send_email_form_becomes_the_message() -> None:
     with pytest.raises(SesError) as no_source:
         v1_send_email({k: v for k, v in params.items() if k != "Source"})
     assert no_source.value.v1_code == "MissingParameter"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_keys = st.sampled_from(
+    [
+        "Content",
+        "Simple",
+        "Raw",
+        "Template",
+        "Data",
+        "Subject",
+        "Body",
+        "Text",
+        "Destination",
+        "ToAddresses",
+        "FromEmailAddress",
+        "TemplateName",
+        "TemplateData",
+        "EmailTags",
+    ]
+)
+_shaped = st.recursive(
+    _json, lambda inner: st.dictionaries(_keys, inner, max_size=4), max_leaves=16
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(_keys, _shaped, max_size=5))
+def test_any_v2_body_is_a_message_or_an_ses_error_never_a_crash(body: dict[str, Any]) -> None:
+    with contextlib.suppress(SesError, InputError):
+        validate_message(v2_message(body))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_any_v1_form_is_a_message_or_an_ses_error_never_a_crash(form: bytes) -> None:
+    for build in (v1_send_email, v1_send_raw_email):
+        with contextlib.suppress(SesError, InputError):
+            validate_message(build(v1_params(form)))
