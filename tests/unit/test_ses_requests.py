@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.validate import validate_message
-from dispatcher.doors.ses_api import (
+from dispatcher.doors.ses_requests import (
     SesError,
     raw_message,
     v1_params,
