@@ -32,6 +32,7 @@ from dispatcher.doors.ses_requests import (
     V1_SENDS,
     SesError,
     bad_request,
+    foreign_sender,
     rejected,
     unavailable,
     v1_params,
@@ -149,6 +150,11 @@ class SesApi:
 
     async def queue(self, key: ApiKey, msg: NewMessage) -> str:
         """Queue `msg` as `key`, committed; the MessageId to answer."""
+        if (foreign := foreign_sender(key, msg)) is not None:
+            raise rejected(
+                f"key {key.id} may not send as {foreign} (a From or Sender header of the raw "
+                f"message); it may use {', '.join(key.senders)}"
+            )
         try:
             [done] = await accept(self.ctx.pool, key, [msg])
         except Forbidden as exc:

@@ -12,12 +12,20 @@ from urllib.parse import parse_qsl
 from dispatcher.domain.jobs import NewMessage
 from dispatcher.domain.validate import MAX_MESSAGE_BYTES
 from dispatcher.domain.wire import unstorable
-from dispatcher.sim.mime import event_publishing, header_addresses, header_text, parse_raw_headers
+from dispatcher.doors.keys import ApiKey
+from dispatcher.sim.mime import (
+    event_publishing,
+    header_addresses,
+    header_text,
+    parse_raw_headers,
+    sender_headers,
+)
 
 __all__ = [
     "V1_SENDS",
     "SesError",
     "bad_request",
+    "foreign_sender",
     "missing",
     "raw_message",
     "rejected",
@@ -333,3 +341,17 @@ V1_SENDS: dict[str, Callable[[Params], NewMessage]] = {
     "SendEmail": v1_send_email,
     "SendRawEmail": v1_send_raw_email,
 }
+
+
+def foreign_sender(key: ApiKey, msg: NewMessage) -> str | None:
+    """A From or Sender header of a raw message that `key` may not send as, or None.
+
+    The envelope sender is checked by intake; SES also checks these headers against the
+    account's identities, so a key limited to some senders must not put others there.
+    """
+    if msg.raw is None or not key.senders:
+        return None
+    for address in sender_headers(parse_raw_headers(msg.raw)):
+        if not key.allows_sender(address):
+            return address
+    return None

@@ -264,6 +264,11 @@ async def test_boto3_and_the_aws_cli_send_through_the_dispatcher_paced_and_refus
                     )
                 )
                 assert code == "MessageRejected"
+                spoofed = raw("spoofed").replace(SENDER.encode(), b"ceo@elsewhere.example")
+                code, text, _ = await refused(
+                    v1.send_raw_email(Source=SENDER, RawMessage={"Data": spoofed})
+                )
+                assert code == "MessageRejected" and "ceo@elsewhere.example" in text
                 # Bad input, and Template content (not served): SES's validation errors.
                 code, text, _ = await refused(
                     v2.send_email(

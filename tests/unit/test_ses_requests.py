@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.validate import validate_message
+from dispatcher.doors.keys import ApiKey
 from dispatcher.doors.ses_requests import (
     SesError,
+    foreign_sender,
     raw_message,
     v1_params,
     v1_send_email,
@@ -173,3 +175,17 @@ def test_any_v1_form_is_a_message_or_an_ses_error_never_a_crash(form: bytes) -> 
     for build in (v1_send_email, v1_send_raw_email):
         with contextlib.suppress(SesError, InputError):
             validate_message(build(v1_params(form)))
+
+
+def test_a_raw_message_may_not_name_a_sender_the_key_may_not_use_in_its_headers() -> None:
+    key = ApiKey("DKX", "shop", senders=("*@example.com",))
+    data = b"From: ceo@bank.example\r\nTo: a@example.net\r\nSubject: x\r\n\r\nbody\r\n"
+    spoofed = raw_message(data, "shop@example.com", (), (), ())
+    assert foreign_sender(key, spoofed) == "ceo@bank.example"
+    sender = b"From: shop@example.com\r\nSender: x@bank.example\r\nTo: a@example.net\r\n\r\nb\r\n"
+    assert foreign_sender(key, raw_message(sender, None, (), (), ())) == "x@bank.example"
+    own = raw_message(
+        data.replace(b"ceo@bank.example", b"Shop <shop@example.com>"), None, (), (), ()
+    )
+    assert foreign_sender(key, own) is None
+    assert foreign_sender(ApiKey("DKY", "any"), spoofed) is None  # a key for any sender
