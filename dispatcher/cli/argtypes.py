@@ -8,10 +8,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from dispatcher.doors.ses_ids import message_id_of
+
 __all__ = [
     "BIGINT_MAX",
     "OneLineParser",
     "bounded_int",
+    "message_ref",
     "non_utf8_argument",
     "positive_int",
     "row_id",
@@ -72,3 +75,23 @@ def non_utf8_argument(argv: Sequence[str]) -> str | None:
         except UnicodeEncodeError:
             return arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return None
+
+
+class _MessageRef:
+    """A type= callable: a message id, or the MessageId the SES-compatible endpoint answered
+    (`dispatcher-<id>`)."""
+
+    numeric = True  # read by the hostile-argument test: "1" is a plausible value
+    __name__ = "message id"
+
+    def __call__(self, text: str) -> int:
+        value = message_id_of(text)
+        if value is None:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a message id (a whole number from 1 to {BIGINT_MAX}, or the "
+                "MessageId the SES-compatible endpoint answered: dispatcher-<id>)"
+            )
+        return value
+
+
+message_ref = _MessageRef()

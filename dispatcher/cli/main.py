@@ -22,6 +22,7 @@ from dispatcher.cli import keys as keys_cli
 from dispatcher.cli import suppression as suppression_cli
 from dispatcher.cli.argtypes import (
     OneLineParser,
+    message_ref,
     non_utf8_argument,
     positive_int,
     row_id,
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="message counts by state, and pacing; or one message")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument(
-        "id", nargs="?", type=row_id, metavar="ID", help="show this message and its SES events"
+        "id", nargs="?", type=message_ref, metavar="ID", help="show this message and its SES events"
     )
     status.set_defaults(func=cmd_status)
 

@@ -387,7 +387,9 @@ CREATE TABLE dispatcher.messages (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     campaign_id bigint,
     variables jsonb,
-    key_id text
+    key_id text,
+    template_name text,
+    template_data text
 );
 
 CREATE TABLE dispatcher.quota_spend (

@@ -58,6 +58,10 @@ class NewMessage:
     key_id: str | None = None  # the key a door authenticated (dispatcher.doors.keys)
     # Built into a MIME message by validation, which queues it as raw (text and html inside).
     attachments: tuple[Attachment, ...] = ()
+    # An SES template in the account and its TemplateData (a JSON object): SES renders the
+    # content at send time; the message then has no subject, text, html or raw of its own.
+    template_name: str | None = None
+    template_data: str | None = None
 
     @property
     def recipient_count(self) -> int:

@@ -25,6 +25,8 @@ class OutgoingMessage:
     configuration_set: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     headers: tuple[tuple[str, str], ...] = ()  # extra headers of a simple message
+    template_name: str | None = None  # an SES template SES renders (with template_data)
+    template_data: str | None = None
 
     @property
     def recipient_count(self) -> int:

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import dataclasses
 import functools
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ MAX_RECIPIENTS = 50  # SES: To + Cc + Bcc of one message
 MAX_MESSAGE_BYTES = 40 * 1024 * 1024  # SES v2 SendEmail: "Message length is more than 41943040"
 MAX_HEADER_LINE = 998  # RFC 5322 (SES: no line over 1,000 characters with its CRLF)
 MAX_IDEMPOTENCY_KEY = 200
+# SES: a template name is letters, digits, _ and -, at most 64; TemplateData a JSON object of
+# at most 262,144 characters (sesv2 EmailTemplateData).
+_TEMPLATE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_TEMPLATE_DATA = 262_144
 MAX_TAG_LENGTH = 256  # SES: a tag name or value is shorter than 256 characters
 RESERVED_TAG = DISPATCHER_ID_TAG  # the adapter sends our message id under this tag
 CAMPAIGN_RESERVED_TAGS = (RESERVED_TAG, "campaign_id")  # the import tags each campaign message
@@ -345,7 +350,36 @@ def message_size(msg: NewMessage) -> int:
     return sum(len(p.encode("utf-8")) for p in (msg.subject, msg.text, msg.html) if p)
 
 
+def _check_template(msg: NewMessage) -> None:
+    """A message SES renders from a template in the account: no content of its own."""
+    if msg.raw is not None or msg.text is not None or msg.html is not None or msg.attachments:
+        raise InputError(
+            "a message sent with an SES template has no text, html, raw or attachments of its "
+            "own; SES renders the template's"
+        )
+    name = msg.template_name
+    if not isinstance(name, str) or not _TEMPLATE_NAME.fullmatch(name):
+        raise InputError(
+            f"template name {str(name)[:80]!r} is not an SES template name: letters, digits, "
+            "_ and -, at most 64"
+        )
+    data = "{}" if msg.template_data is None else msg.template_data
+    if not isinstance(data, str) or len(data) > MAX_TEMPLATE_DATA:
+        raise InputError(
+            f"template data must be a JSON object of at most {MAX_TEMPLATE_DATA:,} characters"
+        )
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise InputError('template data must be a JSON object, e.g. {"name": "Ana"}')
+
+
 def _check_body(msg: NewMessage) -> None:
+    if msg.template_name is not None or msg.template_data is not None:
+        _check_template(msg)
+        return
     if msg.raw is not None:
         if msg.attachments:
             raise InputError(

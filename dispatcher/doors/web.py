@@ -13,6 +13,7 @@ import asyncpg  # type: ignore[import-untyped]
 from aiohttp import web
 
 from dispatcher.config import Config
+from dispatcher.doors import ses_api
 from dispatcher.doors.keys import ApiKey, KeyStore
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.queue.repository import Queue
@@ -101,4 +102,5 @@ def build_app(ctx: DoorContext) -> web.Application:
     """The listener's app: every door's routes, JSON errors, the body limit of `[api]`."""
     app = web.Application(client_max_size=ctx.cfg.api.max_body_bytes, middlewares=[json_errors])
     app[CONTEXT] = ctx
+    ses_api.install(app, ctx)
     return app

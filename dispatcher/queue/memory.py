@@ -412,4 +412,6 @@ def _outgoing(job_id: int, msg: NewMessage) -> OutgoingMessage:
         reply_to=tuple(msg.reply_to),
         configuration_set=msg.configuration_set,
         tags=dict(msg.tags),
+        template_name=msg.template_name,
+        template_data=msg.template_data,
     )

@@ -11,10 +11,12 @@ WITH input AS (
                      ELSE 'k:' || t.idempotency_key END AS dkey
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                 $7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[], $12::text[],
-                $13::smallint[], $14::timestamptz[], $15::smallint[], $16::text[])
+                $13::smallint[], $14::timestamptz[], $15::smallint[], $16::text[],
+                $17::text[], $18::text[])
          WITH ORDINALITY AS t(idempotency_key, from_addr, to_json, cc_json, bcc_json, reply_json,
                               subject, text_body, html_body, raw, configuration_set, tags_json,
-                              priority, send_after, recipients, key_id, ord)
+                              priority, send_after, recipients, key_id, template_name,
+                              template_data, ord)
 ),
 dedup AS (
     SELECT DISTINCT ON (dkey) * FROM input ORDER BY dkey, ord
@@ -27,13 +29,15 @@ numbered AS (
 ins AS (
     INSERT INTO dispatcher.messages (id, idempotency_key, from_addr, to_addrs, cc_addrs,
                                      bcc_addrs, reply_to, subject, text_body, html_body, raw,
-                                     configuration_set, tags, key_id)
+                                     configuration_set, tags, key_id, template_name,
+                                     template_data)
     SELECT new_id, idempotency_key, from_addr,
            ARRAY(SELECT jsonb_array_elements_text(to_json::jsonb)),
            ARRAY(SELECT jsonb_array_elements_text(cc_json::jsonb)),
            ARRAY(SELECT jsonb_array_elements_text(bcc_json::jsonb)),
            ARRAY(SELECT jsonb_array_elements_text(reply_json::jsonb)),
-           subject, text_body, html_body, raw, configuration_set, tags_json::jsonb, key_id
+           subject, text_body, html_body, raw, configuration_set, tags_json::jsonb, key_id,
+           template_name, template_data
     FROM numbered ORDER BY ord
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id
@@ -110,7 +114,8 @@ WITH RECURSIVE campaigns_due(cid) AS (
     WHERE j.id = picked.id AND m.id = j.id
     RETURNING j.id, j.lease_token, j.attempts, j.priority, j.run_at, m.from_addr, m.to_addrs,
               m.cc_addrs, m.bcc_addrs, m.reply_to, m.subject, m.text_body, m.html_body, m.raw,
-              m.configuration_set, m.tags, m.campaign_id, m.variables
+              m.configuration_set, m.tags, m.campaign_id, m.variables, m.template_name,
+              m.template_data
 )
 SELECT claimed.* FROM claimed JOIN offered USING (id)
 ORDER BY claimed.priority DESC, offered.turn, claimed.run_at, claimed.id;

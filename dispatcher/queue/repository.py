@@ -59,7 +59,7 @@ def _json_tags(tags: Any) -> dict[str, str]:
 
 
 def _params(msgs: Sequence[NewMessage]) -> list[list[Any]]:
-    """The 16 parallel arrays of the enqueue_many statement, in parameter order."""
+    """The 18 parallel arrays of the enqueue_many statement, in parameter order."""
     return [
         [m.idempotency_key for m in msgs],
         [m.from_addr for m in msgs],
@@ -77,6 +77,8 @@ def _params(msgs: Sequence[NewMessage]) -> list[list[Any]]:
         [m.send_after for m in msgs],
         [m.recipient_count for m in msgs],
         [m.key_id for m in msgs],
+        [m.template_name for m in msgs],
+        [m.template_data for m in msgs],
     ]
 
 
@@ -193,6 +195,8 @@ class Queue:
                     reply_to=tuple(row["reply_to"]),
                     configuration_set=row["configuration_set"],
                     tags=_json_tags(row["tags"]),
+                    template_name=row["template_name"],
+                    template_data=row["template_data"],
                 ),
                 campaign_id=row["campaign_id"],
                 variables=_json_tags(row["variables"]) if row["variables"] is not None else None,

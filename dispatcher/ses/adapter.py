@@ -235,6 +235,13 @@ class SesAdapter:
             if msg.headers:  # List-Unsubscribe: per recipient, as in a bulk entry
                 spec["Headers"] = [{"Name": k, "Value": v} for k, v in msg.headers]
             content: dict[str, Any] = {"Template": spec}
+        elif msg.template_name is not None:  # queued with an SES template (SendEmail Template)
+            content = {
+                "Template": {
+                    "TemplateName": msg.template_name,
+                    "TemplateData": msg.template_data or "{}",
+                }
+            }
         elif msg.raw is not None:
             content = {"Raw": {"Data": msg.raw}}
         else:
