@@ -72,7 +72,7 @@ def test_a_bad_template_is_refused_before_anything_is_queued(
 
 def test_a_template_message_has_no_content_of_its_own() -> None:
     msg = v2_message(v2({"Template": TEMPLATE}))
-    with pytest.raises(InputError, match="no text, html or raw of its own"):
+    with pytest.raises(InputError, match="no text, html, raw or attachments of its own"):
         validate_message(dataclasses.replace(msg, text="hello"))
 
 
