@@ -4,7 +4,9 @@ beside it (Bcc only there), and bad mail is refused before anything is written."
 
 from __future__ import annotations
 
+import asyncio
 import email
+import sys
 from email.message import Message
 from email.policy import default as default_policy
 
@@ -15,7 +17,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection, send_mail
 from django.db import ProgrammingError, connection, transaction
 
 from dispatcher.errors import InputError
-from tests.support.cli import fetch
+from tests.support.cli import REPO_ROOT, fetch
 from tests.support.django_app import in_django, use_database
 
 SENDER = "app@example.com"
@@ -199,6 +201,51 @@ async def test_a_database_error_under_fail_silently_does_not_abort_the_applicati
     assert [r["id"] for r in await fetch(pg_dsn, "SELECT id FROM orders")] == [1]
     assert "dispatcher.enqueue_raw" in await in_django(loud)
     assert await messages(pg_dsn) == []
+
+
+# Django takes psycopg (3) when it can import it, else psycopg2: hiding psycopg makes it psycopg2.
+PSYCOPG2_APP = """
+import sys
+sys.modules["psycopg"] = None
+from django.core.mail import EmailMessage
+from django.db import connection, transaction
+from tests.support.django_app import use_database
+use_database(sys.argv[1])
+msg = EmailMessage("via psycopg2", "body", "app@example.com", ["jo@example.net"],
+                   bcc=["b@example.org"], headers={"X-Dispatcher-Priority": "-3",
+                   "X-Dispatcher-Tags": "driver=psycopg2",
+                   "X-Dispatcher-Send-After": "2026-01-01T00:00:00Z"})
+with transaction.atomic():
+    assert msg.send() == 1
+print(connection.Database.__name__, msg.dispatcher_id)
+"""
+
+
+async def test_the_backend_works_the_same_on_psycopg2(pg_dsn: str) -> None:
+    app = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        PSYCOPG2_APP,
+        pg_dsn,
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(app.communicate(), 60)
+    assert app.returncode == 0, err.decode()
+    driver, queued = out.decode().split()
+
+    assert driver == "psycopg2"
+    [row] = await messages(pg_dsn)
+    assert row["id"] == int(queued)
+    assert (row["to_addrs"], row["cc_addrs"], row["bcc_addrs"]) == (
+        ["jo@example.net"],
+        [],
+        ["b@example.org"],
+    )
+    assert subject_of(row["raw"]) == "via psycopg2"
+    assert row["priority"] == -3
+    assert row["tags"] == '{"app": "shop", "driver": "psycopg2"}'
 
 
 async def test_the_sql_function_takes_a_raw_message_and_refuses_what_ses_cannot(
