@@ -125,8 +125,7 @@ class EmailBackend(BaseEmailBackend):
         """Validate and queue one message; False if it has no recipient."""
         if not message.recipients():
             return False
-        options = dict(message.extra_headers)
-        controls = {k.lower(): str(v) for k, v in options.items() if _is_control(k)}
+        controls = {k.lower(): str(v) for k, v in message.extra_headers.items() if _is_control(k)}
         unknown = sorted(set(controls) - {h.lower() for h in CONTROL_HEADERS})
         if unknown:
             raise InputError(
