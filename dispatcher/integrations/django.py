@@ -39,7 +39,12 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
     ) from exc
 
 from dispatcher.domain.jobs import NewMessage
-from dispatcher.domain.validate import validate_envelope, validate_message
+from dispatcher.domain.validate import (
+    MAX_MESSAGE_BYTES,
+    check_header_text,
+    validate_envelope,
+    validate_message,
+)
 from dispatcher.domain.wire import parse_send_after
 from dispatcher.errors import InputError
 
@@ -131,6 +136,15 @@ class EmailBackend(BaseEmailBackend):
             raise InputError(
                 f"unknown header {unknown[0]!r}; the dispatcher reads {', '.join(CONTROL_HEADERS)}"
             )
+        if message.subject:  # refused as at every other door, though Django would encode it
+            check_header_text("subject", str(message.subject), header="Subject")
+        size = _content_size(message)
+        if size > MAX_MESSAGE_BYTES:  # said before Django spends seconds encoding it
+            raise InputError(
+                f"the message is {size:,} bytes (before MIME encoding); SES takes at most "
+                f"{MAX_MESSAGE_BYTES:,} bytes ({MAX_MESSAGE_BYTES // 2**20} MiB) including "
+                "encoding: host large content elsewhere and link to it"
+            )
         mime = message.message()
         for name in (*CONTROL_HEADERS, "Bcc"):  # control headers are for us, not the recipients
             del mime[name]
@@ -140,6 +154,7 @@ class EmailBackend(BaseEmailBackend):
                 to=_addresses(message.to),
                 cc=_addresses(message.cc),
                 bcc=_addresses(message.bcc),
+                reply_to=_addresses(message.reply_to),  # checked only: it is in the raw header
                 raw=_mime_bytes(mime),
                 configuration_set=controls.get(
                     CONFIGURATION_SET_HEADER.lower(), self.configuration_set
@@ -192,6 +207,18 @@ def _address(value: object) -> str:
 
 def _addresses(values: Sequence[object]) -> tuple[str, ...]:
     return tuple(_address(v) for v in values if v)  # Django skips empty entries too
+
+
+def _content_size(message: EmailMessage) -> int:
+    """Bytes of the body, alternatives and attachments before MIME encoding (a lower bound)."""
+    parts: list[object] = [message.body]
+    parts += [alternative[0] for alternative in getattr(message, "alternatives", ())]
+    parts += [a[1] for a in message.attachments if isinstance(a, tuple) and len(a) == 3]
+    return sum(
+        len(p) if isinstance(p, bytes) else len(str(p).encode(errors="surrogateescape"))
+        for p in parts
+        if p is not None
+    )
 
 
 def _mime_bytes(mime: Message) -> bytes:

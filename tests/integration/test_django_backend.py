@@ -13,12 +13,13 @@ from email.policy import default as default_policy
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.core.mail import EmailMultiAlternatives, get_connection, send_mail
+from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection, send_mail
 from django.db import ProgrammingError, connection, transaction
 
 from dispatcher.errors import InputError
 from tests.support.cli import REPO_ROOT, fetch
 from tests.support.django_app import in_django, use_database
+from tests.support.hostile import HOSTILE, Hostile
 
 SENDER = "app@example.com"
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
@@ -176,6 +177,55 @@ async def test_bad_mail_is_refused_and_fail_silently_keeps_the_transaction(pg_ds
     assert [subject_of(r["raw"]) for r in await messages(pg_dsn)] == ["good"]
     assert [r["id"] for r in await fetch(pg_dsn, "SELECT id FROM orders")] == [1]
     assert "priority 40000 is out of range" in await in_django(bad_settings)
+
+
+def hostile_email(row: Hostile) -> EmailMessage:
+    """A row of the hostile table as a Django application would write it."""
+    f = row.fields
+
+    def many(key: str) -> list[str]:
+        value = f.get(key) or []
+        return [value] if isinstance(value, str) else list(value)
+
+    headers = {}
+    if "configuration_set" in f:
+        headers["X-Dispatcher-Configuration-Set"] = f["configuration_set"]
+    if f.get("tags"):
+        headers["X-Dispatcher-Tags"] = ", ".join(f"{k}={v}" for k, v in f["tags"].items())
+    if "priority" in f:
+        headers["X-Dispatcher-Priority"] = str(f["priority"])
+    return EmailMessage(
+        subject=f["subject"],
+        body=f["text"],
+        from_email=f["from"],
+        to=many("to"),
+        cc=many("cc"),
+        bcc=many("bcc"),
+        reply_to=many("reply_to"),
+        headers=headers,
+    )
+
+
+async def test_every_hostile_row_is_refused_and_nothing_is_queued(pg_dsn: str) -> None:
+    use_database(pg_dsn)
+
+    def loud() -> list[str]:
+        accepted = []
+        for row in HOSTILE:
+            try:
+                hostile_email(row).send()
+                accepted.append(row.what)
+            except (InputError, ValueError):  # ValueError: Django's own BadHeaderError
+                pass
+        return accepted
+
+    def quiet() -> int:
+        backend = get_connection(fail_silently=True)
+        return backend.send_messages([hostile_email(row) for row in HOSTILE])
+
+    assert await in_django(loud) == []
+    assert await in_django(quiet) == 0
+    assert await messages(pg_dsn) == []
 
 
 async def test_a_database_error_under_fail_silently_does_not_abort_the_application_transaction(
