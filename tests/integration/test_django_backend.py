@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import json
 import sys
 from email.message import Message
 from email.policy import default as default_policy
@@ -22,6 +23,8 @@ from tests.support.django_app import in_django, use_database
 from tests.support.hostile import HOSTILE, Hostile
 
 SENDER = "app@example.com"
+# What enqueue_raw takes beside the raw bytes (subject, body and Reply-To are inside them).
+ENVELOPE_FIELDS = {"from", "to", "cc", "bcc", "priority", "tags", "configuration_set"}
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
 
 
@@ -329,6 +332,32 @@ async def test_the_sql_function_takes_a_raw_message_and_refuses_what_ses_cannot(
             with pytest.raises(asyncpg.InvalidParameterValueError) as refused:
                 await conn.fetchval(call, *args, None)
             errors[name] = str(refused.value).splitlines()[0]
+        # The hostile table, where the envelope and options carry it (the rest is in raw).
+        full_call = (
+            "SELECT dispatcher.enqueue_raw(from_addr => $1, to_addrs => $2, raw => $3, "
+            "cc_addrs => $4, bcc_addrs => $5, priority => $6::integer::smallint, "
+            "tags => $7::jsonb, configuration_set => $8)"
+        )
+        carried = [row for row in HOSTILE if set(row.changes) <= ENVELOPE_FIELDS]
+        problems = []
+        for row in carried:
+            f = row.fields
+            try:
+                await conn.fetchval(
+                    full_call,
+                    f["from"],
+                    f.get("to") or [],
+                    raw,
+                    f.get("cc") or [],
+                    f.get("bcc") or [],
+                    f.get("priority", 0),
+                    json.dumps(f.get("tags") or {}),
+                    f.get("configuration_set"),
+                )
+                problems.append(f"accepted {row.what}")
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate not in ("22023", "22003"):
+                    problems.append(f"{row.what}: {exc.sqlstate} {exc}")
         # One byte less is a line of 998 characters: SES takes it.
         await conn.fetchval(call, "app@example.com", ["jo@example.net"], long_line[:-1], [], None)
         rows = await conn.fetch(
@@ -336,6 +365,7 @@ async def test_the_sql_function_takes_a_raw_message_and_refuses_what_ses_cannot(
         )
     finally:
         await conn.close()
+    assert problems == [] and len(carried) > 15
     assert errors["no recipient"].endswith("the message has no recipient")
     assert "51 recipients" in errors["51 recipients"]
     assert "'a@b@c' is not a valid email address" in errors["bad address"]
