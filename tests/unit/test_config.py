@@ -424,10 +424,10 @@ def test_every_key_has_a_generic_environment_variable() -> None:
             f"unknown section [queu] {IN_FILE}; did you mean [queue]?",
         ),
         (
-            {"smtp": {"host": "x"}},
+            {"mailer": {"host": "x"}},
             {},
-            f"unknown section [smtp] {IN_FILE}; "
-            "the sections are: database, queue, delivery, ses, pacing, feedback, guard, log",
+            f"unknown section [mailer] {IN_FILE}; the sections are: database, queue, delivery, "
+            "ses, pacing, feedback, guard, doctor, keys, api, smtp, log",
         ),
         (
             {"claim_batch": 5},
@@ -553,6 +553,10 @@ def test_config_to_dict_masks_secrets() -> None:
         "pacing",
         "feedback",
         "guard",
+        "doctor",
+        "keys",
+        "api",
+        "smtp",
         "log",
     ]
 
