@@ -445,37 +445,6 @@ async def _get_email_identity(state: SimState, request: web.Request) -> web.Resp
     return _ok(out)
 
 
-async def _list_email_identities(state: SimState, request: web.Request) -> web.Response:
-    """GET /v2/email/identities (ListEmailIdentities): by name, PageSize (at most 1000) per page
-    with NextToken."""
-    query = request.rel_url.query
-    token = query.get("NextToken", "0")
-    if not token.isdigit():
-        raise _BadRequest(f"Invalid NextToken {token}.")  # not confirmed: the text
-    start = int(token)
-    try:
-        size = int(query.get("PageSize", "1000"))
-    except ValueError as exc:
-        raise _BadRequest(str(exc)) from None
-    if not 1 <= size <= 1000:
-        raise _BadRequest("PageSize must be between 1 and 1000.")
-    found = [identity for _, identity in sorted(state.account.identities.items())]
-    body: dict[str, Any] = {
-        "EmailIdentities": [
-            {
-                "IdentityType": i.kind,
-                "IdentityName": i.name,
-                "SendingEnabled": True,
-                "VerificationStatus": i.verification_status,
-            }
-            for i in found[start : start + size]
-        ]
-    }
-    if start + size < len(found):
-        body["NextToken"] = str(start + size)
-    return _ok(body)
-
-
 async def _delete_email_identity(state: SimState, request: web.Request) -> web.Response:
     name = request.match_info["identity"]
     if state.account.identities.pop(name.lower(), None) is None:
@@ -572,98 +541,6 @@ async def _create_configuration_set(state: SimState, request: web.Request) -> we
     enabled = (body.get("SendingOptions") or {}).get("SendingEnabled", True)
     state.account.configuration_sets[name] = ConfigurationSet(name, bool(enabled))
     return _ok()
-
-
-def _no_configuration_set(name: str) -> web.Response:
-    return error_response(404, "NotFoundException", f"Configuration set <{name}> does not exist.")
-
-
-async def _get_configuration_set(state: SimState, request: web.Request) -> web.Response:
-    """GET /v2/email/configuration-sets/{ConfigurationSetName}."""
-    name = request.match_info["name"]
-    found = state.account.configuration_sets.get(name)
-    if found is None:
-        return _no_configuration_set(name)
-    return _ok(
-        {
-            "ConfigurationSetName": name,
-            "SendingOptions": {"SendingEnabled": found.sending_enabled},
-            "ReputationOptions": {"ReputationMetricsEnabled": False},
-            "Tags": [],
-        }
-    )
-
-
-EVENT_DESTINATION_TYPES = (
-    "SEND",
-    "REJECT",
-    "BOUNCE",
-    "COMPLAINT",
-    "DELIVERY",
-    "OPEN",
-    "CLICK",
-    "RENDERING_FAILURE",
-    "DELIVERY_DELAY",
-    "SUBSCRIPTION",
-)
-_DESTINATION_KINDS = (
-    "KinesisFirehoseDestination",
-    "CloudWatchDestination",
-    "SnsDestination",
-    "EventBridgeDestination",
-    "PinpointDestination",
-)
-
-
-async def _create_event_destination(state: SimState, request: web.Request) -> web.Response:
-    """POST /v2/email/configuration-sets/{name}/event-destinations
-    (CreateConfigurationSetEventDestination): recorded, reported by the GET."""
-    name = request.match_info["name"]
-    found = state.account.configuration_sets.get(name)
-    if found is None:
-        return _no_configuration_set(name)
-    body = await _body(request)
-    dest_name = body.get("EventDestinationName")
-    spec = body.get("EventDestination")
-    if not dest_name or not isinstance(dest_name, str) or not isinstance(spec, dict):
-        raise _BadRequest("Missing required parameter EventDestinationName or EventDestination.")
-    types = spec.get("MatchingEventTypes")
-    if not types or not isinstance(types, list) or not set(types) <= set(EVENT_DESTINATION_TYPES):
-        raise _BadRequest(
-            f"MatchingEventTypes must be a list of {', '.join(EVENT_DESTINATION_TYPES)}."
-        )
-    if sum(kind in spec for kind in _DESTINATION_KINDS) != 1:
-        raise _BadRequest(f"Give exactly one of {', '.join(_DESTINATION_KINDS)}.")
-    if dest_name in found.event_destinations:
-        return error_response(
-            400, "AlreadyExistsException", f"Event destination {dest_name} already exists."
-        )
-    kept: dict[str, Any] = {
-        "Enabled": bool(spec.get("Enabled", False)),
-        "MatchingEventTypes": types,
-    }
-    for kind in _DESTINATION_KINDS:
-        if kind in spec:
-            kept[kind] = spec[kind]
-    found.event_destinations[dest_name] = kept
-    return _ok()
-
-
-async def _get_event_destinations(state: SimState, request: web.Request) -> web.Response:
-    """GET /v2/email/configuration-sets/{name}/event-destinations
-    (GetConfigurationSetEventDestinations)."""
-    name = request.match_info["name"]
-    found = state.account.configuration_sets.get(name)
-    if found is None:
-        return _no_configuration_set(name)
-    return _ok(
-        {
-            "EventDestinations": [
-                {"Name": dest_name, **spec}
-                for dest_name, spec in sorted(found.event_destinations.items())
-            ]
-        }
-    )
 
 
 async def _put_configuration_set_sending(state: SimState, request: web.Request) -> web.Response:
@@ -797,7 +674,6 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v2/email/account", _json_handler(_get_account))
     r.add_put("/v2/email/account/sending", _json_handler(_put_account_sending))
     r.add_post("/v2/email/identities", _json_handler(_create_email_identity))
-    r.add_get("/v2/email/identities", _json_handler(_list_email_identities))
     r.add_get("/v2/email/identities/{identity}", _json_handler(_get_email_identity))
     r.add_delete("/v2/email/identities/{identity}", _json_handler(_delete_email_identity))
     r.add_put("/v2/email/identities/{identity}/mail-from", _json_handler(_put_mail_from))
@@ -805,15 +681,6 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v2/email/templates/{name}", _json_handler(_get_email_template))
     r.add_put("/v2/email/templates/{name}", _json_handler(_update_email_template))
     r.add_post("/v2/email/configuration-sets", _json_handler(_create_configuration_set))
-    r.add_get("/v2/email/configuration-sets/{name}", _json_handler(_get_configuration_set))
-    r.add_get(
-        "/v2/email/configuration-sets/{name}/event-destinations",
-        _json_handler(_get_event_destinations),
-    )
-    r.add_post(
-        "/v2/email/configuration-sets/{name}/event-destinations",
-        _json_handler(_create_event_destination),
-    )
     r.add_put(
         "/v2/email/configuration-sets/{name}/sending", _json_handler(_put_configuration_set_sending)
     )
@@ -821,4 +688,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v2/email/suppression/addresses", _json_handler(_list_suppressed))
     r.add_get("/v2/email/suppression/addresses/{address}", _json_handler(_get_suppressed))
     r.add_delete("/v2/email/suppression/addresses/{address}", _json_handler(_delete_suppressed))
+    # Reads of the set-up (dispatcher doctor's questions) live in v2_setup.py.
+    from dispatcher.sim import v2_setup  # it builds on this module's handler helpers
+
+    v2_setup.add_routes(r, _json_handler)
     r.add_route("*", "/v2/{tail:.*}", unknown_operation)
