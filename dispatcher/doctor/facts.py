@@ -142,6 +142,7 @@ class Facts:
     senders_note: str | None = None  # why the database's senders were not read
     usage: Usage | None = None
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
+    feedback_listening: bool | None = None  # the SNS endpoint's port answers here (None: not tried)
     guard: GuardSettings = field(default_factory=GuardSettings)
 
 

@@ -7,6 +7,7 @@ exception: the other checks still run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_sesv2.client import SESV2Client
 
 T = TypeVar("T")
+CONNECT_TIMEOUT = 2.0  # seconds to reach the SNS endpoint's port on this host
 DB_TIMEOUT = 5.0  # seconds to connect to Postgres and read the senders
 QUEUE_SAMPLE = 1000  # queued / recently sent messages whose senders are read
 
@@ -85,6 +87,8 @@ async def gather(cfg: Config, domains: list[str], nameservers: str | None = None
         feedback=cfg.feedback,
         guard=cfg.guard,
     )
+    if cfg.feedback.enabled:
+        facts = replace(facts, feedback_listening=await endpoint_listening(cfg))
     facts = await read_ses(cfg, facts)
     servers = parse_nameservers(
         cfg.doctor.nameservers if nameservers is None else nameservers,
@@ -259,6 +263,22 @@ async def _read_configuration_set(ses: _Ses, name: str | None, facts: Facts) -> 
     return replace(
         facts, configuration_set=ConfigurationSetFacts(name, True, enabled, tuple(destinations))
     )
+
+
+async def endpoint_listening(cfg: Config) -> bool:
+    """Whether something accepts connections on the SNS endpoint's port (the daemon serves it)."""
+    host = cfg.feedback.listen_host
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, cfg.feedback.listen_port), CONNECT_TIMEOUT
+        )
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 # -- the database --------------------------------------------------------------------------------

@@ -139,25 +139,25 @@ def feedback_check(facts: Facts) -> Check:
         )
     if fb.enabled:
         where = f"{fb.listen_host}:{fb.listen_port}{fb.path}"
-        if fb.listen_host in ("127.0.0.1", "::1", "localhost"):
+        topics = ", ".join(fb.topics)
+        if facts.feedback_listening is False:
             return Check(
                 "feedback",
                 "feedback",
                 "warn",
-                f"the SNS endpoint listens on {where}, loopback only: SNS reaches it only "
-                "through a proxy on this host",
+                f"the SNS endpoint for {topics} is {where}, but nothing listens there: SNS "
+                "retries for a while, then drops the bounces and complaints",
                 (
-                    'listen where SNS can reach it ([feedback] listen_host = "0.0.0.0" behind '
-                    "TLS), or proxy https://YOUR-HOST" + fb.path + f" to {where}; the "
-                    "subscription shows Confirmed in the SNS console once it works",
+                    "start the daemon (dispatcher run) with [feedback] enabled, and reach it from "
+                    f"SNS over HTTPS (a proxy to {where} if it listens on loopback)",
                 ),
             )
         return Check(
             "feedback",
             "feedback",
             "ok",
-            f"SNS endpoint on {where} for {', '.join(fb.topics)} (the SNS console shows the "
-            "subscription Confirmed once SNS reached it)",
+            f"the SNS endpoint {where} answers, for {topics} (SNS must reach it over HTTPS from "
+            "outside: the SNS console shows the subscription Confirmed once it did)",
         )
     return Check(
         "feedback",

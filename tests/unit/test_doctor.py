@@ -385,11 +385,13 @@ def test_configuration_set_problems() -> None:
 def test_feedback_and_guard() -> None:
     none = only(evaluate(replace(good_facts(), feedback=FeedbackSettings())), "feedback")
     assert none.status == "fail" and "[feedback] enabled = true" in none.fix[0]
-    loopback = FeedbackSettings(enabled=True, allowed_topics=TOPIC)
-    check = only(evaluate(replace(good_facts(), feedback=loopback)), "feedback")
-    assert check.status == "warn" and "loopback only" in check.summary
-    public = FeedbackSettings(enabled=True, allowed_topics=TOPIC, listen_host="0.0.0.0")
-    assert only(evaluate(replace(good_facts(), feedback=public)), "feedback").status == "ok"
+    endpoint = FeedbackSettings(enabled=True, allowed_topics=TOPIC)
+    down = replace(good_facts(), feedback=endpoint, feedback_listening=False)
+    check = only(evaluate(down), "feedback")
+    assert check.status == "warn" and "nothing listens there" in check.summary
+    assert "dispatcher run" in check.fix[0]
+    up = replace(down, feedback_listening=True)
+    assert only(evaluate(up), "feedback").status == "ok"
     off = only(evaluate(replace(good_facts(), guard=GuardSettings(enabled=False))), "guard")
     assert off.status == "warn" and "[guard] enabled = true" in off.fix[0]
     late = only(

@@ -1,12 +1,15 @@
-"""doctor's DNS lookups (dnspython) against an authoritative server on 127.0.0.1: what exists,
-what does not, and what could not be asked are three different answers."""
+"""doctor's reads of the network: DNS lookups (dnspython) against an authoritative server on
+127.0.0.1, where what exists, what does not and what could not be asked are different answers;
+and whether the SNS endpoint's port answers."""
 
 from __future__ import annotations
 
 import socket
 
+from dispatcher.config.settings import Config, FeedbackSettings
 from dispatcher.doctor.dns import lookup_all, make_resolver
 from dispatcher.doctor.facts import Lookup
+from dispatcher.doctor.gather import endpoint_listening
 from tests.support.dns_server import dns_server, txt
 
 
@@ -52,3 +55,21 @@ async def test_a_server_that_never_answers_is_a_timeout_not_a_missing_record() -
         resolver = make_resolver((silent.getsockname(),), timeout=0.5)
         answers = await lookup_all(resolver, [("_dmarc.example.com", "TXT")])
     assert answers[("_dmarc.example.com", "TXT")] == Lookup(problem="timed out")
+
+
+async def test_the_sns_endpoint_answers_only_while_something_listens() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        cfg = Config(
+            feedback=FeedbackSettings(enabled=True, allowed_topics="arn:x", listen_port=port)
+        )
+        assert not await endpoint_listening(cfg)  # bound, not listening: refused
+        server.listen()
+        assert await endpoint_listening(cfg)
+        wildcard = Config(
+            feedback=FeedbackSettings(
+                enabled=True, allowed_topics="arn:x", listen_host="0.0.0.0", listen_port=port
+            )
+        )
+        assert await endpoint_listening(wildcard)  # 0.0.0.0: asked on loopback
