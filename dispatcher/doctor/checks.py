@@ -12,6 +12,14 @@ from dispatcher.doctor.identities import VERIFIED, covering
 from dispatcher.doctor.records import dkim_record, dmarc_names
 from dispatcher.doctor.setup_checks import configuration_set_checks, feedback_check, guard_check
 
+# Error codes that mean the keys or their permissions, not the way to SES.
+KEY_ERRORS = (
+    "AccessDenied",
+    "UnrecognizedClient",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+)
 QUOTA_NEAR = 0.9  # share of Max24HourSend used that is worth a warning
 
 
@@ -51,17 +59,22 @@ def account_checks(facts: Facts) -> list[Check]:
     region = facts.region
     account = facts.account
     if account is None:
+        error = facts.account_error or "no answer"
+        refused = any(code in error for code in KEY_ERRORS)
+        fix = (
+            "check the access keys, and that they may call ses:GetAccount, "
+            "ses:ListEmailIdentities, ses:GetEmailIdentity, ses:GetConfigurationSet and "
+            "ses:GetConfigurationSetEventDestinations"
+            if refused
+            else f"check ses.region ({region}), ses.endpoint_url and that this host reaches SES"
+        )
         return [
             Check(
                 "account",
                 "account",
                 "fail",
-                f"could not read the account (GetAccount): {facts.account_error}",
-                (
-                    "check ses.region, the access keys, and that they may call ses:GetAccount, "
-                    "ses:ListEmailIdentities, ses:GetEmailIdentity, ses:GetConfigurationSet and "
-                    "ses:GetConfigurationSetEventDestinations",
-                ),
+                f"could not read the account (GetAccount): {error}",
+                (fix,),
             )
         ]
     out: list[Check] = []
@@ -159,12 +172,16 @@ def _quota_check(facts: Facts) -> Check:
 def identity_checks(facts: Facts) -> list[Check]:
     region = facts.region
     if facts.identities_error is not None:
+        same = facts.identities_error == facts.account_error
         return [
             Check(
                 "identity",
                 "identities",
                 "fail",
-                f"could not list the identities (ListEmailIdentities): {facts.identities_error}",
+                "not checked: SES could not be read (see the account check)"
+                if same
+                else f"could not list the identities (ListEmailIdentities): "
+                f"{facts.identities_error}",
             )
         ]
     if not facts.senders:

@@ -187,6 +187,12 @@ def test_an_unreadable_account_is_one_failure_naming_the_permissions() -> None:
     check = only(checks, "account")
     assert check.status == "fail" and "AccessDenied" in check.summary
     assert "ses:GetAccount" in check.fix[0]
+    down = "EndpointConnectionError: Could not connect"
+    checks = evaluate(
+        replace(good_facts(), account=None, account_error=down, identities_error=down)
+    )
+    assert "ses.endpoint_url" in only(checks, "account").fix[0]
+    assert "see the account check" in only(checks, "identity").summary
 
 
 # -- identities ----------------------------------------------------------------------------------
