@@ -147,26 +147,19 @@ async def read_ses(cfg: Config, facts: Facts) -> Facts:
             raw = await ses.call(ses.client.get_account)
         except NoCredentialsError as exc:
             raise DispatcherError("no AWS credentials") from exc
+        except ClientError as exc:  # refused (a policy without ses:GetAccount): ask the rest
+            facts = replace(facts, account_error=_why(exc))
         except Exception as exc:
             why = _why(exc)
-            # Nothing else would answer either: say it once instead of waiting per call.
+            # No answer: nothing else would answer either; say it once instead of per call.
             return replace(facts, account_error=why, identities_error=why)
-        quota = raw.get("SendQuota", {})
-        facts = replace(
-            facts,
-            account=AccountFacts(
-                production_access=bool(raw.get("ProductionAccessEnabled", False)),
-                sending_enabled=bool(raw.get("SendingEnabled", False)),
-                enforcement_status=str(raw.get("EnforcementStatus", "HEALTHY")),
-                max_24_hour_send=float(quota.get("Max24HourSend", 0.0)),
-                max_send_rate=float(quota.get("MaxSendRate", 0.0)),
-                sent_last_24_hours=float(quota.get("SentLast24Hours", 0.0)),
-            ),
-        )
+        else:
+            facts = replace(facts, account=_account(raw))
         try:
             identities = await _list_identities(ses)
         except Exception as exc:
-            return replace(facts, identities_error=_why(exc))
+            facts = replace(facts, identities_error=_why(exc))
+            return await _read_configuration_set(ses, cfg.ses.configuration_set, facts)
         facts = replace(facts, identities=identities)
         names = {domain_identity_of(s, identities) for s in facts.senders}
         found: dict[str, DomainIdentity] = {}
@@ -180,6 +173,18 @@ async def read_ses(cfg: Config, facts: Facts) -> Facts:
                 errors[name] = _why(exc)
         facts = replace(facts, domains=found, domain_errors=errors)
         return await _read_configuration_set(ses, cfg.ses.configuration_set, facts)
+
+
+def _account(raw: Any) -> AccountFacts:
+    quota = raw.get("SendQuota", {})
+    return AccountFacts(
+        production_access=bool(raw.get("ProductionAccessEnabled", False)),
+        sending_enabled=bool(raw.get("SendingEnabled", False)),
+        enforcement_status=str(raw.get("EnforcementStatus", "HEALTHY")),
+        max_24_hour_send=float(quota.get("Max24HourSend", 0.0)),
+        max_send_rate=float(quota.get("MaxSendRate", 0.0)),
+        sent_last_24_hours=float(quota.get("SentLast24Hours", 0.0)),
+    )
 
 
 async def _list_identities(ses: _Ses) -> tuple[IdentitySummary, ...]:
