@@ -77,6 +77,7 @@ def add_parser(sub: Any) -> None:
 
 
 async def cmd_doctor(args: argparse.Namespace, cfg: Config) -> int:
+    """Gather, check, print (text or JSON); 1 when a check fails."""
     domains = list(dict.fromkeys(args.domain))
     nameservers = ",".join(args.nameserver) if args.nameserver else None
     facts = await gather(cfg, domains, nameservers)

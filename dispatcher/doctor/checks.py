@@ -56,6 +56,7 @@ def evaluate(facts: Facts) -> list[Check]:
 
 
 def account_checks(facts: Facts) -> list[Check]:
+    """Sandbox, sending enabled, enforcement status, quota (GetAccount)."""
     region = facts.region
     account = facts.account
     if account is None:
@@ -170,6 +171,7 @@ def _quota_check(facts: Facts) -> Check:
 
 
 def identity_checks(facts: Facts) -> list[Check]:
+    """One check per sender: the identity that covers it, and its verification status."""
     region = facts.region
     if facts.identities_error is not None:
         same = facts.identities_error == facts.account_error

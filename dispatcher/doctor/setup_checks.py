@@ -24,6 +24,7 @@ def _destination_command(set_name: str, facts: Facts) -> str:
 
 
 def configuration_set_checks(facts: Facts) -> list[Check]:
+    """ses.configuration_set: it exists, sends, and publishes bounces and complaints."""
     region = facts.region
     found = facts.configuration_set
     if facts.configuration_set_error is not None:
@@ -129,6 +130,7 @@ def configuration_set_checks(facts: Facts) -> list[Check]:
 
 
 def feedback_check(facts: Facts) -> Check:
+    """The way bounces and complaints come back: the SNS endpoint or the SQS queue."""
     fb = facts.feedback
     if fb.sqs_queue_url:
         return Check(
@@ -174,6 +176,7 @@ def feedback_check(facts: Facts) -> Check:
 
 
 def guard_check(facts: Facts) -> Check:
+    """The reputation guard is on and trips before AWS reviews the account."""
     guard = facts.guard
     if not guard.enabled:
         return Check(
