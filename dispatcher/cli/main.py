@@ -17,6 +17,7 @@ from botocore.exceptions import NoCredentialsError
 from dispatcher import app
 from dispatcher.cli import campaign as campaign_cli
 from dispatcher.cli import db as db_cli
+from dispatcher.cli import doctor as doctor_cli
 from dispatcher.cli import enqueue as enqueue_cli
 from dispatcher.cli import keys as keys_cli
 from dispatcher.cli import suppression as suppression_cli
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     campaign_cli.add_parser(sub)
     suppression_cli.add_parser(sub)
     keys_cli.add_parser(sub)
+    doctor_cli.add_parser(sub)
 
     db = sub.add_parser(
         "db", help="the database: its URL; the embedded Postgres: where it is, stop it"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from dispatcher.doctor.settings import DoctorSettings
 from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.errors import ConfigError
 from dispatcher.pacing.settings import PacingSettings
@@ -280,6 +281,7 @@ class Config:
     pacing: PacingSettings = field(default_factory=PacingSettings)
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     guard: GuardSettings = field(default_factory=GuardSettings)
+    doctor: DoctorSettings = field(default_factory=DoctorSettings)
     keys: KeysSettings = field(default_factory=KeysSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)

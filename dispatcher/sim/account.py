@@ -4,6 +4,7 @@ and whether the account may send at all. Pure data and lookups: no I/O.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 
 ENFORCEMENT_STATUSES = ("HEALTHY", "PROBATION", "SHUTDOWN")
 MAIL_FROM_STATUSES = ("PENDING", "SUCCESS", "FAILED", "TEMPORARY_FAILURE")
+DKIM_STATUSES = ("PENDING", "SUCCESS", "FAILED", "TEMPORARY_FAILURE", "NOT_STARTED")
 SUPPRESSION_REASONS = ("BOUNCE", "COMPLAINT")
 
 _PLACEHOLDER = re.compile(r"{{{?\s*([\w.\-]+)\s*}?}}")
@@ -31,6 +33,9 @@ class Identity:
     mail_from_status: str = "SUCCESS"
     mail_from_behavior: str = "USE_DEFAULT_VALUE"  # or "REJECT_MESSAGE"
     configuration_set: str | None = None
+    # Set through the admin API to rehearse a DKIM state of its own (a verified domain whose
+    # CNAMEs went missing: TEMPORARY_FAILURE); None follows the identity's verification.
+    dkim_override: str | None = None
 
     @property
     def verification_status(self) -> str:
@@ -41,7 +46,15 @@ class Identity:
         """Easy DKIM: a domain's CNAMEs are found when it is verified; addresses have none."""
         if self.kind != "DOMAIN":
             return "NOT_STARTED"
+        if self.dkim_override is not None:
+            return self.dkim_override
         return "SUCCESS" if self.verified else "PENDING"
+
+    @property
+    def dkim_tokens(self) -> list[str]:
+        """Easy DKIM's three tokens: `<token>._domainkey.<domain>` CNAME
+        `<token>.dkim.amazonses.com`. Fixed per domain, 32 characters like SES's."""
+        return [hashlib.sha256(f"{self.name}:{i}".encode()).hexdigest()[:32] for i in range(3)]
 
     def set_mail_from(self, domain: str | None, behavior: str, *, verified: bool) -> None:
         """A new custom MAIL FROM domain: PENDING until its MX record is found."""
@@ -149,9 +162,17 @@ def _lookup(values: dict[str, Any], path: str) -> str:
 class ConfigurationSet:
     name: str
     sending_enabled: bool = True
+    # Event destinations as CreateConfigurationSetEventDestination gave them (name -> the
+    # EventDestination object): recorded and reported, not used to deliver events (the
+    # /_sim/subscriptions do that).
+    event_destinations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "sending_enabled": self.sending_enabled}
+        return {
+            "name": self.name,
+            "sending_enabled": self.sending_enabled,
+            "event_destinations": sorted(self.event_destinations),
+        }
 
 
 @dataclass(slots=True)

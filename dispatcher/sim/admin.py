@@ -14,6 +14,7 @@ from aiohttp import web
 
 from dispatcher.sim import sns
 from dispatcher.sim.account import (
+    DKIM_STATUSES,
     ENFORCEMENT_STATUSES,
     MAIL_FROM_STATUSES,
     SUPPRESSION_REASONS,
@@ -147,6 +148,7 @@ def apply(state: SimState, publisher: Publisher, action: str, args: Mapping[str,
             "mail_from_status",
             "mail_from_behavior",
             "configuration_set",
+            "dkim_status",
         )
         name = args.get("identity")
         if not isinstance(name, str) or not name.strip():
@@ -177,6 +179,14 @@ def apply(state: SimState, publisher: Publisher, action: str, args: Mapping[str,
             identity.mail_from_behavior = behavior
         if "configuration_set" in args:
             identity.configuration_set = args["configuration_set"] or None
+        if "dkim_status" in args:
+            dkim = args["dkim_status"]
+            if dkim is not None and dkim not in DKIM_STATUSES:
+                raise ValueError(
+                    f"dkim_status must be one of {', '.join(DKIM_STATUSES)} (or null: follow "
+                    f"the identity's verification), got {dkim!r}"
+                )
+            identity.dkim_override = dkim
         return identity.to_json()
     if action == "configuration_set":
         _only(args, "name", "sending_enabled")

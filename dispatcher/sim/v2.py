@@ -413,7 +413,7 @@ def _dkim(identity: Identity) -> dict[str, Any]:
         return {
             "SigningEnabled": True,
             "Status": identity.dkim_status,
-            "Tokens": ["sim1", "sim2", "sim3"],
+            "Tokens": identity.dkim_tokens,
             "SigningAttributesOrigin": "AWS_SES",
         }
     return {"SigningEnabled": False, "Status": identity.dkim_status}
@@ -688,4 +688,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v2/email/suppression/addresses", _json_handler(_list_suppressed))
     r.add_get("/v2/email/suppression/addresses/{address}", _json_handler(_get_suppressed))
     r.add_delete("/v2/email/suppression/addresses/{address}", _json_handler(_delete_suppressed))
+    # Reads of the set-up (dispatcher doctor's questions) live in v2_setup.py.
+    from dispatcher.sim import v2_setup  # it builds on this module's handler helpers
+
+    v2_setup.add_routes(r, _json_handler)
     r.add_route("*", "/v2/{tail:.*}", unknown_operation)

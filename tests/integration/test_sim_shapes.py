@@ -282,6 +282,30 @@ async def walk_v2(w: Walk) -> None:
         "v2 create_configuration_set", ses.create_configuration_set(ConfigurationSetName="cs2")
     )
     await ses.put_configuration_set_sending_options(ConfigurationSetName="cs2", SendingEnabled=True)
+    await ses.get_configuration_set(ConfigurationSetName="cs2")
+    await w.fails("v2 get_configuration_set", ses.get_configuration_set(ConfigurationSetName="no"))
+    destination = {
+        "Enabled": True,
+        "MatchingEventTypes": ["BOUNCE", "COMPLAINT"],
+        "SnsDestination": {"TopicArn": "arn:aws:sns:us-east-1:123456789012:ses-events"},
+    }
+    await ses.create_configuration_set_event_destination(
+        ConfigurationSetName="cs2", EventDestinationName="sns", EventDestination=destination
+    )
+    await w.fails(
+        "v2 create_configuration_set_event_destination",
+        ses.create_configuration_set_event_destination(
+            ConfigurationSetName="cs2", EventDestinationName="sns", EventDestination=destination
+        ),
+    )
+    await ses.get_configuration_set_event_destinations(ConfigurationSetName="cs2")
+    await w.fails(
+        "v2 get_configuration_set_event_destinations",
+        ses.get_configuration_set_event_destinations(ConfigurationSetName="no"),
+    )
+    listed = await ses.list_email_identities(PageSize=1)
+    await ses.list_email_identities(NextToken=listed["NextToken"])
+    await w.fails("v2 list_email_identities", ses.list_email_identities(NextToken="not-a-token"))
     await w.fails(
         "v2 put_configuration_set_sending_options",
         ses.put_configuration_set_sending_options(ConfigurationSetName="nope", SendingEnabled=True),
