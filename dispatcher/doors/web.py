@@ -101,4 +101,7 @@ def build_app(ctx: DoorContext) -> web.Application:
     """The listener's app: every door's routes, JSON errors, the body limit of `[api]`."""
     app = web.Application(client_max_size=ctx.cfg.api.max_body_bytes, middlewares=[json_errors])
     app[CONTEXT] = ctx
+    from dispatcher.doors import http_api  # imports this module: imported once it is complete
+
+    app.add_routes(http_api.routes())
     return app
