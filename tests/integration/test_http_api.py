@@ -235,8 +235,9 @@ async def test_refusals_are_json_with_the_right_status(api: Api) -> None:
     for auth in (basic(shop.id, secret + "x"), basic("DKNOPE", secret)):
         status, body = await api.post(GOOD, key=None, headers=auth)
         assert status == 401 and "error" in body
-    status, body = await api.post(GOOD, key=None, headers={"Authorization": "Basic !!!"})
-    assert status == 401
+    for garbage in ("Basic !!!", "Basic ÿþ", "Bearer x", "Basic " + "QQ==" * 1000):
+        status, body = await api.post(GOOD, key=None, headers={"Authorization": garbage})
+        assert status == 401, garbage  # "Basic ÿþ" was a 500: not ASCII is not base64 either
     status, body = await api.post({**GOOD, "priority": 6})
     assert status == 403 and body["field"] == "priority"
     status, body = await api.post(b"{" + b" " * MAX_BODY + b"}")
@@ -246,6 +247,12 @@ async def test_refusals_are_json_with_the_right_status(api: Api) -> None:
     status, body = await api.post(b"[" * 50_000)
     assert status == 400 and "nested too deeply" in body["error"]
     assert await api.rows() == 0
+    # aiohttp's own refusals are JSON too (they were a 500: the middleware kept their
+    # Content-Type header next to JSON's).
+    status, body = await api.call("GET", "/v1/messages", "/v1/messages")
+    assert status == 405 and body == {"error": "Method Not Allowed"}
+    status, body = await api.call("GET", "/nope", "/nope")
+    assert status == 404 and body == {"error": "Not Found"}
 
 
 @asynccontextmanager
