@@ -20,6 +20,7 @@ from dispatcher.errors import InputError
 
 __all__ = ["DOOR", "BadBody", "Body", "field_of", "read_body", "scoped_key", "unscoped_key"]
 
+BOM = b"\xef\xbb\xbf"
 DOOR = "http"  # the prefix of the idempotency keys this door stores
 
 # What an InputError's text starts with -> the field it is about, for errors raised without
@@ -146,6 +147,8 @@ def read_body(raw: bytes, key_id: str, header_key: str | None) -> Body:
     """
     if header_key is not None:
         _check_given(key_id, header_key, "the Idempotency-Key header", None)
+    if raw.startswith(BOM):
+        raw = raw[len(BOM) :]  # an editor's byte-order mark, skipped as `enqueue` skips it
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

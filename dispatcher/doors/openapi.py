@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatcher.domain.validate import MAX_IDEMPOTENCY_KEY, MAX_RECIPIENTS
+from dispatcher.domain.validate import MAX_RECIPIENTS
 from dispatcher.domain.wire import FIELDS
+from dispatcher.doors.api_body import max_given_key
+from dispatcher.doors.keys import ID_CHARS, ID_PREFIX
 
 __all__ = ["MESSAGE_REQUIRED", "STATUSES", "document", "message_schema"]
 
@@ -20,8 +22,8 @@ _ADDRESSES: dict[str, Any] = {
         {"type": "array", "items": {"type": "string"}, "maxItems": MAX_RECIPIENTS},
     ],
 }
-# Room for the scope the server adds ("http:<key id>:"; key ids are 20 characters).
-_GIVEN_KEY_MAX = MAX_IDEMPOTENCY_KEY - len("http::") - 20
+# What is left of an idempotency key once the server scopes it to the API key.
+_GIVEN_KEY_MAX = max_given_key("K" * (len(ID_PREFIX) + ID_CHARS))
 
 _FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     "from": {

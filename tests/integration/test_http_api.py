@@ -32,7 +32,7 @@ from dispatcher.feedback.events import parse_event
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.queue.repository import Queue
 from dispatcher.worker.quota_store import SharedQuotaStore
-from tests.support.hostile import GOOD
+from tests.support.hostile import GOOD, HOSTILE
 from tests.support.ses_events import DELIVERY_DELAY, IDENTITY_BOUNCE, aws_event
 
 MAX_BODY = 64 * 1024
@@ -168,6 +168,18 @@ async def test_a_batch_is_all_or_none_and_names_the_index_and_field_at_fault(api
     assert [(r["key_id"], r["idempotency_key"]) for r in rows] == [
         (shop, f"http:{shop}:batch-1:{i}") for i in range(5)
     ]
+
+
+async def test_every_hostile_message_is_refused_naming_its_field_and_nothing_is_queued(
+    api: Api,
+) -> None:
+    for row in HOSTILE:
+        (changed,) = row.changes
+        if len(json.dumps(row.fields)) > MAX_BODY:
+            continue  # the 40 MiB body: tests/unit/test_http_api_body.py reads it
+        status, body = await api.post(row.fields)
+        assert (status, body.get("field")) == (400, changed), (row.what, body)
+    assert await api.rows() == 0
 
 
 async def deliver(store: FeedbackStore, ses_event: dict[str, Any]) -> None:

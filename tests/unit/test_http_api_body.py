@@ -84,6 +84,11 @@ def test_what_is_not_a_message_is_one_clear_error_and_never_an_exception() -> No
         assert says in refused(raw).error, raw[:40]
 
 
+def test_a_byte_order_mark_is_skipped_as_enqueue_skips_it() -> None:
+    (msg,) = read_body(b"\xef\xbb\xbf" + body(GOOD), KEY, None).messages
+    assert msg.subject == GOOD["subject"]
+
+
 def test_the_header_key_is_the_single_message_s_key_scoped_to_the_api_key() -> None:
     one = read_body(body(GOOD), KEY, "order-42")
     assert not one.batch
