@@ -9,6 +9,7 @@ another message is a 409. `GET /v1/messages/{id}` shows a message queued with th
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import json
@@ -22,7 +23,7 @@ from aiohttp import web
 from dispatcher.db.sql import named_queries
 from dispatcher.domain.jobs import Enqueued, NewMessage
 from dispatcher.doors import openapi
-from dispatcher.doors.api_body import BadBody, field_of, read_body, unscoped_key
+from dispatcher.doors.api_body import BadBody, Body, field_of, read_body, unscoped_key
 from dispatcher.doors.intake import ACQUIRE_TIMEOUT, Forbidden, checked, is_unavailable
 from dispatcher.doors.keys import ApiKey
 from dispatcher.doors.web import CONTEXT, DoorError, basic_key, fail
@@ -103,6 +104,15 @@ def _authorized(key: ApiKey, messages: Sequence[NewMessage], batch: bool) -> lis
     return out
 
 
+def _prepared(raw: bytes, key: ApiKey, header_key: str | None) -> tuple[Body, list[NewMessage]]:
+    """The body's messages, validated and authorised; 400/403 otherwise."""
+    try:
+        body = read_body(raw, key.id, header_key)
+    except BadBody as exc:
+        _refuse(400, exc.error, exc.field, exc.index)
+    return body, _authorized(key, body.messages, body.batch)
+
+
 def _content(msg: NewMessage) -> tuple[Any, ...]:
     return (
         msg.from_addr,
@@ -164,11 +174,11 @@ async def post_messages(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     key = await _authenticated(request)
     raw = await request.read()
-    try:
-        body = read_body(raw, key.id, request.headers.get("Idempotency-Key"))
-    except BadBody as exc:
-        _refuse(400, exc.error, exc.field, exc.index)
-    valid = _authorized(key, body.messages, body.batch)
+    # In a thread: reading and validating a large batch takes seconds of CPU, which would
+    # otherwise stop the daemon's own sending loop (and its lease heartbeats) meanwhile.
+    body, valid = await asyncio.to_thread(
+        _prepared, raw, key, request.headers.get("Idempotency-Key")
+    )
     try:
         async with ctx.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             results = await enqueue_on(conn, valid)
