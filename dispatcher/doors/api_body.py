@@ -18,7 +18,16 @@ from dispatcher.domain.validate import MAX_IDEMPOTENCY_KEY
 from dispatcher.domain.wire import FIELDS, message_from_json, unstorable
 from dispatcher.errors import InputError
 
-__all__ = ["DOOR", "BadBody", "Body", "field_of", "read_body", "scoped_key", "unscoped_key"]
+__all__ = [
+    "DOOR",
+    "BadBody",
+    "Body",
+    "comparable_raw",
+    "field_of",
+    "read_body",
+    "scoped_key",
+    "unscoped_key",
+]
 
 BOM = b"\xef\xbb\xbf"
 DOOR = "http"  # the prefix of the idempotency keys this door stores
@@ -78,6 +87,32 @@ class Body:
 
     messages: list[NewMessage]
     batch: bool
+
+
+_BOUNDARY = re.compile(rb'boundary="?([^";\r\n]+)"?', re.IGNORECASE)
+_UNIQUE_HEADERS = (b"date", b"message-id")  # a new value each time a MIME message is built
+
+
+def comparable_raw(raw: bytes) -> bytes:
+    """A MIME message without what building it again changes (its Date, its Message-ID, its
+    boundaries): two builds of one message compare equal, another message does not."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = raw.partition(b"\n\n")
+    kept: list[bytes] = []
+    dropping = False
+    for line in head.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t"):  # a folded line belongs to the header above
+            if not dropping:
+                kept.append(line)
+            continue
+        dropping = line.split(b":", 1)[0].strip().lower() in _UNIQUE_HEADERS
+        if not dropping:
+            kept.append(line)
+    out = b"".join(kept) + sep + body
+    for n, boundary in enumerate(dict.fromkeys(_BOUNDARY.findall(out))):
+        out = out.replace(boundary, b"<boundary %d>" % n)
+    return out
 
 
 def max_given_key(key_id: str) -> int:

@@ -23,7 +23,14 @@ from aiohttp import web
 from dispatcher.db.sql import named_queries
 from dispatcher.domain.jobs import Enqueued, NewMessage
 from dispatcher.doors import openapi
-from dispatcher.doors.api_body import BadBody, Body, field_of, read_body, unscoped_key
+from dispatcher.doors.api_body import (
+    BadBody,
+    Body,
+    comparable_raw,
+    field_of,
+    read_body,
+    unscoped_key,
+)
 from dispatcher.doors.intake import ACQUIRE_TIMEOUT, Forbidden, checked, is_unavailable
 from dispatcher.doors.keys import ApiKey
 from dispatcher.doors.web import CONTEXT, DoorError, basic_key, fail
@@ -123,7 +130,7 @@ def _content(msg: NewMessage) -> tuple[Any, ...]:
         msg.subject,
         msg.text,
         msg.html,
-        msg.raw,
+        None if msg.raw is None else comparable_raw(msg.raw),
         msg.configuration_set,
         dict(msg.tags),
     )
@@ -140,7 +147,7 @@ def _stored(row: asyncpg.Record) -> tuple[Any, ...]:
         row["subject"],
         row["text_body"],
         row["html_body"],
-        None if row["raw"] is None else bytes(row["raw"]),
+        None if row["raw"] is None else comparable_raw(bytes(row["raw"])),
         row["configuration_set"],
         json.loads(tags) if isinstance(tags, str) else dict(tags),
     )

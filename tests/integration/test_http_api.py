@@ -142,6 +142,25 @@ async def test_the_same_key_twice_is_one_message_and_another_message_under_it_is
     assert await api.rows() == 2
 
 
+@pytest.mark.skipif(
+    "attachments" not in FIELDS, reason="no attachments in wire.FIELDS yet (issue 16 item 5)"
+)
+async def test_a_message_with_attachments_sent_again_under_its_key_is_the_same_message(
+    api: Api,
+) -> None:
+    # Its MIME message is built anew each time (Date, Message-ID, boundaries): still the same.
+    msg = {**GOOD, "attachments": EXAMPLES["attachments"]}
+    first = await api.post(msg, headers={"Idempotency-Key": "invoice-1"})
+    again = await api.post(msg, headers={"Idempotency-Key": "invoice-1"})
+    assert (first[0], again[0], again[1]["id"]) == (201, 200, first[1]["id"]), (first, again)
+    other = [{**EXAMPLES["attachments"][0], "content_base64": "b3RoZXI="}]
+    status, body = await api.post(
+        {**msg, "attachments": other}, headers={"Idempotency-Key": "invoice-1"}
+    )
+    assert status == 409 and body["field"] == "idempotency_key", body
+    assert await api.rows() == 1
+
+
 async def test_a_batch_is_all_or_none_and_names_the_index_and_field_at_fault(api: Api) -> None:
     good = [{**GOOD, "subject": f"m{i}"} for i in range(5)]
     status, bad = await api.post([*good, {**GOOD, "to": ["nope"]}])

@@ -4,11 +4,22 @@ that names the field (and the batch index), the client's idempotency keys scoped
 from __future__ import annotations
 
 import json
+import random
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 from typing import Any
 
 import pytest
 
-from dispatcher.doors.api_body import BadBody, max_given_key, read_body, unscoped_key
+from dispatcher.doors.api_body import (
+    BadBody,
+    comparable_raw,
+    max_given_key,
+    read_body,
+    unscoped_key,
+)
 from tests.support.hostile import GOOD, HOSTILE
 
 KEY = "DKAAAAAAAAAAAAAAAAAA"  # 20 characters, as `keys create` makes them
@@ -117,3 +128,27 @@ def test_a_batch_element_keeps_its_own_key_and_the_others_get_header_colon_index
     ]
     plain = read_body(body([GOOD, GOOD]), KEY, None)
     assert [m.idempotency_key for m in plain.messages] == [None, None]
+
+
+def mime(text: str, attachment: bytes) -> bytes:
+    """A message with an attachment as the standard library builds it: a new Date, Message-ID
+    and boundaries each time (as a message with attachments is built at enqueue)."""
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = "app@example.com"
+    msg["To"] = "jo@example.com"
+    msg["Subject"] = "Invoice"
+    msg["Date"] = format_datetime(datetime.now(UTC) - timedelta(seconds=random.randrange(9999)))
+    msg["Message-ID"] = make_msgid(domain="example.com")
+    msg.set_content(text)
+    msg.add_alternative(f"<p>{text}</p>", subtype="html")
+    msg.add_attachment(attachment, "application", "pdf", filename="invoice.pdf")
+    return msg.as_bytes()
+
+
+def test_two_builds_of_one_mime_message_compare_equal_and_another_message_does_not() -> None:
+    first, again = mime("Hi", b"%PDF-1"), mime("Hi", b"%PDF-1")
+    assert first != again  # Date, Message-ID, boundaries
+    assert comparable_raw(first) == comparable_raw(again)
+    assert comparable_raw(mime("Hi!", b"%PDF-1")) != comparable_raw(first)
+    assert comparable_raw(mime("Hi", b"%PDF-2")) != comparable_raw(first)
+    assert comparable_raw(b"Subject: x\n\nbody") == b"Subject: x\n\nbody"
