@@ -117,6 +117,10 @@ def requests(
                 "/v1/messages/",
                 "/v1/messages/%00",
                 "/v1//messages",
+                # The same listener's other door (issue 16 item 4), where it is served.
+                "/",
+                "/v2/email/outbound-emails",
+                "/v2/email/account",
             ]
         ),
         st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF), max_size=30).map(
