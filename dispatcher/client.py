@@ -7,7 +7,9 @@
     api.get(message_id)["message"]["state"]
 
 Every send carries an idempotency key (a new UUID unless you give one), so a 503 or a lost
-connection is retried a bounded number of times without ever queueing a message twice.
+connection is retried a bounded number of times without ever queueing a message twice. A
+refusal raises ClientError (status, error, field); an API still out of reach after the retries
+raises the OSError urllib gave (urllib.error.URLError, TimeoutError).
 """
 
 from __future__ import annotations
