@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from dispatcher import app
 from dispatcher.domain.jobs import JobView
 from dispatcher.errors import InputError
 from dispatcher.feedback.events import ParsedEvent
 from dispatcher.feedback.store import MessageEvent
+from dispatcher.message_view import message_json
 
 __all__ = ["show_message"]
 
@@ -21,38 +21,13 @@ async def show_message(stores: app.Stores, message_id: int, *, as_json: bool) ->
         raise InputError(f"no message with id {message_id}")
     events = await stores.feedback.message_events(message_id)
     if as_json:
-        view = {"message": _job_json(job), "events": [_event_json(e) for e in events]}
-        print(json.dumps(view, indent=2, default=str))
+        print(json.dumps(message_json(job, events), indent=2, default=str))
         return 0
     _print_job(job)
     print(f"events ({len(events)}):" if events else "events: none received")
     for e in events:
         print(f"  {e.at:%Y-%m-%d %H:%M:%S %Z}  {_describe(e)}")
     return 0
-
-
-def _job_json(job: JobView) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "state": job.state,
-        "from": job.from_addr,
-        "to": list(job.to),
-        "cc": list(job.cc),
-        "bcc": list(job.bcc),
-        "subject": job.subject,
-        "created_at": job.created_at,
-        "attempts": job.attempts,
-        "run_at": job.run_at,
-        "sent_at": job.sent_at,
-        "ses_message_id": job.ses_message_id,
-        "last_outcome": job.last_outcome,
-        "last_error": job.last_error,
-    }
-
-
-def _event_json(e: MessageEvent) -> dict[str, Any]:
-    body: dict[str, Any] = e.event.to_json() if e.event is not None else {"kind": e.kind}
-    return {"at": e.at, **body}
 
 
 def _print_job(job: JobView) -> None:

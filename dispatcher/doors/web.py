@@ -4,7 +4,6 @@ what they share: the key a request authenticates with, and errors as JSON."""
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -72,7 +71,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return web.json_response({"error": exc.reason}, status=exc.status, headers=exc.headers)
+        headers = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
+        return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)
 
 
 async def basic_key(request: web.Request) -> ApiKey:
@@ -88,7 +88,7 @@ async def basic_key(request: web.Request) -> ApiKey:
         )
     try:
         user, sep, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8
         user, sep, secret = "", "", ""
     if not sep:
         fail(401, "malformed Basic credentials: give key-id:secret, base64-encoded", **challenge)
@@ -102,5 +102,8 @@ def build_app(ctx: DoorContext) -> web.Application:
     """The listener's app: every door's routes, JSON errors, the body limit of `[api]`."""
     app = web.Application(client_max_size=ctx.cfg.api.max_body_bytes, middlewares=[json_errors])
     app[CONTEXT] = ctx
+    from dispatcher.doors import http_api  # imports this module: imported once it is complete
+
+    app.add_routes(http_api.routes())
     ses_api.install(app, ctx)
     return app
