@@ -11,6 +11,7 @@ from aiohttp import web
 from dispatcher.config import Config
 from dispatcher.doors import sockets
 from dispatcher.doors.keys import KeyStore
+from dispatcher.doors.smtp import serve_smtp
 from dispatcher.doors.web import DoorContext, build_app
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.queue.repository import Queue
@@ -53,4 +54,6 @@ async def open_doors(
         if cfg.api.enabled:
             door = sockets.Listen("api", cfg.api.listen_host, cfg.api.listen_port)
             await stack.enter_async_context(serve_app(build_app(ctx), door))
+        if cfg.smtp.enabled:
+            await stack.enter_async_context(serve_smtp(cfg, ctx.pool, ctx.keys))
         yield

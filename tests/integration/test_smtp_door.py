@@ -1,0 +1,136 @@
+"""The SMTP door against real Postgres with Python's smtplib: what a client sees for each refusal,
+and that what it queues is the envelope and the bytes it sent."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.cli import fetch
+from tests.support.smtp import client, mail, smtp_door
+
+
+async def test_smtplib_session_refusals_and_what_is_queued(pg_dsn: str, tmp_path: Path) -> None:
+    async with smtp_door(pg_dsn, tmp_path) as door:
+        shop, secret = await door.key("shop", "*@shop.example")
+        other, other_secret = await door.key("other", "*@other.example")
+        assert door.cafile.exists()
+
+        def session() -> dict[str, Any]:
+            seen: dict[str, Any] = {}
+            # AUTH before STARTTLS: not offered, refused (the password never goes in the clear)
+            plain = smtplib.SMTP(door.host, door.port, timeout=30)
+            plain.ehlo()
+            seen["auth_in_clear"] = plain.has_extn("auth")
+            seen["auth_in_clear_reply"] = plain.docmd("AUTH", "PLAIN AGlkAHB3")[0]
+            seen["mail_before_auth"] = plain.docmd("MAIL", "FROM:<a@shop.example>")[0]
+            plain.quit()
+            # a wrong secret
+            try:
+                client(door.host, door.port, door.cafile, shop.id, secret + "x")
+            except smtplib.SMTPAuthenticationError as exc:
+                seen["wrong_secret"] = (exc.smtp_code, exc.smtp_error)
+            smtp = client(door.host, door.port, door.cafile, shop.id, secret)
+            seen["size"] = smtp.esmtp_features.get("size")
+            # the envelope decides: To header shows one, the Bcc-only one is in RCPT TO only
+            body = mail("Shop <news@shop.example>", "a@example.com", "Hello é", "line\n.dot\n")
+            seen["sent"] = smtp.sendmail(
+                "news@shop.example", ["a@example.com", "hidden@example.com"], body
+            )
+            smtp.sendmail(
+                "news@shop.example", ["a@example.com", "hidden@example.com"], body
+            )  # a resend of the same bytes (a lost 250): the same message
+            seen["body"] = body
+            try:
+                smtp.sendmail("news@other.example", ["a@example.com"], body)
+            except smtplib.SMTPSenderRefused as exc:
+                seen["mail_from_outside"] = (exc.smtp_code, exc.smtp_error)
+            spoof = mail("boss@other.example", "a@example.com", "Hi", "x")
+            try:
+                smtp.sendmail("news@shop.example", ["a@example.com"], spoof)
+            except smtplib.SMTPDataError as exc:
+                seen["from_header_outside"] = (exc.smtp_code, exc.smtp_error)
+            smtp.mail("news@shop.example")
+            codes = [smtp.rcpt(f"r{i}@example.com")[0] for i in range(51)]
+            seen["rcpt_codes"] = codes
+            smtp.rset()
+            long_line = mail("news@shop.example", "a@example.com", "long", "x") + b"y" * 999
+            try:
+                smtp.sendmail("news@shop.example", ["a@example.com"], long_line + b"\r\n")
+            except smtplib.SMTPDataError as exc:
+                seen["long_line"] = (exc.smtp_code, exc.smtp_error)
+            try:
+                smtp.sendmail("news@shop.example", ["not an address"], body)
+            except smtplib.SMTPRecipientsRefused as exc:
+                seen["bad_rcpt"] = next(iter(exc.recipients.values()))
+            smtp.quit()
+            return seen
+
+        seen = await asyncio.to_thread(session)
+        assert seen["auth_in_clear"] is False and seen["auth_in_clear_reply"] == 538
+        assert seen["mail_before_auth"] == 530
+        code, text = seen["wrong_secret"]
+        assert code == 535 and b"5.7.8" in text
+        assert seen["size"] == str(40 * 1024 * 1024)
+        assert seen["sent"] == {}
+        code, text = seen["mail_from_outside"]
+        assert code == 553 and b"5.7.1" in text and b"*@shop.example" in text
+        code, text = seen["from_header_outside"]
+        assert code == 550 and b"boss@other.example" in text and b"From:" in text
+        assert seen["rcpt_codes"] == [250] * 50 + [452]
+        code, text = seen["long_line"]
+        assert code == 554 and b"line" in text and b"998" in text
+        assert seen["bad_rcpt"][0] == 553
+
+        rows = await fetch(
+            pg_dsn,
+            "SELECT m.from_addr, m.to_addrs, m.raw, m.subject, m.key_id, m.idempotency_key "
+            "FROM dispatcher.messages m",
+        )
+        assert len(rows) == 1, rows  # the resend was the same message; refusals queued nothing
+        row = rows[0]
+        assert row["raw"] == seen["body"]  # byte for byte (dot-stuffing undone)
+        assert row["from_addr"] == "news@shop.example" and row["key_id"] == shop.id
+        assert "hidden@example.com" in row["to_addrs"]
+        assert row["subject"] == "Hello é"
+        assert row["idempotency_key"].startswith(f"smtp:{shop.id}:")
+        assert other.id and other_secret  # the second key exists only to be kept apart
+
+
+async def test_auth_in_the_clear_from_loopback_when_configured_and_the_size_limit(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    big = mail("a@example.com", "b@example.com", "big", ("x" * 70 + "\n") * 30)
+    async with smtp_door(
+        pg_dsn, tmp_path, auth_on_loopback_without_tls=True, max_message_bytes=1024
+    ) as door:
+        key, secret = await door.key("ops")
+
+        def session() -> tuple[dict[str, tuple[int, bytes]], int, int]:
+            smtp = smtplib.SMTP(door.host, door.port, timeout=30)
+            smtp.login(key.id, secret)  # no STARTTLS: allowed from loopback by the setting
+            small = mail("a@example.com", "b@example.com", "s", "t")
+            refused = smtp.sendmail("a@example.com", ["b@example.com"], small)
+            try:  # SIZE announced by smtplib: refused at MAIL
+                smtp.sendmail("a@example.com", ["b@example.com"], big)
+                at_mail = 250
+            except smtplib.SMTPSenderRefused as exc:
+                at_mail = exc.smtp_code
+            # a client that ignores SIZE: refused after DATA, nothing queued
+            smtp.mail("a@example.com")
+            smtp.rcpt("b@example.com")
+            at_data = smtp.data(big)[0]
+            smtp.quit()
+            return refused, at_mail, at_data
+
+        refused, at_mail, at_data = await asyncio.to_thread(session)
+    assert refused == {} and at_mail == 552 and at_data == 552
+    count = await fetch(pg_dsn, "SELECT count(*) AS n FROM dispatcher.messages")
+    assert count[0]["n"] == 1
+
+
+pytestmark = pytest.mark.timeout(60)
