@@ -150,13 +150,24 @@ async def test_smtplib_200_messages_once_byte_for_byte_through_sigkill_and_an_ou
                 "from_header": 550,
             }
 
-            # SIGKILL right after the 250: the message was committed, so it is sent later
+            async def arrived(n: int) -> None:
+                async def check() -> bool:
+                    return int((await sim.stats())["accepted"]) >= n
+
+                await eventually(check, limit=90, step=0.2)
+
+            # SIGKILL right after the 250, while SES answers 503 (so the daemon cannot have
+            # sent it yet): the message was committed, so it is sent after the restart
+            await arrived(len(sent))
+            await sim.configure(fault_503_rate=1.0)
             last = mail("news@example.com", "kill@example.com", "after 250", "x")
             smtp = await asyncio.to_thread(client, "127.0.0.1", port, cafile, user, password)
             await asyncio.to_thread(smtp.sendmail, "news@example.com", ["kill@example.com"], last)
             proc.kill()
             await proc.wait()
             smtp.close()
+            assert int((await sim.stats())["accepted"]) == len(sent)  # not sent before the kill
+            await sim.configure(fault_503_rate=0.0)
             sent[message_id(last)] = (last, ["kill@example.com"])
             size = log.stat().st_size
             proc = await start_cli(env, "run", output=log)
@@ -195,10 +206,7 @@ async def test_smtplib_200_messages_once_byte_for_byte_through_sigkill_and_an_ou
             await eventually(accepted, limit=60, step=0.5)
             sent[message_id(down)] = (down, ["outage@example.com"])
 
-            async def all_there() -> bool:
-                return int((await sim.stats())["accepted"]) >= len(sent)
-
-            await eventually(all_there, limit=90, step=0.2)
+            await arrived(len(sent))
             await asyncio.sleep(1)  # a duplicate would arrive now
             received = await sim.messages(body=True)
         finally:
