@@ -41,7 +41,7 @@ def reply(code: int, status: str, text: str) -> str:
     line = _UNPRINTABLE.sub(" ", text).strip()
     if len(line) > MAX_REPLY_TEXT:
         line = line[: MAX_REPLY_TEXT - 3] + "..."
-    return f"{code} {status} {line}"
+    return f"{code} {status} {line}".rstrip()
 
 
 def _may_use(key: ApiKey) -> str:
