@@ -242,7 +242,7 @@ class SmtpSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_message_bytes: int = 40 * 1024 * 1024  # SES's limit for a raw message (552 beyond)
-    max_sessions: int = 200  # concurrent connections; more wait in the listen backlog
+    max_sessions: int = 200  # concurrent sessions per process; more wait in the listen backlog
     # AUTH is refused before STARTTLS; true allows it in the clear from 127.0.0.1/::1 only.
     auth_on_loopback_without_tls: bool = False
 

@@ -46,6 +46,7 @@ __all__ = ["SmtpDoor", "serve_smtp"]
 log = structlog.get_logger()
 
 COMMAND_TIMEOUT = 300.0  # seconds a session may stay silent (RFC 5321 4.5.3.2's minimum)
+SHUTDOWN_GRACE = 10.0  # seconds a stopping door lets messages being committed get their reply
 KNOWN_KEYS = 1000  # recent logins remembered to let AUTH through while Postgres is down
 KNOWN_FOR = 3600.0  # seconds such a login is trusted without Postgres
 UNAVAILABLE = reply(451, "4.3.0", "the queue is unreachable (database down); try again later")
@@ -71,6 +72,15 @@ class SmtpDoor:
         # failure. Nobody can revoke a key while Postgres is down, so nothing is let in that
         # the database would refuse.
         self._known: OrderedDict[tuple[str, bytes], tuple[ApiKey, float]] = OrderedDict()
+        self._committing = 0  # DATA commands between `accept` and their reply
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def settled(self, limit: float) -> None:
+        """Wait (up to `limit` s) until no message is being committed: at shutdown, a client
+        then gets the `250` of what was committed instead of a dropped connection."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), limit)
 
     # --- AUTH ------------------------------------------------------------------------------
 
@@ -187,6 +197,8 @@ class SmtpDoor:
         refusal = header_sender_refusal(key, raw)
         if refusal is not None:
             return refusal
+        self._committing += 1
+        self._idle.clear()
         try:
             queued = await accept(
                 self._pool, key, [submission(key, mail_from, envelope.rcpt_tos, raw)]
@@ -198,6 +210,10 @@ class SmtpDoor:
             return reply(550, "5.7.1", str(exc))
         except InputError as exc:
             return reply(554, "5.6.0", f"message refused: {exc}")
+        finally:
+            self._committing -= 1
+            if not self._committing:
+                self._idle.set()
         done = queued[0]
         log.info("smtp.queued", key_id=key.id, message_id=done.id, created=done.created)
         again = "" if done.created else " (already queued: a resend of the same message)"
@@ -309,7 +325,8 @@ async def serve_smtp(
         )
     # aiosmtpd logs every connection and command through `mail.log`; ours are the events above.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
-    server = _Server(cfg, SmtpDoor(pool, keys), cert)
+    door = SmtpDoor(pool, keys)
+    server = _Server(cfg, door, cert)
     sock, shared = sockets.open_socket(
         sockets.Listen("smtp", cfg.smtp.listen_host, cfg.smtp.listen_port)
     )
@@ -323,4 +340,5 @@ async def serve_smtp(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         sock.close()
+        await door.settled(SHUTDOWN_GRACE)
         server.close_sessions()
