@@ -69,8 +69,7 @@ class SmtpDoor:
         self._keys = keys
         # (key id, SHA-256 of the secret) -> (key, when): logins that succeeded recently, so a
         # client reconnecting during an outage gets `451` at DATA (retry) rather than a login
-        # failure. Nobody can revoke a key while Postgres is down, so nothing is let in that
-        # the database would refuse.
+        # failure. DATA reads the key again before queuing, so a revoked key queues nothing.
         self._known: OrderedDict[tuple[str, bytes], tuple[ApiKey, float]] = OrderedDict()
         self._committing = 0  # DATA commands between `accept` and their reply
         self._idle = asyncio.Event()
@@ -194,6 +193,16 @@ class SmtpDoor:
         mail_from = envelope.mail_from
         if not isinstance(raw, bytes) or mail_from is None:
             return INTERNAL
+        try:  # the key as it is now: revoked or narrowed since this session logged in
+            async with asyncio.timeout(ACQUIRE_TIMEOUT):
+                current = await self._keys.get(key.id)
+        except Exception as exc:
+            if is_unavailable(exc):
+                return UNAVAILABLE
+            raise
+        if current is None:
+            return reply(554, "5.7.8", f"key {key.id} was revoked; nothing was queued")
+        key = current
         refusal = header_sender_refusal(key, raw)
         if refusal is not None:
             return refusal

@@ -22,7 +22,7 @@ import pytest
 from dispatcher.db.embedded import EmbeddedPostgres
 from dispatcher.doors.tls import SELF_SIGNED_NAME
 from dispatcher.queue.repository import Queue
-from tests.support.cli import cli_env, run_cli, start_cli, stop_cli
+from tests.support.cli import cli_env, fetch, run_cli, start_cli, stop_cli
 from tests.support.dispatch import eventually
 from tests.support.sim import SimFactory
 from tests.support.smtp import client, mail
@@ -156,22 +156,29 @@ async def test_smtplib_200_messages_once_byte_for_byte_through_sigkill_and_an_ou
 
                 await eventually(check, limit=90, step=0.2)
 
-            # SIGKILL right after the 250, while SES answers 503 (so the daemon cannot have
-            # sent it yet): the message was committed, so it is sent after the restart
+            # SIGKILL right after the 250, while all sending is held (no job is claimed: the
+            # daemon cannot have sent it yet); committed, so sent after the restart
             await arrived(len(sent))
-            await sim.configure(fault_503_rate=1.0)
+            await fetch(dsn, "INSERT INTO dispatcher.sending_hold (reason) VALUES ('test')")
             last = mail("news@example.com", "kill@example.com", "after 250", "x")
             smtp = await asyncio.to_thread(client, "127.0.0.1", port, cafile, user, password)
             await asyncio.to_thread(smtp.sendmail, "news@example.com", ["kill@example.com"], last)
             proc.kill()
             await proc.wait()
             smtp.close()
-            assert int((await sim.stats())["accepted"]) == len(sent)  # not sent before the kill
-            await sim.configure(fault_503_rate=0.0)
+            jobs = await fetch(
+                dsn,
+                "SELECT j.state::text AS state FROM dispatcher.jobs j "
+                "JOIN dispatcher.messages m USING (id) WHERE 'kill@example.com' = ANY(m.to_addrs)",
+            )
+            assert [j["state"] for j in jobs] == ["queued"]
             sent[message_id(last)] = (last, ["kill@example.com"])
             size = log.stat().st_size
             proc = await start_cli(env, "run", output=log)
             await listening(log, size)
+            resumed = await run_cli(env, "resume", "--force")
+            assert resumed.code == 0, resumed
+            await arrived(len(sent))
 
             # Postgres stopped: 451 (a logged-in session, and a new login), then accepted
             down = mail("news@example.com", "outage@example.com", "outage", "x")

@@ -67,10 +67,27 @@ async def test_smtplib_session_refusals_and_what_is_queued(pg_dsn: str, tmp_path
                 smtp.sendmail("news@shop.example", ["not an address"], body)
             except smtplib.SMTPRecipientsRefused as exc:
                 seen["bad_rcpt"] = next(iter(exc.recipients.values()))
+            seen["revoked"] = revoke_then_send(smtp)
             smtp.quit()
             return seen
 
+        def revoke_then_send(smtp: smtplib.SMTP) -> tuple[int, str]:
+            """Revoked while its session is open: the next message is refused."""
+            asyncio.run_coroutine_threadsafe(door.keys.revoke(shop.id), loop).result(10)
+            try:
+                smtp.sendmail(
+                    "news@shop.example",
+                    ["a@example.com"],
+                    mail("news@shop.example", "a@example.com", "late", "x"),
+                )
+            except smtplib.SMTPDataError as exc:
+                return exc.smtp_code, str(exc.smtp_error)
+            return 250, ""
+
+        loop = asyncio.get_running_loop()
         seen = await asyncio.to_thread(session)
+        code, text = seen["revoked"]
+        assert code == 554 and "revoked" in text
         assert seen["auth_in_clear"] is False and seen["auth_in_clear_reply"] == 538
         assert seen["mail_before_auth"] == 530
         code, text = seen["wrong_secret"]
