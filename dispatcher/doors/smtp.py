@@ -45,6 +45,7 @@ __all__ = ["SmtpDoor", "serve_smtp"]
 
 log = structlog.get_logger()
 
+HANDSHAKE_TIMEOUT = 30.0  # seconds for an implicit-TLS client to finish its handshake
 COMMAND_TIMEOUT = 300.0  # seconds a session may stay silent (RFC 5321 4.5.3.2's minimum)
 SHUTDOWN_GRACE = 10.0  # seconds a stopping door lets messages being committed get their reply
 KNOWN_KEYS = 1000  # recent logins remembered to let AUTH through while Postgres is down
@@ -253,7 +254,8 @@ class _Session(SMTP):
 
 
 class _Server:
-    """The accept loop: one session per connection, at most `max_sessions` at once."""
+    """The accept loops: one session per connection, at most `max_sessions` at once across the
+    STARTTLS port and the implicit-TLS one."""
 
     def __init__(self, cfg: Config, door: SmtpDoor, cert: ServerCert) -> None:
         self._cfg = cfg
@@ -261,6 +263,7 @@ class _Server:
         self._cert = cert
         self._slots = asyncio.Semaphore(cfg.smtp.max_sessions)
         self._live: set[_Session] = set()
+        self._starting: set[asyncio.Task[None]] = set()  # TLS handshakes under way
         self._hostname = socket.gethostname()  # aiosmtpd would ask DNS (getfqdn) per session
 
     def _closed(self, session: _Session) -> None:
@@ -268,10 +271,11 @@ class _Server:
             self._live.discard(session)
             self._slots.release()
 
-    def _session(self, peer: Any) -> _Session:
+    def _session(self, peer: Any, implicit_tls: bool) -> _Session:
         clear_ok = self._cfg.smtp.auth_on_loopback_without_tls and _loopback(peer)
         with warnings.catch_warnings():
-            # aiosmtpd warns of AUTH without TLS; allowed only from loopback, when configured.
+            # aiosmtpd warns of AUTH without TLS: it does not see TLS that began before SMTP
+            # (implicit TLS), and the clear text is allowed only from loopback, when configured.
             warnings.simplefilter("ignore")
             session = _Session(
                 self._door,
@@ -279,15 +283,15 @@ class _Server:
                 hostname=self._hostname,
                 data_size_limit=self._cfg.smtp.max_message_bytes,
                 decode_data=False,
-                tls_context=self._cert.context,
+                tls_context=None if implicit_tls else self._cert.context,
                 auth_required=True,
-                auth_require_tls=not clear_ok,
+                auth_require_tls=not (implicit_tls or clear_ok),
                 timeout=COMMAND_TIMEOUT,
             )
         self._live.add(session)
         return session
 
-    async def run(self, sock: socket.socket) -> None:
+    async def run(self, sock: socket.socket, *, implicit_tls: bool) -> None:
         loop = asyncio.get_running_loop()
         sock.setblocking(False)
         while True:
@@ -302,17 +306,30 @@ class _Server:
             except BaseException:
                 self._slots.release()
                 raise
-            await self._start(loop, conn, peer)
+            # A task: a TLS handshake must not hold up the next accept.
+            task = asyncio.create_task(self._start(loop, conn, peer, implicit_tls))
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
 
-    async def _start(self, loop: asyncio.AbstractEventLoop, conn: socket.socket, peer: Any) -> None:
-        session = self._session(peer)
+    async def _start(
+        self, loop: asyncio.AbstractEventLoop, conn: socket.socket, peer: Any, implicit_tls: bool
+    ) -> None:
+        session = self._session(peer, implicit_tls)
         try:
-            await loop.connect_accepted_socket(lambda: session, sock=conn)
-        except OSError:
+            await loop.connect_accepted_socket(
+                lambda: session,
+                sock=conn,
+                ssl=self._cert.context if implicit_tls else None,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if implicit_tls else None,
+            )
+        except Exception as exc:  # a failed TLS handshake, a reset: this client only
+            log.info("smtp.connect_failed", peer=str(peer), error=repr(exc))
             conn.close()
             self._closed(session)
 
     def close_sessions(self) -> None:
+        for task in list(self._starting):
+            task.cancel()
         for session in list(self._live):
             if session.transport is not None:
                 session.transport.close()
@@ -322,7 +339,8 @@ class _Server:
 async def serve_smtp(
     cfg: Config, pool: asyncpg.Pool, keys: KeyStore
 ) -> AsyncIterator[tuple[str, int]]:
-    """Serve SMTP submission on the `smtp` socket until exit; yields the address it serves."""
+    """Serve SMTP submission on the `smtp` socket (and `smtps`, implicit TLS, when configured)
+    until exit; yields the STARTTLS address."""
     cert, made = server_cert("smtp", cfg.smtp.tls_cert, cfg.smtp.tls_key, cfg.database.data_dir)
     if cert.self_signed:
         log.info(
@@ -336,18 +354,39 @@ async def serve_smtp(
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     door = SmtpDoor(pool, keys)
     server = _Server(cfg, door, cert)
-    sock, shared = sockets.open_socket(
-        sockets.Listen("smtp", cfg.smtp.listen_host, cfg.smtp.listen_port)
-    )
-    host, port = sock.getsockname()[:2]
-    task = asyncio.create_task(server.run(sock), name="smtp-accept")
-    log.info("smtp.listening", host=host, port=port, shared=shared, tls_sha256=cert.fingerprint)
-    try:
-        yield host, port
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        sock.close()
-        await door.settled(SHUTDOWN_GRACE)
-        server.close_sessions()
+    doors = [(sockets.Listen("smtp", cfg.smtp.listen_host, cfg.smtp.listen_port), False)]
+    if cfg.smtp.implicit_tls_port is not None:
+        doors.append(
+            (sockets.Listen("smtps", cfg.smtp.listen_host, cfg.smtp.implicit_tls_port), True)
+        )
+    async with contextlib.AsyncExitStack() as stack:
+        first: tuple[str, int] | None = None
+        for listen, implicit_tls in doors:
+            sock, shared = sockets.open_socket(listen)
+            stack.callback(sock.close)
+            host, port = sock.getsockname()[:2]
+            first = first or (host, port)
+            task = asyncio.create_task(
+                server.run(sock, implicit_tls=implicit_tls), name=f"{listen.name}-accept"
+            )
+            stack.push_async_callback(_cancelled, task)
+            log.info(
+                f"{listen.name}.listening",
+                host=host,
+                port=port,
+                shared=shared,
+                tls_sha256=cert.fingerprint,
+            )
+        assert first is not None
+        try:
+            yield first
+        finally:
+            await stack.aclose()  # no new sessions
+            await door.settled(SHUTDOWN_GRACE)
+            server.close_sessions()
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

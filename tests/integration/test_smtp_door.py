@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import socket
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +153,27 @@ async def test_auth_in_the_clear_from_loopback_when_configured_and_the_size_limi
 
 
 pytestmark = pytest.mark.timeout(60)
+
+
+async def test_implicit_tls_port_takes_auth_and_mail_on_the_same_certificate(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        smtps = int(probe.getsockname()[1])
+    async with smtp_door(pg_dsn, tmp_path, implicit_tls_port=smtps) as door:
+        key, secret = await door.key("ops", "example.com")
+
+        def session() -> tuple[bool, bool, dict[str, tuple[int, bytes]]]:
+            context = ssl.create_default_context(cafile=str(door.cafile))
+            with smtplib.SMTP_SSL(door.host, smtps, context=context, timeout=30) as smtp:
+                smtp.ehlo()
+                offers = smtp.has_extn("auth"), smtp.has_extn("starttls")
+                smtp.login(key.id, secret)
+                body = mail("a@example.com", "b@example.com", "over SMTPS", "x")
+                return (*offers, smtp.sendmail("a@example.com", ["b@example.com"], body))
+
+        auth, starttls, refused = await asyncio.to_thread(session)
+    assert auth and not starttls and refused == {}
+    rows = await fetch(pg_dsn, "SELECT subject FROM dispatcher.messages")
+    assert [r["subject"] for r in rows] == ["over SMTPS"]
