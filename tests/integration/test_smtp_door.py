@@ -177,3 +177,28 @@ async def test_implicit_tls_port_takes_auth_and_mail_on_the_same_certificate(
     assert auth and not starttls and refused == {}
     rows = await fetch(pg_dsn, "SELECT subject FROM dispatcher.messages")
     assert [r["subject"] for r in rows] == ["over SMTPS"]
+
+
+async def test_sessions_beyond_max_sessions_wait_for_a_free_one(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    async with smtp_door(pg_dsn, tmp_path, max_sessions=1) as door:
+
+        def sessions() -> tuple[bytes, bytes, bytes]:
+            first = socket.create_connection((door.host, door.port), timeout=10)
+            greeting = first.recv(512)
+            second = socket.create_connection((door.host, door.port), timeout=0.5)
+            try:
+                waiting = second.recv(512)  # nothing: it waits in the listen backlog
+            except TimeoutError:
+                waiting = b""
+            first.sendall(b"QUIT\r\n")
+            first.recv(512)
+            first.close()
+            second.settimeout(10)
+            served = second.recv(512)  # the slot is free: now it is served
+            second.close()
+            return greeting, waiting, served
+
+        greeting, waiting, served = await asyncio.to_thread(sessions)
+    assert greeting.startswith(b"220 ") and waiting == b"" and served.startswith(b"220 ")
