@@ -11,7 +11,6 @@ from aiohttp import web
 from dispatcher.config import Config
 from dispatcher.doors import sockets
 from dispatcher.doors.keys import KeyStore
-from dispatcher.doors.smtp import serve_smtp
 from dispatcher.doors.web import DoorContext, build_app
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.queue.repository import Queue
@@ -55,5 +54,8 @@ async def open_doors(
             door = sockets.Listen("api", cfg.api.listen_host, cfg.api.listen_port)
             await stack.enter_async_context(serve_app(build_app(ctx), door))
         if cfg.smtp.enabled:
+            # Imported here: aiosmtpd and the certificate code cost every CLI command ~40 ms.
+            from dispatcher.doors.smtp import serve_smtp
+
             await stack.enter_async_context(serve_smtp(cfg, ctx.pool, ctx.keys))
         yield
