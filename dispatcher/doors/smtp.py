@@ -21,7 +21,7 @@ from base64 import b64decode
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, AnyStr
 
 import asyncpg  # type: ignore[import-untyped]
 import structlog
@@ -243,6 +243,13 @@ class _Session(SMTP):
     def __init__(self, handler: SmtpDoor, on_close: Callable[[_Session], None], **kw: Any) -> None:
         super().__init__(handler, **kw)
         self._on_close: Callable[[_Session], None] | None = on_close
+
+    async def push(self, status: AnyStr) -> None:
+        """aiosmtpd's own size refusals, given their enhanced status code and a reason."""
+        if isinstance(status, str) and status.startswith("552 Error:"):
+            limit = self.data_size_limit
+            status = reply(552, "5.3.4", f"the message is larger than {limit:,} bytes, the limit")
+        await super().push(status)
 
     def connection_lost(self, error: Exception | None) -> None:
         try:
