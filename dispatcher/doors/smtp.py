@@ -109,6 +109,8 @@ class SmtpDoor:
         self, server: SMTP, args: list[str], challenge: str
     ) -> bytes | None:
         if len(args) > 1:
+            if args[1] == "=":  # RFC 4954: an empty initial response
+                return b""
             try:
                 return b64decode(args[1].encode("ascii", "replace"), validate=True)
             except (binascii.Error, ValueError):
