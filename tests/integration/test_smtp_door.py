@@ -131,6 +131,9 @@ async def test_auth_in_the_clear_from_loopback_when_configured_and_the_size_limi
 
         def session() -> tuple[dict[str, tuple[int, bytes]], tuple[int, str], tuple[int, str]]:
             smtp = smtplib.SMTP(door.host, door.port, timeout=30)
+            smtp.ehlo()
+            empty = smtp.docmd("AUTH", "PLAIN =")  # RFC 4954's empty initial response
+            assert empty[0] == 501 and b"authzid NUL user NUL password" in empty[1], empty
             smtp.login(key.id, secret)  # no STARTTLS: allowed from loopback by the setting
             small = mail("a@example.com", "b@example.com", "s", "t")
             refused = smtp.sendmail("a@example.com", ["b@example.com"], small)
