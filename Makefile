@@ -18,6 +18,7 @@ demo: install
 
 # -rs: every skipped test is listed with its reason (two need root or a second Postgres).
 test: install
+	.ci/system-tools
 	$(BIN)/pytest -q -rs
 
 # The simulator checked against SES's published API models (botocore's ses and sesv2) for every

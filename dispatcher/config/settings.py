@@ -243,12 +243,17 @@ class SmtpSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_message_bytes: int = 40 * 1024 * 1024  # SES's limit for a raw message (552 beyond)
-    max_sessions: int = 200  # concurrent connections; more wait in the listen backlog
+    max_sessions: int = 200  # concurrent sessions per process; more wait in the listen backlog
     # AUTH is refused before STARTTLS; true allows it in the clear from 127.0.0.1/::1 only.
     auth_on_loopback_without_tls: bool = False
+    # A second port speaking TLS from the first byte (SMTPS, RFC 8314; 465 by convention), on
+    # listen_host with the same certificate; unset: STARTTLS on listen_port only.
+    implicit_tls_port: int | None = None
 
     def __post_init__(self) -> None:
         _int_range("smtp.listen_port", self.listen_port, 0, 65535)
+        if self.implicit_tls_port is not None:
+            _int_range("smtp.implicit_tls_port", self.implicit_tls_port, 0, 65535)
         _int_range("smtp.max_message_bytes", self.max_message_bytes, 1024, 40 * 1024 * 1024)
         _int_range("smtp.max_sessions", self.max_sessions, 1, 100_000)
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -53,4 +53,9 @@ async def open_doors(
         if cfg.api.enabled:
             door = sockets.Listen("api", cfg.api.listen_host, cfg.api.listen_port)
             await stack.enter_async_context(serve_app(build_app(ctx), door))
+        if cfg.smtp.enabled:
+            # Imported here: aiosmtpd and the certificate code cost every CLI command ~40 ms.
+            from dispatcher.doors.smtp import serve_smtp
+
+            await stack.enter_async_context(serve_smtp(cfg, ctx.pool, ctx.keys))
         yield

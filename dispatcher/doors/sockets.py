@@ -15,7 +15,8 @@ __all__ = ["Listen", "bind", "env_name", "listeners", "open_socket"]
 
 @dataclass(frozen=True, slots=True)
 class Listen:
-    """One door's address, named as its config section is (`feedback`, `api`, `smtp`)."""
+    """One door's address, named as its config section is (`feedback`, `api`, `smtp`; `smtps`
+    is the SMTP door's implicit-TLS port)."""
 
     name: str
     host: str
@@ -31,6 +32,8 @@ def listeners(cfg: Config) -> list[Listen]:
         out.append(Listen("api", cfg.api.listen_host, cfg.api.listen_port))
     if cfg.smtp.enabled:
         out.append(Listen("smtp", cfg.smtp.listen_host, cfg.smtp.listen_port))
+        if cfg.smtp.implicit_tls_port is not None:
+            out.append(Listen("smtps", cfg.smtp.listen_host, cfg.smtp.implicit_tls_port))
     return out
 
 
