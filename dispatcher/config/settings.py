@@ -17,6 +17,7 @@ from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.errors import ConfigError
 from dispatcher.pacing.settings import PacingSettings
 from dispatcher.ses.settings import SesSettings
+from dispatcher.webhooks.settings import WebhookSettings, shown_url
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "json", "console"]
@@ -225,6 +226,17 @@ class Config:
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     guard: GuardSettings = field(default_factory=GuardSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    webhooks: tuple[WebhookSettings, ...] = ()  # `[[webhooks]]`, an array of tables
+
+    def __post_init__(self) -> None:
+        urls = [w.url for w in self.webhooks]
+        for i, url in enumerate(urls):
+            if url in urls[:i]:
+                raise ConfigError(
+                    f"webhooks[{i}].url repeats webhooks[{urls.index(url)}].url "
+                    f"({shown_url(url)!r}); "
+                    "give each endpoint once, with all the events it wants"
+                )
 
 
 def _int_range(key: str, value: int, low: int, high: int) -> None:
