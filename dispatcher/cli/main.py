@@ -19,6 +19,7 @@ from dispatcher.cli import campaign as campaign_cli
 from dispatcher.cli import db as db_cli
 from dispatcher.cli import enqueue as enqueue_cli
 from dispatcher.cli import suppression as suppression_cli
+from dispatcher.cli import webhooks as webhooks_cli
 from dispatcher.cli.argtypes import (
     OneLineParser,
     non_utf8_argument,
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     campaign_cli.add_parser(sub)
     suppression_cli.add_parser(sub)
+    webhooks_cli.add_parser(sub)
 
     db = sub.add_parser("db", help="the embedded Postgres: where it is, stop it")
     db_sub = db.add_subparsers(dest="action", required=True, metavar="ACTION")

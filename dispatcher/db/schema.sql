@@ -281,8 +281,7 @@ BEGIN
                                  'bounce_subtype', c.parsed -> 'bounce_subtype',
                                  'complaint_type', c.parsed -> 'complaint_type',
                                  'detail', c.parsed -> 'detail'),
-           CASE WHEN j.state IN ('claimed', 'in_flight') THEN NULL  -- ordered once settled
-                ELSE nextval('dispatcher.webhook_order_seq') END
+           NULL  -- placed by the sender loop (see webhook_order_seq)
     FROM (SELECT n.*, CASE n.kind WHEN 'delivery' THEN 'delivered' WHEN 'bounce' THEN 'bounced'
                                   WHEN 'complaint' THEN 'complained' ELSE 'delayed' END AS type
           FROM new_events n JOIN old_events o ON o.id = n.id
@@ -290,7 +289,6 @@ BEGIN
             AND (o.processed_at IS NULL OR o.message_id IS NULL)
             AND n.kind IN ('delivery', 'bounce', 'complaint', 'delivery_delay')) c
     JOIN dispatcher.webhook_endpoints e ON c.type = ANY (e.events)
-    LEFT JOIN dispatcher.jobs j ON j.id = c.message_id
     LEFT JOIN dispatcher.messages m ON m.id = c.message_id
     ORDER BY coalesce(c.occurred_at, c.received_at), c.id, e.id;
     RETURN NULL;
@@ -715,4 +713,3 @@ ALTER TABLE ONLY dispatcher.recipient_events
 
 ALTER TABLE ONLY dispatcher.webhook_deliveries
     ADD CONSTRAINT webhook_deliveries_endpoint_id_fkey FOREIGN KEY (endpoint_id) REFERENCES dispatcher.webhook_endpoints(id) ON DELETE CASCADE;
-

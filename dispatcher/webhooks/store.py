@@ -25,6 +25,8 @@ query = named_queries("dispatcher.webhooks", "webhooks.sql")
 __all__ = ["Claimed", "EndpointStatus", "Result", "WebhookStore"]
 
 DEFAULT_CONNECTIONS = 2
+# SES events that arrive this close together are put in the order they happened, not arrived.
+REORDER_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +90,9 @@ class WebhookStore:
         ids = {r["url"]: r["id"] for r in rows if not r["dropped"]}
         return ids, sorted(r["url"] for r in rows if r["dropped"])
 
-    async def order_late(self) -> int:
-        """Place SES events that came before their send was recorded; how many."""
-        return len(await self._fetch("order_late"))
+    async def order_late(self, settle: float = REORDER_SECONDS) -> int:
+        """Give SES events written at least `settle` seconds ago their place; how many."""
+        return len(await self._fetch("order_late", float(settle)))
 
     async def claim(self, endpoint_id: int, limit: int, lease: float) -> list[Claimed]:
         """Up to `limit` due events of one endpoint, the first waiting one of each message."""

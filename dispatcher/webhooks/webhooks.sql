@@ -24,19 +24,27 @@ UNION ALL
 SELECT id, url, dropped FROM dropped;
 
 -- name: order_late
--- SES events that overtook the record of their send get their place once it is recorded
--- (after `sent`, which was written with the settle), oldest first.
+-- SES events get their place in their message's order (see migration 0014, webhook_order_seq)
+-- once their send is recorded (so after `sent`), the earlier events of the same SES message are
+-- tied to it (or 15 minutes passed, as for events_link_late) and they are $1 seconds old (SNS
+-- may bring a Complaint before its Delivery): by when they happened, oldest first.
 WITH ready AS (
-    SELECT d.id
+    SELECT d.id, coalesce((d.data ->> 'occurred_at')::timestamptz, d.created_at) AS occurred,
+           CASE d.type WHEN 'complained' THEN 1 ELSE 0 END AS after
     FROM dispatcher.webhook_deliveries d
     LEFT JOIN dispatcher.jobs j ON j.id = d.message_id
-    WHERE d.seq IS NULL AND (j.state IS NULL OR j.state NOT IN ('claimed', 'in_flight'))
+    WHERE d.seq IS NULL AND d.created_at <= now() - make_interval(secs => $1)
+      AND (j.state IS NULL OR j.state NOT IN ('claimed', 'in_flight'))
+      AND NOT EXISTS (SELECT 1 FROM dispatcher.events u
+                      WHERE u.ses_message_id = d.data ->> 'ses_message_id'
+                        AND u.message_id IS NULL
+                        AND u.received_at > now() - interval '15 minutes')
     ORDER BY d.id
     LIMIT 1000
     FOR UPDATE OF d SKIP LOCKED
 ), numbered AS (
     SELECT r.id, nextval('dispatcher.webhook_order_seq') AS seq
-    FROM (SELECT id FROM ready ORDER BY id) r
+    FROM (SELECT id FROM ready ORDER BY occurred, after, id) r
 )
 UPDATE dispatcher.webhook_deliveries d
 SET seq = n.seq

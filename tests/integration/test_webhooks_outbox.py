@@ -188,7 +188,7 @@ async def test_a_message_s_events_are_claimed_one_at_a_time_in_order(queue: Queu
 
     async def claim_round(fail: int | None = None) -> list[tuple[str, int | None]]:
         """One claim; every POST succeeds but those of message `fail`."""
-        await store.order_late()
+        await store.order_late(0.0)
         claimed = await store.claim(endpoint, 100, 30.0)
         await store.settle(
             [
@@ -206,3 +206,64 @@ async def test_a_message_s_events_are_claimed_one_at_a_time_in_order(queue: Queu
     assert await claim_round() == [("sent", first)]
     assert await claim_round() == [("bounced", first)]
     assert await claim_round() == []
+
+
+def identity_notification(kind: str, ses_message_id: str, address: str) -> dict[str, Any]:
+    """A tagless SES event (identity notifications carry no tags): tied by SES's MessageId."""
+    at = "2026-12-06T10:00:00.000Z"
+    body: dict[str, Any] = {"timestamp": at if kind == "Delivery" else "2026-12-06T10:00:05.000Z"}
+    if kind == "Delivery":
+        body["recipients"] = [address]
+    else:
+        body["complainedRecipients"] = [{"emailAddress": address}]
+    return {
+        "notificationType": kind,
+        kind.lower(): body,
+        "mail": {"messageId": ses_message_id, "timestamp": at},
+    }
+
+
+async def test_an_ses_event_waits_behind_an_earlier_one_not_tied_yet(queue: Queue) -> None:
+    store = WebhookStore(queue.pool)
+    endpoint = (await store.sync([hook()]))[0][hook().url]
+    feedback = FeedbackStore(queue.pool)
+    msg = (await queue.enqueue(message(1, to="c@example.com"))).id
+    jobs = await queue.claim(OWNER, 10)
+    await queue.launch(OWNER, jobs)
+    # The Delivery comes before the send's SES MessageId is recorded: it cannot be tied yet.
+    await record_and_process(feedback, identity_notification("Delivery", "ses-c", "c@example.com"))
+    await queue.settle([Settlement(msg, jobs[0].token, "sent", ses_message_id="ses-c")])
+    # The Complaint comes after: tied at once, but it waits for the Delivery's place.
+    await record_and_process(feedback, identity_notification("Complaint", "ses-c", "c@example.com"))
+    await store.order_late(0.0)
+    assert [r["type"] for r in await outbox(queue.pool) if r["seq"] is not None] == [
+        "queued",
+        "sent",
+    ]
+    await feedback.link_late()  # the guard's step, every check_interval in the daemon
+    types = []
+    for _ in range(5):
+        await store.order_late(0.0)
+        claimed = await store.claim(endpoint, 100, 30.0)
+        await store.settle([Result(c.event.id, c.attempts, "delivered") for c in claimed])
+        types += [c.event.type for c in claimed]
+    assert types == ["queued", "sent", "delivered", "complained"]
+
+
+async def test_ses_events_go_in_the_order_they_happened_not_arrived(queue: Queue) -> None:
+    store = WebhookStore(queue.pool)
+    endpoint = (await store.sync([hook(events=("delivered", "complained"))]))[0][hook().url]
+    feedback = FeedbackStore(queue.pool)
+    await queue.enqueue(message(1, to="c@example.com"))
+    await send(queue, "sent", ses_message_id="ses-c")
+    # SNS brings the Complaint first; SES made the Delivery five seconds before it.
+    for kind in ("Complaint", "Delivery"):
+        await record_and_process(feedback, identity_notification(kind, "ses-c", "c@example.com"))
+    assert await store.order_late() == 0  # written just now: SNS may still bring earlier ones
+    assert await store.order_late(0.0) == 2
+    types = []
+    for _ in range(3):
+        claimed = await store.claim(endpoint, 100, 30.0)
+        await store.settle([Result(c.event.id, c.attempts, "delivered") for c in claimed])
+        types += [c.event.type for c in claimed]
+    assert types == ["delivered", "complained"]

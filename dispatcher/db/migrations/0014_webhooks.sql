@@ -13,9 +13,12 @@ CREATE TABLE dispatcher.webhook_endpoints (
     synced_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Order of the events of one message (per endpoint): taken when the event is written, or, for
--- an SES event that overtook the record of its send (claimed/in_flight), by the sender loop once
--- the send is recorded, so `sent` goes out before `delivered`.
+-- Order of the events of one message (per endpoint), taken when the event is written. SES's
+-- events are written without one (null) and placed by the sender loop (webhooks.sql
+-- order_late): after the record of their send (SES can answer the send's event before the
+-- settle commits), after earlier events of the same SES message that are not tied to it yet
+-- (tagless identity notifications, tied by feedback.sql events_link_late), and by when they
+-- happened rather than when they arrived (SNS does not keep SES's order).
 CREATE SEQUENCE dispatcher.webhook_order_seq;
 
 CREATE TABLE dispatcher.webhook_deliveries (
@@ -137,8 +140,7 @@ BEGIN
                                  'bounce_subtype', c.parsed -> 'bounce_subtype',
                                  'complaint_type', c.parsed -> 'complaint_type',
                                  'detail', c.parsed -> 'detail'),
-           CASE WHEN j.state IN ('claimed', 'in_flight') THEN NULL  -- ordered once settled
-                ELSE nextval('dispatcher.webhook_order_seq') END
+           NULL  -- placed by the sender loop (see webhook_order_seq)
     FROM (SELECT n.*, CASE n.kind WHEN 'delivery' THEN 'delivered' WHEN 'bounce' THEN 'bounced'
                                   WHEN 'complaint' THEN 'complained' ELSE 'delayed' END AS type
           FROM new_events n JOIN old_events o ON o.id = n.id
@@ -146,7 +148,6 @@ BEGIN
             AND (o.processed_at IS NULL OR o.message_id IS NULL)
             AND n.kind IN ('delivery', 'bounce', 'complaint', 'delivery_delay')) c
     JOIN dispatcher.webhook_endpoints e ON c.type = ANY (e.events)
-    LEFT JOIN dispatcher.jobs j ON j.id = c.message_id
     LEFT JOIN dispatcher.messages m ON m.id = c.message_id
     ORDER BY coalesce(c.occurred_at, c.received_at), c.id, e.id;
     RETURN NULL;
