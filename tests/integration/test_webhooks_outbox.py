@@ -16,6 +16,7 @@ from dispatcher.feedback.store import FeedbackStore
 from dispatcher.queue.repository import Queue
 from dispatcher.webhooks.settings import EVENTS, WebhookSettings
 from dispatcher.webhooks.store import Result, WebhookStore
+from tests.support.ses_events import DELIVERY_DELAY, aws_event
 
 SECRET = "s" * 32
 OWNER = uuid.uuid4()
@@ -267,3 +268,17 @@ async def test_ses_events_go_in_the_order_they_happened_not_arrived(queue: Queue
         await store.settle([Result(c.event.id, c.attempts, "delivered") for c in claimed])
         types += [c.event.type for c in claimed]
     assert types == ["delivered", "complained"]
+
+
+async def test_a_delivery_delay_is_a_delayed_event_with_ses_s_words(queue: Queue) -> None:
+    store = WebhookStore(queue.pool)
+    await store.sync([hook(events=("delayed",))])
+    msg = (await queue.enqueue(message(1))).id
+    await send(queue, "sent", ses_message_id="ses-d")
+    event = aws_event(DELIVERY_DELAY, ses_message_id="ses-d", dispatcher_id=msg)
+    await record_and_process(FeedbackStore(queue.pool), event)
+    assert await store.order_late(0.0) == 1
+    (row,) = await outbox(queue.pool)
+    assert (row["type"], row["message_id"]) == ("delayed", msg)
+    assert row["data"]["event_type"] == "DeliveryDelay" and row["data"]["detail"]
+    assert row["data"]["recipients"] and row["data"]["ses_message_id"] == "ses-d"
