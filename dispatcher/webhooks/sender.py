@@ -52,7 +52,8 @@ class EndpointSender:
         self._http = http
         self._rand = rand
         self._poll = poll_interval
-        self._failing = False  # the last POST failed: a success then pulls the backlog forward
+        # A POST failed since the last success: the next success pulls the backlog forward.
+        self._failing = False
         self._log = log.bind(endpoint=shown_url(settings.url))
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -98,8 +99,10 @@ class EndpointSender:
             await self._store.wake(self._id)  # back: the backlog goes now, not at its backoff
             self._log.info("webhook.endpoint_back")
             return True
-        if delivered < len(results):
+        failed = [r for r in results if r.state == "pending"]
+        if failed and not self._failing:  # once per outage, not once per event
             self._failing = True
+            self._log.warning("webhook.endpoint_failing", error=failed[0].error)
         return len(claimed) == BATCH or delivered > 0
 
     async def _post(self, claimed: Claimed) -> Result:
@@ -143,7 +146,7 @@ class EndpointSender:
                 give_up_hours=self._settings.give_up_hours,
             )
         else:
-            self._log.info(
+            self._log.debug(
                 "webhook.failed",
                 **fields,
                 attempts=claimed.attempts,

@@ -169,7 +169,11 @@ retry_max = 1.0
             code = await stop_cli(daemon)
             if runner is not None:
                 await runner.cleanup()
-        assert code == 0, (tmp_path / "daemon.log").read_text()
+        log = (tmp_path / "daemon.log").read_text()
+        assert code == 0, log
+    # One line when the receiver went missing, one when it came back: not one per event.
+    names = [json.loads(line).get("event") for line in log.splitlines() if line.startswith("{")]
+    assert names.count("webhook.endpoint_failing") == names.count("webhook.endpoint_back") == 1
 
     bodies: list[dict[str, Any]] = []
     for headers, raw in receiver.posts:
