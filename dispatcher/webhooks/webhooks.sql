@@ -26,15 +26,18 @@ SELECT id, url, dropped FROM dropped;
 -- name: order_late
 -- SES events get their place in their message's order (see migration 0014, webhook_order_seq)
 -- once their send is recorded (so after `sent`), the earlier events of the same SES message are
--- tied to it (or 15 minutes passed, as for events_link_late) and they are $1 seconds old (SNS
--- may bring a Complaint before its Delivery): by when they happened, oldest first.
+-- tied to it (or 15 minutes passed, as for events_link_late) and the message's newest waiting
+-- one is $1 seconds old (SNS may bring a Complaint before its Delivery): by when they happened.
 WITH ready AS (
     SELECT d.id, coalesce((d.data ->> 'occurred_at')::timestamptz, d.created_at) AS occurred,
            CASE d.type WHEN 'complained' THEN 1 ELSE 0 END AS after
     FROM dispatcher.webhook_deliveries d
     LEFT JOIN dispatcher.jobs j ON j.id = d.message_id
-    WHERE d.seq IS NULL AND d.created_at <= now() - make_interval(secs => $1)
+    WHERE d.seq IS NULL
       AND (j.state IS NULL OR j.state NOT IN ('claimed', 'in_flight'))
+      AND NOT EXISTS (SELECT 1 FROM dispatcher.webhook_deliveries y  -- a message's together
+                      WHERE y.seq IS NULL AND y.message_id = d.message_id
+                        AND y.created_at > now() - make_interval(secs => $1))
       AND NOT EXISTS (SELECT 1 FROM dispatcher.events u
                       WHERE u.ses_message_id = d.data ->> 'ses_message_id'
                         AND u.message_id IS NULL

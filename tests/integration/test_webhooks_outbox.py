@@ -261,7 +261,20 @@ async def test_ses_events_go_in_the_order_they_happened_not_arrived(queue: Queue
     for kind in ("Complaint", "Delivery"):
         await record_and_process(feedback, identity_notification(kind, "ses-c", "c@example.com"))
     assert await store.order_late() == 0  # written just now: SNS may still bring earlier ones
-    assert await store.order_late(0.0) == 2
+
+    async def age(kind: str, seconds: int) -> None:
+        async with queue.pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE dispatcher.webhook_deliveries SET created_at = now() - make_interval("
+                "secs => $2) WHERE type = $1",
+                kind,
+                seconds,
+            )
+
+    await age("complained", 3)  # the Complaint waited long enough, but not its Delivery:
+    assert await store.order_late() == 0  # a message's events are placed together
+    await age("delivered", 3)
+    assert await store.order_late() == 2
     types = []
     for _ in range(3):
         claimed = await store.claim(endpoint, 100, 30.0)
