@@ -165,6 +165,11 @@ retry_max = 1.0
             await asyncio.sleep(1.0)  # a duplicate would show up in this second
             up = await run_cli(env, "webhooks", "--json")
             assert json.loads(up.out)["backlog"] == 0, up
+            shown = await run_cli(env, "webhooks")
+            assert shown.code == 0 and shown.out.splitlines()[:2] == [
+                f"http://127.0.0.1:{hook_port}/hooks/mail",
+                f"  backlog 0; delivered {expected_total}, given up 0 (last 7 days)",
+            ], shown
         finally:
             code = await stop_cli(daemon)
             if runner is not None:
