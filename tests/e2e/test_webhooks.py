@@ -124,6 +124,14 @@ retry_max = 1.0
                 return any(s["confirmed"] for s in await sim.admin("GET", "/_sim/subscriptions"))
 
             await eventually(confirmed, limit=20)
+
+            async def endpoint_synced() -> bool:  # the daemon's first step for webhooks
+                rows = await fetch(
+                    pg_dsn, "SELECT 1 FROM dispatcher.webhook_endpoints WHERE events <> '{}'"
+                )
+                return len(rows) == 1
+
+            await eventually(endpoint_synced, limit=20)
             queued = await run_cli(env, "enqueue", str(tmp_path / "mail.jsonl"))
             assert queued.code == 0, queued
             unsubscribe = await run_cli(

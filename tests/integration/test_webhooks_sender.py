@@ -13,6 +13,7 @@ from dispatcher.domain.jobs import NewMessage
 from dispatcher.queue.repository import Queue
 from dispatcher.webhooks.sender import run_webhooks
 from dispatcher.webhooks.settings import WebhookSettings
+from dispatcher.webhooks.store import WebhookStore
 from tests.support.cli import fetch
 from tests.support.dispatch import eventually
 from tests.support.moto import free_port
@@ -45,6 +46,7 @@ async def test_an_endpoint_that_answers_again_gets_its_backlog_at_once(
     hook = WebhookSettings(
         f"http://127.0.0.1:{port}/hook", SECRET, events=("queued",), retry_base=120.0
     )
+    await WebhookStore(queue.pool).sync([hook])  # as the daemon does first: events from now on
     stop = asyncio.Event()
     sender = asyncio.create_task(run_webhooks(queue.pool, [hook], stop))
     received: list[str] = []
@@ -91,6 +93,7 @@ async def test_a_stop_cuts_a_hanging_post_short_and_frees_its_event(
         await done.wait()  # answers only after the test (the sender has hung up by then)
         return web.Response(status=200)
 
+    await WebhookStore(queue.pool).sync([hook])
     async with receiver(port, hang):
         stop = asyncio.Event()
         sender = asyncio.create_task(run_webhooks(queue.pool, [hook], stop))
