@@ -29,6 +29,7 @@ from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.queue.repository import Queue
 from dispatcher.runtime import settle_heap
 from dispatcher.ses import SesAdapter
+from dispatcher.webhooks.sender import run_webhooks
 from dispatcher.worker.listener import Listener
 from dispatcher.worker.pool import PoolSettings, RunReport, Shared, WorkerPool, first_reading
 from dispatcher.worker.quota_store import LeaderLock, SharedQuotaStore
@@ -301,10 +302,15 @@ async def run_worker(
             name="guard",
         )
         watchdog.watch(guard, "the reputation guard")  # sending on blind could cost the account
+        # Webhooks: own tasks on at most two of the pool's connections, never in mail's way.
+        hooks = asyncio.create_task(
+            run_webhooks(stores.queue.pool, cfg.webhooks, guard_stop), name="webhooks"
+        )
+        watchdog.watch(hooks, "the webhook sender")
         try:
             report = await pool.run()
         finally:
             guard_stop.set()
-            await asyncio.gather(guard, return_exceptions=True)
+            await asyncio.gather(guard, hooks, return_exceptions=True)
         watchdog.check()
         return report

@@ -21,6 +21,7 @@ from dispatcher.cli import doctor as doctor_cli
 from dispatcher.cli import enqueue as enqueue_cli
 from dispatcher.cli import keys as keys_cli
 from dispatcher.cli import suppression as suppression_cli
+from dispatcher.cli import webhooks as webhooks_cli
 from dispatcher.cli.argtypes import (
     OneLineParser,
     message_ref,
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     suppression_cli.add_parser(sub)
     keys_cli.add_parser(sub)
     doctor_cli.add_parser(sub)
+    webhooks_cli.add_parser(sub)
 
     db = sub.add_parser(
         "db", help="the database: its URL; the embedded Postgres: where it is, stop it"

@@ -3,8 +3,9 @@
 Precedence, lowest first: defaults, the file, `AWS_DEFAULT_REGION`, `AWS_REGION`, the shortcuts
 `DISPATCHER_DATABASE_URL` / `DISPATCHER_DATA_DIR` / `DISPATCHER_SES_ENDPOINT_URL`, then the
 generic `DISPATCHER_<SECTION>__<KEY>` (e.g. `DISPATCHER_QUEUE__CLAIM_BATCH=200`). Environment
-always wins over the file. Every error is one `ConfigError` that names the key, where the value
-came from, what is wrong and what is accepted.
+always wins over the file; `[[webhooks]]` (an array of tables) is set in the file only. Every
+error is one `ConfigError` that names the key, where the value came from, what is wrong and what
+is accepted.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 from dispatcher.config.settings import Config, mask_url
 from dispatcher.errors import ConfigError
+from dispatcher.webhooks.settings import WebhookSettings
 
 ENV_PREFIX = "DISPATCHER_"
 ENV_CONFIG_PATH = "DISPATCHER_CONFIG"  # read by load_config, ignored here
@@ -35,8 +37,14 @@ ENV_SHORTCUTS: tuple[tuple[str, str, str], ...] = (
 )
 ENV_TRUE = ("true", "1", "yes")
 ENV_FALSE = ("false", "0", "no")
-SECRET_KEYS = frozenset({"ses.secret_access_key"})
+SECRET_KEYS = frozenset({"ses.secret_access_key", "webhooks.secret"})
 MASK = "***"
+WEBHOOKS = "webhooks"  # the one array of tables ([[webhooks]]); the file only, no environment
+WEBHOOK_REQUIRED = {
+    "url": "the URL to POST events to, e.g. https://app.example.com/hooks/mail",
+    "secret": "a random string of at least 16 characters that the receiver checks signatures "
+    "with (e.g. from `openssl rand -hex 32`)",
+}
 
 _KEY_IN_MESSAGE = re.compile(r"\b[a-z]+\.[a-z0-9_]+\b")
 
@@ -57,7 +65,11 @@ def build_config(
         values[section][key] = _coerce(f"{section}.{key}", hint, raw, where, from_env)
         sources[f"{section}.{key}"] = where
 
+    webhooks: tuple[WebhookSettings, ...] = ()
     for section, table in file_data.items():
+        if section == WEBHOOKS:
+            webhooks = _webhooks(table, file_where)
+            continue
         if section not in values:
             raise ConfigError(_outside_sections(section, table, file_where))
         if not isinstance(table, dict):
@@ -93,7 +105,57 @@ def build_config(
         except ConfigError as err:
             message = str(err)
             raise ConfigError(message + _sources_note(message, section, sources)) from None
-    return Config(**built)
+    try:
+        return Config(**built, webhooks=webhooks)
+    except ConfigError as err:
+        raise ConfigError(f"{err} ({file_where})") from None
+
+
+def _webhooks(raw: object, where: str) -> tuple[WebhookSettings, ...]:
+    """The `[[webhooks]]` tables; errors name the entry: `webhooks[0].url`."""
+    if not isinstance(raw, list):
+        raise ConfigError(
+            f"webhooks {where} must be an array of tables, one [[webhooks]] per endpoint, "
+            f"got {_shown(raw)}"
+        )
+    hints = typing.get_type_hints(WebhookSettings)
+    known = [f.name for f in dataclasses.fields(WebhookSettings)]
+    out: list[WebhookSettings] = []
+    for i, entry in enumerate(raw):
+        at = f"webhooks[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{at} {where} must be a table of settings, got {_shown(entry)}")
+        values: dict[str, Any] = {}
+        for key, value in entry.items():
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = (
+                    f"did you mean {at}.{close[0]}?"
+                    if close
+                    else "the keys are: " + ", ".join(known)
+                )
+                raise ConfigError(f"unknown key {at}.{key} {where}; {hint}")
+            if key == "events":
+                values[key] = _event_names(f"{at}.events", value, where)
+            else:
+                values[key] = _coerce(f"{at}.{key}", hints[key], value, where, from_env=False)
+        for key, what in WEBHOOK_REQUIRED.items():
+            if key not in values:
+                raise ConfigError(f"{at}.{key} is required {where}: {what}")
+        try:
+            out.append(WebhookSettings(**values))
+        except ConfigError as err:
+            raise ConfigError(f"{str(err).replace('webhooks.', f'{at}.')} ({where})") from None
+    return tuple(out)
+
+
+def _event_names(key: str, raw: object, where: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise ConfigError(
+            f'{key} must be an array of event names such as ["delivered", "bounced"], '
+            f"got {_shown(raw)} ({where})"
+        )
+    return tuple(raw)
 
 
 def _place_data_dir(
@@ -119,9 +181,9 @@ def _place_data_dir(
         database["data_dir"] = path.expanduser().parent / data_dir  # absolute stays absolute
 
 
-def config_to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
+def config_to_dict(cfg: Config) -> dict[str, Any]:
     """The effective configuration as plain data for display; secrets masked, paths as text."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Any] = {}
     for section in section_types():
         obj = getattr(cfg, section)
         shown: dict[str, Any] = {}
@@ -135,14 +197,29 @@ def config_to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
                 value = str(value)
             shown[key] = value
         out[section] = shown
+    out[WEBHOOKS] = [_shown_webhook(w) for w in cfg.webhooks]
     return out
+
+
+def _shown_webhook(webhook: WebhookSettings) -> dict[str, Any]:
+    shown: dict[str, Any] = {}
+    for f in dataclasses.fields(webhook):
+        value = getattr(webhook, f.name)
+        if f"{WEBHOOKS}.{f.name}" in SECRET_KEYS:
+            value = MASK
+        elif f.name == "url":
+            value = mask_url(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        shown[f.name] = value
+    return shown
 
 
 @functools.cache
 def section_types() -> dict[str, type[Any]]:
     """Section name -> its dataclass, in the order of `Config`'s fields."""
     hints = typing.get_type_hints(Config)
-    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != WEBHOOKS}
 
 
 @functools.cache
@@ -178,6 +255,11 @@ def _generic_env_target(name: str) -> tuple[str, str] | None:
                 )
         return None
     section, _, key = rest.partition("__")
+    if section == WEBHOOKS:
+        raise ConfigError(
+            f"environment variable {name}: webhooks are set in the config file only, as "
+            "[[webhooks]] tables (README, Webhooks)"
+        )
     if section not in section_types():
         close = difflib.get_close_matches(section, list(section_types()), n=1)
         hint = (

@@ -18,6 +18,7 @@ from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.errors import ConfigError
 from dispatcher.pacing.settings import PacingSettings
 from dispatcher.ses.settings import SesSettings
+from dispatcher.webhooks.settings import WebhookSettings, shown_url
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "json", "console"]
@@ -291,6 +292,17 @@ class Config:
     api: ApiSettings = field(default_factory=ApiSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    webhooks: tuple[WebhookSettings, ...] = ()  # `[[webhooks]]`, an array of tables
+
+    def __post_init__(self) -> None:
+        urls = [w.url for w in self.webhooks]
+        for i, url in enumerate(urls):
+            if url in urls[:i]:
+                raise ConfigError(
+                    f"webhooks[{i}].url repeats webhooks[{urls.index(url)}].url "
+                    f"({shown_url(url)!r}); "
+                    "give each endpoint once, with all the events it wants"
+                )
 
 
 def _int_range(key: str, value: int, low: int, high: int) -> None:

@@ -363,6 +363,125 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION dispatcher.webhook_events_updated() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM dispatcher.webhook_endpoints
+                   WHERE events && '{delivered,bounced,complained,delayed}'::text[]) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO dispatcher.webhook_deliveries (endpoint_id, type, message_id, data, seq)
+    SELECT e.id, c.type, c.message_id,
+           dispatcher.webhook_message(m.campaign_id, m.idempotency_key, m.from_addr, m.to_addrs,
+                                      m.cc_addrs, m.bcc_addrs, m.subject, m.tags)
+           || jsonb_build_object('ses_message_id', c.ses_message_id,
+                                 'event_type', c.event_type,
+                                 'occurred_at', dispatcher.webhook_time(c.occurred_at),
+                                 'recipients', coalesce(c.parsed -> 'recipients', '[]'),
+                                 'bounce_type', c.parsed -> 'bounce_type',
+                                 'bounce_subtype', c.parsed -> 'bounce_subtype',
+                                 'complaint_type', c.parsed -> 'complaint_type',
+                                 'detail', c.parsed -> 'detail'),
+           NULL  -- placed by the sender loop (see webhook_order_seq)
+    FROM (SELECT n.*, CASE n.kind WHEN 'delivery' THEN 'delivered' WHEN 'bounce' THEN 'bounced'
+                                  WHEN 'complaint' THEN 'complained' ELSE 'delayed' END AS type
+          FROM new_events n JOIN old_events o ON o.id = n.id
+          WHERE n.message_id IS NOT NULL AND n.processed_at IS NOT NULL
+            AND (o.processed_at IS NULL OR o.message_id IS NULL)
+            AND n.kind IN ('delivery', 'bounce', 'complaint', 'delivery_delay')) c
+    JOIN dispatcher.webhook_endpoints e ON c.type = ANY (e.events)
+    LEFT JOIN dispatcher.messages m ON m.id = c.message_id
+    ORDER BY coalesce(c.occurred_at, c.received_at), c.id, e.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION dispatcher.webhook_jobs_inserted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM dispatcher.webhook_endpoints WHERE 'queued' = ANY (events)) THEN
+        RETURN NULL;  -- nobody listens: the hot path pays one look at a tiny table
+    END IF;
+    INSERT INTO dispatcher.webhook_deliveries (endpoint_id, type, message_id, data)
+    SELECT e.id, 'queued', j.id,
+           dispatcher.webhook_message(m.campaign_id, m.idempotency_key, m.from_addr, m.to_addrs,
+                                      m.cc_addrs, m.bcc_addrs, m.subject, m.tags)
+           || jsonb_build_object('priority', j.priority,
+                                 'send_after', CASE WHEN j.scheduled
+                                                    THEN dispatcher.webhook_time(j.run_at) END)
+    FROM new_jobs j
+    CROSS JOIN dispatcher.webhook_endpoints e
+    LEFT JOIN dispatcher.messages m ON m.id = j.id
+    WHERE 'queued' = ANY (e.events)
+    ORDER BY j.id, e.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION dispatcher.webhook_jobs_updated() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM dispatcher.webhook_endpoints
+                   WHERE events && '{sent,failed,in_doubt,cancelled}'::text[]) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO dispatcher.webhook_deliveries (endpoint_id, type, message_id, data)
+    SELECT e.id, c.type, c.id,
+           dispatcher.webhook_message(m.campaign_id, m.idempotency_key, m.from_addr, m.to_addrs,
+                                      m.cc_addrs, m.bcc_addrs, m.subject, m.tags)
+           || jsonb_build_object('ses_message_id', c.ses_message_id, 'attempts', c.attempts,
+                                 'outcome', c.last_outcome, 'error', c.last_error,
+                                 'sent_at', dispatcher.webhook_time(c.sent_at))
+    FROM (SELECT n.*, CASE n.state WHEN 'unknown' THEN 'in_doubt' ELSE n.state::text END AS type
+          FROM new_jobs n JOIN old_jobs o ON o.id = n.id
+          WHERE n.state IS DISTINCT FROM o.state
+            AND n.state IN ('sent', 'failed', 'unknown', 'cancelled')) c
+    JOIN dispatcher.webhook_endpoints e ON c.type = ANY (e.events)
+    LEFT JOIN dispatcher.messages m ON m.id = c.id
+    ORDER BY c.id, e.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION dispatcher.webhook_message(campaign_id bigint, idempotency_key text, from_addr text, to_addrs text[], cc_addrs text[], bcc_addrs text[], subject text, tags jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT jsonb_build_object('campaign_id', campaign_id, 'idempotency_key', idempotency_key,
+                              'from', from_addr, 'to', to_jsonb(coalesce(to_addrs, '{}')),
+                              'cc', to_jsonb(coalesce(cc_addrs, '{}')),
+                              'bcc', to_jsonb(coalesce(bcc_addrs, '{}')), 'subject', subject,
+                              'tags', coalesce(tags, '{}'))
+$$;
+
+CREATE FUNCTION dispatcher.webhook_suppressions_inserted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM dispatcher.webhook_endpoints
+                   WHERE 'unsubscribed' = ANY (events)) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO dispatcher.webhook_deliveries (endpoint_id, type, message_id, data)
+    SELECT e.id, 'unsubscribed', NULL,
+           jsonb_build_object('address', s.address, 'reason', s.reason,
+                              'suppressed_at', dispatcher.webhook_time(s.created_at))
+    FROM new_suppressions s
+    CROSS JOIN dispatcher.webhook_endpoints e
+    WHERE 'unsubscribed' = ANY (e.events) AND s.reason ~* 'unsubscri'
+    ORDER BY s.address, e.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION dispatcher.webhook_time(t timestamp with time zone) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
 CREATE TABLE dispatcher.api_keys (
     id text NOT NULL,
     name text NOT NULL,
@@ -536,6 +655,56 @@ CREATE TABLE dispatcher.suppressions (
     created_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
+CREATE SEQUENCE dispatcher.webhook_order_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+CREATE TABLE dispatcher.webhook_deliveries (
+    id bigint NOT NULL,
+    endpoint_id integer NOT NULL,
+    type text NOT NULL,
+    message_id bigint,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    data jsonb NOT NULL,
+    seq bigint DEFAULT nextval('dispatcher.webhook_order_seq'::regclass),
+    state text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_at timestamp with time zone DEFAULT now() NOT NULL,
+    lease_until timestamp with time zone,
+    last_error text,
+    done_at timestamp with time zone,
+    CONSTRAINT webhook_deliveries_state_check CHECK ((state = ANY (ARRAY['pending'::text, 'delivered'::text, 'given_up'::text])))
+);
+
+CREATE SEQUENCE dispatcher.webhook_deliveries_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE dispatcher.webhook_deliveries_id_seq OWNED BY dispatcher.webhook_deliveries.id;
+
+CREATE TABLE dispatcher.webhook_endpoints (
+    id integer NOT NULL,
+    url text NOT NULL,
+    events text[] DEFAULT '{}'::text[] NOT NULL,
+    synced_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE SEQUENCE dispatcher.webhook_endpoints_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE dispatcher.webhook_endpoints_id_seq OWNED BY dispatcher.webhook_endpoints.id;
+
 CREATE TABLE dispatcher.workers (
     id uuid NOT NULL,
     hostname text NOT NULL,
@@ -549,6 +718,10 @@ CREATE TABLE dispatcher.workers (
 ALTER TABLE ONLY dispatcher.campaigns ALTER COLUMN id SET DEFAULT nextval('dispatcher.campaigns_id_seq'::regclass);
 
 ALTER TABLE ONLY dispatcher.events ALTER COLUMN id SET DEFAULT nextval('dispatcher.events_id_seq'::regclass);
+
+ALTER TABLE ONLY dispatcher.webhook_deliveries ALTER COLUMN id SET DEFAULT nextval('dispatcher.webhook_deliveries_id_seq'::regclass);
+
+ALTER TABLE ONLY dispatcher.webhook_endpoints ALTER COLUMN id SET DEFAULT nextval('dispatcher.webhook_endpoints_id_seq'::regclass);
 
 ALTER TABLE ONLY dispatcher.campaigns
     ADD CONSTRAINT campaigns_pkey PRIMARY KEY (id);
@@ -589,6 +762,15 @@ ALTER TABLE ONLY dispatcher.sending_hold
 ALTER TABLE ONLY dispatcher.suppressions
     ADD CONSTRAINT suppressions_pkey PRIMARY KEY (address);
 
+ALTER TABLE ONLY dispatcher.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY dispatcher.webhook_endpoints
+    ADD CONSTRAINT webhook_endpoints_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY dispatcher.webhook_endpoints
+    ADD CONSTRAINT webhook_endpoints_url_key UNIQUE (url);
+
 ALTER TABLE ONLY dispatcher.workers
     ADD CONSTRAINT workers_pkey PRIMARY KEY (id);
 
@@ -620,7 +802,23 @@ CREATE INDEX recipient_events_address ON dispatcher.recipient_events USING btree
 
 CREATE INDEX recipient_events_kind_time ON dispatcher.recipient_events USING btree (kind, occurred_at);
 
+CREATE INDEX webhook_deliveries_chain ON dispatcher.webhook_deliveries USING btree (endpoint_id, message_id, seq) WHERE (state = 'pending'::text);
+
+CREATE INDEX webhook_deliveries_done ON dispatcher.webhook_deliveries USING btree (done_at) WHERE (state <> 'pending'::text);
+
+CREATE INDEX webhook_deliveries_due ON dispatcher.webhook_deliveries USING btree (endpoint_id, next_at) WHERE (state = 'pending'::text);
+
+CREATE INDEX webhook_deliveries_unordered ON dispatcher.webhook_deliveries USING btree (id) WHERE (seq IS NULL);
+
 CREATE TRIGGER jobs_inserted AFTER INSERT ON dispatcher.jobs FOR EACH STATEMENT EXECUTE FUNCTION dispatcher.notify_jobs();
+
+CREATE TRIGGER webhook_events_updated AFTER UPDATE ON dispatcher.events REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION dispatcher.webhook_events_updated();
+
+CREATE TRIGGER webhook_jobs_inserted AFTER INSERT ON dispatcher.jobs REFERENCING NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION dispatcher.webhook_jobs_inserted();
+
+CREATE TRIGGER webhook_jobs_updated AFTER UPDATE ON dispatcher.jobs REFERENCING OLD TABLE AS old_jobs NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION dispatcher.webhook_jobs_updated();
+
+CREATE TRIGGER webhook_suppressions_inserted AFTER INSERT ON dispatcher.suppressions REFERENCING NEW TABLE AS new_suppressions FOR EACH STATEMENT EXECUTE FUNCTION dispatcher.webhook_suppressions_inserted();
 
 ALTER TABLE ONLY dispatcher.jobs
     ADD CONSTRAINT jobs_id_fkey FOREIGN KEY (id) REFERENCES dispatcher.messages(id) ON DELETE CASCADE;
@@ -633,3 +831,6 @@ ALTER TABLE ONLY dispatcher.messages
 
 ALTER TABLE ONLY dispatcher.recipient_events
     ADD CONSTRAINT recipient_events_event_id_fkey FOREIGN KEY (event_id) REFERENCES dispatcher.events(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY dispatcher.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_endpoint_id_fkey FOREIGN KEY (endpoint_id) REFERENCES dispatcher.webhook_endpoints(id) ON DELETE CASCADE;
