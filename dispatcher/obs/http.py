@@ -41,7 +41,15 @@ async def metrics(request: web.Request) -> web.Response:
     if live.reader is None:
         live.reader = SharedReader(ctx.pool, ctx.feedback, ctx.quota, ctx.cfg.guard)
     facts = await read_shared(live.reader)
-    body = render(live.metrics, facts, ctx.cfg.guard)
+    judged = Readiness(
+        database_error=None if facts is not None else "no answer",
+        reading_age=facts.quota.age if facts and facts.quota.quota else None,
+        hold="held" if facts and facts.held else None,
+        account_paused_for=live.account_paused_for(asyncio.get_running_loop().time()),
+        stopping=live.stop.is_set(),
+    )
+    ready = not readiness(judged, poll_interval=ctx.cfg.pacing.poll_interval)
+    body = render(live.metrics, facts, ctx.cfg.guard, ready)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -368,9 +368,20 @@ def process_source(local: ProcessMetrics) -> Collector:
     return local.registry
 
 
-def render(local: ProcessMetrics, facts: SharedFacts | None, guard: GuardSettings) -> bytes:
-    """One scrape's text: the processes' metrics, then the shared ones."""
-    return generate_latest(_Chain(process_source(local), _Families(shared_families(facts, guard))))
+def render(
+    local: ProcessMetrics,
+    facts: SharedFacts | None,
+    guard: GuardSettings,
+    ready: bool | None = None,
+) -> bytes:
+    """One scrape's text: the processes' metrics, then the shared ones (and readiness, when
+    judged: /readyz's answer as a gauge, for alerts)."""
+    families = list(shared_families(facts, guard))
+    if ready is not None:
+        gauge = _gauge("dispatcher_ready", "1 when /readyz would answer 200 (this process)")
+        gauge.add_metric([], 1.0 if ready else 0.0)
+        families.append(gauge)
+    return generate_latest(_Chain(process_source(local), _Families(families)))
 
 
 async def read_shared(reader: SharedReader) -> SharedFacts | None:

@@ -151,6 +151,7 @@ async def test_metrics_agree_with_status_and_the_simulator_and_readyz_follows_po
                 return (await get(f"{base}/readyz"))[0] == 200
 
             await eventually(ready, limit=30, step=0.5)
+            assert value(samples((await get(f"{base}/metrics"))[1]), "dispatcher_ready") == 1
             check = await run_cli(env, "status", "--check")
             assert (check.code, check.out.strip()) == (0, "ready"), check
 
@@ -164,6 +165,7 @@ async def test_metrics_agree_with_status_and_the_simulator_and_readyz_follows_po
             status, text = await get(f"{base}/metrics")  # what this process knows still counts
             assert status == 200
             assert value(samples(text), "dispatcher_database_up") == 0
+            assert value(samples(text), "dispatcher_ready") == 0
             assert value(samples(text), "dispatcher_sends_total", outcome="sent") == MESSAGES
             check = await run_cli(env, "status", "--check")
             assert check.code == 1, check
