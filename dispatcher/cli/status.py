@@ -21,7 +21,12 @@ from dispatcher.errors import DispatcherError
 from dispatcher.feedback.guard import reputation_lines, reputation_view
 from dispatcher.feedback.store import HeldSender
 from dispatcher.feedback.watch import thresholds
-from dispatcher.obs.health import DB_TIMEOUT, Readiness, gather_readiness, readiness
+from dispatcher.obs.health import (
+    DB_TIMEOUT,
+    Readiness,
+    gather_readiness,
+    readiness,
+)
 from dispatcher.pacing import QuotaGovernor
 from dispatcher.ses import SesAdapter
 
@@ -131,15 +136,19 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
 
 async def _readiness_problems(cfg: Config) -> list[str]:
     """What /readyz would say, judged from Postgres (a connection failure is one of them)."""
+    # The embedded cluster is started (or reused) as `status` does, unbounded: cutting a start
+    # short could leave it half up. The connection itself is bounded.
+    await app.database_url(cfg)
     async with AsyncExitStack() as stack:
         try:
             stores = await asyncio.wait_for(
                 stack.enter_async_context(app.open_stores(cfg, migrate=False)), CHECK_CONNECT
             )
         except TimeoutError:
-            facts = Readiness(f"no connection within {CHECK_CONNECT:g} s", None, None)
+            facts = Readiness(f"unreachable: no connection within {CHECK_CONNECT:g} s", None, None)
         except DispatcherError as exc:
-            facts = Readiness(str(exc), None, None)
+            # "cannot connect ..." or "database schema is not migrated ...", as it says.
+            facts = Readiness(f"is not usable: {exc}", None, None)
         else:
             facts = await gather_readiness(stores.queue.pool, stores.quota, stores.feedback)
     return readiness(facts, poll_interval=cfg.pacing.poll_interval)

@@ -28,6 +28,7 @@ __all__ = [
     "gather_readiness",
     "liveness",
     "readiness",
+    "unreachable",
 ]
 
 DB_TIMEOUT = 2.0  # seconds a probe waits for Postgres before it calls it unreachable
@@ -73,7 +74,7 @@ def liveness(
 class Readiness:
     """The facts readiness is judged on; None where a fact could not be gathered."""
 
-    database_error: str | None  # why Postgres did not answer, or None
+    database_error: str | None  # what is wrong with Postgres, after "Postgres " (None: fine)
     reading_age: float | None  # seconds since the shared GetSendQuota reading (None: none yet)
     hold: str | None  # why all sending is held (the guard), or None
     account_paused_for: float | None = None  # seconds SES still pauses the account (a daemon)
@@ -84,7 +85,7 @@ def readiness(facts: Readiness, *, poll_interval: float) -> list[str]:
     """One line per reason mail does not go out now; empty when ready."""
     if facts.database_error is not None:
         # Nothing else can be read: the other facts come from Postgres.
-        return [f"Postgres unreachable: {facts.database_error}"]
+        return [f"Postgres {facts.database_error}"]
     problems: list[str] = []
     if facts.stopping:
         problems.append("the daemon is stopping")
@@ -123,6 +124,13 @@ async def gather_readiness(
     try:
         return await asyncio.wait_for(read(), DB_TIMEOUT)
     except TimeoutError:
-        return Readiness(f"no answer within {DB_TIMEOUT:g} s", None, None)
+        return Readiness(f"unreachable: no answer within {DB_TIMEOUT:g} s", None, None)
+    except asyncpg.UndefinedTableError:
+        return Readiness("has no dispatcher schema: run `dispatcher migrate`", None, None)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        return Readiness(f"{type(exc).__name__}: {exc}".strip(), None, None)
+        return Readiness(unreachable(exc), None, None)
+
+
+def unreachable(exc: BaseException) -> str:
+    """What follows "Postgres " for a failed connection or statement."""
+    return f"unreachable: {type(exc).__name__}: {exc}".strip().rstrip(":")

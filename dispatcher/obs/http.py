@@ -42,7 +42,7 @@ async def metrics(request: web.Request) -> web.Response:
         live.reader = SharedReader(ctx.pool, ctx.feedback, ctx.quota, ctx.cfg.guard)
     facts = await read_shared(live.reader)
     judged = Readiness(
-        database_error=None if facts is not None else "no answer",
+        database_error=None if facts is not None else "unreachable",
         reading_age=facts.quota.age if facts and facts.quota.quota else None,
         hold="held" if facts and facts.held else None,
         account_paused_for=live.account_paused_for(asyncio.get_running_loop().time()),

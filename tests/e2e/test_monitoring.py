@@ -169,7 +169,7 @@ async def test_metrics_agree_with_status_and_the_simulator_and_readyz_follows_po
             assert value(samples(text), "dispatcher_sends_total", outcome="sent") == MESSAGES
             check = await run_cli(env, "status", "--check")
             assert check.code == 1, check
-            assert check.out.startswith("Postgres unreachable"), check
+            assert check.out.startswith("Postgres is not usable: cannot connect"), check
             assert len(check.out.strip().splitlines()) == 1, check
 
             # Back: ready again, without a restart.

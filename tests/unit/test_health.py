@@ -43,7 +43,7 @@ def test_ready_with_a_fresh_reading_and_nothing_held() -> None:
 
 
 def test_postgres_unreachable_is_the_only_line() -> None:
-    facts = Readiness("connection refused", None, None, account_paused_for=30.0)
+    facts = Readiness("unreachable: connection refused", None, None, account_paused_for=30.0)
     assert readiness(facts, poll_interval=POLL) == ["Postgres unreachable: connection refused"]
 
 
