@@ -161,7 +161,7 @@ async def test_metrics_agree_with_status_and_the_simulator_and_readyz_follows_po
             assert status == 503, body
             assert json.loads(body)["problems"][0].startswith("Postgres unreachable"), body
             status, body = await get(f"{base}/healthz")
-            assert status == 200, body
+            assert (status, json.loads(body)["phase"]) == (200, "sending"), body
             status, text = await get(f"{base}/metrics")  # what this process knows still counts
             assert status == 200
             assert value(samples(text), "dispatcher_database_up") == 0
