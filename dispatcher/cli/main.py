@@ -104,15 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="message counts by state, and pacing; or one message")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument(
+        "id", nargs="?", type=row_id, metavar="ID", help="show this message and its SES events"
+    )
+    status.set_defaults(func=cmd_status)
+    status.add_argument(
         "--check",
         action="store_true",
         help="readiness as /readyz judges it: exit 1, one line "
         "per problem, if mail is not going out (for systemd and cron)",
     )
-    status.add_argument(
-        "id", nargs="?", type=row_id, metavar="ID", help="show this message and its SES events"
-    )
-    status.set_defaults(func=cmd_status)
 
     quota = sub.add_parser("quota", help="the account's sending quota next to the governor's view")
     quota.set_defaults(func=cmd_quota)

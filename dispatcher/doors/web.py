@@ -7,7 +7,7 @@ import base64
 import binascii
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import asyncpg  # type: ignore[import-untyped]
 from aiohttp import web
@@ -15,11 +15,10 @@ from aiohttp import web
 from dispatcher.config import Config
 from dispatcher.doors.keys import ApiKey, KeyStore
 from dispatcher.feedback.store import FeedbackStore
+from dispatcher.obs import http as obs_http
+from dispatcher.obs.live import Live
 from dispatcher.queue.repository import Queue
 from dispatcher.worker.quota_store import SharedQuotaStore
-
-if TYPE_CHECKING:
-    from dispatcher.obs.live import Live
 
 __all__ = ["CONTEXT", "DoorContext", "DoorError", "basic_key", "build_app", "fail"]
 
@@ -105,7 +104,5 @@ def build_app(ctx: DoorContext) -> web.Application:
     """The listener's app: every door's routes, JSON errors, the body limit of `[api]`."""
     app = web.Application(client_max_size=ctx.cfg.api.max_body_bytes, middlewares=[json_errors])
     app[CONTEXT] = ctx
-    from dispatcher.obs import http as obs_http  # it imports this module: imported once built
-
-    app.add_routes(obs_http.routes())
+    obs_http.install(app, ctx)
     return app

@@ -10,33 +10,59 @@ a proxy that asks for a token, before exposing it.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import asyncpg  # type: ignore[import-untyped]
 from aiohttp import web
 
-from dispatcher.doors.web import CONTEXT, DoorContext
+from dispatcher.config import Config
+from dispatcher.feedback.store import FeedbackStore
 from dispatcher.obs.health import Readiness, gather_readiness, readiness
 from dispatcher.obs.live import Live
 from dispatcher.obs.metrics import CONTENT_TYPE, SharedReader, read_shared, render
+from dispatcher.worker.quota_store import SharedQuotaStore
 
-__all__ = ["routes"]
+if TYPE_CHECKING:  # doors.web imports this module to install the routes
+    from dispatcher.doors.web import DoorContext
 
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.get("/metrics", metrics),
-        web.get("/healthz", healthz),
-        web.get("/readyz", readyz),
-    ]
+__all__ = ["install"]
 
 
-def _live(ctx: DoorContext) -> Live:
+@dataclass(frozen=True, slots=True)
+class _Observed:
+    """What the handlers read: the daemon's stores and its live state."""
+
+    cfg: Config
+    pool: asyncpg.Pool
+    feedback: FeedbackStore
+    quota: SharedQuotaStore
+    live: Live | None
+
+
+OBSERVED = web.AppKey("observed", _Observed)
+
+
+def install(app: web.Application, ctx: DoorContext) -> None:
+    """Add /metrics, /healthz and /readyz to the `[api]` app."""
+    app[OBSERVED] = _Observed(ctx.cfg, ctx.pool, ctx.feedback, ctx.quota, ctx.live)
+    app.add_routes(
+        [
+            web.get("/metrics", metrics),
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+        ]
+    )
+
+
+def _live(ctx: _Observed) -> Live:
     if ctx.live is None:  # doors served without a daemon: nothing to report on
         raise web.HTTPNotFound()
     return ctx.live
 
 
 async def metrics(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
+    ctx = request.app[OBSERVED]
     live = _live(ctx)
     if live.reader is None:
         live.reader = SharedReader(ctx.pool, ctx.feedback, ctx.quota, ctx.cfg.guard)
@@ -54,14 +80,14 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    live = _live(request.app[CONTEXT])
+    live = _live(request.app[OBSERVED])
     verdict = live.liveness(asyncio.get_running_loop().time())
     body = {"alive": verdict.alive, "phase": verdict.phase, "problems": list(verdict.problems)}
     return web.json_response(body, status=200 if verdict.alive else 503)
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
+    ctx = request.app[OBSERVED]
     live = _live(ctx)
     gathered = await gather_readiness(ctx.pool, ctx.quota, ctx.feedback)
     facts = Readiness(
