@@ -14,7 +14,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -53,7 +52,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client reads it when fi
 # The text format every Prometheus since 2.0 parses (prometheus-client's latest is 1.0.0).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ACHIEVED_WINDOW = 10.0  # seconds the achieved rate is averaged over
-FINAL_STATES_TTL = 10.0  # sent/failed/cancelled are counted by a scan at most this often
+# The queue's depth: the states mail waits or moves in. The final ones (sent, failed, cancelled)
+# grow with the table and would need a scan per scrape (seconds at tens of millions of rows);
+# dispatcher_sends_total{outcome} counts them as they happen, the Prometheus way.
+QUEUE_STATES = ("held", "queued", "claimed", "in_flight", "unknown")
 SHARED_TIMEOUT = 5.0  # seconds a scrape waits for Postgres before it reports it down
 _NOBODY = uuid.UUID(int=0)  # the owner a reader syncs the quota as: it records no sends
 OUTCOMES = ("sent", "failed", "retried", "in_doubt")  # the Counters fields sends end in
@@ -173,7 +175,7 @@ class SharedFacts:
 
 
 class SharedReader:
-    """Reads `SharedFacts`; the growing final states at most every FINAL_STATES_TTL seconds."""
+    """Reads `SharedFacts`, each query bounded (metrics.sql says what each costs)."""
 
     def __init__(
         self,
@@ -186,26 +188,15 @@ class SharedReader:
         self._feedback = feedback
         self._quota = quota
         self._guard = guard
-        self._final: dict[str, int] = {}
-        self._final_at = -FINAL_STATES_TTL
-        self._lock = asyncio.Lock()  # concurrent scrapes share one read of the final states
 
-    async def read(self, now: float) -> SharedFacts:
+    async def read(self) -> SharedFacts:
         window = self._guard.window_hours * 3600.0
         async with self._pool.acquire() as conn:
             active = await conn.fetchrow(query("active_states"))
             progress = await conn.fetch(query("campaign_progress"))
             kinds = await conn.fetch(query("feedback_kinds"), window)
             hosts = await conn.fetch(query("workers_by_host"))
-        async with self._lock:
-            if now - self._final_at >= FINAL_STATES_TTL:
-                async with self._pool.acquire() as conn:
-                    rows = await conn.fetch(query("final_states"))
-                self._final = {r["state"]: r["n"] for r in rows}
-                self._final_at = now
-        states = {s: int(active[s]) for s in ("held", "queued", "claimed", "in_flight", "unknown")}
-        for state in ("sent", "failed", "cancelled"):
-            states[state] = self._final.get(state, 0)
+        states = {state: int(active[state]) for state in QUEUE_STATES}
         reading = await self._quota.sync(_NOBODY, {})  # records nothing: no sends
         running = await self._feedback.campaign_counts()
         return SharedFacts(
@@ -249,7 +240,9 @@ def shared_families(facts: SharedFacts | None, guard: GuardSettings) -> Iterator
     yield up
     if facts is None:
         return
-    messages = _gauge("dispatcher_messages", "Messages in the queue by state", ["state"])
+    messages = _gauge(
+        "dispatcher_messages", "Messages in the queue by state (held to in doubt)", ["state"]
+    )
     for state, n in facts.states.items():
         messages.add_metric([state], n)
     yield messages
@@ -387,7 +380,7 @@ def render(
 async def read_shared(reader: SharedReader) -> SharedFacts | None:
     """The shared facts, or None (logged) when Postgres does not answer within SHARED_TIMEOUT."""
     try:
-        return await asyncio.wait_for(reader.read(time.monotonic()), SHARED_TIMEOUT)
+        return await asyncio.wait_for(reader.read(), SHARED_TIMEOUT)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         log.warning("metrics.database_unavailable", error=repr(exc))
         return None

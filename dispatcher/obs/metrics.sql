@@ -18,14 +18,6 @@ SELECT
                           WHERE j.campaign_id = c.id AND j.state = 'held')), 0)
      FROM dispatcher.campaigns c WHERE c.state IN ('draft', 'running', 'paused'))::bigint AS held;
 
--- name: final_states
--- The states mail ends in grow with the table: one scan (about 60 ms per 200,000 jobs on a
--- small machine), which metrics.py runs at most once per FINAL_STATES_TTL seconds per process
--- however often it is scraped.
-SELECT state::text, count(*) AS n FROM dispatcher.jobs
-WHERE state IN ('sent', 'failed', 'cancelled')
-GROUP BY state;
-
 -- name: campaign_progress
 -- Running and paused campaigns: their recipients and their mail by state (an index-only walk
 -- of jobs_campaign over those campaigns' jobs).

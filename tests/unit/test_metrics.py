@@ -35,7 +35,7 @@ def facts(campaigns: int = 3) -> SharedFacts:
         others_sent=250.0,
     )
     return SharedFacts(
-        states={"queued": 10, "sent": 1000, "unknown": 2},
+        states={"held": 0, "queued": 10, "claimed": 1, "in_flight": 3, "unknown": 2},
         quota=reading,
         held=False,
         held_senders=1,
