@@ -25,6 +25,7 @@ from dispatcher.feedback.sns import SnsVerifier
 from dispatcher.feedback.sqs import run_sqs_poller
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.watch import run_guard
+from dispatcher.obs.live import observing
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.queue.repository import Queue
 from dispatcher.runtime import settle_heap
@@ -263,7 +264,8 @@ async def run_worker(
         open_stores(cfg) as stores,
         SesAdapter.open(ses_settings) as ses,
         feedback_intake(cfg, stores.feedback, watchdog),
-        open_doors(cfg, stores.queue, stores.feedback, stores.quota),
+        observing(stop) as live,
+        open_doors(cfg, stores.queue, stores.feedback, stores.quota, live),
     ):
         governor = QuotaGovernor(cfg.pacing)
         # A reading another process published within a poll interval is taken over: SES
@@ -293,6 +295,7 @@ async def run_worker(
             pacing=cfg.pacing,
             campaigns=campaigns,
         )
+        live.attach(pool)
         if on_start is not None:
             on_start(pool)
         settle_heap()  # start-up is done: what it built lives as long as the process

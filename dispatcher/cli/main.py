@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         "id", nargs="?", type=message_ref, metavar="ID", help="show this message and its SES events"
     )
     status.set_defaults(func=cmd_status)
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help="readiness as /readyz judges it: exit 1, one line "
+        "per problem, if mail is not going out (for systemd and cron)",
+    )
 
     quota = sub.add_parser("quota", help="the account's sending quota next to the governor's view")
     quota.set_defaults(func=cmd_quota)

@@ -35,6 +35,7 @@ from dispatcher import app
 from dispatcher.config import Config
 from dispatcher.doors import sockets
 from dispatcher.errors import InputError
+from dispatcher.obs import metrics
 
 log = structlog.get_logger()
 
@@ -156,6 +157,20 @@ async def run_processes(
         for sock in bound:
             sock.close()
         raise
+    # Every child answers /metrics on the shared socket: each scrape sums all of their files.
+    with metrics.multiprocess_dir(cfg.api.enabled) as metrics_dir:
+        if metrics_dir is not None:
+            env[metrics.MULTIPROC_ENV] = metrics_dir
+        return await _run_children(processes, drain, env, bound, metrics_dir)
+
+
+async def _run_children(
+    processes: int,
+    drain: bool,
+    env: dict[str, str],
+    bound: list[socket.socket],
+    metrics_dir: str | None,
+) -> int:
     pass_fds = tuple(sock.fileno() for sock in bound)
     argv = [sys.executable, "-m", "dispatcher.cli.main", "run", *(["--drain"] if drain else [])]
     loop = asyncio.get_running_loop()
@@ -191,6 +206,6 @@ async def run_processes(
         for sock in bound:
             sock.close()  # the children hold them now
     log.info("run.processes", processes=len(children), pids=[c.pid for c in children])
-    codes = await asyncio.gather(*(c.wait() for c in children))
+    codes = await asyncio.gather(*(metrics.reap(c, metrics_dir) for c in children))
     log.info("run.processes_done", exit_codes=list(codes))
     return max(codes, default=0) if all(c >= 0 for c in codes) else 1

@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 import uuid
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,12 @@ from dispatcher.errors import DispatcherError
 from dispatcher.feedback.guard import reputation_lines, reputation_view
 from dispatcher.feedback.store import HeldSender
 from dispatcher.feedback.watch import thresholds
+from dispatcher.obs.health import (
+    DB_TIMEOUT,
+    Readiness,
+    gather_readiness,
+    readiness,
+)
 from dispatcher.pacing import QuotaGovernor
 from dispatcher.ses import SesAdapter
 
@@ -75,8 +82,15 @@ async def _pacing_view(cfg: Config, *, swallow: bool = True) -> dict[str, Any]:
     }
 
 
+EXIT_NOT_READY = 1  # `status --check`: mail is not going out (one line per reason on stdout)
+
+
 async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
     as_json: bool = args.json
+    if args.check:
+        problems = await _readiness_problems(cfg)
+        print("\n".join(problems) if problems else "ready")
+        return EXIT_NOT_READY if problems else 0
     if args.id is not None:  # one message and its events
         async with app.open_stores(cfg, migrate=False) as stores:
             return await show_message(stores, args.id, as_json=as_json)
@@ -120,6 +134,27 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+async def _readiness_problems(cfg: Config) -> list[str]:
+    """What /readyz would say, judged from Postgres (a connection failure is one of them)."""
+    # The embedded cluster is started (or reused) as `status` does, unbounded: cutting a start
+    # short could leave it half up. The connection itself is bounded.
+    await app.database_url(cfg)
+    async with AsyncExitStack() as stack:
+        try:
+            stores = await asyncio.wait_for(
+                stack.enter_async_context(app.open_stores(cfg, migrate=False)), CHECK_CONNECT
+            )
+        except TimeoutError:
+            facts = Readiness(f"unreachable: no connection within {CHECK_CONNECT:g} s", None, None)
+        except DispatcherError as exc:
+            # "cannot connect ..." or "database schema is not migrated ...", as it says.
+            facts = Readiness(f"is not usable: {exc}", None, None)
+        else:
+            facts = await gather_readiness(stores.queue.pool, stores.quota, stores.feedback)
+    return readiness(facts, poll_interval=cfg.pacing.poll_interval)
+
+
+CHECK_CONNECT = 2 * DB_TIMEOUT  # seconds `status --check` waits to connect to Postgres
 STATUS_SES_WAIT = 5.0  # seconds `status` waits for GetSendQuota before it stops asking
 
 

@@ -87,6 +87,7 @@ class ClaimedJob:
     message: OutgoingMessage
     campaign_id: int | None = None  # campaign mail: content rendered at send time from
     variables: dict[str, str] | None = None  # the campaign's template and these variables
+    enqueued_at: float | None = None  # messages.created_at (Unix time), for /metrics
 
     @property
     def id(self) -> int:

@@ -13,6 +13,7 @@ from dispatcher.doors import sockets
 from dispatcher.doors.keys import KeyStore
 from dispatcher.doors.web import DoorContext, build_app
 from dispatcher.feedback.store import FeedbackStore
+from dispatcher.obs.live import Live
 from dispatcher.queue.repository import Queue
 from dispatcher.worker.quota_store import SharedQuotaStore
 
@@ -38,7 +39,11 @@ async def serve_app(app: web.Application, door: sockets.Listen) -> AsyncIterator
 
 @asynccontextmanager
 async def open_doors(
-    cfg: Config, queue: Queue, feedback: FeedbackStore, quota: SharedQuotaStore
+    cfg: Config,
+    queue: Queue,
+    feedback: FeedbackStore,
+    quota: SharedQuotaStore,
+    live: Live | None = None,
 ) -> AsyncIterator[None]:
     """Every door the configuration enables, open while the daemon runs."""
     ctx = DoorContext(
@@ -48,6 +53,7 @@ async def open_doors(
         queue=queue,
         feedback=feedback,
         quota=quota,
+        live=live,
     )
     async with AsyncExitStack() as stack:
         if cfg.api.enabled:

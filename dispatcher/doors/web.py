@@ -15,6 +15,8 @@ from dispatcher.config import Config
 from dispatcher.doors import ses_api
 from dispatcher.doors.keys import ApiKey, KeyStore
 from dispatcher.feedback.store import FeedbackStore
+from dispatcher.obs import http as obs_http
+from dispatcher.obs.live import Live
 from dispatcher.queue.repository import Queue
 from dispatcher.worker.quota_store import SharedQuotaStore
 
@@ -31,6 +33,7 @@ class DoorContext:
     queue: Queue
     feedback: FeedbackStore
     quota: SharedQuotaStore
+    live: Live | None = None  # the running daemon, for /metrics and the probes (obs.http)
 
 
 CONTEXT = web.AppKey("door_context", DoorContext)
@@ -106,4 +109,5 @@ def build_app(ctx: DoorContext) -> web.Application:
 
     app.add_routes(http_api.routes())
     ses_api.install(app, ctx)
+    obs_http.install(app, ctx)
     return app

@@ -112,7 +112,8 @@ WITH RECURSIVE campaigns_due(cid) AS (
     SET state = 'claimed', lease_owner = $1, lease_token = token.value, updated_at = now()
     FROM picked, token, dispatcher.messages m
     WHERE j.id = picked.id AND m.id = j.id
-    RETURNING j.id, j.lease_token, j.attempts, j.priority, j.run_at, m.from_addr, m.to_addrs,
+    RETURNING j.id, j.lease_token, j.attempts, j.priority, j.run_at, m.created_at,
+              m.from_addr, m.to_addrs,
               m.cc_addrs, m.bcc_addrs, m.reply_to, m.subject, m.text_body, m.html_body, m.raw,
               m.configuration_set, m.tags, m.campaign_id, m.variables, m.template_name,
               m.template_data

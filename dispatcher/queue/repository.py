@@ -200,6 +200,7 @@ class Queue:
                 ),
                 campaign_id=row["campaign_id"],
                 variables=_json_tags(row["variables"]) if row["variables"] is not None else None,
+                enqueued_at=row["created_at"].timestamp(),
             )
             for row in rows
         ]

@@ -28,6 +28,11 @@ class Counters:
     lease_lost: int = 0
     first_send_at: float | None = None
     last_send_at: float | None = None
+    # Latency samples for /metrics, None unless it is served (dispatcher.obs.metrics sets lists
+    # and moves them into histograms every second, so the send path only appends): SES call
+    # seconds; (campaign mail?, seconds from enqueue to SES accepting it).
+    send_seconds: list[float] | None = None
+    accepted_after: list[tuple[bool, float]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,6 +88,8 @@ class Sending:
                 c.first_send_at = now
             c.ses_calls += 1
             results = await self._call(sendable, template)
+            if c.send_seconds is not None:
+                c.send_seconds.append(time.monotonic() - now)
             # max_in_flight bounds SES calls on the wire: writing the result (group commit,
             # up to settle_interval of linger) must not keep the next send waiting.
             slot_held = False
@@ -127,6 +129,10 @@ class Sending:
             self._ledger.aside(self._pause_campaign(job.campaign_id, pause))
         decision = decide(result, job.attempts, self._retry, self._rand())
         self._count(job.message, decision.state, result)
+        accepted = self._counters.accepted_after
+        if accepted is not None and decision.state == "sent" and job.enqueued_at is not None:
+            waited = max(time.time() - job.enqueued_at, 0.0)  # clocks of two hosts may differ
+            accepted.append((job.campaign_id is not None, waited))
         return Settlement(
             id=job.id,
             token=job.token,

@@ -1,0 +1,43 @@
+-- What /metrics reads from Postgres at scrape time (dispatcher/obs/metrics.py). Each query
+-- says what it costs: a scrape must stay cheap at a million rows.
+
+-- name: active_states
+-- The states mail moves through, exactly, each from its partial index (jobs_ready_plain,
+-- jobs_ready_campaign, jobs_leased, jobs_unknown): the cost follows the backlog, not the table.
+-- Held mail is counted per campaign not yet ended (jobs_campaign), where it lives.
+SELECT
+    (SELECT count(*) FROM dispatcher.jobs WHERE state = 'queued' AND campaign_id IS NULL)
+    + (SELECT count(*) FROM dispatcher.jobs WHERE state = 'queued' AND campaign_id IS NOT NULL)
+        AS queued,
+    (SELECT count(*) FILTER (WHERE state = 'claimed') FROM dispatcher.jobs
+     WHERE state IN ('claimed', 'in_flight')) AS claimed,
+    (SELECT count(*) FILTER (WHERE state = 'in_flight') FROM dispatcher.jobs
+     WHERE state IN ('claimed', 'in_flight')) AS in_flight,
+    (SELECT count(*) FROM dispatcher.jobs WHERE state = 'unknown') AS unknown,
+    (SELECT coalesce(sum((SELECT count(*) FROM dispatcher.jobs j
+                          WHERE j.campaign_id = c.id AND j.state = 'held')), 0)
+     FROM dispatcher.campaigns c WHERE c.state IN ('draft', 'running', 'paused'))::bigint AS held;
+
+-- name: campaign_progress
+-- Running and paused campaigns: their recipients and their mail by state (an index-only walk
+-- of jobs_campaign over those campaigns' jobs).
+SELECT c.id, c.name, c.state::text AS campaign_state, c.recipients, j.state::text AS state,
+       count(j.id) AS n
+FROM dispatcher.campaigns c
+LEFT JOIN dispatcher.jobs j ON j.campaign_id = c.id
+WHERE c.state IN ('running', 'paused')
+GROUP BY c.id, c.name, c.state, c.recipients, j.state
+ORDER BY c.id;
+
+-- name: feedback_kinds
+-- Recipients with an SES event of each kind in the last $1 seconds: one range of the
+-- (kind, occurred_at) index per kind, so the cost follows the window's traffic.
+SELECT k.kind, (SELECT count(*) FROM dispatcher.recipient_events re
+                WHERE re.kind = k.kind AND re.occurred_at > now() - make_interval(secs => $1)) AS n
+FROM unnest(ARRAY['delivery', 'bounce', 'complaint']) AS k(kind);
+
+-- name: workers_by_host
+-- Live worker processes per host (the workers table has one row per running process).
+SELECT hostname, count(*) AS n FROM dispatcher.workers
+WHERE heartbeat_at >= now() - make_interval(secs => lease_seconds)
+GROUP BY hostname;
