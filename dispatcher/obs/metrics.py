@@ -17,7 +17,7 @@ import tempfile
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg  # type: ignore[import-untyped]
 import structlog
@@ -172,6 +172,7 @@ class SharedFacts:
     campaigns: list[CampaignFacts]
     feedback: dict[str, int]
     workers: dict[str, int]
+    webhooks: dict[str, tuple[int, float]] = field(default_factory=dict)  # backlog, oldest age
 
 
 class SharedReader:
@@ -196,6 +197,7 @@ class SharedReader:
             progress = await conn.fetch(query("campaign_progress"))
             kinds = await conn.fetch(query("feedback_kinds"), window)
             hosts = await conn.fetch(query("workers_by_host"))
+            hooks = await conn.fetch(query("webhook_backlog"))
         states = {state: int(active[state]) for state in QUEUE_STATES}
         reading = await self._quota.sync(_NOBODY, {})  # records nothing: no sends
         running = await self._feedback.campaign_counts()
@@ -208,6 +210,7 @@ class SharedReader:
             campaigns=_campaigns(progress, {k: v.counts for k, v in running.items()}),
             feedback={r["kind"]: r["n"] for r in kinds},
             workers={r["hostname"]: r["n"] for r in hosts},
+            webhooks={r["endpoint"]: (r["backlog"], r["oldest_age"]) for r in hooks},
         )
 
 
@@ -290,6 +293,19 @@ def shared_families(facts: SharedFacts | None, guard: GuardSettings) -> Iterator
     for kind, n in facts.feedback.items():
         kinds.add_metric([kind], n)
     yield kinds
+    backlog = _gauge(
+        "dispatcher_webhook_backlog", "Webhook events not delivered yet, per endpoint", ["endpoint"]
+    )
+    oldest = _gauge(
+        "dispatcher_webhook_oldest_pending_seconds",
+        "Age of the oldest webhook event not delivered yet, per endpoint",
+        ["endpoint"],
+    )
+    for endpoint, (n, age) in facts.webhooks.items():
+        backlog.add_metric([endpoint], n)
+        oldest.add_metric([endpoint], age)
+    yield backlog
+    yield oldest
     yield from _guard_families(facts, guard)
     yield from _campaign_families(facts.campaigns)
 

@@ -41,3 +41,15 @@ FROM unnest(ARRAY['delivery', 'bounce', 'complaint']) AS k(kind);
 SELECT hostname, count(*) AS n FROM dispatcher.workers
 WHERE heartbeat_at >= now() - make_interval(secs => lease_seconds)
 GROUP BY hostname;
+
+-- name: webhook_backlog
+-- Webhook events not delivered yet (nor given up) per endpoint, with the oldest one's age: a
+-- walk of the partial index webhook_deliveries_due, so the cost follows the backlog. The
+-- endpoint is shown by its URL without query or credentials (bounded: the configured ones).
+SELECT e.id, regexp_replace(split_part(e.url, '?', 1), '//[^/@]*@', '//') AS endpoint,
+       count(d.id) AS backlog,
+       coalesce(extract(epoch FROM now() - min(d.created_at)), 0)::float8 AS oldest_age
+FROM dispatcher.webhook_endpoints e
+LEFT JOIN dispatcher.webhook_deliveries d ON d.endpoint_id = e.id AND d.state = 'pending'
+GROUP BY e.id
+ORDER BY e.id;

@@ -21,7 +21,19 @@ from dispatcher.worker.counters import Counters
 from dispatcher.worker.quota_store import SharedReading
 
 # Every label name a series may carry: each has a small, fixed or operator-chosen set of values.
-BOUNDED_LABELS = {"state", "outcome", "lane", "scope", "campaign", "rate", "kind", "host", "le"}
+# endpoint: a configured webhook endpoint's URL (without query or credentials).
+BOUNDED_LABELS = {
+    "state",
+    "outcome",
+    "lane",
+    "scope",
+    "campaign",
+    "rate",
+    "kind",
+    "host",
+    "le",
+    "endpoint",
+}
 GUARD = GuardSettings()
 
 
@@ -52,6 +64,7 @@ def facts(campaigns: int = 3) -> SharedFacts:
         ],
         feedback={"delivery": 900, "bounce": 30, "complaint": 1},
         workers={"mail-1": 2},
+        webhooks={"https://hooks.example/in": (7, 42.5)},
     )
 
 
@@ -137,3 +150,11 @@ def test_shared_gauges_say_what_the_quota_and_guard_read() -> None:
     rates = {tuple(s.labels.values()): s.value for s in got["dispatcher_guard_bounce_rate"].samples}
     assert rates[("account", "")] == 0.03
     assert rates[("campaign", "spring 0")] == 0.05
+
+
+def test_the_webhook_backlog_is_shown_per_endpoint() -> None:
+    got = {m.name: m for m in shared_families(facts(), GUARD)}
+    [backlog] = got["dispatcher_webhook_backlog"].samples
+    assert backlog.labels == {"endpoint": "https://hooks.example/in"} and backlog.value == 7
+    [oldest] = got["dispatcher_webhook_oldest_pending_seconds"].samples
+    assert oldest.value == 42.5
