@@ -27,6 +27,7 @@ from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.watch import run_guard
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.queue.repository import Queue
+from dispatcher.retention import Pruner, run_pruner
 from dispatcher.runtime import settle_heap
 from dispatcher.ses import SesAdapter
 from dispatcher.worker.listener import Listener
@@ -301,10 +302,15 @@ async def run_worker(
             name="guard",
         )
         watchdog.watch(guard, "the reputation guard")  # sending on blind could cost the account
+        background = [guard]
+        if cfg.retention.enabled:  # one process at a time prunes (an advisory lock)
+            pruner = Pruner(stores.queue.pool, cfg.retention)
+            background.append(asyncio.create_task(run_pruner(pruner, guard_stop), name="pruner"))
+            watchdog.watch(background[-1], "the retention pruner")
         try:
             report = await pool.run()
         finally:
             guard_stop.set()
-            await asyncio.gather(guard, return_exceptions=True)
+            await asyncio.gather(*background, return_exceptions=True)
         watchdog.check()
         return report

@@ -19,6 +19,7 @@ from dispatcher.cli import campaign as campaign_cli
 from dispatcher.cli import db as db_cli
 from dispatcher.cli import enqueue as enqueue_cli
 from dispatcher.cli import keys as keys_cli
+from dispatcher.cli import prune as prune_cli
 from dispatcher.cli import suppression as suppression_cli
 from dispatcher.cli.argtypes import (
     OneLineParser,
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     campaign_cli.add_parser(sub)
     suppression_cli.add_parser(sub)
     keys_cli.add_parser(sub)
+    prune_cli.add_parser(sub)
 
     db = sub.add_parser(
         "db", help="the database: its URL; the embedded Postgres: where it is, stop it"

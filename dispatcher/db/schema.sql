@@ -271,6 +271,18 @@ CREATE TABLE dispatcher.api_keys (
     revoked_at timestamp with time zone
 );
 
+CREATE TABLE dispatcher.campaign_pruned (
+    campaign_id bigint NOT NULL,
+    state dispatcher.job_state NOT NULL,
+    outcome text DEFAULT ''::text NOT NULL,
+    messages bigint DEFAULT 0 NOT NULL,
+    recipients bigint DEFAULT 0 NOT NULL,
+    delivered bigint DEFAULT 0 NOT NULL,
+    bounced bigint DEFAULT 0 NOT NULL,
+    bounced_any bigint DEFAULT 0 NOT NULL,
+    complained bigint DEFAULT 0 NOT NULL
+);
+
 CREATE TABLE dispatcher.campaigns (
     id bigint NOT NULL,
     name text NOT NULL,
@@ -387,7 +399,8 @@ CREATE TABLE dispatcher.messages (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     campaign_id bigint,
     variables jsonb,
-    key_id text
+    key_id text,
+    content_pruned_at timestamp with time zone
 );
 
 CREATE TABLE dispatcher.quota_spend (
@@ -405,6 +418,11 @@ CREATE TABLE dispatcher.recipient_events (
     status text,
     diagnostic text,
     occurred_at timestamp with time zone NOT NULL
+);
+
+CREATE TABLE dispatcher.retention_marks (
+    state dispatcher.job_state NOT NULL,
+    content_done_until timestamp with time zone NOT NULL
 );
 
 CREATE TABLE dispatcher.send_quota (
@@ -446,6 +464,9 @@ ALTER TABLE ONLY dispatcher.campaigns ALTER COLUMN id SET DEFAULT nextval('dispa
 
 ALTER TABLE ONLY dispatcher.events ALTER COLUMN id SET DEFAULT nextval('dispatcher.events_id_seq'::regclass);
 
+ALTER TABLE ONLY dispatcher.campaign_pruned
+    ADD CONSTRAINT campaign_pruned_pkey PRIMARY KEY (campaign_id, state, outcome);
+
 ALTER TABLE ONLY dispatcher.campaigns
     ADD CONSTRAINT campaigns_pkey PRIMARY KEY (id);
 
@@ -476,6 +497,9 @@ ALTER TABLE ONLY dispatcher.quota_spend
 ALTER TABLE ONLY dispatcher.recipient_events
     ADD CONSTRAINT recipient_events_pkey PRIMARY KEY (event_id, address);
 
+ALTER TABLE ONLY dispatcher.retention_marks
+    ADD CONSTRAINT retention_marks_pkey PRIMARY KEY (state);
+
 ALTER TABLE ONLY dispatcher.send_quota
     ADD CONSTRAINT send_quota_pkey PRIMARY KEY (id);
 
@@ -492,11 +516,15 @@ CREATE INDEX events_message ON dispatcher.events USING btree (message_id) WHERE 
 
 CREATE INDEX events_ses_message ON dispatcher.events USING btree (ses_message_id);
 
+CREATE INDEX events_untied_age ON dispatcher.events USING btree (received_at) WHERE (message_id IS NULL);
+
 CREATE INDEX events_unlinked ON dispatcher.events USING btree (received_at) WHERE ((message_id IS NULL) AND (ses_message_id IS NOT NULL));
 
 CREATE INDEX events_unprocessed ON dispatcher.events USING btree (id) WHERE (processed_at IS NULL);
 
 CREATE INDEX jobs_campaign ON dispatcher.jobs USING btree (campaign_id, state) WHERE (campaign_id IS NOT NULL);
+
+CREATE INDEX jobs_finished ON dispatcher.jobs USING btree (state, updated_at) WHERE (state = ANY (ARRAY['sent'::dispatcher.job_state, 'failed'::dispatcher.job_state, 'cancelled'::dispatcher.job_state]));
 
 CREATE INDEX jobs_leased ON dispatcher.jobs USING btree (lease_owner) WHERE (state = ANY (ARRAY['claimed'::dispatcher.job_state, 'in_flight'::dispatcher.job_state]));
 
@@ -517,6 +545,9 @@ CREATE INDEX recipient_events_address ON dispatcher.recipient_events USING btree
 CREATE INDEX recipient_events_kind_time ON dispatcher.recipient_events USING btree (kind, occurred_at);
 
 CREATE TRIGGER jobs_inserted AFTER INSERT ON dispatcher.jobs FOR EACH STATEMENT EXECUTE FUNCTION dispatcher.notify_jobs();
+
+ALTER TABLE ONLY dispatcher.campaign_pruned
+    ADD CONSTRAINT campaign_pruned_campaign_id_fkey FOREIGN KEY (campaign_id) REFERENCES dispatcher.campaigns(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY dispatcher.jobs
     ADD CONSTRAINT jobs_id_fkey FOREIGN KEY (id) REFERENCES dispatcher.messages(id) ON DELETE CASCADE;

@@ -427,7 +427,7 @@ def test_every_key_has_a_generic_environment_variable() -> None:
             {"mailer": {"host": "x"}},
             {},
             f"unknown section [mailer] {IN_FILE}; the sections are: database, queue, delivery, "
-            "ses, pacing, feedback, guard, keys, api, smtp, log",
+            "ses, pacing, feedback, guard, keys, api, smtp, retention, log",
         ),
         (
             {"claim_batch": 5},
@@ -556,6 +556,7 @@ def test_config_to_dict_masks_secrets() -> None:
         "keys",
         "api",
         "smtp",
+        "retention",
         "log",
     ]
 

@@ -1,0 +1,38 @@
+-- Issue 17 item 5: retention. Finished mail loses its content after a while and its rows later
+-- (dispatcher.retention). Pruning deletes in small batches found through indexes, so at a
+-- million messages a day it stays cheap without partitioning the queue's tables (README,
+-- "Retention", gives the numbers).
+
+-- When a message's bodies, raw MIME and campaign variables were removed (NULL: still there).
+ALTER TABLE dispatcher.messages ADD COLUMN content_pruned_at timestamptz;
+
+-- Finished jobs by state and age: the pruner's batches read the oldest ones from the head of
+-- this index. updated_at changes only together with state, which other indexes already hold,
+-- so the index costs no HOT update the queue had.
+CREATE INDEX jobs_finished ON dispatcher.jobs (state, updated_at)
+    WHERE state IN ('sent', 'failed', 'cancelled');
+
+-- Events tied to no message (and so to no row that could take them along), by age.
+CREATE INDEX events_untied_age ON dispatcher.events (received_at) WHERE message_id IS NULL;
+
+-- What a campaign's pruned rows counted: its status, report and guard add these to the rows
+-- still there, so a campaign's totals survive the pruning of its mail.
+CREATE TABLE dispatcher.campaign_pruned (
+    campaign_id bigint NOT NULL REFERENCES dispatcher.campaigns (id) ON DELETE CASCADE,
+    state dispatcher.job_state NOT NULL,
+    outcome text NOT NULL DEFAULT '',  -- the job's last_outcome ('' for none)
+    messages bigint NOT NULL DEFAULT 0,
+    recipients bigint NOT NULL DEFAULT 0,
+    delivered bigint NOT NULL DEFAULT 0,
+    bounced bigint NOT NULL DEFAULT 0,  -- permanent (hard) bounces
+    bounced_any bigint NOT NULL DEFAULT 0,
+    complained bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (campaign_id, state, outcome)
+);
+
+-- Up to when the content of finished mail in a state was pruned: the next run starts there
+-- instead of walking past every row pruned before.
+CREATE TABLE dispatcher.retention_marks (
+    state dispatcher.job_state PRIMARY KEY,
+    content_done_until timestamptz NOT NULL
+);
