@@ -23,7 +23,6 @@ def bar(desc: str, *, total: int | None = None, unit: str = "row") -> tqdm[NoRet
         total=total,
         desc=desc,
         unit=unit,
-        unit_scale=True,
         file=sys.stderr,
         disable=not on_terminal(),
         dynamic_ncols=True,

@@ -401,7 +401,8 @@ CREATE TABLE dispatcher.messages (
     variables jsonb,
     key_id text,
     content_pruned_at timestamp with time zone
-);
+)
+WITH (autovacuum_vacuum_scale_factor='0.02', autovacuum_analyze_scale_factor='0.02');
 
 CREATE TABLE dispatcher.quota_spend (
     owner uuid NOT NULL,
