@@ -12,9 +12,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
+import pytest
 
 from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.store import CampaignSpec, CampaignStore
+from dispatcher.cli.campaign import _report as report_command
 from dispatcher.config.settings import RetentionSettings
 from dispatcher.feedback.events import parse_event
 from dispatcher.feedback.store import FeedbackStore
@@ -166,7 +168,9 @@ HTML = (
 )
 
 
-async def test_campaign_totals_survive_the_pruning_of_its_rows(queue: Queue) -> None:
+async def test_campaign_totals_survive_the_pruning_of_its_rows(
+    queue: Queue, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     campaigns = CampaignStore(queue.pool)
     feedback = FeedbackStore(queue.pool)
     rows = "email,name,unsubscribe\n" + "".join(
@@ -257,6 +261,17 @@ async def test_campaign_totals_survive_the_pruning_of_its_rows(queue: Queue) -> 
         )
     # the transient failure lost its variables: retrying it would render without them
     assert await campaigns.retry_failed(cid) == 0
+
+    # the report still gives the totals, and says why the CSV has fewer rows
+    csv_path = tmp_path / "report.csv"
+    assert await report_command(campaigns, cid, csv_path) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert "  sent               4" in shown and "  failed             2" in shown
+    assert (
+        "  5 of them are counted above but not in the CSV: their rows were removed under "
+        "[retention]" in shown
+    )
+    assert len(csv_path.read_text().splitlines()) == 1 + 1  # the header, the transient failure
 
 
 async def test_one_pruner_at_a_time(queue: Queue, pg_dsn: str, tmp_path: Path) -> None:
