@@ -13,7 +13,7 @@ After each simulated day the real pruner (`dispatcher.retention.Pruner`, the set
 as of the end of that day) runs, then VACUUM stands in for the autovacuum that would have run
 during the day (timed apart: it is background work, not the prune). Recorded per day: prune
 seconds, what it removed, VACUUM seconds, and the size of every table with its indexes and
-TOAST. The retention windows are shortened (default content 3 d, rows 10 d) so a month shows
+TOAST. The retention windows are shortened (default content 3 d, rows 7 d) so a few weeks show
 the plateau; per row the work is the same as at 7 d / 90 d.
 
 Writes bench/results/retention.json and, with matplotlib, bench/results/retention.png.
@@ -251,10 +251,10 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.retention", description=__doc__)
-    parser.add_argument("--per-day", type=int, default=200_000, help="messages a day")
-    parser.add_argument("--days", type=int, default=30, help="simulated days")
+    parser.add_argument("--per-day", type=int, default=100_000, help="messages a day")
+    parser.add_argument("--days", type=int, default=20, help="simulated days")
     parser.add_argument("--content-days", type=float, default=3.0)
-    parser.add_argument("--rows-days", type=float, default=10.0)
+    parser.add_argument("--rows-days", type=float, default=7.0)
     parser.add_argument("--batch", type=int, default=RetentionSettings().batch_size)
     parser.add_argument("--quick", action="store_true", help="10,000 a day for 16 days (~1 min)")
     args = parser.parse_args(argv)
