@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
+from dispatcher.app import run_worker
 from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.store import CampaignSpec, CampaignStore
 from dispatcher.cli.campaign import _report as report_command
@@ -24,6 +25,8 @@ from dispatcher.queue.repository import Queue
 from dispatcher.retention import Pruner, run_pruner
 from dispatcher.retention.store import LOCK_KEY
 from tests.support.cli import cli_env, run_cli
+from tests.support.dispatch import eventually, make_config
+from tests.support.sim import SimHandle
 
 SETTINGS = RetentionSettings()  # content 7 d, rows 90 d; failed: content 30 d, rows 90 d
 
@@ -333,3 +336,24 @@ async def test_cli_prune_dry_run_then_prune(pg_dsn: str, tmp_path: Path, queue: 
     assert "pruning" not in done.err
     async with queue.pool.acquire() as conn:
         assert (await content_of(conn, old), await content_of(conn, week)) == ("gone", "pruned")
+
+
+async def test_the_daemon_prunes_while_it_runs(pg_dsn: str, queue: Queue, sim: SimHandle) -> None:
+    async with queue.pool.acquire() as conn:
+        old, fresh = await seed(conn, "sent", 100), await seed(conn, "sent", 1)
+    cfg = make_config(pg_dsn, sim.endpoint_url)
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(run_worker(cfg, stop))
+    try:
+
+        async def pruned() -> bool:
+            async with queue.pool.acquire() as conn:
+                return await content_of(conn, old) == "gone"
+
+        await eventually(pruned, limit=20)
+        async with queue.pool.acquire() as conn:
+            assert await content_of(conn, fresh) == "full"
+    finally:
+        stop.set()
+        report = await asyncio.wait_for(daemon, 30)
+    assert report.exit_code == 0
