@@ -61,7 +61,9 @@ async def connect(cfg: Config) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
-HELD_CONNECTIONS = 2  # held for a whole run: the LISTEN connection, the quota leader's lock
+# Held for a whole run (the LISTEN connection, the quota leader's lock) or a prune run (the
+# pruner's lock): never taken from the ones that claim and settle.
+HELD_CONNECTIONS = 3
 
 
 @asynccontextmanager
@@ -69,8 +71,8 @@ async def open_queue(cfg: Config, *, migrate: bool | None = None) -> AsyncIterat
     """A connected Queue; migrates first when asked to (default: database.migrate_on_start)."""
     url = await database_url(cfg)
     do_migrate = cfg.database.migrate_on_start if migrate is None else migrate
-    # The daemon keeps two connections for itself (the LISTEN one and the quota leader's lock):
-    # pool_size counts the ones that run statements.
+    # The daemon keeps connections for itself (HELD_CONNECTIONS): pool_size counts the ones
+    # that run the queue's statements.
     size = cfg.database.pool_size + HELD_CONNECTIONS
     async with Queue.connect(url, max_size=size, migrate=do_migrate) as queue:
         yield queue

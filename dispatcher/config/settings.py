@@ -35,7 +35,7 @@ class DatabaseSettings:
     # _place_data_dir; this one only without a home directory); relative: to the config file.
     data_dir: Path = Path("./.dispatcher")
     migrate_on_start: bool = True  # apply pending schema migrations when the daemon starts
-    pool_size: int = 10  # connections that run statements (a daemon holds 2 more of its own)
+    pool_size: int = 10  # connections that run statements (a daemon holds 3 more of its own)
     # Seconds a running daemon keeps retrying while Postgres is unreachable (a restart, a
     # failover) before it stops with an error; unsent mail stays queued either way.
     outage_timeout: float = 120.0
