@@ -525,7 +525,7 @@ CREATE INDEX events_unprocessed ON dispatcher.events USING btree (id) WHERE (pro
 
 CREATE INDEX jobs_campaign ON dispatcher.jobs USING btree (campaign_id, state) WHERE (campaign_id IS NOT NULL);
 
-CREATE INDEX jobs_finished ON dispatcher.jobs USING btree (state, updated_at) WHERE (state = ANY (ARRAY['sent'::dispatcher.job_state, 'failed'::dispatcher.job_state, 'cancelled'::dispatcher.job_state]));
+CREATE INDEX jobs_finished ON dispatcher.jobs USING btree (state, updated_at) WHERE (state = ANY (ARRAY['failed'::dispatcher.job_state, 'cancelled'::dispatcher.job_state]));
 
 CREATE INDEX jobs_leased ON dispatcher.jobs USING btree (lease_owner) WHERE (state = ANY (ARRAY['claimed'::dispatcher.job_state, 'in_flight'::dispatcher.job_state]));
 

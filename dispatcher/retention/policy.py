@@ -1,8 +1,9 @@
 """Which finished mail is due for pruning, and how big each batch is: pure, clock passed in.
 
-A job's age counts from `updated_at`, which changes only with its state: for finished mail it is
-when the mail was sent, failed or cancelled (or when a person resolved an in-doubt send, which
-becomes sent or failed then). In-doubt mail (`unknown`) is never due: it waits for a person.
+A job's age counts from when it reached its finished state: `sent_at` for sent mail (when SES
+took it, or when a person resolved an in-doubt send as sent), `updated_at` for failed and
+cancelled mail (it changes only with the state). In-doubt mail (`unknown`) is never due: it
+waits for a person.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 -- Named queries of the pruner (dispatcher.retention.store), read by dispatcher.db.sql. Every
--- batch is one short statement over at most $limit rows found through jobs_finished (oldest
--- first); SKIP LOCKED: a row someone holds is left for the next run, the pruner never waits.
+-- batch is one short statement over at most $limit rows, the oldest first from the head of an
+-- index; SKIP LOCKED: a row someone holds is left for the next run, the pruner never waits.
+-- {state} and {clock} are filled in by the store from a fixed table (a literal state lets the
+-- planner use the partial index of that state): sent mail ages by sent_at (jobs_sent_at),
+-- failed and cancelled mail by updated_at (jobs_finished).
 
 -- name: db_now
 SELECT now();
@@ -22,16 +25,16 @@ ON CONFLICT (state) DO UPDATE SET content_done_until = greatest(
     retention_marks.content_done_until, EXCLUDED.content_done_until);
 
 -- name: prune_content
--- Bodies, raw MIME and campaign variables of mail finished in state $1 between $3 and $2.
+-- Bodies, raw MIME and campaign variables of mail finished in {state} between $2 and $1.
 -- Subject, addresses and tags stay (status and reports show them). Returns the rows changed.
 WITH due AS (
     SELECT m.id
     FROM dispatcher.jobs j JOIN dispatcher.messages m ON m.id = j.id
-    WHERE j.state = $1::dispatcher.job_state AND j.updated_at < $2
-      AND j.updated_at >= coalesce($3, '-infinity'::timestamptz)
+    WHERE j.state = '{state}' AND j.{clock} < $1
+      AND j.{clock} >= coalesce($2, '-infinity'::timestamptz)
       AND m.content_pruned_at IS NULL
-    ORDER BY j.updated_at
-    LIMIT $4
+    ORDER BY j.{clock}
+    LIMIT $3
     FOR UPDATE OF m SKIP LOCKED
 )
 UPDATE dispatcher.messages m
@@ -41,20 +44,20 @@ FROM due WHERE m.id = due.id;
 -- name: count_content
 SELECT count(*)
 FROM dispatcher.jobs j JOIN dispatcher.messages m ON m.id = j.id
-WHERE j.state = $1::dispatcher.job_state AND j.updated_at < $2
-  AND j.updated_at >= coalesce($3, '-infinity'::timestamptz)
+WHERE j.state = '{state}' AND j.{clock} < $1
+  AND j.{clock} >= coalesce($2, '-infinity'::timestamptz)
   AND m.content_pruned_at IS NULL;
 
 -- name: prune_rows
--- Mail finished in state $1 before $2: the message, its job (ON DELETE CASCADE), its feedback
+-- Mail finished in {state} before $1: the message, its job (ON DELETE CASCADE), its feedback
 -- events and counters. What a campaign's rows counted is added to campaign_pruned first, so
 -- its totals stay. Returns (rows, events) removed.
 WITH doomed AS (
     SELECT j.id, j.campaign_id, j.state, coalesce(j.last_outcome, '') AS outcome, j.recipients
     FROM dispatcher.jobs j
-    WHERE j.state = $1::dispatcher.job_state AND j.updated_at < $2
-    ORDER BY j.updated_at
-    LIMIT $3
+    WHERE j.state = '{state}' AND j.{clock} < $1
+    ORDER BY j.{clock}
+    LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), feedback AS (
     SELECT d.campaign_id, d.state, d.outcome,
@@ -99,8 +102,8 @@ WITH doomed AS (
 SELECT (SELECT count(*) FROM gone) AS rows, (SELECT count(*) FROM events) AS events;
 
 -- name: count_rows
-SELECT count(*) FROM dispatcher.jobs
-WHERE state = $1::dispatcher.job_state AND updated_at < $2;
+SELECT count(*) FROM dispatcher.jobs j
+WHERE j.state = '{state}' AND j.{clock} < $1;
 
 -- name: prune_untied_events
 -- Processed feedback events tied to no message (no row can take them along), received

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,16 @@ LOCK_KEY = 0x646973707275  # any constant shared by every pruner; "dispru" in AS
 BATCH_PAUSE = 0.01  # seconds between batches: the queue's statements get the disk in between
 
 Progress = Callable[[int], object]  # told the rows each batch removed or emptied
+
+# The column each finished state ages by, each with an index that has its oldest rows first:
+# sent mail by sent_at (jobs_sent_at), the rest by updated_at (jobs_finished).
+CLOCK = {"sent": "sent_at", "failed": "updated_at", "cancelled": "updated_at"}
+
+
+@functools.cache
+def state_query(name: str, state: str) -> str:
+    """Query `name` for one finished state: its literal and its clock column filled in."""
+    return query(name).format(state=state, clock=CLOCK[state])
 
 
 @dataclass(slots=True)
@@ -123,12 +134,12 @@ class Pruner:
         report = PruneReport(dry_run=True)
         for cut in cuts:
             if cut.rows_before is not None:
-                n = await conn.fetchval(query("count_rows"), cut.state, cut.rows_before)
+                n = await conn.fetchval(state_query("count_rows", cut.state), cut.rows_before)
                 report.rows[cut.state] = n
             if cut.content_before is not None:
                 since = await self._lower_bound(conn, cut)
                 n = await conn.fetchval(
-                    query("count_content"), cut.state, cut.content_before, since
+                    state_query("count_content", cut.state), cut.content_before, since
                 )
                 report.content[cut.state] = n
         events_before = self._events_before(cuts)
@@ -161,7 +172,9 @@ class Pruner:
                 while not stopped():
                     size = sizer.size
                     t0 = time.monotonic()
-                    r = await conn.fetchrow(query("prune_rows"), cut.state, cut.rows_before, size)
+                    r = await conn.fetchrow(
+                        state_query("prune_rows", cut.state), cut.rows_before, size
+                    )
                     sizer.took(time.monotonic() - t0)
                     report.rows[cut.state] += r["rows"]
                     report.events += r["events"]
@@ -177,7 +190,7 @@ class Pruner:
                     size = sizer.size
                     t0 = time.monotonic()
                     status: str = await conn.execute(
-                        query("prune_content"), cut.state, cut.content_before, since, size
+                        state_query("prune_content", cut.state), cut.content_before, since, size
                     )
                     sizer.took(time.monotonic() - t0)
                     n = int(status.split()[-1])

@@ -62,8 +62,9 @@ async def test_prune_and_suppression_import_show_progress_on_a_terminal(
                    INSERT INTO dispatcher.messages (from_addr, to_addrs, subject, text_body)
                    SELECT 'a@example.com', ARRAY['x' || g || '@example.com'], 's', 't'
                    FROM generate_series(1, 50) g RETURNING id)
-               INSERT INTO dispatcher.jobs (id, state, recipients, updated_at)
-               SELECT id, 'sent', 1, now() - interval '100 days' FROM m"""
+               INSERT INTO dispatcher.jobs (id, state, recipients, updated_at, sent_at)
+               SELECT id, 'sent', 1, now() - interval '100 days', now() - interval '100 days'
+               FROM m"""
         )
     finally:
         await conn.close()

@@ -51,9 +51,10 @@ async def seed(
     )
     await conn.execute(
         """INSERT INTO dispatcher.jobs (id, state, recipients, campaign_id, last_outcome,
-                                        updated_at)
+                                        updated_at, sent_at)
            VALUES ($1, $2::dispatcher.job_state, 1, $3, $4,
-                   now() - make_interval(secs => $5 * 86400))""",
+                   now() - make_interval(secs => $5 * 86400),
+                   CASE WHEN $2 = 'sent' THEN now() - make_interval(secs => $5 * 86400) END)""",
         message_id,
         state,
         campaign_id,
@@ -233,7 +234,9 @@ async def test_campaign_totals_survive_the_pruning_of_its_rows(
         # the transient failure 40 days ago (its variables go), the rest 100 days ago
         await conn.execute(
             "UPDATE dispatcher.jobs SET updated_at = now() - make_interval(days => "
-            "CASE WHEN last_outcome = 'transient' THEN 40 ELSE 100 END) WHERE campaign_id = $1",
+            "CASE WHEN last_outcome = 'transient' THEN 40 ELSE 100 END), "
+            "sent_at = CASE WHEN state = 'sent' THEN now() - interval '100 days' END "
+            "WHERE campaign_id = $1",
             cid,
         )
 
