@@ -34,6 +34,7 @@ QUICK: list[list[str]] = [
     ["bench.launch", "--quick"],
     ["bench.bulk", "--recipients", "2000", "--rounds", "1"],
     ["bench.campaign", "--quick"],
+    ["bench.retention", "--quick"],
 ]
 FULL: list[list[str]] = [
     ["bench.throughput"],
@@ -47,6 +48,7 @@ FULL: list[list[str]] = [
     ["bench.bulk"],
     ["bench.sim_throughput"],
     ["bench.campaign"],
+    ["bench.retention"],
 ]
 
 

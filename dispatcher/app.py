@@ -28,6 +28,7 @@ from dispatcher.feedback.watch import run_guard
 from dispatcher.obs.live import observing
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.queue.repository import Queue
+from dispatcher.retention import Pruner, run_pruner
 from dispatcher.runtime import settle_heap
 from dispatcher.ses import SesAdapter
 from dispatcher.webhooks.sender import run_webhooks
@@ -62,7 +63,9 @@ async def connect(cfg: Config) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
-HELD_CONNECTIONS = 2  # held for a whole run: the LISTEN connection, the quota leader's lock
+# Held for a whole run (the LISTEN connection, the quota leader's lock) or a prune run (the
+# pruner's lock): never taken from the ones that claim and settle.
+HELD_CONNECTIONS = 3
 
 
 @asynccontextmanager
@@ -70,8 +73,8 @@ async def open_queue(cfg: Config, *, migrate: bool | None = None) -> AsyncIterat
     """A connected Queue; migrates first when asked to (default: database.migrate_on_start)."""
     url = await database_url(cfg)
     do_migrate = cfg.database.migrate_on_start if migrate is None else migrate
-    # The daemon keeps two connections for itself (the LISTEN one and the quota leader's lock):
-    # pool_size counts the ones that run statements.
+    # The daemon keeps connections for itself (HELD_CONNECTIONS): pool_size counts the ones
+    # that run the queue's statements.
     size = cfg.database.pool_size + HELD_CONNECTIONS
     async with Queue.connect(url, max_size=size, migrate=do_migrate) as queue:
         yield queue
@@ -305,15 +308,22 @@ async def run_worker(
             name="guard",
         )
         watchdog.watch(guard, "the reputation guard")  # sending on blind could cost the account
+        background: list[asyncio.Task[None]] = [guard]
+        if cfg.retention.enabled:  # one process at a time prunes (an advisory lock)
+            pruner = Pruner(stores.queue.pool, cfg.retention)
+            background.append(asyncio.create_task(run_pruner(pruner, guard_stop), name="pruner"))
+            watchdog.watch(background[-1], "the retention pruner")
         # Webhooks: own tasks on at most two of the pool's connections, never in mail's way.
-        hooks = asyncio.create_task(
-            run_webhooks(stores.queue.pool, cfg.webhooks, guard_stop), name="webhooks"
+        background.append(
+            asyncio.create_task(
+                run_webhooks(stores.queue.pool, cfg.webhooks, guard_stop), name="webhooks"
+            )
         )
-        watchdog.watch(hooks, "the webhook sender")
+        watchdog.watch(background[-1], "the webhook sender")
         try:
             report = await pool.run()
         finally:
             guard_stop.set()
-            await asyncio.gather(guard, hooks, return_exceptions=True)
+            await asyncio.gather(*background, return_exceptions=True)
         watchdog.check()
         return report

@@ -77,13 +77,28 @@ SELECT id, name, state::text, recipients, pause_reason, created_at, started_at, 
 FROM dispatcher.campaigns ORDER BY id;
 
 -- name: campaign_counts
-SELECT state::text, count(*) AS n FROM dispatcher.jobs WHERE campaign_id = $1 GROUP BY state;
+-- The rows there, and those retention pruned (dispatcher.retention), by state.
+SELECT state::text, sum(n)::bigint AS n
+FROM (SELECT state, count(*) AS n FROM dispatcher.jobs WHERE campaign_id = $1 GROUP BY state
+      UNION ALL
+      SELECT state, messages FROM dispatcher.campaign_pruned WHERE campaign_id = $1) c
+GROUP BY state;
+
+-- name: campaign_pruned_counts
+SELECT state::text, sum(messages)::bigint AS n
+FROM dispatcher.campaign_pruned WHERE campaign_id = $1
+GROUP BY state;
 
 -- name: campaign_failures
 -- Failed and in-doubt mail by kind, for status and the report.
-SELECT coalesce(last_outcome, 'unknown') AS outcome, count(*) AS n
-FROM dispatcher.jobs
-WHERE campaign_id = $1 AND state IN ('failed', 'unknown')
+SELECT outcome, sum(n)::bigint AS n
+FROM (SELECT coalesce(last_outcome, 'unknown') AS outcome, count(*) AS n
+      FROM dispatcher.jobs
+      WHERE campaign_id = $1 AND state IN ('failed', 'unknown')
+      GROUP BY 1
+      UNION ALL
+      SELECT coalesce(nullif(outcome, ''), 'unknown'), messages
+      FROM dispatcher.campaign_pruned WHERE campaign_id = $1 AND state = 'failed') f
 GROUP BY 1 ORDER BY 2 DESC;
 
 -- name: campaign_mark_running
@@ -135,7 +150,8 @@ RETURNING id;
 -- name: campaign_retry_failed
 -- Only failures that may go better next time: transient errors that ran out of attempts.
 -- Rejected, bounced, complained and suppressed stay failed. A finished campaign runs again
--- (campaign_reopen, same transaction), so its retried mail is sendable at once.
+-- (campaign_reopen, same transaction), so its retried mail is sendable at once. Mail whose
+-- variables retention removed stays failed too: it could not be rendered again.
 UPDATE dispatcher.jobs j
 SET state = CASE WHEN c.state IN ('running', 'finished') THEN 'queued'::dispatcher.job_state
                  ELSE 'held'::dispatcher.job_state END,
@@ -143,6 +159,8 @@ SET state = CASE WHEN c.state IN ('running', 'finished') THEN 'queued'::dispatch
 FROM dispatcher.campaigns c
 WHERE c.id = $1 AND j.campaign_id = $1 AND j.state = 'failed' AND j.last_outcome = 'transient'
   AND c.state IN ('running', 'paused', 'finished', 'draft')
+  AND NOT EXISTS (SELECT 1 FROM dispatcher.messages m
+                  WHERE m.id = j.id AND m.content_pruned_at IS NOT NULL)
 RETURNING j.id;
 
 -- name: campaign_reopen

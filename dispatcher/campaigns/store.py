@@ -98,6 +98,8 @@ class CampaignStatus:
     campaign: CampaignRow
     counts: dict[str, int]  # job state -> count, every state present
     failures: dict[str, int]  # outcome -> count, for failed and in-doubt mail
+    # state -> count of the mail retention removed (dispatcher.retention); in `counts` too
+    pruned: dict[str, int] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
@@ -113,6 +115,7 @@ class CampaignStatus:
             "recipients": c.recipients,
             "counts": self.counts,
             "failures": self.failures,
+            "pruned": self.pruned,
             "created_at": c.created_at.isoformat(),
             "started_at": c.started_at.isoformat() if c.started_at else None,
             "finished_at": c.finished_at.isoformat() if c.finished_at else None,
@@ -314,10 +317,12 @@ class CampaignStore:
         async with self._pool.acquire() as conn:
             counts_rows = await conn.fetch(query("campaign_counts"), campaign_id)
             failure_rows = await conn.fetch(query("campaign_failures"), campaign_id)
+            pruned_rows = await conn.fetch(query("campaign_pruned_counts"), campaign_id)
         counts = dict.fromkeys(JOB_STATES, 0)
         counts.update({r["state"]: r["n"] for r in counts_rows})
         failures = {r["outcome"]: r["n"] for r in failure_rows}
-        return CampaignStatus(campaign, counts, failures)
+        pruned = {r["state"]: r["n"] for r in pruned_rows}
+        return CampaignStatus(campaign, counts, failures, pruned)
 
     async def list(self) -> list[CampaignStatus]:
         await self.finish_done()

@@ -21,6 +21,7 @@ from dispatcher.campaigns.store import CampaignSpec, CampaignStatus, CampaignSto
 from dispatcher.cli.argtypes import row_id
 from dispatcher.cli.commands import with_stores
 from dispatcher.cli.output import SafeWriter, open_output
+from dispatcher.cli.progress import counted
 from dispatcher.config import Config
 from dispatcher.domain.validate import CAMPAIGN_RESERVED_TAGS, check_one_line, validate_envelope
 from dispatcher.domain.wire import parse_send_after
@@ -325,7 +326,9 @@ async def _create(args: argparse.Namespace, cfg: Config) -> int:
     with stream:
         async with app.open_stores(cfg) as stores:
             result = await stores.campaigns.create(
-                spec, iter_recipients(stream, source=str(args.recipients)), strict=args.strict
+                spec,
+                counted(iter_recipients(stream, source=str(args.recipients)), "importing"),
+                strict=args.strict,
             )
     elapsed = time.monotonic() - began
     if args.json:
@@ -430,6 +433,8 @@ async def _report(store: CampaignStore, campaign_id: int, path: Path | None) -> 
                 ]
             )
     st = await store.status(campaign_id)
+    for state, n in st.pruned.items():  # removed by retention: counted, no longer in the CSV
+        totals[state] = totals.get(state, 0) + n
     print(f"campaign {campaign_id} {st.campaign.name!r}: {st.campaign.state}")
     for state, n in sorted(totals.items(), key=lambda kv: -kv[1]):
         print(f"  {state:<10} {n:>9}")
@@ -441,5 +446,10 @@ async def _report(store: CampaignStore, campaign_id: int, path: Path | None) -> 
             print(f"    {address}")
         if len(in_doubt) > 20:
             print(f"    ... and {len(in_doubt) - 20} more (state unknown in the CSV)")
+    if st.pruned:
+        print(
+            f"  {sum(st.pruned.values())} of them are counted above but not in the CSV: their "
+            "rows were removed under [retention]"
+        )
     print(f"per-recipient report: {target}")
     return 0

@@ -31,6 +31,7 @@ from dispatcher.cli.jsonl import (
     capped_lines,
     parse_lines,
 )
+from dispatcher.cli.progress import counted
 from dispatcher.config import Config
 from dispatcher.domain.jobs import NewMessage
 from dispatcher.errors import InputError
@@ -190,7 +191,8 @@ async def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
                 chunk: list[tuple[int, NewMessage]] = []
                 last = held = 0
                 lines = capped_lines(stream)
-                for last, item in parse_lines(lines, DefaultKeys(args.idempotency_prefix)):
+                parsed = parse_lines(lines, DefaultKeys(args.idempotency_prefix))
+                for last, item in counted(parsed, "queuing", unit="line"):
                     if item is None:
                         # Dropping an overlong line (maybe /dev/zero): let a signal in, and
                         # stop here if one came, with what is in hand queued.

@@ -20,6 +20,7 @@ from dispatcher.cli import db as db_cli
 from dispatcher.cli import doctor as doctor_cli
 from dispatcher.cli import enqueue as enqueue_cli
 from dispatcher.cli import keys as keys_cli
+from dispatcher.cli import prune as prune_cli
 from dispatcher.cli import suppression as suppression_cli
 from dispatcher.cli import webhooks as webhooks_cli
 from dispatcher.cli.argtypes import (
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N|auto",
         help="worker processes (default 1; 'auto': one per core); they split the account's "
-        "rate and daily quota between them. Each holds up to database.pool_size + 2 connections",
+        "rate and daily quota between them. Each holds up to database.pool_size + 3 connections",
     )
 
     status = sub.add_parser("status", help="message counts by state, and pacing; or one message")
@@ -162,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys_cli.add_parser(sub)
     doctor_cli.add_parser(sub)
     webhooks_cli.add_parser(sub)
+    prune_cli.add_parser(sub)
 
     db = sub.add_parser(
         "db", help="the database: its URL; the embedded Postgres: where it is, stop it"

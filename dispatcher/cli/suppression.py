@@ -17,6 +17,7 @@ from dispatcher import app
 from dispatcher.cli.argtypes import positive_int
 from dispatcher.cli.commands import with_stores
 from dispatcher.cli.output import SafeWriter, open_output, unescape_cell
+from dispatcher.cli.progress import counted
 from dispatcher.config import Config
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.ses.adapter import SesAdapter
@@ -145,7 +146,8 @@ async def _list(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> in
 async def _import(args: argparse.Namespace, cfg: Config, stores: app.Stores) -> int:
     stream = _read_in(args.file)
     try:
-        added = await stores.feedback.import_suppressions(read_rows(stream, args.reason))
+        rows = counted(read_rows(stream, args.reason), "importing")
+        added = await stores.feedback.import_suppressions(rows)
     except csv.Error as exc:
         raise InputError(f"{args.file}: not a CSV file: {exc}") from None
     print(f"{len(added)} added")

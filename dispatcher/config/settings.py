@@ -37,7 +37,7 @@ class DatabaseSettings:
     # _place_data_dir; this one only without a home directory); relative: to the config file.
     data_dir: Path = Path("./.dispatcher")
     migrate_on_start: bool = True  # apply pending schema migrations when the daemon starts
-    pool_size: int = 10  # connections that run statements (a daemon holds 2 more of its own)
+    pool_size: int = 10  # connections that run statements (a daemon holds 3 more of its own)
     # Seconds a running daemon keeps retrying while Postgres is unreachable (a restart, a
     # failover) before it stops with an error; unsent mail stays queued either way.
     outage_timeout: float = 120.0
@@ -265,6 +265,36 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """How long finished mail is kept (section `retention`, dispatcher.retention).
+
+    Finished is sent, failed or cancelled; in-doubt mail (`unknown`) is kept whole until a
+    person resolves it, and its clock starts then. Ages count from when the mail reached its
+    state (jobs.updated_at). 0 days keeps that kind forever.
+    """
+
+    enabled: bool = True  # the daemon prunes (one process at a time); `dispatcher prune` always can
+    content_days: float = 7.0  # bodies, raw MIME and campaign variables of sent and cancelled mail
+    rows_days: float = 90.0  # the rows of sent and cancelled mail, with their feedback events
+    # Failed mail keeps its content longer (to look into, and for `campaign retry-failed`).
+    failed_content_days: float = 30.0
+    failed_rows_days: float = 90.0
+    interval: float = 300.0  # seconds between the daemon's prune runs
+    batch_size: int = 1000  # rows per statement, each its own short transaction
+
+    def __post_init__(self) -> None:
+        for key, value in (
+            ("retention.content_days", self.content_days),
+            ("retention.rows_days", self.rows_days),
+            ("retention.failed_content_days", self.failed_content_days),
+            ("retention.failed_rows_days", self.failed_rows_days),
+        ):
+            _non_negative(key, value)
+        _positive("retention.interval", self.interval)
+        _int_range("retention.batch_size", self.batch_size, 1, 100_000)
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     """Log output (section `log`); format auto is console on a terminal, JSON lines otherwise."""
 
@@ -291,6 +321,7 @@ class Config:
     keys: KeysSettings = field(default_factory=KeysSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     log: LogSettings = field(default_factory=LogSettings)
     webhooks: tuple[WebhookSettings, ...] = ()  # `[[webhooks]]`, an array of tables
 

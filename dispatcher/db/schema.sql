@@ -492,6 +492,18 @@ CREATE TABLE dispatcher.api_keys (
     revoked_at timestamp with time zone
 );
 
+CREATE TABLE dispatcher.campaign_pruned (
+    campaign_id bigint NOT NULL,
+    state dispatcher.job_state NOT NULL,
+    outcome text DEFAULT ''::text NOT NULL,
+    messages bigint DEFAULT 0 NOT NULL,
+    recipients bigint DEFAULT 0 NOT NULL,
+    delivered bigint DEFAULT 0 NOT NULL,
+    bounced bigint DEFAULT 0 NOT NULL,
+    bounced_any bigint DEFAULT 0 NOT NULL,
+    complained bigint DEFAULT 0 NOT NULL
+);
+
 CREATE TABLE dispatcher.campaigns (
     id bigint NOT NULL,
     name text NOT NULL,
@@ -610,8 +622,10 @@ CREATE TABLE dispatcher.messages (
     variables jsonb,
     key_id text,
     template_name text,
-    template_data text
-);
+    template_data text,
+    content_pruned_at timestamp with time zone
+)
+WITH (autovacuum_vacuum_scale_factor='0.02', autovacuum_analyze_scale_factor='0.02');
 
 CREATE TABLE dispatcher.quota_spend (
     owner uuid NOT NULL,
@@ -628,6 +642,11 @@ CREATE TABLE dispatcher.recipient_events (
     status text,
     diagnostic text,
     occurred_at timestamp with time zone NOT NULL
+);
+
+CREATE TABLE dispatcher.retention_marks (
+    state dispatcher.job_state NOT NULL,
+    content_done_until timestamp with time zone NOT NULL
 );
 
 CREATE TABLE dispatcher.send_quota (
@@ -723,6 +742,9 @@ ALTER TABLE ONLY dispatcher.webhook_deliveries ALTER COLUMN id SET DEFAULT nextv
 
 ALTER TABLE ONLY dispatcher.webhook_endpoints ALTER COLUMN id SET DEFAULT nextval('dispatcher.webhook_endpoints_id_seq'::regclass);
 
+ALTER TABLE ONLY dispatcher.campaign_pruned
+    ADD CONSTRAINT campaign_pruned_pkey PRIMARY KEY (campaign_id, state, outcome);
+
 ALTER TABLE ONLY dispatcher.campaigns
     ADD CONSTRAINT campaigns_pkey PRIMARY KEY (id);
 
@@ -753,6 +775,9 @@ ALTER TABLE ONLY dispatcher.quota_spend
 ALTER TABLE ONLY dispatcher.recipient_events
     ADD CONSTRAINT recipient_events_pkey PRIMARY KEY (event_id, address);
 
+ALTER TABLE ONLY dispatcher.retention_marks
+    ADD CONSTRAINT retention_marks_pkey PRIMARY KEY (state);
+
 ALTER TABLE ONLY dispatcher.send_quota
     ADD CONSTRAINT send_quota_pkey PRIMARY KEY (id);
 
@@ -778,11 +803,15 @@ CREATE INDEX events_message ON dispatcher.events USING btree (message_id) WHERE 
 
 CREATE INDEX events_ses_message ON dispatcher.events USING btree (ses_message_id);
 
+CREATE INDEX events_untied_age ON dispatcher.events USING btree (received_at) WHERE (message_id IS NULL);
+
 CREATE INDEX events_unlinked ON dispatcher.events USING btree (received_at) WHERE ((message_id IS NULL) AND (ses_message_id IS NOT NULL));
 
 CREATE INDEX events_unprocessed ON dispatcher.events USING btree (id) WHERE (processed_at IS NULL);
 
 CREATE INDEX jobs_campaign ON dispatcher.jobs USING btree (campaign_id, state) WHERE (campaign_id IS NOT NULL);
+
+CREATE INDEX jobs_finished ON dispatcher.jobs USING btree (state, updated_at) WHERE (state = ANY (ARRAY['failed'::dispatcher.job_state, 'cancelled'::dispatcher.job_state]));
 
 CREATE INDEX jobs_leased ON dispatcher.jobs USING btree (lease_owner) WHERE (state = ANY (ARRAY['claimed'::dispatcher.job_state, 'in_flight'::dispatcher.job_state]));
 
@@ -819,6 +848,9 @@ CREATE TRIGGER webhook_jobs_inserted AFTER INSERT ON dispatcher.jobs REFERENCING
 CREATE TRIGGER webhook_jobs_updated AFTER UPDATE ON dispatcher.jobs REFERENCING OLD TABLE AS old_jobs NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION dispatcher.webhook_jobs_updated();
 
 CREATE TRIGGER webhook_suppressions_inserted AFTER INSERT ON dispatcher.suppressions REFERENCING NEW TABLE AS new_suppressions FOR EACH STATEMENT EXECUTE FUNCTION dispatcher.webhook_suppressions_inserted();
+
+ALTER TABLE ONLY dispatcher.campaign_pruned
+    ADD CONSTRAINT campaign_pruned_campaign_id_fkey FOREIGN KEY (campaign_id) REFERENCES dispatcher.campaigns(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY dispatcher.jobs
     ADD CONSTRAINT jobs_id_fkey FOREIGN KEY (id) REFERENCES dispatcher.messages(id) ON DELETE CASCADE;

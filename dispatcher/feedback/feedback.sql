@@ -112,13 +112,23 @@ WITH scope AS (
     JOIN dispatcher.events e ON e.message_id = mf.message_id
     JOIN dispatcher.recipient_events re ON re.event_id = e.id
     GROUP BY 1
+), pruned AS (
+    -- What the campaign's rows removed by retention counted (dispatcher.retention).
+    SELECT cp.campaign_id, sum(cp.recipients) FILTER (WHERE cp.state = 'sent') AS sent,
+           sum(cp.bounced) AS bounced, sum(cp.bounced_any) AS bounced_any,
+           sum(cp.complained) AS complained, sum(cp.delivered) AS delivered
+    FROM dispatcher.campaign_pruned cp JOIN scope s ON s.id = cp.campaign_id
+    GROUP BY 1
 )
-SELECT s.id AS campaign_id, coalesce(sent.n, 0)::bigint AS sent,
-       coalesce(fb.bounced, 0) AS bounced, coalesce(fb.bounced_any, 0) AS bounced_any,
-       coalesce(fb.complained, 0) AS complained, coalesce(fb.delivered, 0) AS delivered
+SELECT s.id AS campaign_id, (coalesce(sent.n, 0) + coalesce(p.sent, 0))::bigint AS sent,
+       (coalesce(fb.bounced, 0) + coalesce(p.bounced, 0))::bigint AS bounced,
+       (coalesce(fb.bounced_any, 0) + coalesce(p.bounced_any, 0))::bigint AS bounced_any,
+       (coalesce(fb.complained, 0) + coalesce(p.complained, 0))::bigint AS complained,
+       (coalesce(fb.delivered, 0) + coalesce(p.delivered, 0))::bigint AS delivered
 FROM scope s
 LEFT JOIN sent ON sent.campaign_id = s.id
-LEFT JOIN fb ON fb.campaign_id = s.id;
+LEFT JOIN fb ON fb.campaign_id = s.id
+LEFT JOIN pruned p ON p.campaign_id = s.id;
 
 -- name: message_by_ses_id
 -- Our message for an SES MessageId (an event whose dispatcher_id tag was missing), and the

@@ -357,6 +357,8 @@ class MemoryJobStore:
         for job in self._select(ids):
             if job.state == "unknown":
                 job.state, job.run_at, job.updated_at = to, now, now
+                if to == "sent" and job.sent_at is None:
+                    job.sent_at = now
                 if to != "queued":
                     job.last_error = "resolved by operator"
                 moved.append(job.message.id)

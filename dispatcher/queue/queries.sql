@@ -287,6 +287,8 @@ UPDATE dispatcher.jobs j
 SET state = $2::dispatcher.job_state,
     run_at = now(),
     last_error = CASE WHEN $2 = 'queued' THEN j.last_error ELSE 'resolved by operator' END,
+    -- Sent mail has a sent_at (retention ages it by that): here, when it was resolved.
+    sent_at = CASE WHEN $2 = 'sent' THEN coalesce(j.sent_at, now()) ELSE j.sent_at END,
     updated_at = now()
 WHERE j.state = 'unknown' AND ($1::bigint[] IS NULL OR j.id = ANY($1::bigint[]))
 RETURNING j.id;

@@ -427,6 +427,8 @@ async def test_list_and_resolve_unknown(h: Harness) -> None:
     assert [await h.state(i) for i in ids] == ["sent", "failed", "queued", "queued"]
     failed = await h.store.get(ids[1])
     assert failed is not None and failed.last_error == "resolved by operator"
+    sent = await h.store.get(ids[0])  # retention ages sent mail by sent_at: resolving sets it
+    assert sent is not None and sent.sent_at is not None
     resent = await h.store.claim(uuid.uuid4(), 10)
     assert sorted(j.id for j in resent) == ids[2:]
     with pytest.raises(InputError, match="queued, sent or failed"):

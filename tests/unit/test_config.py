@@ -431,7 +431,7 @@ def test_every_key_has_a_generic_environment_variable() -> None:
             {"mailer": {"host": "x"}},
             {},
             f"unknown section [mailer] {IN_FILE}; the sections are: database, queue, delivery, "
-            "ses, pacing, feedback, guard, doctor, keys, api, smtp, log",
+            "ses, pacing, feedback, guard, doctor, keys, api, smtp, retention, log",
         ),
         (
             {"claim_batch": 5},
@@ -561,6 +561,7 @@ def test_config_to_dict_masks_secrets() -> None:
         "keys",
         "api",
         "smtp",
+        "retention",
         "log",
         "webhooks",
     ]
