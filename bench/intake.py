@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import smtplib
@@ -98,12 +99,12 @@ async def enqueue_side(env: dict[str, str], work: Path, n: int) -> float:
     return time.perf_counter() - began
 
 
-async def http_side(url: str, auth: aiohttp.BasicAuth, n: int, concurrency: int) -> float:
+async def http_side(url: str, auth: dict[str, str], n: int, concurrency: int) -> float:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n):
         queue.put_nowait(i)
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, auth=auth) as http:
+    async with aiohttp.ClientSession(connector=connector, headers=auth) as http:
 
         async def client() -> None:
             while not queue.empty():
@@ -118,8 +119,8 @@ async def http_side(url: str, auth: aiohttp.BasicAuth, n: int, concurrency: int)
         return time.perf_counter() - began
 
 
-async def http_batch_side(url: str, auth: aiohttp.BasicAuth, n: int) -> float:
-    async with aiohttp.ClientSession(auth=auth) as http:
+async def http_batch_side(url: str, auth: dict[str, str], n: int) -> float:
+    async with aiohttp.ClientSession(headers=auth) as http:
         began = time.perf_counter()
         for start in range(0, n, BATCH):
             body = [message("b", i) for i in range(start, min(n, start + BATCH))]
@@ -178,7 +179,8 @@ async def one_side(
         await wait_listening(api_port, daemon)
         await wait_listening(smtp_port, daemon)
         url = f"http://127.0.0.1:{api_port}/v1/messages"
-        auth = aiohttp.BasicAuth(key["id"], key["secret"])
+        basic = base64.b64encode(f"{key['id']}:{key['secret']}".encode()).decode()
+        auth = {"Authorization": f"Basic {basic}"}
         if side == "enqueue":
             seconds = await enqueue_side(env, work, n)
         elif side == "http":

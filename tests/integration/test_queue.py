@@ -161,6 +161,8 @@ async def test_concurrent_insert_of_the_same_key_returns_the_winners_id(
                 [None],
                 [1],
                 [None],
+                [None],
+                [None],
             )
             # Our enqueue blocks on the uncommitted row with the same key...
             task = asyncio.create_task(queue.enqueue(msg(idempotency_key="race")))
