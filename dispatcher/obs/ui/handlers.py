@@ -246,7 +246,7 @@ async def campaign(request: web.Request) -> web.Response:
     """Pause, resume or cancel a campaign, as `dispatcher campaign pause|resume|cancel` do."""
     from dispatcher.doors.web import fail
 
-    await operator_key(request)
+    key = await operator_key(request)
     _checked_action(request)
     store = request.app[UI].campaigns
     cid = int(request.match_info["id"])
@@ -275,7 +275,7 @@ async def campaign(request: web.Request) -> web.Response:
             message = f"campaign {cid} cancelled: {n} unsent message(s) cancelled"
     except InputError as exc:
         fail(404 if "no campaign" in str(exc) else 409, str(exc))
-    log.info("ui.campaign_action", campaign_id=cid, action=action)
+    log.info("ui.campaign_action", campaign_id=cid, action=action, key_id=key.id)
     return web.json_response({"ok": True, "message": message})
 
 
@@ -295,7 +295,7 @@ async def in_doubt(request: web.Request) -> web.Response:
     """Resolve one in-doubt message, as `dispatcher in-doubt resolve --resend|--sent|--failed`."""
     from dispatcher.doors.web import fail
 
-    await operator_key(request)
+    key = await operator_key(request)
     _checked_action(request)
     mid = int(request.match_info["id"])
     to = RESOLVE[request.match_info["action"]]
@@ -303,5 +303,5 @@ async def in_doubt(request: web.Request) -> web.Response:
     if not done:
         fail(409, f"message {mid} is not in doubt (any more): left as it is")
     verb = {"queued": "queued again", "sent": "recorded as sent", "failed": "recorded as failed"}
-    log.info("ui.in_doubt_resolved", message_id=mid, to=to)
+    log.info("ui.in_doubt_resolved", message_id=mid, to=to, key_id=key.id)  # who decided
     return web.json_response({"ok": True, "message": f"message {mid} {verb[to]}"})
