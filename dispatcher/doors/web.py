@@ -16,6 +16,7 @@ from dispatcher.doors import ses_api
 from dispatcher.doors.keys import ApiKey, KeyStore
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.obs import http as obs_http
+from dispatcher.obs import ui as obs_ui
 from dispatcher.obs.live import Live
 from dispatcher.queue.repository import Queue
 from dispatcher.worker.quota_store import SharedQuotaStore
@@ -110,4 +111,5 @@ def build_app(ctx: DoorContext) -> web.Application:
     app.add_routes(http_api.routes())
     ses_api.install(app, ctx)
     obs_http.install(app, ctx)
+    obs_ui.install(app, ctx)
     return app

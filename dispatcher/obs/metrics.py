@@ -158,6 +158,8 @@ class CampaignFacts:
     recipients: int
     by_state: dict[str, int]
     feedback: Counts | None  # None for a paused one (the guard judges running ones)
+    id: int = 0  # for the dashboard's buttons (never a label: ids are unbounded)
+    pause_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,7 @@ class SharedFacts:
     feedback: dict[str, int]
     workers: dict[str, int]
     webhooks: dict[str, tuple[int, float]] = field(default_factory=dict)  # backlog, oldest age
+    campaign_lane: dict[str, int] = field(default_factory=dict)  # campaigns' part of `states`
 
 
 class SharedReader:
@@ -199,6 +202,10 @@ class SharedReader:
             hosts = await conn.fetch(query("workers_by_host"))
             hooks = await conn.fetch(query("webhook_backlog"))
         states = {state: int(active[state]) for state in QUEUE_STATES}
+        lane = {
+            s: int(active[f"{s}_campaign"]) for s in ("queued", "claimed", "in_flight", "unknown")
+        }
+        lane["held"] = states["held"]  # only campaigns hold mail
         reading = await self._quota.sync(_NOBODY, {})  # records nothing: no sends
         running = await self._feedback.campaign_counts()
         return SharedFacts(
@@ -211,20 +218,24 @@ class SharedReader:
             feedback={r["kind"]: r["n"] for r in kinds},
             workers={r["hostname"]: r["n"] for r in hosts},
             webhooks={r["endpoint"]: (r["backlog"], r["oldest_age"]) for r in hooks},
+            campaign_lane=lane,
         )
 
 
 def _campaigns(rows: Sequence[asyncpg.Record], feedback: dict[int, Counts]) -> list[CampaignFacts]:
-    by_id: dict[int, tuple[str, str, int, dict[str, int]]] = {}
+    by_id: dict[int, tuple[str, str, int, dict[str, int], str | None]] = {}
     for r in rows:
-        entry = by_id.setdefault(r["id"], (r["name"], r["campaign_state"], r["recipients"], {}))
+        entry = by_id.setdefault(
+            r["id"], (r["name"], r["campaign_state"], r["recipients"], {}, r["pause_reason"])
+        )
         if r["state"] is not None:
             entry[3][r["state"]] = r["n"]
     names = [name for name, *_ in by_id.values()]
     out = []
-    for cid, (name, state, recipients, by_state) in by_id.items():
+    for cid, (name, state, recipients, by_state, reason) in by_id.items():
         label = name if names.count(name) == 1 else f"{name} ({cid})"
-        out.append(CampaignFacts(label, state, recipients, by_state, feedback.get(cid)))
+        facts = CampaignFacts(label, state, recipients, by_state, feedback.get(cid), cid, reason)
+        out.append(facts)
     return out
 
 

@@ -4,29 +4,39 @@
 -- name: active_states
 -- The states mail moves through, exactly, each from its partial index (jobs_ready_plain,
 -- jobs_ready_campaign, jobs_leased, jobs_unknown): the cost follows the backlog, not the table.
--- Held mail is counted per campaign not yet ended (jobs_campaign), where it lives.
-SELECT
-    (SELECT count(*) FROM dispatcher.jobs WHERE state = 'queued' AND campaign_id IS NULL)
-    + (SELECT count(*) FROM dispatcher.jobs WHERE state = 'queued' AND campaign_id IS NOT NULL)
-        AS queued,
-    (SELECT count(*) FILTER (WHERE state = 'claimed') FROM dispatcher.jobs
-     WHERE state IN ('claimed', 'in_flight')) AS claimed,
-    (SELECT count(*) FILTER (WHERE state = 'in_flight') FROM dispatcher.jobs
-     WHERE state IN ('claimed', 'in_flight')) AS in_flight,
-    (SELECT count(*) FROM dispatcher.jobs WHERE state = 'unknown') AS unknown,
-    (SELECT coalesce(sum((SELECT count(*) FROM dispatcher.jobs j
-                          WHERE j.campaign_id = c.id AND j.state = 'held')), 0)
-     FROM dispatcher.campaigns c WHERE c.state IN ('draft', 'running', 'paused'))::bigint AS held;
+-- Held mail is counted per campaign not yet ended (jobs_campaign), where it lives. The
+-- *_campaign columns are the campaign lane's part (the dashboard shows both lanes).
+SELECT q.queued_message + q.queued_campaign AS queued, q.queued_campaign,
+       l.claimed, l.claimed_campaign, l.in_flight, l.in_flight_campaign,
+       u.unknown, u.unknown_campaign, h.held
+FROM (SELECT
+        (SELECT count(*) FROM dispatcher.jobs WHERE state = 'queued' AND campaign_id IS NULL)
+            AS queued_message,
+        (SELECT count(*) FROM dispatcher.jobs WHERE state = 'queued' AND campaign_id IS NOT NULL)
+            AS queued_campaign) q,
+     (SELECT count(*) FILTER (WHERE state = 'claimed') AS claimed,
+             count(*) FILTER (WHERE state = 'claimed' AND campaign_id IS NOT NULL)
+                AS claimed_campaign,
+             count(*) FILTER (WHERE state = 'in_flight') AS in_flight,
+             count(*) FILTER (WHERE state = 'in_flight' AND campaign_id IS NOT NULL)
+                AS in_flight_campaign
+      FROM dispatcher.jobs WHERE state IN ('claimed', 'in_flight')) l,
+     (SELECT count(*) AS unknown, count(*) FILTER (WHERE campaign_id IS NOT NULL)
+                AS unknown_campaign
+      FROM dispatcher.jobs WHERE state = 'unknown') u,
+     (SELECT coalesce(sum((SELECT count(*) FROM dispatcher.jobs j
+                           WHERE j.campaign_id = c.id AND j.state = 'held')), 0)::bigint AS held
+      FROM dispatcher.campaigns c WHERE c.state IN ('draft', 'running', 'paused')) h;
 
 -- name: campaign_progress
 -- Running and paused campaigns: their recipients and their mail by state (an index-only walk
 -- of jobs_campaign over those campaigns' jobs).
-SELECT c.id, c.name, c.state::text AS campaign_state, c.recipients, j.state::text AS state,
-       count(j.id) AS n
+SELECT c.id, c.name, c.state::text AS campaign_state, c.recipients, c.pause_reason,
+       j.state::text AS state, count(j.id) AS n
 FROM dispatcher.campaigns c
 LEFT JOIN dispatcher.jobs j ON j.campaign_id = c.id
 WHERE c.state IN ('running', 'paused')
-GROUP BY c.id, c.name, c.state, c.recipients, j.state
+GROUP BY c.id, c.name, c.state, c.recipients, c.pause_reason, j.state
 ORDER BY c.id;
 
 -- name: feedback_kinds
