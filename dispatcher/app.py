@@ -13,10 +13,12 @@ import structlog
 
 from dispatcher.campaigns.sending import CampaignSender
 from dispatcher.campaigns.store import CampaignStore
+from dispatcher.campaigns.unsubscribe import TOKEN_PURPOSE, UnsubscribeTokens
 from dispatcher.config import Config
 from dispatcher.db.connect import describe_dsn
 from dispatcher.db.embedded import EmbeddedPostgres
 from dispatcher.domain.retry import RetryPolicy
+from dispatcher.doors.keys import MasterKey, master_key_path
 from dispatcher.doors.serve import open_doors, serve_app
 from dispatcher.doors.sockets import Listen
 from dispatcher.errors import ConfigError, DatabaseError, DispatcherError
@@ -24,6 +26,7 @@ from dispatcher.feedback.endpoint import certificate_fetcher, create_app, subscr
 from dispatcher.feedback.sns import SnsVerifier
 from dispatcher.feedback.sqs import run_sqs_poller
 from dispatcher.feedback.store import FeedbackStore
+from dispatcher.feedback.unsubscribe import add_unsubscribe_routes
 from dispatcher.feedback.watch import run_guard
 from dispatcher.obs.live import observing
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
@@ -245,8 +248,18 @@ async def _http_endpoint(
         max_body=fb.max_body_bytes,
         path=fb.path,
     )
+    if fb.public_url is not None:  # the campaigns' default List-Unsubscribe URLs point here
+        add_unsubscribe_routes(app, unsubscribe_tokens(cfg), store)
     async with serve_app(app, Listen("feedback", fb.listen_host, fb.listen_port)):
         yield
+
+
+def unsubscribe_tokens(cfg: Config) -> UnsubscribeTokens:
+    """The unsubscribe token key, derived from the keys' master key (made 0600 on first use)."""
+    master = MasterKey.load(
+        master_key_path(cfg.keys.master_file, cfg.database.data_dir), create=True
+    )
+    return UnsubscribeTokens(master.derive(TOKEN_PURPOSE))
 
 
 async def run_worker(
@@ -285,7 +298,9 @@ async def run_worker(
             sent_last_24_hours=quota.sent_last_24_hours,
         )
         limiter = RecipientLimiter(quota.max_send_rate, cfg.pacing)
-        campaigns = CampaignSender(stores.campaigns, ses.ensure_template)
+        campaigns = CampaignSender(
+            stores.campaigns, ses.ensure_template, tokens=lambda: unsubscribe_tokens(cfg)
+        )
         pool = WorkerPool(
             stores.queue,
             ses,
