@@ -72,7 +72,10 @@ async def test_a_one_click_post_as_gmail_sends_it_suppresses_the_address(
     config = tmp_path / "dispatcher.toml"
     config.write_text(
         f'[feedback]\nenabled = true\nlisten_port = {port}\nallowed_topics = "{TOPIC}"\n'
-        f'public_url = "{PUBLIC}"\n',
+        f'public_url = "{PUBLIC}"\n\n'
+        # A webhook endpoint that never answers: the event is written for it all the same.
+        f'[[webhooks]]\nurl = "http://127.0.0.1:{free_port()}/h"\n'
+        'secret = "e2e-webhook-secret-0123456789"\nevents = ["unsubscribed"]\ntimeout = 1.0\n',
         encoding="utf-8",
     )
     with (tmp_path / "list.csv").open("w", newline="", encoding="utf-8") as out:
@@ -99,6 +102,12 @@ async def test_a_one_click_post_as_gmail_sends_it_suppresses_the_address(
                 return len(await sim.messages()) == 2
 
             await eventually(both_sent, limit=30)
+
+            async def webhook_synced() -> bool:  # the daemon subscribes its endpoints first
+                rows = await fetch(pg_dsn, "SELECT 1 FROM dispatcher.webhook_endpoints")
+                return len(rows) == 1
+
+            await eventually(webhook_synced, limit=20)
             received = {m["to"][0]: m for m in await sim.messages(body=True)}
             links = {}
             for address, message in received.items():
@@ -133,6 +142,10 @@ async def test_a_one_click_post_as_gmail_sends_it_suppresses_the_address(
             assert [(r["address"], r["reason"]) for r in rows] == [
                 (ANNA, f"unsubscribed (one-click, campaign {campaign})")
             ]
+            events = await fetch(
+                pg_dsn, "SELECT data FROM dispatcher.webhook_deliveries WHERE type = 'unsubscribed'"
+            )
+            assert [json.loads(e["data"])["address"] for e in events] == [ANNA]
             # Again, multipart this time: still 200, still one row.
             status, _ = await asyncio.to_thread(one_click, links[ANNA], multipart=True)
             assert status == 200
