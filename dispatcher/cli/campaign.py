@@ -140,12 +140,15 @@ def _columns(path: Path) -> list[str]:
 _SES_VARIABLE = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
 
 
-def _check_ses_variables(templates: tuple[str, ...], columns: list[str]) -> None:
-    """SES template syntax: every {{name}} must be a column of the list (or `email`)."""
-    have = {c.lower() for c in columns}
-    missing = sorted(
-        {m.group(1) for t in templates for m in _SES_VARIABLE.finditer(t)} - have - {"email"}
-    )
+def _check_ses_variables(
+    templates: tuple[str, ...], columns: list[str], *, has_unsubscribe: bool = False
+) -> None:
+    """SES template syntax: every {{name}} must be a column of the list (or `email`, or
+    `unsubscribe_url` when the campaign has one: the sender puts it in the template data)."""
+    have = {c.lower() for c in columns} | {"email"}
+    if has_unsubscribe:
+        have.add("unsubscribe_url")
+    missing = sorted({m.group(1) for t in templates for m in _SES_VARIABLE.finditer(t)} - have)
     if missing:
         raise InputError(
             f"the template uses {', '.join('{{' + m + '}}' for m in missing)} but the list has "
@@ -299,7 +302,9 @@ async def _create(args: argparse.Namespace, cfg: Config) -> int:
     text = _read_template(args.text_template) if args.text_template else None
     columns = _columns(args.recipients)
     if args.ses_template:
-        _check_ses_variables((args.subject, html, text or ""), columns)
+        _check_ses_variables(
+            (args.subject, html, text or ""), columns, has_unsubscribe=unsubscribe_url is not None
+        )
     else:
         compiled = CompiledCampaign(CampaignContent(args.subject, html, text, unsubscribe_url))
         compiled.check_variables(columns)

@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from dispatcher.campaigns.unsubscribe import TOKEN_PURPOSE, UnsubscribeTokens
+from dispatcher.doors.keys import MasterKey
 from tests.support.cli import cli_env, fetch, run_cli, start_cli, stop_cli
 from tests.support.dispatch import eventually
 from tests.support.moto import free_port
@@ -133,6 +135,15 @@ async def test_a_one_click_post_as_gmail_sends_it_suppresses_the_address(
             assert status == 403
             status, _ = await asyncio.to_thread(one_click, links[ANNA] + "x")
             assert status == 403
+            # Signed with the daemon's key (the master key file under the data dir), but naming
+            # a campaign that does not exist, or a message that is gone: 404, 410.
+            master = MasterKey.load(tmp_path / "keys.master", create=False)
+            tokens = UnsubscribeTokens(master.derive(TOKEN_PURPOSE))
+            base = f"http://127.0.0.1:{port}/unsubscribe/"
+            anna_id = tokens.verify(token).message_id
+            for target, code in (((campaign + 1, anna_id), 404), ((campaign, 10**9), 410)):
+                status, _ = await asyncio.to_thread(one_click, base + tokens.sign(*target))
+                assert status == code
             assert await suppressed(env) == []
 
             # Gmail's POST: 200 at once, no redirect; Anna alone is suppressed.
@@ -180,3 +191,28 @@ async def test_a_one_click_post_as_gmail_sends_it_suppresses_the_address(
         assert code == 0, (tmp_path / "daemon.log").read_text()
         later = [m["to"][0] for m in await sim.messages() if m["subject"] == "later"]
         assert later == [BORIS]
+
+
+async def test_an_ses_template_campaign_may_link_its_unsubscribe_url(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    with (tmp_path / "list.csv").open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows([("email", "name"), (ANNA, "Anna")])
+    (tmp_path / "t.html").write_text('<a href="{{unsubscribe_url}}">Unsubscribe</a>', "utf-8")
+    args = (
+        "campaign", "create", "--name", "n", "--from", "news@example.com", "--subject", "Hi",
+        "--template", str(tmp_path / "t.html"), "--recipients", str(tmp_path / "list.csv"),
+        "--ses-template",
+    )  # fmt: skip
+    config = tmp_path / "dispatcher.toml"
+    config.write_text(
+        f'[feedback]\nenabled = true\nallowed_topics = "{TOPIC}"\npublic_url = "{PUBLIC}"\n'
+    )
+    # The default URL (or an explicit one) fills {{unsubscribe_url}} in SES's template data.
+    made = await run_cli(cli_env(tmp_path, dsn=pg_dsn, DISPATCHER_CONFIG=str(config)), *args)
+    assert made.code == 0, made
+    (row,) = await fetch(pg_dsn, "SELECT unsubscribe_url FROM dispatcher.campaigns")
+    assert row["unsubscribe_url"] == f"{PUBLIC}/unsubscribe/{{{{ unsubscribe_token }}}}"
+    # Without any URL the variable has nothing to come from: refused, as a missing column.
+    refused = await run_cli(cli_env(tmp_path, dsn=pg_dsn), *args, "--force")
+    assert refused.code == 2 and "{{unsubscribe_url}}" in refused.err, refused
