@@ -29,6 +29,7 @@ from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.unsubscribe import add_unsubscribe_routes
 from dispatcher.feedback.watch import run_guard
 from dispatcher.obs.live import observing
+from dispatcher.obs.metrics import ProcessMetrics
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.queue.repository import Queue
 from dispatcher.retention import Pruner, run_pruner
@@ -173,7 +174,10 @@ class Watchdog:
 
 @asynccontextmanager
 async def feedback_intake(
-    cfg: Config, store: FeedbackStore, watchdog: Watchdog | None = None
+    cfg: Config,
+    store: FeedbackStore,
+    watchdog: Watchdog | None = None,
+    metrics: ProcessMetrics | None = None,
 ) -> AsyncIterator[None]:
     """Bounce and complaint intake while the daemon runs: the SNS HTTP endpoint (if enabled)
     and the SQS poller (if a queue is set, watched by `watchdog`), both verifying with one
@@ -201,7 +205,7 @@ async def feedback_intake(
                 watchdog.watch(poller, "the SQS feedback poller")
         try:
             if fb.enabled:
-                async with _http_endpoint(cfg, store, verifier, http):
+                async with _http_endpoint(cfg, store, verifier, http, metrics):
                     yield
             else:
                 yield
@@ -238,7 +242,11 @@ async def sns_verifier(cfg: Config, http: aiohttp.ClientSession) -> SnsVerifier:
 
 @asynccontextmanager
 async def _http_endpoint(
-    cfg: Config, store: FeedbackStore, verifier: SnsVerifier, http: aiohttp.ClientSession
+    cfg: Config,
+    store: FeedbackStore,
+    verifier: SnsVerifier,
+    http: aiohttp.ClientSession,
+    metrics: ProcessMetrics | None = None,
 ) -> AsyncIterator[None]:
     fb = cfg.feedback
     app = create_app(
@@ -249,7 +257,8 @@ async def _http_endpoint(
         path=fb.path,
     )
     if fb.public_url is not None:  # the campaigns' default List-Unsubscribe URLs point here
-        add_unsubscribe_routes(app, unsubscribe_tokens(cfg), store)
+        count = None if metrics is None else metrics.unsubscribes_counter()
+        add_unsubscribe_routes(app, unsubscribe_tokens(cfg), store, count)
     async with serve_app(app, Listen("feedback", fb.listen_host, fb.listen_port)):
         yield
 
@@ -279,8 +288,8 @@ async def run_worker(
     async with (
         open_stores(cfg) as stores,
         SesAdapter.open(ses_settings) as ses,
-        feedback_intake(cfg, stores.feedback, watchdog),
-        observing(stop) as live,
+        observing(stop) as live,  # first: the feedback listener counts unsubscribes into it
+        feedback_intake(cfg, stores.feedback, watchdog, live.metrics),
         open_doors(cfg, stores.queue, stores.feedback, stores.quota, live),
     ):
         governor = QuotaGovernor(cfg.pacing)

@@ -12,6 +12,7 @@ request changes nothing.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -79,9 +80,18 @@ def _refused(request: web.Request, status: int, why: str, title: str) -> web.Res
 
 
 def add_unsubscribe_routes(
-    app: web.Application, tokens: UnsubscribeTokens, store: FeedbackStore
+    app: web.Application,
+    tokens: UnsubscribeTokens,
+    store: FeedbackStore,
+    count: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve GET (confirmation page) and POST (one-click) on ``/unsubscribe/{token}``."""
+    """Serve GET (confirmation page) and POST (one-click) on ``/unsubscribe/{token}``; `count`
+    is told each POST's result (unsubscribed, repeat, refused) for the metrics."""
+
+    def counted(result: str, response: web.Response) -> web.Response:
+        if count is not None:
+            count(result)
+        return response
 
     async def recipient(request: web.Request) -> _Recipient | web.Response:
         try:
@@ -121,21 +131,18 @@ def add_unsubscribe_routes(
     async def one_click(request: web.Request) -> web.Response:
         found = await recipient(request)
         if isinstance(found, web.Response):
-            return found
+            return counted("refused", found) if found.status < 500 else found
         if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
-            return _refused(request, 413, "The request body is too large.", "Refused")
+            return counted("refused", _refused(request, 413, "The body is too large.", "Refused"))
         try:
             form = await request.post()
         except (ValueError, web.HTTPException):
             form = None
         if form is None or form.get(ONE_CLICK_FIELD) != ONE_CLICK_VALUE:
-            return _refused(
-                request,
-                400,
+            why = (
                 f"A one-click unsubscribe posts the form field {ONE_CLICK_FIELD}={ONE_CLICK_VALUE}"
-                " (RFC 8058).",
-                "Bad request",
             )
+            return counted("refused", _refused(request, 400, why + " (RFC 8058).", "Bad request"))
         try:
             added = await store.suppress([found.address], unsubscribe_reason(found.campaign_id))
         except (asyncpg.PostgresError, OSError) as exc:
@@ -147,7 +154,8 @@ def add_unsubscribe_routes(
             new=bool(added),  # False: already suppressed (a repeat, or for another reason)
             peer=request.remote,
         )
-        return _page(200, "Unsubscribed", "<p>No more mail will be sent to this address.</p>")
+        page = _page(200, "Unsubscribed", "<p>No more mail will be sent to this address.</p>")
+        return counted("unsubscribed" if added else "repeat", page)
 
     path = UNSUBSCRIBE_PATH + "{token}"
     app.router.add_get(path, page)

@@ -70,11 +70,11 @@ async def suppressed(env: dict[str, str]) -> list[dict[str, str]]:
 async def test_a_one_click_post_as_gmail_sends_it_suppresses_the_address(
     pg_dsn: str, tmp_path: Path, sim_process: SimFactory
 ) -> None:
-    port = free_port()
+    port, api_port = free_port(), free_port()
     config = tmp_path / "dispatcher.toml"
     config.write_text(
         f'[feedback]\nenabled = true\nlisten_port = {port}\nallowed_topics = "{TOPIC}"\n'
-        f'public_url = "{PUBLIC}"\n\n'
+        f'public_url = "{PUBLIC}"\n\n[api]\nenabled = true\nlisten_port = {api_port}\n\n'
         # A webhook endpoint that never answers: the event is written for it all the same.
         f'[[webhooks]]\nurl = "http://127.0.0.1:{free_port()}/h"\n'
         'secret = "e2e-webhook-secret-0123456789"\nevents = ["unsubscribed"]\ntimeout = 1.0\n',
@@ -186,6 +186,17 @@ async def test_a_one_click_post_as_gmail_sends_it_suppresses_the_address(
                 ]
 
             await eventually(settled, limit=30)
+            status, metrics = await asyncio.to_thread(
+                http, "GET", f"http://127.0.0.1:{api_port}/metrics"
+            )
+            assert status == 200
+            counted = dict(
+                re.findall(
+                    r'^dispatcher_unsubscribes_total\{outcome="(\w+)"\} (\S+)$', metrics, re.M
+                )
+            )
+            # Two bad tokens, a gone campaign, a gone message, a POST without the one-click body.
+            assert counted == {"unsubscribed": "1.0", "repeat": "1.0", "refused": "5.0"}, metrics
         finally:
             code = await stop_cli(daemon)
         assert code == 0, (tmp_path / "daemon.log").read_text()
