@@ -42,6 +42,7 @@ class CampaignSender:
         "_templates_ready",
         "_token_key",
         "_tokens",
+        "_uses_token",
     )
 
     def __init__(
@@ -55,6 +56,7 @@ class CampaignSender:
         self._ensure_template = ensure_template
         self._token_key = tokens
         self._tokens: UnsubscribeTokens | None = None
+        self._uses_token: dict[int, bool] = {}  # per campaign: its templates are scanned once
         self._compiled: dict[int, CompiledCampaign] = {}
         self._links: dict[int, UnsubscribeLinks] = {}  # ses_template campaigns: headers only
         self._rows: dict[int, CampaignRow] = {}  # definitions only: they never change
@@ -69,8 +71,11 @@ class CampaignSender:
     def _signer(self, row: CampaignRow) -> UnsubscribeTokens | None:
         """The token maker if this campaign's templates use {{ unsubscribe_token }} (the default
         unsubscribe URL does); ConfigError if the key cannot be loaded."""
-        sources = (row.unsubscribe_url, row.subject, row.html, row.text)
-        if not any(TOKEN_VARIABLE in s for s in sources if s):
+        uses = self._uses_token.get(row.id)
+        if uses is None:
+            sources = (row.unsubscribe_url, row.subject, row.html, row.text)
+            uses = self._uses_token[row.id] = any(TOKEN_VARIABLE in s for s in sources if s)
+        if not uses:
             return None
         if self._tokens is None:
             if self._token_key is None:
