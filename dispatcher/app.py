@@ -13,10 +13,12 @@ import structlog
 
 from dispatcher.campaigns.sending import CampaignSender
 from dispatcher.campaigns.store import CampaignStore
+from dispatcher.campaigns.unsubscribe import TOKEN_PURPOSE, UnsubscribeTokens
 from dispatcher.config import Config
 from dispatcher.db.connect import describe_dsn
 from dispatcher.db.embedded import EmbeddedPostgres
 from dispatcher.domain.retry import RetryPolicy
+from dispatcher.doors.keys import MasterKey, master_key_path
 from dispatcher.doors.serve import open_doors, serve_app
 from dispatcher.doors.sockets import Listen
 from dispatcher.errors import ConfigError, DatabaseError, DispatcherError
@@ -24,8 +26,10 @@ from dispatcher.feedback.endpoint import certificate_fetcher, create_app, subscr
 from dispatcher.feedback.sns import SnsVerifier
 from dispatcher.feedback.sqs import run_sqs_poller
 from dispatcher.feedback.store import FeedbackStore
+from dispatcher.feedback.unsubscribe import add_unsubscribe_routes
 from dispatcher.feedback.watch import run_guard
 from dispatcher.obs.live import observing
+from dispatcher.obs.metrics import ProcessMetrics
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.queue.repository import Queue
 from dispatcher.retention import Pruner, run_pruner
@@ -170,7 +174,10 @@ class Watchdog:
 
 @asynccontextmanager
 async def feedback_intake(
-    cfg: Config, store: FeedbackStore, watchdog: Watchdog | None = None
+    cfg: Config,
+    store: FeedbackStore,
+    watchdog: Watchdog | None = None,
+    metrics: ProcessMetrics | None = None,
 ) -> AsyncIterator[None]:
     """Bounce and complaint intake while the daemon runs: the SNS HTTP endpoint (if enabled)
     and the SQS poller (if a queue is set, watched by `watchdog`), both verifying with one
@@ -198,7 +205,7 @@ async def feedback_intake(
                 watchdog.watch(poller, "the SQS feedback poller")
         try:
             if fb.enabled:
-                async with _http_endpoint(cfg, store, verifier, http):
+                async with _http_endpoint(cfg, store, verifier, http, metrics):
                     yield
             else:
                 yield
@@ -235,7 +242,11 @@ async def sns_verifier(cfg: Config, http: aiohttp.ClientSession) -> SnsVerifier:
 
 @asynccontextmanager
 async def _http_endpoint(
-    cfg: Config, store: FeedbackStore, verifier: SnsVerifier, http: aiohttp.ClientSession
+    cfg: Config,
+    store: FeedbackStore,
+    verifier: SnsVerifier,
+    http: aiohttp.ClientSession,
+    metrics: ProcessMetrics | None = None,
 ) -> AsyncIterator[None]:
     fb = cfg.feedback
     app = create_app(
@@ -245,8 +256,19 @@ async def _http_endpoint(
         max_body=fb.max_body_bytes,
         path=fb.path,
     )
+    if fb.public_url is not None:  # the campaigns' default List-Unsubscribe URLs point here
+        count = None if metrics is None else metrics.unsubscribes_counter()
+        add_unsubscribe_routes(app, unsubscribe_tokens(cfg), store, count)
     async with serve_app(app, Listen("feedback", fb.listen_host, fb.listen_port)):
         yield
+
+
+def unsubscribe_tokens(cfg: Config) -> UnsubscribeTokens:
+    """The unsubscribe token key, derived from the keys' master key (made 0600 on first use)."""
+    master = MasterKey.load(
+        master_key_path(cfg.keys.master_file, cfg.database.data_dir), create=True
+    )
+    return UnsubscribeTokens(master.derive(TOKEN_PURPOSE))
 
 
 async def run_worker(
@@ -266,8 +288,8 @@ async def run_worker(
     async with (
         open_stores(cfg) as stores,
         SesAdapter.open(ses_settings) as ses,
-        feedback_intake(cfg, stores.feedback, watchdog),
-        observing(stop) as live,
+        observing(stop) as live,  # first: the feedback listener counts unsubscribes into it
+        feedback_intake(cfg, stores.feedback, watchdog, live.metrics),
         open_doors(cfg, stores.queue, stores.feedback, stores.quota, live),
     ):
         governor = QuotaGovernor(cfg.pacing)
@@ -285,7 +307,9 @@ async def run_worker(
             sent_last_24_hours=quota.sent_last_24_hours,
         )
         limiter = RecipientLimiter(quota.max_send_rate, cfg.pacing)
-        campaigns = CampaignSender(stores.campaigns, ses.ensure_template)
+        campaigns = CampaignSender(
+            stores.campaigns, ses.ensure_template, tokens=lambda: unsubscribe_tokens(cfg)
+        )
         pool = WorkerPool(
             stores.queue,
             ses,

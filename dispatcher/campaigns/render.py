@@ -44,7 +44,8 @@ __all__ = [
 
 TemplateName = Literal["subject", "html", "text", "unsubscribe_url"]
 
-BUILTIN_VARIABLES: Final = frozenset({"email", "campaign_id", "message_id"})
+# unsubscribe_token: the signed token of the daemon's own unsubscribe receiver (unsubscribe.py).
+BUILTIN_VARIABLES: Final = frozenset({"email", "campaign_id", "message_id", "unsubscribe_token"})
 # The rendered unsubscribe URL, offered to subject/html/text when the campaign has one, so the
 # body can link it: <a href="{{ unsubscribe_url }}">Unsubscribe</a>.
 UNSUBSCRIBE_VARIABLE: Final = "unsubscribe_url"

@@ -14,12 +14,14 @@ from dispatcher.campaigns.render import (
     UnsubscribeLinks,
 )
 from dispatcher.campaigns.store import CampaignRow, CampaignStore
+from dispatcher.campaigns.unsubscribe import TOKEN_VARIABLE, UnsubscribeTokens
 from dispatcher.domain.jobs import ClaimedJob
 from dispatcher.domain.plan import Fail, GiveBack, Plan, Send, SendBulk
-from dispatcher.errors import InputError
+from dispatcher.errors import ConfigError, InputError
 from dispatcher.ses.errors import SesError
 
 EnsureTemplate = Callable[[str, str, str | None, str | None], Awaitable[None]]
+TokenKey = Callable[[], UnsubscribeTokens]  # loads the key (the master key file) when first needed
 
 log = structlog.get_logger()
 
@@ -38,11 +40,23 @@ class CampaignSender:
         "_rows",
         "_store",
         "_templates_ready",
+        "_token_key",
+        "_tokens",
+        "_uses_token",
     )
 
-    def __init__(self, store: CampaignStore, ensure_template: EnsureTemplate | None = None) -> None:
+    def __init__(
+        self,
+        store: CampaignStore,
+        ensure_template: EnsureTemplate | None = None,
+        *,
+        tokens: TokenKey | None = None,
+    ) -> None:
         self._store = store
         self._ensure_template = ensure_template
+        self._token_key = tokens
+        self._tokens: UnsubscribeTokens | None = None
+        self._uses_token: dict[int, bool] = {}  # per campaign: its templates are scanned once
         self._compiled: dict[int, CompiledCampaign] = {}
         self._links: dict[int, UnsubscribeLinks] = {}  # ses_template campaigns: headers only
         self._rows: dict[int, CampaignRow] = {}  # definitions only: they never change
@@ -53,6 +67,25 @@ class CampaignSender:
         if row is None:
             row = self._rows[campaign_id] = await self._store.get(campaign_id)
         return row
+
+    def _signer(self, row: CampaignRow) -> UnsubscribeTokens | None:
+        """The token maker if this campaign's templates use {{ unsubscribe_token }} (the default
+        unsubscribe URL does); ConfigError if the key cannot be loaded."""
+        uses = self._uses_token.get(row.id)
+        if uses is None:
+            sources = (row.unsubscribe_url, row.subject, row.html, row.text)
+            uses = self._uses_token[row.id] = any(TOKEN_VARIABLE in s for s in sources if s)
+        if not uses:
+            return None
+        if self._tokens is None:
+            if self._token_key is None:
+                raise ConfigError("{{ unsubscribe_token }} needs the keys' master key here")
+            self._tokens = self._token_key()
+        return self._tokens
+
+    def _token_vars(self, row: CampaignRow, message_id: int) -> dict[str, str]:
+        signer = self._signer(row)
+        return {} if signer is None else {TOKEN_VARIABLE: signer.sign(row.id, message_id)}
 
     async def bulk_template(self, campaign_id: int) -> str | None:
         """The SES template to send this campaign with (SendBulkEmail), or None to render."""
@@ -107,7 +140,7 @@ class CampaignSender:
             self._compiled[row.id] = compiled
         msg = job.message
         rendered = compiled.render(
-            job.variables or {},
+            {**(job.variables or {}), **self._token_vars(row, msg.id)},
             email=msg.to[0] if msg.to else "",
             campaign_id=row.id,
             message_id=msg.id,
@@ -131,6 +164,7 @@ class CampaignSender:
         variables = dict(job.variables or {})
         email = msg.to[0] if msg.to else ""
         context = {**variables, "email": email, "campaign_id": row.id, "message_id": msg.id}
+        context.update(self._token_vars(row, msg.id))
         url, headers = links.render(context, email)
         if url is None:
             return job
@@ -155,6 +189,12 @@ class CampaignSender:
         """How a campaign job goes out: rendered, in bulk with the SES template, failed (it
         cannot be rendered), or given back (SES refused the template: the campaign is paused)."""
         assert job.campaign_id is not None
+        try:
+            self._signer(await self._row(job.campaign_id))
+        except ConfigError as exc:  # every recipient would fail alike: hold the campaign
+            reason = f"cannot sign its unsubscribe links: {exc}"
+            await self.pause(job.campaign_id, reason)
+            return GiveBack(job, reason)
         try:
             template = await self.bulk_template(job.campaign_id)
         except SesError as exc:

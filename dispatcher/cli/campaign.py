@@ -18,6 +18,7 @@ from dispatcher.campaigns.lint import format_findings, has_errors, lint_html
 from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.render import CampaignContent, CompiledCampaign
 from dispatcher.campaigns.store import CampaignSpec, CampaignStatus, CampaignStore
+from dispatcher.campaigns.unsubscribe import default_unsubscribe_url
 from dispatcher.cli.argtypes import row_id
 from dispatcher.cli.commands import with_stores
 from dispatcher.cli.output import SafeWriter, open_output
@@ -53,7 +54,8 @@ def add_parser(sub: Any) -> None:
     create.add_argument(
         "--unsubscribe-url",
         metavar="TEMPLATE",
-        help="List-Unsubscribe URL, e.g. https://x.example/u?e={{ email|urlencode }}",
+        help="List-Unsubscribe URL, e.g. https://x.example/u?e={{ email|urlencode }} (default: "
+        "the daemon's own one-click receiver, when feedback.public_url is set)",
     )
     create.add_argument("--priority", type=int, default=-10, help="transactional mail is 0")
     create.add_argument(
@@ -138,12 +140,15 @@ def _columns(path: Path) -> list[str]:
 _SES_VARIABLE = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
 
 
-def _check_ses_variables(templates: tuple[str, ...], columns: list[str]) -> None:
-    """SES template syntax: every {{name}} must be a column of the list (or `email`)."""
-    have = {c.lower() for c in columns}
-    missing = sorted(
-        {m.group(1) for t in templates for m in _SES_VARIABLE.finditer(t)} - have - {"email"}
-    )
+def _check_ses_variables(
+    templates: tuple[str, ...], columns: list[str], *, has_unsubscribe: bool = False
+) -> None:
+    """SES template syntax: every {{name}} must be a column of the list (or `email`, or
+    `unsubscribe_url` when the campaign has one: the sender puts it in the template data)."""
+    have = {c.lower() for c in columns} | {"email"}
+    if has_unsubscribe:
+        have.add("unsubscribe_url")
+    missing = sorted({m.group(1) for t in templates for m in _SES_VARIABLE.finditer(t)} - have)
     if missing:
         raise InputError(
             f"the template uses {', '.join('{{' + m + '}}' for m in missing)} but the list has "
@@ -290,17 +295,22 @@ async def _create(args: argparse.Namespace, cfg: Config) -> int:
     _one_line("--subject", args.subject)
     check_one_line("--subject", args.subject)
     _one_line("--unsubscribe-url", args.unsubscribe_url)
+    unsubscribe_url = args.unsubscribe_url
+    if unsubscribe_url is None and cfg.feedback.public_url is not None:
+        unsubscribe_url = default_unsubscribe_url(cfg.feedback.public_url)
     html = _read_template(args.template)
     text = _read_template(args.text_template) if args.text_template else None
     columns = _columns(args.recipients)
     if args.ses_template:
-        _check_ses_variables((args.subject, html, text or ""), columns)
+        _check_ses_variables(
+            (args.subject, html, text or ""), columns, has_unsubscribe=unsubscribe_url is not None
+        )
     else:
-        compiled = CompiledCampaign(CampaignContent(args.subject, html, text, args.unsubscribe_url))
+        compiled = CompiledCampaign(CampaignContent(args.subject, html, text, unsubscribe_url))
         compiled.check_variables(columns)
         for warning in compiled.shadowed_columns(columns):
             print(f"warning: {args.recipients}: {warning}", file=sys.stderr)
-    if _lint(html, text, args.unsubscribe_url) and not args.force:
+    if _lint(html, text, unsubscribe_url) and not args.force:
         raise InputError(
             "the template has errors (above); fix them, or pass --force to create anyway"
         )
@@ -313,7 +323,7 @@ async def _create(args: argparse.Namespace, cfg: Config) -> int:
         reply_to=tuple(args.reply_to),
         configuration_set=args.configuration_set,
         tags=tags,
-        unsubscribe_url=args.unsubscribe_url,
+        unsubscribe_url=unsubscribe_url,
         send_at=parse_send_after(args.send_at) if args.send_at else None,
         priority=args.priority,
         mode="ses_template" if args.ses_template else "render",

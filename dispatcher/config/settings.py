@@ -142,9 +142,14 @@ class FeedbackSettings:
     # Verify the SNS signature of queued messages (SQS access is IAM-authenticated already;
     # turn off only for a queue that only SNS can write to, or for moto's unsigned events).
     sqs_verify: bool = True
+    # The listener's address as the internet reaches it (https, through a TLS proxy): campaigns
+    # created without --unsubscribe-url get signed one-click links to <public_url>/unsubscribe/.
+    public_url: str | None = None
 
     def __post_init__(self) -> None:
         _int_range("feedback.listen_port", self.listen_port, 0, 65535)
+        if self.public_url is not None:
+            _check_public_url(self.public_url, enabled=self.enabled)
         _int_range("feedback.sqs_wait_seconds", self.sqs_wait_seconds, 0, 20)
         if self.sqs_queue_url is not None and not self.sqs_queue_url.startswith(
             ("https://", "http://")
@@ -166,6 +171,19 @@ class FeedbackSettings:
     @property
     def topics(self) -> tuple[str, ...]:
         return tuple(t.strip() for t in self.allowed_topics.split(",") if t.strip())
+
+
+def _check_public_url(url: str, *, enabled: bool) -> None:
+    if not url.startswith("https://") or any(c in url for c in " \t\r\n<>\"'?#{}"):
+        raise ConfigError(
+            "feedback.public_url must be the https:// URL the feedback listener is reached at, "
+            f"without query or spaces, e.g. https://mail.example.com, got {url!r}"
+        )
+    if not enabled:
+        raise ConfigError(
+            "feedback.public_url is served by the feedback listener: set feedback.enabled = "
+            "true (with feedback.allowed_topics), or remove feedback.public_url"
+        )
 
 
 @dataclass(frozen=True, slots=True)

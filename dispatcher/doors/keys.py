@@ -142,6 +142,11 @@ class MasterKey:
             f.write(key.hex() + "\n")
         return cls(path, key)
 
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for one other use (e.g. unsubscribe tokens), never a key id's secret."""
+        # Key ids are "DK" + base32, so a purpose with a ':' can never collide with one.
+        return hmac.new(self._key, f"purpose:{purpose}".encode(), hashlib.sha256).digest()
+
     def secret_for(self, key_id: str) -> str:
         """The key's secret: 40 characters of [A-Za-z0-9_-]."""
         digest = hmac.new(self._key, key_id.encode("ascii"), hashlib.sha256).digest()

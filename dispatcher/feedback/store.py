@@ -136,6 +136,11 @@ class FeedbackStore:
         self._transient_limit = transient_limit
         self._transient_window = transient_window_days * 86400.0
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (the unsubscribe receiver reads a recipient's address on it)."""
+        return self._pool
+
     # -- events -------------------------------------------------------------------------------
 
     async def record(

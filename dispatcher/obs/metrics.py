@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg  # type: ignore[import-untyped]
@@ -59,6 +59,9 @@ QUEUE_STATES = ("held", "queued", "claimed", "in_flight", "unknown")
 SHARED_TIMEOUT = 5.0  # seconds a scrape waits for Postgres before it reports it down
 _NOBODY = uuid.UUID(int=0)  # the owner a reader syncs the quota as: it records no sends
 OUTCOMES = ("sent", "failed", "retried", "in_doubt")  # the Counters fields sends end in
+# One-click unsubscribe POSTs (dispatcher.feedback.unsubscribe): a new suppression, a repeat of
+# one, or refused (bad token, gone campaign or message, no one-click body).
+UNSUBSCRIBE_OUTCOMES = ("unsubscribed", "repeat", "refused")
 # SES answers in tens of milliseconds; throttling and retries inside the SDK take seconds.
 SEND_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # From enqueue to SES's yes: under a second when idle, hours behind a campaign or a quota.
@@ -114,12 +117,25 @@ class ProcessMetrics:
             registry=r,
             buckets=ACCEPTED_BUCKETS,
         )
+        # Counted by the feedback listener's receiver as requests come (not from Counters).
+        self.unsubscribes = Counter(
+            "dispatcher_unsubscribes",
+            "One-click unsubscribe POSTs received, by result",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in UNSUBSCRIBE_OUTCOMES:
+            self.unsubscribes.labels(outcome=outcome)
         for outcome in OUTCOMES:  # every series present from the start, at 0
             self.sends.labels(outcome=outcome)
         for lane in ("message", "campaign"):
             self.accepted.labels(lane=lane)
         self._seen: dict[str, int] = {}
         self._sent: deque[tuple[float, int]] = deque()
+
+    def unsubscribes_counter(self) -> Callable[[str], None]:
+        """A function that counts one unsubscribe POST by its result (UNSUBSCRIBE_OUTCOMES)."""
+        return lambda outcome: self.unsubscribes.labels(outcome=outcome).inc()
 
     def update(self, c: Counters, *, in_flight: int, rate_allowed: float, now: float) -> None:
         """Copy what `c` counted since the last update; move its latency samples over."""
