@@ -99,14 +99,14 @@ def test_a_day_without_sending_does_not_count() -> None:
 
 
 def test_left_over_room_goes_back_and_a_new_day_drops_it() -> None:
-    days = MemoryDays((100,))
+    days = MemoryDays((100, 100))
     p = Process(days)
     p.refill(DAY1)
     assert p.gate.left == 50 and days.rows[DAY1][0] == 50
     assert p.gate.give_back() == (DAY1, 50)
     p.refill(DAY1)
     p.refill(DAY1 + timedelta(days=1))  # yesterday's room is not today's
-    assert p.gate.left == 0 or p.gate.day is not None and p.gate.day.today != DAY1
+    assert p.gate.left == 50 and days.rows[DAY1 + timedelta(days=1)][0] == 50
 
 
 def test_a_bounce_spike_holds_the_ramp_with_the_reason() -> None:
