@@ -106,6 +106,8 @@ def test_left_over_room_goes_back_and_a_new_day_drops_it() -> None:
     assert p.gate.give_back() == (DAY1, 50)
     p.refill(DAY1)
     p.refill(DAY1 + timedelta(days=1))  # yesterday's room is not today's
+    assert p.gate.left == 0
+    p.refill(DAY1 + timedelta(days=1))
     assert p.gate.left == 50 and days.rows[DAY1 + timedelta(days=1)][0] == 50
 
 
