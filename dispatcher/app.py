@@ -31,6 +31,7 @@ from dispatcher.feedback.watch import run_guard
 from dispatcher.obs.live import observing
 from dispatcher.obs.metrics import ProcessMetrics
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
+from dispatcher.pacing.warmup import WarmupGate
 from dispatcher.queue.repository import Queue
 from dispatcher.retention import Pruner, run_pruner
 from dispatcher.runtime import settle_heap
@@ -39,6 +40,7 @@ from dispatcher.webhooks.sender import run_webhooks
 from dispatcher.worker.listener import Listener
 from dispatcher.worker.pool import PoolSettings, RunReport, Shared, WorkerPool, first_reading
 from dispatcher.worker.quota_store import LeaderLock, SharedQuotaStore
+from dispatcher.worker.warmup_store import WarmupStore, run_warmup
 
 log = structlog.get_logger()
 
@@ -344,10 +346,29 @@ async def run_worker(
             )
         )
         watchdog.watch(background[-1], "the webhook sender")
+        warmup: WarmupStore | None = None
+        if cfg.warmup.enabled:  # the governor admits against today's warm-up cap too
+            warmup = WarmupStore(stores.queue.pool, cfg.warmup)
+            governor.warmup = WarmupGate()
+            supply = run_warmup(
+                warmup,
+                governor.warmup,
+                cfg.warmup,
+                stores.feedback,
+                cfg.guard.window_hours,
+                guard_stop,
+            )
+            background.append(asyncio.create_task(supply, name="warmup"))
+            watchdog.watch(background[-1], "the warm-up")  # without it nothing is admitted
         try:
             report = await pool.run()
         finally:
             guard_stop.set()
             await asyncio.gather(*background, return_exceptions=True)
+            if warmup is not None and governor.warmup is not None:
+                try:
+                    await warmup.give_back(governor.warmup)  # others may use it today
+                except Exception as exc:
+                    log.warning("warmup.give_back_failed", error=repr(exc))
         watchdog.check()
         return report

@@ -6,8 +6,9 @@ SELECT pg_notify('dispatcher_jobs', '');
 
 -- name: campaign_insert
 INSERT INTO dispatcher.campaigns (name, from_addr, reply_to, configuration_set, tags, subject,
-                                  html, text_body, unsubscribe_url, send_at, priority, mode)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12)
+                                  html, text_body, unsubscribe_url, send_at, priority, mode,
+                                  send_window, window_timezone, timezone_column)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 RETURNING id;
 
 -- name: campaign_staging
@@ -69,8 +70,15 @@ RETURNING recipients;
 -- name: campaign_get
 SELECT id, name, state::text, from_addr, reply_to, configuration_set, tags, subject, html,
        text_body, unsubscribe_url, send_at, priority, recipients, pause_reason, created_at,
-       started_at, finished_at, mode
+       started_at, finished_at, mode, send_window, window_timezone, timezone_column
 FROM dispatcher.campaigns WHERE id = $1;
+
+-- name: campaign_window_waiting
+-- Queued mail of a campaign with a send window that is not due yet: a worker gave it back
+-- until its window opens (scheduled, like mail sent later on purpose). Through the campaign
+-- lane's index (campaign_id, priority, run_at).
+SELECT count(*) FROM dispatcher.jobs
+WHERE campaign_id = $1 AND state = 'queued' AND scheduled AND run_at > now();
 
 -- name: campaign_list
 SELECT id, name, state::text, recipients, pause_reason, created_at, started_at, finished_at

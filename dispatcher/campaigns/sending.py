@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import structlog
 
@@ -15,8 +16,9 @@ from dispatcher.campaigns.render import (
 )
 from dispatcher.campaigns.store import CampaignRow, CampaignStore
 from dispatcher.campaigns.unsubscribe import TOKEN_VARIABLE, UnsubscribeTokens
+from dispatcher.campaigns.windows import SendWindow, parse_window, zone
 from dispatcher.domain.jobs import ClaimedJob
-from dispatcher.domain.plan import Fail, GiveBack, Plan, Send, SendBulk
+from dispatcher.domain.plan import Fail, GiveBack, Plan, Send, SendBulk, Wait
 from dispatcher.errors import ConfigError, InputError
 from dispatcher.ses.errors import SesError
 
@@ -34,6 +36,7 @@ class CampaignSender:
     """
 
     __slots__ = (
+        "_clock",
         "_compiled",
         "_ensure_template",
         "_links",
@@ -43,6 +46,7 @@ class CampaignSender:
         "_token_key",
         "_tokens",
         "_uses_token",
+        "_windows",
     )
 
     def __init__(
@@ -51,8 +55,11 @@ class CampaignSender:
         ensure_template: EnsureTemplate | None = None,
         *,
         tokens: TokenKey | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
+        self._clock = clock  # wall clock: send windows are hours of the day
+        self._windows: dict[int, SendWindow | None] = {}
         self._ensure_template = ensure_template
         self._token_key = tokens
         self._tokens: UnsubscribeTokens | None = None
@@ -173,6 +180,25 @@ class CampaignSender:
             job, message=dataclasses.replace(msg, headers=headers), variables=variables
         )
 
+    async def window_wait(self, job: ClaimedJob) -> float | None:
+        """Seconds until the recipient's send window opens; None if it is open (or none)."""
+        assert job.campaign_id is not None
+        cid = job.campaign_id
+        if cid not in self._windows:
+            row = await self._row(cid)
+            self._windows[cid] = parse_window(row.send_window) if row.send_window else None
+        window = self._windows[cid]
+        if window is None:
+            return None  # the common case: one dict lookup per job
+        row = await self._row(cid)
+        name = (job.variables or {}).get(row.timezone_column or "") or row.timezone or "UTC"
+        now = self._clock()
+        try:
+            opens = window.next_open(zone(name), now)
+        except InputError:  # checked at import; a zone gone from tzdata since: the campaign's
+            opens = window.next_open(zone(row.timezone or "UTC"), now)
+        return None if opens is None else max(1.0, (opens - now).total_seconds())
+
     async def finish_done(self) -> list[int]:
         """Mark running campaigns with nothing left to send finished; their ids."""
         done = await self._store.finish_done()
@@ -189,6 +215,9 @@ class CampaignSender:
         """How a campaign job goes out: rendered, in bulk with the SES template, failed (it
         cannot be rendered), or given back (SES refused the template: the campaign is paused)."""
         assert job.campaign_id is not None
+        delay = await self.window_wait(job)
+        if delay is not None:
+            return Wait(job, delay)
         try:
             self._signer(await self._row(job.campaign_id))
         except ConfigError as exc:  # every recipient would fail alike: hold the campaign

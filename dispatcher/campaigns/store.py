@@ -40,6 +40,11 @@ class CampaignSpec:
     send_at: datetime | None = None
     priority: int = -10
     mode: str = "render"  # or "ses_template": SendBulkEmail from an SES template
+    # Send window (dispatcher.campaigns.windows): hours in `timezone`, or in each recipient's
+    # zone from the list's column `timezone_column` (empty cells: `timezone`, else UTC).
+    send_window: str | None = None
+    timezone: str | None = None
+    timezone_column: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,9 @@ class CampaignRow:
     started_at: datetime | None
     finished_at: datetime | None
     mode: str = "render"
+    send_window: str | None = None
+    timezone: str | None = None
+    timezone_column: str | None = None
 
     @property
     def ses_template_name(self) -> str:
@@ -100,6 +108,7 @@ class CampaignStatus:
     failures: dict[str, int]  # outcome -> count, for failed and in-doubt mail
     # state -> count of the mail retention removed (dispatcher.retention); in `counts` too
     pruned: dict[str, int] = field(default_factory=dict)
+    waiting_for_window: int = 0  # queued, not due before their send window opens
 
     @property
     def done(self) -> int:
@@ -116,6 +125,8 @@ class CampaignStatus:
             "counts": self.counts,
             "failures": self.failures,
             "pruned": self.pruned,
+            "send_window": c.send_window,
+            "waiting_for_window": self.waiting_for_window,
             "created_at": c.created_at.isoformat(),
             "started_at": c.started_at.isoformat() if c.started_at else None,
             "finished_at": c.finished_at.isoformat() if c.finished_at else None,
@@ -147,6 +158,9 @@ def _row(r: Any) -> CampaignRow:
         started_at=r["started_at"],
         finished_at=r["finished_at"],
         mode=r.get("mode", "render"),
+        send_window=r.get("send_window"),
+        timezone=r.get("window_timezone"),
+        timezone_column=r.get("timezone_column"),
     )
 
 
@@ -210,6 +224,9 @@ class CampaignStore:
                 spec.send_at,
                 spec.priority,
                 spec.mode,
+                spec.send_window,
+                spec.timezone,
+                spec.timezone_column,
             )
             await conn.execute(query("campaign_staging"))
             chunk: list[tuple[int, str, str, str]] = []
@@ -318,11 +335,14 @@ class CampaignStore:
             counts_rows = await conn.fetch(query("campaign_counts"), campaign_id)
             failure_rows = await conn.fetch(query("campaign_failures"), campaign_id)
             pruned_rows = await conn.fetch(query("campaign_pruned_counts"), campaign_id)
+            waiting = 0
+            if campaign.send_window is not None:  # no window: no query
+                waiting = await conn.fetchval(query("campaign_window_waiting"), campaign_id)
         counts = dict.fromkeys(JOB_STATES, 0)
         counts.update({r["state"]: r["n"] for r in counts_rows})
         failures = {r["outcome"]: r["n"] for r in failure_rows}
         pruned = {r["state"]: r["n"] for r in pruned_rows}
-        return CampaignStatus(campaign, counts, failures, pruned)
+        return CampaignStatus(campaign, counts, failures, pruned, waiting)
 
     async def list(self) -> list[CampaignStatus]:
         await self.finish_done()

@@ -19,6 +19,7 @@ from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.render import CampaignContent, CompiledCampaign
 from dispatcher.campaigns.store import CampaignSpec, CampaignStatus, CampaignStore
 from dispatcher.campaigns.unsubscribe import default_unsubscribe_url
+from dispatcher.campaigns.windows import check_zones, parse_window, zone
 from dispatcher.cli.argtypes import row_id
 from dispatcher.cli.commands import with_stores
 from dispatcher.cli.output import SafeWriter, open_output
@@ -63,6 +64,17 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="send with SendBulkEmail (50 recipients a call) from an SES template: the subject "
         "and templates are then SES syntax ({{name}}), rendered by SES",
+    )
+    create.add_argument(
+        "--window",
+        metavar="DAYS HH:MM-HH:MM",
+        help="send only then, e.g. 'Mon-Fri 09:00-18:00' (others wait for it, none blocked)",
+    )
+    create.add_argument("--timezone", metavar="ZONE", help="of --window, e.g. Europe/Berlin (UTC)")
+    create.add_argument(
+        "--timezone-column",
+        metavar="COLUMN",
+        help="each recipient's own zone for --window, from this CSV column (empty: --timezone)",
     )
     create.add_argument("--strict", action="store_true", help="one bad row rejects the file")
     create.add_argument("--force", action="store_true", help="create despite lint errors")
@@ -301,6 +313,7 @@ async def _create(args: argparse.Namespace, cfg: Config) -> int:
     html = _read_template(args.template)
     text = _read_template(args.text_template) if args.text_template else None
     columns = _columns(args.recipients)
+    _check_window(args, columns)
     if args.ses_template:
         _check_ses_variables(
             (args.subject, html, text or ""), columns, has_unsubscribe=unsubscribe_url is not None
@@ -327,6 +340,9 @@ async def _create(args: argparse.Namespace, cfg: Config) -> int:
         send_at=parse_send_after(args.send_at) if args.send_at else None,
         priority=args.priority,
         mode="ses_template" if args.ses_template else "render",
+        send_window=args.window.strip() if args.window else None,
+        timezone=args.timezone,
+        timezone_column=args.timezone_column,
     )
     began = time.monotonic()
     try:
@@ -335,10 +351,11 @@ async def _create(args: argparse.Namespace, cfg: Config) -> int:
         raise InputError(f"cannot read {args.recipients}: {exc.strerror}") from None
     with stream:
         async with app.open_stores(cfg) as stores:
+            rows = iter_recipients(stream, source=str(args.recipients))
+            if args.timezone_column:  # a bad zone name is a bad row, reported like the others
+                rows = check_zones(rows, args.timezone_column)
             result = await stores.campaigns.create(
-                spec,
-                counted(iter_recipients(stream, source=str(args.recipients)), "importing"),
-                strict=args.strict,
+                spec, counted(rows, "importing"), strict=args.strict
             )
     elapsed = time.monotonic() - began
     if args.json:
@@ -369,6 +386,26 @@ async def _create(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _check_window(args: argparse.Namespace, columns: list[str]) -> None:
+    """--window and its zone options make sense together; InputError saying what to fix."""
+    if args.window is None:
+        for flag, value in (
+            ("--timezone", args.timezone),
+            ("--timezone-column", args.timezone_column),
+        ):
+            if value is not None:
+                raise InputError(f"{flag} needs --window (e.g. --window 'Mon-Fri 09:00-18:00')")
+        return
+    parse_window(args.window)
+    if args.timezone is not None:
+        zone(args.timezone)
+    if args.timezone_column is not None and args.timezone_column not in columns:
+        raise InputError(
+            f"--timezone-column {args.timezone_column!r} is not a column of {args.recipients} "
+            f"(its columns: {', '.join(columns)})"
+        )
+
+
 def _print_status(st: CampaignStatus) -> None:
     c = st.campaign
     total = max(c.recipients, 1)
@@ -379,6 +416,8 @@ def _print_status(st: CampaignStatus) -> None:
     for state, n in st.counts.items():
         if n:
             print(f"  {state:<10} {n:>9}")
+    if st.waiting_for_window:
+        print(f"  waiting for their send window ({c.send_window}): {st.waiting_for_window}")
     if st.failures:
         kinds = ", ".join(f"{k} {n}" for k, n in st.failures.items())
         print(f"  failed or in doubt by kind: {kinds}")

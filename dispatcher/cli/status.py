@@ -29,6 +29,7 @@ from dispatcher.obs.health import (
 )
 from dispatcher.pacing import QuotaGovernor
 from dispatcher.ses import SesAdapter
+from dispatcher.worker.warmup_store import print_warmup, warmup_view
 
 
 def no_credentials(cfg: Config) -> str:
@@ -103,6 +104,7 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         hold = await stores.feedback.sending_hold()
         held_senders = await stores.feedback.held_senders()
         shared = await stores.quota.sync(uuid.UUID(int=0), {})  # records nothing: no sends
+        warmup = await warmup_view(stores.queue.pool, cfg.warmup)
     states = {state: counts.get(state, 0) for state in STATES}
     leader = next((w for w in workers if w.id == shared.leader), None)
     shared_view = {
@@ -117,6 +119,7 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         # What the database knows first: SES may be slow or down, and that is when it matters.
         _print_local_status(states, len(workers), shared_view, reputation, hold, window)
         _print_held_senders(held_senders)
+        print_warmup(warmup)
         sys.stdout.flush()
     pacing = await _bounded_pacing_view(cfg)
     pacing["workers"] = len(workers)
@@ -127,6 +130,7 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
             "held_senders": [_held_json(h) for h in held_senders],
             "pacing": pacing,
             "reputation": reputation,
+            "warmup": warmup,
         }
         print(json.dumps(view, indent=2, default=str))
         return 0

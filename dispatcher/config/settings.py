@@ -17,6 +17,7 @@ from dispatcher.doctor.settings import DoctorSettings
 from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.errors import ConfigError
 from dispatcher.pacing.settings import PacingSettings
+from dispatcher.pacing.warmup import WarmupSettings
 from dispatcher.ses.settings import SesSettings
 from dispatcher.webhooks.settings import WebhookSettings, shown_url
 
@@ -340,6 +341,7 @@ class Config:
     api: ApiSettings = field(default_factory=ApiSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    warmup: WarmupSettings = field(default_factory=WarmupSettings)
     log: LogSettings = field(default_factory=LogSettings)
     webhooks: tuple[WebhookSettings, ...] = ()  # `[[webhooks]]`, an array of tables
 

@@ -525,6 +525,9 @@ CREATE TABLE dispatcher.campaigns (
     finished_at timestamp with time zone,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     mode text DEFAULT 'render'::text NOT NULL,
+    send_window text,
+    window_timezone text,
+    timezone_column text,
     CONSTRAINT campaigns_mode_check CHECK ((mode = ANY (ARRAY['render'::text, 'ses_template'::text])))
 );
 
@@ -681,6 +684,13 @@ CREATE SEQUENCE dispatcher.webhook_order_seq
     NO MAXVALUE
     CACHE 1;
 
+CREATE TABLE dispatcher.warmup_days (
+    day date NOT NULL,
+    taken double precision DEFAULT 0 NOT NULL,
+    held_reason text,
+    held_at timestamp with time zone
+);
+
 CREATE TABLE dispatcher.webhook_deliveries (
     id bigint NOT NULL,
     endpoint_id integer NOT NULL,
@@ -777,6 +787,9 @@ ALTER TABLE ONLY dispatcher.recipient_events
 
 ALTER TABLE ONLY dispatcher.retention_marks
     ADD CONSTRAINT retention_marks_pkey PRIMARY KEY (state);
+
+ALTER TABLE ONLY dispatcher.warmup_days
+    ADD CONSTRAINT warmup_days_pkey PRIMARY KEY (day);
 
 ALTER TABLE ONLY dispatcher.send_quota
     ADD CONSTRAINT send_quota_pkey PRIMARY KEY (id);

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from dispatcher.domain.jobs import ClaimedJob
 
-__all__ = ["Fail", "GiveBack", "Plan", "Send", "SendBulk"]
+__all__ = ["Fail", "GiveBack", "Plan", "Send", "SendBulk", "Wait"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,4 +41,12 @@ class GiveBack:
     reason: str
 
 
-Plan = Send | SendBulk | Fail | GiveBack
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Not before `delay` seconds: the recipient's send window is closed until then."""
+
+    job: ClaimedJob
+    delay: float
+
+
+Plan = Send | SendBulk | Fail | GiveBack | Wait

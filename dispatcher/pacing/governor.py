@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from dispatcher.domain.quota import Quota
 from dispatcher.pacing.settings import MIN_POLL_INTERVAL, PacingSettings
+from dispatcher.pacing.warmup import WarmupGate
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,9 @@ PENDING_EPOCH = 2**62
 
 # Seconds to wait when our share of the room is used: about one sync of the shared quota.
 SHARE_RETRY = 0.25
+# Seconds to wait for the warm-up's refill loop, and to look again once today's cap is reached.
+WARMUP_REFILL_RETRY = 0.05
+WARMUP_SPENT_RETRY = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,7 @@ class QuotaGovernor:
         "_settings",
         "_share",
         "_spent",
+        "warmup",
     )
 
     def __init__(self, settings: PacingSettings | None = None) -> None:
@@ -102,6 +107,8 @@ class QuotaGovernor:
         # would take it all before the others' sends are heard of).
         self._room_at_sync = 0.0
         self._own_at_sync = 0.0
+        # The warm-up's daily cap, when one applies: admitted against besides SES's quota.
+        self.warmup: WarmupGate | None = None
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -119,6 +126,8 @@ class QuotaGovernor:
         call `answered()` when SES has answered it."""
         self._sent_since_reading += recipients
         self._pending += recipients
+        if self.warmup is not None:
+            self.warmup.use(recipients)
 
     def on_daily_quota_error(self, now: float) -> None:
         """SES refused a send because the daily quota is spent: pause at once."""
@@ -194,14 +203,24 @@ class QuotaGovernor:
         if self._daily_error_at is not None:
             return Admission(False, self._daily_error_reason(), self._retry_at(now))
         if quota.max_24_hour_send < 0:
-            return ADMITTED
+            return self._warmup_check(recipients, now)
         used = self._used(quota)
         if recipients > self._our_room(quota, used):
             return Admission(False, self._over_reason(quota, used), self._retry_at(now))
         if recipients > self._share_left():
             reason = "our share of the daily quota's room is used until the next sync"
             return Admission(False, reason, now + SHARE_RETRY, until_sync=True)
-        return ADMITTED
+        return self._warmup_check(recipients, now)
+
+    def _warmup_check(self, recipients: int, now: float) -> Admission:
+        """min(SES quota, warm-up cap): the cap spent is a pause like the quota's (mail waits
+        for the next day); room not yet taken from the day's row is a short wait."""
+        if self.warmup is None or (refused := self.warmup.refusal(recipients)) is None:
+            return ADMITTED
+        reason, spent = refused
+        if spent:
+            return Admission(False, reason, now + WARMUP_SPENT_RETRY)
+        return Admission(False, reason, now + WARMUP_REFILL_RETRY, until_sync=True)
 
     def reserve(self, recipients: int, now: float) -> Admission:
         """check(), and if admitted record_sent() right away (release nothing if the send fails)."""
@@ -223,12 +242,11 @@ class QuotaGovernor:
             return "no GetSendQuota reading yet"
         if self._daily_error_at is not None:
             return self._daily_error_reason()
-        if quota.max_24_hour_send < 0:
-            return None
-        used = self._used(quota)
-        if self._our_room(quota, used) < 1:
-            return self._over_reason(quota, used)
-        return None
+        if quota.max_24_hour_send >= 0:
+            used = self._used(quota)
+            if self._our_room(quota, used) < 1:
+                return self._over_reason(quota, used)
+        return self.warmup.spent if self.warmup is not None else None
 
     @property
     def quota(self) -> Quota | None:

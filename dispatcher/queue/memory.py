@@ -214,7 +214,9 @@ class MemoryJobStore:
             recorded.add(s.id)
         return recorded
 
-    async def release(self, owner: uuid.UUID, ids: Sequence[int], delay: float = 0.0) -> int:
+    async def release(
+        self, owner: uuid.UUID, ids: Sequence[int], delay: float = 0.0, *, scheduled: bool = False
+    ) -> int:
         now = self._now()
         due = now + timedelta(seconds=delay)
         jobs = [self._jobs.get(i) for i in set(ids)]
@@ -222,6 +224,7 @@ class MemoryJobStore:
         for job in mine:
             self._give_back(job, now)
             job.run_at = max(job.run_at, due)
+            job.scheduled = job.scheduled or scheduled
         return len(mine)
 
     async def release_orphans(self, owner: uuid.UUID, held: Sequence[int]) -> int:

@@ -165,10 +165,11 @@ WHERE j.id = u.id AND j.lease_token = u.token
 RETURNING j.id;
 
 -- name: release
--- Give claimed jobs back untouched (no attempt used): shutdown, a paused account or sender.
+-- Give claimed jobs back untouched (no attempt used): shutdown, a paused account or sender, a
+-- closed send window ($4: due later on purpose, which a drain does not wait for).
 UPDATE dispatcher.jobs j
 SET state = dispatcher.requeue_state(j.campaign_id), lease_owner = NULL, updated_at = now(),
-    run_at = greatest(j.run_at, now() + make_interval(secs => $3))
+    run_at = greatest(j.run_at, now() + make_interval(secs => $3)), scheduled = j.scheduled OR $4
 WHERE j.id = ANY($1::bigint[]) AND j.lease_owner = $2 AND j.state = 'claimed'
 RETURNING j.id;
 

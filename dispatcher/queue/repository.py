@@ -239,12 +239,14 @@ class Queue:
             )
         return {row["id"] for row in rows}
 
-    async def release(self, owner: uuid.UUID, ids: Sequence[int], delay: float = 0.0) -> int:
+    async def release(
+        self, owner: uuid.UUID, ids: Sequence[int], delay: float = 0.0, *, scheduled: bool = False
+    ) -> int:
         """Give claimed jobs back to the queue without using an attempt; returns how many."""
         if not ids:
             return 0
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(query("release"), list(ids), owner, float(delay))
+            rows = await conn.fetch(query("release"), list(ids), owner, float(delay), scheduled)
         return len(rows)
 
     async def release_orphans(self, owner: uuid.UUID, held: Sequence[int]) -> int:

@@ -67,8 +67,12 @@ class RetryingStore:
     async def settle(self, settlements: Sequence[Settlement]) -> set[int]:
         return await self._retry("settle", lambda: self._store.settle(settlements))
 
-    async def release(self, owner: uuid.UUID, ids: Sequence[int], delay: float = 0.0) -> int:
-        return await self._retry("release", lambda: self._store.release(owner, ids, delay))
+    async def release(
+        self, owner: uuid.UUID, ids: Sequence[int], delay: float = 0.0, *, scheduled: bool = False
+    ) -> int:
+        return await self._retry(
+            "release", lambda: self._store.release(owner, ids, delay, scheduled=scheduled)
+        )
 
     async def release_orphans(self, owner: uuid.UUID, held: Sequence[int]) -> int:
         return await self._retry("release", lambda: self._store.release_orphans(owner, held))

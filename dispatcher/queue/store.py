@@ -40,8 +40,11 @@ class JobStore(Protocol):
         """Record results of the jobs whose token is current; a stale token records nothing."""
         ...
 
-    async def release(self, owner: uuid.UUID, ids: Sequence[int], delay: float = 0.0) -> int:
-        """Give claimed jobs back without using an attempt, not due before `delay` seconds."""
+    async def release(
+        self, owner: uuid.UUID, ids: Sequence[int], delay: float = 0.0, *, scheduled: bool = False
+    ) -> int:
+        """Give claimed jobs back without using an attempt, not due before `delay` seconds
+        (`scheduled`: due later on purpose, e.g. a send window; a drain does not wait for it)."""
         ...
 
     async def release_orphans(self, owner: uuid.UUID, held: Sequence[int]) -> int:

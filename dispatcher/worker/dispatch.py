@@ -14,7 +14,7 @@ from typing import Protocol
 import structlog
 
 from dispatcher.domain.jobs import ClaimedJob, Settlement
-from dispatcher.domain.plan import Fail, GiveBack, Plan, Send, SendBulk
+from dispatcher.domain.plan import Fail, GiveBack, Plan, Send, SendBulk, Wait
 from dispatcher.queue.store import JobStore
 from dispatcher.worker.admission import Admission, Refused
 from dispatcher.worker.counters import EXIT_HELD, EXIT_QUOTA_SPENT, Counters
@@ -76,6 +76,8 @@ class Dispatch:
                 await self._fail_job(plan)
             elif isinstance(plan, GiveBack):
                 await self._give_back([job], 0.0)  # the pause holds it (requeue_state)
+            elif isinstance(plan, Wait):
+                await self._give_back([job], plan.delay, scheduled=True)  # its window opens
             elif isinstance(plan, SendBulk):
                 if self._admission.bulk_call():
                     group = await self._bulk_group(plan)
@@ -105,6 +107,8 @@ class Dispatch:
             plan = await self._plan(job)  # headers only (the campaign's row is cached)
             if isinstance(plan, Fail):
                 await self._fail_job(plan)  # a recipient whose URL cannot be rendered fails alone
+            elif isinstance(plan, Wait):
+                await self._give_back([plan.job], plan.delay, scheduled=True)
             else:
                 group.append(plan.job)
         return group
@@ -156,7 +160,9 @@ class Dispatch:
         self._counters.failed += 1
         log.warning("message.render_failed", message_id=job.id, error=plan.reason)
 
-    async def _give_back(self, jobs: list[ClaimedJob], delay: float) -> None:
+    async def _give_back(
+        self, jobs: list[ClaimedJob], delay: float, *, scheduled: bool = False
+    ) -> None:
         if jobs:
-            await self._store.release(self._owner, [j.id for j in jobs], delay)
+            await self._store.release(self._owner, [j.id for j in jobs], delay, scheduled=scheduled)
         self._intake.handed_over(jobs)

@@ -6,13 +6,16 @@ import asyncio
 import io
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
 from dispatcher.app import run_worker
 from dispatcher.campaigns.recipients import iter_recipients
+from dispatcher.campaigns.sending import CampaignSender
 from dispatcher.campaigns.store import CampaignSpec, CampaignStore
 from dispatcher.domain.jobs import NewMessage
+from dispatcher.domain.plan import Send, Wait
 from dispatcher.errors import InputError
 from dispatcher.queue.repository import Queue
 from dispatcher.worker.pool import EXIT_OK
@@ -347,3 +350,39 @@ async def test_retry_failed_on_a_finished_campaign_runs_it_again_with_the_retrie
     assert status.campaign.state == "running"
     assert status.counts["queued"] == 1  # sendable now, not held behind a finished campaign
     assert [j.message.id for j in await queue.claim(uuid.uuid4(), 10)] == [ids[0]]
+
+
+async def test_send_window_per_recipient_zone_as_the_clock_moves(queue: Queue) -> None:
+    store = CampaignStore(queue.pool)
+    data = (
+        b"email,name,unsubscribe,tz\n"
+        b"success+berlin@simulator.amazonses.com,B,https://u/1,\n"  # the campaign's zone
+        b"success+ny@simulator.amazonses.com,N,https://u/2,America/New_York\n"
+        b"success+tokyo@simulator.amazonses.com,T,https://u/3,Asia/Tokyo\n"
+    )
+    campaign_id = await create(
+        store,
+        data,
+        send_window="Mon-Fri 09:00-18:00",
+        timezone="Europe/Berlin",
+        timezone_column="tz",
+    )
+    await store.start(campaign_id)
+    jobs = {
+        j.message.to[0].split("+")[1].split("@")[0]: j for j in await queue.claim(uuid.uuid4(), 10)
+    }
+    now = datetime(2026, 6, 10, 14, 0, tzinfo=UTC)  # Wed: Berlin 16:00, New York 10:00, Tokyo 23:00
+    sender = CampaignSender(store, clock=lambda: now)
+
+    assert await sender.window_wait(jobs["berlin"]) is None
+    assert await sender.window_wait(jobs["ny"]) is None
+    assert await sender.window_wait(jobs["tokyo"]) == 10 * 3600  # Thu 09:00 JST
+    assert isinstance(await sender.plan(jobs["tokyo"]), Wait)
+    assert isinstance(await sender.plan(jobs["ny"]), Send)
+
+    now = datetime(2026, 6, 12, 17, 0, tzinfo=UTC)  # Fri: Berlin 19:00, NY 13:00, Tokyo Sat 02:00
+    monday_berlin = datetime(2026, 6, 15, 7, 0, tzinfo=UTC)
+    assert await sender.window_wait(jobs["berlin"]) == (monday_berlin - now).total_seconds()
+    assert await sender.window_wait(jobs["ny"]) is None
+    monday_tokyo = datetime(2026, 6, 15, 0, 0, tzinfo=UTC)
+    assert await sender.window_wait(jobs["tokyo"]) == (monday_tokyo - now).total_seconds()

@@ -38,6 +38,7 @@ async def test_fresh_database_migrates_then_second_run_is_a_no_op(pg_blank_dsn: 
         )
         assert [t["tablename"] for t in tables] == [
             "api_keys",
+            "campaign_pruned",
             "campaigns",
             "events",
             "jobs",
@@ -45,10 +46,14 @@ async def test_fresh_database_migrates_then_second_run_is_a_no_op(pg_blank_dsn: 
             "messages",
             "quota_spend",
             "recipient_events",
+            "retention_marks",
             "schema_migrations",
             "send_quota",
             "sending_hold",
             "suppressions",
+            "warmup_days",
+            "webhook_deliveries",
+            "webhook_endpoints",
             "workers",
         ]
     finally:

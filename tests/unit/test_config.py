@@ -431,7 +431,7 @@ def test_every_key_has_a_generic_environment_variable() -> None:
             {"mailer": {"host": "x"}},
             {},
             f"unknown section [mailer] {IN_FILE}; the sections are: database, queue, delivery, "
-            "ses, pacing, feedback, guard, doctor, keys, api, smtp, retention, log",
+            "ses, pacing, feedback, guard, doctor, keys, api, smtp, retention, warmup, log",
         ),
         (
             {"claim_batch": 5},
@@ -562,6 +562,7 @@ def test_config_to_dict_masks_secrets() -> None:
         "api",
         "smtp",
         "retention",
+        "warmup",
         "log",
         "webhooks",
     ]
