@@ -165,7 +165,16 @@ async def run_webhooks(
     receiving new events (the triggers write none).
     """
     store = WebhookStore(pool)
-    ids, dropped = await store.sync(endpoints)
+    while True:  # Postgres away at start-up: the daemon rides it out, so do we
+        try:
+            ids, dropped = await store.sync(endpoints)
+            break
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            log.warning("webhook.db_unavailable", error=repr(exc))
+            if await wait_event(stop, DB_RETRY):
+                return
     for url in dropped:
         log.warning("webhook.endpoint_unsubscribed", endpoint=shown_url(url))
     if not endpoints:
