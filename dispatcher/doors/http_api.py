@@ -31,7 +31,13 @@ from dispatcher.doors.api_body import (
     read_body,
     unscoped_key,
 )
-from dispatcher.doors.intake import ACQUIRE_TIMEOUT, Forbidden, checked, is_unavailable
+from dispatcher.doors.intake import (
+    ACQUIRE_TIMEOUT,
+    Forbidden,
+    atomic,
+    checked,
+    is_unavailable,
+)
 from dispatcher.doors.keys import ApiKey
 from dispatcher.doors.web import CONTEXT, DoorError, basic_key, fail
 from dispatcher.errors import InputError
@@ -41,6 +47,8 @@ from dispatcher.queue.repository import enqueue_on
 __all__ = ["RETRY_AFTER", "routes"]
 
 log = structlog.get_logger()
+
+INLINE_BODY = 16 * 1024  # bytes of body parsed on the event loop; larger ones in a thread
 query = named_queries("dispatcher.doors", "http_api.sql")
 
 RETRY_AFTER = 5  # seconds a client is asked to wait when Postgres is out of reach
@@ -181,13 +189,19 @@ async def post_messages(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     key = await _authenticated(request)
     raw = await request.read()
-    # In a thread: reading and validating a large batch takes seconds of CPU, which would
-    # otherwise stop the daemon's own sending loop (and its lease heartbeats) meanwhile.
-    body, valid = await asyncio.to_thread(
-        _prepared, raw, key, request.headers.get("Idempotency-Key")
-    )
+    given_key = request.headers.get("Idempotency-Key")
+    if len(raw) <= INLINE_BODY:  # a message or two: less work than the hop to a thread
+        body, valid = _prepared(raw, key, given_key)
+    else:
+        # In a thread: reading and validating a large batch takes seconds of CPU, which would
+        # otherwise stop the daemon's own sending loop (and its lease heartbeats) meanwhile.
+        body, valid = await asyncio.to_thread(_prepared, raw, key, given_key)
     try:
-        async with ctx.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+        # A batch is all or none: a 409 on one element undoes the rest.
+        async with (
+            ctx.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn,
+            atomic(conn, len(valid)),
+        ):
             results = await enqueue_on(conn, valid)
             await _check_replays(conn, key, valid, results)
     except DoorError:
