@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -151,6 +152,9 @@ retry_max = 1.0
                 return bool(rows[0]["n"] == expected_total and rows[0]["failed"] >= len(RECIPIENTS))
 
             await eventually(all_written_and_tried, limit=40)
+            # The must-show's minute: DISPATCHER_TEST_WEBHOOK_DOWN=60 keeps the receiver down
+            # that much longer (the suite keeps it short; the retries are the same).
+            await asyncio.sleep(float(os.environ.get("DISPATCHER_TEST_WEBHOOK_DOWN", "0")))
             down = await run_cli(env, "webhooks", "--json")
             assert down.code == 0, down
             assert json.loads(down.out)["backlog"] == expected_total
