@@ -133,6 +133,8 @@ class CampaignStatus:
             "pruned": self.pruned,
             "send_window": c.send_window,
             "waiting_for_window": self.waiting_for_window,
+            "contact_list": c.contact_list,  # SES list management: the options every send names
+            "topic": c.topic,
             "created_at": c.created_at.isoformat(),
             "started_at": c.started_at.isoformat() if c.started_at else None,
             "finished_at": c.finished_at.isoformat() if c.finished_at else None,

@@ -450,6 +450,9 @@ def _print_status(st: CampaignStatus) -> None:
     print(f"campaign {c.id} {c.name!r}: {c.state}")
     if c.pause_reason:
         print(f"  paused because: {c.pause_reason}")
+    if c.contact_list:
+        topic = f", topic {c.topic}" if c.topic else ""
+        print(f"  SES contact list {c.contact_list}{topic}")
     print(f"  progress   {st.done}/{c.recipients} ({st.done / total:.1%})")
     for state, n in st.counts.items():
         if n:

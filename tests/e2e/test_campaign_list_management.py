@@ -124,6 +124,7 @@ async def test_every_send_names_the_contact_list_and_a_missing_list_pauses_the_c
     assert len(after) == 23, "mail of the campaign with the missing list went out"
     view = json.loads(status.out)
     assert view["state"] == "paused", view
+    assert view["contact_list"] == "gone" and view["topic"] is None
     assert "NotFoundException" in view["pause_reason"] and "gone" in view["pause_reason"]
     states = await campaign_states(pg_dsn, missing)
     assert sum(states.values()) == 4 and states["failed"] == 0 and states["sent"] == 0, states
