@@ -7,8 +7,9 @@ SELECT pg_notify('dispatcher_jobs', '');
 -- name: campaign_insert
 INSERT INTO dispatcher.campaigns (name, from_addr, reply_to, configuration_set, tags, subject,
                                   html, text_body, unsubscribe_url, send_at, priority, mode,
-                                  send_window, window_timezone, timezone_column)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                                  send_window, window_timezone, timezone_column, contact_list,
+                                  contact_topic)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 RETURNING id;
 
 -- name: campaign_staging
@@ -70,7 +71,8 @@ RETURNING recipients;
 -- name: campaign_get
 SELECT id, name, state::text, from_addr, reply_to, configuration_set, tags, subject, html,
        text_body, unsubscribe_url, send_at, priority, recipients, pause_reason, created_at,
-       started_at, finished_at, mode, send_window, window_timezone, timezone_column
+       started_at, finished_at, mode, send_window, window_timezone, timezone_column,
+       contact_list, contact_topic
 FROM dispatcher.campaigns WHERE id = $1;
 
 -- name: campaign_window_waiting

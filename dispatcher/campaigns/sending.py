@@ -28,6 +28,15 @@ TokenKey = Callable[[], UnsubscribeTokens]  # loads the key (the master key file
 log = structlog.get_logger()
 
 
+def _with_list(job: ClaimedJob, row: CampaignRow) -> ClaimedJob:
+    """The job's message sent with the campaign's ListManagementOptions."""
+    assert row.contact_list is not None
+    options = (row.contact_list, row.topic)
+    return dataclasses.replace(
+        job, message=dataclasses.replace(job.message, list_management=options)
+    )
+
+
 class CampaignSender:
     """Renders campaign jobs from their campaign's template (compiled once per process).
 
@@ -120,6 +129,8 @@ class CampaignSender:
         if campaign_id is None:
             return job
         row = await self._row(campaign_id)
+        if row.contact_list is not None:  # SES's list management: SES writes the headers
+            job = _with_list(job, row)
         try:
             if row.mode == "ses_template":
                 return self._with_unsubscribe(job, row)  # SES renders the rest

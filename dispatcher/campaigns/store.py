@@ -14,6 +14,7 @@ from dispatcher.campaigns.recipients import RecipientRow, RejectedRow
 from dispatcher.db.sql import named_queries
 from dispatcher.domain.validate import (
     CAMPAIGN_RESERVED_TAGS,
+    check_list_management,
     suppression_key,
     validate_envelope,
 )
@@ -45,6 +46,9 @@ class CampaignSpec:
     send_window: str | None = None
     timezone: str | None = None
     timezone_column: str | None = None
+    # SES v2 list management: every send names this contact list (and topic).
+    contact_list: str | None = None
+    topic: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,8 @@ class CampaignRow:
     send_window: str | None = None
     timezone: str | None = None
     timezone_column: str | None = None
+    contact_list: str | None = None
+    topic: str | None = None
 
     @property
     def ses_template_name(self) -> str:
@@ -127,6 +133,8 @@ class CampaignStatus:
             "pruned": self.pruned,
             "send_window": c.send_window,
             "waiting_for_window": self.waiting_for_window,
+            "contact_list": c.contact_list,  # SES list management: the options every send names
+            "topic": c.topic,
             "created_at": c.created_at.isoformat(),
             "started_at": c.started_at.isoformat() if c.started_at else None,
             "finished_at": c.finished_at.isoformat() if c.finished_at else None,
@@ -161,6 +169,8 @@ def _row(r: Any) -> CampaignRow:
         send_window=r.get("send_window"),
         timezone=r.get("window_timezone"),
         timezone_column=r.get("timezone_column"),
+        contact_list=r.get("contact_list"),
+        topic=r.get("contact_topic"),
     )
 
 
@@ -199,6 +209,7 @@ class CampaignStore:
         spec = replace(
             spec, from_addr=envelope.from_addr, reply_to=envelope.reply_to, tags=envelope.tags
         )
+        check_list_management(spec.contact_list, spec.topic)
         key_of = dedupe_key if dedupe_key is not None else suppression_key
         rejected: list[Rejected] = []
 
@@ -227,6 +238,8 @@ class CampaignStore:
                 spec.send_window,
                 spec.timezone,
                 spec.timezone_column,
+                spec.contact_list,
+                spec.topic,
             )
             await conn.execute(query("campaign_staging"))
             chunk: list[tuple[int, str, str, str]] = []

@@ -25,7 +25,12 @@ from dispatcher.cli.commands import with_stores
 from dispatcher.cli.output import SafeWriter, open_output
 from dispatcher.cli.progress import counted
 from dispatcher.config import Config
-from dispatcher.domain.validate import CAMPAIGN_RESERVED_TAGS, check_one_line, validate_envelope
+from dispatcher.domain.validate import (
+    CAMPAIGN_RESERVED_TAGS,
+    check_list_management,
+    check_one_line,
+    validate_envelope,
+)
 from dispatcher.domain.wire import parse_send_after
 from dispatcher.errors import InputError
 from dispatcher.feedback.guard import reputation_lines, reputation_view
@@ -76,6 +81,13 @@ def add_parser(sub: Any) -> None:
         metavar="COLUMN",
         help="each recipient's own zone for --window, from this CSV column (empty: --timezone)",
     )
+    create.add_argument(
+        "--contact-list",
+        metavar="NAME",
+        help="an SES contact list (SES v2 list management): SES adds its own unsubscribe "
+        "headers and skips contacts who unsubscribed; replaces --unsubscribe-url",
+    )
+    create.add_argument("--topic", metavar="NAME", help="a topic of --contact-list")
     create.add_argument("--strict", action="store_true", help="one bad row rejects the file")
     create.add_argument("--force", action="store_true", help="create despite lint errors")
     create.add_argument("--json", action="store_true")
@@ -149,17 +161,26 @@ def _columns(path: Path) -> list[str]:
     return [c.strip() for c in row]
 
 
+# The link SES puts in a body sent with ListManagementOptions (its subscription page).
+SES_UNSUBSCRIBE_VARIABLE = "amazonSESUnsubscribeUrl"
 _SES_VARIABLE = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
 
 
 def _check_ses_variables(
-    templates: tuple[str, ...], columns: list[str], *, has_unsubscribe: bool = False
+    templates: tuple[str, ...],
+    columns: list[str],
+    *,
+    has_unsubscribe: bool = False,
+    ses_lists: bool = False,
 ) -> None:
     """SES template syntax: every {{name}} must be a column of the list (or `email`, or
-    `unsubscribe_url` when the campaign has one: the sender puts it in the template data)."""
+    `unsubscribe_url` when the campaign has one: the sender puts it in the template data, or
+    SES's own unsubscribe link with list management)."""
     have = {c.lower() for c in columns} | {"email"}
     if has_unsubscribe:
         have.add("unsubscribe_url")
+    if ses_lists:
+        have.add(SES_UNSUBSCRIBE_VARIABLE)
     missing = sorted({m.group(1) for t in templates for m in _SES_VARIABLE.finditer(t)} - have)
     if missing:
         raise InputError(
@@ -179,8 +200,11 @@ def parse_tags(items: list[str]) -> dict[str, str]:
     return tags
 
 
-def _lint(html: str, text: str | None, unsubscribe_url: str | None) -> bool:
-    findings = lint_html(html, text=text, has_unsubscribe=bool(unsubscribe_url))
+def _lint(
+    html: str, text: str | None, unsubscribe_url: str | None, *, ses_lists: bool = False
+) -> bool:
+    # With list management SES writes the List-Unsubscribe headers.
+    findings = lint_html(html, text=text, has_unsubscribe=bool(unsubscribe_url) or ses_lists)
     if findings:
         print(format_findings(findings), file=sys.stderr)
     return has_errors(findings)
@@ -307,8 +331,17 @@ async def _create(args: argparse.Namespace, cfg: Config) -> int:
     _one_line("--subject", args.subject)
     check_one_line("--subject", args.subject)
     _one_line("--unsubscribe-url", args.unsubscribe_url)
+    listed = check_list_management(args.contact_list, args.topic)
+    if listed is not None and args.unsubscribe_url is not None:
+        # Two List-Unsubscribe headers, each with its own list: a mailbox provider may honour
+        # either, and an unsubscribe recorded by one is unknown to the other.
+        raise InputError(
+            "--contact-list and --unsubscribe-url both write List-Unsubscribe headers; with "
+            "--contact-list SES adds its own: drop --unsubscribe-url (link "
+            "{{amazonSESUnsubscribeUrl}} in the body instead)"
+        )
     unsubscribe_url = args.unsubscribe_url
-    if unsubscribe_url is None and cfg.feedback.public_url is not None:
+    if unsubscribe_url is None and cfg.feedback.public_url is not None and listed is None:
         unsubscribe_url = default_unsubscribe_url(cfg.feedback.public_url)
     html = _read_template(args.template)
     text = _read_template(args.text_template) if args.text_template else None
@@ -316,14 +349,17 @@ async def _create(args: argparse.Namespace, cfg: Config) -> int:
     _check_window(args, columns)
     if args.ses_template:
         _check_ses_variables(
-            (args.subject, html, text or ""), columns, has_unsubscribe=unsubscribe_url is not None
+            (args.subject, html, text or ""),
+            columns,
+            has_unsubscribe=unsubscribe_url is not None,
+            ses_lists=listed is not None,
         )
     else:
         compiled = CompiledCampaign(CampaignContent(args.subject, html, text, unsubscribe_url))
         compiled.check_variables(columns)
         for warning in compiled.shadowed_columns(columns):
             print(f"warning: {args.recipients}: {warning}", file=sys.stderr)
-    if _lint(html, text, unsubscribe_url) and not args.force:
+    if _lint(html, text, unsubscribe_url, ses_lists=listed is not None) and not args.force:
         raise InputError(
             "the template has errors (above); fix them, or pass --force to create anyway"
         )
@@ -343,6 +379,8 @@ async def _create(args: argparse.Namespace, cfg: Config) -> int:
         send_window=args.window.strip() if args.window else None,
         timezone=args.timezone,
         timezone_column=args.timezone_column,
+        contact_list=args.contact_list,
+        topic=args.topic,
     )
     began = time.monotonic()
     try:
@@ -412,6 +450,9 @@ def _print_status(st: CampaignStatus) -> None:
     print(f"campaign {c.id} {c.name!r}: {c.state}")
     if c.pause_reason:
         print(f"  paused because: {c.pause_reason}")
+    if c.contact_list:
+        topic = f", topic {c.topic}" if c.topic else ""
+        print(f"  SES contact list {c.contact_list}{topic}")
     print(f"  progress   {st.done}/{c.recipients} ({st.done / total:.1%})")
     for state, n in st.counts.items():
         if n:

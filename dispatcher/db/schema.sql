@@ -528,6 +528,8 @@ CREATE TABLE dispatcher.campaigns (
     send_window text,
     window_timezone text,
     timezone_column text,
+    contact_list text,
+    contact_topic text,
     CONSTRAINT campaigns_mode_check CHECK ((mode = ANY (ARRAY['render'::text, 'ses_template'::text])))
 );
 

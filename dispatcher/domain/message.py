@@ -27,6 +27,8 @@ class OutgoingMessage:
     headers: tuple[tuple[str, str], ...] = ()  # extra headers of a simple message
     template_name: str | None = None  # an SES template SES renders (with template_data)
     template_data: str | None = None
+    # SES v2 list management (contact list, topic or None): SES adds its unsubscribe headers.
+    list_management: tuple[str, str | None] | None = None
 
     @property
     def recipient_count(self) -> int:

@@ -39,6 +39,7 @@ __all__ = [
     "Envelope",
     "Mailbox",
     "check_header_text",
+    "check_list_management",
     "check_one_line",
     "message_size",
     "parse_mailbox",
@@ -322,6 +323,24 @@ def _check_configuration_set(name: object) -> str | None:
             "digits, '_' and '-'"
         )
     return name
+
+
+def check_list_management(contact_list: object, topic: object) -> tuple[str, str | None] | None:
+    """A campaign's SES contact list and topic (ListManagementOptions), or None without one."""
+    if contact_list is None:
+        if topic is not None:
+            raise InputError("a topic needs its contact list: add --contact-list NAME")
+        return None
+    # Not confirmed by the API model (a plain string there): the console's rule, as for
+    # configuration sets; a name outside it would be refused by SES at the first send.
+    for what, name in (("contact list", contact_list), ("topic", topic)):
+        if name is not None and (not isinstance(name, str) or not _CONFIG_SET.fullmatch(name)):
+            raise InputError(
+                f"{what} {str(name)[:80]!r} is not a valid name: SES takes 1 to 64 ASCII "
+                "letters, digits, '_' and '-'"
+            )
+    assert isinstance(contact_list, str) and (topic is None or isinstance(topic, str))
+    return contact_list, topic
 
 
 def validate_envelope(

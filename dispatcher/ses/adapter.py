@@ -269,6 +269,12 @@ class SesAdapter:
         config_set = msg.configuration_set or self._default_config_set
         if config_set:
             kwargs["ConfigurationSetName"] = config_set
+        if msg.list_management is not None:
+            contact_list, topic = msg.list_management
+            options = {"ContactListName": contact_list}
+            if topic is not None:
+                options["TopicName"] = topic
+            kwargs["ListManagementOptions"] = options
         return kwargs
 
     async def send(

@@ -192,6 +192,7 @@ class Account:
     templates: dict[str, Template] = field(default_factory=dict)
     configuration_sets: dict[str, ConfigurationSet] = field(default_factory=dict)
     suppressed: dict[str, Suppressed] = field(default_factory=dict)
+    contact_lists: dict[str, frozenset[str]] = field(default_factory=dict)  # name -> topics
 
     def create(self, name: str, *, domain: bool | None = None, verified: bool = False) -> Identity:
         """Add (or return) an identity, PENDING unless `verified`; `domain`: "has no @"."""

@@ -81,6 +81,7 @@ class SentMessage:
     # SES accepted a templated send whose data lacks a variable: not delivered, and a
     # Rendering Failure event says why (SES's text).
     rendering_failure: str | None = None
+    list_management: Mapping[str, str] | None = None  # v2 ListManagementOptions as given
 
     def to_json(self, *, body: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -100,6 +101,7 @@ class SentMessage:
             "headers": [list(h) for h in self.headers],
             "operation": self.operation,
             "rendering_failure": self.rendering_failure,
+            "list_management": dict(self.list_management) if self.list_management else None,
         }
         if body:
             out["text"] = self.text
@@ -267,6 +269,7 @@ class SimState:
         operation: str = "SendEmail",
         rendering_failure: str | None = None,
         senders: Sequence[str] = (),
+        list_management: Mapping[str, str] | None = None,
     ) -> SentMessage | Refusal:
         """Accept and record the message, or say why SES would refuse it.
 
@@ -336,6 +339,7 @@ class SimState:
             headers=tuple(headers),
             operation=operation,
             rendering_failure=rendering_failure,
+            list_management=list_management or None,
         )
         self.messages.append(record)
         counters.accepted += 1

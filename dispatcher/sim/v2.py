@@ -129,7 +129,15 @@ def _answer(state: SimState, result: SentMessage | Refusal) -> web.Response:
 async def _send_email(state: SimState, request: web.Request) -> web.Response:
     """POST /v2/email/outbound-emails."""
     body = await _body(request)
-    return _answer(state, _send(state, body))
+    listed: Mapping[str, str] | None = None
+    if "ListManagementOptions" in body:
+        from dispatcher.sim import v2_lists  # it builds on this module's helpers
+
+        options = v2_lists.list_options(state, body)
+        if isinstance(options, web.Response):
+            return options
+        listed = options
+    return _answer(state, _send(state, body, listed))
 
 
 def _tags(tag_list: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
@@ -166,7 +174,9 @@ def _template(state: SimState, spec: Mapping[str, Any]) -> Template | Refusal:
     return found
 
 
-def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
+def _send(
+    state: SimState, body: dict[str, Any], listed: Mapping[str, str] | None = None
+) -> SentMessage | Refusal:
     content = body.get("Content")
     if not isinstance(content, dict):
         return state.refuse(SendError.MISSING_PARAMETER, "Content")
@@ -213,6 +223,7 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
             html=html_data,
             headers=_headers(simple.get("Headers")),
             senders=senders,
+            list_management=listed,
         )
     raw = content.get("Raw")
     if raw is not None:
@@ -245,6 +256,7 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
             reply_to=body.get("ReplyToAddresses") or header_addresses(headers, "Reply-To"),
             raw=data,
             senders=(*senders, *sender_headers(headers)),
+            list_management=listed,
         )
     spec = content.get("Template")
     if spec is not None:
@@ -274,6 +286,7 @@ def _send(state: SimState, body: dict[str, Any]) -> SentMessage | Refusal:
             account_checked=True,
             rendering_failure=failure,
             senders=senders,
+            list_management=listed,
         )
     return state.refuse(
         SendError.MISSING_PARAMETER, "Content.Simple, Content.Raw or Content.Template"
@@ -689,7 +702,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v2/email/suppression/addresses/{address}", _json_handler(_get_suppressed))
     r.add_delete("/v2/email/suppression/addresses/{address}", _json_handler(_delete_suppressed))
     # Reads of the set-up (dispatcher doctor's questions) live in v2_setup.py.
-    from dispatcher.sim import v2_setup  # it builds on this module's handler helpers
+    from dispatcher.sim import v2_lists, v2_setup  # they build on this module's helpers
 
     v2_setup.add_routes(r, _json_handler)
+    v2_lists.add_routes(r, _json_handler)
     r.add_route("*", "/v2/{tail:.*}", unknown_operation)

@@ -79,7 +79,8 @@ class Dispatch:
             elif isinstance(plan, Wait):
                 await self._give_back([job], plan.delay, scheduled=True)  # its window opens
             elif isinstance(plan, SendBulk):
-                if self._admission.bulk_call():
+                # SendBulkEmail takes no ListManagementOptions (sesv2 model): SendEmail each.
+                if plan.job.message.list_management is None and self._admission.bulk_call():
                     group = await self._bulk_group(plan)
                     await self._admit_and_send(group, plan.template)
                 else:  # no bulk call free this second: a templated SendEmail of its own

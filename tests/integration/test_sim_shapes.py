@@ -323,6 +323,11 @@ async def walk_v2(w: Walk) -> None:
     )
     await ses.get_email_template(TemplateName="t2")
     await w.fails("v2 get_email_template", ses.get_email_template(TemplateName="nope"))
+    topic = {"TopicName": "weekly", "DisplayName": "Weekly", "DefaultSubscriptionStatus": "OPT_IN"}
+    await ses.create_contact_list(ContactListName="news", Topics=[topic])
+    await w.fails("v2 create_contact_list", ses.create_contact_list(ContactListName="news"))
+    await ses.get_contact_list(ContactListName="news")
+    await w.fails("v2 get_contact_list", ses.get_contact_list(ContactListName="nope"))
     for address, reason in (("a@example.net", "BOUNCE"), ("b@example.net", "COMPLAINT")):
         await ses.put_suppressed_destination(EmailAddress=address, Reason=reason)
     await w.fails(
@@ -369,10 +374,26 @@ async def walk_v2(w: Walk) -> None:
         Destination=dest,
         Content={"Template": {"TemplateContent": inline, "TemplateData": '{"n": "Ann"}'}},
     )
+    await ses.send_email(
+        FromEmailAddress=sender,
+        Destination=dest,
+        Content=SIMPLE,
+        ListManagementOptions={"ContactListName": "news", "TopicName": "weekly"},
+    )
     await w.fails(
         "v2 send_email",
         ses.send_email(FromEmailAddress="stranger@example.net", Destination=dest, Content=SIMPLE),
     )
+    for options in ({"ContactListName": "nope"}, {"ContactListName": "news", "TopicName": "no"}):
+        await w.fails(
+            "v2 send_email",
+            ses.send_email(
+                FromEmailAddress=sender,
+                Destination=dest,
+                Content=SIMPLE,
+                ListManagementOptions=options,
+            ),
+        )
     await w.fails(
         "v2 send_email",
         ses.send_email(

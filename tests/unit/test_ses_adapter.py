@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from typing import Any
 
@@ -170,6 +171,20 @@ def test_a_campaign_message_sent_alone_names_the_template_and_its_data() -> None
     }
     assert request["Destination"] == {"ToAddresses": ["a@y.com"]}
     assert {"Name": "dispatcher_id", "Value": "9"} in request["EmailTags"]
+
+
+def test_list_management_options_are_sent_with_a_simple_or_templated_message() -> None:
+    plain = OutgoingMessage(id=5, from_addr="f@x.com", to=("t@y.com",), text="T")
+    assert "ListManagementOptions" not in adapter().build_request(plain)
+    listed = dataclasses.replace(plain, list_management=("news", "weekly"))
+    assert adapter().build_request(listed)["ListManagementOptions"] == {
+        "ContactListName": "news",
+        "TopicName": "weekly",
+    }
+    no_topic = dataclasses.replace(plain, list_management=("news", None))
+    request = adapter().build_request(no_topic, ("autumn", {"email": "t@y.com"}))
+    assert request["ListManagementOptions"] == {"ContactListName": "news"}
+    assert request["Content"]["Template"]["TemplateName"] == "autumn"
 
 
 def test_dispatcher_id_tag_cannot_be_overridden() -> None:

@@ -10,6 +10,7 @@ import pytest
 from dispatcher.domain.jobs import NewMessage
 from dispatcher.domain.validate import (
     MAX_MESSAGE_BYTES,
+    check_list_management,
     parse_mailbox,
     suppression_key,
     validate_envelope,
@@ -164,3 +165,22 @@ def test_the_fast_path_for_plain_addresses_answers_as_email_validator_does() -> 
             fast += 1
             assert got == expected, spec
     assert fast > 60  # the fast path is taken often enough to matter
+
+
+def test_a_contact_list_and_topic_follow_ses_name_rules() -> None:
+    assert check_list_management(None, None) is None
+    assert check_list_management("news", None) == ("news", None)
+    assert check_list_management("news-2026", "weekly_digest") == ("news-2026", "weekly_digest")
+    cases = [
+        (None, "weekly", "needs its contact list"),
+        ("", None, "contact list '' is not a valid name"),
+        ("news letter", None, "1 to 64 ASCII letters"),
+        ("news\r\nX: 1", None, "contact list"),
+        ("a" * 65, None, "not a valid name"),
+        ("news", "bad topic", "topic 'bad topic' is not a valid name"),
+    ]
+    for contact_list, topic, said in cases:
+        with pytest.raises(InputError) as info:
+            check_list_management(contact_list, topic)
+        assert said in str(info.value), info.value
+        assert "\n" not in str(info.value)
