@@ -181,13 +181,25 @@ class SimHandle:
             return payload
 
 
+def _faults_apart(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the settings to start with, the fault_* ones to switch on once the account is set up)."""
+    faults = {k: v for k, v in settings.items() if k.startswith("fault_")}
+    return {k: v for k, v in settings.items() if k not in faults}, faults
+
+
 async def _set_up(
-    handle: SimHandle, identities: Sequence[str], configuration_sets: Sequence[str]
+    handle: SimHandle,
+    identities: Sequence[str],
+    configuration_sets: Sequence[str],
+    faults: dict[str, Any],
 ) -> SimHandle:
-    """The account as a user set it up some time ago: its limits are full again (a reset)."""
+    """The account as a user set it up some time ago: its limits are full again (a reset).
+    Faults start after that: set-up is not what a test of faults is about."""
     if identities or configuration_sets:
         await handle.setup_account(identities=identities, configuration_sets=configuration_sets)
         await handle.reset()
+    if faults:
+        await handle.configure(**faults)
     return handle
 
 
@@ -200,12 +212,13 @@ async def run_sim_process(
 ) -> AsyncIterator[SimHandle]:
     """`python -m dispatcher.sim --port 0 ...` in a child process, its account set up through
     the API; killed on exit."""
+    plain, faults = _faults_apart(settings)
     async with (
-        start_simulator(start_timeout=START_TIMEOUT, stop_timeout=STOP_TIMEOUT, **settings) as sim,
+        start_simulator(start_timeout=START_TIMEOUT, stop_timeout=STOP_TIMEOUT, **plain) as sim,
         aiohttp.ClientSession() as http,
     ):
         handle = SimHandle(sim.endpoint_url, http, region=sim.settings.region, pid=sim.pid)
-        yield await _set_up(handle, identities, configuration_sets)
+        yield await _set_up(handle, identities, configuration_sets, faults)
 
 
 @asynccontextmanager
@@ -217,15 +230,16 @@ async def run_sim_inprocess(
 ) -> AsyncIterator[SimHandle]:
     """The simulator on a free loopback port in this event loop, its account set up through
     the API; `.state` is the live SimState."""
+    plain, faults = _faults_apart(settings)
     async with (
-        start_simulator(in_process=True, **settings) as sim,
+        start_simulator(in_process=True, **plain) as sim,
         aiohttp.ClientSession() as http,
     ):
         assert sim.server is not None
         handle = SimHandle(
             sim.endpoint_url, http, region=sim.settings.region, state=sim.server.state
         )
-        yield await _set_up(handle, identities, configuration_sets)
+        yield await _set_up(handle, identities, configuration_sets, faults)
 
 
 @pytest.fixture
