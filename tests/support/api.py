@@ -60,7 +60,9 @@ async def api_daemon(
         async def up() -> bool:
             if proc.returncode is not None:
                 raise AssertionError(f"the daemon exited\n{tail(log_file)}")
-            return listening_port(log_file) is not None
+            # Listening, and its worker past start-up (a test may stop Postgres next).
+            started = '"worker.started"' in log_file.read_text(errors="replace")
+            return started and listening_port(log_file) is not None
 
         await eventually(up, limit=60)
         yield f"http://127.0.0.1:{listening_port(log_file)}", proc
