@@ -213,6 +213,7 @@ def test_a_worker_that_lost_its_lease_sends_nothing_more_of_what_it_had_claimed(
         await store.unregister_worker(worker.owner)
         await store.recover("hold")
         other = uuid.uuid4()
+        await store.hold_session(other)  # alive: its session lock is held (it sends no heartbeat)
         await store.register_worker(other, 60.0)
         taken = await store.claim(other, 100)
         await asyncio.sleep(5.0)
