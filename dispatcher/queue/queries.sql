@@ -228,6 +228,7 @@ WITH locks AS (
     SELECT objid FROM pg_locks
     WHERE $2::float8 IS NOT NULL AND locktype = 'advisory' AND classid = 1684632432
       AND objsubid = 2 AND granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 ), dead AS (
     DELETE FROM dispatcher.workers w
     WHERE heartbeat_at < now() - make_interval(secs => lease_seconds)
