@@ -69,9 +69,9 @@ async def connect(cfg: Config) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
-# Held for a whole run (the LISTEN connection, the quota leader's lock) or a prune run (the
-# pruner's lock): never taken from the ones that claim and settle.
-HELD_CONNECTIONS = 3
+# Held for a whole run (the LISTEN connection, the quota leader's lock, the worker's session
+# lock) or a prune run (the pruner's lock): never taken from the ones that claim and settle.
+HELD_CONNECTIONS = 4
 
 
 @asynccontextmanager

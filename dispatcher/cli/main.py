@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N|auto",
         help="worker processes (default 1; 'auto': one per core); they split the account's "
-        "rate and daily quota between them. Each holds up to database.pool_size + 3 connections",
+        "rate and daily quota between them. Each holds up to database.pool_size + 4 connections",
     )
 
     status = sub.add_parser("status", help="message counts by state, and pacing; or one message")

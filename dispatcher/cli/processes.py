@@ -7,7 +7,7 @@ share), so N processes send no faster than one account allows. SIGTERM/SIGINT ar
 The exit code is the highest of the children's (0 when all drained).
 
 N is capped before anything starts: at most 4 per core, and no more than Postgres has
-connections left for (each process holds up to database.pool_size + 3).
+connections left for (each process holds up to database.pool_size + 4).
 
 Children die with the parent, even a SIGKILLed one: each child watches its parent's pid and
 stops when it changes (portable to every POSIX system, and it also covers a parent that died
@@ -75,7 +75,7 @@ def check_connections(processes: int, *, per_process: int, free: int, max_connec
     if processes > fit:
         raise InputError(
             f"--processes {processes} needs up to {processes * per_process} Postgres connections "
-            f"(database.pool_size + 3 = {per_process} each) but only {free} of max_connections "
+            f"(database.pool_size + 4 = {per_process} each) but only {free} of max_connections "
             f"{max_connections} are free: use --processes {max(fit, 1)} or less, a smaller "
             "database.pool_size, or raise max_connections"
         )

@@ -62,7 +62,8 @@ class QueueSettings:
 
     claim_batch: int = 100  # jobs claimed per statement
     lease_seconds: float = 30.0  # a worker silent this long is declared dead, its jobs recovered
-    heartbeat_seconds: float = 5.0  # how often a live worker renews its lease
+    # Upkeep (LISTEN, campaigns); the lease is renewed every min(0.5, this) s (worker/upkeep.py).
+    heartbeat_seconds: float = 5.0
     poll_interval: float = 0.5  # idle wait when nothing is due
     listen: bool = True  # LISTEN for new mail: an idle daemon wakes at once, not at its next poll
     max_attempts: int = 8  # transient failures before a message is failed

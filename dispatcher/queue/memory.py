@@ -80,6 +80,9 @@ class MemoryJobStore:
         self._jobs: dict[int, _Job] = {}
         self._keys: dict[str, int] = {}
         self._workers: dict[uuid.UUID, _Worker] = {}
+        # Workers whose session lock is held: a process that dies ends its session.
+        self._sessions: set[uuid.UUID] = set()
+        self.server_started: datetime | None = None  # set by `restart`
         self._ids = itertools.count(1)
         self._tokens = itertools.count(1)
         self.campaigns: dict[int, str] = {}  # campaign id -> draft | running | paused | ...
@@ -256,12 +259,31 @@ class MemoryJobStore:
     async def unregister_worker(self, owner: uuid.UUID) -> None:
         self._workers.pop(owner, None)
 
-    async def recover(self, in_doubt: InDoubtPolicy) -> Recovered:
+    async def hold_session(self, owner: uuid.UUID) -> bool:
+        self._sessions.add(owner)
+        return True
+
+    async def end_session(self, owner: uuid.UUID) -> None:
+        self._sessions.discard(owner)
+
+    def restart(self) -> None:
+        """Model a database restart: every session (and its lock) ends."""
+        self._sessions.clear()
+        self.server_started = self._now()
+
+    async def recover(
+        self, in_doubt: InDoubtPolicy, session_grace: float | None = None
+    ) -> Recovered:
         if in_doubt not in get_args(InDoubtPolicy):
             raise InputError(f"in_doubt policy must be 'hold' or 'resend', not {in_doubt!r}")
         now = self._now()
         for owner, w in list(self._workers.items()):
-            if w.heartbeat_at < now - timedelta(seconds=w.lease_seconds):
+            if w.heartbeat_at < now - timedelta(seconds=w.lease_seconds) or (
+                session_grace is not None
+                and owner not in self._sessions
+                and w.heartbeat_at < now - timedelta(seconds=session_grace)
+                and (self.server_started is None or w.heartbeat_at > self.server_started)
+            ):
                 del self._workers[owner]
         requeued = doubted = 0
         for job in self._jobs.values():

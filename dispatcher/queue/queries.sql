@@ -212,13 +212,31 @@ UPDATE dispatcher.workers SET heartbeat_at = now() WHERE id = $1 RETURNING id;
 -- name: unregister_worker
 DELETE FROM dispatcher.workers WHERE id = $1;
 
+-- name: hold_session
+-- Worker $1's session lock: Postgres frees it when the session ends, so when the process dies
+-- every peer sees at once that it is gone. Key: ("disp", the id's first 31 bits).
+SELECT pg_try_advisory_lock(1684632432, ('x' || left($1::uuid::text, 8))::bit(32)::int & 2147483647);
+
 -- name: recover
--- Jobs held by a worker that is gone (no row) or silent for longer than its lease: claimed ones
--- go back to the queue as if never claimed; in-flight ones were on the wire and become
--- unknown, or are queued again when the in-doubt policy is "resend" ($1 = 'queued').
-WITH dead AS (
-    DELETE FROM dispatcher.workers
+-- Jobs held by a worker that is gone (no row), silent for longer than its lease, or whose
+-- session lock is free (its process died) while its heartbeat is older than $2 seconds ($2
+-- NULL: leases only): claimed ones go back to the queue as if never claimed; in-flight ones
+-- were on the wire and become unknown, or are queued again when the in-doubt policy is
+-- "resend" ($1 = 'queued'). A heartbeat from before the server started says nothing of the
+-- lock (a restart ended every session): such a worker waits to take it again or for its lease.
+WITH locks AS (
+    SELECT objid FROM pg_locks
+    WHERE $2::float8 IS NOT NULL AND locktype = 'advisory' AND classid = 1684632432
+      AND objsubid = 2 AND granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+), dead AS (
+    DELETE FROM dispatcher.workers w
     WHERE heartbeat_at < now() - make_interval(secs => lease_seconds)
+       OR ($2::float8 IS NOT NULL
+           AND heartbeat_at < now() - make_interval(secs => $2::float8)
+           AND heartbeat_at > pg_postmaster_start_time()
+           AND (('x' || left(w.id::text, 8))::bit(32)::int & 2147483647)::oid
+               NOT IN (SELECT objid FROM locks))
     RETURNING id
 ), live AS (
     SELECT id FROM dispatcher.workers

@@ -23,6 +23,7 @@ from typing import Any, get_args
 import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.db.connect import open_pool
+from dispatcher.db.outage import connection_alive
 from dispatcher.db.sql import named_queries
 from dispatcher.domain.jobs import (
     STATES,
@@ -125,10 +126,12 @@ async def enqueue_on(conn: asyncpg.Connection, msgs: Sequence[NewMessage]) -> li
 class Queue:
     """The queue's operations; each one borrows a pooled connection for one statement."""
 
-    __slots__ = ("_pool",)
+    __slots__ = ("_pool", "_sessions")
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        # worker -> the connection holding its session lock, kept for the worker's life
+        self._sessions: dict[uuid.UUID, asyncpg.Connection] = {}
 
     @classmethod
     @asynccontextmanager
@@ -142,7 +145,12 @@ class Queue:
     ) -> AsyncIterator[Queue]:
         """A Queue on a new pool, closed on exit; migrates first, or checks it was migrated."""
         async with open_pool(dsn, min_size=min_size, max_size=max_size, migrate=migrate) as pool:
-            yield cls(pool)
+            queue = cls(pool)
+            try:
+                yield queue
+            finally:  # a held connection would keep the pool's close waiting
+                for owner in list(queue._sessions):
+                    await queue.end_session(owner)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -282,13 +290,45 @@ class Queue:
         async with self._pool.acquire() as conn:
             await conn.execute(query("unregister_worker"), owner)
 
-    async def recover(self, in_doubt: InDoubtPolicy) -> Recovered:
+    async def hold_session(self, owner: uuid.UUID) -> bool:
+        """Hold `owner`'s session lock on a connection of its own (taken again if a restart cut
+        it); False if it could not be taken."""
+        if connection_alive(self._sessions.get(owner)):
+            return True
+        await self.end_session(owner)
+        conn = await self._pool.acquire()
+        try:
+            taken = bool(await conn.fetchval(query("hold_session"), owner))
+        except BaseException:
+            await self._give_back(conn)
+            raise
+        if taken:
+            self._sessions[owner] = conn
+        else:
+            await self._give_back(conn)
+        return taken
+
+    async def end_session(self, owner: uuid.UUID) -> None:
+        """Free `owner`'s session lock (and its connection); nothing if not held."""
+        conn = self._sessions.pop(owner, None)
+        if conn is not None:
+            await self._give_back(conn)
+
+    async def _give_back(self, conn: asyncpg.Connection) -> None:
+        # The pool's reset on release runs pg_advisory_unlock_all(); a cut one is dropped.
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
+
+    async def recover(
+        self, in_doubt: InDoubtPolicy, session_grace: float | None = None
+    ) -> Recovered:
         """Take back the jobs of dead workers; in-flight ones are held as unknown or resent."""
         if in_doubt not in get_args(InDoubtPolicy):
             raise InputError(f"in_doubt policy must be 'hold' or 'resend', not {in_doubt!r}")
         target = "unknown" if in_doubt == "hold" else "queued"
+        grace = None if session_grace is None else float(session_grace)
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(query("recover"), target)
+            rows = await conn.fetch(query("recover"), target, grace)
         return Recovered(
             requeued=sum(1 for r in rows if r["old_state"] == "claimed"),
             in_doubt=sum(1 for r in rows if r["old_state"] == "in_flight"),

@@ -86,8 +86,16 @@ class RetryingStore:
     async def unregister_worker(self, owner: uuid.UUID) -> None:
         await self._retry("unregister", lambda: self._store.unregister_worker(owner))
 
-    async def recover(self, in_doubt: InDoubtPolicy) -> Recovered:
-        return await self._retry("recovery", lambda: self._store.recover(in_doubt))
+    async def hold_session(self, owner: uuid.UUID) -> bool:
+        return await self._retry("heartbeat", lambda: self._store.hold_session(owner))
+
+    async def end_session(self, owner: uuid.UUID) -> None:
+        await self._store.end_session(owner)  # only gives a connection back
+
+    async def recover(
+        self, in_doubt: InDoubtPolicy, session_grace: float | None = None
+    ) -> Recovered:
+        return await self._retry("recovery", lambda: self._store.recover(in_doubt, session_grace))
 
     async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> int:
         return await self._retry("rate share", lambda: self._store.rate_share(owner, busy, ttl))

@@ -63,8 +63,22 @@ class JobStore(Protocol):
         """A worker leaves; what it still holds is recovered like a dead worker's."""
         ...
 
-    async def recover(self, in_doubt: InDoubtPolicy) -> Recovered:
-        """Jobs of dead workers: claimed -> queued; in_flight -> unknown (hold) or queued."""
+    async def hold_session(self, owner: uuid.UUID) -> bool:
+        """Hold (or take again) `owner`'s session lock, which ends with its process; False if
+        it cannot be taken (then only the lease tells that the worker died)."""
+        ...
+
+    async def end_session(self, owner: uuid.UUID) -> None:
+        """Give `owner`'s session lock back; nothing if not held."""
+        ...
+
+    async def recover(
+        self, in_doubt: InDoubtPolicy, session_grace: float | None = None
+    ) -> Recovered:
+        """Jobs of dead workers: claimed -> queued; in_flight -> unknown (hold) or queued.
+
+        Dead: no row, a lease run out, or (`session_grace` given) a session lock that is free
+        while the heartbeat is older than `session_grace` seconds."""
         ...
 
     async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> int:

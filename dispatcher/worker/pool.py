@@ -227,6 +227,9 @@ class WorkerPool:
         )
         try:
             async with AsyncExitStack() as parts:  # stopped in reverse order of start
+                # The lock before the row: a registered worker whose lock is free is dead.
+                await self._store.hold_session(self.owner)
+                parts.push_async_callback(self._raw_store.end_session, self.owner)
                 await self._store.register_worker(self.owner, self.settings.lease_seconds)
                 parts.push_async_callback(self._unregister)
                 if self._listener is not None:

@@ -7,6 +7,7 @@ tests/integration/test_queue.py.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -42,6 +43,29 @@ class Harness:
                 "UPDATE dispatcher.workers SET heartbeat_at = now() - interval '1 hour' "
                 "WHERE id = $1",
                 owner,
+            )
+
+    async def age(self, owner: uuid.UUID, seconds: float, *, from_start: bool = False) -> None:
+        """`owner`'s last heartbeat is `seconds` old (`from_start`: that long before the
+        database server started)."""
+        if isinstance(self.store, MemoryJobStore):
+            if from_start:
+                self.store.restart()
+            base = self.store.server_started or datetime.now(UTC)
+            self.store._workers[owner].heartbeat_at = base - timedelta(seconds=seconds)
+            return
+        base_sql = "pg_postmaster_start_time()" if from_start else "now()"
+        async with self.store.pool.acquire() as conn:
+            up = await conn.fetchval(
+                "SELECT extract(epoch FROM now() - pg_postmaster_start_time())"
+            )
+            if not from_start and up < seconds + 0.5:  # a heartbeat must be since the start
+                await asyncio.sleep(float(seconds + 0.5 - float(up)))
+            await conn.execute(
+                f"UPDATE dispatcher.workers SET heartbeat_at = {base_sql} - make_interval("
+                "secs => $2) WHERE id = $1",
+                owner,
+                seconds,
             )
 
     async def state(self, job_id: int) -> str:
@@ -334,6 +358,45 @@ async def test_recover_takes_jobs_of_a_worker_that_left_or_never_registered(h: H
     await h.store.unregister_worker(gone)
     assert await h.store.recover("hold") == Recovered(requeued=2, in_doubt=0)
     assert (await h.store.counts())["queued"] == 2
+
+
+async def test_a_worker_whose_session_ended_is_recovered_once_its_heartbeat_is_a_grace_old(
+    h: Harness,
+) -> None:
+    dead, live = await h.worker(), await h.worker()
+    assert await h.store.hold_session(dead) and await h.store.hold_session(live)
+    assert await h.store.hold_session(live)  # held already: the same lock
+    claimed, flying = await _claimed_and_in_flight(h, dead)
+    live_claimed, live_flying = await _claimed_and_in_flight(h, live)
+    await h.store.end_session(dead)  # its process died: Postgres ended its session
+    # Its heartbeat is fresh: it may be a live worker taking its lock again after a cut.
+    assert await h.store.recover("hold", session_grace=1.0) == Recovered(0, 0)
+    await h.age(dead, 2.0)
+    await h.age(live, 2.0)  # a live one that missed heartbeats keeps its jobs: its lock is held
+    assert await h.store.recover("hold") == Recovered(0, 0)  # leases only: 2 s is no expiry
+    assert await h.store.recover("hold", session_grace=1.0) == Recovered(requeued=1, in_doubt=1)
+    assert (await h.state(claimed.id), await h.state(flying.id)) == ("queued", "unknown")
+    assert (await h.state(live_claimed.id), await h.state(live_flying.id)) == (
+        "claimed",
+        "in_flight",
+    )
+    assert await h.store.heartbeat(dead) is False  # declared dead: it must register again
+    assert await h.store.heartbeat(live) is True
+    await h.store.end_session(live)
+    await h.store.end_session(live)  # again: nothing
+
+
+async def test_a_free_lock_says_nothing_of_a_worker_not_seen_since_the_server_started(
+    h: Harness,
+) -> None:
+    owner = uuid.uuid4()
+    await h.store.register_worker(owner, 10 * 365 * 86400.0)
+    await h.store.enqueue(msg(0))
+    [job] = await h.store.claim(owner, 1)
+    await h.age(owner, 1.0, from_start=True)  # a restart ended its session before it came back
+    assert await h.store.recover("hold", session_grace=1.0) == Recovered(0, 0)
+    assert await h.state(job.id) == "claimed"
+    assert await h.store.heartbeat(owner) is True
 
 
 async def test_register_and_heartbeat(h: Harness) -> None:

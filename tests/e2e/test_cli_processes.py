@@ -50,7 +50,7 @@ async def test_config_file_with_two_processes_drains_everything_once(
 async def test_too_many_processes_is_one_line_and_exit_2(pg_dsn: str, tmp_path: Path) -> None:
     env = cli_env(tmp_path, dsn=pg_dsn)
     cores = await run_cli(env, "run", "--processes", "100000")
-    # 2 processes of 1,003 connections each: more than any test Postgres has free.
+    # 2 processes of 1,004 connections each: more than any test Postgres has free.
     conns = await run_cli(
         {**env, "DISPATCHER_DATABASE__POOL_SIZE": "1000"}, "run", "--processes", "2"
     )

@@ -213,6 +213,7 @@ def test_a_worker_that_lost_its_lease_sends_nothing_more_of_what_it_had_claimed(
         await store.unregister_worker(worker.owner)
         await store.recover("hold")
         other = uuid.uuid4()
+        await store.hold_session(other)  # alive: its session lock is held (it sends no heartbeat)
         await store.register_worker(other, 60.0)
         taken = await store.claim(other, 100)
         await asyncio.sleep(5.0)
@@ -226,6 +227,37 @@ def test_a_worker_that_lost_its_lease_sends_nothing_more_of_what_it_had_claimed(
     assert report.counters.lease_lost > 0
     assert sorted(Counter(i for i, _ in ses.accepted).values()) == [1] * len(ses.accepted)
     assert counts.get("claimed", 0) >= 30  # the other worker's, untouched by the first
+
+
+def test_a_dead_workers_claimed_mail_is_taken_back_within_two_seconds_of_its_session_ending() -> (
+    None
+):
+    async def main() -> tuple[list[int], set[int], list[tuple[int, float]], float]:
+        store = MemoryJobStore(now=virtual_clock)
+        await store.enqueue_many(messages(20))
+        dead = uuid.uuid4()  # another process: it holds its lock, claims, then stalls
+        await store.hold_session(dead)
+        await store.register_worker(dead, 30.0)
+        taken = [j.id for j in await store.claim(dead, 10)]
+        ses = FakeSes(quota=Quota(50_000, 100, 0))
+        stop = asyncio.Event()
+        worker = await pool(store, ses, drain=False, stop=stop)
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(3.0)  # its heartbeat is old, but its lock is held: alive (stuck)
+        sent_while_alive = {i for i, _ in ses.accepted}
+        await store.end_session(dead)  # its process died: Postgres ended its session
+        died = loop_now()
+        await asyncio.sleep(3.0)
+        stop.set()
+        await task
+        return taken, sent_while_alive, ses.accepted, died
+
+    taken, sent_while_alive, accepted, died = run(main)
+    assert not sent_while_alive & set(taken)  # a live worker's claim is left alone
+    at = {i: t for i, t in accepted if i in taken}
+    assert sorted(at) == sorted(taken)  # all of it sent, by the survivor
+    assert max(at.values()) - died <= 2.0  # about a second, not the 30 s lease
+    assert sorted(Counter(i for i, _ in accepted).values()) == [1] * len(accepted)
 
 
 # -- throttling ---------------------------------------------------------------------------------
