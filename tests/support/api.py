@@ -61,7 +61,8 @@ async def api_daemon(
             if proc.returncode is not None:
                 raise AssertionError(f"the daemon exited\n{tail(log_file)}")
             # Listening, and its worker past start-up (a test may stop Postgres next).
-            started = '"worker.started"' in log_file.read_text(errors="replace")
+            text = await asyncio.to_thread(log_file.read_text, errors="replace")
+            started = '"worker.started"' in text
             return started and listening_port(log_file) is not None
 
         await eventually(up, limit=60)
