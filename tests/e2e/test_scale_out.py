@@ -74,6 +74,16 @@ async def test_two_daemons_of_two_processes_share_one_rate_and_survive_a_death(
         b = await start_cli(env, "run", "--drain", "--processes", "2", output=tmp_path / "b.log")
         try:
             await eventually(lambda: accepted_at_least(sim, 1200), limit=40)
+
+            # On a loaded machine b's processes may still be starting: all four registered,
+            # then two more seconds of sending, so every process has had mail before the kill.
+            async def all_four_registered() -> bool:
+                rows = await fetch(pg_dsn, "SELECT count(*) AS n FROM dispatcher.workers")
+                return bool(rows[0]["n"] == 4)
+
+            await eventually(all_four_registered, limit=40)
+            so_far = int((await sim.stats())["accepted"])
+            await eventually(lambda: accepted_at_least(sim, so_far + int(2 * RATE)), limit=40)
             active = await fetch(
                 pg_dsn, "SELECT count(*) AS n FROM dispatcher.workers WHERE active_until > now()"
             )
