@@ -143,7 +143,7 @@ def test_the_fast_path_for_plain_addresses_answers_as_email_validator_does() -> 
 
     from email_validator import EmailNotValidError, validate_email
 
-    from dispatcher.domain.validate import _plain_address
+    from dispatcher.domain.address import _plain_address
 
     rng = random.Random(13)
     parts = ["a", "Z", "0", "9", "-", "_", "+", "%", ".", "x", "--", "xn--", "..", "b"]
