@@ -31,6 +31,7 @@ from dispatcher.cli.argtypes import (
     row_id,
 )
 from dispatcher.cli.attach import read_attachment
+from dispatcher.cli.campaign_create import parse_tags
 from dispatcher.cli.commands import Command, with_stores
 from dispatcher.cli.output import discard_stdout
 from dispatcher.cli.processes import process_count, run_processes, watch_parent
@@ -254,7 +255,7 @@ async def cmd_send(args: argparse.Namespace, cfg: Config) -> int:
         html=args.html,
         configuration_set=args.configuration_set,
         reply_to=tuple(args.reply_to),
-        tags=campaign_cli.parse_tags(args.tag),
+        tags=parse_tags(args.tag),
         idempotency_key=args.idempotency_key,
         priority=args.priority,
         send_after=parse_send_after(args.send_after) if args.send_after else None,
