@@ -15,7 +15,7 @@ from typing import Any
 
 from dispatcher.domain.jobs import NewMessage
 from dispatcher.domain.validate import MAX_IDEMPOTENCY_KEY
-from dispatcher.domain.wire import FIELDS, message_from_json, unstorable
+from dispatcher.domain.wire import FIELDS, unstorable, validated_from_json
 from dispatcher.errors import InputError
 
 __all__ = [
@@ -157,7 +157,8 @@ def _one(obj: object, key_id: str, index: int | None, default_key: str | None) -
     if problem is not None:
         raise BadBody(where + problem, field_of(InputError(problem)), index)
     try:
-        msg = message_from_json(obj)
+        # Validated here, once: the door queues this one (a MIME message is built once).
+        msg = validated_from_json(obj)
     except InputError as exc:
         field = field_of(exc)
         if field is None and _TOO_LARGE.match(str(exc)):
