@@ -184,3 +184,23 @@ def test_a_contact_list_and_topic_follow_ses_name_rules() -> None:
             check_list_management(contact_list, topic)
         assert said in str(info.value), info.value
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"a" * 2000,
+        b"x\r\n" + b"a" * 999 + b"\nb",
+        b"a" * 998 + b"\r\n" + b"b" * 999,
+        b"a" * 998,
+        b"\r" + b"c" * 1000 + b"\r",
+        b"ab\n" * 5 + b"z" * 5000,
+    ],
+)
+def test_the_long_line_check_finds_the_first_line_over_998_characters(raw: bytes) -> None:
+    from dispatcher.domain.validate import _LONG_LINE
+
+    lines = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    first_long = next((line for line in lines if len(line) > 998), None)
+    found = _LONG_LINE.search(raw)
+    assert (found and found.group()) == first_long
