@@ -99,8 +99,9 @@ def header_sender_refusal(key: ApiKey, raw: bytes) -> str | None:
     head = _head(raw)
     for name in SENDER_HEADERS:
         for value in head.get_all(name, []):
-            addresses = [addr for _, addr in getaddresses([str(value)]) if addr]
-            if not addresses:
+            addresses = [addr for _, addr in getaddresses([str(value)])]
+            # An empty entry is a part the parser could not read (`a@a.example>`): SES might.
+            if not addresses or not all(addresses):
                 return reply(
                     550,
                     "5.7.1",
