@@ -13,7 +13,8 @@ import asyncio
 import datetime as dt
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import asyncpg  # type: ignore[import-untyped]
@@ -83,25 +84,28 @@ def _refuse(status: int, error: str, field: str | None, index: int | None) -> No
     raise DoorError(status, body, {})
 
 
-def _unavailable(exc: BaseException) -> NoReturn:
-    log.warning("api.unavailable", error=str(exc))
-    fail(
-        503,
-        "the queue's database is unreachable; nothing was queued: try again later",
-        **{"Retry-After": str(RETRY_AFTER)},
-    )
+@contextmanager
+def _database() -> Iterator[None]:
+    """Postgres out of reach inside the block: a 503 with Retry-After; other errors pass."""
+    try:
+        yield
+    except DoorError:
+        raise
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        log.warning("api.unavailable", error=str(exc))
+        fail(
+            503,
+            "the queue's database is unreachable; nothing was queued: try again later",
+            **{"Retry-After": str(RETRY_AFTER)},
+        )
 
 
 async def _authenticated(request: web.Request) -> ApiKey:
     """The request's key, 401 without one, 503 when the keys cannot be read."""
-    try:
+    with _database():
         return await basic_key(request)
-    except DoorError:
-        raise
-    except Exception as exc:
-        if is_unavailable(exc):
-            _unavailable(exc)
-        raise
 
 
 def _authorized(key: ApiKey, messages: Sequence[NewMessage], batch: bool) -> list[NewMessage]:
@@ -198,20 +202,15 @@ async def post_messages(request: web.Request) -> web.Response:
         body, valid = await asyncio.to_thread(_prepared, raw, key, given_key)
     try:
         # A batch is all or none: a 409 on one element undoes the rest.
-        async with (
-            ctx.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn,
-            atomic(conn, len(valid)),
-        ):
-            results = await enqueue_on(conn, valid)
-            await _check_replays(conn, key, valid, results)
-    except DoorError:
-        raise
+        with _database():
+            async with (
+                ctx.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn,
+                atomic(conn, len(valid)),
+            ):
+                results = await enqueue_on(conn, valid)
+                await _check_replays(conn, key, valid, results)
     except asyncpg.DataError as exc:  # what the validation let through but Postgres refused
         _refuse(400, f"the database refused a value: {exc}", None, None)
-    except Exception as exc:
-        if is_unavailable(exc):
-            _unavailable(exc)
-        raise
     created = [r.created for r in results]
     status = 201 if any(created) else 200
     log.info("api.queued", key_id=key.id, messages=len(results), created=sum(created))
@@ -236,18 +235,12 @@ async def get_message(request: web.Request) -> web.Response:
     if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_ID:
         fail(404, not_found)
     message_id = int(text)
-    try:
+    with _database():
         owner = await ctx.pool.fetchval(query("owner"), message_id)
         if owner != key.id:
             fail(404, not_found)
         job = await ctx.queue.get(message_id)
         events = await ctx.feedback.message_events(message_id)
-    except DoorError:
-        raise
-    except Exception as exc:
-        if is_unavailable(exc):
-            _unavailable(exc)
-        raise
     if job is None:
         fail(404, not_found)
     view = message_json(job, events)
