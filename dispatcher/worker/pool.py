@@ -235,7 +235,14 @@ class WorkerPool:
                 if self._listener is not None:
                     parts.push_async_callback(self._listener.close)
                 parts.callback(self.admission.close)
-                await self.share.join()  # our part of the rate before the first send
+                # Our part of the rate before the first send; a daemon still starting rides out
+                # an outage here as the rest of the worker does.
+                await while_down(
+                    self.share.join,
+                    what="rate share",
+                    give_up_after=self.settings.outage_timeout,
+                    stop=self.stop,
+                )
                 await self._sync_quota()  # the day's quota as every process counts it
                 self.ledger.start()
                 self._start_background(parts, asyncio.Event())

@@ -173,6 +173,32 @@ def test_a_drain_sends_each_message_once_at_the_accounts_rate() -> None:
     assert 2.9 <= times[-1] - times[0] <= 3.1
 
 
+class StartsDuringAnOutage(MemoryJobStore):
+    """Postgres goes away for the first rate-share statements (a daemon still starting)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(now=virtual_clock)
+        self.failures = failures
+
+    async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionRefusedError(111, "Connection refused")
+        return await super().rate_share(owner, busy, ttl)
+
+
+def test_a_worker_starting_while_postgres_is_away_waits_for_it_then_sends() -> None:
+    async def main() -> tuple[RunReport, dict[str, int]]:
+        store = StartsDuringAnOutage(failures=3)
+        await store.enqueue_many(messages(20))
+        report = await (await pool(store, FakeSes())).run()
+        return report, await states(store)
+
+    report, counts = run(main)
+    assert report.exit_code == EXIT_OK and "drained" in report.reason
+    assert counts == {"sent": 20}
+
+
 # -- shutdown -----------------------------------------------------------------------------------
 
 
