@@ -6,9 +6,10 @@ killed daemon's claimed mail is sent (issue 19 item 4's must-show).
 A throwaway Postgres, the simulator in its own process at MaxSendRate R with SES-like latency
 (lognormal, median 60 ms, p99 250 ms), R x seconds messages queued, then two daemons
 `dispatcher run --drain --processes 2` started together, each in a process group of its own.
-When the simulator has accepted `kill-at` of the list, daemon A's whole group (parent and both
-workers) is SIGKILLed; the jobs A's workers held (claimed or in flight) are read from the jobs
-table by lease owner. Daemon B drains the rest and must exit 0. From the simulator's record
+When all four processes have sent for 2 s and the simulator has accepted at least `kill-at` of
+the list, daemon A's whole group (parent and both workers) is SIGKILLed; the jobs A's workers
+held (claimed or in flight) are read from the jobs table by lease owner. Daemon B drains the
+rest and must exit 0. From the simulator's record
 (acceptance times) and the jobs table:
 
 - the rate over time (1 s windows), before and after the kill, and when each survivor was told
@@ -124,6 +125,9 @@ class Daemon:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def tail(self, lines: int = 12) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
 
 def _running(p: psutil.Process) -> bool:
     try:
@@ -148,6 +152,13 @@ async def workers_of(dsn: str, pids: list[int]) -> list[str]:
     return [r["id"] for r in rows]
 
 
+async def active_workers(dsn: str) -> int:
+    rows = await fetch(
+        dsn, "SELECT count(*) AS n FROM dispatcher.workers WHERE active_until > now()"
+    )
+    return int(rows[0]["n"])
+
+
 async def kill_run(
     args: argparse.Namespace, dsn: str, raw: Any, sim: SimControl, work: Path
 ) -> Run:
@@ -158,18 +169,30 @@ async def kill_run(
     env = cli_env(dsn, raw, work)
     a = Daemon("a", args.processes, env, work)
     b = Daemon("b", args.processes, env, work)
+    deadline = time.monotonic() + DAEMON_TIMEOUT
+
+    async def stats() -> dict[str, Any]:
+        """The simulator's counters, once both daemons are seen to be still running."""
+        await asyncio.sleep(POLL_INTERVAL)
+        if time.monotonic() > deadline:
+            raise BenchError(f"no kill point within {DAEMON_TIMEOUT:.0f} s")
+        for d in (a, b):
+            if d.proc.poll() is not None:
+                raise BenchError(
+                    f"daemon {d.name} exited {d.proc.returncode} before the kill (a machine "
+                    "this busy may need more --seconds for four processes to start); "
+                    + "; ".join(f"daemon {e.name}'s last lines:\n{e.tail()}" for e in (a, b))
+                )
+        return await raw.stats()  # type: ignore[no-any-return]
+
     try:
-        target = int(n * args.kill_at)
-        accepted = 0
-        while accepted < target:
-            await asyncio.sleep(POLL_INTERVAL)
-            accepted = (await raw.stats())["accepted"]
-            for d in (a, b):
-                if d.proc.poll() is not None:
-                    raise BenchError(
-                        f"daemon {d.name} exited {d.proc.returncode} before the kill:\n"
-                        + "\n".join(d.output().splitlines()[-15:])
-                    )
+        # The kill comes once all four processes have sent for 2 s (and `kill-at` of the list
+        # is accepted): a process still starting (seconds on a busy machine) is not a survivor.
+        while await active_workers(dsn) < 2 * args.processes:
+            await stats()
+        target = max(int(n * args.kill_at), (await stats())["accepted"] + int(2 * args.rate))
+        while (at_kill := await stats())["accepted"] < target:
+            pass
         killed = await workers_of(dsn, a.worker_pids())
         if len(killed) != args.processes:
             raise BenchError(f"daemon a has {len(killed)} registered workers, not {args.processes}")
@@ -210,6 +233,7 @@ async def kill_run(
         b_output=b.output(),
         record=record,
         throttled=throttled,
+        throttled_before_kill=int(at_kill.get("throttled", 0)),
         jobs={int(r["id"]): (str(r["state"]), float(r["at"])) for r in rows},
     )
 

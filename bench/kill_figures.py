@@ -18,8 +18,9 @@ from typing import Any
 SHARE = 0.95  # of the allowed rate that counts as "back at rate"
 WINDOW = 1.0  # seconds per rate window
 STEP = 0.05  # seconds between window starts
+BIN = 0.25  # seconds per bin of the plot's finer series
 HOLD = 3.0  # seconds the survivors must keep up the rate to count as back at it
-STARTUP = 2.0  # seconds after the first acceptance left out of the rate before the kill
+BEFORE = 2.0  # seconds before the kill the rate before it is taken over (all four sending)
 TAIL = 1.0  # seconds at the end of sending left out of "sustained" (the queue runs dry there)
 
 
@@ -38,6 +39,7 @@ class Run:
     b_output: str
     record: list[dict[str, Any]]
     throttled: int  # sends the simulator refused for going past MaxSendRate
+    throttled_before_kill: int
     jobs: dict[int, tuple[str, float]]  # job id -> (final state, updated_at in unix seconds)
 
 
@@ -141,15 +143,17 @@ def analyse(run: Run, rate: float, target: float, survivors: int) -> dict[str, A
     # the rate over time, relative to the kill
     times = sorted(float(m["accepted_at"]) - run.kill_wall for m in run.record)
     first, last = times[0], times[-1]
-    steady = first + STARTUP  # both daemons start with a burst: the rate before counts after it
-    before = sum(1 for t in times if steady <= t < 0)
+    before = sum(1 for t in times if -BEFORE <= t < 0)
     after = sum(1 for t in times if t >= 0)
     end = last - TAIL
     back = back_at_rate(times, rate, end) if end > WINDOW else None
     starts = [i * STEP for i in range(int(max(0.0, end - WINDOW) / STEP) + 1)]
     dip = min(window_counts(times, starts)) if starts else None
-    series_starts = [first + i * 0.1 for i in range(int((last - first) / 0.1) + 1)]
-    series = window_counts(times, [s - WINDOW for s in series_starts])  # trailing 1 s windows
+    # per second, in 1 s windows centred on t (every 0.1 s), and in 0.25 s bins (x 4)
+    centres = [first + i * 0.1 for i in range(int((last - first) / 0.1) + 1)]
+    centred = window_counts(times, [c - WINDOW / 2 for c in centres])
+    bins = [first + i * BIN for i in range(int((last - first) / BIN) + 1)]
+    binned = [round(n / BIN) for n in window_counts(times, bins, BIN)]
     if back is None:
         problems.append(f"never back at {SHARE:.2f} x {rate:g}/s after the kill")
     elif back > target:
@@ -165,11 +169,12 @@ def analyse(run: Run, rate: float, target: float, survivors: int) -> dict[str, A
     return {
         "messages": len(ids),
         "kill_at_s": round(-first, 3),
-        "rate_before_per_s": round(before / -steady, 1) if steady < 0 else None,
+        "rate_before_per_s": round(before / BEFORE, 1),
         "rate_after_per_s": round(after / last, 1) if last > 0 else None,
         "back_at_rate_s": None if back is None else round(back, 2),
         "lowest_1s_window_after_kill": dip,
         "throttled": run.throttled,
+        "throttled_before_kill": run.throttled_before_kill,
         "held_at_kill": dict(Counter(run.held.values())),
         "held_read_s": round(run.held_read_s, 3),
         "held_resolved_s": None if resolve_s is None else round(resolve_s, 3),
@@ -189,8 +194,10 @@ def analyse(run: Run, rate: float, target: float, survivors: int) -> dict[str, A
         "daemon_exit_codes": {"a": run.a_code, "b": run.b_code},
         "accepted_s_since_kill": [round(t, 4) for t in times],
         "series": {
-            "t_s": [round(s, 2) for s in series_starts],
-            "per_s_trailing_1s": series,
+            "t_s": [round(c, 2) for c in centres],
+            "per_s_1s_centred": centred,
+            "bin_start_s": [round(b, 3) for b in bins],
+            "per_s_quarter_s_bins": binned,
         },
         "problems": problems,
     }
@@ -215,8 +222,13 @@ def plot(res: dict[str, Any], rate: float, target: float, path: Path) -> bool:
     except ImportError:
         print("matplotlib is not importable: no plot (pip install -e '.[bench]')")
         return False
-    fig, ax = plt.subplots(figsize=(9, 3.6))
-    ax.plot(res["series"]["t_s"], res["series"]["per_s_trailing_1s"], label="accepted, last 1 s")
+    fig, ax = plt.subplots(figsize=(11, 3.8))
+    series = res["series"]
+    ax.step(
+        series["bin_start_s"], series["per_s_quarter_s_bins"], where="post", color="lightsteelblue",
+        linewidth=0.8, label="accepted per s, 0.25 s bins",
+    )  # fmt: skip
+    ax.plot(series["t_s"], series["per_s_1s_centred"], label="accepted per s, 1 s window")
     ax.axhline(rate, color="grey", linestyle="--", label=f"MaxSendRate {rate:g}/s")
     ax.axhline(SHARE * rate, color="grey", linestyle=":", label=f"{SHARE:.2f} x rate")
     ax.axvline(0.0, color="red", label="SIGKILL of daemon A")
@@ -232,7 +244,7 @@ def plot(res: dict[str, Any], rate: float, target: float, path: Path) -> bool:
     ax.set_xlabel("seconds since the SIGKILL (simulator clock)")
     ax.set_ylabel("messages/s")
     ax.set_title("two daemons x 2 processes, one SIGKILLed")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -247,10 +259,10 @@ def report(res: dict[str, Any], rate: float) -> None:
         f"{held.get('claimed', 0)} claimed + {held.get('in_flight', 0)} in flight"
     )
     print(
-        f"rate: {res['rate_before_per_s']}/s before the kill (after the first {STARTUP:g} s), "
+        f"rate: {res['rate_before_per_s']}/s in the {BEFORE:g} s before the kill, "
         f"{res['rate_after_per_s']}/s after it; "
         f"lowest 1 s window after the kill {res['lowest_1s_window_after_kill']}; "
-        f"throttled {res['throttled']}"
+        f"throttled {res['throttled']} ({res['throttled_before_kill']} before the kill)"
     )
     print(
         f"back at >= {SHARE:.2f} x {rate:g}/s: {res['back_at_rate_s']} s after the kill "
