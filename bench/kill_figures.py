@@ -154,10 +154,20 @@ def analyse(run: Run, rate: float, target: float, survivors: int) -> dict[str, A
     centred = window_counts(times, [c - WINDOW / 2 for c in centres])
     bins = [first + i * BIN for i in range(int((last - first) / BIN) + 1)]
     binned = [round(n / BIN) for n in window_counts(times, bins, BIN)]
+    # Throttles before the kill make every process back off for seconds (the pacing
+    # controller), whatever the kill does: say so beside the figure.
+    backed_off = (
+        f" ({run.throttled_before_kill} sends throttled before the kill: the back-off after"
+        " them, not the kill, held the rate down)"
+        if run.throttled_before_kill
+        else ""
+    )
     if back is None:
-        problems.append(f"never back at {SHARE:.2f} x {rate:g}/s after the kill")
+        problems.append(f"never back at {SHARE:.2f} x {rate:g}/s after the kill{backed_off}")
     elif back > target:
-        problems.append(f"back at rate {back:.2f} s after the kill, target {target:g} s")
+        problems.append(
+            f"back at rate {back:.2f} s after the kill, target {target:g} s{backed_off}"
+        )
     if resolve_s is not None and resolve_s > target:
         problems.append(
             f"the killed daemon's claimed mail resolved {resolve_s:.2f} s after the kill, "
