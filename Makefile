@@ -35,7 +35,8 @@ lint: install
 	$(BIN)/ruff format --check dispatcher tests bench
 	$(BIN)/mypy
 
-# Quick (under five minutes): every benchmark at a small size (bench/run.py lists them).
+# Quick (under five minutes): every benchmark at a small size (bench/run.py lists them), among
+# them bench.kill, one of two daemons SIGKILLed at 200/s (issue 19 item 4's must-show).
 bench: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run

@@ -4,6 +4,7 @@
 
 Quick (`make bench`, about seven minutes): throughput vs bare aioboto3, client CPU per call, idle
 latency, 1 vs 2 processes, rate fidelity (8 s per rate), five SIGKILLs over 5,000 recipients,
+one of two daemons SIGKILLed at 200/s (12 s of sending),
 the queue vs pgqueuer (20,000 jobs, a 200,000-recipient list), what the per-job launch costs
 (5,000 jobs), SendBulkEmail vs SendEmail (2,000 recipients) and a 10,000-recipient campaign
 killed half-way, with peak RSS against list size; table size and prune cost over simulated
@@ -31,6 +32,7 @@ QUICK: list[list[str]] = [
     ["bench.processes"],
     ["bench.rate", "--quick"],
     ["bench.reliability", "--quick"],
+    ["bench.kill", "--quick"],
     ["bench.queue", "--quick"],
     ["bench.launch", "--quick"],
     ["bench.bulk", "--recipients", "2000", "--rounds", "1"],
@@ -45,6 +47,7 @@ FULL: list[list[str]] = [
     ["bench.processes"],
     ["bench.rate"],
     ["bench.reliability"],
+    ["bench.kill"],
     ["bench.queue"],
     ["bench.launch"],
     ["bench.bulk"],

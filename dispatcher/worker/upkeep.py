@@ -25,7 +25,11 @@ __all__ = ["Upkeep"]
 
 log = structlog.get_logger()
 
-PROBE_SECONDS = 0.5  # how often a worker looks for dead ones (at most heartbeat_seconds)
+# How often a worker looks for dead ones (at most heartbeat_seconds). A worker killed right
+# after its heartbeat is found SESSION_GRACE_TICKS + up to one probe later: 0.75-1.0 s here, so
+# its claimed mail is back in the queue with time to be sent within 2 s of the kill (bench.kill).
+# Two short statements per probe and process (heartbeat, recover).
+PROBE_SECONDS = 0.25
 SESSION_GRACE_TICKS = 3  # a free lock counts once the heartbeat is this many probes old
 
 
