@@ -119,6 +119,7 @@ class Entry:
     lane: str = ""
     delay: float = 0.0
     reason: str = ""
+    spent: bool = False  # the lane's daily cap is reached: a drain does not wait for it
 
 
 GO = Entry("go")
@@ -237,7 +238,7 @@ class LaneGate(Generic[J]):
             return GO
         lane, spent = blocked
         if spent:
-            return Entry("give_back", lane.name, SPENT_RECHECK, self.spent_reason(lane))
+            return Entry("give_back", lane.name, SPENT_RECHECK, self.spent_reason(lane), True)
         queue = self._parked[lane.name]
         if len(queue) >= self._capacity_of(lane):
             # The lane's buffer is full: back to the queue until the lane has worked it off.

@@ -128,7 +128,7 @@ class Dispatch:
         if entry.what == "parked":
             self._intake.handed_over([job])  # the lanes hold it now
         else:
-            await self._give_back([job], entry.delay)
+            await self._give_back([job], entry.delay, scheduled=entry.spent)
         return False
 
     async def _admit_and_send(self, group: list[ClaimedJob], template: str | None) -> None:
