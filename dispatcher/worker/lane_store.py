@@ -235,22 +235,24 @@ async def _at_exit(store: LaneStore, gate: LaneGate[Any], day: date | None) -> N
 
 
 async def lanes_view(
-    pool: asyncpg.Pool, limits: Sequence[ProviderSettings]
+    pool: asyncpg.Pool, limits: Sequence[ProviderSettings], *, waiting: bool = True
 ) -> list[dict[str, Any]] | None:
-    """Each lane for `dispatcher status` (--json: this list); None when no lane is configured."""
+    """Each lane for `dispatcher status` (--json: this list); None when no lane is configured.
+    `waiting` reads the recipients of all unsent mail (a scan: not for every metrics scrape)."""
     if not any(p.limited for p in limits):
         return None
     store = LaneStore(pool)
     table = ProviderTable(limits)
     today, backoffs = await store.today(), await store.backoffs()
-    known = await store.mx_all()
-    waiting: dict[str, int] = {}
-    for domain, n in (await store.waiting_by_domain()).items():
-        name = table.by_domain(domain) or known.get(domain, OTHER)
-        waiting[name] = waiting.get(name, 0) + n
+    by_lane: dict[str, int] = {}
+    if waiting:
+        known = await store.mx_all()
+        for domain, n in (await store.waiting_by_domain()).items():
+            name = table.by_domain(domain) or known.get(domain, OTHER)
+            by_lane[name] = by_lane.get(name, 0) + n
     out: list[dict[str, Any]] = []
     names = [p.name for p in limits if p.limited]
-    names += sorted(n for n in {*waiting, *today} if n not in names)
+    names += sorted(n for n in {*by_lane, *today} if n not in names)
     by_name = {p.name: p for p in limits}
     for name in names:
         p = by_name.get(name)
@@ -264,7 +266,8 @@ async def lanes_view(
                 "daily_cap": cap,
                 "cap_left": None if cap is None else max(0.0, cap - taken),
                 "sent_today": sent,  # recipients admitted through the lane today (UTC)
-                "waiting": waiting.get(name, 0),  # recipients of mail not sent yet
+                # recipients of mail not sent yet (None: not read)
+                "waiting": by_lane.get(name, 0) if waiting else None,
                 "backed_off": b.reason if b is not None else None,
             }
         )
