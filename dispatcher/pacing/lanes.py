@@ -205,6 +205,7 @@ class LaneGate(Generic[J]):
         self._parked: dict[str, deque[tuple[J, float]]] = {n: deque() for n in self.lanes}
         self._mx_wait: deque[tuple[J, float]] = deque()  # (job, deadline)
         self._timed_out: set[int] = set()  # id() of jobs whose MX wait ended: unknown = other
+        self._unflushed: dict[str, int] = {}  # recipients admitted to providers not limited
 
     # -- rates --------------------------------------------------------------------------------
 
@@ -248,6 +249,8 @@ class LaneGate(Generic[J]):
                 lane = self.lanes.get(name)
                 if lane is not None:
                     self._charge(lane, n, now)
+                else:  # not limited: counted for `status` only
+                    self._unflushed[name] = self._unflushed.get(name, 0) + n
             return GO
         lane, spent = blocked
         if spent:
@@ -391,11 +394,17 @@ class LaneGate(Generic[J]):
         out = {n: lane.unflushed for n, lane in self.lanes.items() if lane.unflushed}
         for name in out:
             self.lanes[name].unflushed = 0
+        out |= self._unflushed
+        self._unflushed = {}
         return out
 
     def unflush(self, counts: Mapping[str, int]) -> None:
         for name, n in counts.items():
-            self.lanes[name].unflushed += n
+            lane = self.lanes.get(name)
+            if lane is not None:
+                lane.unflushed += n
+            else:
+                self._unflushed[name] = self._unflushed.get(name, 0) + n
 
     def give_back_room(self) -> dict[str, float]:
         """Room taken and not used, to return to today's rows at exit."""

@@ -154,3 +154,40 @@ async def test_google_capped_at_5_per_second_does_not_hold_up_the_rest(
     assert lanes["google"]["rate"] == GOOGLE_RATE
     assert lanes["google"]["sent_today"] == len(google)
     assert lanes["google"]["waiting"] == 0 and lanes["google"]["backed_off"] is None
+
+
+async def test_a_spent_daily_cap_holds_only_that_providers_mail(
+    pg_dsn: str, tmp_path: Path, sim_process: SimFactory
+) -> None:
+    """google capped at 10 a day: 10 go, the rest wait for tomorrow (a drain ends: they are
+    scheduled), and the other providers' mail all goes."""
+    addresses = [f"g{i}@gmail.com" for i in range(25)] + [f"y{i}@yahoo.com" for i in range(25)]
+    config = tmp_path / "dispatcher.toml"
+    config.write_text('[[providers]]\nname = "google"\ndaily_cap = 10\n', encoding="utf-8")
+    lines = "\n".join(
+        json.dumps({"from": "news@example.com", "to": [a], "subject": "Hi", "text": "Hello"})
+        for a in addresses
+    )
+    async with sim_process(max_send_rate=200) as sim:
+        env = cli_env(
+            tmp_path, dsn=pg_dsn, endpoint_url=sim.endpoint_url, DISPATCHER_CONFIG=str(config)
+        )
+        queued = await run_cli(env, "enqueue", "-", stdin=lines.encode())
+        assert queued.code == 0, queued
+        drain = await run_cli(env, "run", "--drain")
+        assert drain.code == 0, drain
+        received = [m["to"][0] for m in await sim.messages()]
+        status = await run_cli(env, "status", "--json")
+        text = await run_cli(env, "status")
+    assert sum(a.endswith("@gmail.com") for a in received) == 10, drain
+    assert sum(a.endswith("@yahoo.com") for a in received) == 25, drain
+    assert "15 scheduled for later" in drain.err, drain
+    lanes = {lane["provider"]: lane for lane in json.loads(status.out)["lanes"]}
+    google = lanes["google"]
+    assert (google["daily_cap"], google["sent_today"], google["waiting"]) == (10, 10, 15)
+    assert google["cap_left"] == 0
+    assert lanes["yahoo"]["sent_today"] == 25 and lanes["yahoo"]["rate"] is None
+    assert any(
+        line.split()[:1] == ["google"] and "cap 10/day" in line and "waiting       15" in line
+        for line in text.out.splitlines()
+    ), text.out
