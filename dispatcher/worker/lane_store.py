@@ -177,10 +177,18 @@ async def run_lanes(store: LaneStore, lanes: Lanes, stop: asyncio.Event) -> None
     loop = asyncio.get_running_loop()
     next_check = loop.time()
     day: date | None = None
+    # MX lookups in a task of their own: a slow DNS server must not hold up the daily room.
+    mx: asyncio.Task[None] | None = None
     try:
         while not stop.is_set():
             lanes.wake.clear()
             try:
+                if mx is not None and mx.done():
+                    done: asyncio.Task[None] = mx
+                    mx = None
+                    done.result()  # a lookup's database error is handled below, as ours
+                if mx is None and gate.pending:
+                    mx = asyncio.create_task(_answer_mx(store, lanes), name="lanes-mx")
                 day = await _round(store, gate, caps, day)
                 if loop.time() >= next_check:
                     next_check = loop.time() + settings.check_interval
@@ -193,19 +201,28 @@ async def run_lanes(store: LaneStore, lanes: Lanes, stop: asyncio.Event) -> None
                 log.warning("lane.db_unavailable", error=repr(exc))  # the gate keeps what it has
             await wait_event(lanes.wake, LOOK)
     finally:
+        if mx is not None:
+            mx.cancel()
+            await asyncio.gather(mx, return_exceptions=True)
         await _at_exit(store, gate, day)
+
+
+async def _answer_mx(store: LaneStore, lanes: Lanes) -> None:
+    """Answer up to MX_BATCH pending domains: from Postgres's cache, else by DNS."""
+    gate = lanes.gate
+    pending = sorted(gate.pending)[:MX_BATCH]
+    cached = await store.mx_cached(pending)
+    missing = [d for d in pending if d not in cached]
+    looked = await lookup_mx(missing, gate.table, gate.settings) if missing else {}
+    await store.mx_put(looked)
+    gate.resolved({**cached, **{d: v[0] for d, v in looked.items()}})
+    lanes.poke()  # parked mail may go now
+    lanes.wake.set()  # more to look up, maybe
 
 
 async def _round(
     store: LaneStore, gate: LaneGate[Any], caps: Mapping[str, int], day: date | None
 ) -> date | None:
-    pending = sorted(gate.pending)[:MX_BATCH]
-    if pending:
-        cached = await store.mx_cached(pending)
-        missing = [d for d in pending if d not in cached]
-        looked = await lookup_mx(missing, gate.table, gate.settings) if missing else {}
-        await store.mx_put(looked)
-        gate.resolved({**cached, **{d: v[0] for d, v in looked.items()}})
     now = asyncio.get_running_loop().time()
     for name, want in gate.room_wanted(now).items():
         today, granted, left = await store.take(name, want, caps[name])
