@@ -7,12 +7,21 @@ from __future__ import annotations
 import asyncio
 import json
 
-from dispatcher.pacing.lanes import LaneSettings
+from dispatcher.domain.jobs import ClaimedJob
+from dispatcher.domain.message import OutgoingMessage
+from dispatcher.pacing.lanes import Backoff, LaneSettings
 from dispatcher.pacing.providers import ProviderSettings, ProviderTable
 from dispatcher.queue.repository import Queue
-from dispatcher.worker.lane_store import LaneStore, check_backoffs, lanes_view
+from dispatcher.worker.lane_gate import Lanes
+from dispatcher.worker.lane_store import LaneStore, check_backoffs, lanes_view, run_lanes
+from tests.support.dns_server import dns_server
 
 SETTINGS = LaneSettings(backoff_events=5, backoff_window=300.0, backoff_quiet=600.0)
+
+
+def claimed(address: str) -> ClaimedJob:
+    msg = OutgoingMessage(id=1, from_addr="news@example.com", to=(address,), subject="Hi")
+    return ClaimedJob(token=1, attempts=0, priority=0, message=msg)
 
 
 async def test_concurrent_takes_stop_at_the_daily_cap(queue: Queue) -> None:
@@ -99,3 +108,49 @@ async def test_mx_answers_are_shared_and_expire(queue: Queue) -> None:
     assert await b.mx_cached(["workspace.example", "old.example", "new.example"]) == {
         "workspace.example": "google"
     }
+
+
+async def test_the_lanes_loop_answers_mx_supplies_room_and_follows_backoffs(queue: Queue) -> None:
+    """The daemon's lanes loop: a domain of unknown MX parked in the gate is looked up (DNS on
+    127.0.0.1) and its mail goes in google's lane; a capped lane gets its room from Postgres;
+    a back-off row slows the lane; at exit the unused room goes back."""
+    limits = [ProviderSettings("google", rate=10.0, daily_cap=500)]
+    zone = {("workspace.example", "MX"): ["1 aspmx.l.google.com."]}
+    async with dns_server(zone) as ns:
+        settings = LaneSettings(nameservers=ns.address, mx_wait=30.0, check_interval=0.05)
+        lanes = Lanes(limits, settings, share=lambda: 1.0)
+        woken = asyncio.Event()
+        lanes.on_ready = woken.set
+        store = LaneStore(queue.pool)
+        stop = asyncio.Event()
+        loop = asyncio.create_task(run_lanes(store, lanes, stop))
+        try:
+            job = claimed("jo@workspace.example")
+            assert lanes.enter(job).what == "parked"  # MX unknown: waits for the lookup
+            for _ in range(100):  # the loop answers it (and wakes the intake) within moments
+                await asyncio.wait_for(woken.wait(), 10)
+                woken.clear()
+                if (ready := lanes.pop_ready()) is not None:
+                    break
+            assert ready is job and ns.asked == [("workspace.example", "MX")]
+            for _ in range(100):  # the room arrives with the loop's next round
+                if (entry := lanes.enter(job)).what == "go":
+                    break
+                assert entry.what == "parked"
+                lanes.take_parked()
+                await asyncio.sleep(0.05)
+            assert entry.what == "go" and lanes.gate.lanes["google"].sent == 1
+            assert await store.mx_cached(["workspace.example"]) == {"workspace.example": "google"}
+
+            await store.set_backoff("google", Backoff("a burst", 0.0, 9e9))
+            for _ in range(100):
+                if lanes.gate.lanes["google"].backoff is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert lanes.gate.view(0.0)[0]["rate_now"] == 5.0  # halved
+        finally:
+            stop.set()
+            lanes.wake.set()
+            await asyncio.wait_for(loop, 10)
+    taken, sent = (await store.today())["google"]
+    assert (taken, sent) == (1.0, 1)  # 100 taken, 99 given back at exit; one admitted
