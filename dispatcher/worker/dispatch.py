@@ -136,6 +136,7 @@ class Dispatch:
         if refused is None:
             self._sending.start(group, template)  # tracked by the ledger from here on
             self._intake.handed_over(group)
+            self._lanes_done(group)
         elif refused.why == "share":
             self._intake.put_back(group)  # ours again once the next sync shows the others' sends
             await asyncio.sleep(refused.wait)
@@ -175,6 +176,7 @@ class Dispatch:
         )
         await self._ledger.settle([settlement])
         self._intake.handed_over([job])
+        self._lanes_done([job])
         self._counters.failed += 1
         log.warning("message.render_failed", message_id=job.id, error=plan.reason)
 
@@ -184,3 +186,9 @@ class Dispatch:
         if jobs:
             await self._store.release(self._owner, [j.id for j in jobs], delay, scheduled=scheduled)
         self._intake.handed_over(jobs)
+        self._lanes_done(jobs)
+
+    def _lanes_done(self, jobs: list[ClaimedJob]) -> None:
+        """Jobs charged to their provider lanes left our hands (put back ones stay charged)."""
+        if self._intake.lanes is not None:
+            self._intake.lanes.forget(jobs)

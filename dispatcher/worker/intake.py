@@ -131,6 +131,7 @@ class Intake:
         jobs = [*self._in_hand, *self._buffer]
         if self.lanes is not None:
             jobs += self.lanes.take_parked()
+            self.lanes.forget(jobs)
         self._in_hand.clear()
         self._buffer.clear()
         return jobs

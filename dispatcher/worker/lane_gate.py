@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Sequence
 
 from dispatcher.domain.jobs import ClaimedJob
-from dispatcher.pacing.lanes import Entry, LaneGate, LaneSettings
+from dispatcher.pacing.lanes import GO, Entry, LaneGate, LaneSettings
 from dispatcher.pacing.providers import ProviderSettings, ProviderTable
 
 __all__ = ["Lanes"]
@@ -39,6 +39,9 @@ class Lanes:
         self.on_ready: Callable[[], None] | None = None  # the intake looks at parked mail
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        # Jobs charged to their lanes and not handed on yet: one put back in the buffer (our
+        # share of the day's quota is used until the next sync) is not charged twice.
+        self._passed: set[int] = set()
 
     @property
     def holding(self) -> bool:
@@ -49,10 +52,14 @@ class Lanes:
 
     def enter(self, job: ClaimedJob) -> Entry:
         """Go now (charged), parked here, or give back to the queue for `delay` s."""
+        if job.id in self._passed:
+            return GO
         now = self._now()
         self.gate.set_share(self._share(), now)
         entry = self.gate.enter(job, now)
-        if entry.what == "parked":
+        if entry.what == "go":
+            self._passed.add(job.id)
+        elif entry.what == "parked":
             self._arm(now)
         if self.gate.pending or self.gate.room_wanted(now):
             self.wake.set()
@@ -68,6 +75,12 @@ class Lanes:
         if job is None:
             self._arm(now)
         return job
+
+    def forget(self, jobs: Sequence[ClaimedJob]) -> None:
+        """These jobs left the worker's hands (sent, settled or given back)."""
+        if self._passed:
+            for job in jobs:
+                self._passed.discard(job.id)
 
     def take_parked(self) -> list[ClaimedJob]:
         return self.gate.take_parked()

@@ -8,8 +8,11 @@ from collections.abc import Iterable
 
 import pytest
 
+from dispatcher.domain.jobs import ClaimedJob
+from dispatcher.domain.message import OutgoingMessage
 from dispatcher.pacing.lanes import Backoff, LaneGate, LaneSettings, backoff_step
 from dispatcher.pacing.providers import OTHER, ProviderSettings, ProviderTable, domain_of
+from dispatcher.worker.lane_gate import Lanes
 
 Job = tuple[int, tuple[str, ...]]
 
@@ -246,3 +249,17 @@ def test_a_late_dispatch_loop_never_takes_the_lane_past_its_rate_on_average() ->
     assert len(sent) >= 0.97 * 5.0 * 60.0  # lateness within the slack is made up for...
     for n, t in enumerate(sent[1:], start=1):
         assert n <= 5.0 * (t - sent[0]) + 1e-6, (n, t)  # ...never beyond the rate
+
+
+async def test_a_job_put_back_after_its_lanes_let_it_go_is_not_charged_twice() -> None:
+    lanes = Lanes([ProviderSettings("google", rate=1.0)], LaneSettings(), share=lambda: 1.0)
+    msg = OutgoingMessage(id=7, from_addr="a@example.com", to=("jo@gmail.com",), subject="Hi")
+    job = ClaimedJob(token=1, attempts=0, priority=0, message=msg)
+    assert lanes.enter(job).what == "go"
+    # Admission said "not now" (our share of the day's quota until the next sync): the job
+    # goes back to the buffer and comes through the lanes again.
+    assert lanes.enter(job).what == "go"
+    assert lanes.gate.lanes["google"].sent == 1
+    lanes.forget([job])  # sent: the next time it is claimed (a retry), it is charged again
+    assert lanes.enter(job).what == "parked"
+    lanes.close()
