@@ -32,7 +32,9 @@ J = TypeVar("J")
 SLACK_SECONDS = 0.2
 ROOM_RETRY = 0.1  # seconds a job waits for its lane's daily room to be topped up
 SPENT_ASK = 30.0  # seconds between asks of a spent lane's row
-SPENT_RECHECK = 300.0  # longest give-back of a spent lane's mail (another process may free room)
+# Give-back of a spent lane's mail when no wall clock is at hand (the worker's Lanes makes it
+# the next 00:00 UTC, when the cap resets).
+SPENT_RECHECK = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,7 @@ class Lane:
         "rate",
         "room",
         "sent",
+        "set_aside_until",
         "unflushed",
     )
 
@@ -168,6 +171,9 @@ class Lane:
         # Mail waits in this lane: lateness of the loop is made up for (the bucket's slack);
         # after an idle spell it is not (no saved-up burst).
         self.backlogged = False
+        # When the mail this process gave back to the queue (its buffer was full) is due: each
+        # one a recipient's time after the last, so it comes back at the pace the lane sends.
+        self.set_aside_until = -math.inf
 
     def effective(self, share: float, factor: float) -> float | None:
         if self.rate is None:
@@ -257,11 +263,14 @@ class LaneGate(Generic[J]):
             return Entry("give_back", lane.name, SPENT_RECHECK, self.spent_reason(lane), True)
         queue = self._parked[lane.name]
         if len(queue) >= self._capacity_of(lane):
-            # The lane's buffer is full: back to the queue until the lane has worked most of it
-            # off (due a second before it runs dry, so the claim has time to bring it back).
+            # The lane's buffer is full: back to the queue, due when the lane reaches it (after
+            # what waits here and what went back before it), a second early so the claim has
+            # time to bring it in. Each job is then claimed about twice, not once per look.
             rate = lane.effective(self._share, self.settings.backoff_factor) or 1.0
-            span = (len(queue) + 1) / rate
-            return Entry("give_back", lane.name, max(span / 2, span - 1.0), "lane buffer full")
+            turn = max(lane.set_aside_until, now + len(queue) / rate)
+            lane.set_aside_until = turn + counts[lane.name] / rate
+            wait = turn - now
+            return Entry("give_back", lane.name, max(wait / 2, wait - 1.0), "lane buffer full")
         queue.append((job, now))
         lane.backlogged = True
         return Entry("parked", lane.name)

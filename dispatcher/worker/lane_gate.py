@@ -6,6 +6,8 @@ first parked job may go. Decisions in dispatcher.pacing.lanes; Postgres in lane_
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 from dispatcher.domain.jobs import ClaimedJob
@@ -13,6 +15,11 @@ from dispatcher.pacing.lanes import GO, Entry, LaneGate, LaneSettings
 from dispatcher.pacing.providers import ProviderSettings, ProviderTable
 
 __all__ = ["Lanes"]
+
+
+def until_utc_midnight(wall: float) -> float:
+    """Seconds from `wall` (Unix time) to the next 00:00 UTC, when daily caps reset."""
+    return 86400.0 - wall % 86400.0
 
 
 def _addresses(job: ClaimedJob) -> Iterable[str]:
@@ -57,6 +64,8 @@ class Lanes:
         now = self._now()
         self.gate.set_share(self._share(), now)
         entry = self.gate.enter(job, now)
+        if entry.spent:  # the cap resets at 00:00 UTC: mail for it comes back then, once
+            entry = dataclasses.replace(entry, delay=until_utc_midnight(time.time()))
         if entry.what == "go":
             self._passed.add(job.id)
         elif entry.what == "parked":

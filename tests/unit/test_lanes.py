@@ -12,7 +12,7 @@ from dispatcher.domain.jobs import ClaimedJob
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.pacing.lanes import Backoff, LaneGate, LaneSettings, backoff_step
 from dispatcher.pacing.providers import OTHER, ProviderSettings, ProviderTable, domain_of
-from dispatcher.worker.lane_gate import Lanes
+from dispatcher.worker.lane_gate import Lanes, until_utc_midnight
 
 Job = tuple[int, tuple[str, ...]]
 
@@ -173,8 +173,11 @@ def test_full_lane_buffer_gives_back() -> None:
     for i in range(16):
         assert g.enter((i + 1, ("a@gmail.com",)), 0.0).what == "parked"
     back = g.enter((99, ("a@gmail.com",)), 0.0)
-    # due a second before the 17 jobs ahead are worked off
-    assert back.what == "give_back" and back.delay == pytest.approx(16.0)
+    # due when the lane reaches it (16 wait ahead at 1/s), a second early; the next one a
+    # second after it: mail given back comes back at the lane's pace, not all at once
+    assert back.what == "give_back" and back.delay == pytest.approx(15.0)
+    assert g.enter((100, ("a@gmail.com",)), 0.0).delay == pytest.approx(16.0)
+    assert g.enter((101, ("a@gmail.com",)), 0.5).delay == pytest.approx(16.5)
     assert len(g.take_parked()) == 16
 
 
@@ -263,3 +266,8 @@ async def test_a_job_put_back_after_its_lanes_let_it_go_is_not_charged_twice() -
     lanes.forget([job])  # sent: the next time it is claimed (a retry), it is charged again
     assert lanes.enter(job).what == "parked"
     lanes.close()
+
+
+def test_caps_reset_at_utc_midnight() -> None:
+    assert until_utc_midnight(1_796_515_200.0) == 86400.0  # 2026-12-06 00:00:00 UTC
+    assert until_utc_midnight(1_796_515_200.0 + 86399.5) == pytest.approx(0.5)
