@@ -16,6 +16,7 @@ from dispatcher.clock import wait_event
 from dispatcher.db.outage import connection_lost
 from dispatcher.db.sql import named_queries
 from dispatcher.doctor.dns import lookup, make_resolver
+from dispatcher.doctor.facts import Lookup
 from dispatcher.doctor.settings import parse_nameservers
 from dispatcher.pacing.lanes import Backoff, LaneGate, LaneSettings, backoff_step
 from dispatcher.pacing.providers import OTHER, ProviderSettings, ProviderTable
@@ -28,7 +29,8 @@ log = structlog.get_logger()
 
 DEFAULT_ACCOUNT = "default"  # until several SES accounts land (issue 18 item 4)
 LOOK = 0.25  # seconds between rounds when nothing asks sooner
-MX_BATCH = 64  # domains looked up per round
+MX_BATCH = 500  # domains answered per round (from Postgres's cache, else by DNS)
+MX_PARALLEL = 32  # DNS questions in flight at once
 FAILED_MX_TTL = 300.0  # seconds a failed lookup (timeout, SERVFAIL) counts as `other`
 
 
@@ -157,7 +159,13 @@ async def lookup_mx(
     resolver = make_resolver(
         parse_nameservers(settings.nameservers, key="lanes.nameservers"), settings.mx_timeout
     )
-    answers = await asyncio.gather(*(lookup(resolver, d, "MX") for d in domains))
+    gate = asyncio.Semaphore(MX_PARALLEL)
+
+    async def one(domain: str) -> Lookup:
+        async with gate:
+            return await lookup(resolver, domain, "MX")
+
+    answers = await asyncio.gather(*(one(d) for d in domains))
     out: dict[str, tuple[str, tuple[str, ...], float]] = {}
     for domain, answer in zip(domains, answers, strict=True):
         if answer.problem is not None:  # proves nothing: `other` for a while, then ask again
@@ -176,6 +184,7 @@ async def run_lanes(store: LaneStore, lanes: Lanes, stop: asyncio.Event) -> None
     caps = {p.name: p.daily_cap for p in lanes.limits if p.daily_cap is not None}
     loop = asyncio.get_running_loop()
     next_check = loop.time()
+    forget_mx_at = loop.time() + settings.mx_ttl  # answers kept in memory no longer than that
     day: date | None = None
     # MX lookups in a task of their own: a slow DNS server must not hold up the daily room.
     mx: asyncio.Task[None] | None = None
@@ -187,6 +196,9 @@ async def run_lanes(store: LaneStore, lanes: Lanes, stop: asyncio.Event) -> None
                     done: asyncio.Task[None] = mx
                     mx = None
                     done.result()  # a lookup's database error is handled below, as ours
+                if loop.time() >= forget_mx_at:
+                    forget_mx_at = loop.time() + settings.mx_ttl
+                    gate.mx.clear()  # asked again (Postgres's cache first) as mail comes
                 if mx is None and gate.pending:
                     mx = asyncio.create_task(_answer_mx(store, lanes), name="lanes-mx")
                 day = await _round(store, gate, caps, day)
