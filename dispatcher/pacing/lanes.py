@@ -355,6 +355,10 @@ class LaneGate(Generic[J]):
                 waits.append(0.0)
         return min(waits) if waits else None
 
+    def holding(self) -> bool:
+        """Any job parked (cheap: asked for every job the dispatch loop takes)."""
+        return bool(self._mx_wait) or any(self._parked.values())
+
     def parked(self) -> list[J]:
         return [j for j, _ in self._mx_wait] + [j for q in self._parked.values() for j, _ in q]
 

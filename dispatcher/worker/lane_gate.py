@@ -52,7 +52,7 @@ class Lanes:
 
     @property
     def holding(self) -> bool:
-        return bool(self.gate.parked())
+        return self.gate.holding()
 
     def held_ids(self) -> list[int]:
         return [j.id for j in self.gate.parked()]
