@@ -8,7 +8,8 @@ one of two daemons SIGKILLed at 200/s (12 s of sending),
 the queue vs pgqueuer (20,000 jobs, a 200,000-recipient list), what the per-job launch costs
 (5,000 jobs), SendBulkEmail vs SendEmail (2,000 recipients) and a 10,000-recipient campaign
 killed half-way, with peak RSS against list size; table size and prune cost over simulated
-days; intake through SMTP and the HTTP API next to `enqueue`. Full (`make bench-full`): the
+days; intake through SMTP and the HTTP API next to `enqueue`; a mixed-provider campaign with
+two capped provider lanes (3,000 recipients; 50,000 in full). Full (`make bench-full`): the
 same at full size (100,000 jobs, a 1,000,000-recipient list, 20,000 launches, the 100k-recipient
 campaign), plus the simulator's ceiling. A failed benchmark is reported and the others still
 run; the exit code is 1 if any failed.
@@ -39,6 +40,7 @@ QUICK: list[list[str]] = [
     ["bench.campaign", "--quick"],
     ["bench.retention", "--quick"],
     ["bench.intake", "--quick"],
+    ["bench.lanes", "--quick"],
 ]
 FULL: list[list[str]] = [
     ["bench.throughput"],
@@ -55,6 +57,7 @@ FULL: list[list[str]] = [
     ["bench.campaign"],
     ["bench.retention"],
     ["bench.intake"],
+    ["bench.lanes"],
 ]
 
 

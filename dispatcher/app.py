@@ -37,6 +37,8 @@ from dispatcher.retention import Pruner, run_pruner
 from dispatcher.runtime import settle_heap
 from dispatcher.ses import SesAdapter
 from dispatcher.webhooks.sender import run_webhooks
+from dispatcher.worker.lane_gate import Lanes
+from dispatcher.worker.lane_store import LaneStore, run_lanes
 from dispatcher.worker.listener import Listener
 from dispatcher.worker.pool import PoolSettings, RunReport, Shared, WorkerPool, first_reading
 from dispatcher.worker.quota_store import LeaderLock, SharedQuotaStore
@@ -360,9 +362,18 @@ async def run_worker(
             )
             background.append(asyncio.create_task(supply, name="warmup"))
             watchdog.watch(background[-1], "the warm-up")  # without it nothing is admitted
+        lanes: Lanes | None = None
+        if any(p.limited for p in cfg.providers):  # provider lanes: see worker/lane_gate.py
+            lanes = Lanes(cfg.providers, cfg.lanes, share=lambda: limiter.share)
+            pool.intake.use_lanes(lanes)
+            supply_lanes = run_lanes(LaneStore(stores.queue.pool), lanes, guard_stop)
+            background.append(asyncio.create_task(supply_lanes, name="lanes"))
+            watchdog.watch(background[-1], "the provider lanes")  # their caps need it
         try:
             report = await pool.run()
         finally:
+            if lanes is not None:
+                lanes.close()
             guard_stop.set()
             await asyncio.gather(*background, return_exceptions=True)
             if warmup is not None and governor.warmup is not None:

@@ -29,6 +29,7 @@ from dispatcher.obs.health import (
 )
 from dispatcher.pacing import QuotaGovernor
 from dispatcher.ses import SesAdapter
+from dispatcher.worker.lane_store import lanes_view, print_lanes
 from dispatcher.worker.warmup_store import print_warmup, warmup_view
 
 
@@ -105,6 +106,7 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         held_senders = await stores.feedback.held_senders()
         shared = await stores.quota.sync(uuid.UUID(int=0), {})  # records nothing: no sends
         warmup = await warmup_view(stores.queue.pool, cfg.warmup)
+        lanes = await lanes_view(stores.queue.pool, cfg.providers)
     states = {state: counts.get(state, 0) for state in STATES}
     leader = next((w for w in workers if w.id == shared.leader), None)
     shared_view = {
@@ -120,6 +122,7 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         _print_local_status(states, len(workers), shared_view, reputation, hold, window)
         _print_held_senders(held_senders)
         print_warmup(warmup)
+        print_lanes(lanes)
         sys.stdout.flush()
     pacing = await _bounded_pacing_view(cfg)
     pacing["workers"] = len(workers)
@@ -131,6 +134,7 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
             "pacing": pacing,
             "reputation": reputation,
             "warmup": warmup,
+            "lanes": lanes,  # None: no [[providers]] limit configured
         }
         print(json.dumps(view, indent=2, default=str))
         return 0

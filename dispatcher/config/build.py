@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from dispatcher.config.settings import Config, mask_url
 from dispatcher.errors import ConfigError
+from dispatcher.pacing.providers import ProviderSettings
 from dispatcher.webhooks.settings import WebhookSettings
 
 ENV_PREFIX = "DISPATCHER_"
@@ -46,6 +47,8 @@ WEBHOOK_REQUIRED = {
     "with (e.g. from `openssl rand -hex 32`)",
 }
 
+PROVIDERS = "providers"  # `[[providers]]`, provider lanes (the file only, as webhooks)
+
 _KEY_IN_MESSAGE = re.compile(r"\b[a-z]+\.[a-z0-9_]+\b")
 
 
@@ -66,9 +69,13 @@ def build_config(
         sources[f"{section}.{key}"] = where
 
     webhooks: tuple[WebhookSettings, ...] = ()
+    providers: tuple[ProviderSettings, ...] = ()
     for section, table in file_data.items():
         if section == WEBHOOKS:
             webhooks = _webhooks(table, file_where)
+            continue
+        if section == PROVIDERS:
+            providers = _providers(table, file_where)
             continue
         if section not in values:
             raise ConfigError(_outside_sections(section, table, file_where))
@@ -106,7 +113,7 @@ def build_config(
             message = str(err)
             raise ConfigError(message + _sources_note(message, section, sources)) from None
     try:
-        return Config(**built, webhooks=webhooks)
+        return Config(**built, webhooks=webhooks, providers=providers)
     except ConfigError as err:
         raise ConfigError(f"{err} ({file_where})") from None
 
@@ -146,6 +153,48 @@ def _webhooks(raw: object, where: str) -> tuple[WebhookSettings, ...]:
             out.append(WebhookSettings(**values))
         except ConfigError as err:
             raise ConfigError(f"{str(err).replace('webhooks.', f'{at}.')} ({where})") from None
+    return tuple(out)
+
+
+def _providers(raw: object, where: str) -> tuple[ProviderSettings, ...]:
+    """The `[[providers]]` tables; errors name the entry: `providers[0].rate`."""
+    if not isinstance(raw, list):
+        raise ConfigError(
+            f"providers {where} must be an array of tables, one [[providers]] per provider, "
+            f"got {_shown(raw)}"
+        )
+    hints = typing.get_type_hints(ProviderSettings)
+    known = [f.name for f in dataclasses.fields(ProviderSettings)]
+    out: list[ProviderSettings] = []
+    for i, entry in enumerate(raw):
+        at = f"providers[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{at} {where} must be a table of settings, got {_shown(entry)}")
+        values: dict[str, Any] = {}
+        for key, value in entry.items():
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = (
+                    f"did you mean {at}.{close[0]}?"
+                    if close
+                    else "the keys are: " + ", ".join(known)
+                )
+                raise ConfigError(f"unknown key {at}.{key} {where}; {hint}")
+            if key in ("domains", "mx"):
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ConfigError(
+                        f'{at}.{key} must be an array of strings such as ["example.com"], '
+                        f"got {_shown(value)} ({where})"
+                    )
+                values[key] = tuple(value)
+            else:
+                values[key] = _coerce(f"{at}.{key}", hints[key], value, where, from_env=False)
+        if "name" not in values:
+            raise ConfigError(
+                f'{at}.name is required {where}: the provider, e.g. "google" (shipped: '
+                "google, microsoft, yahoo, apple, naver, kakao, qq, netease, gmx, ...)"
+            )
+        out.append(ProviderSettings(**values))
     return tuple(out)
 
 
@@ -198,7 +247,14 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
             shown[key] = value
         out[section] = shown
     out[WEBHOOKS] = [_shown_webhook(w) for w in cfg.webhooks]
+    out[PROVIDERS] = [
+        {f.name: _listed(getattr(p, f.name)) for f in dataclasses.fields(p)} for p in cfg.providers
+    ]
     return out
+
+
+def _listed(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _shown_webhook(webhook: WebhookSettings) -> dict[str, Any]:
@@ -219,7 +275,8 @@ def _shown_webhook(webhook: WebhookSettings) -> dict[str, Any]:
 def section_types() -> dict[str, type[Any]]:
     """Section name -> its dataclass, in the order of `Config`'s fields."""
     hints = typing.get_type_hints(Config)
-    return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != WEBHOOKS}
+    arrays = (WEBHOOKS, PROVIDERS)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name not in arrays}
 
 
 @functools.cache

@@ -16,6 +16,8 @@ from typing import Literal
 from dispatcher.doctor.settings import DoctorSettings
 from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.errors import ConfigError
+from dispatcher.pacing.lanes import LaneSettings
+from dispatcher.pacing.providers import ProviderSettings, check_providers
 from dispatcher.pacing.settings import PacingSettings
 from dispatcher.pacing.warmup import WarmupSettings
 from dispatcher.ses.settings import SesSettings
@@ -343,10 +345,13 @@ class Config:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     warmup: WarmupSettings = field(default_factory=WarmupSettings)
+    lanes: LaneSettings = field(default_factory=LaneSettings)
     log: LogSettings = field(default_factory=LogSettings)
     webhooks: tuple[WebhookSettings, ...] = ()  # `[[webhooks]]`, an array of tables
+    providers: tuple[ProviderSettings, ...] = ()  # `[[providers]]`: provider lanes' limits
 
     def __post_init__(self) -> None:
+        check_providers(self.providers)
         urls = [w.url for w in self.webhooks]
         for i, url in enumerate(urls):
             if url in urls[:i]:

@@ -881,3 +881,34 @@ ALTER TABLE ONLY dispatcher.recipient_events
 
 ALTER TABLE ONLY dispatcher.webhook_deliveries
     ADD CONSTRAINT webhook_deliveries_endpoint_id_fkey FOREIGN KEY (endpoint_id) REFERENCES dispatcher.webhook_endpoints(id) ON DELETE CASCADE;
+
+-- Provider lanes (migration 0020).
+CREATE TABLE dispatcher.lane_days (
+    account text DEFAULT 'default'::text NOT NULL,
+    provider text NOT NULL,
+    day date NOT NULL,
+    taken double precision DEFAULT 0 NOT NULL,
+    sent bigint DEFAULT 0 NOT NULL,
+    PRIMARY KEY (account, provider, day)
+);
+
+CREATE TABLE dispatcher.lane_backoffs (
+    account text DEFAULT 'default'::text NOT NULL,
+    provider text NOT NULL,
+    reason text NOT NULL,
+    since timestamp with time zone NOT NULL,
+    last_burst timestamp with time zone NOT NULL,
+    PRIMARY KEY (account, provider)
+);
+
+CREATE TABLE dispatcher.mx_cache (
+    domain text NOT NULL PRIMARY KEY,
+    provider text NOT NULL,
+    mx text[] NOT NULL,
+    looked_up_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
+
+CREATE INDEX recipient_events_soft ON dispatcher.recipient_events USING btree (occurred_at) WHERE ((kind = 'bounce'::text) AND (bounce_type = 'Transient'::text));
+
+CREATE INDEX events_delays ON dispatcher.events USING btree (received_at) WHERE (kind = 'delivery_delay'::text);

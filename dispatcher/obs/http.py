@@ -65,7 +65,9 @@ async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[OBSERVED]
     live = _live(ctx)
     if live.reader is None:
-        live.reader = SharedReader(ctx.pool, ctx.feedback, ctx.quota, ctx.cfg.guard)
+        live.reader = SharedReader(
+            ctx.pool, ctx.feedback, ctx.quota, ctx.cfg.guard, ctx.cfg.providers
+        )
     facts = await read_shared(live.reader)
     judged = Readiness(
         database_error=None if facts is not None else "unreachable",

@@ -18,6 +18,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import structlog
@@ -30,7 +31,9 @@ from dispatcher.config.settings import GuardSettings
 from dispatcher.db.sql import named_queries
 from dispatcher.feedback.guard import Counts
 from dispatcher.feedback.store import FeedbackStore
+from dispatcher.pacing.providers import ProviderSettings
 from dispatcher.worker.counters import Counters
+from dispatcher.worker.lane_store import lanes_view
 from dispatcher.worker.quota_store import SharedQuotaStore, SharedReading
 
 __all__ = [
@@ -192,6 +195,7 @@ class SharedFacts:
     workers: dict[str, int]
     webhooks: dict[str, tuple[int, float]] = field(default_factory=dict)  # backlog, oldest age
     campaign_lane: dict[str, int] = field(default_factory=dict)  # campaigns' part of `states`
+    lanes: list[dict[str, Any]] = field(default_factory=list)  # provider lanes (lane_store)
 
 
 class SharedReader:
@@ -203,7 +207,9 @@ class SharedReader:
         feedback: FeedbackStore,
         quota: SharedQuotaStore,
         guard: GuardSettings,
+        providers: Sequence[ProviderSettings] = (),
     ) -> None:
+        self._providers = providers
         self._pool = pool
         self._feedback = feedback
         self._quota = quota
@@ -235,6 +241,7 @@ class SharedReader:
             workers={r["hostname"]: r["n"] for r in hosts},
             webhooks={r["endpoint"]: (r["backlog"], r["oldest_age"]) for r in hooks},
             campaign_lane=lane,
+            lanes=await lanes_view(self._pool, self._providers, waiting=False) or [],
         )
 
 
@@ -335,6 +342,32 @@ def shared_families(facts: SharedFacts | None, guard: GuardSettings) -> Iterator
     yield oldest
     yield from _guard_families(facts, guard)
     yield from _campaign_families(facts.campaigns)
+    yield from _lane_families(facts.lanes)
+
+
+def _lane_families(lanes: Sequence[dict[str, Any]]) -> Iterator[Metric]:
+    """Each provider lane ([[providers]]): its limits, today's sends and its back-off."""
+    if not lanes:
+        return
+    families = [
+        ("rate", "Configured rate of a provider lane (recipients/s, all processes)"),
+        ("daily_cap", "Configured daily cap of a provider lane (recipients per UTC day)"),
+        ("sent_today", "Recipients admitted through a provider lane today (UTC)"),
+    ]
+    for key, doc in families:
+        g = _gauge(f"dispatcher_lane_{key}", doc, ["provider"])
+        for lane in lanes:
+            if lane[key] is not None:
+                g.add_metric([lane["provider"]], float(lane[key]))
+        yield g
+    off = _gauge(
+        "dispatcher_lane_backed_off",
+        "1 while a provider lane is slowed for a burst of delays or soft bounces",
+        ["provider"],
+    )
+    for lane in lanes:
+        off.add_metric([lane["provider"]], 1.0 if lane["backed_off"] else 0.0)
+    yield off
 
 
 def _guard_families(facts: SharedFacts, guard: GuardSettings) -> Iterator[Metric]:

@@ -68,6 +68,8 @@ class Dispatch:
     async def run(self) -> None:
         """Until the intake runs dry (the run ends)."""
         while (job := await self._intake.next()) is not None:
+            if self._intake.lanes is not None and not await self._lane_entry(job):
+                continue  # parked in its provider's lane, or back to the queue for later
             if job.campaign_id is None or self._campaigns is None:
                 await self._admit_and_send([job], None)  # a single message: nothing to plan
                 continue
@@ -105,6 +107,8 @@ class Dispatch:
             job = self._intake.next_of_campaign(campaign_id)
             if job is None:
                 break
+            if self._intake.lanes is not None and not await self._lane_entry(job):
+                continue
             plan = await self._plan(job)  # headers only (the campaign's row is cached)
             if isinstance(plan, Fail):
                 await self._fail_job(plan)  # a recipient whose URL cannot be rendered fails alone
@@ -114,11 +118,25 @@ class Dispatch:
                 group.append(plan.job)
         return group
 
+    async def _lane_entry(self, job: ClaimedJob) -> bool:
+        """True if the job's provider lanes let it go now (charged); else it is parked in its
+        lane (still claimed by us) or given back to the queue for later."""
+        assert self._intake.lanes is not None
+        entry = self._intake.lanes.enter(job)
+        if entry.what == "go":
+            return True
+        if entry.what == "parked":
+            self._intake.handed_over([job])  # the lanes hold it now
+        else:
+            await self._give_back([job], entry.delay, scheduled=entry.spent)
+        return False
+
     async def _admit_and_send(self, group: list[ClaimedJob], template: str | None) -> None:
         refused = await self._admission.admit(group)
         if refused is None:
             self._sending.start(group, template)  # tracked by the ledger from here on
             self._intake.handed_over(group)
+            self._lanes_done(group)
         elif refused.why == "share":
             self._intake.put_back(group)  # ours again once the next sync shows the others' sends
             await asyncio.sleep(refused.wait)
@@ -158,6 +176,7 @@ class Dispatch:
         )
         await self._ledger.settle([settlement])
         self._intake.handed_over([job])
+        self._lanes_done([job])
         self._counters.failed += 1
         log.warning("message.render_failed", message_id=job.id, error=plan.reason)
 
@@ -167,3 +186,9 @@ class Dispatch:
         if jobs:
             await self._store.release(self._owner, [j.id for j in jobs], delay, scheduled=scheduled)
         self._intake.handed_over(jobs)
+        self._lanes_done(jobs)
+
+    def _lanes_done(self, jobs: list[ClaimedJob]) -> None:
+        """Jobs charged to their provider lanes left our hands (put back ones stay charged)."""
+        if self._intake.lanes is not None:
+            self._intake.lanes.forget(jobs)

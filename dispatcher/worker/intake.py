@@ -18,6 +18,7 @@ from dispatcher.domain.jobs import ClaimedJob, Settlement
 from dispatcher.domain.validate import suppression_key
 from dispatcher.queue.store import JobStore
 from dispatcher.worker.counters import EXIT_HELD, EXIT_OK, Counters
+from dispatcher.worker.lane_gate import Lanes
 from dispatcher.worker.ledger import Ledger
 
 __all__ = ["Intake"]
@@ -64,22 +65,36 @@ class Intake:
         self._paused_until = 0.0  # loop time; no claims before
         self._ended = False
         self._low_mark = 0  # top the buffer up when it is down to this (half the target)
+        # Provider lanes (worker.lane_gate), set by the composition root when configured: mail
+        # whose provider's lane is not ready waits there, claimed, while other mail goes on.
+        self.lanes: Lanes | None = None
+
+    def use_lanes(self, lanes: Lanes) -> None:
+        self.lanes = lanes
+        lanes.on_ready = self._ready.set
 
     # -- the dispatch loop's side ------------------------------------------------------------
 
     @property
     def busy(self) -> bool:
         """Has mail: buffered, in hand or on the wire."""
-        return bool(self._buffer or self._in_hand or self._ledger.sending)
+        parked = self.lanes is not None and self.lanes.holding
+        return bool(self._buffer or self._in_hand or self._ledger.sending or parked)
 
     async def next(self) -> ClaimedJob | None:
         """The next job to send (now in hand), or None once the run ends."""
         while not self._buffer:
+            if self.lanes is not None and (parked := self.lanes.pop_ready()) is not None:
+                self._in_hand.append(parked)
+                return parked
             if self._ended:
                 return None
             self._ready.clear()
             self._low.set()
             await self._ready.wait()
+        if self.lanes is not None and (parked := self.lanes.pop_ready()) is not None:
+            self._in_hand.append(parked)  # parked earlier than anything buffered
+            return parked
         job = self._buffer.popleft()
         self._in_hand.append(job)
         if len(self._buffer) <= self._low_mark:
@@ -114,6 +129,9 @@ class Intake:
     def take_all(self) -> list[ClaimedJob]:
         """Everything buffered and in hand (to give back when sending pauses)."""
         jobs = [*self._in_hand, *self._buffer]
+        if self.lanes is not None:
+            jobs += self.lanes.take_parked()
+            self.lanes.forget(jobs)
         self._in_hand.clear()
         self._buffer.clear()
         return jobs
@@ -142,6 +160,8 @@ class Intake:
         ids = {j.id for j in self._buffer}
         ids.update(j.id for j in self._in_hand)
         ids.update(self._ledger.ids())
+        if self.lanes is not None:
+            ids.update(self.lanes.held_ids())
         return list(ids)
 
     # -- the claim loop ---------------------------------------------------------------------
@@ -247,7 +267,7 @@ class Intake:
 
     async def _drained(self) -> bool:
         """Drain mode: True (and the run ends) once nothing more will be sent by waiting."""
-        if self._in_hand or self._ledger.sending:
+        if self._in_hand or self._ledger.sending or (self.lanes and self.lanes.holding):
             return False
         pending = await self._store.pending(0.0)
         if pending.waiting == 0:

@@ -23,6 +23,7 @@ from dispatcher.config import (
     config_to_dict,
     load_config,
 )
+from dispatcher.pacing.providers import ProviderSettings
 from dispatcher.webhooks.settings import WebhookSettings
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "dispatcher.toml"
@@ -273,7 +274,7 @@ def test_every_key_has_a_generic_environment_variable() -> None:
     """Each key set to its default through its DISPATCHER_<SECTION>__<KEY> changes nothing."""
     env: dict[str, str] = {}
     for section, values in config_to_dict(Config()).items():
-        if section == "webhooks":
+        if section in ("webhooks", "providers"):
             continue  # an array of tables: the file only
         for key, value in values.items():
             if value is None:
@@ -431,7 +432,7 @@ def test_every_key_has_a_generic_environment_variable() -> None:
             {"mailer": {"host": "x"}},
             {},
             f"unknown section [mailer] {IN_FILE}; the sections are: database, queue, delivery, "
-            "ses, pacing, feedback, guard, doctor, keys, api, smtp, retention, warmup, log",
+            "ses, pacing, feedback, guard, doctor, keys, api, smtp, retention, warmup, lanes, log",
         ),
         (
             {"claim_batch": 5},
@@ -563,8 +564,10 @@ def test_config_to_dict_masks_secrets() -> None:
         "smtp",
         "retention",
         "warmup",
+        "lanes",
         "log",
         "webhooks",
+        "providers",
     ]
 
 
@@ -585,8 +588,8 @@ def test_shipped_config_file_shows_every_setting() -> None:
     bodies = dict(re.findall(r"^\[(\w+)\]\n(.*?)(?=^\[|\Z)", text, flags=re.M | re.S))
     missing = []
     for section, values in config_to_dict(Config()).items():
-        if section == "webhooks":
-            continue  # an array of tables, shown commented out: the test below
+        if section in ("webhooks", "providers"):
+            continue  # an array of tables, shown commented out: the tests below
         assert section in bodies, f"[{section}] missing from {SHIPPED}"
         for key in values:
             pattern = rf"^(# )?{key} = \S"
@@ -610,3 +613,48 @@ def test_shipped_config_file_documents_webhooks() -> None:
     defaults = WebhookSettings(url=hook.url, secret=hook.secret)
     assert list(data["webhooks"][0]) == [f.name for f in dataclasses.fields(WebhookSettings)]
     assert dataclasses.replace(hook, events=defaults.events) == defaults
+
+
+# --- [[providers]] (issue 18 item 1) -----------------------------------------------------------
+
+
+def test_shipped_config_file_documents_providers() -> None:
+    """The commented [[providers]] example names every key and, uncommented, builds."""
+    text = SHIPPED.read_text(encoding="utf-8")
+    example = text[text.index("\n# [[providers]]\n") : text.index("\n[log]\n")]
+    uncommented = "\n".join(
+        line.removeprefix("# ")
+        for line in example.splitlines()
+        if re.match(r"^# (\[\[providers\]\]|\w+ = )", line)
+    )
+    data = tomllib.loads(uncommented)
+    (google,) = build_config(data, {}).providers
+    assert list(data["providers"][0]) == [f.name for f in dataclasses.fields(ProviderSettings)]
+    assert (google.name, google.rate, google.daily_cap) == ("google", 5.0, 100000)
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"name": "google", "rat": 5.0}, "unknown key providers[0].rat in /etc/dispatcher/config"),
+        ({"rate": 5.0}, "providers[0].name is required"),
+        ({"name": "Google", "rate": 5.0}, "providers[0].name must be a lower-case name"),
+        ({"name": "google", "rate": 0.0}, "providers[0].rate must be a number of recipients/s > 0"),
+        ({"name": "google", "rate": "5"}, "providers[0].rate must be a number, got '5'"),
+        ({"name": "google", "daily_cap": 0}, "providers[0].daily_cap must be a whole number >= 1"),
+        ({"name": "google", "daily_cap": 1.5}, "providers[0].daily_cap must be an integer"),
+        ({"name": "acme", "rate": 1.0}, "providers[0].name 'acme' is not a shipped provider"),
+        ({"name": "acme", "domains": "acme.example"}, "providers[0].domains must be an array"),
+        ({"name": "acme", "mx": ["Bad Host"]}, "providers[0].mx: 'Bad Host' is not a lower-case"),
+        ({"name": "google"}, "providers[0] (google) sets nothing"),
+    ],
+)
+def test_provider_errors_name_the_key(entry: dict[str, Any], expected: str) -> None:
+    assert expected in error_of({"providers": [entry]})
+
+
+def test_provider_repeated_is_refused() -> None:
+    message = error_of(
+        {"providers": [{"name": "yahoo", "rate": 1.0}, {"name": "yahoo", "daily_cap": 9}]}
+    )
+    assert "providers[1].name repeats providers[0].name ('yahoo')" in message

@@ -33,6 +33,7 @@ BOUNDED_LABELS = {
     "host",
     "le",
     "endpoint",
+    "provider",  # a provider lane: shipped or configured in [[providers]]
 }
 GUARD = GuardSettings()
 
@@ -65,6 +66,24 @@ def facts(campaigns: int = 3) -> SharedFacts:
         feedback={"delivery": 900, "bounce": 30, "complaint": 1},
         workers={"mail-1": 2},
         webhooks={"https://hooks.example/in": (7, 42.5)},
+        lanes=[
+            {
+                "provider": "google",
+                "rate": 5.0,
+                "daily_cap": 100000,
+                "sent_today": 40,
+                "waiting": None,
+                "backed_off": "30 delivery delays or soft bounces",
+            },
+            {
+                "provider": "other",
+                "rate": None,
+                "daily_cap": None,
+                "sent_today": 200,
+                "waiting": None,
+                "backed_off": None,
+            },
+        ],
     )
 
 
@@ -158,3 +177,12 @@ def test_the_webhook_backlog_is_shown_per_endpoint() -> None:
     assert backlog.labels == {"endpoint": "https://hooks.example/in"} and backlog.value == 7
     [oldest] = got["dispatcher_webhook_oldest_pending_seconds"].samples
     assert oldest.value == 42.5
+
+
+def test_each_provider_lane_shows_its_limits_sends_and_back_off() -> None:
+    got = scrape(ProcessMetrics(), facts())
+    google, other = (("provider", "google"),), (("provider", "other"),)
+    assert got["dispatcher_lane_rate"] == {google: 5.0}
+    assert got["dispatcher_lane_daily_cap"] == {google: 100000.0}
+    assert got["dispatcher_lane_sent_today"] == {google: 40.0, other: 200.0}
+    assert got["dispatcher_lane_backed_off"] == {google: 1.0, other: 0.0}

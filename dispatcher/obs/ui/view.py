@@ -240,5 +240,6 @@ def dashboard(
         "held_senders": held_view(held, wall),
         "in_doubt": in_doubt_view(in_doubt),
         "in_doubt_total": facts.states.get("unknown", 0),
+        "lanes": facts.lanes,  # provider lanes: rate, cap, sent today, backed off
     }
     return view
