@@ -12,6 +12,7 @@ verifier in tests/unit/test_ses_signing.py.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import time
@@ -97,10 +98,7 @@ class SendSigner:
         """The headers that sign this request (X-Amz-Date, Authorization, the token)."""
         amz_date = self._amz_date(now)
         date = amz_date[:8]
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if parts.port is not None and parts.port != _DEFAULT_PORTS.get(parts.scheme):
-            host = f"{host}:{parts.port}"
+        host, path, query = _url_parts(url)
         token = credentials.token
         if token:
             canonical_headers = (
@@ -110,8 +108,6 @@ class SendSigner:
         else:
             canonical_headers = f"host:{host}\nx-amz-date:{amz_date}\n"
             signed_headers = "host;x-amz-date"
-        path = quote(parts.path or "/", safe="/~")
-        query = _canonical_query(parts.query)
         canonical = (
             f"{method}\n{path}\n{query}\n{canonical_headers}\n{signed_headers}\n"
             f"{hashlib.sha256(body).hexdigest()}"
@@ -148,6 +144,18 @@ class SendSigner:
                 key = _hmac(key, part)
             self._key, self._key_for = key, (date, secret)
         return self._key
+
+
+@functools.lru_cache(maxsize=64)
+def _url_parts(url: str) -> tuple[str, str, str]:
+    """(host as signed, canonical path, canonical query) of a URL: the sends use one URL."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6: signed in brackets, as botocore signs it
+        host = f"[{host}]"
+    if parts.port is not None and parts.port != _DEFAULT_PORTS.get(parts.scheme):
+        host = f"{host}:{parts.port}"
+    return host, quote(parts.path or "/", safe="/~"), _canonical_query(parts.query)
 
 
 def _hmac(key: bytes, text: str) -> bytes:

@@ -49,6 +49,18 @@ def test_botocore_accepts_the_signature(token: str | None) -> None:
     assert not verified(headers, "wJalrXUtnFEMI/K7MDENG", body=BODY + b" ")  # body changed
 
 
+def test_ports_and_ipv6_hosts_are_signed_as_botocore_signs_them() -> None:
+    signer = SendSigner(None, "us-east-1")  # type: ignore[arg-type]
+    creds = Credentials("AKID", "secret").get_frozen_credentials()
+    for url in (
+        "https://email.us-east-1.amazonaws.com:443/v2/email/outbound-emails",
+        "http://[::1]:4579/v2/email/outbound-emails",
+    ):
+        headers = signer.headers(creds, "POST", url, BODY, NOON)
+        host = url.split("/")[2].removesuffix(":443")
+        assert verified(headers, "secret", url=url.replace(url.split("/")[2], host)), url
+
+
 def test_a_new_day_and_rotated_credentials_get_a_new_key() -> None:
     signer = SendSigner(None, "us-east-1")  # type: ignore[arg-type]
     url = "http://127.0.0.1:4579/v2/email/outbound-emails?b=2&a=1"
