@@ -102,7 +102,10 @@ class Admission:
         self._slots.release()
         self.governor.answered(recipients)
         if held is not None:
-            self._in_flight.observe(held, recipients, asyncio.get_running_loop().time())
+            now = asyncio.get_running_loop().time()
+            self._in_flight.observe(held, recipients, now)
+            # Also here: a send waiting for a slot gets one as soon as the limit grows.
+            self._slots.set_limit(self._in_flight.limit(self.limiter.allowed_rate, now))
 
     @property
     def slots(self) -> tuple[int, int]:
