@@ -1,17 +1,20 @@
 """Rate fidelity: how close the dispatcher sends to the account's MaxSendRate, and how often SES
 (the simulator) refuses it for going faster.
 
-    python -m bench.rate [--rates 14,100,1000] [--seconds 20] [--quick]
+    python -m bench.rate [--rates 14,100,1000] [--seconds 20] [--quick] [--processes auto]
 
 For each MaxSendRate R: a campaign of R x seconds recipients (bench.campaign's machinery: a
 throwaway Postgres, the simulator in its own process with SES-like latency, lognormal, median
-60 ms, p99 250 ms), then `dispatcher run --drain` as its own process. From the simulator's record:
+60 ms, p99 250 ms), then `dispatcher run --drain --processes auto` as its own process, with
+delivery.max_in_flight at its default (auto), as a user starts it. From the simulator's record:
 achieved rate = recipients accepted per second between the first and the last acceptance,
 achieved / allowed, throttled % = throttled sends / all sends, and the accepted count per second
 over time. Each rate is verified first: every recipient accepted exactly once, nothing else
 accepted, every job `sent`; otherwise `bench failed: ...` and exit code 1. Writes
 bench/results/rate.json, and bench/results/rate.png (rate over time against the allowed rate)
-when matplotlib is importable (`pip install -e '.[bench]'`).
+when matplotlib is importable (`pip install -e '.[bench]'`). CPU ms per message over each send
+span (the daemon's processes and Postgres) stands next to bench/baseline.py's bare aioboto3 loop
+against the same simulator, in the same run (bench/cpu.py).
 """
 
 from __future__ import annotations
@@ -178,7 +181,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> bool:
         ax.step(range(len(series)), series, where="post", label="accepted per second")
         ax.axhline(r["allowed_per_s"], color="red", linestyle="--", label="MaxSendRate")
         ax.set_title(
-            f"MaxSendRate {r['allowed_per_s']:g}/s: achieved {r['achieved_over_allowed']:.3f}"
+            f"MaxSendRate {r['allowed_per_s']:g}/s, --processes {r.get('processes', 1)}: "
+            f"achieved {r['achieved_over_allowed']:.3f}"
             f" of allowed, {r['throttled_pct']:.2f} % throttled"
         )
         ax.set_xlabel("seconds since the first acceptance")
