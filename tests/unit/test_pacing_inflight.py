@@ -146,3 +146,16 @@ async def test_a_cancelled_waiter_gives_its_slot_on() -> None:
     slots.release()
     await asyncio.wait_for(second, 1.0)
     assert slots.taken == 1
+
+
+async def test_a_slot_handed_to_a_waiter_cancelled_meanwhile_is_not_lost() -> None:
+    slots = Slots(1)
+    await slots.acquire()
+    waiter = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)
+    slots.release()  # handed to the waiter...
+    waiter.cancel()  # ...which is cancelled before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert slots.taken == 0
+    await asyncio.wait_for(slots.acquire(), 1.0)  # and the slot is there for the next one
