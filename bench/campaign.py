@@ -151,6 +151,10 @@ class Child:
                 self._hwm_kib = max(self._hwm_kib, kib)
             await asyncio.sleep(RSS_POLL)
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def kill(self) -> None:
         """SIGKILL this child (by its pid, nothing else)."""
         if self._done is None:

@@ -6,7 +6,9 @@ alternating rounds against one simulator in its own process:
 - ``defaults``: botocore's defaults (one attempt per call, as everywhere here);
 - ``no-validation``: ``parameter_validation=False`` (the request is built from typed fields and
   SES validates it again);
-- ``adapter``: also a fixed User-Agent, i.e. exactly the client `SesAdapter.open` builds.
+- ``fixed-ua``: also a fixed User-Agent (botocore rebuilds its structured one per request);
+- ``adapter``: also the sends signed by `SendSigner` instead of botocore's signer, i.e. exactly
+  the client `SesAdapter.open` builds.
 
 CPU per message is this process's CPU time over the messages sent (the simulator's is not
 counted). Reported: the median of each variant over the rounds and its ratio to ``defaults``.
@@ -28,6 +30,7 @@ from typing import Any
 
 import aioboto3
 from aiobotocore.config import AioConfig
+from aiobotocore.credentials import AioCredentials as Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bench.messages import FROM_ADDR, TO_ADDR, make_messages
@@ -36,14 +39,15 @@ from bench.throughput import RESULTS_DIR, _runner
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.ses.adapter import SesAdapter, adapter_config
 from dispatcher.ses.settings import SesSettings
+from dispatcher.ses.signing import SendSigner
 
 REGION = "us-east-1"
-VARIANTS = ("defaults", "no-validation", "adapter")
+VARIANTS = ("defaults", "no-validation", "fixed-ua", "adapter")
 
 
 def client_config(variant: str, concurrency: int) -> AioConfig:
     settings = SesSettings(max_pool_connections=concurrency)
-    if variant == "adapter":
+    if variant in ("fixed-ua", "adapter"):
         return adapter_config(settings)
     config = AioConfig(
         retries={"mode": "standard", "total_max_attempts": 1},
@@ -69,6 +73,9 @@ async def one_round(
         aws_secret_access_key="bench",
         config=client_config(variant, concurrency),
     ) as ses:
+        if variant == "adapter":
+            creds = Credentials("bench", "bench")  # as given to the client above
+            SendSigner(creds, REGION).register(ses.meta.events)
         await ses.send_email(**requests[0])  # connection set up and first-call caches warm
         numbers = iter(range(1, len(requests)))
         failed = 0

@@ -1,17 +1,20 @@
 """Rate fidelity: how close the dispatcher sends to the account's MaxSendRate, and how often SES
 (the simulator) refuses it for going faster.
 
-    python -m bench.rate [--rates 14,100,1000] [--seconds 20] [--quick]
+    python -m bench.rate [--rates 14,100,1000] [--seconds 20] [--quick] [--processes auto]
 
 For each MaxSendRate R: a campaign of R x seconds recipients (bench.campaign's machinery: a
 throwaway Postgres, the simulator in its own process with SES-like latency, lognormal, median
-60 ms, p99 250 ms), then `dispatcher run --drain` as its own process. From the simulator's record:
+60 ms, p99 250 ms), then `dispatcher run --drain --processes auto` as its own process, with
+delivery.max_in_flight at its default (auto), as a user starts it. From the simulator's record:
 achieved rate = recipients accepted per second between the first and the last acceptance,
 achieved / allowed, throttled % = throttled sends / all sends, and the accepted count per second
 over time. Each rate is verified first: every recipient accepted exactly once, nothing else
 accepted, every job `sent`; otherwise `bench failed: ...` and exit code 1. Writes
 bench/results/rate.json, and bench/results/rate.png (rate over time against the allowed rate)
-when matplotlib is importable (`pip install -e '.[bench]'`).
+when matplotlib is importable (`pip install -e '.[bench]'`). CPU ms per message over each send
+span (the daemon's processes and Postgres) stands next to bench/baseline.py's bare aioboto3 loop
+against the same simulator, in the same run (bench/cpu.py).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from bench.campaign import (
     stderr_into,
     write_templates,
 )
+from bench.cpu import TreeCpu, bare_loop_child, process_tree_cpu
 from bench.services import Databases, run_simulator
 from dispatcher.db.embedded import temporary_cluster
 from dispatcher.obs.logging import configure_logging
@@ -99,6 +103,7 @@ async def one_rate(
     rate: float,
     seconds: float,
     templates: tuple[Path, Path],
+    processes: str = "auto",
 ) -> dict[str, Any]:
     n = max(20, int(rate * seconds))
     await configure(http, sim, max_send_rate=rate, **LATENCY)
@@ -107,7 +112,14 @@ async def one_rate(
         await sim.sim.reset()
         env = cli_env(imp.dsn, sim.sim, work)
         (await run_cli(env, work, "campaign", "start", str(imp.campaign_id))).check()
-        drained = (await Child(["run", "--drain"], env, work).wait()).check()
+        # As a user would: `--processes auto`, delivery.max_in_flight at its default (auto).
+        child = Child(["run", "--drain", "--processes", processes], env, work)
+        cpu = TreeCpu({"daemon": lambda: process_tree_cpu(child.pid), "postgres": dbs.cpu})
+        cpu.start()
+        try:
+            drained = (await child.wait()).check()
+        finally:
+            await cpu.stop()
         stats = await sim.sim.stats()
         record = await sim.messages()
         states = await job_counts(imp.dsn)
@@ -119,6 +131,8 @@ async def one_rate(
     achieved = (len(times) - 1) / span if span > 0 else 0.0
     accepted, throttled = int(stats["accepted"]), int(stats.get("throttled", 0))
     return {
+        "processes": processes,
+        **cpu_per_message(cpu, times),
         "allowed_per_s": rate,
         "recipients": n,
         "accepted": accepted,
@@ -130,6 +144,26 @@ async def one_rate(
         "drain_wall_s": drained.wall,
         "per_second": per_second(times),
     }
+
+
+def cpu_per_message(cpu: TreeCpu, times: list[float]) -> dict[str, float | None]:
+    """CPU ms per accepted message from the first to the last acceptance: the daemon (every
+    process of it) and Postgres."""
+    sent = len(times) - 1
+    out: dict[str, float | None] = {}
+    for name in ("daemon", "postgres"):
+        spent = cpu.between(name, times[0], times[-1]) if sent > 0 else None
+        out[f"cpu_ms_per_msg_{name}"] = None if spent is None else 1000.0 * spent / sent
+    d, p = out["cpu_ms_per_msg_daemon"], out["cpu_ms_per_msg_postgres"]
+    out["cpu_ms_per_msg_all_in"] = None if d is None or p is None else d + p
+    return out
+
+
+async def bare_loop(http: aiohttp.ClientSession, sim: SimControl, messages: int) -> dict[str, Any]:
+    """bench/baseline.py's loop against the same simulator (its rate limit lifted, the latency
+    kept), 64 sends at a time: CPU ms per message of "just call SES"."""
+    await configure(http, sim, max_send_rate=1e9, **LATENCY)
+    return await bare_loop_child(sim.sim.endpoint_url, messages, 64)
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> bool:
@@ -147,7 +181,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> bool:
         ax.step(range(len(series)), series, where="post", label="accepted per second")
         ax.axhline(r["allowed_per_s"], color="red", linestyle="--", label="MaxSendRate")
         ax.set_title(
-            f"MaxSendRate {r['allowed_per_s']:g}/s: achieved {r['achieved_over_allowed']:.3f}"
+            f"MaxSendRate {r['allowed_per_s']:g}/s, --processes {r.get('processes', 1)}: "
+            f"achieved {r['achieved_over_allowed']:.3f}"
             f" of allowed, {r['throttled_pct']:.2f} % throttled"
         )
         ax.set_xlabel("seconds since the first acceptance")
@@ -165,7 +200,12 @@ async def main_async(args: argparse.Namespace) -> int:
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench.rate " + " ".join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "settings": {"rates": args.rates, "seconds": args.seconds, "simulator": LATENCY},
+        "settings": {
+            "rates": args.rates,
+            "seconds": args.seconds,
+            "processes": args.processes,
+            "simulator": LATENCY,
+        },
     }
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-rate-") as tmp, temporary_cluster() as pg:
@@ -179,14 +219,28 @@ async def main_async(args: argparse.Namespace) -> int:
             http = await stack.enter_async_context(aiohttp.ClientSession())
             sim = SimControl(raw, http)
             for rate in args.rates:
-                r = await one_rate(dbs, sim, http, work, float(rate), args.seconds, templates)
-                results.append(r)
-                print(
-                    f"MaxSendRate {rate:>6g}/s: achieved {r['achieved_per_s']:8.1f}/s = "
-                    f"{r['achieved_over_allowed']:.3f} of allowed, throttled "
-                    f"{r['throttled_pct']:.2f} % ({r['throttled']} of "
-                    f"{r['accepted'] + r['throttled']} sends), {r['recipients']:,} recipients"
-                )
+                for procs in args.processes:
+                    r = await one_rate(
+                        dbs, sim, http, work, float(rate), args.seconds, templates, procs
+                    )
+                    results.append(r)
+                    print(
+                        f"MaxSendRate {rate:>6g}/s, --processes {procs}: achieved "
+                        f"{r['achieved_per_s']:8.1f}/s = {r['achieved_over_allowed']:.3f} of "
+                        f"allowed, throttled {r['throttled_pct']:.2f} % ({r['throttled']} of "
+                        f"{r['accepted'] + r['throttled']} sends), {r['recipients']:,} "
+                        f"recipients; CPU ms/msg {_ms(r['cpu_ms_per_msg_daemon'])} daemon + "
+                        f"{_ms(r['cpu_ms_per_msg_postgres'])} Postgres"
+                    )
+            bare = await bare_loop(http, sim, args.bare_messages)
+            out["bare_loop"] = bare
+            print(
+                f"bare aioboto3 loop (bench/baseline.py, 64 at a time): "
+                f"{bare['cpu_ms_per_msg']:.3f} CPU ms/msg, {bare['msgs_per_s']:.0f} msgs/s"
+            )
+            for r in results:
+                d = r["cpu_ms_per_msg_all_in"]
+                r["cpu_all_in_over_bare_loop"] = None if d is None else d / bare["cpu_ms_per_msg"]
     out["results"] = results
     RESULTS.mkdir(exist_ok=True)
     png = RESULTS / "rate.png"
@@ -197,6 +251,10 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.rate",
@@ -205,6 +263,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--rates", type=sizes, default=[14, 100, 1000], help="MaxSendRates")
     parser.add_argument("--seconds", type=float, default=20.0, help="sending time per rate (20)")
+    parser.add_argument(
+        "--processes",
+        type=lambda text: [p.strip() for p in text.split(",") if p.strip()],
+        default=["auto"],
+        help="`run --processes` for each rate, comma-separated N|auto (auto): 1,2,3 finds the knee",
+    )
+    parser.add_argument(
+        "--bare-messages", type=int, default=3000, help="sends of the bare aioboto3 loop (3000)"
+    )
     parser.add_argument("--quick", action="store_true", help="8 s per rate")
     args = parser.parse_args(argv)
     if args.quick:

@@ -120,7 +120,7 @@ def retry_policy(cfg: Config) -> RetryPolicy:
 def pool_settings(cfg: Config) -> PoolSettings:
     return PoolSettings(
         claim_batch=cfg.queue.claim_batch,
-        max_in_flight=cfg.delivery.max_in_flight,
+        max_in_flight=cfg.delivery.in_flight_ceiling,
         lease_seconds=cfg.queue.lease_seconds,
         heartbeat_seconds=cfg.queue.heartbeat_seconds,
         poll_interval=cfg.queue.poll_interval,
@@ -286,7 +286,7 @@ async def run_worker(
     # One HTTP connection per concurrent send, so max_in_flight is never capped by the pool.
     ses_settings = replace(
         cfg.ses,
-        max_pool_connections=max(cfg.ses.max_pool_connections, cfg.delivery.max_in_flight),
+        max_pool_connections=max(cfg.ses.max_pool_connections, cfg.delivery.in_flight_ceiling),
     )
     watchdog = Watchdog(stop)
     async with (

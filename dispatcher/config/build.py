@@ -335,9 +335,11 @@ def _generic_env_target(name: str) -> tuple[str, str] | None:
 def _coerce(key: str, hint: Any, raw: object, where: str, from_env: bool) -> object:
     """`raw` as the type of `hint`, strictly: no bool for a number, no float for an integer."""
     optional = False
+    words: list[str] = []  # int | Literal["auto"]: the words accepted besides the number
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         optional, hint = len(args) < len(typing.get_args(hint)), args[0]
+        words = [str(w) for a in args[1:] if typing.get_origin(a) is Literal for w in a.__args__]
     if from_env and optional and raw == "":
         return None  # an empty variable unsets an optional value (e.g. back to embedded Postgres)
     text = raw.strip() if from_env and isinstance(raw, str) else raw
@@ -349,6 +351,13 @@ def _coerce(key: str, hint: Any, raw: object, where: str, from_env: bool) -> obj
             extra = "; write numbers without quotes"
         return ConfigError(f"{key} must be {expected}, got {_shown(raw)}{extra} ({where})")
 
+    if words:
+        if isinstance(text, str) and text.lower() in words:
+            return text.lower()
+        try:
+            return _coerce(key, hint, raw, where, from_env)
+        except ConfigError:
+            raise bad(f"an integer or {'|'.join(words)}") from None
     if typing.get_origin(hint) is Literal:
         accepted = [str(a) for a in typing.get_args(hint)]
         if isinstance(text, str) and text.lower() in accepted:

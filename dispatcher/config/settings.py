@@ -28,6 +28,9 @@ LogFormat = Literal["auto", "json", "console"]
 GuardAccountAction = Literal["campaigns", "all"]
 
 MAX_BATCH = 10_000  # claim_batch / settle_batch / max_in_flight: beyond this it is a typo
+# delivery.max_in_flight = "auto": the ceiling of the adaptive limit. 1,000 calls/s at 0.25 s
+# (p95) x 1.5 needs 375; the ceiling bounds connections and the sends left in doubt by a crash.
+AUTO_MAX_IN_FLIGHT = 1000
 POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 
 
@@ -105,7 +108,9 @@ class DeliverySettings:
     # A send that timed out after the request went out may have been accepted: "hold" marks it
     # unknown for a person to check; "resend" retries and risks a duplicate.
     in_doubt: InDoubtPolicy = "hold"
-    max_in_flight: int = 64  # concurrent SES calls
+    # Ceiling of concurrent SES calls; below it the number follows rate x SES latency
+    # (dispatcher/pacing/inflight.py). "auto": a ceiling of AUTO_MAX_IN_FLIGHT.
+    max_in_flight: int | Literal["auto"] = "auto"
     shutdown_grace: float = 20.0  # seconds to finish in-flight sends on SIGTERM
     config_error_delay: float = 300.0  # seconds a misconfigured sender/config set is held
     account_paused_delay: float = 300.0  # seconds all sending waits when the account is paused
@@ -115,7 +120,8 @@ class DeliverySettings:
 
     def __post_init__(self) -> None:
         _choice("delivery.in_doubt", self.in_doubt, ("hold", "resend"))
-        _int_range("delivery.max_in_flight", self.max_in_flight, 1, MAX_BATCH)
+        if self.max_in_flight != "auto":
+            _int_range("delivery.max_in_flight", self.max_in_flight, 1, MAX_BATCH)
         _non_negative("delivery.shutdown_grace", self.shutdown_grace)
         _positive("delivery.config_error_delay", self.config_error_delay)
         _positive("delivery.account_paused_delay", self.account_paused_delay)
@@ -123,6 +129,11 @@ class DeliverySettings:
             raise ConfigError(
                 f"delivery.campaign_rate_share must be in (0, 1], got {self.campaign_rate_share}"
             )
+
+    @property
+    def in_flight_ceiling(self) -> int:
+        """The most concurrent SES calls: max_in_flight, or AUTO_MAX_IN_FLIGHT for "auto"."""
+        return AUTO_MAX_IN_FLIGHT if self.max_in_flight == "auto" else self.max_in_flight
 
 
 @dataclass(frozen=True, slots=True)

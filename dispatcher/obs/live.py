@@ -54,6 +54,7 @@ class Live:
             in_flight=len(pool.ledger.ids()),
             rate_allowed=pool.limiter.rate,
             now=now,
+            send_slots=pool.admission.slots[1],
         )
 
     def liveness(self, now: float) -> Liveness:

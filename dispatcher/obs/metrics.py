@@ -98,6 +98,12 @@ class ProcessMetrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.send_slots = Gauge(
+            "dispatcher_send_slots",
+            "Concurrent SES calls allowed now: rate x latency, delivery.max_in_flight at most",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.rate_allowed = Gauge(
             "dispatcher_send_rate_allowed",
             "Recipients per second the pacing allows",
@@ -140,7 +146,15 @@ class ProcessMetrics:
         """A function that counts one unsubscribe POST by its result (UNSUBSCRIBE_OUTCOMES)."""
         return lambda outcome: self.unsubscribes.labels(outcome=outcome).inc()
 
-    def update(self, c: Counters, *, in_flight: int, rate_allowed: float, now: float) -> None:
+    def update(
+        self,
+        c: Counters,
+        *,
+        in_flight: int,
+        rate_allowed: float,
+        now: float,
+        send_slots: int | None = None,
+    ) -> None:
         """Copy what `c` counted since the last update; move its latency samples over."""
         for outcome in OUTCOMES:
             self.sends.labels(outcome=outcome).inc(self._delta(c, outcome))
@@ -148,6 +162,8 @@ class ProcessMetrics:
         self.throttled.inc(self._delta(c, "throttled"))
         self.calls.inc(self._delta(c, "ses_calls"))
         self.in_flight.set(in_flight)
+        if send_slots is not None:
+            self.send_slots.set(send_slots)
         self.rate_allowed.set(rate_allowed)
         self._sent.append((now, c.recipients_sent))
         while len(self._sent) > 2 and now - self._sent[1][0] >= ACHIEVED_WINDOW:

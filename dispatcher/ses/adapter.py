@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import platform
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aioboto3
 import aiobotocore
@@ -54,6 +54,7 @@ from dispatcher.ses.classify import (
 )
 from dispatcher.ses.errors import SesError
 from dispatcher.ses.settings import SesSettings
+from dispatcher.ses.signing import SendSigner
 
 if TYPE_CHECKING:
     from types_aiobotocore_ses.client import SESClient
@@ -208,6 +209,10 @@ class SesAdapter:
             v2 = await stack.enter_async_context(
                 session.client("sesv2", endpoint_url=settings.endpoint_url, config=config)
             )
+            # aiobotocore's get_credentials is a coroutine; the stubs say otherwise.
+            credentials = await cast("Awaitable[Any]", session.get_credentials())
+            if credentials is not None:  # none: botocore's signer says so on the first send
+                SendSigner(credentials, v2.meta.region_name).register(v2.meta.events)
             v1 = await stack.enter_async_context(
                 session.client("ses", endpoint_url=settings.endpoint_url, config=config)
             )

@@ -15,8 +15,10 @@ from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.retry import RetryPolicy
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
 from dispatcher.pacing.calls import CallPacer
+from dispatcher.pacing.inflight import InFlightLimit
 from dispatcher.pacing.settings import PacingSettings
 from dispatcher.worker.holds import Holds, sender_key
+from dispatcher.worker.slots import Slots
 
 __all__ = ["Admission", "Refused"]
 
@@ -50,7 +52,9 @@ class Admission:
         self.governor = governor
         self.holds = Holds()
         self._retry = retry
-        self._slots = asyncio.Semaphore(max_in_flight)
+        # Send slots follow rate x SES latency; max_in_flight is their ceiling.
+        self._in_flight = InFlightLimit(max_in_flight)
+        self._slots = Slots(max_in_flight)
         self._bulk_calls = CallPacer()  # SES: one SendBulkEmail a second, for the account
         self._campaign_share = campaign_rate_share
         # Campaign mail also passes this bucket when it may use only a share of the rate.
@@ -76,6 +80,7 @@ class Admission:
                 return Refused("share", max(0.0, admission.retry_at - now), admission.reason)
             retry_at = admission.retry_at if admission.retry_at is not None else now + 1.0
             return Refused("quota", max(1.0, retry_at - now), admission.reason)
+        self._slots.set_limit(self._in_flight.limit(self.limiter.allowed_rate, now))
         await self._slots.acquire()
         try:
             if lead.campaign_id is not None:
@@ -91,10 +96,21 @@ class Admission:
         a second)? Otherwise its mail goes as templated SendEmail calls."""
         return self._bulk_calls.take(asyncio.get_running_loop().time(), self.limiter.share)
 
-    def answered(self, recipients: int) -> None:
-        """SES answered (or the send was abandoned): the slot and the reservation go back."""
+    def answered(self, recipients: int, held: float | None = None) -> None:
+        """SES answered (or the send was abandoned): the slot and the reservation go back.
+        `held`: seconds the answered call held its slot, which sizes the slots."""
         self._slots.release()
         self.governor.answered(recipients)
+        if held is not None:
+            now = asyncio.get_running_loop().time()
+            self._in_flight.observe(held, recipients, now)
+            # Also here: a send waiting for a slot gets one as soon as the limit grows.
+            self._slots.set_limit(self._in_flight.limit(self.limiter.allowed_rate, now))
+
+    @property
+    def slots(self) -> tuple[int, int]:
+        """(send slots taken, the limit now)."""
+        return self._slots.taken, self._slots.limit
 
     def learn(self, job: ClaimedJob, result: SendResult) -> str | None:
         """Pacing and holds that follow from one SES answer. Returns a reason to pause the

@@ -73,7 +73,7 @@ class PoolSettings:
     (`app.pool_settings`), where the defaults live."""
 
     claim_batch: int
-    max_in_flight: int
+    max_in_flight: int  # ceiling of the send slots, which follow rate x SES latency below it
     lease_seconds: float
     heartbeat_seconds: float
     poll_interval: float

@@ -77,6 +77,7 @@ class Sending:
     async def _send(self, group: list[ClaimedJob], template: str | None) -> None:
         recipients = recipients_of(group)  # as admitted
         slot_held = True
+        taken = time.monotonic()  # the slot was taken just before this task started
         try:
             sendable = await self._ledger.launch(group)
             if not sendable:
@@ -93,7 +94,7 @@ class Sending:
             # max_in_flight bounds SES calls on the wire: writing the result (group commit,
             # up to settle_interval of linger) must not keep the next send waiting.
             slot_held = False
-            self._admission.answered(recipients)
+            self._admission.answered(recipients, time.monotonic() - taken)
             settlements = [self._settlement(j, r) for j, r in zip(sendable, results, strict=True)]
             await self._ledger.settle(settlements)
         except asyncio.CancelledError:

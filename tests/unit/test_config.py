@@ -57,7 +57,8 @@ def test_defaults() -> None:
     assert cfg.queue.lease_seconds == 30.0
     assert cfg.queue.settle_interval == 0.05
     assert cfg.delivery.in_doubt == "hold"
-    assert cfg.delivery.max_in_flight == 64
+    assert cfg.delivery.max_in_flight == "auto"
+    assert cfg.delivery.in_flight_ceiling == 1000
     assert cfg.ses == SesSettings()
     assert cfg.ses.access_key_id is None  # the AWS credential chain applies
     assert cfg.pacing == PacingSettings()
@@ -237,6 +238,8 @@ def test_empty_environment_value_unsets_an_optional_setting() -> None:
         ("DISPATCHER_QUEUE__LEASE_SECONDS", "60", ("queue", "lease_seconds", 60.0)),
         ("DISPATCHER_DELIVERY__IN_DOUBT", "resend", ("delivery", "in_doubt", "resend")),
         ("DISPATCHER_DELIVERY__SHUTDOWN_GRACE", "0", ("delivery", "shutdown_grace", 0.0)),
+        ("DISPATCHER_DELIVERY__MAX_IN_FLIGHT", "300", ("delivery", "max_in_flight", 300)),
+        ("DISPATCHER_DELIVERY__MAX_IN_FLIGHT", "Auto", ("delivery", "max_in_flight", "auto")),
         ("DISPATCHER_SES__CONFIGURATION_SET", "cs-1", ("ses", "configuration_set", "cs-1")),
         ("DISPATCHER_SES__READ_TIMEOUT", "30", ("ses", "read_timeout", 30.0)),
         ("DISPATCHER_PACING__RATE_HEADROOM", "0.5", ("pacing", "rate_headroom", 0.5)),
@@ -364,6 +367,11 @@ def test_every_key_has_a_generic_environment_variable() -> None:
             {"delivery": {"max_in_flight": 20_000}},
             {},
             "delivery.max_in_flight must be between 1 and 10000",
+        ),
+        (
+            {"delivery": {"max_in_flight": "lots"}},
+            {},
+            f"delivery.max_in_flight must be an integer or auto, got 'lots' ({IN_FILE})",
         ),
         (
             {"delivery": {"in_doubt": "maybe"}},

@@ -140,8 +140,9 @@ def test_counters_are_copied_as_deltas_and_samples_drained() -> None:
     c.sent, c.recipients_sent, c.ses_calls = 2, 3, 2
     metrics.update(c, in_flight=0, rate_allowed=10.0, now=100.0)
     c.sent, c.recipients_sent, c.ses_calls, c.throttled = 5, 9, 5, 1
-    metrics.update(c, in_flight=3, rate_allowed=10.0, now=102.0)
+    metrics.update(c, in_flight=3, rate_allowed=10.0, now=102.0, send_slots=12)
     got = scrape(metrics, None)
+    assert got["dispatcher_send_slots"][()] == 12
     assert got["dispatcher_sends_total"][(("outcome", "sent"),)] == 5
     assert got["dispatcher_recipients_sent_total"][()] == 9
     assert got["dispatcher_throttled_total"][()] == 1

@@ -1,0 +1,135 @@
+"""CPU per sent message: the daemon (all its processes) and Postgres over the send span, next to
+the bare aioboto3 loop of bench/baseline.py against the same simulator in the same run.
+
+The daemon's figure counts only the span from its first to its last accepted send (the
+simulator's clock, unix seconds): start-up (imports, connecting, the first GetSendQuota) and
+the drain's end are not per-message costs. `TreeCpu` samples the CPU seconds of the `run`
+process and its children (`run --processes N`) and of Postgres every `interval` seconds, and
+interpolates them at the span's ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+
+from bench.baseline import send_all
+from bench.messages import make_messages
+from bench.services import REPO_ROOT
+
+__all__ = ["TreeCpu", "bare_loop_child", "bare_loop_ms", "process_tree_cpu"]
+
+REGION = "us-east-1"
+
+
+def process_tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants (0 once it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+class TreeCpu:
+    """CPU seconds of named sources, sampled against wall-clock time while a run lasts."""
+
+    def __init__(self, sources: dict[str, Callable[[], float | None]], interval: float = 0.1):
+        self._sources = sources
+        self._interval = interval
+        self._times: list[float] = []
+        self._readings: dict[str, list[float]] = {name: [] for name in sources}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="tree-cpu")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            self._sample()
+            await asyncio.sleep(self._interval)
+
+    def _sample(self) -> None:
+        now = time.time()
+        values = {}
+        for name, read in self._sources.items():
+            value = read()
+            if value is None:
+                return
+            # A child that exits takes its CPU out of the tree: readings never go back.
+            previous = self._readings[name][-1] if self._readings[name] else 0.0
+            values[name] = max(value, previous)
+        self._times.append(now)
+        for name, value in values.items():
+            self._readings[name].append(value)
+
+    def between(self, name: str, start: float, end: float) -> float | None:
+        """CPU seconds `name` spent from `start` to `end` (unix seconds), interpolated."""
+        if len(self._times) < 2 or start < self._times[0] or end > self._times[-1]:
+            return None
+        return self._at(name, end) - self._at(name, start)
+
+    def _at(self, name: str, when: float) -> float:
+        times, values = self._times, self._readings[name]
+        i = bisect.bisect_left(times, when)
+        if i == 0:
+            return values[0]
+        t0, t1 = times[i - 1], times[i]
+        v0, v1 = values[i - 1], values[i]
+        return v0 + (v1 - v0) * ((when - t0) / (t1 - t0) if t1 > t0 else 1.0)
+
+
+async def bare_loop_ms(endpoint_url: str, messages: int, concurrency: int) -> dict[str, Any]:
+    """CPU ms per message of bench/baseline.py's loop (this process) against the simulator."""
+    batch = make_messages(messages)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    run = await send_all(endpoint_url, REGION, batch, concurrency)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    if run.failed:
+        raise RuntimeError(f"bare aioboto3 loop: {run.failed} of {messages} sends failed")
+    return {
+        "messages": messages,
+        "concurrency": concurrency,
+        "cpu_ms_per_msg": 1000.0 * cpu / messages,
+        "msgs_per_s": messages / wall,
+    }
+
+
+async def bare_loop_child(endpoint_url: str, messages: int, concurrency: int) -> dict[str, Any]:
+    """`bare_loop_ms` in a process of its own on uvloop, as the `dispatcher` CLI runs: this
+    benchmark's own loop (sampling, the simulator's API) stays out of the figure."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.cpu", endpoint_url, str(messages), str(concurrency),
+        stdout=asyncio.subprocess.PIPE, cwd=str(REPO_ROOT),
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"bare aioboto3 loop exited {proc.returncode}")
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+if __name__ == "__main__":
+    import uvloop
+
+    url, count, tasks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    print(json.dumps(uvloop.run(bare_loop_ms(url, count, tasks))))
