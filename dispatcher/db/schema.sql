@@ -363,6 +363,55 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION dispatcher.route_job() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    SELECT r.account, r.fallback INTO NEW.account, NEW.fallback
+    FROM dispatcher.route_of(NEW.id) r;
+    RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION dispatcher.route_of(message_id bigint, OUT account text, OUT fallback text) RETURNS record
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    m record;
+    domain text;
+    r record;
+BEGIN
+    SELECT msg.from_addr, msg.tags, k.name AS key_name, c.id AS campaign_id, c.name AS campaign
+    INTO m
+    FROM dispatcher.messages msg
+    LEFT JOIN dispatcher.api_keys k ON k.id = msg.key_id
+    LEFT JOIN dispatcher.campaigns c ON c.id = msg.campaign_id
+    WHERE msg.id = message_id;
+    domain := lower(substring(m.from_addr FROM '@([^@<>\s"]+)>?\s*$'));
+    FOR r IN SELECT * FROM dispatcher.routes ORDER BY position LOOP
+        CONTINUE WHEN r.from_domains <> '{}' AND NOT EXISTS (
+            SELECT 1 FROM unnest(r.from_domains) d
+            WHERE d = domain OR (d LIKE '*.%' AND domain LIKE '%' || substr(d, 2)));
+        CONTINUE WHEN r.campaigns <> '{}' AND NOT coalesce(
+            m.campaign_id::text = ANY (r.campaigns) OR m.campaign = ANY (r.campaigns), false);
+        CONTINUE WHEN r.key_names <> '{}' AND NOT coalesce(m.key_name = ANY (r.key_names), false);
+        CONTINUE WHEN r.tags <> '{}' AND NOT EXISTS (
+            SELECT 1 FROM unnest(r.tags) t
+            WHERE m.tags ->> split_part(t, '=', 1) = substr(t, strpos(t, '=') + 1));
+        account := r.account;
+        fallback := r.fallback;
+        IF fallback IS NOT NULL AND EXISTS (
+            SELECT 1 FROM dispatcher.accounts a WHERE a.name = account AND a.paused_at IS NOT NULL
+        ) THEN
+            account := fallback;
+            fallback := NULL;
+        END IF;
+        RETURN;
+    END LOOP;
+    SELECT a.name INTO account FROM dispatcher.accounts a ORDER BY a.position LIMIT 1;
+END
+$_$;
+
 CREATE FUNCTION dispatcher.webhook_events_updated() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -482,6 +531,13 @@ CREATE FUNCTION dispatcher.webhook_time(t timestamp with time zone) RETURNS text
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
+CREATE TABLE dispatcher.accounts (
+    name text NOT NULL,
+    "position" integer NOT NULL,
+    paused_at timestamp with time zone,
+    paused_reason text
+);
+
 CREATE TABLE dispatcher.api_keys (
     id text NOT NULL,
     name text NOT NULL,
@@ -581,7 +637,9 @@ CREATE TABLE dispatcher.jobs (
     ses_message_id text,
     last_outcome text,
     last_error text,
-    campaign_id bigint
+    campaign_id bigint,
+    account text DEFAULT 'default'::text NOT NULL,
+    fallback text
 )
 WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0.02', autovacuum_analyze_scale_factor='0.02');
 
@@ -635,7 +693,8 @@ WITH (autovacuum_vacuum_scale_factor='0.02', autovacuum_analyze_scale_factor='0.
 CREATE TABLE dispatcher.quota_spend (
     owner uuid NOT NULL,
     epoch bigint NOT NULL,
-    sent double precision NOT NULL
+    sent double precision NOT NULL,
+    account text DEFAULT 'default'::text NOT NULL
 );
 
 CREATE TABLE dispatcher.recipient_events (
@@ -654,8 +713,17 @@ CREATE TABLE dispatcher.retention_marks (
     content_done_until timestamp with time zone NOT NULL
 );
 
+CREATE TABLE dispatcher.routes (
+    "position" integer NOT NULL,
+    from_domains text[] DEFAULT '{}'::text[] NOT NULL,
+    campaigns text[] DEFAULT '{}'::text[] NOT NULL,
+    key_names text[] DEFAULT '{}'::text[] NOT NULL,
+    tags text[] DEFAULT '{}'::text[] NOT NULL,
+    account text NOT NULL,
+    fallback text
+);
+
 CREATE TABLE dispatcher.send_quota (
-    id integer DEFAULT 1 NOT NULL,
     epoch bigint DEFAULT 0 NOT NULL,
     polling_epoch bigint DEFAULT 0 NOT NULL,
     max_24_hour_send double precision,
@@ -663,7 +731,7 @@ CREATE TABLE dispatcher.send_quota (
     sent_last_24_hours double precision,
     read_at timestamp with time zone,
     leader uuid,
-    CONSTRAINT send_quota_id_check CHECK ((id = 1))
+    account text DEFAULT 'default'::text NOT NULL
 );
 
 CREATE TABLE dispatcher.sending_hold (
@@ -743,7 +811,8 @@ CREATE TABLE dispatcher.workers (
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
     lease_seconds real NOT NULL,
-    active_until timestamp with time zone
+    active_until timestamp with time zone,
+    account text DEFAULT 'default'::text NOT NULL
 );
 
 ALTER TABLE ONLY dispatcher.campaigns ALTER COLUMN id SET DEFAULT nextval('dispatcher.campaigns_id_seq'::regclass);
@@ -772,6 +841,9 @@ ALTER TABLE ONLY dispatcher.jobs
 ALTER TABLE ONLY dispatcher.message_feedback
     ADD CONSTRAINT message_feedback_pkey PRIMARY KEY (message_id);
 
+ALTER TABLE ONLY dispatcher.accounts
+    ADD CONSTRAINT accounts_pkey PRIMARY KEY (name);
+
 ALTER TABLE ONLY dispatcher.api_keys
     ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id);
 
@@ -793,8 +865,11 @@ ALTER TABLE ONLY dispatcher.retention_marks
 ALTER TABLE ONLY dispatcher.warmup_days
     ADD CONSTRAINT warmup_days_pkey PRIMARY KEY (day);
 
+ALTER TABLE ONLY dispatcher.routes
+    ADD CONSTRAINT routes_pkey PRIMARY KEY ("position");
+
 ALTER TABLE ONLY dispatcher.send_quota
-    ADD CONSTRAINT send_quota_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT send_quota_pkey PRIMARY KEY (account);
 
 ALTER TABLE ONLY dispatcher.sending_hold
     ADD CONSTRAINT sending_hold_pkey PRIMARY KEY (singleton);
@@ -855,6 +930,10 @@ CREATE INDEX webhook_deliveries_due ON dispatcher.webhook_deliveries USING btree
 CREATE INDEX webhook_deliveries_unordered ON dispatcher.webhook_deliveries USING btree (id) WHERE (seq IS NULL);
 
 CREATE TRIGGER jobs_inserted AFTER INSERT ON dispatcher.jobs FOR EACH STATEMENT EXECUTE FUNCTION dispatcher.notify_jobs();
+
+CREATE TRIGGER jobs_route BEFORE INSERT ON dispatcher.jobs FOR EACH ROW EXECUTE FUNCTION dispatcher.route_job();
+
+ALTER TABLE dispatcher.jobs DISABLE TRIGGER jobs_route;
 
 CREATE TRIGGER webhook_events_updated AFTER UPDATE ON dispatcher.events REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION dispatcher.webhook_events_updated();
 

@@ -1,0 +1,96 @@
+-- Issue 18 item 4: several SES accounts and regions. Every job names the account that sends it
+-- (decided here, at insert, whichever way the mail enters); each account has its own rate share,
+-- quota reading and leader, all in this one database. Existing rows are account 'default',
+-- the name of the [ses] section's one account.
+
+-- The configured accounts (the daemon writes them at start, dispatcher.accounts.store); the
+-- one at position 0 sends what no route matches. paused_at: SES paused or suspended it (a
+-- route's fallback account takes its mail meanwhile).
+CREATE TABLE dispatcher.accounts (
+    name text PRIMARY KEY,
+    position int NOT NULL,
+    paused_at timestamptz,
+    paused_reason text
+);
+INSERT INTO dispatcher.accounts (name, position) VALUES ('default', 0);
+
+-- The [[routes]] rules in order; an empty array is no condition. tags: "name=value".
+CREATE TABLE dispatcher.routes (
+    position int PRIMARY KEY,
+    from_domains text[] NOT NULL DEFAULT '{}',
+    campaigns text[] NOT NULL DEFAULT '{}',
+    key_names text[] NOT NULL DEFAULT '{}',
+    tags text[] NOT NULL DEFAULT '{}',
+    account text NOT NULL,
+    fallback text
+);
+
+-- The account that sends the job, and the one it may go to while that one is paused.
+ALTER TABLE dispatcher.jobs ADD COLUMN account text NOT NULL DEFAULT 'default';
+ALTER TABLE dispatcher.jobs ADD COLUMN fallback text;
+ALTER TABLE dispatcher.workers ADD COLUMN account text NOT NULL DEFAULT 'default';
+
+-- One quota reading per account (was one row, id 1); a worker's sends count for its account.
+ALTER TABLE dispatcher.send_quota ADD COLUMN account text NOT NULL DEFAULT 'default';
+ALTER TABLE dispatcher.send_quota DROP CONSTRAINT send_quota_pkey;
+ALTER TABLE dispatcher.send_quota DROP CONSTRAINT send_quota_id_check;
+ALTER TABLE dispatcher.send_quota DROP COLUMN id;
+ALTER TABLE dispatcher.send_quota ADD PRIMARY KEY (account);
+ALTER TABLE dispatcher.quota_spend ADD COLUMN account text NOT NULL DEFAULT 'default';
+
+-- Which account sends message $1, and its fallback: the first route whose conditions all hold
+-- (dispatcher.accounts.routing is the same in Python), else the default account. A routed
+-- account that is paused now gives way to the route's fallback at once.
+CREATE FUNCTION dispatcher.route_of(message_id bigint, OUT account text, OUT fallback text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    m record;
+    domain text;
+    r record;
+BEGIN
+    SELECT msg.from_addr, msg.tags, k.name AS key_name, c.id AS campaign_id, c.name AS campaign
+    INTO m
+    FROM dispatcher.messages msg
+    LEFT JOIN dispatcher.api_keys k ON k.id = msg.key_id
+    LEFT JOIN dispatcher.campaigns c ON c.id = msg.campaign_id
+    WHERE msg.id = message_id;
+    domain := lower(substring(m.from_addr FROM '@([^@<>\s"]+)>?\s*$'));
+    FOR r IN SELECT * FROM dispatcher.routes ORDER BY position LOOP
+        CONTINUE WHEN r.from_domains <> '{}' AND NOT EXISTS (
+            SELECT 1 FROM unnest(r.from_domains) d
+            WHERE d = domain OR (d LIKE '*.%' AND domain LIKE '%' || substr(d, 2)));
+        CONTINUE WHEN r.campaigns <> '{}' AND NOT coalesce(
+            m.campaign_id::text = ANY (r.campaigns) OR m.campaign = ANY (r.campaigns), false);
+        CONTINUE WHEN r.key_names <> '{}' AND NOT coalesce(m.key_name = ANY (r.key_names), false);
+        CONTINUE WHEN r.tags <> '{}' AND NOT EXISTS (
+            SELECT 1 FROM unnest(r.tags) t
+            WHERE m.tags ->> split_part(t, '=', 1) = substr(t, strpos(t, '=') + 1));
+        account := r.account;
+        fallback := r.fallback;
+        IF fallback IS NOT NULL AND EXISTS (
+            SELECT 1 FROM dispatcher.accounts a WHERE a.name = account AND a.paused_at IS NOT NULL
+        ) THEN
+            account := fallback;
+            fallback := NULL;
+        END IF;
+        RETURN;
+    END LOOP;
+    SELECT a.name INTO account FROM dispatcher.accounts a ORDER BY a.position LIMIT 1;
+END
+$$;
+
+CREATE FUNCTION dispatcher.route_job() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT r.account, r.fallback INTO NEW.account, NEW.fallback
+    FROM dispatcher.route_of(NEW.id) r;
+    RETURN NEW;
+END
+$$;
+
+-- Disabled while there is nothing to decide (one account named 'default', no routes): the
+-- column's default is then the answer, and enqueueing costs nothing more than before. The
+-- daemon enables it when it writes accounts or routes that need it.
+CREATE TRIGGER jobs_route BEFORE INSERT ON dispatcher.jobs
+    FOR EACH ROW EXECUTE FUNCTION dispatcher.route_job();
+ALTER TABLE dispatcher.jobs DISABLE TRIGGER jobs_route;
