@@ -109,7 +109,9 @@ async def open_stores(cfg: Config, *, migrate: bool | None = None) -> AsyncItera
     """The stores on a connected pool (migrated first as `open_queue` says)."""
     async with open_queue(cfg, migrate=migrate) as queue:
         pool = queue.pool
-        yield Stores(queue, CampaignStore(pool), FeedbackStore(pool), SharedQuotaStore(pool))
+        # The quota board of the default account (the doors' GetSendQuota, `status`).
+        quota = SharedQuotaStore(pool, account_names(cfg.accounts)[0])
+        yield Stores(queue, CampaignStore(pool), FeedbackStore(pool), quota)
 
 
 def retry_policy(cfg: Config) -> RetryPolicy:
@@ -391,21 +393,18 @@ async def run_worker(
                 )
             )
             watchdog.watch(background[-1], f"the pause watch of account {name}")
-        governor = pool.governor
-        warmup: WarmupStore | None = None
-        if cfg.warmup.enabled:  # the governor admits against today's warm-up cap too
-            warmup = WarmupStore(stores.queue.pool, cfg.warmup)
-            governor.warmup = WarmupGate()
-            supply = run_warmup(
-                warmup,
-                governor.warmup,
-                cfg.warmup,
-                stores.feedback,
-                cfg.guard.window_hours,
-                guard_stop,
-            )
-            background.append(asyncio.create_task(supply, name="warmup"))
-            watchdog.watch(background[-1], "the warm-up")  # without it nothing is admitted
+        warmups: list[tuple[WarmupStore, WarmupGate]] = []
+        if cfg.warmup.enabled:  # each governor admits against its account's warm-up cap too
+            for name, account in zip((n for n, _, _ in accounts), pools, strict=True):
+                warmup = WarmupStore(stores.queue.pool, cfg.warmup, name)
+                gate = account.governor.warmup = WarmupGate()
+                warmups.append((warmup, gate))
+                supply = run_warmup(
+                    warmup, gate, cfg.warmup, stores.feedback, cfg.guard.window_hours, guard_stop
+                )
+                background.append(asyncio.create_task(supply, name=f"warmup-{name}"))
+                # without it nothing is admitted
+                watchdog.watch(background[-1], f"the warm-up of account {name}")
         try:
             names = [name for name, _, _ in accounts]
             reports = await asyncio.gather(
@@ -415,9 +414,9 @@ async def run_worker(
         finally:
             guard_stop.set()
             await asyncio.gather(*background, return_exceptions=True)
-            if warmup is not None and governor.warmup is not None:
+            for warmup, gate in warmups:
                 try:
-                    await warmup.give_back(governor.warmup)  # others may use it today
+                    await warmup.give_back(gate)  # others may use it today
                 except Exception as exc:
                     log.warning("warmup.give_back_failed", error=repr(exc))
         watchdog.check()

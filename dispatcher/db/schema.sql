@@ -758,7 +758,8 @@ CREATE TABLE dispatcher.warmup_days (
     day date NOT NULL,
     taken double precision DEFAULT 0 NOT NULL,
     held_reason text,
-    held_at timestamp with time zone
+    held_at timestamp with time zone,
+    account text DEFAULT 'default'::text NOT NULL
 );
 
 CREATE TABLE dispatcher.webhook_deliveries (
@@ -863,7 +864,7 @@ ALTER TABLE ONLY dispatcher.retention_marks
     ADD CONSTRAINT retention_marks_pkey PRIMARY KEY (state);
 
 ALTER TABLE ONLY dispatcher.warmup_days
-    ADD CONSTRAINT warmup_days_pkey PRIMARY KEY (day);
+    ADD CONSTRAINT warmup_days_pkey PRIMARY KEY (account, day);
 
 ALTER TABLE ONLY dispatcher.routes
     ADD CONSTRAINT routes_pkey PRIMARY KEY ("position");

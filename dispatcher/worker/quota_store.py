@@ -62,6 +62,8 @@ class SharedQuotaStore:
                 [float(spent[e]) for e in epochs],
                 self.account,
             )
+        if row is None:  # an account no daemon has sent for yet: no reading, nobody's sends
+            return SharedReading(0, 0, None, 0.0, None, 0.0)
         quota = None
         if row["max_24_hour_send"] is not None:
             quota = Quota(

@@ -1,6 +1,7 @@
-"""Routing in Postgres (migration 0021): every way mail enters gets the account the rules name,
-the same as the Python rules; mail already waiting follows a change of the rules; a paused
-account's mail moves to its fallback only where a route opted in."""
+"""Several accounts in Postgres (migration 0021): every way mail enters gets the account the
+rules name, the same as the Python rules; mail already waiting follows a change of the rules; a
+paused account's mail moves to its fallback only where a route opted in; each account has its
+own warm-up ramp."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from dispatcher.accounts.routing import route
 from dispatcher.accounts.settings import RouteSettings
 from dispatcher.accounts.store import AccountStore
 from dispatcher.domain.jobs import NewMessage
+from dispatcher.pacing.warmup import WarmupSettings
 from dispatcher.queue.repository import Queue
+from dispatcher.worker.warmup_store import WarmupStore
 
 ROUTES = (
     RouteSettings(account="b", from_domain=("b.example", "*.b.example")),
@@ -120,3 +123,14 @@ async def test_waiting_mail_follows_new_rules_and_a_pause_moves_only_opted_in_ma
     assert not enabled and routes == 0
     assert [r["account"] for r in accounts] == ["default"]
     assert json.dumps([r.name for r in await store.overview()]) == '["default"]'
+
+
+async def test_each_account_ramps_up_on_its_own(queue: Queue) -> None:
+    settings = WarmupSettings(enabled=True, schedule="100, 200")
+    old, new = WarmupStore(queue.pool, settings), WarmupStore(queue.pool, settings, "new")
+    assert (await old.take(100)).granted == 100
+    async with queue.pool.acquire() as conn:  # the old account sent yesterday: day 2 today
+        await conn.execute("UPDATE dispatcher.warmup_days SET day = day - 1")
+    assert (await old.take(150)).granted == 150 and (await old.look()).cap == 200
+    day = await new.take(150)  # a new account starts at day 1, its cap its own
+    assert (day.day, day.cap, day.granted) == (1, 100, 100)

@@ -38,6 +38,11 @@ ALTER TABLE dispatcher.send_quota DROP COLUMN id;
 ALTER TABLE dispatcher.send_quota ADD PRIMARY KEY (account);
 ALTER TABLE dispatcher.quota_spend ADD COLUMN account text NOT NULL DEFAULT 'default';
 
+-- Each account ramps up on its own: a new account (or region) starts at day 1.
+ALTER TABLE dispatcher.warmup_days ADD COLUMN account text NOT NULL DEFAULT 'default';
+ALTER TABLE dispatcher.warmup_days DROP CONSTRAINT warmup_days_pkey;
+ALTER TABLE dispatcher.warmup_days ADD PRIMARY KEY (account, day);
+
 -- Which account sends message $1, and its fallback: the first route whose conditions all hold
 -- (dispatcher.accounts.routing is the same in Python), else the default account. A routed
 -- account that is paused now gives way to the route's fallback at once.
