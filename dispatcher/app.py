@@ -367,7 +367,14 @@ async def run_worker(
         settle_heap()  # start-up is done: what it built lives as long as the process
         guard_stop = asyncio.Event()
         guard = asyncio.create_task(
-            run_guard(stores.feedback, stores.campaigns, cfg.guard, guard_stop),
+            run_guard(
+                stores.feedback,
+                stores.campaigns,
+                cfg.guard,
+                guard_stop,
+                # each account on its own numbers, its own hold (not just the one 'default')
+                account_store if cfg.accounts else None,
+            ),
             name="guard",
         )
         watchdog.watch(guard, "the reputation guard")  # sending on blind could cost the account

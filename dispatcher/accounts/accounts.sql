@@ -85,3 +85,45 @@ SELECT a.name, a.position, a.paused_at, a.paused_reason,
 FROM dispatcher.accounts a
 LEFT JOIN dispatcher.send_quota q ON q.account = a.name
 ORDER BY a.position;
+
+-- name: guard_counts
+-- The reputation guard's counts per account over the last $1 seconds: recipients sent, hard
+-- bounces, complaints. Feedback tied to no job (unlinked, or pruned) counts for the default.
+WITH sent AS (
+    SELECT j.account, sum(cardinality(m.to_addrs) + cardinality(m.cc_addrs)
+                          + cardinality(m.bcc_addrs)) AS n
+    FROM dispatcher.jobs j JOIN dispatcher.messages m ON m.id = j.id
+    WHERE j.state = 'sent' AND j.sent_at > now() - make_interval(secs => $1)
+    GROUP BY 1
+), feedback AS (
+    SELECT coalesce(j.account,
+                    (SELECT a.name FROM dispatcher.accounts a ORDER BY a.position LIMIT 1))
+               AS account,
+           count(*) FILTER (WHERE re.kind = 'bounce' AND re.bounce_type = 'Permanent')
+               AS bounced,
+           count(*) FILTER (WHERE re.kind = 'complaint') AS complained
+    FROM dispatcher.recipient_events re
+    JOIN dispatcher.events e ON e.id = re.event_id
+    LEFT JOIN dispatcher.jobs j ON j.id = e.message_id
+    WHERE re.kind IN ('bounce', 'complaint')
+      AND re.occurred_at > now() - make_interval(secs => $1)
+    GROUP BY 1
+)
+SELECT a.name, coalesce(s.n, 0)::bigint AS sent, coalesce(f.bounced, 0) AS bounced,
+       coalesce(f.complained, 0) AS complained
+FROM dispatcher.accounts a
+LEFT JOIN sent s ON s.account = a.name
+LEFT JOIN feedback f ON f.account = a.name
+ORDER BY a.position;
+
+-- name: campaigns_on
+-- Which of the campaigns $2 have mail waiting on account $1.
+SELECT c.id FROM unnest($2::bigint[]) AS c(id)
+WHERE EXISTS (SELECT 1 FROM dispatcher.jobs j
+              WHERE j.campaign_id = c.id AND j.account = $1 AND j.state = 'queued');
+
+-- name: hold
+-- The guard holds all sending of account $1 ($2: why); true if it was not held already.
+INSERT INTO dispatcher.sending_hold (account, reason) VALUES ($1, $2)
+ON CONFLICT (account) DO NOTHING
+RETURNING true;

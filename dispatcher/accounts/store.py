@@ -13,6 +13,7 @@ import structlog
 
 from dispatcher.accounts.settings import DEFAULT_ACCOUNT, RouteSettings
 from dispatcher.db.sql import named_queries
+from dispatcher.feedback.guard import Counts
 
 __all__ = ["AccountRow", "AccountStore"]
 
@@ -84,6 +85,26 @@ class AccountStore:
         async with self._pool.acquire() as conn:
             moved: int = await conn.fetchval(query("mark_paused"), account, reason)
         return moved
+
+    async def guard_counts(self, window_seconds: float) -> dict[str, Counts]:
+        """Recipients sent, hard bounces and complaints of each account in the window."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("guard_counts"), float(window_seconds))
+        return {
+            r["name"]: Counts(sent=r["sent"], bounced=r["bounced"], complained=r["complained"])
+            for r in rows
+        }
+
+    async def campaigns_on(self, account: str, campaign_ids: Sequence[int]) -> list[int]:
+        """Those of `campaign_ids` with mail waiting on `account`."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(query("campaigns_on"), account, list(campaign_ids))
+        return [r["id"] for r in rows]
+
+    async def hold(self, account: str, reason: str) -> bool:
+        """Hold all sending of `account` (the guard); False if it was held already."""
+        async with self._pool.acquire() as conn:
+            return await conn.fetchval(query("hold"), account, reason) is not None
 
     async def overview(self) -> list[AccountRow]:
         """Every configured account, the default first."""

@@ -735,10 +735,9 @@ CREATE TABLE dispatcher.send_quota (
 );
 
 CREATE TABLE dispatcher.sending_hold (
-    singleton boolean DEFAULT true NOT NULL,
     reason text NOT NULL,
     held_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT sending_hold_singleton_check CHECK (singleton)
+    account text DEFAULT 'default'::text NOT NULL
 );
 
 CREATE TABLE dispatcher.suppressions (
@@ -873,7 +872,7 @@ ALTER TABLE ONLY dispatcher.send_quota
     ADD CONSTRAINT send_quota_pkey PRIMARY KEY (account);
 
 ALTER TABLE ONLY dispatcher.sending_hold
-    ADD CONSTRAINT sending_hold_pkey PRIMARY KEY (singleton);
+    ADD CONSTRAINT sending_hold_pkey PRIMARY KEY (account);
 
 ALTER TABLE ONLY dispatcher.suppressions
     ADD CONSTRAINT suppressions_pkey PRIMARY KEY (address);

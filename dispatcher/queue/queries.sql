@@ -106,7 +106,7 @@ WITH RECURSIVE campaigns_due(cid) AS (
     WHERE j.id IN (SELECT id FROM offered ORDER BY priority DESC, turn, run_at, id LIMIT $2)
       AND j.state = 'queued' AND j.run_at <= now()  -- as of the lock, not of the offer
       AND j.account = $3  -- a paused account's fallback may have taken it meanwhile
-      AND NOT EXISTS (SELECT 1 FROM dispatcher.sending_hold)  -- the guard holds all sending
+      AND NOT EXISTS (SELECT 1 FROM dispatcher.sending_hold h WHERE h.account = $3)  -- the guard
     FOR UPDATE SKIP LOCKED
 ), token AS (
     SELECT nextval('dispatcher.lease_token_seq') AS value

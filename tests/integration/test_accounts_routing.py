@@ -1,16 +1,23 @@
 """Several accounts in Postgres (migration 0021): every way mail enters gets the account the
 rules name, the same as the Python rules; mail already waiting follows a change of the rules; a
 paused account's mail moves to its fallback only where a route opted in; each account has its
-own warm-up ramp."""
+own warm-up ramp and is judged by the reputation guard on its own numbers."""
 
 from __future__ import annotations
 
 import json
+import uuid
+from dataclasses import replace
 
 from dispatcher.accounts.routing import route
 from dispatcher.accounts.settings import RouteSettings
 from dispatcher.accounts.store import AccountStore
+from dispatcher.campaigns.store import CampaignStore
+from dispatcher.config.settings import GuardSettings
 from dispatcher.domain.jobs import NewMessage
+from dispatcher.feedback.guard import Counts
+from dispatcher.feedback.store import FeedbackStore
+from dispatcher.feedback.watch import check_once
 from dispatcher.pacing.warmup import WarmupSettings
 from dispatcher.queue.repository import Queue
 from dispatcher.worker.warmup_store import WarmupStore
@@ -134,3 +141,83 @@ async def test_each_account_ramps_up_on_its_own(queue: Queue) -> None:
     assert (await old.take(150)).granted == 150 and (await old.look()).cap == 200
     day = await new.take(150)  # a new account starts at day 1, its cap its own
     assert (day.day, day.cap, day.granted) == (1, 100, 100)
+
+
+async def sent_with_bounces(queue: Queue, from_addr: str, n: int, bounces: int) -> list[int]:
+    """n messages from `from_addr` recorded as sent, the first `bounces` hard-bounced."""
+    ids = [e.id for e in await queue.enqueue_many([message(from_addr) for _ in range(n)])]
+    async with queue.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE dispatcher.jobs SET state = 'sent', sent_at = now() WHERE id = ANY($1)", ids
+        )
+        for i, job_id in enumerate(ids[:bounces]):
+            event = await conn.fetchval(
+                "INSERT INTO dispatcher.events (id, sns_message_id, topic_arn, kind, message_id,"
+                " raw) VALUES (nextval('dispatcher.events_id_seq'), $1, 't', 'Bounce', $2, '{}')"
+                " RETURNING id",
+                f"{from_addr}-{i}",
+                job_id,
+            )
+            await conn.execute(
+                "INSERT INTO dispatcher.recipient_events (event_id, address, kind, bounce_type,"
+                " occurred_at) VALUES ($1, 'r@x.example', 'bounce', 'Permanent', now())",
+                event,
+            )
+    return ids
+
+
+async def running_campaign(queue: Queue, name: str, from_addr: str) -> int:
+    """A running campaign with one recipient waiting."""
+    async with queue.pool.acquire() as conn:
+        campaign_id: int = await conn.fetchval(
+            "INSERT INTO dispatcher.campaigns (name, state, from_addr, subject, html) "
+            "VALUES ($1, 'running', $2, 's', 'h') RETURNING id",
+            name,
+            from_addr,
+        )
+        job = await conn.fetchval(
+            "INSERT INTO dispatcher.messages (from_addr, to_addrs, subject, campaign_id) "
+            "VALUES ($1, '{r@x.example}', 's', $2) RETURNING id",
+            from_addr,
+            campaign_id,
+        )
+        await conn.execute(
+            "INSERT INTO dispatcher.jobs (id, recipients, campaign_id) VALUES ($1, 1, $2)",
+            job,
+            campaign_id,
+        )
+    return campaign_id
+
+
+async def test_the_guard_judges_each_account_on_its_own_numbers(queue: Queue) -> None:
+    accounts = AccountStore(queue.pool)
+    await accounts.put(["a", "b"], (RouteSettings(account="b", from_domain=("b.example",)),))
+    await sent_with_bounces(queue, "x@a.example", 40, 0)
+    await sent_with_bounces(queue, "x@b.example", 20, 2)  # 10 %; both together: 3.3 %
+    counts = await accounts.guard_counts(3600.0)
+    assert counts == {
+        "a": Counts(sent=40, bounced=0, complained=0),
+        "b": Counts(sent=20, bounced=2, complained=0),
+    }
+    feedback, campaigns = FeedbackStore(queue.pool), CampaignStore(queue.pool)
+    on_a = await running_campaign(queue, "on-a", "x@a.example")
+    on_b = await running_campaign(queue, "on-b", "x@b.example")
+
+    # "campaigns": b's running campaign is paused, a's goes on.
+    settings = GuardSettings(min_volume=10)
+    paused = await check_once(feedback, campaigns, settings, accounts)
+    assert paused == {
+        on_b: "guard: account b bounce rate 10% (2 hard bounces), threshold 4% "
+        "over 20 recipients sent"
+    }
+    assert (await campaigns.get(on_a)).state == "running"
+
+    # "all": b's sending is held, a's is not.
+    await check_once(feedback, campaigns, replace(settings, account_action="all"), accounts)
+    await queue.enqueue_many([message("y@a.example"), message("y@b.example")])
+    owner = uuid.uuid4()
+    await queue.for_account("b").register_worker(owner, 30.0)
+    assert await queue.for_account("b").claim(owner, 10) == []
+    claimed = await queue.for_account("a").claim(owner, 10)
+    # a's new mail and its running campaign's recipient
+    assert sorted(j.message.from_addr for j in claimed) == ["x@a.example", "y@a.example"]

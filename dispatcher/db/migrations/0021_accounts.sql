@@ -38,6 +38,12 @@ ALTER TABLE dispatcher.send_quota DROP COLUMN id;
 ALTER TABLE dispatcher.send_quota ADD PRIMARY KEY (account);
 ALTER TABLE dispatcher.quota_spend ADD COLUMN account text NOT NULL DEFAULT 'default';
 
+-- The guard's hold (`guard.account_action = "all"`) is per account: one row per held account.
+ALTER TABLE dispatcher.sending_hold ADD COLUMN account text NOT NULL DEFAULT 'default';
+ALTER TABLE dispatcher.sending_hold DROP CONSTRAINT sending_hold_pkey;
+ALTER TABLE dispatcher.sending_hold DROP COLUMN singleton;
+ALTER TABLE dispatcher.sending_hold ADD PRIMARY KEY (account);
+
 -- Each account ramps up on its own: a new account (or region) starts at day 1.
 ALTER TABLE dispatcher.warmup_days ADD COLUMN account text NOT NULL DEFAULT 'default';
 ALTER TABLE dispatcher.warmup_days DROP CONSTRAINT warmup_days_pkey;
