@@ -12,7 +12,7 @@ import asyncpg  # type: ignore[import-untyped]
 import structlog
 
 from dispatcher.accounts.settings import account_names, effective_accounts
-from dispatcher.accounts.store import AccountStore
+from dispatcher.accounts.store import AccountCounts, AccountStore
 from dispatcher.accounts.watch import merged_report, run_pause_watch
 from dispatcher.campaigns.sending import CampaignSender
 from dispatcher.campaigns.store import CampaignStore
@@ -406,8 +406,10 @@ async def run_worker(
                 warmup = WarmupStore(stores.queue.pool, cfg.warmup, name)
                 gate = account.governor.warmup = WarmupGate()
                 warmups.append((warmup, gate))
+                # A spike of this account's own bounces or complaints holds its ramp.
+                counts = AccountCounts(account_store, name) if cfg.accounts else stores.feedback
                 supply = run_warmup(
-                    warmup, gate, cfg.warmup, stores.feedback, cfg.guard.window_hours, guard_stop
+                    warmup, gate, cfg.warmup, counts, cfg.guard.window_hours, guard_stop
                 )
                 background.append(asyncio.create_task(supply, name=f"warmup-{name}"))
                 # without it nothing is admitted

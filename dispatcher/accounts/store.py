@@ -15,7 +15,7 @@ from dispatcher.accounts.settings import DEFAULT_ACCOUNT, RouteSettings
 from dispatcher.db.sql import named_queries
 from dispatcher.feedback.guard import Counts
 
-__all__ = ["AccountRow", "AccountStore"]
+__all__ = ["AccountCounts", "AccountRow", "AccountStore"]
 
 log = structlog.get_logger()
 query = named_queries("dispatcher.accounts", "accounts.sql")
@@ -41,6 +41,18 @@ def _route_rows(routes: Sequence[RouteSettings]) -> list[list[Any]]:
         [list(r.from_domain), list(r.campaign), list(r.key), list(r.tag), r.account, r.fallback]
         for r in routes
     ]
+
+
+class AccountCounts:
+    """One account's reputation counts (what the warm-up's spike check reads)."""
+
+    def __init__(self, store: AccountStore, account: str) -> None:
+        self._store = store
+        self._account = account
+
+    async def account_counts(self, window_seconds: float) -> Counts:
+        counts = await self._store.guard_counts(window_seconds)
+        return counts.get(self._account, Counts(sent=0, bounced=0, complained=0))
 
 
 class AccountStore:
