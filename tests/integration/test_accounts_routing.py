@@ -5,13 +5,16 @@ own warm-up ramp and is judged by the reputation guard on its own numbers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import replace
+from types import SimpleNamespace
 
 from dispatcher.accounts.routing import route
 from dispatcher.accounts.settings import RouteSettings
 from dispatcher.accounts.store import AccountStore
+from dispatcher.accounts.watch import run_pause_watch
 from dispatcher.campaigns.store import CampaignStore
 from dispatcher.config.settings import GuardSettings
 from dispatcher.domain.jobs import NewMessage
@@ -20,7 +23,10 @@ from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.watch import check_once
 from dispatcher.pacing.warmup import WarmupSettings
 from dispatcher.queue.repository import Queue
+from dispatcher.worker.counters import Counters
+from dispatcher.worker.holds import Holds
 from dispatcher.worker.warmup_store import WarmupStore
+from tests.support.dispatch import eventually
 
 ROUTES = (
     RouteSettings(account="b", from_domain=("b.example", "*.b.example")),
@@ -221,3 +227,33 @@ async def test_the_guard_judges_each_account_on_its_own_numbers(queue: Queue) ->
     claimed = await queue.for_account("a").claim(owner, 10)
     # a's new mail and its running campaign's recipient
     assert sorted(j.message.from_addr for j in claimed) == ["x@a.example", "y@a.example"]
+
+
+async def test_the_pause_watch_tells_postgres_when_ses_pauses_an_account(queue: Queue) -> None:
+    store = AccountStore(queue.pool)
+    rules = (RouteSettings(account="b", from_domain=("b.example",), fallback="a"),)
+    await store.put(["a", "b"], rules)
+    (waiting,) = await queue.enqueue_many([message("x@b.example")])
+    # What the watch reads of a pool: the account hold SES's answers set, and the sends.
+    pool = SimpleNamespace(admission=SimpleNamespace(holds=Holds()), counters=Counters())
+    stop = asyncio.Event()
+    watch = asyncio.create_task(run_pause_watch(store, "b", pool, stop))  # type: ignore[arg-type]
+    try:
+        pool.admission.holds.hold_account(asyncio.get_running_loop().time(), 60.0)
+        await eventually(lambda: _account_is(queue, waiting.id, "a"), limit=5)
+        (b,) = [r for r in await store.overview() if r.name == "b"]
+        assert b.paused_reason is not None
+        pool.admission.holds = Holds()  # the hold ran out, and a send went through
+        pool.counters.sent += 1
+        await eventually(lambda: _paused(store, "b", None), limit=5)
+    finally:
+        stop.set()
+        await watch
+
+
+async def _account_is(queue: Queue, job_id: int, account: str) -> bool:
+    return (await account_of(queue, job_id))[0] == account
+
+
+async def _paused(store: AccountStore, name: str, reason: str | None) -> bool:
+    return [r.paused_reason for r in await store.overview() if r.name == name] == [reason]
