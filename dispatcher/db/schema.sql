@@ -905,9 +905,9 @@ CREATE INDEX jobs_finished ON dispatcher.jobs USING btree (state, updated_at) WH
 
 CREATE INDEX jobs_leased ON dispatcher.jobs USING btree (lease_owner) WHERE (state = ANY (ARRAY['claimed'::dispatcher.job_state, 'in_flight'::dispatcher.job_state]));
 
-CREATE INDEX jobs_ready_campaign ON dispatcher.jobs USING btree (campaign_id, priority DESC, run_at, id) WHERE ((state = 'queued'::dispatcher.job_state) AND (campaign_id IS NOT NULL));
+CREATE INDEX jobs_ready_campaign ON dispatcher.jobs USING btree (account, campaign_id, priority DESC, run_at, id) WHERE ((state = 'queued'::dispatcher.job_state) AND (campaign_id IS NOT NULL));
 
-CREATE INDEX jobs_ready_plain ON dispatcher.jobs USING btree (priority DESC, run_at, id) WHERE ((state = 'queued'::dispatcher.job_state) AND (campaign_id IS NULL));
+CREATE INDEX jobs_ready_plain ON dispatcher.jobs USING btree (account, priority DESC, run_at, id) WHERE ((state = 'queued'::dispatcher.job_state) AND (campaign_id IS NULL));
 
 CREATE INDEX jobs_sent_at ON dispatcher.jobs USING btree (sent_at) WHERE (state = 'sent'::dispatcher.job_state);
 

@@ -30,6 +30,15 @@ ALTER TABLE dispatcher.jobs ADD COLUMN account text NOT NULL DEFAULT 'default';
 ALTER TABLE dispatcher.jobs ADD COLUMN fallback text;
 ALTER TABLE dispatcher.workers ADD COLUMN account text NOT NULL DEFAULT 'default';
 
+-- A worker claims only its account's mail: the ready indexes lead with the account, so the
+-- claim (and its skip through the due campaigns) reads only that account's part.
+DROP INDEX dispatcher.jobs_ready_plain;
+CREATE INDEX jobs_ready_plain ON dispatcher.jobs (account, priority DESC, run_at, id)
+    WHERE state = 'queued' AND campaign_id IS NULL;
+DROP INDEX dispatcher.jobs_ready_campaign;
+CREATE INDEX jobs_ready_campaign ON dispatcher.jobs (account, campaign_id, priority DESC, run_at, id)
+    WHERE state = 'queued' AND campaign_id IS NOT NULL;
+
 -- One quota reading per account (was one row, id 1); a worker's sends count for its account.
 ALTER TABLE dispatcher.send_quota ADD COLUMN account text NOT NULL DEFAULT 'default';
 ALTER TABLE dispatcher.send_quota DROP CONSTRAINT send_quota_pkey;
