@@ -60,42 +60,42 @@ ALTER TABLE dispatcher.warmup_days ADD PRIMARY KEY (account, day);
 
 -- Which account sends message $1, and its fallback: the first route whose conditions all hold
 -- (dispatcher.accounts.routing is the same in Python), else the default account. A routed
--- account that is paused now gives way to the route's fallback at once.
+-- account that is paused now gives way to the route's fallback at once. One statement (the
+-- trigger runs it for every job inserted while routing is on; plpgsql keeps its plan).
 CREATE FUNCTION dispatcher.route_of(message_id bigint, OUT account text, OUT fallback text)
 LANGUAGE plpgsql AS $$
-DECLARE
-    m record;
-    domain text;
-    r record;
+#variable_conflict use_column
 BEGIN
-    SELECT msg.from_addr, msg.tags, k.name AS key_name, c.id AS campaign_id, c.name AS campaign
-    INTO m
-    FROM dispatcher.messages msg
-    LEFT JOIN dispatcher.api_keys k ON k.id = msg.key_id
-    LEFT JOIN dispatcher.campaigns c ON c.id = msg.campaign_id
-    WHERE msg.id = message_id;
-    domain := lower(substring(m.from_addr FROM '@([^@<>\s"]+)>?\s*$'));
-    FOR r IN SELECT * FROM dispatcher.routes ORDER BY position LOOP
-        CONTINUE WHEN r.from_domains <> '{}' AND NOT EXISTS (
-            SELECT 1 FROM unnest(r.from_domains) d
-            WHERE d = domain OR (d LIKE '*.%' AND domain LIKE '%' || substr(d, 2)));
-        CONTINUE WHEN r.campaigns <> '{}' AND NOT coalesce(
-            m.campaign_id::text = ANY (r.campaigns) OR m.campaign = ANY (r.campaigns), false);
-        CONTINUE WHEN r.key_names <> '{}' AND NOT coalesce(m.key_name = ANY (r.key_names), false);
-        CONTINUE WHEN r.tags <> '{}' AND NOT EXISTS (
-            SELECT 1 FROM unnest(r.tags) t
-            WHERE m.tags ->> split_part(t, '=', 1) = substr(t, strpos(t, '=') + 1));
-        account := r.account;
-        fallback := r.fallback;
-        IF fallback IS NOT NULL AND EXISTS (
-            SELECT 1 FROM dispatcher.accounts a WHERE a.name = account AND a.paused_at IS NOT NULL
-        ) THEN
-            account := fallback;
-            fallback := NULL;
-        END IF;
-        RETURN;
-    END LOOP;
-    SELECT a.name INTO account FROM dispatcher.accounts a ORDER BY a.position LIMIT 1;
+SELECT CASE WHEN p.paused THEN r.fallback
+            ELSE coalesce(r.account,
+                          (SELECT a.name FROM dispatcher.accounts a ORDER BY a.position LIMIT 1))
+       END,
+       CASE WHEN p.paused THEN NULL ELSE r.fallback END
+INTO route_of.account, route_of.fallback
+FROM dispatcher.messages msg
+CROSS JOIN LATERAL (
+    SELECT lower(substring(msg.from_addr FROM '@([^@<>\s"]+)>?\s*$')) AS domain
+) f
+LEFT JOIN dispatcher.api_keys k ON k.id = msg.key_id
+LEFT JOIN dispatcher.campaigns c ON c.id = msg.campaign_id
+LEFT JOIN LATERAL (
+    SELECT r.account, r.fallback FROM dispatcher.routes r
+    WHERE (r.from_domains = '{}' OR EXISTS (
+              SELECT 1 FROM unnest(r.from_domains) d
+              WHERE d = f.domain OR (d LIKE '*.%' AND f.domain LIKE '%' || substr(d, 2))))
+      AND (r.campaigns = '{}' OR c.id::text = ANY (r.campaigns) OR c.name = ANY (r.campaigns))
+      AND (r.key_names = '{}' OR k.name = ANY (r.key_names))
+      AND (r.tags = '{}' OR EXISTS (
+              SELECT 1 FROM unnest(r.tags) t
+              WHERE msg.tags ->> split_part(t, '=', 1) = substr(t, strpos(t, '=') + 1)))
+    ORDER BY r.position
+    LIMIT 1
+) r ON true
+LEFT JOIN LATERAL (
+    SELECT true AS paused FROM dispatcher.accounts a
+    WHERE r.fallback IS NOT NULL AND a.name = r.account AND a.paused_at IS NOT NULL
+) p ON true
+WHERE msg.id = route_of.message_id;
 END
 $$;
 
