@@ -13,6 +13,7 @@ import structlog
 
 from dispatcher.accounts.settings import DEFAULT_ACCOUNT, RouteSettings
 from dispatcher.db.sql import named_queries
+from dispatcher.errors import DatabaseError
 from dispatcher.feedback.guard import Counts
 
 __all__ = ["AccountCounts", "AccountRow", "AccountStore"]
@@ -41,6 +42,17 @@ def _route_rows(routes: Sequence[RouteSettings]) -> list[list[Any]]:
         [list(r.from_domain), list(r.campaign), list(r.key), list(r.tag), r.account, r.fallback]
         for r in routes
     ]
+
+
+async def _switch_routing(conn: asyncpg.Connection, *, on: bool) -> None:
+    try:
+        await conn.execute(query("enable_trigger" if on else "disable_trigger"))
+    except asyncpg.InsufficientPrivilegeError:
+        raise DatabaseError(
+            f"cannot turn routing {'on' if on else 'off'} for the configured [[accounts]] and "
+            "[[routes]]: the database user must own dispatcher.jobs (the user that runs "
+            "`dispatcher migrate`); start the daemon once as that user"
+        ) from None
 
 
 class AccountCounts:
@@ -81,7 +93,7 @@ class AccountStore:
             # default account whose name is not the column's default.
             needed = bool(routes) or names[0] != DEFAULT_ACCOUNT
             if bool(await conn.fetchval(query("trigger_enabled"))) != needed:
-                await conn.execute(query("enable_trigger" if needed else "disable_trigger"))
+                await _switch_routing(conn, on=needed)
             if changed:
                 status = await conn.execute(query("reroute"))
             else:

@@ -10,6 +10,10 @@ import json
 import uuid
 from dataclasses import replace
 from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
 
 from dispatcher.accounts.routing import route
 from dispatcher.accounts.settings import RouteSettings
@@ -18,6 +22,7 @@ from dispatcher.accounts.watch import run_pause_watch
 from dispatcher.campaigns.store import CampaignStore
 from dispatcher.config.settings import GuardSettings
 from dispatcher.domain.jobs import NewMessage
+from dispatcher.errors import DatabaseError
 from dispatcher.feedback.guard import Counts
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.feedback.watch import check_once
@@ -257,3 +262,28 @@ async def _account_is(queue: Queue, job_id: int, account: str) -> bool:
 
 async def _paused(store: AccountStore, name: str, reason: str | None) -> bool:
     return [r.paused_reason for r in await store.overview() if r.name == name] == [reason]
+
+
+async def test_a_user_that_cannot_switch_routing_gets_one_clear_line(
+    queue: Queue, pg_dsn: str
+) -> None:
+    async with queue.pool.acquire() as conn:
+        await conn.execute(
+            "DROP ROLE IF EXISTS routing_sender; CREATE ROLE routing_sender LOGIN "
+            "PASSWORD 'sender-password'; GRANT USAGE ON SCHEMA dispatcher TO routing_sender; "
+            "GRANT ALL ON ALL TABLES IN SCHEMA dispatcher TO routing_sender"
+        )
+    parts = urlsplit(pg_dsn)
+    dsn = parts._replace(
+        netloc=f"routing_sender:sender-password@{parts.hostname}:{parts.port}"
+    ).geturl()
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        with pytest.raises(DatabaseError) as err:
+            await AccountStore(pool).put(["a", "b"], ROUTES[:1])
+    finally:
+        await pool.close()
+    assert "the database user must own dispatcher.jobs" in str(err.value)
+    async with queue.pool.acquire() as conn:  # nothing half-written
+        assert await conn.fetchval("SELECT count(*) FROM dispatcher.routes") == 0
+        await conn.execute("DROP OWNED BY routing_sender; DROP ROLE routing_sender")
