@@ -1,6 +1,7 @@
 """Two SES accounts (two simulator processes with their own rate and daily quota) in one daemon:
 mail routed by From domain goes out through its own account at that account's rate and within
-its quota, and pausing one account (as SES does) holds only that account's mail."""
+its quota, and pausing one account (as SES does) holds only that account's mail, except the
+route that opted in to a fallback account."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.support.sim import SimFactory, SimHandle
 RATE_A, RATE_B = 20.0, 4.0  # MaxSendRate of each account
 QUOTA_B = 30  # Max24HourSend of account b
 N_A, N_B = 150, 40
+N_URGENT = 10  # b.example mail whose route falls back to brand-a while brand-b is paused
 
 
 def rate(stamps: list[float]) -> float:
@@ -33,7 +35,9 @@ async def test_two_accounts_each_paced_to_its_own_numbers_and_a_pause_holds_only
 ) -> None:
     async with (
         sim_process(
-            max_send_rate=RATE_A, max_24_hour_send=100_000, identities=("a.example",)
+            max_send_rate=RATE_A,
+            max_24_hour_send=100_000,
+            identities=("a.example", "b.example"),  # brand-a may send b's urgent mail
         ) as sim_a,
         sim_process(
             max_send_rate=RATE_B, max_24_hour_send=QUOTA_B, identities=("b.example",)
@@ -50,6 +54,11 @@ endpoint_url = "{sim_a.endpoint_url}"
 name = "brand-b"
 endpoint_url = "{sim_b.endpoint_url}"
 quota_headroom = 1.0
+
+[[routes]]
+tag = "urgent=yes"
+account = "brand-b"
+fallback = "brand-a"
 
 [[routes]]
 from_domain = "b.example"
@@ -107,10 +116,30 @@ account = "brand-b"
 
             await eventually(marked_paused, limit=5)  # what `status` shows as PAUSED
             a_during = len(await accepted(sim_a))
+            # Mail of the route that opted in goes out via brand-a while brand-b is paused.
+            await queue.enqueue_many(
+                [
+                    NewMessage(
+                        from_addr="alerts@b.example",
+                        to=("reader@mail.example",),
+                        subject=f"urgent {i}",
+                        text="now",
+                        tags={"urgent": "yes"},
+                    )
+                    for i in range(N_URGENT)
+                ]
+            )
+
+            async def urgent_via_a() -> bool:
+                got = [m for m in await sim_a.messages() if "alerts@" in m["from"]]
+                return len(got) == N_URGENT
+
+            await eventually(urgent_via_a, limit=10)
+            b_after_urgent = await accepted(sim_b)
             await sim_b.admin("POST", "/_sim/account", {"sending_enabled": True})
 
             await eventually(lambda: b_sent(QUOTA_B), limit=30)
-            await eventually(lambda: _grew(sim_a, N_A), limit=30)
+            await eventually(lambda: _grew(sim_a, N_A + N_URGENT), limit=30)
             status = json.loads((await run_cli(env, "status", "--json")).out)
             text = (await run_cli(env, "status")).out
         finally:
@@ -118,16 +147,19 @@ account = "brand-b"
         a_stamps, b_stamps = await accepted(sim_a), await accepted(sim_b)
         a_messages, b_messages = await sim_a.messages(), await sim_b.messages()
 
-    # Each account got only its own mail: brand-a all of a.example, brand-b b.example's.
-    assert len(a_stamps) == N_A
-    assert all("@a.example" in m["from"] for m in a_messages)
-    assert all("@b.example" in m["from"] for m in b_messages)
+    # Each account got only its own mail: brand-a all of a.example (and b's urgent mail, sent
+    # while brand-b was paused), brand-b the rest of b.example's.
+    assert len(a_stamps) == N_A + N_URGENT
+    assert sum("@a.example" in m["from"] for m in a_messages) == N_A
+    assert sum("alerts@b.example" in m["from"] for m in a_messages) == N_URGENT
+    assert all("news@b.example" in m["from"] for m in b_messages)
     # Each account paced to its own MaxSendRate (a starting burst allowed).
     assert RATE_A * 0.7 <= rate(a_stamps) <= RATE_A * 1.2, rate(a_stamps)
     assert RATE_B * 0.7 <= rate(b_before) <= RATE_B * 1.3, rate(b_before)
     # The pause held brand-b's mail (at most what was on the wire went out) while brand-a's
     # went on at its rate.
     assert len(b_during) - len(b_before) <= 1
+    assert len(b_after_urgent) == len(b_during)
     assert a_during >= a_at_pause + 2 * RATE_A
     # brand-b stops at its own daily quota; the rest waits (queued, nothing failed or lost).
     assert len(b_stamps) == QUOTA_B
@@ -136,7 +168,7 @@ account = "brand-b"
         "SELECT account, state::text AS state, count(*) AS n FROM dispatcher.jobs GROUP BY 1, 2",
     )
     assert {(r["account"], r["state"]): r["n"] for r in jobs} == {
-        ("brand-a", "sent"): N_A,
+        ("brand-a", "sent"): N_A + N_URGENT,
         ("brand-b", "sent"): QUOTA_B,
         ("brand-b", "queued"): N_B - QUOTA_B,
     }
