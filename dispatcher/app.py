@@ -328,7 +328,7 @@ async def account_pool(
 
 
 def ses_settings_for(cfg: Config, ses: SesSettings) -> SesSettings:
-    # One HTTP connection per concurrent send, so max_in_flight is never capped by the pool.
+    """One HTTP connection per concurrent send, so max_in_flight is never capped by the pool."""
     return replace(
         ses, max_pool_connections=max(ses.max_pool_connections, cfg.delivery.max_in_flight)
     )
@@ -360,8 +360,8 @@ async def run_worker(
                 SesAdapter.open(ses_settings_for(cfg, ses_settings))
             )
             pools.append(await account_pool(cfg, stores, (name, ses, pacing), stop, drain))
-        pool = pools[0]  # the default account's: what the metrics and on_start see
-        live.attach(pool)
+        pool = pools[0]  # the default account's: what on_start and the dashboard see
+        live.attach(pool, *pools[1:])  # /metrics counts the sends of every account
         if on_start is not None:
             on_start(pool)
         settle_heap()  # start-up is done: what it built lives as long as the process

@@ -17,7 +17,21 @@ if TYPE_CHECKING:
     from dispatcher.accounts.store import AccountStore
     from dispatcher.worker.pool import WorkerPool
 
-__all__ = ["WATCH_INTERVAL", "merged_report", "run_pause_watch"]
+__all__ = ["WATCH_INTERVAL", "merged_report", "run_pause_watch", "summed"]
+
+_COUNTS = (
+    "attempts",
+    "ses_calls",
+    "sent",
+    "recipients_sent",
+    "throttled",
+    "daily_quota",
+    "failed",
+    "retried",
+    "in_doubt",
+    "held",
+    "lease_lost",
+)
 
 log = structlog.get_logger()
 
@@ -51,31 +65,30 @@ async def run_pause_watch(
         await wait_event(stop, WATCH_INTERVAL)
 
 
-def merged_report(reports: Sequence[RunReport]) -> RunReport:
-    """The run of every account's pool as one: the first that did not end OK says how it
-    ended (the default account's first), the counts are added up."""
-    if len(reports) == 1:
-        return reports[0]
+def summed(counters: Sequence[Counters]) -> Counters:
+    """What several pools counted, as one (latency samples moved over, for /metrics)."""
     total = Counters()
-    for report in reports:
-        c = report.counters
-        for field in (
-            "attempts",
-            "ses_calls",
-            "sent",
-            "recipients_sent",
-            "throttled",
-            "daily_quota",
-            "failed",
-            "retried",
-            "in_doubt",
-            "held",
-            "lease_lost",
-        ):
+    for c in counters:
+        for field in _COUNTS:
             setattr(total, field, getattr(total, field) + getattr(c, field))
         starts = [t for t in (total.first_send_at, c.first_send_at) if t is not None]
         ends = [t for t in (total.last_send_at, c.last_send_at) if t is not None]
         total.first_send_at = min(starts) if starts else None
         total.last_send_at = max(ends) if ends else None
+        if c.send_seconds is not None:
+            total.send_seconds = (total.send_seconds or []) + c.send_seconds
+            c.send_seconds = []
+        if c.accepted_after is not None:
+            total.accepted_after = (total.accepted_after or []) + c.accepted_after
+            c.accepted_after = []
+    return total
+
+
+def merged_report(reports: Sequence[RunReport]) -> RunReport:
+    """The run of every account's pool as one: the first that did not end OK says how it
+    ended (the default account's first), the counts are added up."""
+    if len(reports) == 1:
+        return reports[0]
+    total = summed([r.counters for r in reports])
     ending = next((r for r in reports if r.exit_code != EXIT_OK), reports[0])
     return RunReport(ending.exit_code, ending.reason, total, max(r.elapsed for r in reports))

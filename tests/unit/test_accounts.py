@@ -3,15 +3,19 @@ report of a run of several pools."""
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
+from types import SimpleNamespace
 
 import pytest
+from prometheus_client import generate_latest
 
 from dispatcher.accounts.routing import Routed, from_domain, route
 from dispatcher.accounts.settings import RouteSettings, effective_accounts
 from dispatcher.accounts.watch import merged_report
 from dispatcher.config import Config, ConfigError, PacingSettings, SesSettings, build_config
 from dispatcher.config.build import config_to_dict
+from dispatcher.obs.live import Live
 from dispatcher.worker.counters import EXIT_OK, EXIT_QUOTA_SPENT, Counters, RunReport
 
 
@@ -213,3 +217,24 @@ def test_the_report_of_several_pools_adds_their_counts_and_keeps_the_first_exit_
     assert merged.counters.sent == 7
     assert (merged.counters.first_send_at, merged.counters.last_send_at) == (1.0, 4.0)
     assert merged_report([a]) is a
+
+
+async def test_metrics_count_the_sends_of_every_account() -> None:
+    def pool(sent: int, samples: list[float]) -> SimpleNamespace:
+        return SimpleNamespace(
+            counters=Counters(sent=sent, recipients_sent=sent),
+            ledger=SimpleNamespace(ids=lambda: [1]),
+            limiter=SimpleNamespace(rate=10.0),
+            _samples=samples,
+        )
+
+    a, b = pool(3, [0.1]), pool(4, [0.2, 0.3])
+    live = Live(asyncio.Event())
+    live.attach(a, b)  # type: ignore[arg-type]
+    a.counters.send_seconds, b.counters.send_seconds = a._samples, b._samples
+    live.tick(1.0)
+    text = generate_latest(live.metrics.registry).decode()
+    assert 'dispatcher_sends_total{outcome="sent"} 7.0' in text
+    assert "dispatcher_in_flight 2.0" in text and "dispatcher_send_rate_allowed 20.0" in text
+    assert "dispatcher_send_seconds_count 3.0" in text
+    assert a.counters.send_seconds == [] and b.counters.send_seconds == []  # moved over
