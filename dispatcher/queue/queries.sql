@@ -272,7 +272,7 @@ SELECT state::text, count(*) AS n FROM dispatcher.jobs GROUP BY state;
 
 -- name: pending
 -- What a draining worker still waits for: active jobs, except mail scheduled by its sender for
--- later than $1 seconds from now (not waited for).
+-- later than $1 seconds from now (not waited for). Only mail of its account ($2).
 SELECT count(*) FILTER (WHERE state IN ('queued', 'claimed', 'in_flight')
                         AND NOT (scheduled AND run_at > now() + make_interval(secs => $1)))
            AS waiting,
@@ -280,17 +280,17 @@ SELECT count(*) FILTER (WHERE state IN ('queued', 'claimed', 'in_flight')
                         AND run_at > now() + make_interval(secs => $1)) AS scheduled_later,
        min(run_at) FILTER (WHERE state = 'queued') AS next_run_at
 FROM dispatcher.jobs
-WHERE state IN ('queued', 'claimed', 'in_flight');
+WHERE state IN ('queued', 'claimed', 'in_flight') AND account = $2;
 
 -- name: held
 -- Mail waiting out a sending error a person must fix, or all queued mail while the guard holds
--- all sending; a draining worker stops on it (exit 4).
-WITH hold AS (SELECT reason FROM dispatcher.sending_hold)
+-- all sending; a draining worker stops on it (exit 4). Only mail of its account ($1).
+WITH hold AS (SELECT reason FROM dispatcher.sending_hold WHERE account = $1)
 SELECT count(*) AS n,
        coalesce((SELECT reason FROM hold),
                 (array_agg(last_error ORDER BY updated_at DESC))[1]) AS reason
 FROM dispatcher.jobs
-WHERE state = 'queued'
+WHERE state = 'queued' AND account = $1
   AND (EXISTS (SELECT 1 FROM hold)
        OR (run_at > now() AND last_outcome IN ('config_error', 'account_paused')));
 

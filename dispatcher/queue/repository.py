@@ -360,7 +360,7 @@ class Queue:
     async def pending(self, horizon_seconds: float = 0.0) -> Pending:
         """Active jobs, except mail its sender scheduled beyond ``horizon_seconds`` from now."""
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(query("pending"), float(horizon_seconds))
+            row = await conn.fetchrow(query("pending"), float(horizon_seconds), self._account)
         return Pending(row["waiting"], row["scheduled_later"], row["next_run_at"])
 
     async def suppressed_among(self, addresses: Sequence[str]) -> set[str]:
@@ -376,7 +376,7 @@ class Queue:
     async def held(self) -> Held:
         """Queued jobs waiting out a configuration error or a paused account."""
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(query("held"))
+            row = await conn.fetchrow(query("held"), self._account)
         return Held(row["n"], row["reason"])
 
     async def workers(self) -> list[WorkerView]:
