@@ -73,8 +73,10 @@ WITH marked AS (
 SELECT (SELECT count(*) FROM moved) AS moved, pg_notify('dispatcher_jobs', '') AS told;
 
 -- name: overview
--- Each account: its quota reading, its waiting mail, its live workers and the pause SES set.
+-- Each account: its quota reading, its waiting mail, its live workers, the pause SES set and
+-- the reputation guard's hold of its sending.
 SELECT a.name, a.position, a.paused_at, a.paused_reason,
+       (SELECT h.reason FROM dispatcher.sending_hold h WHERE h.account = a.name) AS held_reason,
        q.max_send_rate, q.max_24_hour_send, q.sent_last_24_hours,
        extract(epoch FROM now() - q.read_at)::float8 AS reading_age,
        (SELECT count(*) FROM dispatcher.jobs j

@@ -28,7 +28,8 @@ class AccountRow:
 
     name: str
     default: bool
-    paused_reason: str | None
+    paused_reason: str | None  # SES paused or suspended it
+    held_reason: str | None  # the reputation guard holds its sending (`resume --force`)
     max_send_rate: float | None
     max_24_hour_send: float | None
     sent_last_24_hours: float | None
@@ -139,6 +140,7 @@ class AccountStore:
                 name=r["name"],
                 default=r["position"] == 0,
                 paused_reason=r["paused_reason"] if r["paused_at"] is not None else None,
+                held_reason=r["held_reason"],
                 max_send_rate=r["max_send_rate"],
                 max_24_hour_send=r["max_24_hour_send"],
                 sent_last_24_hours=r["sent_last_24_hours"],

@@ -46,6 +46,7 @@ def account_json(row: AccountRow) -> dict[str, Any]:
         "queued": row.queued,
         "workers": row.workers,
         "paused": row.paused_reason,
+        "held": row.held_reason,
     }
 
 
@@ -65,6 +66,8 @@ def print_accounts(rows: list[AccountRow]) -> None:
             )
         mark = " (default)" if row.default else ""
         paused = f", PAUSED: {row.paused_reason}" if row.paused_reason else ""
+        if row.held_reason:
+            paused += f", HELD: {row.held_reason}"
         print(
             f"  {row.name}{mark}: {reading}, {row.queued:,} queued, {row.workers} worker(s){paused}"
         )

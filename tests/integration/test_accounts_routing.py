@@ -225,6 +225,8 @@ async def test_the_guard_judges_each_account_on_its_own_numbers(queue: Queue) ->
 
     # "all": b's sending is held, a's is not.
     await check_once(feedback, campaigns, replace(settings, account_action="all"), accounts)
+    held = {r.name: r.held_reason for r in await accounts.overview()}
+    assert held["a"] is None and (held["b"] or "").startswith("guard: account b bounce rate 10%")
     await queue.enqueue_many([message("y@a.example"), message("y@b.example")])
     owner = uuid.uuid4()
     await queue.for_account("b").register_worker(owner, 30.0)
