@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import structlog
 
+from dispatcher.accounts.settings import account_names, effective_accounts
+from dispatcher.accounts.store import AccountCounts, AccountStore
+from dispatcher.accounts.watch import merged_report, run_pause_watch
 from dispatcher.campaigns.sending import CampaignSender
 from dispatcher.campaigns.store import CampaignStore
 from dispatcher.campaigns.unsubscribe import TOKEN_PURPOSE, UnsubscribeTokens
@@ -31,11 +34,13 @@ from dispatcher.feedback.watch import run_guard
 from dispatcher.obs.live import observing
 from dispatcher.obs.metrics import ProcessMetrics
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
+from dispatcher.pacing.settings import PacingSettings
 from dispatcher.pacing.warmup import WarmupGate
 from dispatcher.queue.repository import Queue
 from dispatcher.retention import Pruner, run_pruner
 from dispatcher.runtime import settle_heap
 from dispatcher.ses import SesAdapter
+from dispatcher.ses.settings import SesSettings
 from dispatcher.webhooks.sender import run_webhooks
 from dispatcher.worker.lane_gate import Lanes
 from dispatcher.worker.lane_store import LaneStore, run_lanes
@@ -74,6 +79,8 @@ async def connect(cfg: Config) -> AsyncIterator[asyncpg.Connection]:
 # Held for a whole run (the LISTEN connection, the quota leader's lock, the worker's session
 # lock) or a prune run (the pruner's lock): never taken from the ones that claim and settle.
 HELD_CONNECTIONS = 4
+HELD_PER_ACCOUNT = 3  # of those, each further SES account's pool holds its own LISTEN,
+# leader and session connections
 
 
 @asynccontextmanager
@@ -83,7 +90,8 @@ async def open_queue(cfg: Config, *, migrate: bool | None = None) -> AsyncIterat
     do_migrate = cfg.database.migrate_on_start if migrate is None else migrate
     # The daemon keeps connections for itself (HELD_CONNECTIONS): pool_size counts the ones
     # that run the queue's statements.
-    size = cfg.database.pool_size + HELD_CONNECTIONS
+    extra_accounts = len(account_names(cfg.accounts)) - 1
+    size = cfg.database.pool_size + HELD_CONNECTIONS + HELD_PER_ACCOUNT * extra_accounts
     async with Queue.connect(url, max_size=size, migrate=do_migrate) as queue:
         yield queue
 
@@ -103,7 +111,9 @@ async def open_stores(cfg: Config, *, migrate: bool | None = None) -> AsyncItera
     """The stores on a connected pool (migrated first as `open_queue` says)."""
     async with open_queue(cfg, migrate=migrate) as queue:
         pool = queue.pool
-        yield Stores(queue, CampaignStore(pool), FeedbackStore(pool), SharedQuotaStore(pool))
+        # The quota board of the default account (the doors' GetSendQuota, `status`).
+        quota = SharedQuotaStore(pool, account_names(cfg.accounts)[0])
+        yield Stores(queue, CampaignStore(pool), FeedbackStore(pool), quota)
 
 
 def retry_policy(cfg: Config) -> RetryPolicy:
@@ -135,10 +145,12 @@ def pool_settings(cfg: Config) -> PoolSettings:
 
 
 def postgres_shared(queue: Queue, quota: SharedQuotaStore | None = None) -> Shared:
-    """The account's shared quota board, leader lock and LISTEN connection, on the queue's pool."""
+    """The account's shared quota board, leader lock and LISTEN connection, on the queue's pool
+    (the account of `quota`, or the queue's)."""
+    board = quota if quota is not None else SharedQuotaStore(queue.pool, queue.account)
     return Shared(
-        quota_board=quota if quota is not None else SharedQuotaStore(queue.pool),
-        leader_lock=LeaderLock(queue.pool),
+        quota_board=board,
+        leader_lock=LeaderLock(queue.pool, board.account),
         listen=lambda wakes: Listener(queue.pool, wakes),
     )
 
@@ -275,6 +287,55 @@ def unsubscribe_tokens(cfg: Config) -> UnsubscribeTokens:
     return UnsubscribeTokens(master.derive(TOKEN_PURPOSE))
 
 
+async def account_pool(
+    cfg: Config,
+    stores: Stores,
+    account: tuple[str, SesAdapter, PacingSettings],
+    stop: asyncio.Event,
+    drain: bool,
+) -> WorkerPool:
+    """The worker pool of one SES account: its own quota reading, limiter, governor and rate
+    share, claiming only that account's jobs."""
+    name, ses, pacing = account
+    queue = stores.queue.for_account(name)
+    board = stores.quota if name == stores.quota.account else SharedQuotaStore(queue.pool, name)
+    governor = QuotaGovernor(pacing)
+    # A reading another process published within a poll interval is taken over: SES
+    # answers GetSendQuota once a second for the account, whoever asks.
+    quota = await first_reading(
+        ses, governor, published=lambda: board.published(within=pacing.poll_interval)
+    )
+    log.info(
+        "quota.read",
+        account=name,
+        max_send_rate=quota.max_send_rate,
+        max_24_hour_send=quota.max_24_hour_send,
+        sent_last_24_hours=quota.sent_last_24_hours,
+    )
+    campaigns = CampaignSender(
+        stores.campaigns, ses.ensure_template, tokens=lambda: unsubscribe_tokens(cfg)
+    )
+    return WorkerPool(
+        queue,
+        ses,
+        RecipientLimiter(quota.max_send_rate, pacing),
+        governor,
+        pool_settings(cfg),
+        postgres_shared(queue, board),
+        stop=stop,
+        drain=drain,
+        pacing=pacing,
+        campaigns=campaigns,
+    )
+
+
+def ses_settings_for(cfg: Config, ses: SesSettings) -> SesSettings:
+    """One HTTP connection per concurrent send, so max_in_flight is never capped by the pool."""
+    return replace(
+        ses, max_pool_connections=max(ses.max_pool_connections, cfg.delivery.in_flight_ceiling)
+    )
+
+
 async def run_worker(
     cfg: Config,
     stop: asyncio.Event,
@@ -282,57 +343,40 @@ async def run_worker(
     drain: bool = False,
     on_start: Callable[[WorkerPool], None] | None = None,
 ) -> RunReport:
-    """Everything a running dispatcher holds, in one place: pool, SES client, pacing, workers."""
-    # One HTTP connection per concurrent send, so max_in_flight is never capped by the pool.
-    ses_settings = replace(
-        cfg.ses,
-        max_pool_connections=max(cfg.ses.max_pool_connections, cfg.delivery.in_flight_ceiling),
-    )
+    """Everything a running dispatcher holds, in one place: pool, SES client, pacing, workers;
+    one worker pool per SES account (`[[accounts]]`), the default account's first."""
+    accounts = effective_accounts(cfg.accounts, cfg.ses, cfg.pacing)
     watchdog = Watchdog(stop)
     async with (
         open_stores(cfg) as stores,
-        SesAdapter.open(ses_settings) as ses,
+        AsyncExitStack() as clients,
         observing(stop) as live,  # first: the feedback listener counts unsubscribes into it
         feedback_intake(cfg, stores.feedback, watchdog, live.metrics),
         open_doors(cfg, stores.queue, stores.feedback, stores.quota, live),
     ):
-        governor = QuotaGovernor(cfg.pacing)
-        # A reading another process published within a poll interval is taken over: SES
-        # answers GetSendQuota once a second for the account, whoever asks.
-        quota = await first_reading(
-            ses,
-            governor,
-            published=lambda: stores.quota.published(within=cfg.pacing.poll_interval),
-        )
-        log.info(
-            "quota.read",
-            max_send_rate=quota.max_send_rate,
-            max_24_hour_send=quota.max_24_hour_send,
-            sent_last_24_hours=quota.sent_last_24_hours,
-        )
-        limiter = RecipientLimiter(quota.max_send_rate, cfg.pacing)
-        campaigns = CampaignSender(
-            stores.campaigns, ses.ensure_template, tokens=lambda: unsubscribe_tokens(cfg)
-        )
-        pool = WorkerPool(
-            stores.queue,
-            ses,
-            limiter,
-            governor,
-            pool_settings(cfg),
-            postgres_shared(stores.queue, stores.quota),
-            stop=stop,
-            drain=drain,
-            pacing=cfg.pacing,
-            campaigns=campaigns,
-        )
-        live.attach(pool)
+        account_store = AccountStore(stores.queue.pool)
+        await account_store.put([name for name, _, _ in accounts], cfg.routes)
+        pools: list[WorkerPool] = []
+        for name, ses_settings, pacing in accounts:
+            ses = await clients.enter_async_context(
+                SesAdapter.open(ses_settings_for(cfg, ses_settings))
+            )
+            pools.append(await account_pool(cfg, stores, (name, ses, pacing), stop, drain))
+        pool = pools[0]  # the default account's: what on_start and the dashboard see
+        live.attach(pool, *pools[1:])  # /metrics counts the sends of every account
         if on_start is not None:
             on_start(pool)
         settle_heap()  # start-up is done: what it built lives as long as the process
         guard_stop = asyncio.Event()
         guard = asyncio.create_task(
-            run_guard(stores.feedback, stores.campaigns, cfg.guard, guard_stop),
+            run_guard(
+                stores.feedback,
+                stores.campaigns,
+                cfg.guard,
+                guard_stop,
+                # each account on its own numbers, its own hold (not just the one 'default')
+                account_store if cfg.accounts else None,
+            ),
             name="guard",
         )
         watchdog.watch(guard, "the reputation guard")  # sending on blind could cost the account
@@ -348,38 +392,67 @@ async def run_worker(
             )
         )
         watchdog.watch(background[-1], "the webhook sender")
-        warmup: WarmupStore | None = None
-        if cfg.warmup.enabled:  # the governor admits against today's warm-up cap too
-            warmup = WarmupStore(stores.queue.pool, cfg.warmup)
-            governor.warmup = WarmupGate()
-            supply = run_warmup(
-                warmup,
-                governor.warmup,
-                cfg.warmup,
-                stores.feedback,
-                cfg.guard.window_hours,
-                guard_stop,
+        # Postgres learns when SES pauses an account: `status` shows it, and the routes that
+        # opted in move its waiting mail to their fallback account.
+        for name, account in zip((n for n, _, _ in accounts), pools, strict=True):
+            background.append(
+                asyncio.create_task(
+                    run_pause_watch(account_store, name, account, guard_stop),
+                    name=f"pause-watch-{name}",
+                )
             )
-            background.append(asyncio.create_task(supply, name="warmup"))
-            watchdog.watch(background[-1], "the warm-up")  # without it nothing is admitted
-        lanes: Lanes | None = None
+            watchdog.watch(background[-1], f"the pause watch of account {name}")
+        warmups: list[tuple[WarmupStore, WarmupGate]] = []
+        if cfg.warmup.enabled:  # each governor admits against its account's warm-up cap too
+            for name, account in zip((n for n, _, _ in accounts), pools, strict=True):
+                warmup = WarmupStore(stores.queue.pool, cfg.warmup, name)
+                gate = account.governor.warmup = WarmupGate()
+                warmups.append((warmup, gate))
+                # A spike of this account's own bounces or complaints holds its ramp.
+                counts = AccountCounts(account_store, name) if cfg.accounts else stores.feedback
+                supply = run_warmup(
+                    warmup, gate, cfg.warmup, counts, cfg.guard.window_hours, guard_stop
+                )
+                background.append(asyncio.create_task(supply, name=f"warmup-{name}"))
+                # without it nothing is admitted
+                watchdog.watch(background[-1], f"the warm-up of account {name}")
+        all_lanes: list[Lanes] = []
         if any(p.limited for p in cfg.providers):  # provider lanes: see worker/lane_gate.py
-            lanes = Lanes(cfg.providers, cfg.lanes, share=lambda: limiter.share)
-            pool.intake.use_lanes(lanes)
-            supply_lanes = run_lanes(LaneStore(stores.queue.pool), lanes, guard_stop)
-            background.append(asyncio.create_task(supply_lanes, name="lanes"))
-            watchdog.watch(background[-1], "the provider lanes")  # their caps need it
+            for name, account in zip((n for n, _, _ in accounts), pools, strict=True):
+                lanes = Lanes(cfg.providers, cfg.lanes, share=account_share(account))
+                account.intake.use_lanes(lanes)
+                all_lanes.append(lanes)
+                supply_lanes = run_lanes(LaneStore(stores.queue.pool, name), lanes, guard_stop)
+                background.append(asyncio.create_task(supply_lanes, name=f"lanes-{name}"))
+                # their caps need it
+                watchdog.watch(background[-1], f"the provider lanes of account {name}")
         try:
-            report = await pool.run()
+            names = [name for name, _, _ in accounts]
+            reports = await asyncio.gather(
+                *(run_pool(p, name, len(names) > 1) for p, name in zip(pools, names, strict=True))
+            )
+            report = merged_report(reports)
         finally:
-            if lanes is not None:
+            for lanes in all_lanes:
                 lanes.close()
             guard_stop.set()
             await asyncio.gather(*background, return_exceptions=True)
-            if warmup is not None and governor.warmup is not None:
+            for warmup, gate in warmups:
                 try:
-                    await warmup.give_back(governor.warmup)  # others may use it today
+                    await warmup.give_back(gate)  # others may use it today
                 except Exception as exc:
                     log.warning("warmup.give_back_failed", error=repr(exc))
         watchdog.check()
         return report
+
+
+def account_share(pool: WorkerPool) -> Callable[[], float]:
+    """This process's part of an account's rate, which each provider lane of it takes too."""
+    return lambda: pool.limiter.share
+
+
+async def run_pool(pool: WorkerPool, name: str, named: bool) -> RunReport:
+    """One account's pool; with several accounts, its log lines name the account."""
+    if named:
+        structlog.contextvars.bind_contextvars(account=name)
+    return await pool.run()

@@ -14,6 +14,8 @@ from typing import Any
 from botocore.exceptions import NoCredentialsError
 
 from dispatcher import app
+from dispatcher.accounts.settings import effective_accounts
+from dispatcher.accounts.store import AccountRow, AccountStore
 from dispatcher.cli.message import show_message
 from dispatcher.config import Config
 from dispatcher.domain.jobs import STATES
@@ -31,6 +33,45 @@ from dispatcher.pacing import QuotaGovernor
 from dispatcher.ses import SesAdapter
 from dispatcher.worker.lane_store import lanes_view, print_lanes
 from dispatcher.worker.warmup_store import print_warmup, warmup_view
+
+
+def account_json(row: AccountRow) -> dict[str, Any]:
+    """One SES account as `status --json` shows it."""
+    return {
+        "name": row.name,
+        "default": row.default,
+        "max_send_rate": row.max_send_rate,
+        "max_24_hour_send": row.max_24_hour_send,
+        "sent_last_24_hours": row.sent_last_24_hours,
+        "reading_age_seconds": None if row.reading_age is None else round(row.reading_age, 1),
+        "queued": row.queued,
+        "workers": row.workers,
+        "paused": row.paused_reason,
+        "held": row.held_reason,
+    }
+
+
+def print_accounts(rows: list[AccountRow]) -> None:
+    """One line per SES account: its reading (as its processes last published it) and mail."""
+    print("accounts:")
+    for row in rows:
+        if row.max_send_rate is None:
+            reading = "quota not read yet"
+        else:
+            quota = (
+                "unlimited" if (row.max_24_hour_send or 0) < 0 else f"{row.max_24_hour_send:,.0f}"
+            )
+            reading = (
+                f"rate {row.max_send_rate:g}/s, {row.sent_last_24_hours or 0:,.0f} of {quota} "
+                "sent in 24 h"
+            )
+        mark = " (default)" if row.default else ""
+        paused = f", PAUSED: {row.paused_reason}" if row.paused_reason else ""
+        if row.held_reason:
+            paused += f", HELD: {row.held_reason}"
+        print(
+            f"  {row.name}{mark}: {reading}, {row.queued:,} queued, {row.workers} worker(s){paused}"
+        )
 
 
 def no_credentials(cfg: Config) -> str:
@@ -56,7 +97,8 @@ async def _pacing_view(cfg: Config, *, swallow: bool = True) -> dict[str, Any]:
     A failure is returned as {"error": ...} (status), or raised when not `swallow` (quota).
     """
     try:
-        async with SesAdapter.open(cfg.ses) as ses:
+        _, ses_settings, pacing = effective_accounts(cfg.accounts, cfg.ses, cfg.pacing)[0]
+        async with SesAdapter.open(ses_settings) as ses:  # the default account's
             quota = await ses.get_send_quota()
     except Exception as exc:
         if not swallow:
@@ -66,18 +108,18 @@ async def _pacing_view(cfg: Config, *, swallow: bool = True) -> dict[str, Any]:
         if isinstance(exc.__cause__, NoCredentialsError):
             return {"error": no_credentials(cfg)}
         return {"error": f"could not read the sending quota: {exc}"}
-    governor = QuotaGovernor(cfg.pacing)
+    governor = QuotaGovernor(pacing)
     now = asyncio.get_running_loop().time()
     governor.observe(quota, now)
     view = governor.view(now)
     limit = quota.max_24_hour_send
     return {
         "max_send_rate": quota.max_send_rate,
-        "rate_limit": quota.max_send_rate * cfg.pacing.rate_headroom,
+        "rate_limit": quota.max_send_rate * pacing.rate_headroom,
         "max_24_hour_send": limit,
         "sent_last_24_hours": quota.sent_last_24_hours,
-        "quota_headroom": cfg.pacing.quota_headroom,
-        "stop_at": None if limit < 0 else limit * cfg.pacing.quota_headroom,
+        "quota_headroom": pacing.quota_headroom,
+        "stop_at": None if limit < 0 else limit * pacing.quota_headroom,
         "remaining": view.remaining,
         "paused": view.paused,
         "reason": view.reason,
@@ -105,8 +147,9 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         hold = await stores.feedback.sending_hold()
         held_senders = await stores.feedback.held_senders()
         shared = await stores.quota.sync(uuid.UUID(int=0), {})  # records nothing: no sends
-        warmup = await warmup_view(stores.queue.pool, cfg.warmup)
+        warmup = await warmup_view(stores.queue.pool, cfg.warmup, stores.quota.account)
         lanes = await lanes_view(stores.queue.pool, cfg.providers)
+        accounts = await AccountStore(stores.queue.pool).overview()
     states = {state: counts.get(state, 0) for state in STATES}
     leader = next((w for w in workers if w.id == shared.leader), None)
     shared_view = {
@@ -123,6 +166,8 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         _print_held_senders(held_senders)
         print_warmup(warmup)
         print_lanes(lanes)
+        if len(accounts) > 1:
+            print_accounts(accounts)
         sys.stdout.flush()
     pacing = await _bounded_pacing_view(cfg)
     pacing["workers"] = len(workers)
@@ -135,6 +180,7 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
             "reputation": reputation,
             "warmup": warmup,
             "lanes": lanes,  # None: no [[providers]] limit configured
+            "accounts": [account_json(a) for a in accounts],
         }
         print(json.dumps(view, indent=2, default=str))
         return 0

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from dispatcher.accounts.settings import AccountSettings, RouteSettings
 from dispatcher.config.settings import Config, mask_url
 from dispatcher.errors import ConfigError
 from dispatcher.pacing.providers import ProviderSettings
@@ -47,7 +48,14 @@ WEBHOOK_REQUIRED = {
     "with (e.g. from `openssl rand -hex 32`)",
 }
 
-PROVIDERS = "providers"  # `[[providers]]`, provider lanes (the file only, as webhooks)
+# The other arrays of tables, also the file only: `[[providers]]`, `[[accounts]]`, `[[routes]]`.
+TABLE_ARRAYS: dict[str, type[Any]] = {
+    "providers": ProviderSettings,  # provider lanes' limits
+    "accounts": AccountSettings,
+    "routes": RouteSettings,
+}
+ARRAYS = frozenset({WEBHOOKS, *TABLE_ARRAYS})
+SECRET_KEYS = SECRET_KEYS | {"accounts.secret_access_key"}
 
 _KEY_IN_MESSAGE = re.compile(r"\b[a-z]+\.[a-z0-9_]+\b")
 
@@ -69,13 +77,13 @@ def build_config(
         sources[f"{section}.{key}"] = where
 
     webhooks: tuple[WebhookSettings, ...] = ()
-    providers: tuple[ProviderSettings, ...] = ()
+    arrays: dict[str, Any] = {}
     for section, table in file_data.items():
         if section == WEBHOOKS:
             webhooks = _webhooks(table, file_where)
             continue
-        if section == PROVIDERS:
-            providers = _providers(table, file_where)
+        if section in TABLE_ARRAYS:
+            arrays[section] = _tables(section, table, file_where)
             continue
         if section not in values:
             raise ConfigError(_outside_sections(section, table, file_where))
@@ -113,7 +121,7 @@ def build_config(
             message = str(err)
             raise ConfigError(message + _sources_note(message, section, sources)) from None
     try:
-        return Config(**built, webhooks=webhooks, providers=providers)
+        return Config(**built, webhooks=webhooks, **arrays)
     except ConfigError as err:
         raise ConfigError(f"{err} ({file_where})") from None
 
@@ -156,18 +164,22 @@ def _webhooks(raw: object, where: str) -> tuple[WebhookSettings, ...]:
     return tuple(out)
 
 
-def _providers(raw: object, where: str) -> tuple[ProviderSettings, ...]:
-    """The `[[providers]]` tables; errors name the entry: `providers[0].rate`."""
+def _tables(name: str, raw: object, where: str) -> tuple[Any, ...]:
+    """The `[[accounts]]` or `[[routes]]` tables; errors name the entry: `routes[0].account`.
+    A key holding several values (`routes.from_domain`) takes a string or an array of them."""
+    cls = TABLE_ARRAYS[name]
     if not isinstance(raw, list):
         raise ConfigError(
-            f"providers {where} must be an array of tables, one [[providers]] per provider, "
+            f"{name} {where} must be an array of tables, one [[{name}]] per entry, "
             f"got {_shown(raw)}"
         )
-    hints = typing.get_type_hints(ProviderSettings)
-    known = [f.name for f in dataclasses.fields(ProviderSettings)]
-    out: list[ProviderSettings] = []
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    known = [f.name for f in fields]
+    required = [f.name for f in fields if f.default is dataclasses.MISSING]
+    out: list[Any] = []
     for i, entry in enumerate(raw):
-        at = f"providers[{i}]"
+        at = f"{name}[{i}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{at} {where} must be a table of settings, got {_shown(entry)}")
         values: dict[str, Any] = {}
@@ -180,21 +192,23 @@ def _providers(raw: object, where: str) -> tuple[ProviderSettings, ...]:
                     else "the keys are: " + ", ".join(known)
                 )
                 raise ConfigError(f"unknown key {at}.{key} {where}; {hint}")
-            if key in ("domains", "mx"):
-                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            if typing.get_origin(hints[key]) is tuple:
+                items = [value] if isinstance(value, str) else value
+                if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
                     raise ConfigError(
-                        f'{at}.{key} must be an array of strings such as ["example.com"], '
-                        f"got {_shown(value)} ({where})"
+                        f"{at}.{key} must be a string or an array of strings, got "
+                        f"{_shown(value)} ({where})"
                     )
-                values[key] = tuple(value)
+                values[key] = tuple(items)
             else:
                 values[key] = _coerce(f"{at}.{key}", hints[key], value, where, from_env=False)
-        if "name" not in values:
-            raise ConfigError(
-                f'{at}.name is required {where}: the provider, e.g. "google" (shipped: '
-                "google, microsoft, yahoo, apple, naver, kakao, qq, netease, gmx, ...)"
-            )
-        out.append(ProviderSettings(**values))
+        for key in required:
+            if key not in values:
+                raise ConfigError(f"{at}.{key} is required {where}")
+        try:
+            out.append(cls(**values))
+        except ConfigError as err:
+            raise ConfigError(f"{str(err).replace(f'{name}.', f'{at}.')} ({where})") from None
     return tuple(out)
 
 
@@ -247,14 +261,22 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
             shown[key] = value
         out[section] = shown
     out[WEBHOOKS] = [_shown_webhook(w) for w in cfg.webhooks]
-    out[PROVIDERS] = [
-        {f.name: _listed(getattr(p, f.name)) for f in dataclasses.fields(p)} for p in cfg.providers
-    ]
+    for name in TABLE_ARRAYS:  # shown only when set, as the file has them
+        if entries := getattr(cfg, name):
+            out[name] = [_shown_entry(name, e) for e in entries]
     return out
 
 
-def _listed(value: object) -> object:
-    return list(value) if isinstance(value, tuple) else value
+def _shown_entry(name: str, entry: Any) -> dict[str, Any]:
+    shown: dict[str, Any] = {}
+    for f in dataclasses.fields(entry):
+        value = getattr(entry, f.name)
+        if f"{name}.{f.name}" in SECRET_KEYS and value is not None:
+            value = MASK
+        elif isinstance(value, tuple):
+            value = list(value)
+        shown[f.name] = value
+    return shown
 
 
 def _shown_webhook(webhook: WebhookSettings) -> dict[str, Any]:
@@ -275,8 +297,7 @@ def _shown_webhook(webhook: WebhookSettings) -> dict[str, Any]:
 def section_types() -> dict[str, type[Any]]:
     """Section name -> its dataclass, in the order of `Config`'s fields."""
     hints = typing.get_type_hints(Config)
-    arrays = (WEBHOOKS, PROVIDERS)
-    return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name not in arrays}
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name not in ARRAYS}
 
 
 @functools.cache

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from dispatcher.accounts.settings import AccountSettings, RouteSettings, check_accounts
 from dispatcher.doctor.settings import DoctorSettings
 from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.errors import ConfigError
@@ -360,9 +361,12 @@ class Config:
     log: LogSettings = field(default_factory=LogSettings)
     webhooks: tuple[WebhookSettings, ...] = ()  # `[[webhooks]]`, an array of tables
     providers: tuple[ProviderSettings, ...] = ()  # `[[providers]]`: provider lanes' limits
+    accounts: tuple[AccountSettings, ...] = ()  # `[[accounts]]`; none: [ses] is 'default'
+    routes: tuple[RouteSettings, ...] = ()  # `[[routes]]`: which account sends which mail
 
     def __post_init__(self) -> None:
         check_providers(self.providers)
+        check_accounts(self.accounts, self.routes)
         urls = [w.url for w in self.webhooks]
         for i, url in enumerate(urls):
             if url in urls[:i]:

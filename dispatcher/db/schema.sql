@@ -363,6 +363,54 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION dispatcher.route_job() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    SELECT r.account, r.fallback INTO NEW.account, NEW.fallback
+    FROM dispatcher.route_of(NEW.id) r;
+    RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION dispatcher.route_of(message_id bigint, OUT account text, OUT fallback text) RETURNS record
+    LANGUAGE plpgsql
+    AS $_$
+#variable_conflict use_column
+BEGIN
+SELECT CASE WHEN p.paused THEN r.fallback
+            ELSE coalesce(r.account,
+                          (SELECT a.name FROM dispatcher.accounts a ORDER BY a.position LIMIT 1))
+       END,
+       CASE WHEN p.paused THEN NULL ELSE r.fallback END
+INTO route_of.account, route_of.fallback
+FROM dispatcher.messages msg
+CROSS JOIN LATERAL (
+    SELECT lower(substring(msg.from_addr FROM '@([^@<>\s"]+)>?\s*$')) AS domain
+) f
+LEFT JOIN dispatcher.api_keys k ON k.id = msg.key_id
+LEFT JOIN dispatcher.campaigns c ON c.id = msg.campaign_id
+LEFT JOIN LATERAL (
+    SELECT r.account, r.fallback FROM dispatcher.routes r
+    WHERE (r.from_domains = '{}' OR EXISTS (
+              SELECT 1 FROM unnest(r.from_domains) d
+              WHERE d = f.domain OR (d LIKE '*.%' AND f.domain LIKE '%' || substr(d, 2))))
+      AND (r.campaigns = '{}' OR c.id::text = ANY (r.campaigns) OR c.name = ANY (r.campaigns))
+      AND (r.key_names = '{}' OR k.name = ANY (r.key_names))
+      AND (r.tags = '{}' OR EXISTS (
+              SELECT 1 FROM unnest(r.tags) t
+              WHERE msg.tags ->> split_part(t, '=', 1) = substr(t, strpos(t, '=') + 1)))
+    ORDER BY r.position
+    LIMIT 1
+) r ON true
+LEFT JOIN LATERAL (
+    SELECT true AS paused FROM dispatcher.accounts a
+    WHERE r.fallback IS NOT NULL AND a.name = r.account AND a.paused_at IS NOT NULL
+) p ON true
+WHERE msg.id = route_of.message_id;
+END
+$_$;
+
 CREATE FUNCTION dispatcher.webhook_events_updated() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -482,6 +530,13 @@ CREATE FUNCTION dispatcher.webhook_time(t timestamp with time zone) RETURNS text
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
+CREATE TABLE dispatcher.accounts (
+    name text NOT NULL,
+    "position" integer NOT NULL,
+    paused_at timestamp with time zone,
+    paused_reason text
+);
+
 CREATE TABLE dispatcher.api_keys (
     id text NOT NULL,
     name text NOT NULL,
@@ -581,7 +636,9 @@ CREATE TABLE dispatcher.jobs (
     ses_message_id text,
     last_outcome text,
     last_error text,
-    campaign_id bigint
+    campaign_id bigint,
+    account text DEFAULT 'default'::text NOT NULL,
+    fallback text
 )
 WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0.02', autovacuum_analyze_scale_factor='0.02');
 
@@ -635,7 +692,8 @@ WITH (autovacuum_vacuum_scale_factor='0.02', autovacuum_analyze_scale_factor='0.
 CREATE TABLE dispatcher.quota_spend (
     owner uuid NOT NULL,
     epoch bigint NOT NULL,
-    sent double precision NOT NULL
+    sent double precision NOT NULL,
+    account text DEFAULT 'default'::text NOT NULL
 );
 
 CREATE TABLE dispatcher.recipient_events (
@@ -654,8 +712,17 @@ CREATE TABLE dispatcher.retention_marks (
     content_done_until timestamp with time zone NOT NULL
 );
 
+CREATE TABLE dispatcher.routes (
+    "position" integer NOT NULL,
+    from_domains text[] DEFAULT '{}'::text[] NOT NULL,
+    campaigns text[] DEFAULT '{}'::text[] NOT NULL,
+    key_names text[] DEFAULT '{}'::text[] NOT NULL,
+    tags text[] DEFAULT '{}'::text[] NOT NULL,
+    account text NOT NULL,
+    fallback text
+);
+
 CREATE TABLE dispatcher.send_quota (
-    id integer DEFAULT 1 NOT NULL,
     epoch bigint DEFAULT 0 NOT NULL,
     polling_epoch bigint DEFAULT 0 NOT NULL,
     max_24_hour_send double precision,
@@ -663,14 +730,13 @@ CREATE TABLE dispatcher.send_quota (
     sent_last_24_hours double precision,
     read_at timestamp with time zone,
     leader uuid,
-    CONSTRAINT send_quota_id_check CHECK ((id = 1))
+    account text DEFAULT 'default'::text NOT NULL
 );
 
 CREATE TABLE dispatcher.sending_hold (
-    singleton boolean DEFAULT true NOT NULL,
     reason text NOT NULL,
     held_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT sending_hold_singleton_check CHECK (singleton)
+    account text DEFAULT 'default'::text NOT NULL
 );
 
 CREATE TABLE dispatcher.suppressions (
@@ -690,7 +756,8 @@ CREATE TABLE dispatcher.warmup_days (
     day date NOT NULL,
     taken double precision DEFAULT 0 NOT NULL,
     held_reason text,
-    held_at timestamp with time zone
+    held_at timestamp with time zone,
+    account text DEFAULT 'default'::text NOT NULL
 );
 
 CREATE TABLE dispatcher.webhook_deliveries (
@@ -743,7 +810,8 @@ CREATE TABLE dispatcher.workers (
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
     lease_seconds real NOT NULL,
-    active_until timestamp with time zone
+    active_until timestamp with time zone,
+    account text DEFAULT 'default'::text NOT NULL
 );
 
 ALTER TABLE ONLY dispatcher.campaigns ALTER COLUMN id SET DEFAULT nextval('dispatcher.campaigns_id_seq'::regclass);
@@ -772,6 +840,9 @@ ALTER TABLE ONLY dispatcher.jobs
 ALTER TABLE ONLY dispatcher.message_feedback
     ADD CONSTRAINT message_feedback_pkey PRIMARY KEY (message_id);
 
+ALTER TABLE ONLY dispatcher.accounts
+    ADD CONSTRAINT accounts_pkey PRIMARY KEY (name);
+
 ALTER TABLE ONLY dispatcher.api_keys
     ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id);
 
@@ -791,13 +862,16 @@ ALTER TABLE ONLY dispatcher.retention_marks
     ADD CONSTRAINT retention_marks_pkey PRIMARY KEY (state);
 
 ALTER TABLE ONLY dispatcher.warmup_days
-    ADD CONSTRAINT warmup_days_pkey PRIMARY KEY (day);
+    ADD CONSTRAINT warmup_days_pkey PRIMARY KEY (account, day);
+
+ALTER TABLE ONLY dispatcher.routes
+    ADD CONSTRAINT routes_pkey PRIMARY KEY ("position");
 
 ALTER TABLE ONLY dispatcher.send_quota
-    ADD CONSTRAINT send_quota_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT send_quota_pkey PRIMARY KEY (account);
 
 ALTER TABLE ONLY dispatcher.sending_hold
-    ADD CONSTRAINT sending_hold_pkey PRIMARY KEY (singleton);
+    ADD CONSTRAINT sending_hold_pkey PRIMARY KEY (account);
 
 ALTER TABLE ONLY dispatcher.suppressions
     ADD CONSTRAINT suppressions_pkey PRIMARY KEY (address);
@@ -830,9 +904,9 @@ CREATE INDEX jobs_finished ON dispatcher.jobs USING btree (state, updated_at) WH
 
 CREATE INDEX jobs_leased ON dispatcher.jobs USING btree (lease_owner) WHERE (state = ANY (ARRAY['claimed'::dispatcher.job_state, 'in_flight'::dispatcher.job_state]));
 
-CREATE INDEX jobs_ready_campaign ON dispatcher.jobs USING btree (campaign_id, priority DESC, run_at, id) WHERE ((state = 'queued'::dispatcher.job_state) AND (campaign_id IS NOT NULL));
+CREATE INDEX jobs_ready_campaign ON dispatcher.jobs USING btree (account, campaign_id, priority DESC, run_at, id) WHERE ((state = 'queued'::dispatcher.job_state) AND (campaign_id IS NOT NULL));
 
-CREATE INDEX jobs_ready_plain ON dispatcher.jobs USING btree (priority DESC, run_at, id) WHERE ((state = 'queued'::dispatcher.job_state) AND (campaign_id IS NULL));
+CREATE INDEX jobs_ready_plain ON dispatcher.jobs USING btree (account, priority DESC, run_at, id) WHERE ((state = 'queued'::dispatcher.job_state) AND (campaign_id IS NULL));
 
 CREATE INDEX jobs_sent_at ON dispatcher.jobs USING btree (sent_at) WHERE (state = 'sent'::dispatcher.job_state);
 
@@ -855,6 +929,10 @@ CREATE INDEX webhook_deliveries_due ON dispatcher.webhook_deliveries USING btree
 CREATE INDEX webhook_deliveries_unordered ON dispatcher.webhook_deliveries USING btree (id) WHERE (seq IS NULL);
 
 CREATE TRIGGER jobs_inserted AFTER INSERT ON dispatcher.jobs FOR EACH STATEMENT EXECUTE FUNCTION dispatcher.notify_jobs();
+
+CREATE TRIGGER jobs_route BEFORE INSERT ON dispatcher.jobs FOR EACH ROW EXECUTE FUNCTION dispatcher.route_job();
+
+ALTER TABLE dispatcher.jobs DISABLE TRIGGER jobs_route;
 
 CREATE TRIGGER webhook_events_updated AFTER UPDATE ON dispatcher.events REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION dispatcher.webhook_events_updated();
 

@@ -143,11 +143,12 @@ RETURNING found.id;
 -- name: sending_hold_set
 -- Hold all sending (the guard, account_action "all"); true if it was not held already.
 INSERT INTO dispatcher.sending_hold (reason) VALUES ($1)
-ON CONFLICT (singleton) DO NOTHING
+ON CONFLICT (account) DO NOTHING
 RETURNING true;
 
 -- name: sending_hold_get
-SELECT reason, held_at FROM dispatcher.sending_hold;
+-- The first hold of any account (several accounts: each has its own row).
+SELECT reason, held_at FROM dispatcher.sending_hold ORDER BY held_at LIMIT 1;
 
 -- name: sending_hold_clear
 DELETE FROM dispatcher.sending_hold RETURNING reason;

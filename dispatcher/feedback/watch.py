@@ -5,6 +5,7 @@ reputation guard over the latest counts (decision in `guard.py`, pausing in the 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -12,8 +13,11 @@ from dispatcher.campaigns.store import CampaignStore
 from dispatcher.clock import wait_event
 from dispatcher.config.settings import GuardSettings
 from dispatcher.db.outage import connection_lost
-from dispatcher.feedback.guard import Thresholds, decide, hold_reason
-from dispatcher.feedback.store import FeedbackStore
+from dispatcher.feedback.guard import Counts, Thresholds, decide, hold_reason, verdict
+from dispatcher.feedback.store import CampaignFeedback, FeedbackStore
+
+if TYPE_CHECKING:
+    from dispatcher.accounts.store import AccountStore
 
 __all__ = ["campaign_thresholds", "check_once", "run_guard", "thresholds"]
 
@@ -37,9 +41,15 @@ def campaign_thresholds(settings: GuardSettings) -> Thresholds:
 
 
 async def check_once(
-    feedback: FeedbackStore, campaigns: CampaignStore, settings: GuardSettings
+    feedback: FeedbackStore,
+    campaigns: CampaignStore,
+    settings: GuardSettings,
+    accounts: AccountStore | None = None,
 ) -> dict[int, str]:
-    """Evaluate the guard once; pause what it says; the campaigns paused now, with reasons."""
+    """Evaluate the guard once; pause what it says; the campaigns paused now, with reasons.
+    With `accounts` (several SES accounts), each account is judged on its own numbers."""
+    if accounts is not None:
+        return await check_accounts(feedback, campaigns, settings, accounts)
     account = await feedback.account_counts(settings.window_hours * 3600.0)
     running = await feedback.campaign_counts()
     hold_all = settings.account_action == "all"
@@ -60,11 +70,53 @@ async def check_once(
         campaign_thresholds(settings),
         account_pauses_campaigns=not hold_all,
     )
+    return await _pause(campaigns, verdicts, running, account)
+
+
+async def check_accounts(
+    feedback: FeedbackStore,
+    campaigns: CampaignStore,
+    settings: GuardSettings,
+    accounts: AccountStore,
+) -> dict[int, str]:
+    """The guard per SES account: an account over a threshold holds its own sending ("all")
+    or pauses the running campaigns with mail on it; campaigns are judged on their own."""
+    per_account = await accounts.guard_counts(settings.window_hours * 3600.0)
+    running = await feedback.campaign_counts()
+    counts = {k: v.counts for k, v in running.items()}
+    nothing = Counts(sent=0, bounced=0, complained=0)
+    verdicts = decide(nothing, counts, thresholds(settings), campaign_thresholds(settings))
+    for name, numbers in per_account.items():
+        reason = verdict(numbers, thresholds(settings), f"account {name}")
+        if reason is None:
+            continue
+        if settings.account_action == "all":
+            if await accounts.hold(name, reason):
+                log.error("guard.held", account=name, reason=reason)
+        elif running:
+            for campaign_id in await accounts.campaigns_on(name, list(running)):
+                verdicts.setdefault(campaign_id, reason)
+    return await _pause(campaigns, verdicts, running, None)  # the reason names the account
+
+
+async def _pause(
+    campaigns: CampaignStore,
+    verdicts: dict[int, str],
+    running: dict[int, CampaignFeedback],
+    account: Counts | None,
+) -> dict[int, str]:
     paused: dict[int, str] = {}
     for campaign_id, reason in verdicts.items():
         if await campaigns.pause(campaign_id, reason):
             paused[campaign_id] = reason
             counts = running[campaign_id].counts
+            numbers = {}
+            if account is not None:
+                numbers = {
+                    "account_sent": account.sent,
+                    "account_bounced": account.bounced,
+                    "account_complained": account.complained,
+                }
             log.error(
                 "guard.paused",
                 campaign_id=campaign_id,
@@ -72,9 +124,7 @@ async def check_once(
                 campaign_sent=counts.sent,
                 campaign_bounced=counts.bounced,
                 campaign_complained=counts.complained,
-                account_sent=account.sent,
-                account_bounced=account.bounced,
-                account_complained=account.complained,
+                **numbers,
             )
     return paused
 
@@ -84,6 +134,7 @@ async def run_guard(
     campaigns: CampaignStore,
     settings: GuardSettings,
     stop: asyncio.Event,
+    accounts: AccountStore | None = None,
 ) -> None:
     """Until `stop`: every check_interval, process pending events, then run the guard."""
     while not stop.is_set():
@@ -91,7 +142,7 @@ async def run_guard(
             await feedback.process_pending()
             await feedback.link_late()  # before the rates: tagless events of fresh sends
             if settings.enabled:
-                await check_once(feedback, campaigns, settings)
+                await check_once(feedback, campaigns, settings, accounts)
         except Exception as exc:
             if not connection_lost(exc):
                 raise

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from dispatcher.accounts.watch import summed
 from dispatcher.obs.health import WORKER_LOOPS, Liveness, liveness
 from dispatcher.obs.metrics import ProcessMetrics, SharedReader
 
@@ -31,15 +32,19 @@ class Live:
         self.stop = stop
         self.metrics = ProcessMetrics()
         self.pool: WorkerPool | None = None
+        self.others: tuple[WorkerPool, ...] = ()  # the pools of the other SES accounts
         self.started = False  # every worker loop was seen running
         self.last_tick: float | None = None
         self.reader: SharedReader | None = None  # made by the first scrape (it keeps a cache)
 
-    def attach(self, pool: WorkerPool) -> None:
-        """The pool exists: its counters keep latency samples from now on."""
-        pool.counters.send_seconds = []
-        pool.counters.accepted_after = []
+    def attach(self, pool: WorkerPool, *others: WorkerPool) -> None:
+        """The pool exists (and those of the other accounts, counted with it): its counters
+        keep latency samples from now on."""
+        for each in (pool, *others):
+            each.counters.send_seconds = []
+            each.counters.accepted_after = []
         self.pool = pool
+        self.others = others
 
     def tick(self, now: float) -> None:
         """Copy the pool's counters into the metrics; note that the loop turns."""
@@ -49,10 +54,19 @@ class Live:
             return
         if not self.started:
             self.started = set(WORKER_LOOPS) <= _running()
+        if not self.others:
+            self.metrics.update(
+                pool.counters,
+                in_flight=len(pool.ledger.ids()),
+                rate_allowed=pool.limiter.rate,
+                now=now,
+            )
+            return
+        pools = (pool, *self.others)
         self.metrics.update(
-            pool.counters,
-            in_flight=len(pool.ledger.ids()),
-            rate_allowed=pool.limiter.rate,
+            summed([p.counters for p in pools]),
+            in_flight=sum(len(p.ledger.ids()) for p in pools),
+            rate_allowed=sum(p.limiter.rate for p in pools),
             now=now,
             send_slots=pool.admission.slots[1],
         )

@@ -69,14 +69,15 @@ SELECT idempotency_key, id FROM dispatcher.messages WHERE idempotency_key = ANY(
 -- priority first. So transactional mail (priority 0) goes before campaigns (-10 by default),
 -- and two running campaigns of one priority share the sending instead of the later one
 -- waiting for the earlier one to finish. The campaigns with due mail are found by skipping
--- through the campaign index (one probe per such campaign).
+-- through the campaign index (one probe per such campaign). Only jobs of account $3.
 WITH RECURSIVE campaigns_due(cid) AS (
     (SELECT campaign_id FROM dispatcher.jobs
-     WHERE state = 'queued' AND campaign_id IS NOT NULL
+     WHERE state = 'queued' AND campaign_id IS NOT NULL AND account = $3
      ORDER BY campaign_id LIMIT 1)
     UNION ALL
     SELECT (SELECT j.campaign_id FROM dispatcher.jobs j
             WHERE j.state = 'queued' AND j.campaign_id IS NOT NULL AND j.campaign_id > d.cid
+              AND j.account = $3
             ORDER BY j.campaign_id LIMIT 1)
     FROM campaigns_due d
     WHERE d.cid IS NOT NULL
@@ -84,7 +85,7 @@ WITH RECURSIVE campaigns_due(cid) AS (
     SELECT p.id, p.priority, p.run_at,
            row_number() OVER (ORDER BY p.priority DESC, p.run_at, p.id) AS turn
     FROM (SELECT id, priority, run_at FROM dispatcher.jobs
-          WHERE state = 'queued' AND campaign_id IS NULL AND run_at <= now()
+          WHERE state = 'queued' AND campaign_id IS NULL AND run_at <= now() AND account = $3
           ORDER BY priority DESC, run_at, id
           LIMIT $2) p
     UNION ALL
@@ -95,6 +96,7 @@ WITH RECURSIVE campaigns_due(cid) AS (
                row_number() OVER (ORDER BY f.priority DESC, f.run_at, f.id) AS turn
         FROM (SELECT id, priority, run_at FROM dispatcher.jobs
               WHERE state = 'queued' AND campaign_id = d.cid AND run_at <= now()
+                AND account = $3
               ORDER BY priority DESC, run_at, id
               LIMIT $2) f
     ) c
@@ -103,7 +105,8 @@ WITH RECURSIVE campaigns_due(cid) AS (
     SELECT j.id FROM dispatcher.jobs j
     WHERE j.id IN (SELECT id FROM offered ORDER BY priority DESC, turn, run_at, id LIMIT $2)
       AND j.state = 'queued' AND j.run_at <= now()  -- as of the lock, not of the offer
-      AND NOT EXISTS (SELECT 1 FROM dispatcher.sending_hold)  -- the guard holds all sending
+      AND j.account = $3  -- a paused account's fallback may have taken it meanwhile
+      AND NOT EXISTS (SELECT 1 FROM dispatcher.sending_hold h WHERE h.account = $3)  -- the guard
     FOR UPDATE SKIP LOCKED
 ), token AS (
     SELECT nextval('dispatcher.lease_token_seq') AS value
@@ -182,14 +185,14 @@ WHERE j.lease_owner = $1 AND j.state = 'claimed' AND NOT (j.id = ANY($2::bigint[
 RETURNING j.id;
 
 -- name: register_worker
-INSERT INTO dispatcher.workers (id, hostname, pid, lease_seconds)
-VALUES ($1, $2, $3, $4)
+INSERT INTO dispatcher.workers (id, hostname, pid, lease_seconds, account)
+VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 
 -- name: rate_share
 -- Mark worker $1 active for $3 seconds when it has mail ($2), and count the other workers that
 -- are active now: the account's rate is split among them (an idle worker takes no part, a dead
--- one's part lapses with its active_until). A worker that becomes active tells the others at
+-- one's part lapses with its active_until). Only the workers of $1's account count. A worker that becomes active tells the others at
 -- once (NOTIFY dispatcher_share) so they make room before its first send, not a tick later.
 WITH prev AS (
     SELECT active_until > now() AS was_active FROM dispatcher.workers WHERE id = $1
@@ -204,7 +207,8 @@ SELECT count(*) AS others,
         FROM prev WHERE $2 AND NOT coalesce(prev.was_active, false)) AS told,
        (SELECT count(*) FROM me) AS marked
 FROM dispatcher.workers
-WHERE active_until > now() AND id <> $1;
+WHERE active_until > now() AND id <> $1
+  AND account = (SELECT w.account FROM dispatcher.workers w WHERE w.id = $1);
 
 -- name: heartbeat
 UPDATE dispatcher.workers SET heartbeat_at = now() WHERE id = $1 RETURNING id;
@@ -268,7 +272,7 @@ SELECT state::text, count(*) AS n FROM dispatcher.jobs GROUP BY state;
 
 -- name: pending
 -- What a draining worker still waits for: active jobs, except mail scheduled by its sender for
--- later than $1 seconds from now (not waited for).
+-- later than $1 seconds from now (not waited for). Only mail of its account ($2).
 SELECT count(*) FILTER (WHERE state IN ('queued', 'claimed', 'in_flight')
                         AND NOT (scheduled AND run_at > now() + make_interval(secs => $1)))
            AS waiting,
@@ -276,17 +280,17 @@ SELECT count(*) FILTER (WHERE state IN ('queued', 'claimed', 'in_flight')
                         AND run_at > now() + make_interval(secs => $1)) AS scheduled_later,
        min(run_at) FILTER (WHERE state = 'queued') AS next_run_at
 FROM dispatcher.jobs
-WHERE state IN ('queued', 'claimed', 'in_flight');
+WHERE state IN ('queued', 'claimed', 'in_flight') AND account = $2;
 
 -- name: held
 -- Mail waiting out a sending error a person must fix, or all queued mail while the guard holds
--- all sending; a draining worker stops on it (exit 4).
-WITH hold AS (SELECT reason FROM dispatcher.sending_hold)
+-- all sending; a draining worker stops on it (exit 4). Only mail of its account ($1).
+WITH hold AS (SELECT reason FROM dispatcher.sending_hold WHERE account = $1)
 SELECT count(*) AS n,
        coalesce((SELECT reason FROM hold),
                 (array_agg(last_error ORDER BY updated_at DESC))[1]) AS reason
 FROM dispatcher.jobs
-WHERE state = 'queued'
+WHERE state = 'queued' AND account = $1
   AND (EXISTS (SELECT 1 FROM hold)
        OR (run_at > now() AND last_outcome IN ('config_error', 'account_paused')));
 

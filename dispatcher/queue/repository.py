@@ -22,6 +22,7 @@ from typing import Any, get_args
 
 import asyncpg  # type: ignore[import-untyped]
 
+from dispatcher.accounts.settings import DEFAULT_ACCOUNT
 from dispatcher.db.connect import open_pool
 from dispatcher.db.outage import connection_alive
 from dispatcher.db.sql import named_queries
@@ -126,12 +127,23 @@ async def enqueue_on(conn: asyncpg.Connection, msgs: Sequence[NewMessage]) -> li
 class Queue:
     """The queue's operations; each one borrows a pooled connection for one statement."""
 
-    __slots__ = ("_pool", "_sessions")
+    __slots__ = ("_account", "_pool", "_sessions")
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, account: str = DEFAULT_ACCOUNT) -> None:
         self._pool = pool
         # worker -> the connection holding its session lock, kept for the worker's life
         self._sessions: dict[uuid.UUID, asyncpg.Connection] = {}
+        self._account = account  # whose jobs its workers claim (issue 18 item 4)
+
+    def for_account(self, account: str) -> Queue:
+        """This queue as the workers of `account` see it: they claim only that account's jobs."""
+        view = Queue(self._pool, account)
+        view._sessions = self._sessions  # one pool, one set of held session connections
+        return view
+
+    @property
+    def account(self) -> str:
+        return self._account
 
     @classmethod
     @asynccontextmanager
@@ -184,7 +196,7 @@ class Queue:
         if limit <= 0:
             return []
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(query("claim"), owner, limit)
+            rows = await conn.fetch(query("claim"), owner, limit, self._account)
         return [
             ClaimedJob(
                 token=row["lease_token"],
@@ -272,6 +284,7 @@ class Queue:
                 socket.gethostname(),
                 os.getpid(),
                 float(lease_seconds),
+                self._account,
             )
 
     async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> int:
@@ -347,7 +360,7 @@ class Queue:
     async def pending(self, horizon_seconds: float = 0.0) -> Pending:
         """Active jobs, except mail its sender scheduled beyond ``horizon_seconds`` from now."""
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(query("pending"), float(horizon_seconds))
+            row = await conn.fetchrow(query("pending"), float(horizon_seconds), self._account)
         return Pending(row["waiting"], row["scheduled_later"], row["next_run_at"])
 
     async def suppressed_among(self, addresses: Sequence[str]) -> set[str]:
@@ -363,7 +376,7 @@ class Queue:
     async def held(self) -> Held:
         """Queued jobs waiting out a configuration error or a paused account."""
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(query("held"))
+            row = await conn.fetchrow(query("held"), self._account)
         return Held(row["n"], row["reason"])
 
     async def workers(self) -> list[WorkerView]:

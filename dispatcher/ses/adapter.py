@@ -17,7 +17,6 @@ from email.policy import compat32
 from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any, cast
 
-import aioboto3
 import aiobotocore
 import aiohttp
 import botocore
@@ -41,6 +40,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 import dispatcher
+from dispatcher.accounts.session import ses_session
 from dispatcher.domain.message import DISPATCHER_ID_TAG, OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.quota import API_CALL_INTERVAL, Quota
@@ -200,11 +200,7 @@ class SesAdapter:
     async def open(cls, settings: SesSettings) -> AsyncIterator[SesAdapter]:
         """Open both clients for the life of the block, SDK retries off."""
         config = adapter_config(settings)
-        session = aioboto3.Session(
-            aws_access_key_id=settings.access_key_id,
-            aws_secret_access_key=settings.secret_access_key,
-            region_name=settings.region,
-        )
+        session = await ses_session(settings)  # keys, a profile or an assumed role
         async with AsyncExitStack() as stack:
             v2 = await stack.enter_async_context(
                 session.client("sesv2", endpoint_url=settings.endpoint_url, config=config)

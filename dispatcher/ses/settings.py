@@ -15,6 +15,8 @@ class SesSettings:
     endpoint_url: str | None = None  # e.g. the simulator or moto; None = the AWS endpoint
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)  # never in a repr or log
+    profile: str | None = None  # a profile of ~/.aws/config instead of the keys
+    role_arn: str | None = None  # a role to assume (STS AssumeRole) with those credentials
     connect_timeout: float = 5.0  # seconds to open a TCP connection (a failure is TRANSIENT)
     read_timeout: float = 15.0  # seconds of silence once the request is sent (then IN_DOUBT)
     max_pool_connections: int = 100  # concurrent HTTP connections, hence in-flight sends
@@ -27,6 +29,13 @@ class SesSettings:
             raise ConfigError(
                 "ses.access_key_id and ses.secret_access_key must be given together, "
                 "or both left out to use the standard AWS credential chain"
+            )
+        if self.profile is not None and self.access_key_id is not None:
+            raise ConfigError("ses.profile and ses.access_key_id exclude each other: give one")
+        if self.role_arn is not None and not self.role_arn.startswith("arn:"):
+            raise ConfigError(
+                "ses.role_arn must be a role ARN such as "
+                f"arn:aws:iam::123456789012:role/ses-sender, got {self.role_arn!r}"
             )
         if not self.connect_timeout > 0:
             raise ConfigError(

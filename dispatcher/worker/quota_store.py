@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import asyncpg  # type: ignore[import-untyped]
 
+from dispatcher.accounts.settings import DEFAULT_ACCOUNT
 from dispatcher.db.outage import connection_alive
 from dispatcher.db.sql import named_queries
 from dispatcher.domain.quota import Quota
@@ -21,6 +23,13 @@ query = named_queries("dispatcher.worker", "quota.sql")
 QUOTA_CHANNEL = "dispatcher_quota"
 # Advisory-lock key of the process that reads GetSendQuota for all ("dispatcher quota").
 QUOTA_LEADER_LOCK = 0x64_69_73_70_71_75_6F_74
+
+
+def leader_lock_key(account: str) -> int:
+    """The leader lock of one account's quota reading; 'default' keeps the one of old."""
+    if account == DEFAULT_ACCOUNT:
+        return QUOTA_LEADER_LOCK
+    return QUOTA_LEADER_LOCK ^ (zlib.crc32(account.encode()) << 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +47,23 @@ class SharedReading:
 class SharedQuotaStore:
     """Reads and writes of the shared quota rows, each on a connection from `pool`."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, account: str = DEFAULT_ACCOUNT) -> None:
         self._pool = pool
+        self.account = account  # whose reading (migration 0021: one per SES account)
 
     async def sync(self, owner: uuid.UUID, spent: Mapping[int, float]) -> SharedReading:
         """Record what `owner` sent per epoch; read the published reading and the others' sends."""
         epochs = list(spent)
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(
-                query("quota_sync"), owner, epochs, [float(spent[e]) for e in epochs]
+                query("quota_sync"),
+                owner,
+                epochs,
+                [float(spent[e]) for e in epochs],
+                self.account,
             )
+        if row is None:  # an account no daemon has sent for yet: no reading, nobody's sends
+            return SharedReading(0, 0, None, 0.0, None, 0.0)
         quota = None
         if row["max_24_hour_send"] is not None:
             quota = Quota(
@@ -67,7 +83,7 @@ class SharedQuotaStore:
     async def published(self, within: float) -> Quota | None:
         """The reading published in the last `within` seconds, or None."""
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(query("quota_published"), float(within))
+            row = await conn.fetchrow(query("quota_published"), float(within), self.account)
         if row is None:
             return None
         return Quota(
@@ -79,13 +95,13 @@ class SharedQuotaStore:
     async def begin(self, owner: uuid.UUID) -> int:
         """A reading is about to be taken: the epoch it will publish."""
         async with self._pool.acquire() as conn:
-            epoch: int = await conn.fetchval(query("quota_begin"), owner)
+            epoch: int = await conn.fetchval(query("quota_begin"), owner, self.account)
         return epoch
 
     async def unmoved(self, epoch: int) -> int:
         """How many live workers do not count into `epoch` yet."""
         async with self._pool.acquire() as conn:
-            count: int = await conn.fetchval(query("quota_unmoved"), epoch)
+            count: int = await conn.fetchval(query("quota_unmoved"), epoch, self.account)
         return count
 
     async def publish(self, owner: uuid.UUID, epoch: int, quota: Quota) -> bool:
@@ -99,6 +115,7 @@ class SharedQuotaStore:
                 float(quota.max_send_rate),
                 float(quota.sent_last_24_hours),
                 PENDING_EPOCH,
+                self.account,
             )
         return bool(row["published"])
 
@@ -110,9 +127,10 @@ class LeaderLock:
     database) gives up the lead by itself; `held` turns False when the connection is gone.
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, account: str = DEFAULT_ACCOUNT) -> None:
         self._pool = pool
         self._conn: asyncpg.Connection | None = None
+        self._key = leader_lock_key(account)
 
     @property
     def held(self) -> bool:
@@ -125,7 +143,7 @@ class LeaderLock:
         await self.release()
         conn = await self._pool.acquire()
         try:
-            taken = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", QUOTA_LEADER_LOCK))
+            taken = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key))
         except BaseException:
             await self._give_back(conn)
             raise

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import asyncpg  # type: ignore[import-untyped]
 import structlog
 
+from dispatcher.accounts.settings import DEFAULT_ACCOUNT
 from dispatcher.clock import wait_event
 from dispatcher.db.outage import connection_lost
 from dispatcher.db.sql import named_queries
@@ -31,31 +32,35 @@ REFILL_LOOK = 1.0  # seconds between looks at today's row when nothing asks (a n
 class WarmupStore:
     """Takes, gives back and holds on the warm-up's day rows, each in its own transaction."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: WarmupSettings) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, settings: WarmupSettings, account: str = DEFAULT_ACCOUNT
+    ) -> None:
         self._pool = pool
         self._caps = settings.caps
+        self.account = account  # each SES account ramps up on its own (migration 0021)
 
     async def take(self, want: float) -> WarmupDay:
         """Up to `want` recipients of today's room for this process (0: just look)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(query("warmup_open_day"))
-            await conn.execute(query("warmup_lock_day"))  # takes queue here: none overshoots
-            row = await conn.fetchrow(query("warmup_day"))
+            await conn.execute(query("warmup_open_day"), self.account)
+            # takes queue here: none overshoots
+            await conn.execute(query("warmup_lock_day"), self.account)
+            row = await conn.fetchrow(query("warmup_day"), self.account)
             cap = cap_for(self._caps, row["day_no"])
             granted = grant(cap, row["taken"], want)
             if granted:
-                await conn.execute(query("warmup_add"), row["today"], granted)
+                await conn.execute(query("warmup_add"), row["today"], granted, self.account)
         return self._day(row, cap, granted)
 
     async def look(self) -> WarmupDay:
         """Today as it stands, changing nothing (for `dispatcher status`)."""
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(query("warmup_day"))
+            row = await conn.fetchrow(query("warmup_day"), self.account)
         return self._day(row, cap_for(self._caps, row["day_no"]), 0.0)
 
     async def days_held(self) -> int:
         async with self._pool.acquire() as conn:
-            held: int = await conn.fetchval(query("warmup_days_held"))
+            held: int = await conn.fetchval(query("warmup_days_held"), self.account)
         return held
 
     async def give_back(self, gate: WarmupGate) -> None:
@@ -63,13 +68,13 @@ class WarmupStore:
         back = gate.give_back()
         if back is not None:
             async with self._pool.acquire() as conn:
-                await conn.execute(query("warmup_add"), back[0], -back[1])
+                await conn.execute(query("warmup_add"), back[0], -back[1], self.account)
 
     async def hold(self, reason: str) -> bool:
         """Hold today's ramp for `reason`; True if this call held it."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(query("warmup_open_day"))
-            return await conn.fetchval(query("warmup_hold"), reason) is not None
+            await conn.execute(query("warmup_open_day"), self.account)
+            return await conn.fetchval(query("warmup_hold"), reason, self.account) is not None
 
     @staticmethod
     def _day(row: Any, cap: int | None, granted: float) -> WarmupDay:
@@ -151,11 +156,13 @@ async def _supply(
         await wait_event(short, REFILL_LOOK)
 
 
-async def warmup_view(pool: asyncpg.Pool, settings: WarmupSettings) -> dict[str, Any] | None:
-    """The warm-up for `dispatcher status` (--json: this dict); None when it is off."""
+async def warmup_view(
+    pool: asyncpg.Pool, settings: WarmupSettings, account: str = DEFAULT_ACCOUNT
+) -> dict[str, Any] | None:
+    """The warm-up of `account` for `dispatcher status` (--json: this dict); None when off."""
     if not settings.enabled:
         return None
-    store = WarmupStore(pool, settings)
+    store = WarmupStore(pool, settings, account)
     day = await store.look()
     return {
         "day": day.day,

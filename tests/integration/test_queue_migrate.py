@@ -37,6 +37,7 @@ async def test_fresh_database_migrates_then_second_run_is_a_no_op(pg_blank_dsn: 
             "SELECT tablename FROM pg_tables WHERE schemaname = 'dispatcher' ORDER BY 1"
         )
         assert [t["tablename"] for t in tables] == [
+            "accounts",
             "api_keys",
             "campaign_pruned",
             "campaigns",
@@ -47,6 +48,7 @@ async def test_fresh_database_migrates_then_second_run_is_a_no_op(pg_blank_dsn: 
             "quota_spend",
             "recipient_events",
             "retention_marks",
+            "routes",
             "schema_migrations",
             "send_quota",
             "sending_hold",

@@ -1,0 +1,1 @@
+"""Several SES accounts and regions: the accounts, the routes of mail to them, their state."""
