@@ -60,6 +60,7 @@ class Live:
                 in_flight=len(pool.ledger.ids()),
                 rate_allowed=pool.limiter.rate,
                 now=now,
+                send_slots=pool.admission.slots[1],
             )
             return
         pools = (pool, *self.others)
@@ -68,7 +69,7 @@ class Live:
             in_flight=sum(len(p.ledger.ids()) for p in pools),
             rate_allowed=sum(p.limiter.rate for p in pools),
             now=now,
-            send_slots=pool.admission.slots[1],
+            send_slots=sum(p.admission.slots[1] for p in pools),
         )
 
     def liveness(self, now: float) -> Liveness:

@@ -225,6 +225,7 @@ async def test_metrics_count_the_sends_of_every_account() -> None:
             counters=Counters(sent=sent, recipients_sent=sent),
             ledger=SimpleNamespace(ids=lambda: [1]),
             limiter=SimpleNamespace(rate=10.0),
+            admission=SimpleNamespace(slots=(1, 8)),
             _samples=samples,
         )
 
@@ -237,4 +238,5 @@ async def test_metrics_count_the_sends_of_every_account() -> None:
     assert 'dispatcher_sends_total{outcome="sent"} 7.0' in text
     assert "dispatcher_in_flight 2.0" in text and "dispatcher_send_rate_allowed 20.0" in text
     assert "dispatcher_send_seconds_count 3.0" in text
+    assert "dispatcher_send_slots 16.0" in text  # each account's pool has its own slots
     assert a.counters.send_seconds == [] and b.counters.send_seconds == []  # moved over
