@@ -140,7 +140,8 @@ async def test_google_capped_at_5_per_second_does_not_hold_up_the_rest(
     # machine: a few percent on a 10-second span, and a send late by a moment is made up for
     # within the lane's slack (0.2 s of its rate).
     assert google_rate <= GOOGLE_RATE * 1.05, summary
-    assert max_in_window(google, 5.0) <= 5 * GOOGLE_RATE + 1, summary
+    # Each process's lane may make up for one late send (its slack): one more per daemon at most.
+    assert max_in_window(google, 5.0) <= 5 * GOOGLE_RATE + daemons, summary
     assert max_in_window(google, 1.0) <= GOOGLE_RATE + 2, summary
     # (the account's own bucket allows half a second of burst after an idle spell, as SES does)
     assert max_in_window(sorted(by_address.values()), 1.0) <= ACCOUNT_RATE * 1.5 + 1, summary
