@@ -231,7 +231,7 @@ WITH moved AS (
     SELECT n.id, 'campaign:' || c.id || ':' || lower(n.email), c.from_addr, ARRAY[n.email],
            c.reply_to, c.configuration_set,
            c.tags || jsonb_build_object('campaign_id', c.id::text), c.id,
-           jsonb_object(c.variable_columns, n.variables)
+           jsonb_object(c.variable_columns, (string_to_array(n.variables, E'\x1e'))[2:])
     FROM numbered n, dispatcher.campaigns c
     WHERE c.id = $1
     RETURNING id

@@ -70,13 +70,13 @@ class Materialiser:
         *,
         ahead: Ahead | None = None,
         interval: float = 0.25,
-        chunk: int = CHUNK,
+        chunk: int | None = None,
     ) -> None:
         self._pool = pool
         self._rate = rate  # this process's send rate (recipients/s), read at every tick
         self._ahead = ahead if ahead is not None else Ahead()
         self._interval = interval
-        self._chunk = chunk
+        self._chunk = chunk if chunk is not None else CHUNK
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -10,7 +10,8 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from dispatcher.campaigns.materialise import CHUNK, Materialiser, materialise_chunk
+from dispatcher.campaigns import materialise
+from dispatcher.campaigns.materialise import Materialiser, materialise_chunk
 from dispatcher.campaigns.recipients import RecipientRow, RejectedRow
 from dispatcher.db.sql import named_queries
 from dispatcher.domain.validate import (
@@ -23,6 +24,9 @@ from dispatcher.errors import InputError
 query = named_queries("dispatcher.campaigns", "campaigns.sql")
 
 RECIPIENT_COLUMNS = ["campaign_id", "line", "email", "variables"]
+# Before each variable's value in campaign_recipients.variables (see migration 0022): a
+# character recipients.py refuses in any field, as it would break a mail header.
+_SEPARATOR = "\x1e"
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,16 +219,17 @@ class CampaignStore:
         columns: list[str] | None = None
         copied = 0
 
-        def records() -> Iterator[tuple[int, int, str, list[str]]]:
+        def records() -> Iterator[tuple[int, int, str, str]]:
             nonlocal columns, copied
             for row in rows:
                 if isinstance(row, RejectedRow):
                     rejected.append(Rejected(row.line, row.email, row.reason))
                     continue
-                values = list(row.variables.values())
+                values = _SEPARATOR.join(["", *row.variables.values()])  # each after one
                 if columns is None:
                     columns = list(row.variables)
-                elif len(values) != len(columns):  # rows of one reader share its header
+                # Rows of one reader share its header; the reader refuses the separator.
+                if values.count(_SEPARATOR) != len(columns):
                     raise ValueError(f"line {row.line}: columns {list(row.variables)}")
                 copied += 1
                 yield (campaign_id, row.line, row.email, values)
@@ -315,7 +320,7 @@ class CampaignStore:
             if current.send_at is None or current.send_at <= datetime.now(UTC):
                 # The first chunk now (this transaction holds the row): the first claim
                 # finds mail; the daemons' materialisers keep ahead from there.
-                await materialise_chunk(conn, campaign_id, CHUNK)
+                await materialise_chunk(conn, campaign_id, materialise.CHUNK)
             await conn.execute(query("wake_workers"))  # idle daemons start at commit
         return await self.get(campaign_id)
 

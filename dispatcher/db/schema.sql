@@ -518,7 +518,7 @@ CREATE TABLE dispatcher.campaign_recipients (
     campaign_id bigint NOT NULL,
     line integer NOT NULL,
     email text NOT NULL,
-    variables text[] NOT NULL
+    variables text NOT NULL
 );
 
 CREATE TABLE dispatcher.campaigns (
