@@ -38,7 +38,7 @@ class Ahead:
     """How much mail to keep ready per campaign: `seconds` of sending at the current rate,
     at least `floor`, at most `ceiling` (the claim's own read-ahead is about 2 s)."""
 
-    seconds: float = 20.0
+    seconds: float = 10.0
     floor: int = 2000
     ceiling: int = 200_000
 
@@ -69,7 +69,7 @@ class Materialiser:
         rate: Callable[[], float],
         *,
         ahead: Ahead | None = None,
-        interval: float = 0.25,
+        interval: float = 0.5,
         chunk: int | None = None,
     ) -> None:
         self._pool = pool
