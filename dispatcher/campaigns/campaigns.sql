@@ -216,11 +216,14 @@ FOR NO KEY UPDATE SKIP LOCKED;
 -- message and one queued job each, as the import used to write them; in one transaction with
 -- the count, so a crash leaves each recipient either here or a message, never both or neither.
 -- Inserting jobs NOTIFYs dispatcher_jobs (trigger jobs_inserted): idle workers claim them.
+-- $3: every line up to it is known to be moved already (the last chunk's end): the index walk
+-- starts there instead of stepping over the entries of every recipient moved before, which
+-- stay in the index until vacuum.
 WITH moved AS (
     DELETE FROM dispatcher.campaign_recipients r
     WHERE r.campaign_id = $1
       AND r.line IN (SELECT line FROM dispatcher.campaign_recipients
-                     WHERE campaign_id = $1 ORDER BY line LIMIT $2)
+                     WHERE campaign_id = $1 AND line > $3 ORDER BY line LIMIT $2)
     RETURNING r.line, r.email, r.variables
 ), numbered AS (
     SELECT m.*, nextval('dispatcher.message_id_seq') AS id
@@ -247,4 +250,4 @@ WITH moved AS (
 UPDATE dispatcher.campaigns
 SET unmaterialised = unmaterialised - (SELECT count(*) FROM made)
 WHERE id = $1
-RETURNING (SELECT count(*) FROM made) AS made;
+RETURNING (SELECT count(*) FROM made) AS made, (SELECT max(line) FROM moved) AS last_line;

@@ -40,7 +40,7 @@ class Ahead:
 
     seconds: float = 10.0
     floor: int = 2000
-    ceiling: int = 200_000
+    ceiling: int = 50_000
 
     def target(self, rate: float) -> int:
         """Jobs to keep ready for a send rate of `rate` recipients/s."""
@@ -51,17 +51,22 @@ class Ahead:
         return max(0, min(unmaterialised, self.target(rate) - ready))
 
 
-async def materialise_chunk(conn: asyncpg.Connection, campaign_id: int, limit: int) -> int:
+async def materialise_chunk(
+    conn: asyncpg.Connection, campaign_id: int, limit: int, after: int = 0
+) -> tuple[int, int]:
     """Move up to `limit` recipients of a campaign whose row this transaction holds locked
-    into messages + queued jobs; how many it moved."""
-    made = await conn.fetchval(query("materialise_chunk"), campaign_id, limit)
-    return int(made or 0)
+    into messages + queued jobs, from the first line past `after` (every line up to it is
+    moved already); how many it moved and the last line moved (`after` if none)."""
+    row = await conn.fetchrow(query("materialise_chunk"), campaign_id, limit, after)
+    if row is None or not row["made"]:
+        return 0, after
+    return int(row["made"]), int(row["last_line"])
 
 
 class Materialiser:
     """Keeps each running campaign `Ahead` of its sending; one per worker process."""
 
-    __slots__ = ("_ahead", "_chunk", "_interval", "_pool", "_rate")
+    __slots__ = ("_ahead", "_chunk", "_done_to", "_interval", "_pool", "_rate")
 
     def __init__(
         self,
@@ -77,6 +82,9 @@ class Materialiser:
         self._ahead = ahead if ahead is not None else Ahead()
         self._interval = interval
         self._chunk = chunk if chunk is not None else CHUNK
+        # Per campaign, the last line this process moved: the next chunk starts past it.
+        # (Another process moving more meanwhile only makes our next walk a little longer.)
+        self._done_to: dict[int, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -94,6 +102,9 @@ class Materialiser:
             want = self._ahead.wanted(self._rate(), row["ready"], row["unmaterialised"])
             if want > 0:
                 made += await self.campaign(row["id"], min(want, self._chunk))
+        if len(self._done_to) > 2 * len(due):  # campaigns that ended
+            running = {row["id"] for row in due}
+            self._done_to = {k: v for k, v in self._done_to.items() if k in running}
         return made
 
     async def campaign(self, campaign_id: int, limit: int) -> int:
@@ -101,7 +112,10 @@ class Materialiser:
         async with self._pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(query("materialise_lock"), campaign_id) is None:
                 return 0
-            made = await materialise_chunk(conn, campaign_id, limit)
+            after = self._done_to.get(campaign_id, 0)
+            made, self._done_to[campaign_id] = await materialise_chunk(
+                conn, campaign_id, limit, after
+            )
         if made:
             log.debug("campaign.materialised", campaign_id=campaign_id, recipients=made)
         return made

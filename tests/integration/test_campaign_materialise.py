@@ -84,7 +84,7 @@ async def test_a_chunk_rolled_back_leaves_every_recipient_where_it_was(queue: Qu
     await store.start(cid)
     with pytest.raises(RuntimeError):
         async with queue.pool.acquire() as conn, conn.transaction():
-            assert await materialise_chunk(conn, cid, 10) == 10
+            assert (await materialise_chunk(conn, cid, 10))[0] == 10
             raise RuntimeError("the process died here")
     assert len(await mail(queue, cid)) == 10
     assert (await store.status(cid)).counts["queued"] == 30
@@ -120,7 +120,7 @@ async def test_a_pause_waits_for_a_chunk_in_progress_and_holds_what_it_made(
         tx = conn.transaction()
         await tx.start()
         assert await conn.fetchval(materialise.query("materialise_lock"), cid) == 30
-        assert await materialise_chunk(conn, cid, 10) == 10
+        assert (await materialise_chunk(conn, cid, 10))[0] == 10
         pause = asyncio.create_task(store.pause(cid))
         await asyncio.sleep(0.3)
         assert not pause.done()  # the campaign row is ours until we commit

@@ -20,6 +20,6 @@ def test_a_fast_account_keeps_seconds_of_its_rate_ready_up_to_the_ceiling() -> N
 
 def test_nothing_is_made_when_enough_is_ready_or_nobody_is_left() -> None:
     ahead = Ahead()
-    assert ahead.wanted(100.0, ready=50_000, unmaterialised=10) == 0
+    assert ahead.wanted(100.0, ready=ahead.target(100.0), unmaterialised=10) == 0
     assert ahead.wanted(100.0, ready=0, unmaterialised=7) == 7
     assert ahead.wanted(100.0, ready=0, unmaterialised=0) == 0
