@@ -12,6 +12,7 @@ property).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Final
 
@@ -29,7 +30,8 @@ _PLAIN: Final = re.compile(
 _LOCAL_MAX: Final = 64
 # Under email-validator's 254 by a margin: near the limit the full check decides.
 _SHORT: Final = 240
-_ROLE_NAMES: Final = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+_ROLE_NAMES: Final = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)  # it lower-cases these
+_ROLE_MAX: Final = max(map(len, _ROLE_NAMES))
 _DOMAINS_KEPT: Final = 10_000  # distinct domains remembered (a bound, so memory stays flat)
 
 _domains: dict[str, str | None] = {}
@@ -42,14 +44,15 @@ def _full(email: str) -> str:
 
 
 def _domain(domain: str) -> str | None:
-    """The normalized form of a domain email-validator accepts, None if it refuses it."""
+    """The normalized form of a plain ASCII domain email-validator accepts; None if it refuses
+    it, or if it is IDNA (xn--: email-validator's normalized form is then its Unicode form)."""
     known = _domains.get(domain, "")
     if known != "":
         return known
-    try:
-        normalized: str | None = _full(f"x@{domain}").partition("@")[2]
-    except EmailNotValidError:
-        normalized = None
+    normalized: str | None = None
+    if "xn--" not in domain.lower():
+        with contextlib.suppress(EmailNotValidError):
+            normalized = _full(f"x@{domain}").partition("@")[2]
     if len(_domains) >= _DOMAINS_KEPT:
         _domains.clear()
     _domains[domain] = normalized
@@ -66,9 +69,9 @@ def normalize(email: str) -> str:
     if match is None or len(email) > _SHORT:
         return _full(email)
     local, domain = match.group("local", "domain")
-    if len(local) > _LOCAL_MAX or local.lower() in _ROLE_NAMES or "xn--" in domain.lower():
+    if len(local) > _LOCAL_MAX or (len(local) <= _ROLE_MAX and local.lower() in _ROLE_NAMES):
         return _full(email)
     normalized = _domain(domain)
     if normalized is None:
-        return _full(email)  # its own words for what is wrong
+        return _full(email)  # its own words for what is wrong (or its IDNA normalization)
     return f"{local}@{normalized}"

@@ -198,11 +198,26 @@ class RecipientReader:
         return email_index
 
     def _rows(self) -> Iterator[tuple[int, list[str]]]:
-        """The data rows: the one read ahead at construction, then the rest."""
+        """The data rows: the one read ahead at construction, then the rest (`_next_row`
+        inlined: this runs once per row of a million-row list)."""
         item, self._first = self._first, None
-        while item is not None:
-            yield item
-            item = self._next_row()
+        if item is None:
+            return
+        yield item
+        reader = self._reader
+        while True:
+            line = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise InputError(
+                    f"{self.source}: line {line}: {exc}; check that it is a comma-separated CSV "
+                    "file with properly quoted fields"
+                ) from None
+            if "".join(row).strip():  # skips blank lines and ",,,," rows
+                yield line, row
 
     def __iter__(self) -> Iterator[RecipientRow | RejectedRow]:
         # The hot loop of a million-row import: one regex per row for line breaks, the size
