@@ -197,13 +197,13 @@ class RecipientReader:
             raise InputError(f"{self.source} has no `email` column; columns: {columns}; {hint}")
         return email_index
 
-    def _rows(self) -> Iterator[tuple[int, list[str]]]:
-        """The data rows: the one read ahead at construction, then the rest (`_next_row`
-        inlined: this runs once per row of a million-row list)."""
+    def _rows(self) -> Iterator[tuple[int, list[str], str]]:
+        """The data rows and their fields joined: the one read ahead at construction, then
+        the rest (`_next_row` inlined: this runs once per row of a million-row list)."""
         item, self._first = self._first, None
         if item is None:
             return
-        yield item
+        yield item[0], item[1], "".join(item[1])
         reader = self._reader
         while True:
             line = reader.line_num + 1
@@ -216,8 +216,9 @@ class RecipientReader:
                     f"{self.source}: line {line}: {exc}; check that it is a comma-separated CSV "
                     "file with properly quoted fields"
                 ) from None
-            if "".join(row).strip():  # skips blank lines and ",,,," rows
-                yield line, row
+            joined = "".join(row)
+            if joined.strip():  # skips blank lines and ",,,," rows
+                yield line, row, joined
 
     def __iter__(self) -> Iterator[RecipientRow | RejectedRow]:
         # The hot loop of a million-row import: one regex per row for line breaks, the size
@@ -226,7 +227,7 @@ class RecipientReader:
         at = self._email_index
         keep = [i for i, name in enumerate(self._names) if name and i != at]
         names = [self._names[i] for i in keep]
-        for line, row in self._rows():
+        for line, row, joined in self._rows():
             email = row[at].strip() if len(row) > at else ""
             if len(row) != width:
                 yield RejectedRow(
@@ -236,7 +237,6 @@ class RecipientReader:
                     'contain commas ("Smith, Jo")',
                 )
                 continue
-            joined = "".join(row)
             if _LINE_BREAK.search(joined) is not None or len(joined) * 4 > MAX_VARIABLE_BYTES:
                 reason = self._bad_field(row)
                 if reason is not None:
