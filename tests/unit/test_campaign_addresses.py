@@ -75,3 +75,26 @@ def test_a_refusal_carries_email_validators_words(email: str) -> None:
         with pytest.raises(EmailNotValidError) as caught:
             normalize(email)
         assert str(caught.value) == str(expected.value)
+
+
+def test_plain_addresses_ask_email_validator_once_per_domain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The import's cost: a million-row list at a few domains makes a few full checks."""
+    from dispatcher.campaigns import addresses
+
+    calls: list[str] = []
+
+    def counted(email: str, **kw: object) -> object:
+        calls.append(email)
+        return validate_email(email, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(addresses, "validate_email", counted)
+    monkeypatch.setattr(addresses, "_domains", {})
+    got = [normalize(f"Reader.{i}+news@Mail{i % 3}.Example.ORG") for i in range(3000)]
+    assert got[4] == "Reader.4+news@mail1.example.org"
+    assert len(calls) == 3  # one per domain; every address still gets its verdict
+    with pytest.raises(EmailNotValidError):
+        normalize("Reader..x@Mail0.Example.ORG")  # not plain: email-validator says why
+    assert normalize("postmaster@Mail0.Example.ORG") == "postmaster@mail0.example.org"
+    assert len(calls) == 5  # the refusal and the role name went to email-validator
