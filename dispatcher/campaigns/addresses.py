@@ -68,10 +68,10 @@ def normalize(email: str) -> str:
     match = _PLAIN.match(email)
     if match is None or len(email) > _SHORT:
         return _full(email)
-    local, domain = match.group("local", "domain")
+    local, domain = match.groups()
     if len(local) > _LOCAL_MAX or (len(local) <= _ROLE_MAX and local.lower() in _ROLE_NAMES):
         return _full(email)
-    normalized = _domain(domain)
+    normalized = _domains.get(domain) or _domain(domain)
     if normalized is None:
         return _full(email)  # its own words for what is wrong (or its IDNA normalization)
     return f"{local}@{normalized}"

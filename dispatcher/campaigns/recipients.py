@@ -10,6 +10,7 @@ all raises ``InputError``. Duplicates are not removed here (the database does, b
 from __future__ import annotations
 
 import csv
+import operator
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -227,6 +228,10 @@ class RecipientReader:
         at = self._email_index
         keep = [i for i, name in enumerate(self._names) if name and i != at]
         names = [self._names[i] for i in keep]
+        # The variables of a row without a comprehension per row (a frame each, in 3.11).
+        pick = operator.itemgetter(*keep) if len(keep) > 1 else None
+        only = keep[0] if len(keep) == 1 else None
+        make = tuple.__new__  # RecipientRow(...) without NamedTuple's Python-level __new__
         for line, row, joined in self._rows():
             email = row[at].strip() if len(row) > at else ""
             if len(row) != width:
@@ -250,8 +255,11 @@ class RecipientReader:
             except EmailNotValidError as exc:
                 yield RejectedRow(line, email, f"{email!r} is not a valid address: {exc}")
                 continue
-            values = [row[i] for i in keep]
-            yield RecipientRow(line, normalized, dict(zip(names, values, strict=True)))
+            if pick is not None:
+                variables = dict(zip(names, pick(row), strict=True))
+            else:
+                variables = {} if only is None else {names[0]: row[only]}
+            yield make(RecipientRow, (line, normalized, variables))
 
     def _bad_field(self, row: list[str]) -> str | None:
         """Why a field makes the row unusable (line break, oversize), or None."""
