@@ -120,27 +120,23 @@ class RecipientReader:
 
     def _decoded_lines(self) -> Iterator[str]:
         """Physical lines as text, line endings kept (csv needs them inside quoted fields)."""
-        number = 0
+        readline, limit = self._stream.readline, MAX_LINE_BYTES + 1
+        number = 1
         offset = 0  # of the line's first byte in the file
-        while True:
-            raw = self._stream.readline(MAX_LINE_BYTES + 1)
-            if not raw:
-                return
-            number += 1
-            if len(raw) > MAX_LINE_BYTES:
+        raw = readline(limit)
+        too_long = len(raw) > MAX_LINE_BYTES  # (the BOM counts, as on any line)
+        if raw.startswith(_UTF16_BOMS):
+            raise InputError(f"{self.source} is UTF-16; save it as UTF-8 (in Excel: CSV UTF-8)")
+        if raw.startswith(_BOM):
+            raw, offset = raw[len(_BOM) :], len(_BOM)
+        while raw:  # (once per line of a million-row list: kept short)
+            if too_long or len(raw) > MAX_LINE_BYTES:
                 raise InputError(
                     f"{self.source}: line {number} is longer than {MAX_LINE_BYTES} bytes; "
                     "is this a CSV file?"
                 )
-            if number == 1:
-                if raw.startswith(_UTF16_BOMS):
-                    raise InputError(
-                        f"{self.source} is UTF-16; save it as UTF-8 (in Excel: CSV UTF-8)"
-                    )
-                if raw.startswith(_BOM):
-                    raw, offset = raw[len(_BOM) :], len(_BOM)
             try:
-                yield raw.decode("utf-8")
+                yield raw.decode()
             except UnicodeDecodeError as exc:
                 raise InputError(
                     f"{self.source}: line {number} is not UTF-8 (byte 0x{raw[exc.start]:02x} "
@@ -148,6 +144,8 @@ class RecipientReader:
                     "save the file as UTF-8 (in Excel: CSV UTF-8)"
                 ) from None
             offset += len(raw)
+            number += 1
+            raw = readline(limit)
 
     def _next_row(self) -> tuple[int, list[str]] | None:
         """The next row with any content and the line it starts on; None at the end."""
