@@ -22,6 +22,7 @@ import asyncpg  # type: ignore[import-untyped]
 import structlog
 
 from dispatcher.clock import wait_event
+from dispatcher.db.outage import connection_lost
 from dispatcher.db.sql import named_queries
 
 __all__ = ["Ahead", "Materialiser", "materialise_chunk"]
@@ -87,8 +88,24 @@ class Materialiser:
         self._done_to: dict[int, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Tick until `stop`. An outage of Postgres is waited out here (a chunk is one
+        transaction: nothing half done to repeat); the pool's other parts decide when an
+        outage has lasted too long and stop the daemon."""
+        down = False
         while not stop.is_set():
-            made = await self.tick()
+            try:
+                made = await self.tick()
+            except Exception as exc:
+                if not connection_lost(exc):
+                    raise
+                if not down:
+                    log.warning("campaign.materialiser_waiting", error=repr(exc))
+                    down = True
+                await wait_event(stop, self._interval)
+                continue
+            if down:
+                log.info("campaign.materialiser_back")
+                down = False
             if not made:  # more at once when behind; otherwise look again shortly
                 await wait_event(stop, self._interval)
 
