@@ -129,10 +129,10 @@ class Materialiser:
         async with self._pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(query("materialise_lock"), campaign_id) is None:
                 return 0
-            after = self._done_to.get(campaign_id, 0)
-            made, self._done_to[campaign_id] = await materialise_chunk(
-                conn, campaign_id, limit, after
+            made, last = await materialise_chunk(
+                conn, campaign_id, limit, self._done_to.get(campaign_id, 0)
             )
+        self._done_to[campaign_id] = last  # only once committed: else those lines are still due
         if made:
             log.debug("campaign.materialised", campaign_id=campaign_id, recipients=made)
         return made
