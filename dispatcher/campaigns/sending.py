@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -209,6 +210,10 @@ class CampaignSender:
         except InputError:  # checked at import; a zone gone from tzdata since: the campaign's
             opens = window.next_open(zone(row.timezone or "UTC"), now)
         return None if opens is None else max(1.0, (opens - now).total_seconds())
+
+    async def materialise(self, stop: asyncio.Event, rate: Callable[[], float]) -> None:
+        """Until `stop`: keep running campaigns' recipients ahead of the sending as jobs."""
+        await self._store.materialiser(rate).run(stop)
 
     async def finish_done(self) -> list[int]:
         """Mark running campaigns with nothing left to send finished; their ids."""

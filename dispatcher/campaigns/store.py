@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
+from dispatcher.campaigns import materialise
+from dispatcher.campaigns.materialise import Materialiser, materialise_chunk
 from dispatcher.campaigns.recipients import RecipientRow, RejectedRow
 from dispatcher.db.sql import named_queries
 from dispatcher.domain.validate import (
     CAMPAIGN_RESERVED_TAGS,
     check_list_management,
-    suppression_key,
     validate_envelope,
 )
 from dispatcher.errors import InputError
 
 query = named_queries("dispatcher.campaigns", "campaigns.sql")
 
-COPY_CHUNK = 5000
+RECIPIENT_COLUMNS = ["campaign_id", "line", "email", "variables"]
+# Before each variable's value in campaign_recipients.variables (see migration 0022): a
+# character recipients.py refuses in any field, as it would break a mail header.
+_SEPARATOR = "\x1e"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,13 +194,14 @@ class CampaignStore:
         rows: Iterable[RecipientRow | RejectedRow],
         *,
         strict: bool = False,
-        dedupe_key: Any = None,
     ) -> ImportResult:
         """Import a campaign and its list in one transaction: all of it, or nothing.
 
-        Good rows stream into a staging table with COPY (memory stays flat); the database
-        removes duplicates (first line wins) and suppressed addresses. With `strict`, one
-        rejected row rejects the whole file (InputError listing the first ones).
+        Good rows stream with COPY into campaign_recipients, one narrow row each (they become
+        message + job rows as the campaign is sent: dispatcher.campaigns.materialise); the
+        database removes duplicates (first line wins, compared lower-cased) and suppressed
+        addresses. With `strict`, one rejected row rejects the whole file (InputError listing
+        the first ones). `rows` come from one reader: every row has the header's columns.
         """
         envelope = validate_envelope(
             spec.from_addr,
@@ -210,17 +215,28 @@ class CampaignStore:
             spec, from_addr=envelope.from_addr, reply_to=envelope.reply_to, tags=envelope.tags
         )
         check_list_management(spec.contact_list, spec.topic)
-        key_of = dedupe_key if dedupe_key is not None else suppression_key
         rejected: list[Rejected] = []
+        columns: list[str] | None = None
+        copied = 0
 
-        def records() -> Iterator[tuple[int, str, str, str]]:
+        def records() -> Iterator[tuple[int, int, str, str]]:
+            nonlocal columns, copied
             for row in rows:
                 if isinstance(row, RejectedRow):
                     rejected.append(Rejected(row.line, row.email, row.reason))
                     continue
-                yield (row.line, row.email, key_of(row.email), json.dumps(row.variables))
+                values = _SEPARATOR.join(["", *row.variables.values()])  # each after one
+                if columns is None:
+                    columns = list(row.variables)
+                # Rows of one reader share its header; the reader refuses the separator.
+                if values.count(_SEPARATOR) != len(columns):
+                    raise ValueError(f"line {row.line}: columns {list(row.variables)}")
+                copied += 1
+                yield (campaign_id, row.line, row.email, values)
 
         async with self._pool.acquire() as conn, conn.transaction():
+            # The duplicate search sorts the whole list: in memory, not in temporary files.
+            await conn.execute(query("campaign_import_work_mem"))
             campaign_id: int = await conn.fetchval(
                 query("campaign_insert"),
                 spec.name,
@@ -241,15 +257,13 @@ class CampaignStore:
                 spec.contact_list,
                 spec.topic,
             )
-            await conn.execute(query("campaign_staging"))
-            chunk: list[tuple[int, str, str, str]] = []
-            for record in records():
-                chunk.append(record)
-                if len(chunk) >= COPY_CHUNK:
-                    await conn.copy_records_to_table("campaign_staging", records=chunk)
-                    chunk = []
-            if chunk:
-                await conn.copy_records_to_table("campaign_staging", records=chunk)
+            # Streamed (binary COPY, asyncpg pulls the rows as it sends): memory stays flat.
+            await conn.copy_records_to_table(
+                "campaign_recipients",
+                schema_name="dispatcher",
+                columns=RECIPIENT_COLUMNS,
+                records=records(),
+            )
             if strict and rejected:
                 shown = "; ".join(f"line {r.line}: {r.reason}" for r in rejected[:5])
                 more = f" (and {len(rejected) - 5} more)" if len(rejected) > 5 else ""
@@ -257,7 +271,7 @@ class CampaignStore:
                     f"{len(rejected)} bad row(s) in the recipient list and --strict is set, "
                     f"so nothing was imported: {shown}{more}"
                 )
-            dups = await conn.fetch(query("campaign_duplicates"))
+            dups = await conn.fetch(query("campaign_duplicates"), campaign_id)
             for r in dups:
                 rejected.append(
                     Rejected(r["line"], r["email"], f"duplicate of line {r['first_line']}")
@@ -266,15 +280,20 @@ class CampaignStore:
             dup_lines = {r["line"] for r in dups}
             suppressed = [
                 r
-                for r in await conn.fetch(query("campaign_suppressed"))
+                for r in await conn.fetch(query("campaign_suppressed"), campaign_id)
                 if r["line"] not in dup_lines
             ]
             for r in suppressed:
                 rejected.append(Rejected(r["line"], r["email"], f"suppressed: {r['reason']}"))
-            await conn.execute(query("campaign_import"), campaign_id)
-            imported: int = await conn.fetchval(query("campaign_set_recipients"), campaign_id)
+            dropped = sorted(dup_lines | {r["line"] for r in suppressed})
+            if dropped:
+                await conn.execute(query("campaign_drop_recipients"), campaign_id, dropped)
+            imported = copied - len(dropped)
             if imported == 0:  # raised inside the transaction: the campaign is rolled back
                 raise _nobody_left(rejected, len(dups), len(suppressed))
+            await conn.execute(
+                query("campaign_set_recipients"), campaign_id, imported, columns or []
+            )
         rejected.sort(key=lambda r: r.line)
         return ImportResult(campaign_id, imported, rejected, len(dups), len(suppressed))
 
@@ -298,6 +317,10 @@ class CampaignStore:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.fetchval(query("campaign_mark_running"), campaign_id)
             await conn.execute(query("campaign_release_held"), campaign_id)
+            if current.send_at is None or current.send_at <= datetime.now(UTC):
+                # The first chunk now (this transaction holds the row): the first claim
+                # finds mail; the daemons' materialisers keep ahead from there.
+                await materialise_chunk(conn, campaign_id, materialise.CHUNK)
             await conn.execute(query("wake_workers"))  # idle daemons start at commit
         return await self.get(campaign_id)
 
@@ -315,11 +338,12 @@ class CampaignStore:
         await self.get(campaign_id)
         await self.finish_done(campaign_id)  # all sent: finished, not cancelled
         async with self._pool.acquire() as conn, conn.transaction():
-            marked = await conn.fetchval(query("campaign_mark_cancelled"), campaign_id)
-            if marked is None:
+            # Its recipients not yet materialised stay where they are, cancelled with it.
+            left = await conn.fetchval(query("campaign_mark_cancelled"), campaign_id)
+            if left is None:
                 raise InputError(f"campaign {campaign_id} is already cancelled or finished")
             rows = await conn.fetch(query("campaign_cancel_jobs"), campaign_id)
-        return len(rows)
+        return len(rows) + int(left)
 
     async def retry_failed(self, campaign_id: int) -> int:
         """Requeue recipients whose failure was retryable (transient); returns how many."""
@@ -338,6 +362,10 @@ class CampaignStore:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(query("campaign_finish_done"), campaign_id)
         return [r["id"] for r in rows]
+
+    def materialiser(self, rate: Callable[[], float]) -> Materialiser:
+        """The loop that turns recipients into jobs ahead of a sending at `rate`/s."""
+        return Materialiser(self._pool, rate)
 
     # -- inspection ---------------------------------------------------------------------------
 
@@ -366,9 +394,11 @@ class CampaignStore:
     async def report_rows(self, campaign_id: int) -> AsyncIterator[Any]:
         """Per-recipient rows, streamed with a cursor (memory stays flat)."""
         await self.get(campaign_id)
-        async with self._pool.acquire() as conn, conn.transaction():
-            async for row in conn.cursor(query("campaign_report"), campaign_id, prefetch=2000):
-                yield row
+        # One snapshot: a recipient materialised meanwhile is listed once, in one of the parts.
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            for part in ("campaign_report", "campaign_report_unmaterialised"):
+                async for row in conn.cursor(query(part), campaign_id, prefetch=2000):
+                    yield row
 
 
 def _nobody_left(rejected: list[Rejected], duplicates: int, suppressed: int) -> InputError:

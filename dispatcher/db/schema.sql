@@ -344,6 +344,16 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION dispatcher.unmaterialised_state(campaign dispatcher.campaign_state) RETURNS dispatcher.job_state
+    LANGUAGE sql IMMUTABLE
+    AS $$
+SELECT CASE campaign
+           WHEN 'running' THEN 'queued'::dispatcher.job_state
+           WHEN 'cancelled' THEN 'cancelled'::dispatcher.job_state
+           ELSE 'held'::dispatcher.job_state
+       END
+$$;
+
 CREATE FUNCTION dispatcher.requeue_state(campaign bigint) RETURNS dispatcher.job_state
     LANGUAGE plpgsql STABLE
     AS $$
@@ -559,6 +569,13 @@ CREATE TABLE dispatcher.campaign_pruned (
     complained bigint DEFAULT 0 NOT NULL
 );
 
+CREATE TABLE dispatcher.campaign_recipients (
+    campaign_id bigint NOT NULL,
+    line integer NOT NULL,
+    email text NOT NULL,
+    variables text NOT NULL
+);
+
 CREATE TABLE dispatcher.campaigns (
     id bigint NOT NULL,
     name text NOT NULL,
@@ -585,6 +602,8 @@ CREATE TABLE dispatcher.campaigns (
     timezone_column text,
     contact_list text,
     contact_topic text,
+    variable_columns text[] DEFAULT '{}'::text[] NOT NULL,
+    unmaterialised integer DEFAULT 0 NOT NULL,
     CONSTRAINT campaigns_mode_check CHECK ((mode = ANY (ARRAY['render'::text, 'ses_template'::text])))
 );
 
@@ -824,6 +843,9 @@ ALTER TABLE ONLY dispatcher.webhook_endpoints ALTER COLUMN id SET DEFAULT nextva
 
 ALTER TABLE ONLY dispatcher.campaign_pruned
     ADD CONSTRAINT campaign_pruned_pkey PRIMARY KEY (campaign_id, state, outcome);
+
+ALTER TABLE ONLY dispatcher.campaign_recipients
+    ADD CONSTRAINT campaign_recipients_pkey PRIMARY KEY (campaign_id, line);
 
 ALTER TABLE ONLY dispatcher.campaigns
     ADD CONSTRAINT campaigns_pkey PRIMARY KEY (id);

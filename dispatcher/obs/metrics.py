@@ -268,7 +268,7 @@ def _campaigns(rows: Sequence[asyncpg.Record], feedback: dict[int, Counts]) -> l
             r["id"], (r["name"], r["campaign_state"], r["recipients"], {}, r["pause_reason"])
         )
         if r["state"] is not None:
-            entry[3][r["state"]] = r["n"]
+            entry[3][r["state"]] = entry[3].get(r["state"], 0) + r["n"]  # jobs + recipients
     names = [name for name, *_ in by_id.values()]
     out = []
     for cid, (name, state, recipients, by_state, reason) in by_id.items():

@@ -13,7 +13,9 @@ FROM (SELECT
         (SELECT count(*) FROM dispatcher.jobs WHERE state = 'queued' AND campaign_id IS NULL)
             AS queued_message,
         (SELECT count(*) FROM dispatcher.jobs WHERE state = 'queued' AND campaign_id IS NOT NULL)
-            AS queued_campaign) q,
+        -- and the recipients of running campaigns not yet materialised as jobs
+        + (SELECT coalesce(sum(unmaterialised), 0) FROM dispatcher.campaigns
+           WHERE state = 'running') AS queued_campaign) q,
      (SELECT count(*) FILTER (WHERE state = 'claimed') AS claimed,
              count(*) FILTER (WHERE state = 'claimed' AND campaign_id IS NOT NULL)
                 AS claimed_campaign,
@@ -25,19 +27,27 @@ FROM (SELECT
                 AS unknown_campaign
       FROM dispatcher.jobs WHERE state = 'unknown') u,
      (SELECT coalesce(sum((SELECT count(*) FROM dispatcher.jobs j
-                           WHERE j.campaign_id = c.id AND j.state = 'held')), 0)::bigint AS held
+                           WHERE j.campaign_id = c.id AND j.state = 'held')
+                          + CASE WHEN c.state <> 'running' THEN c.unmaterialised ELSE 0 END),
+                      0)::bigint AS held
       FROM dispatcher.campaigns c WHERE c.state IN ('draft', 'running', 'paused')) h;
 
 -- name: campaign_progress
 -- Running and paused campaigns: their recipients and their mail by state (an index-only walk
 -- of jobs_campaign over those campaigns' jobs).
+-- Recipients not yet materialised count in the state their job would have.
 SELECT c.id, c.name, c.state::text AS campaign_state, c.recipients, c.pause_reason,
        j.state::text AS state, count(j.id) AS n
 FROM dispatcher.campaigns c
 LEFT JOIN dispatcher.jobs j ON j.campaign_id = c.id
 WHERE c.state IN ('running', 'paused')
 GROUP BY c.id, c.name, c.state, c.recipients, c.pause_reason, j.state
-ORDER BY c.id;
+UNION ALL
+SELECT c.id, c.name, c.state::text, c.recipients, c.pause_reason,
+       dispatcher.unmaterialised_state(c.state)::text, c.unmaterialised
+FROM dispatcher.campaigns c
+WHERE c.state IN ('running', 'paused') AND c.unmaterialised > 0
+ORDER BY 1;
 
 -- name: feedback_kinds
 -- Recipients with an SES event of each kind in the last $1 seconds: one range of the

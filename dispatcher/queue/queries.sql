@@ -272,9 +272,14 @@ SELECT state::text, count(*) AS n FROM dispatcher.jobs GROUP BY state;
 
 -- name: pending
 -- What a draining worker still waits for: active jobs, except mail scheduled by its sender for
--- later than $1 seconds from now (not waited for). Only mail of its account ($2).
+-- later than $1 seconds from now (not waited for). Only mail of its account ($2), and the
+-- recipients of running campaigns not yet materialised as jobs (dispatcher.campaigns.materialise;
+-- their account is known once they are jobs, so every account's drain waits for them).
 SELECT count(*) FILTER (WHERE state IN ('queued', 'claimed', 'in_flight')
                         AND NOT (scheduled AND run_at > now() + make_interval(secs => $1)))
+       + (SELECT coalesce(sum(unmaterialised), 0) FROM dispatcher.campaigns
+          WHERE state = 'running' AND unmaterialised > 0
+            AND (send_at IS NULL OR send_at <= now() + make_interval(secs => $1)))
            AS waiting,
        count(*) FILTER (WHERE state = 'queued' AND scheduled
                         AND run_at > now() + make_interval(secs => $1)) AS scheduled_later,
@@ -286,7 +291,9 @@ WHERE state IN ('queued', 'claimed', 'in_flight') AND account = $2;
 -- Mail waiting out a sending error a person must fix, or all queued mail while the guard holds
 -- all sending; a draining worker stops on it (exit 4). Only mail of its account ($1).
 WITH hold AS (SELECT reason FROM dispatcher.sending_hold WHERE account = $1)
-SELECT count(*) AS n,
+SELECT count(*) + CASE WHEN EXISTS (SELECT 1 FROM hold)  -- (and the recipients to materialise)
+                       THEN (SELECT coalesce(sum(unmaterialised), 0) FROM dispatcher.campaigns
+                             WHERE state = 'running') ELSE 0 END AS n,
        coalesce((SELECT reason FROM hold),
                 (array_agg(last_error ORDER BY updated_at DESC))[1]) AS reason
 FROM dispatcher.jobs

@@ -36,6 +36,9 @@ class Campaigns(Protocol):
 
     async def finish_done(self) -> list[int]: ...
 
+    async def materialise(self, stop: asyncio.Event, rate: Callable[[], float]) -> None:
+        """Until `stop`: keep running campaigns' recipients ahead of the sending as jobs."""
+
 
 class Dispatch:
     """Moves jobs from the intake through admission to sending, one message or group at a time."""

@@ -203,6 +203,9 @@ class WorkerPool:
             finish_campaigns=campaigns.finish_done if campaigns is not None else None,
         )
 
+    def _rate(self) -> float:
+        return self.limiter.rate
+
     @property
     def limiter(self) -> RecipientLimiter:
         return self.admission.limiter
@@ -305,6 +308,8 @@ class WorkerPool:
                 ),
             ),
         ]
+        if self._campaigns is not None:  # campaign recipients become jobs ahead of the claim
+            loops.append(("materialiser", self._campaigns.materialise(stop, self._rate)))
         tasks = [asyncio.create_task(self._guarded(coro, name), name=name) for name, coro in loops]
 
         async def stop_loops() -> None:

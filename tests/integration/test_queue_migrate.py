@@ -40,6 +40,7 @@ async def test_fresh_database_migrates_then_second_run_is_a_no_op(pg_blank_dsn: 
             "accounts",
             "api_keys",
             "campaign_pruned",
+            "campaign_recipients",
             "campaigns",
             "events",
             "jobs",

@@ -191,6 +191,7 @@ async def test_campaign_totals_survive_the_pruning_of_its_rows(
         iter_recipients(io.BytesIO(rows.encode()), source="list.csv"),
     )
     cid = created.id
+    await campaigns.start(cid)  # its recipients become message + job rows
     async with queue.pool.acquire() as conn:
         ids = [
             r[0]

@@ -107,6 +107,9 @@ class FakeCampaigns:
     async def finish_done(self) -> list[int]:
         return []
 
+    async def materialise(self, stop: asyncio.Event, rate: Callable[[], float]) -> None:
+        return None  # the memory store holds jobs only: nothing to materialise
+
 
 def messages(n: int, **changes: Any) -> list[NewMessage]:
     return [
