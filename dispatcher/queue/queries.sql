@@ -126,18 +126,23 @@ ORDER BY claimed.priority DESC, offered.turn, claimed.run_at, claimed.id;
 -- whose lease was lost (recovered, reclaimed) are not returned and must not be sent.
 -- Repeatable: a job already in flight under the same owner and token was launched by an
 -- earlier run of this statement whose answer was lost (the connection was cut), so it counts.
+-- The jobs are found by primary key: the state is compared as text so that the planner cannot
+-- pick the jobs_leased index (its statistics say "claimed" is rare, so it would scan every job
+-- the worker holds, dead index entries included, for each launch: 2-10 ms instead of 0.3).
 WITH launched AS (
     UPDATE dispatcher.jobs j
     SET state = 'in_flight', updated_at = now()
     FROM unnest($1::bigint[], $2::bigint[]) AS u(id, token)
-    WHERE j.id = u.id AND j.lease_token = u.token AND j.lease_owner = $3 AND j.state = 'claimed'
+    WHERE j.id = ANY($1::bigint[]) AND j.id = u.id AND j.lease_token = u.token
+      AND j.lease_owner = $3 AND j.state::text = 'claimed'
     RETURNING j.id
 )
 SELECT id FROM launched
 UNION ALL
 SELECT j.id
 FROM dispatcher.jobs j JOIN unnest($1::bigint[], $2::bigint[]) AS u(id, token) ON j.id = u.id
-WHERE j.lease_token = u.token AND j.lease_owner = $3 AND j.state = 'in_flight';
+WHERE j.id = ANY($1::bigint[]) AND j.lease_token = u.token AND j.lease_owner = $3
+  AND j.state::text = 'in_flight';
 
 -- name: settle
 -- Record send results in one round trip. The fencing token makes a late result from a worker
@@ -170,7 +175,7 @@ RETURNING j.id;
 UPDATE dispatcher.jobs j
 SET state = dispatcher.requeue_state(j.campaign_id), lease_owner = NULL, updated_at = now(),
     run_at = greatest(j.run_at, now() + make_interval(secs => $3)), scheduled = j.scheduled OR $4
-WHERE j.id = ANY($1::bigint[]) AND j.lease_owner = $2 AND j.state = 'claimed'
+WHERE j.id = ANY($1::bigint[]) AND j.lease_owner = $2 AND j.state::text = 'claimed'  -- by key
 RETURNING j.id;
 
 -- name: release_orphans

@@ -4,6 +4,7 @@ sessions, statement sizes, SQL details). The promises themselves: tests/conforma
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -250,6 +251,42 @@ async def test_concurrent_claimers_never_share_a_job(queue: Queue) -> None:
     assert {r["lease_owner"]: r["n"] for r in rows} == {
         o: len(got) for o, got in zip(owners, per_owner, strict=True) if got
     }
+
+
+async def test_launch_and_release_look_jobs_up_by_key_not_by_owner(queue: Queue) -> None:
+    """A worker holding many claimed jobs launches a few: only those rows are read (one index
+    probe each), not every job it holds (the planner, told by the statistics that claimed jobs
+    are rare, scanned the owner's whole lease index for each launch: 2-10 ms instead of 0.3)."""
+    await queue.enqueue_many([msg(i) for i in range(3000)])
+    await fetch(queue, "ANALYZE dispatcher.jobs")  # the statistics: every job queued
+    owner = await worker(queue)
+    jobs = [j for _ in range(20) for j in await queue.claim(owner, 100)]
+    few = jobs[:30]
+    ids, tokens = [j.id for j in few], [j.token for j in few]
+    for name, args in (("launch", (ids, tokens, owner)), ("release", (ids, owner, 0.0, False))):
+        async with queue.pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            plan = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + query(name), *args)
+            await tx.rollback()  # EXPLAIN ANALYZE ran the statement: keep nothing of it
+        nodes = _plan_nodes(json_plan(plan))
+        read = [n for n in nodes if n.get("Relation Name") == "jobs" and "Index Name" in n]
+        assert read and all(n["Index Name"] == "jobs_pkey" for n in read), (name, read)
+        assert max(n["Actual Rows"] * n["Actual Loops"] for n in read) <= len(few)
+    assert await queue.launch(owner, few) == set(ids)
+
+
+def json_plan(plan: Any) -> dict[str, Any]:
+    value = json.loads(plan) if isinstance(plan, str) else plan
+    return dict(value[0]["Plan"])
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan tree."""
+    out = [node]
+    for child in node.get("Plans", []):
+        out += _plan_nodes(child)
+    return out
 
 
 async def test_a_slow_worker_that_lost_its_jobs_writes_nothing_while_another_holds_them(
