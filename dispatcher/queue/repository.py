@@ -22,7 +22,7 @@ from typing import Any, get_args
 
 import asyncpg  # type: ignore[import-untyped]
 
-from dispatcher.db.connect import open_pool
+from dispatcher.db.connect import open_pool, stateless
 from dispatcher.db.outage import connection_alive
 from dispatcher.db.sql import named_queries
 from dispatcher.domain.jobs import (
@@ -171,7 +171,7 @@ class Queue:
         msgs = validate_all(msgs)
         if not msgs:
             return []
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             # One chunk is one statement and needs no transaction; several must be atomic.
             several = len(msgs) > ENQUEUE_CHUNK
             async with conn.transaction() if several else contextlib.nullcontext():
@@ -183,7 +183,7 @@ class Queue:
         """Lease up to ``limit`` due jobs to ``owner``, highest priority first."""
         if limit <= 0:
             return []
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             rows = await conn.fetch(query("claim"), owner, limit)
         return [
             ClaimedJob(
@@ -220,7 +220,7 @@ class Queue:
         pairs = [(j.id, j.token) if isinstance(j, ClaimedJob) else j for j in jobs]
         if not pairs:
             return set()
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             rows = await conn.fetch(
                 query("launch"), [p[0] for p in pairs], [p[1] for p in pairs], owner
             )
@@ -233,7 +233,7 @@ class Queue:
         for s in settlements:
             if s.state not in get_args(SettleState):
                 raise InputError(f"job {s.id}: cannot settle to state {s.state!r}")
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             rows = await conn.fetch(
                 query("settle"),
                 [s.id for s in settlements],
@@ -253,13 +253,13 @@ class Queue:
         """Give claimed jobs back to the queue without using an attempt; returns how many."""
         if not ids:
             return 0
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             rows = await conn.fetch(query("release"), list(ids), owner, float(delay), scheduled)
         return len(rows)
 
     async def release_orphans(self, owner: uuid.UUID, held: Sequence[int]) -> int:
         """Requeue jobs claimed by ``owner`` other than ``held`` (a claim whose answer was lost)."""
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             rows = await conn.fetch(query("release_orphans"), owner, list(held))
         return len(rows)
 
@@ -276,18 +276,18 @@ class Queue:
 
     async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> int:
         """Mark ``owner`` active (when busy) for ``ttl`` s; how many other workers are active."""
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             row = await conn.fetchrow(query("rate_share"), owner, busy, float(ttl))
         others: int = row["others"]
         return others
 
     async def heartbeat(self, owner: uuid.UUID) -> bool:
         """Renew the lease; False if our row is gone (another worker declared us dead)."""
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             return await conn.fetchval(query("heartbeat"), owner) is not None
 
     async def unregister_worker(self, owner: uuid.UUID) -> None:
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             await conn.execute(query("unregister_worker"), owner)
 
     async def hold_session(self, owner: uuid.UUID) -> bool:
@@ -338,7 +338,7 @@ class Queue:
 
     async def counts(self) -> dict[str, int]:
         """Jobs per state; every state of STATES is present, with 0 if it has none."""
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             rows = await conn.fetch(query("counts"))
         result = dict.fromkeys(STATES, 0)
         result.update({row["state"]: row["n"] for row in rows})
@@ -346,7 +346,7 @@ class Queue:
 
     async def pending(self, horizon_seconds: float = 0.0) -> Pending:
         """Active jobs, except mail its sender scheduled beyond ``horizon_seconds`` from now."""
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             row = await conn.fetchrow(query("pending"), float(horizon_seconds))
         return Pending(row["waiting"], row["scheduled_later"], row["next_run_at"])
 
@@ -354,7 +354,7 @@ class Queue:
         """The suppression keys (``suppression_key``) of these addresses that are suppressed."""
         if not addresses:
             return set()
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             rows = await conn.fetch(
                 query("suppressed_among"), sorted({suppression_key(a) for a in addresses})
             )

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
+from dispatcher.db.connect import stateless
 from dispatcher.domain.jobs import Enqueued, NewMessage, Recovered, Settlement
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.queue import repository
@@ -425,3 +426,38 @@ async def test_get(queue: Queue) -> None:
     )
     assert view.sent_at is None and view.ses_message_id is None and view.last_error is None
     assert view.created_at.tzinfo is not None and view.run_at >= view.created_at
+
+
+# --- giving connections back -----------------------------------------------------------------
+
+
+async def test_a_queue_statement_gives_its_connection_back_without_the_reset(pg_dsn: str) -> None:
+    """The reset on release (a round trip) is skipped after statements that leave no session
+    state; any other use of a pooled connection, or a failed one, is still reset."""
+    async with Queue.connect(pg_dsn, min_size=1, max_size=1) as queue:
+        pool = queue.pool
+
+        async def setting() -> str:
+            async with pool.acquire() as conn:
+                return str(await conn.fetchval("SHOW application_name"))
+
+        async with stateless(pool) as conn:
+            await conn.execute("SET application_name = 'left behind'")  # (a misuse, to see it)
+        assert await setting() == "left behind"  # not reset: no round trip was spent on it
+        async with pool.acquire() as conn:
+            await conn.execute("SET application_name = 'left behind'")
+        assert await setting() == ""  # an ordinary borrower is reset as before
+        with pytest.raises(asyncpg.PostgresError):
+            async with stateless(pool) as conn:
+                await conn.execute("SET application_name = 'failed'")
+                await conn.execute("SELECT 1/0")
+        assert await setting() == ""  # a failed statement: reset
+        owner = await worker(queue)
+        assert await queue.hold_session(owner)
+        await queue.end_session(owner)  # the session lock is freed by the reset, as before
+        async with pool.acquire() as conn:
+            held = await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            )
+        assert held == 0
+        assert (await queue.counts())["queued"] == 0
