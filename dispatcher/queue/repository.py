@@ -16,7 +16,7 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, get_args
 
@@ -59,21 +59,32 @@ def _json_tags(tags: Any) -> dict[str, str]:
     return dict(value or {})
 
 
+def array_literal(values: Sequence[str]) -> str:
+    """A Postgres text[] literal: every element quoted, so any character is kept as given."""
+    if not values:
+        return "{}"
+    return '{"' + '","'.join(v.replace("\\", "\\\\").replace('"', '\\"') for v in values) + '"}'
+
+
+def _tags_json(tags: Mapping[str, str]) -> str:
+    return json.dumps(dict(tags)) if tags else "{}"
+
+
 def _params(msgs: Sequence[NewMessage]) -> list[list[Any]]:
     """The 18 parallel arrays of the enqueue_many statement, in parameter order."""
     return [
         [m.idempotency_key for m in msgs],
         [m.from_addr for m in msgs],
-        [json.dumps(list(m.to)) for m in msgs],
-        [json.dumps(list(m.cc)) for m in msgs],
-        [json.dumps(list(m.bcc)) for m in msgs],
-        [json.dumps(list(m.reply_to)) for m in msgs],
+        [array_literal(m.to) for m in msgs],
+        [array_literal(m.cc) for m in msgs],
+        [array_literal(m.bcc) for m in msgs],
+        [array_literal(m.reply_to) for m in msgs],
         [m.subject for m in msgs],
         [m.text for m in msgs],
         [m.html for m in msgs],
         [m.raw for m in msgs],
         [m.configuration_set for m in msgs],
-        [json.dumps(dict(m.tags)) for m in msgs],
+        [_tags_json(m.tags) for m in msgs],
         [m.priority for m in msgs],
         [m.send_after for m in msgs],
         [m.recipient_count for m in msgs],

@@ -149,10 +149,10 @@ async def test_concurrent_insert_of_the_same_key_returns_the_winners_id(
                 query("enqueue_many"),
                 ["race"],
                 ["s@example.com"],
-                ['["x@example.com"]'],
-                ["[]"],
-                ["[]"],
-                ["[]"],
+                ['{"x@example.com"}'],
+                ["{}"],
+                ["{}"],
+                ["{}"],
                 ["s"],
                 ["t"],
                 [None],
@@ -210,6 +210,31 @@ async def test_ten_thousand_messages_in_one_statement(pg_dsn: str) -> None:
         assert row["n"] == 10_001
     finally:
         await pool.close()
+
+
+async def test_enqueue_reads_only_the_rows_of_keys_already_stored(queue: Queue) -> None:
+    """An enqueue's cost does not grow with the table: an existing key is one index probe (the
+    statement hashed every stored message for each batch)."""
+    await queue.enqueue_many([msg(i, idempotency_key=f"old-{i}") for i in range(3000)])
+    await fetch(queue, "ANALYZE dispatcher.messages")
+    batch = [msg(i, idempotency_key=f"old-{i}" if i < 5 else None) for i in range(20)]
+    async with queue.pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        plan = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + query("enqueue_many"),
+            *repository._params(repository.validate_all(batch)),  # OLD,
+        )
+        await tx.rollback()
+    read = [
+        n
+        for n in _plan_nodes(json_plan(plan))
+        if n.get("Relation Name") == "messages" and "Scan" in n["Node Type"]
+    ]
+    assert read and all(n["Node Type"] == "Index Scan" for n in read), read
+    assert sum(n["Actual Rows"] * n["Actual Loops"] for n in read) == 5
+    results = await queue.enqueue_many(batch)
+    assert [r.created for r in results] == [False] * 5 + [True] * 15
 
 
 async def test_a_batch_larger_than_a_chunk_runs_as_several_statements(
@@ -461,3 +486,19 @@ async def test_a_queue_statement_gives_its_connection_back_without_the_reset(pg_
             )
         assert held == 0
         assert (await queue.counts())["queued"] == 0
+
+
+async def test_address_lists_reach_postgres_as_given(queue: Queue) -> None:
+    """The array literals enqueue_many sends keep every character of every element."""
+    hostile = [
+        'Jane "J" Doe <jane@example.com>',
+        "back\\slash <b@example.com>",
+        "{braces}, commas <c@example.com>",
+        "NULL",
+        "  spaced  ",
+        "é€ <u@example.com>",
+        "",
+    ]
+    for values in ([], hostile[:1], hostile):
+        got = await fetch(queue, "SELECT $1::text::text[] AS a", repository.array_literal(values))
+        assert got[0]["a"] == values
