@@ -54,6 +54,8 @@ ENQUEUE_CHUNK = 10_000
 
 
 def _json_tags(tags: Any) -> dict[str, str]:
+    if tags == "{}":  # most messages have no tags: no JSON parse per claimed job
+        return {}
     # jsonb arrives as text unless the pool registered a codec for it.
     value = json.loads(tags) if isinstance(tags, str) else tags
     return dict(value or {})
