@@ -156,7 +156,7 @@ SET state = CASE WHEN u.state = 'queued' THEN dispatcher.requeue_state(j.campaig
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
             $7::smallint[], $8::float8[])
      AS u(id, token, state, ses_message_id, outcome, error, attempt_used, delay)
-WHERE j.id = u.id AND j.lease_token = u.token
+WHERE j.id = ANY($1::bigint[]) AND j.id = u.id AND j.lease_token = u.token  -- by key, as launch
   AND (j.state IN ('claimed', 'in_flight', 'unknown')
        OR (j.state IN ('queued', 'held') AND u.state = 'sent'))
 RETURNING j.id;
