@@ -49,6 +49,8 @@ __all__ = ["ENQUEUE_CHUNK", "Queue", "enqueue_on", "validate_all"]
 
 query = named_queries("dispatcher.queue", "queries.sql")
 
+_SETTLE_STATES = frozenset(get_args(SettleState))
+
 ENQUEUE_CHUNK = 10_000
 """Messages per enqueue_many statement; larger batches run as several in one transaction."""
 
@@ -244,7 +246,7 @@ class Queue:
         if not settlements:
             return set()
         for s in settlements:
-            if s.state not in get_args(SettleState):
+            if s.state not in _SETTLE_STATES:
                 raise InputError(f"job {s.id}: cannot settle to state {s.state!r}")
         async with stateless(self._pool) as conn:
             rows = await conn.fetch(
