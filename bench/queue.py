@@ -312,6 +312,8 @@ async def main_async(args: argparse.Namespace) -> int:
             row["drain_ratio"] = round(row["dispatcher"]["drain_jobs_per_s"] / pgq, 3)
             cs = row["claim_settle"]["drain_jobs_per_s"]
             row["claim_settle_drain_ratio"] = round(cs / pgq, 3)
+            enq = row["dispatcher"]["enqueue_rows_per_s"] / row["pgqueuer"]["enqueue_rows_per_s"]
+            row["enqueue_ratio"] = round(enq, 3)
             rounds.append(row)
         print(f"campaign list of {args.recipients:,} recipients ...", file=sys.stderr)
         imported = await campaign_import(dbs, args.recipients)
@@ -336,6 +338,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "dispatcher_over_pgqueuer": median_ratio(rounds, "drain_ratio"),
         "claim_settle_over_pgqueuer": median_ratio(rounds, "claim_settle_drain_ratio"),
     }
+    summary["enqueue_ratio"] = {"dispatcher_over_pgqueuer": median_ratio(rounds, "enqueue_ratio")}
     print(f"\nqueue drain of {args.jobs:,} no-op jobs, median of {args.rounds} round(s):")
     print(f"{'':34}{'dispatcher':>13}{'dispatcher':>13}")
     print(f"{'':34}{'worker pool':>13}{'claim+settle':>13}{'pgqueuer':>13}")
@@ -351,6 +354,7 @@ async def main_async(args: argparse.Namespace) -> int:
         f"drain ratio / pgqueuer per round: worker pool {[r['drain_ratio'] for r in rounds]}, "
         f"claim+settle {[r['claim_settle_drain_ratio'] for r in rounds]}"
     )
+    print(f"enqueue ratio / pgqueuer per round: {[r['enqueue_ratio'] for r in rounds]}")
     print(
         f"campaign create of {imported['recipients']:,} recipients: {imported['seconds']} s, "
         f"{imported['rows_per_s']:,.0f} rows/s, peak RSS {imported['peak_rss_mb']} MB"

@@ -103,6 +103,8 @@ def check_header_text(field: str, value: str, *, header: str) -> None:
 
 
 def _mailboxes(field: str, addresses: object) -> tuple[str, ...]:
+    if addresses == ():  # the common cc, bcc and reply_to: nothing to check
+        return ()
     if isinstance(addresses, str | bytes):
         raise InputError(f"{field} must be a tuple of addresses, not a single string")
     if not isinstance(addresses, Iterable):
@@ -318,6 +320,17 @@ def validate_message(msg: NewMessage) -> NewMessage:
                 f"idempotency_key is {len(key)} characters long; "
                 f"use at most {MAX_IDEMPOTENCY_KEY} (e.g. a hash of a longer key)"
             )
+    if (
+        # Already normal (the common case in bulk): the message itself, not a copy of it.
+        not msg.attachments
+        and envelope.from_addr == msg.from_addr
+        and to == msg.to
+        and cc == msg.cc
+        and bcc == msg.bcc
+        and envelope.reply_to == msg.reply_to
+        and type(msg.tags) is dict
+    ):
+        return msg
     valid = dataclasses.replace(
         msg,
         from_addr=envelope.from_addr,

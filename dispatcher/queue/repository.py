@@ -16,14 +16,14 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, get_args
 
 import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.accounts.settings import DEFAULT_ACCOUNT
-from dispatcher.db.connect import open_pool
+from dispatcher.db.connect import open_pool, stateless
 from dispatcher.db.outage import connection_alive
 from dispatcher.db.sql import named_queries
 from dispatcher.domain.jobs import (
@@ -50,14 +50,29 @@ __all__ = ["ENQUEUE_CHUNK", "Queue", "enqueue_on", "validate_all"]
 
 query = named_queries("dispatcher.queue", "queries.sql")
 
+_SETTLE_STATES = frozenset(get_args(SettleState))
+
 ENQUEUE_CHUNK = 10_000
 """Messages per enqueue_many statement; larger batches run as several in one transaction."""
 
 
 def _json_tags(tags: Any) -> dict[str, str]:
+    if tags == "{}":  # most messages have no tags: no JSON parse per claimed job
+        return {}
     # jsonb arrives as text unless the pool registered a codec for it.
     value = json.loads(tags) if isinstance(tags, str) else tags
     return dict(value or {})
+
+
+def array_literal(values: Sequence[str]) -> str:
+    """A Postgres text[] literal: every element quoted, so any character is kept as given."""
+    if not values:
+        return "{}"
+    return '{"' + '","'.join(v.replace("\\", "\\\\").replace('"', '\\"') for v in values) + '"}'
+
+
+def _tags_json(tags: Mapping[str, str]) -> str:
+    return json.dumps(dict(tags)) if tags else "{}"
 
 
 def _params(msgs: Sequence[NewMessage]) -> list[list[Any]]:
@@ -65,16 +80,16 @@ def _params(msgs: Sequence[NewMessage]) -> list[list[Any]]:
     return [
         [m.idempotency_key for m in msgs],
         [m.from_addr for m in msgs],
-        [json.dumps(list(m.to)) for m in msgs],
-        [json.dumps(list(m.cc)) for m in msgs],
-        [json.dumps(list(m.bcc)) for m in msgs],
-        [json.dumps(list(m.reply_to)) for m in msgs],
+        [array_literal(m.to) for m in msgs],
+        [array_literal(m.cc) for m in msgs],
+        [array_literal(m.bcc) for m in msgs],
+        [array_literal(m.reply_to) for m in msgs],
         [m.subject for m in msgs],
         [m.text for m in msgs],
         [m.html for m in msgs],
         [m.raw for m in msgs],
         [m.configuration_set for m in msgs],
-        [json.dumps(dict(m.tags)) for m in msgs],
+        [_tags_json(m.tags) for m in msgs],
         [m.priority for m in msgs],
         [m.send_after for m in msgs],
         [m.recipient_count for m in msgs],
@@ -183,7 +198,7 @@ class Queue:
         msgs = validate_all(msgs)
         if not msgs:
             return []
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             # One chunk is one statement and needs no transaction; several must be atomic.
             several = len(msgs) > ENQUEUE_CHUNK
             async with conn.transaction() if several else contextlib.nullcontext():
@@ -195,7 +210,7 @@ class Queue:
         """Lease up to ``limit`` due jobs to ``owner``, highest priority first."""
         if limit <= 0:
             return []
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             rows = await conn.fetch(query("claim"), owner, limit, self._account)
         return [
             ClaimedJob(
@@ -232,7 +247,7 @@ class Queue:
         pairs = [(j.id, j.token) if isinstance(j, ClaimedJob) else j for j in jobs]
         if not pairs:
             return set()
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             rows = await conn.fetch(
                 query("launch"), [p[0] for p in pairs], [p[1] for p in pairs], owner
             )
@@ -243,9 +258,9 @@ class Queue:
         if not settlements:
             return set()
         for s in settlements:
-            if s.state not in get_args(SettleState):
+            if s.state not in _SETTLE_STATES:
                 raise InputError(f"job {s.id}: cannot settle to state {s.state!r}")
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             rows = await conn.fetch(
                 query("settle"),
                 [s.id for s in settlements],
@@ -265,13 +280,13 @@ class Queue:
         """Give claimed jobs back to the queue without using an attempt; returns how many."""
         if not ids:
             return 0
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             rows = await conn.fetch(query("release"), list(ids), owner, float(delay), scheduled)
         return len(rows)
 
     async def release_orphans(self, owner: uuid.UUID, held: Sequence[int]) -> int:
         """Requeue jobs claimed by ``owner`` other than ``held`` (a claim whose answer was lost)."""
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             rows = await conn.fetch(query("release_orphans"), owner, list(held))
         return len(rows)
 
@@ -289,18 +304,18 @@ class Queue:
 
     async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> int:
         """Mark ``owner`` active (when busy) for ``ttl`` s; how many other workers are active."""
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             row = await conn.fetchrow(query("rate_share"), owner, busy, float(ttl))
         others: int = row["others"]
         return others
 
     async def heartbeat(self, owner: uuid.UUID) -> bool:
         """Renew the lease; False if our row is gone (another worker declared us dead)."""
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             return await conn.fetchval(query("heartbeat"), owner) is not None
 
     async def unregister_worker(self, owner: uuid.UUID) -> None:
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             await conn.execute(query("unregister_worker"), owner)
 
     async def hold_session(self, owner: uuid.UUID) -> bool:
@@ -351,7 +366,7 @@ class Queue:
 
     async def counts(self) -> dict[str, int]:
         """Jobs per state; every state of STATES is present, with 0 if it has none."""
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             rows = await conn.fetch(query("counts"))
         result = dict.fromkeys(STATES, 0)
         result.update({row["state"]: row["n"] for row in rows})
@@ -359,7 +374,7 @@ class Queue:
 
     async def pending(self, horizon_seconds: float = 0.0) -> Pending:
         """Active jobs, except mail its sender scheduled beyond ``horizon_seconds`` from now."""
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             row = await conn.fetchrow(query("pending"), float(horizon_seconds), self._account)
         return Pending(row["waiting"], row["scheduled_later"], row["next_run_at"])
 
@@ -367,7 +382,7 @@ class Queue:
         """The suppression keys (``suppression_key``) of these addresses that are suppressed."""
         if not addresses:
             return set()
-        async with self._pool.acquire() as conn:
+        async with stateless(self._pool) as conn:
             rows = await conn.fetch(
                 query("suppressed_among"), sorted({suppression_key(a) for a in addresses})
             )

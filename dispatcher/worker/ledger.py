@@ -77,10 +77,10 @@ class Ledger:
     async def launch(self, jobs: Sequence[ClaimedJob]) -> list[ClaimedJob]:
         """The point of no return: the jobs that may now be handed to SES (the others lost
         their lease and are dropped)."""
-        if len(jobs) == 1:  # the common case: no gather (it would wrap the call in a task)
-            launched = [await self._launcher.submit(jobs[0])]
+        if len(jobs) == 1:  # the common case: no gather
+            launched = [await self._launcher.put(jobs[0])]
         else:
-            launched = list(await asyncio.gather(*(self._launcher.submit(j) for j in jobs)))
+            launched = list(await asyncio.gather(*(self._launcher.put(j) for j in jobs)))
         sendable = []
         for job, ok in zip(jobs, launched, strict=True):
             if ok:
@@ -96,12 +96,12 @@ class Ledger:
         self._on_wire.pop(job.id, None)
 
     async def settle(self, settlements: Sequence[Settlement]) -> None:
-        """Record results; shielded: a send that went out gets its result written even during
-        shutdown."""
+        """Record results: queued for the next group commit at once, so a send that went out
+        gets its result written even if this wait is cancelled (shutdown)."""
         if len(settlements) == 1:
-            await asyncio.shield(self._settler.submit(settlements[0]))
+            await self._settler.put(settlements[0])
         else:
-            await asyncio.shield(asyncio.gather(*(self._settler.submit(s) for s in settlements)))
+            await asyncio.gather(*(self._settler.put(s) for s in settlements))
 
     async def wait(self, longest: float | None = None) -> bool:
         """Wait for the running sends; False if some are still running after `longest` s."""

@@ -4,12 +4,14 @@ sessions, statement sizes, SQL details). The promises themselves: tests/conforma
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
+from dispatcher.db.connect import stateless
 from dispatcher.domain.jobs import Enqueued, NewMessage, Recovered, Settlement
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.queue import repository
@@ -147,10 +149,10 @@ async def test_concurrent_insert_of_the_same_key_returns_the_winners_id(
                 query("enqueue_many"),
                 ["race"],
                 ["s@example.com"],
-                ['["x@example.com"]'],
-                ["[]"],
-                ["[]"],
-                ["[]"],
+                ['{"x@example.com"}'],
+                ["{}"],
+                ["{}"],
+                ["{}"],
                 ["s"],
                 ["t"],
                 [None],
@@ -210,6 +212,31 @@ async def test_ten_thousand_messages_in_one_statement(pg_dsn: str) -> None:
         await pool.close()
 
 
+async def test_enqueue_reads_only_the_rows_of_keys_already_stored(queue: Queue) -> None:
+    """An enqueue's cost does not grow with the table: an existing key is one index probe (the
+    statement hashed every stored message for each batch)."""
+    await queue.enqueue_many([msg(i, idempotency_key=f"old-{i}") for i in range(3000)])
+    await fetch(queue, "ANALYZE dispatcher.messages")
+    batch = [msg(i, idempotency_key=f"old-{i}" if i < 5 else None) for i in range(20)]
+    async with queue.pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        plan = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + query("enqueue_many"),
+            *repository._params(repository.validate_all(batch)),  # OLD,
+        )
+        await tx.rollback()
+    read = [
+        n
+        for n in _plan_nodes(json_plan(plan))
+        if n.get("Relation Name") == "messages" and "Scan" in n["Node Type"]
+    ]
+    assert read and all(n["Node Type"] == "Index Scan" for n in read), read
+    assert sum(n["Actual Rows"] * n["Actual Loops"] for n in read) == 5
+    results = await queue.enqueue_many(batch)
+    assert [r.created for r in results] == [False] * 5 + [True] * 15
+
+
 async def test_a_batch_larger_than_a_chunk_runs_as_several_statements(
     queue: Queue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -250,6 +277,50 @@ async def test_concurrent_claimers_never_share_a_job(queue: Queue) -> None:
     assert {r["lease_owner"]: r["n"] for r in rows} == {
         o: len(got) for o, got in zip(owners, per_owner, strict=True) if got
     }
+
+
+async def test_launch_settle_and_release_look_jobs_up_by_key(queue: Queue) -> None:
+    """A worker holding many claimed jobs launches (settles, releases) a few: only those rows are
+    read, one index probe each, not every job it holds (the planner, told by the statistics that
+    claimed jobs are rare, scanned the owner's whole lease index for each launch: 2-10 ms instead
+    of 0.3) nor the whole table (settle hashed it for mid-sized batches)."""
+    await queue.enqueue_many([msg(i) for i in range(3000)])
+    await fetch(queue, "ANALYZE dispatcher.jobs")  # the statistics: every job queued
+    owner = await worker(queue)
+    jobs = [j for _ in range(20) for j in await queue.claim(owner, 100)]
+    few = jobs[:30]
+    ids, tokens = [j.id for j in few], [j.token for j in few]
+    settle = [[s.id, s.token, "sent", "ses-1", "sent", None, 1, 0.0] for s in few]
+    settle_args = tuple(list(column) for column in zip(*settle, strict=True))
+    statements = (
+        ("launch", (ids, tokens, owner)),
+        ("settle", settle_args),
+        ("release", (ids, owner, 0.0, False)),
+    )
+    for name, args in statements:
+        async with queue.pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            plan = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + query(name), *args)
+            await tx.rollback()  # EXPLAIN ANALYZE ran the statement: keep nothing of it
+        nodes = _plan_nodes(json_plan(plan))
+        read = [n for n in nodes if n.get("Relation Name") == "jobs" and "Index Name" in n]
+        assert read and all(n["Index Name"] == "jobs_pkey" for n in read), (name, read)
+        assert max(n["Actual Rows"] * n["Actual Loops"] for n in read) <= len(few)
+    assert await queue.launch(owner, few) == set(ids)
+
+
+def json_plan(plan: Any) -> dict[str, Any]:
+    value = json.loads(plan) if isinstance(plan, str) else plan
+    return dict(value[0]["Plan"])
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan tree."""
+    out = [node]
+    for child in node.get("Plans", []):
+        out += _plan_nodes(child)
+    return out
 
 
 async def test_a_slow_worker_that_lost_its_jobs_writes_nothing_while_another_holds_them(
@@ -388,3 +459,54 @@ async def test_get(queue: Queue) -> None:
     )
     assert view.sent_at is None and view.ses_message_id is None and view.last_error is None
     assert view.created_at.tzinfo is not None and view.run_at >= view.created_at
+
+
+# --- giving connections back -----------------------------------------------------------------
+
+
+async def test_a_queue_statement_gives_its_connection_back_without_the_reset(pg_dsn: str) -> None:
+    """The reset on release (a round trip) is skipped after statements that leave no session
+    state; any other use of a pooled connection, or a failed one, is still reset."""
+    async with Queue.connect(pg_dsn, min_size=1, max_size=1) as queue:
+        pool = queue.pool
+
+        async def setting() -> str:
+            async with pool.acquire() as conn:
+                return str(await conn.fetchval("SHOW application_name"))
+
+        async with stateless(pool) as conn:
+            await conn.execute("SET application_name = 'left behind'")  # (a misuse, to see it)
+        assert await setting() == "left behind"  # not reset: no round trip was spent on it
+        async with pool.acquire() as conn:
+            await conn.execute("SET application_name = 'left behind'")
+        assert await setting() == ""  # an ordinary borrower is reset as before
+        with pytest.raises(asyncpg.PostgresError):
+            async with stateless(pool) as conn:
+                await conn.execute("SET application_name = 'failed'")
+                await conn.execute("SELECT 1/0")
+        assert await setting() == ""  # a failed statement: reset
+        owner = await worker(queue)
+        assert await queue.hold_session(owner)
+        await queue.end_session(owner)  # the session lock is freed by the reset, as before
+        async with pool.acquire() as conn:
+            held = await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            )
+        assert held == 0
+        assert (await queue.counts())["queued"] == 0
+
+
+async def test_address_lists_reach_postgres_as_given(queue: Queue) -> None:
+    """The array literals enqueue_many sends keep every character of every element."""
+    hostile = [
+        'Jane "J" Doe <jane@example.com>',
+        "back\\slash <b@example.com>",
+        "{braces}, commas <c@example.com>",
+        "NULL",
+        "  spaced  ",
+        "é€ <u@example.com>",
+        "",
+    ]
+    for values in ([], hostile[:1], hostile):
+        got = await fetch(queue, "SELECT $1::text::text[] AS a", repository.array_literal(values))
+        assert got[0]["a"] == values

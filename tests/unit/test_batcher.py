@@ -56,3 +56,23 @@ async def test_close_flushes_what_was_submitted() -> None:
     await asyncio.wait_for(b.close(), 1.0)
     await task
     assert seen == [1]
+
+
+async def test_a_cancelled_waiter_still_has_its_item_flushed() -> None:
+    """What shutdown relies on: a settle whose waiter is cancelled is still written."""
+    seen: list[int] = []
+
+    async def flush(items: Sequence[int]) -> list[int]:
+        seen.extend(items)
+        return list(items)
+
+    b: Batcher[int, int] = Batcher(flush, linger=0.05)
+    b.start()
+    waiter = asyncio.create_task(b.submit(7))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert await b.submit(8) == 8
+    await b.close()
+    assert seen == [7, 8]

@@ -118,3 +118,13 @@ def test_idempotency_key() -> None:
 def test_recipient_count() -> None:
     msg = dataclasses.replace(GOOD, cc=("c@example.com",), bcc=("b@x.y", "c@x.y"))
     assert msg.recipient_count == 4
+
+
+def test_an_already_normal_message_is_accepted_as_it_is_and_others_are_normalised() -> None:
+    """The bulk common case costs no copy; anything to normalise still gets it."""
+    assert validate_message(GOOD) is GOOD
+    loose = dataclasses.replace(GOOD, to=(" A@Example.COM ",), cc=["b@example.com"])  # type: ignore[arg-type]
+    valid = validate_message(loose)
+    assert (valid.to, valid.cc) == (("A@example.com",), ("b@example.com",))
+    tagged = dataclasses.replace(GOOD, tags={"kind": "welcome"})
+    assert validate_message(tagged).tags == {"kind": "welcome"}
