@@ -162,6 +162,14 @@ def _new_id() -> str:
     return ID_PREFIX + raw[:ID_CHARS]
 
 
+def new_key_id(master: MasterKey) -> str:
+    """A fresh key id whose secret does not start with "-", which command-line tools such as
+    swaks would take for one of their options (existing keys keep their secrets)."""
+    while (key_id := _new_id()) and master.secret_for(key_id).startswith("-"):
+        pass
+    return key_id
+
+
 def _key_of(row: asyncpg.Record) -> ApiKey:
     return ApiKey(
         id=row["id"],
@@ -196,7 +204,7 @@ class KeyStore:
         patterns = tuple(dict.fromkeys(check_sender_pattern(s) for s in senders))
         if max_priority is not None and not -32768 <= max_priority <= 32767:
             raise InputError(f"--max-priority must be between -32768 and 32767, got {max_priority}")
-        key_id = _new_id()
+        key_id = new_key_id(master)
         secret = master.secret_for(key_id)
         row = await self._pool.fetchrow(
             f"INSERT INTO dispatcher.api_keys (id, name, secret_sha256, senders, max_priority) "

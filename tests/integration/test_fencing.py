@@ -40,7 +40,11 @@ async def test_a_slow_daemon_that_lost_its_lease_neither_sends_nor_records_anyth
         a = asyncio.create_task(run_worker(cfg_a, asyncio.Event(), drain=True))
         try:
             await eventually(lambda: _is(queue, in_flight=5, claimed=15), limit=20)
-            # A stalls (its next heartbeat is 5 s away): to the others its lease has run out.
+            # A stalls: its upkeep stops (it would renew the lease within 0.25 s) and, to the
+            # others, its lease has run out; its session (and its lock) stays open: alive but
+            # stuck, which only the lease can tell.
+            (upkeep,) = [t for t in asyncio.all_tasks() if t.get_name() == "heartbeat"]
+            upkeep.cancel()
             async with queue.pool.acquire() as conn:
                 await conn.execute(
                     "UPDATE dispatcher.workers SET heartbeat_at = now() - interval '1 hour'"

@@ -9,7 +9,7 @@ import pytest
 
 from dispatcher.domain.jobs import NewMessage
 from dispatcher.doors.intake import Forbidden, authorize
-from dispatcher.doors.keys import ApiKey, MasterKey, check_sender_pattern
+from dispatcher.doors.keys import ApiKey, MasterKey, check_sender_pattern, new_key_id
 from dispatcher.errors import ConfigError, InputError
 
 
@@ -76,3 +76,12 @@ def test_a_damaged_master_key_file_is_an_error_that_says_what_to_do(tmp_path: Pa
     path.write_text("not hex\n")
     with pytest.raises(ConfigError, match="restore the original file"):
         MasterKey.load(path, create=True)
+
+
+def test_no_new_key_has_a_secret_that_a_command_line_tool_would_read_as_an_option(
+    tmp_path: Path,
+) -> None:
+    master = MasterKey.load(tmp_path / "keys.master", create=True)
+    secrets_ = [master.secret_for(new_key_id(master)) for _ in range(2000)]
+    assert not [s for s in secrets_ if s.startswith("-")]  # ~31 of 2,000 would, drawn blindly
+    assert len(set(secrets_)) == 2000
