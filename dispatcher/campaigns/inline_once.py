@@ -15,9 +15,9 @@ siblings when statements can add them (``+``, ``~``); a statement block whose pa
 would put under different elements (unbalanced markup, implied <tbody>); a <style> inside a
 statement block; whitespace control (``{%-``); a variable where an empty or blank value would
 move elements (in <head>, between table rows); and it checks the result against inlining each
-copy for a few probe recipients. A value the filters cannot write exactly (markup from
-``|safe``, a CR or NUL, a lone surrogate) raises `Unsure`: that recipient is rendered the slow
-way, as before.
+copy for a few probe recipients. A value the filters cannot write exactly (markup with tags
+from ``|safe`` or a macro, a CR or NUL, a lone surrogate) raises `Unsure`: that recipient is
+rendered the slow way, as before.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ _CSS_BLOCK = re.compile(r"\{[^{}]*\}")
 _PSEUDO = re.compile(r"(?<!:):([A-Za-z-]+)")
 _OPEN_CHARREF = re.compile(r"&[A-Za-z0-9#]*$")  # "&am" + "p;" from a variable would be &amp;
 _QUOTED_VALUE = re.compile(r"""=\s*(?:"[^"]*|'[^']*)$""")
+_JINJA_ESCAPES = re.compile("&(?:amp|lt|gt|#34|#39);")
 _PROBES: Final = ("Ann", "", " ", "<b>A&amp;B</b> \"q\" 'a'\xa0 z", "x\ny")
 
 
@@ -70,9 +71,17 @@ class Unsure(Exception):
     """A value the inlined-once template cannot write exactly: render this recipient the old way."""
 
 
-def _plain(value: object) -> str:
-    if hasattr(value, "__html__"):  # markup (|safe, a macro): the parser would read its tags
-        raise Unsure
+def _plain(value: object, *, markup_ok: bool = True) -> str:
+    """The text a value stands for; Unsure where the parser would not read it as that text."""
+    if hasattr(value, "__html__"):
+        # Markup: |replace and |join return escaped text as Markup, |safe may hold tags. Only
+        # text in Jinja's own escapes (and no quote that could end an attribute) is read back.
+        html = str(value.__html__())
+        if not markup_ok or "<" in html or '"' in html or "'" in html:
+            raise Unsure
+        if "&" in html and "&" in _JINJA_ESCAPES.sub("", html):
+            raise Unsure
+        value = Markup(html).unescape()
     text = value if type(value) is str else str(value)
     if "\r" in text or "\x00" in text:  # the parser rewrites these
         raise Unsure
@@ -98,7 +107,7 @@ def _in_attribute(value: object) -> Markup:
 
 def _in_comment(value: object) -> Markup:
     """A value in an HTML comment: kept as Jinja escaped it (comments have no references)."""
-    return escape(_plain(value))
+    return escape(_plain(value, markup_ok=False))  # markup would be kept as written
 
 
 _FILTERS: Final[dict[str, Callable[[object], Markup]]] = {

@@ -73,5 +73,11 @@ SMALL: Final = """<html><head><style>p { color: red }</style></head><body>
 <p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>
 </body></html>"""
 
+# Filters whose output is Markup when autoescaping (|replace, |join), and |safe.
+FILTERS: Final = """<html><head><style>p { color: red } b { font-weight: bold }</style></head>
+<body><p>Hello {{ first_name|replace("o", "0") }} from {{ [city, tier]|join(" & ") }}!</p>
+<p title="{{ last_name|replace("a", '"') }}">{{ code|safe }} <b>{{ name|upper }}</b></p>
+</body></html>"""
+
 # Typical templates that render once (CSS inlined once per campaign).
-TYPICAL: Final = {"plain": PLAIN, "small": SMALL, "newsletter": newsletter(3)}
+TYPICAL: Final = {"plain": PLAIN, "small": SMALL, "newsletter": newsletter(3), "filters": FILTERS}

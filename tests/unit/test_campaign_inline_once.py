@@ -146,7 +146,7 @@ REFUSED = {
     ),
     "pre": ("<style>pre{color:red}</style><pre>{{ code }}</pre>", "<pre>"),
     "unquoted": ("<a href={{ code }}>x</a>", "without quotes"),
-    "safe": ("<style>p{color:red}</style><p>{{ code|safe }}</p>", "no probe"),
+    "markup": ('<style>p{color:red}</style><p>{{ ("<b>" ~ code ~ "</b>")|safe }}</p>', "no probe"),
     "whitespace control": ("<p>{{- code }}</p>", "whitespace control"),
     "attribute name": ("<p {{ code }}>x</p>", "inside a tag"),
     "macro": ("{% macro m() %}<p>x</p>{% endmacro %}{{ m() }}", "macro"),
@@ -239,10 +239,17 @@ PIECES = st.sampled_from(
         "</body></html>{{ v2 }}",
     ]
 )
-PREFIXES = st.sampled_from(["", "<html><head>", "<html><head><title>t</title></head><body>"])
+PREFIXES = st.sampled_from(
+    [
+        "<html><head><style>{}</style></head><body><div>",
+        "<style>{}</style>",
+        "<html><head><title>{{{{ v1 }}}}</title><style>{}</style></head><body>",
+        "<html><head><style>{}</style>",
+    ]
+)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     prefix=PREFIXES,
     rules=st.lists(RULES, max_size=4),
@@ -253,8 +260,41 @@ def test_any_template_renders_as_inlining_each_copy(
     prefix: str, rules: list[str], pieces: list[str], values: list[tuple[str, str]]
 ) -> None:
     """Whatever the compiler decides for a template, each recipient's HTML is as before."""
-    html = prefix + "<style>" + " ".join(rules) + "</style>" + "".join(pieces)
+    html = prefix.format(" ".join(rules)) + "".join(pieces)
     once, each = compiled(html), compiled(html, once=False)
     for v1, v2 in values:
+        variables = {"v1": v1, "v2": v2}
+        assert outcome(once, variables, "a@x.example") == outcome(each, variables, "a@x.example")
+
+
+BODY = st.sampled_from(
+    [
+        "{% if v1 %}<p>a</p>{% endif %}",
+        "<p>{{ v2 }}</p>",
+        "<li>{{ v1 }}</li>",
+        "{% for c in v2 %}<li>{{ c }}</li>{% endfor %}",
+        "<h1>t</h1>",
+        '<a href="https://x/?q={{ v1 }}" title="{{ v2 }}">l</a>',
+        "<pre>{{ v2 }}</pre>",
+        "&{{ v1 }}",
+        "&amp{% if v2 %};{% endif %}",
+        "<table><tbody>{% if v1 %}<tr><td>{{ v2 }}</td></tr>{% endif %}</tbody></table>",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rules=st.lists(RULES, min_size=1, max_size=3),
+    pieces=st.lists(BODY, min_size=1, max_size=4),
+    values=st.lists(st.tuples(TRICKY, TRICKY), max_size=2),
+)
+def test_any_body_renders_as_inlining_each_copy(
+    rules: list[str], pieces: list[str], values: list[tuple[str, str]]
+) -> None:
+    """The same in a well-formed page, where more templates are inlined once."""
+    html = f"<html><head><style>{' '.join(rules)}</style></head><body><div>{''.join(pieces)}"
+    once, each = compiled(html), compiled(html, once=False)
+    for v1, v2 in [("", ""), (" ", "\nx"), ("x", "amp;"), ("\n<b>", "a\xa0b"), *values]:
         variables = {"v1": v1, "v2": v2}
         assert outcome(once, variables, "a@x.example") == outcome(each, variables, "a@x.example")
