@@ -12,6 +12,14 @@ over time. Each rate is verified first: every recipient accepted exactly once, n
 accepted, every job `sent`; otherwise `bench failed: ...` and exit code 1. Writes
 bench/results/rate.json, and bench/results/rate.png (rate over time against the allowed rate)
 when matplotlib is importable (`pip install -e '.[bench]'`).
+
+``--bulk-rates 3000`` (the default; 0 = none) adds, after the per-message rates, a campaign
+created with ``--ses-template`` (SES renders it): SendBulkEmail, 50 recipients a call, as often
+as SES answers it (once a second for the account), and templated SendEmail calls in between,
+sent by ``run --drain --processes`` (``--bulk-processes``, default auto). ``--long`` is one
+minute at 1,000/s (``--rates 1000 --seconds 60 --bulk-rates 0``), to see the rate stay flat.
+Each result also says how flat its rate is: the lowest and highest second and the coefficient of
+variation of the seconds between the first and the last, and the mean of each half.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 from collections import Counter
@@ -35,15 +44,19 @@ from bench.campaign import (
     RESULTS,
     BenchError,
     Child,
+    Imported,
     SimControl,
     address,
     cli_env,
+    create_args,
+    created,
     import_list,
     job_counts,
     run_bench,
     run_cli,
     sizes,
     stderr_into,
+    write_list,
     write_templates,
 )
 from bench.services import Databases, run_simulator
@@ -132,6 +145,107 @@ async def one_rate(
     }
 
 
+def bulk_rates(text: str) -> list[int]:
+    """``--bulk-rates``: sizes, or 0 for none."""
+    return [] if text.strip() in ("", "0") else sizes(text)
+
+
+def flatness(series: list[int]) -> dict[str, float]:
+    """How flat a rate is: the whole seconds between the first and the last (both partial)."""
+    inner = series[1:-1]
+    if len(inner) < 2:
+        return {}
+    mean = statistics.fmean(inner)
+    half = len(inner) // 2
+    return {
+        "seconds": len(inner),
+        "min": min(inner),
+        "max": max(inner),
+        "cv": statistics.pstdev(inner) / mean if mean else 0.0,
+        "first_half_mean": statistics.fmean(inner[:half]),
+        "second_half_mean": statistics.fmean(inner[half:]),
+    }
+
+
+async def import_bulk(dbs: Databases, sim: SimControl, work: Path, n: int) -> Imported:
+    """`campaign create --ses-template` of n recipients (SES syntax: the same text as ours)."""
+    html, text = write_templates(work)  # {{ name }} and {{ email }}: valid SES syntax too
+    dsn = await dbs.create()
+    path = write_list(work / f"list-bulk-{n}.csv", n)
+    args = [*create_args(f"bench-bulk-{n}", path, html, text), "--ses-template"]
+    done = await run_cli(cli_env(dsn, sim.sim, work), work, *args)
+    campaign_id = created(done.check(), n)
+    path.unlink()
+    return Imported(n, done.wall, done.maxrss_mb, campaign_id, dsn)
+
+
+async def one_bulk_rate(
+    dbs: Databases,
+    sim: SimControl,
+    http: aiohttp.ClientSession,
+    work: Path,
+    rate: float,
+    seconds: float,
+    processes: str,
+) -> dict[str, Any]:
+    """An SES-template campaign of rate x seconds recipients at MaxSendRate `rate`."""
+    n = max(100, int(rate * seconds))
+    await configure(http, sim, max_send_rate=rate, **LATENCY)
+    imp = await import_bulk(dbs, sim, work, n)
+    try:
+        await sim.sim.reset()
+        env = cli_env(imp.dsn, sim.sim, work)
+        (await run_cli(env, work, "campaign", "start", str(imp.campaign_id))).check()
+        argv = ["run", "--drain", "--processes", processes]
+        drained = (await Child(argv, env, work).wait()).check()
+        stats = await sim.sim.stats()
+        record = await sim.messages()
+        states = await job_counts(imp.dsn)
+    finally:
+        await dbs.drop(imp.dsn)
+    check_once(rate, n, record, states)
+    times = sorted(float(m["accepted_at"]) for m in record)
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    achieved = (len(times) - 1) / span if span > 0 else 0.0
+    accepted, throttled = int(stats["accepted"]), int(stats.get("throttled", 0))
+    series = per_second(times)
+    return {
+        "mode": "bulk: --ses-template, SendBulkEmail + templated SendEmail",
+        "processes": processes,
+        "allowed_per_s": rate,
+        "recipients": n,
+        "accepted": accepted,
+        "by_operation": dict(Counter(str(m.get("operation")) for m in record)),
+        "throttled": throttled,
+        "throttled_pct": 100.0 * throttled / (accepted + throttled) if accepted else 0.0,
+        "achieved_per_s": achieved,
+        "achieved_over_allowed": achieved / rate,
+        "send_span_s": span,
+        "drain_wall_s": drained.wall,
+        "per_second": series,
+        "flatness": flatness(series),
+    }
+
+
+def describe(r: dict[str, Any]) -> str:
+    """One line of a result: achieved, throttled, flatness."""
+    flat = r.get("flatness") or {}
+    line = (
+        f"MaxSendRate {r['allowed_per_s']:>6g}/s: achieved {r['achieved_per_s']:8.1f}/s = "
+        f"{r['achieved_over_allowed']:.3f} of allowed, throttled {r['throttled_pct']:.2f} % "
+        f"({r['throttled']} of {r['accepted'] + r['throttled']} sends), "
+        f"{r['recipients']:,} recipients"
+    )
+    if flat:
+        line += (
+            f"; per second {flat['min']}-{flat['max']} (cv {flat['cv']:.3f}, halves "
+            f"{flat['first_half_mean']:.0f} / {flat['second_half_mean']:.0f})"
+        )
+    if "by_operation" in r:
+        line += f"; {r['mode']}, --processes {r['processes']}: {r['by_operation']}"
+    return line
+
+
 def plot(results: list[dict[str, Any]], path: Path) -> bool:
     try:
         import matplotlib
@@ -165,7 +279,13 @@ async def main_async(args: argparse.Namespace) -> int:
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench.rate " + " ".join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "settings": {"rates": args.rates, "seconds": args.seconds, "simulator": LATENCY},
+        "settings": {
+            "rates": args.rates,
+            "seconds": args.seconds,
+            "simulator": LATENCY,
+            "bulk_rates": args.bulk_rates,
+            "bulk_processes": args.bulk_processes,
+        },
     }
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-rate-") as tmp, temporary_cluster() as pg:
@@ -181,12 +301,14 @@ async def main_async(args: argparse.Namespace) -> int:
             for rate in args.rates:
                 r = await one_rate(dbs, sim, http, work, float(rate), args.seconds, templates)
                 results.append(r)
-                print(
-                    f"MaxSendRate {rate:>6g}/s: achieved {r['achieved_per_s']:8.1f}/s = "
-                    f"{r['achieved_over_allowed']:.3f} of allowed, throttled "
-                    f"{r['throttled_pct']:.2f} % ({r['throttled']} of "
-                    f"{r['accepted'] + r['throttled']} sends), {r['recipients']:,} recipients"
+                r["flatness"] = flatness(r["per_second"])
+                print(describe(r), flush=True)
+            for rate in args.bulk_rates:
+                r = await one_bulk_rate(
+                    dbs, sim, http, work, float(rate), args.seconds, args.bulk_processes
                 )
+                results.append(r)
+                print(describe(r), flush=True)
     out["results"] = results
     RESULTS.mkdir(exist_ok=True)
     png = RESULTS / "rate.png"
@@ -206,9 +328,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rates", type=sizes, default=[14, 100, 1000], help="MaxSendRates")
     parser.add_argument("--seconds", type=float, default=20.0, help="sending time per rate (20)")
     parser.add_argument("--quick", action="store_true", help="8 s per rate")
+    parser.add_argument(
+        "--bulk-rates",
+        type=bulk_rates,
+        default=[3000],
+        help="MaxSendRates for an --ses-template campaign (3000; 0 = none)",
+    )
+    parser.add_argument(
+        "--bulk-processes", default="auto", help="`run --processes` of the bulk campaign (auto)"
+    )
+    parser.add_argument(
+        "--long", action="store_true", help="one minute at 1,000/s: --rates 1000 --seconds 60"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds = 8.0
+    if args.long:
+        args.rates, args.seconds, args.bulk_rates = [1000], 60.0, []
     return run_bench(main_async(args), "bench.rate")
 
 
