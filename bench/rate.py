@@ -25,6 +25,7 @@ variation of the seconds between the first and the last, and the mean of each ha
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -32,6 +33,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -142,7 +144,54 @@ async def one_rate(
         "send_span_s": span,
         "drain_wall_s": drained.wall,
         "per_second": per_second(times),
+        "first_accepted_at": times[0],
     }
+
+
+class MachineLoad:
+    """The whole machine's CPU busy fraction, every second (other sessions' work included), so
+    a dip in the rate can be told apart from a neighbour taking the cores."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []  # (unix end of the second, busy 0..1)
+        self._task: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def _ticks() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields), idle
+
+    async def _run(self) -> None:
+        last = self._ticks()
+        while last is not None:
+            await asyncio.sleep(1.0)
+            now = self._ticks()
+            if now is None:
+                return
+            total, idle = now[0] - last[0], now[1] - last[1]
+            self.samples.append((time.time(), 1.0 - idle / total if total else 0.0))
+            last = now
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="machine-load")
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def per_second(self, start: float, seconds: int) -> list[float]:
+        """Busy fraction for each second from `start` (unix), as far as sampled."""
+        out = []
+        for i in range(seconds):
+            mid = start + i + 0.5
+            busy = [b for t, b in self.samples if t - 1.0 <= mid < t]
+            out.append(round(busy[0], 3) if busy else float("nan"))
+        return out
 
 
 def bulk_rates(text: str) -> list[int]:
@@ -223,6 +272,7 @@ async def one_bulk_rate(
         "send_span_s": span,
         "drain_wall_s": drained.wall,
         "per_second": series,
+        "first_accepted_at": times[0],
         "flatness": flatness(series),
     }
 
@@ -241,6 +291,9 @@ def describe(r: dict[str, Any]) -> str:
             f"; per second {flat['min']}-{flat['max']} (cv {flat['cv']:.3f}, halves "
             f"{flat['first_half_mean']:.0f} / {flat['second_half_mean']:.0f})"
         )
+    busy = [b for b in r.get("machine_busy", []) if b == b]  # nan: not sampled
+    if busy:
+        line += f"; machine CPU busy {100 * statistics.fmean(busy):.0f} % (all sessions)"
     if "by_operation" in r:
         line += f"; {r['mode']}, --processes {r['processes']}: {r['by_operation']}"
     return line
@@ -261,12 +314,19 @@ def plot(results: list[dict[str, Any]], path: Path) -> bool:
         ax.step(range(len(series)), series, where="post", label="accepted per second")
         ax.axhline(r["allowed_per_s"], color="red", linestyle="--", label="MaxSendRate")
         ax.set_title(
-            f"MaxSendRate {r['allowed_per_s']:g}/s: achieved {r['achieved_over_allowed']:.3f}"
-            f" of allowed, {r['throttled_pct']:.2f} % throttled"
+            f"MaxSendRate {r['allowed_per_s']:g}/s{' bulk' if 'by_operation' in r else ''}: "
+            f"achieved {r['achieved_over_allowed']:.3f} of allowed, "
+            f"{r['throttled_pct']:.2f} % throttled"
         )
         ax.set_xlabel("seconds since the first acceptance")
         ax.set_ylabel("recipients/s")
         ax.legend(loc="lower right")
+        busy = r.get("machine_busy")
+        if busy:  # the machine's CPU, other sessions included: a dip may be theirs
+            twin = ax.twinx()
+            twin.plot([i + 0.5 for i in range(len(busy))], [100 * b for b in busy], "grey", lw=0.7)
+            twin.set_ylim(0, 105)
+            twin.set_ylabel("machine CPU busy % (grey)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -298,17 +358,22 @@ async def main_async(args: argparse.Namespace) -> int:
                 raw = await stack.enter_async_context(run_simulator(max_send_rate=14.0))
             http = await stack.enter_async_context(aiohttp.ClientSession())
             sim = SimControl(raw, http)
+            load = MachineLoad()
+            load.start()
             for rate in args.rates:
                 r = await one_rate(dbs, sim, http, work, float(rate), args.seconds, templates)
                 results.append(r)
                 r["flatness"] = flatness(r["per_second"])
+                r["machine_busy"] = load.per_second(r["first_accepted_at"], len(r["per_second"]))
                 print(describe(r), flush=True)
             for rate in args.bulk_rates:
                 r = await one_bulk_rate(
                     dbs, sim, http, work, float(rate), args.seconds, args.bulk_processes
                 )
                 results.append(r)
+                r["machine_busy"] = load.per_second(r["first_accepted_at"], len(r["per_second"]))
                 print(describe(r), flush=True)
+            load.stop()
     out["results"] = results
     RESULTS.mkdir(exist_ok=True)
     png = RESULTS / "rate.png"
