@@ -107,7 +107,11 @@ def _in_attribute(value: object) -> Markup:
 
 def _in_comment(value: object) -> Markup:
     """A value in an HTML comment: kept as Jinja escaped it (comments have no references)."""
-    return escape(_plain(value, markup_ok=False))  # markup would be kept as written
+    text = _plain(value, markup_ok=False)  # markup would be kept as written
+    # With the comment's own dashes these could end it early (--> or --!>) or make it <!-->.
+    if "--" in text or text.startswith(("-", "!")) or text.endswith(("-", "!")):
+        raise Unsure
+    return escape(text)
 
 
 _FILTERS: Final[dict[str, Callable[[object], Markup]]] = {

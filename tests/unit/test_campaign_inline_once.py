@@ -31,6 +31,9 @@ TRICKY = st.sampled_from(
         "n\x00l",
         "&#39;",
         "-->",
+        "-",
+        "--!",
+        "!",
         "<!--",
         "]]>",
         "{{ x }}",
@@ -111,6 +114,17 @@ def test_a_value_it_cannot_write_exactly_goes_the_old_way() -> None:
 
 
 IDS: dict[str, Any] = {"campaign_id": 7, "message_id": 42}
+
+
+def test_a_value_that_would_end_a_comment_goes_the_old_way() -> None:
+    html = "<style>p{color:red}</style><p>x</p><!-- {{ code }}> --><p>y</p>"
+    once, each = compiled(html), compiled(html, once=False)
+    assert once.inlined_per_recipient is None
+    for code in ("--", "--!", "Jean-Luc"):
+        assert outcome(once, {"code": code}, "a@x.example") == outcome(
+            each, {"code": code}, "a@x.example"
+        )
+
 
 # Templates where a variable or statement could change which rule matches which element, or
 # where the parser puts an element: inlined per recipient, as before, and why.
@@ -233,6 +247,9 @@ PIECES = st.sampled_from(
         "<table>{% if v1 %}<tr><td>r</td></tr>{% endif %}</table>",
         "{# note #}",
         "&amp;{{ v1 }}",
+        "<!--{{ v1 }}-->",
+        "<!-- {{ v1 }}> -->",
+        "<!--[if mso]><p>{{ v2 }}</p><![endif]-->",
         "{% set w = v1 ~ v2 %}<i>{{ w }}</i>",
         "<head>",
         "<body>",
