@@ -149,15 +149,18 @@ async def one_rate(
 
 
 class MachineLoad:
-    """The whole machine's CPU busy fraction, every second (other sessions' work included), so
-    a dip in the rate can be told apart from a neighbour taking the cores."""
+    """Every second: the whole machine's CPU busy fraction (other sessions' work included) and
+    the cores our `dispatcher` processes used, so a dip in the rate can be told apart from a
+    neighbour taking the cores, and the dispatcher's own CPU per recipient followed over time."""
 
     def __init__(self) -> None:
-        self.samples: list[tuple[float, float]] = []  # (unix end of the second, busy 0..1)
+        # (unix end of the second, machine busy 0..1, cores used by our dispatcher processes)
+        self.samples: list[tuple[float, float, float]] = []
         self._task: asyncio.Task[None] | None = None
+        self._tick = os.sysconf("SC_CLK_TCK")
 
     @staticmethod
-    def _ticks() -> tuple[int, int] | None:
+    def _machine() -> tuple[int, int] | None:
         try:
             with open("/proc/stat", encoding="ascii") as f:
                 fields = [int(x) for x in f.readline().split()[1:]]
@@ -166,16 +169,47 @@ class MachineLoad:
         idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
         return sum(fields), idle
 
+    @staticmethod
+    def _ours() -> dict[int, int]:
+        """CPU ticks of each `dispatcher` process descending from this benchmark."""
+        parent: dict[int, int] = {}
+        ticks: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parent[int(entry)] = int(fields[1])
+            ticks[int(entry)] = int(fields[11]) + int(fields[12])  # utime + stime
+        me, out = os.getpid(), {}
+        for pid in ticks:
+            p, depth = parent.get(pid, 0), 0
+            while p not in (0, 1, me) and depth < 20:
+                p, depth = parent.get(p, 0), depth + 1
+            if p == me:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        if b"dispatcher.cli.main" in f.read():
+                            out[pid] = ticks[pid]
+                except OSError:
+                    continue
+        return out
+
     async def _run(self) -> None:
-        last = self._ticks()
+        last, last_ours = self._machine(), self._ours()
         while last is not None:
             await asyncio.sleep(1.0)
-            now = self._ticks()
+            now, ours = self._machine(), self._ours()
             if now is None:
                 return
             total, idle = now[0] - last[0], now[1] - last[1]
-            self.samples.append((time.time(), 1.0 - idle / total if total else 0.0))
-            last = now
+            used = sum(t - last_ours[pid] for pid, t in ours.items() if pid in last_ours)
+            busy = 1.0 - idle / total if total else 0.0
+            self.samples.append((time.time(), busy, used / self._tick))
+            last, last_ours = now, ours
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="machine-load")
@@ -184,14 +218,24 @@ class MachineLoad:
         if self._task is not None:
             self._task.cancel()
 
-    def per_second(self, start: float, seconds: int) -> list[float]:
-        """Busy fraction for each second from `start` (unix), as far as sampled."""
-        out = []
-        for i in range(seconds):
-            mid = start + i + 0.5
-            busy = [b for t, b in self.samples if t - 1.0 <= mid < t]
-            out.append(round(busy[0], 3) if busy else float("nan"))
-        return out
+    def attach(self, r: dict[str, Any]) -> None:
+        """Add to a result, per second of its send: machine busy, our cores, CPU ms a recipient."""
+        busy, cores = [], []
+        for i in range(len(r["per_second"])):
+            mid = r["first_accepted_at"] + i + 0.5
+            hit = [(b, c) for t, b, c in self.samples if t - 1.0 <= mid < t]
+            busy.append(round(hit[0][0], 3) if hit else float("nan"))
+            cores.append(round(hit[0][1], 3) if hit else float("nan"))
+        r["machine_busy"], r["dispatcher_cores"] = busy, cores
+        ms = [1000 * c / n for c, n in zip(cores, r["per_second"], strict=True) if n and c == c]
+        inner = ms[1:-1]
+        if len(inner) >= 2:
+            half = len(inner) // 2
+            r["cpu_ms_per_recipient"] = {
+                "mean": statistics.fmean(inner),
+                "first_half_mean": statistics.fmean(inner[:half]),
+                "second_half_mean": statistics.fmean(inner[half:]),
+            }
 
 
 def bulk_rates(text: str) -> list[int]:
@@ -294,6 +338,12 @@ def describe(r: dict[str, Any]) -> str:
     busy = [b for b in r.get("machine_busy", []) if b == b]  # nan: not sampled
     if busy:
         line += f"; machine CPU busy {100 * statistics.fmean(busy):.0f} % (all sessions)"
+    cpu = r.get("cpu_ms_per_recipient")
+    if cpu:
+        line += (
+            f"; dispatcher CPU {cpu['mean']:.2f} ms/recipient (halves "
+            f"{cpu['first_half_mean']:.2f} / {cpu['second_half_mean']:.2f})"
+        )
     if "by_operation" in r:
         line += f"; {r['mode']}, --processes {r['processes']}: {r['by_operation']}"
     return line
@@ -321,12 +371,15 @@ def plot(results: list[dict[str, Any]], path: Path) -> bool:
         ax.set_xlabel("seconds since the first acceptance")
         ax.set_ylabel("recipients/s")
         ax.legend(loc="lower right")
-        busy = r.get("machine_busy")
-        if busy:  # the machine's CPU, other sessions included: a dip may be theirs
+        busy, cores = r.get("machine_busy"), r.get("dispatcher_cores")
+        if busy and cores:  # the machine's CPU, other sessions included: a dip may be theirs
             twin = ax.twinx()
-            twin.plot([i + 0.5 for i in range(len(busy))], [100 * b for b in busy], "grey", lw=0.7)
-            twin.set_ylim(0, 105)
-            twin.set_ylabel("machine CPU busy % (grey)")
+            xs = [i + 0.5 for i in range(len(busy))]
+            ncpu = os.cpu_count() or 1
+            twin.plot(xs, [ncpu * b for b in busy], "grey", lw=0.7)
+            twin.plot(xs, cores, "green", lw=0.7)
+            twin.set_ylim(0, ncpu * 1.05)
+            twin.set_ylabel("cores busy: machine (grey), dispatcher (green)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -364,14 +417,14 @@ async def main_async(args: argparse.Namespace) -> int:
                 r = await one_rate(dbs, sim, http, work, float(rate), args.seconds, templates)
                 results.append(r)
                 r["flatness"] = flatness(r["per_second"])
-                r["machine_busy"] = load.per_second(r["first_accepted_at"], len(r["per_second"]))
+                load.attach(r)
                 print(describe(r), flush=True)
             for rate in args.bulk_rates:
                 r = await one_bulk_rate(
                     dbs, sim, http, work, float(rate), args.seconds, args.bulk_processes
                 )
                 results.append(r)
-                r["machine_busy"] = load.per_second(r["first_accepted_at"], len(r["per_second"]))
+                load.attach(r)
                 print(describe(r), flush=True)
             load.stop()
     out["results"] = results
