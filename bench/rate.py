@@ -379,7 +379,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> bool:
             twin.plot(xs, [ncpu * b for b in busy], "grey", lw=0.7)
             twin.plot(xs, cores, "green", lw=0.7)
             twin.set_ylim(0, ncpu * 1.05)
-            twin.set_ylabel("cores busy: machine (grey), dispatcher (green)")
+            twin.set_ylabel("cores: machine (grey), ours (green)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
