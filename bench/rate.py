@@ -2,6 +2,7 @@
 (the simulator) refuses it for going faster.
 
     python -m bench.rate [--rates 14,100,1000] [--seconds 20] [--quick]
+                         [--bulk-rates 3000] [--bulk-processes auto] [--long]
 
 For each MaxSendRate R: a campaign of R x seconds recipients (bench.campaign's machinery: a
 throwaway Postgres, the simulator in its own process with SES-like latency, lognormal, median
