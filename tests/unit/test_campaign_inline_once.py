@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from dispatcher.campaigns.render import CampaignContent, CompiledCampaign, Rendered
+from dispatcher.campaigns.sending import CampaignSender
+from dispatcher.campaigns.store import CampaignRow
+from dispatcher.domain.jobs import ClaimedJob
+from dispatcher.domain.message import OutgoingMessage
 from dispatcher.errors import InputError
 from tests.support.templates import TYPICAL, newsletter
 
@@ -315,3 +321,39 @@ def test_any_body_renders_as_inlining_each_copy(
     for v1, v2 in [("", ""), (" ", "\nx"), ("x", "amp;"), ("\n<b>", "a\xa0b"), *values]:
         variables = {"v1": v1, "v2": v2}
         assert outcome(once, variables, "a@x.example") == outcome(each, variables, "a@x.example")
+
+
+class OneCampaign:
+    """The store a CampaignSender reads its campaign's definition from."""
+
+    def __init__(self, html: str) -> None:
+        now = datetime.now(UTC)
+        self.row = CampaignRow(
+            id=7, name="n", state="running", from_addr="news@example.com", reply_to=(),
+            configuration_set=None, tags={}, subject="Hi", html=html, text="Hi",
+            unsubscribe_url=URL, send_at=None, priority=-10, recipients=2, pause_reason=None,
+            created_at=now, started_at=now, finished_at=None,
+        )  # fmt: skip
+
+    async def get(self, campaign_id: int) -> CampaignRow:
+        return self.row
+
+
+@pytest.mark.parametrize(
+    ("html", "logged"),
+    [(TYPICAL["small"], False), (REFUSED["class"][0], True)],
+)
+async def test_the_daemon_says_once_why_a_campaign_is_inlined_per_recipient(
+    html: str, logged: bool
+) -> None:
+    sender = CampaignSender(OneCampaign(html))  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        for i in range(2):
+            message = OutgoingMessage(id=i, from_addr="news@example.com", to=(f"p{i}@x.example",))
+            variables = {"code": "c", "first_name": "F"}
+            job = ClaimedJob(1, 0, -10, message, campaign_id=7, variables=variables)
+            assert "<p" in ((await sender.prepare(job)).message.html or "")
+    said = [e for e in logs if e["event"] == "campaign.css_inlined_per_recipient"]
+    assert len(said) == (1 if logged else 0)
+    if logged:
+        assert said[0]["campaign_id"] == 7 and "class attribute" in said[0]["reason"]
