@@ -2,6 +2,7 @@
 (the simulator) refuses it for going faster.
 
     python -m bench.rate [--rates 14,100,1000] [--seconds 20] [--quick] [--processes auto]
+                         [--bulk-rates 3000] [--bulk-processes auto] [--long]
 
 For each MaxSendRate R: a campaign of R x seconds recipients (bench.campaign's machinery: a
 throwaway Postgres, the simulator in its own process with SES-like latency, lognormal, median
@@ -15,17 +16,28 @@ bench/results/rate.json, and bench/results/rate.png (rate over time against the 
 when matplotlib is importable (`pip install -e '.[bench]'`). CPU ms per message over each send
 span (the daemon's processes and Postgres) stands next to bench/baseline.py's bare aioboto3 loop
 against the same simulator, in the same run (bench/cpu.py).
+
+``--bulk-rates 3000`` (the default; 0 = none) adds, after the per-message rates, a campaign
+created with ``--ses-template`` (SES renders it): SendBulkEmail, 50 recipients a call, as often
+as SES answers it (once a second for the account), and templated SendEmail calls in between,
+sent by ``run --drain --processes`` (``--bulk-processes``, default auto). ``--long`` is one
+minute at 1,000/s (``--rates 1000 --seconds 60 --bulk-rates 0``), to see the rate stay flat.
+Each result also says how flat its rate is: the lowest and highest second and the coefficient of
+variation of the seconds between the first and the last, and the mean of each half.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -38,15 +50,19 @@ from bench.campaign import (
     RESULTS,
     BenchError,
     Child,
+    Imported,
     SimControl,
     address,
     cli_env,
+    create_args,
+    created,
     import_list,
     job_counts,
     run_bench,
     run_cli,
     sizes,
     stderr_into,
+    write_list,
     write_templates,
 )
 from bench.cpu import TreeCpu, bare_loop_child, process_tree_cpu
@@ -143,6 +159,7 @@ async def one_rate(
         "send_span_s": span,
         "drain_wall_s": drained.wall,
         "per_second": per_second(times),
+        "first_accepted_at": times[0],
     }
 
 
@@ -166,6 +183,212 @@ async def bare_loop(http: aiohttp.ClientSession, sim: SimControl, messages: int)
     return await bare_loop_child(sim.sim.endpoint_url, messages, 64)
 
 
+class MachineLoad:
+    """Every second: the whole machine's CPU busy fraction (other sessions' work included) and
+    the cores our `dispatcher` processes used, so a dip in the rate can be told apart from a
+    neighbour taking the cores, and the dispatcher's own CPU per recipient followed over time."""
+
+    def __init__(self) -> None:
+        # (unix end of the second, machine busy 0..1, cores used by our dispatcher processes)
+        self.samples: list[tuple[float, float, float]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _machine() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields), idle
+
+    @staticmethod
+    def _ours() -> dict[int, int]:
+        """CPU ticks of each `dispatcher` process descending from this benchmark."""
+        parent: dict[int, int] = {}
+        ticks: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parent[int(entry)] = int(fields[1])
+            ticks[int(entry)] = int(fields[11]) + int(fields[12])  # utime + stime
+        me, out = os.getpid(), {}
+        for pid in ticks:
+            p, depth = parent.get(pid, 0), 0
+            while p not in (0, 1, me) and depth < 20:
+                p, depth = parent.get(p, 0), depth + 1
+            if p == me:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        if b"dispatcher.cli.main" in f.read():
+                            out[pid] = ticks[pid]
+                except OSError:
+                    continue
+        return out
+
+    async def _run(self) -> None:
+        last, last_ours = self._machine(), self._ours()
+        while last is not None:
+            await asyncio.sleep(1.0)
+            now, ours = self._machine(), self._ours()
+            if now is None:
+                return
+            total, idle = now[0] - last[0], now[1] - last[1]
+            used = sum(t - last_ours[pid] for pid, t in ours.items() if pid in last_ours)
+            busy = 1.0 - idle / total if total else 0.0
+            self.samples.append((time.time(), busy, used / self._tick))
+            last, last_ours = now, ours
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="machine-load")
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def attach(self, r: dict[str, Any]) -> None:
+        """Add to a result, per second of its send: machine busy, our cores, CPU ms a recipient."""
+        busy, cores = [], []
+        for i in range(len(r["per_second"])):
+            mid = r["first_accepted_at"] + i + 0.5
+            hit = [(b, c) for t, b, c in self.samples if t - 1.0 <= mid < t]
+            busy.append(round(hit[0][0], 3) if hit else float("nan"))
+            cores.append(round(hit[0][1], 3) if hit else float("nan"))
+        r["machine_busy"], r["dispatcher_cores"] = busy, cores
+        ms = [1000 * c / n for c, n in zip(cores, r["per_second"], strict=True) if n and c == c]
+        inner = ms[1:-1]
+        if len(inner) >= 2:
+            half = len(inner) // 2
+            r["cpu_ms_per_recipient"] = {
+                "mean": statistics.fmean(inner),
+                "first_half_mean": statistics.fmean(inner[:half]),
+                "second_half_mean": statistics.fmean(inner[half:]),
+            }
+
+
+def bulk_rates(text: str) -> list[int]:
+    """``--bulk-rates``: sizes, or 0 for none."""
+    return [] if text.strip() in ("", "0") else sizes(text)
+
+
+def flatness(series: list[int]) -> dict[str, float]:
+    """How flat a rate is: the whole seconds between the first and the last (both partial)."""
+    inner = series[1:-1]
+    if len(inner) < 2:
+        return {}
+    mean = statistics.fmean(inner)
+    half = len(inner) // 2
+    return {
+        "seconds": len(inner),
+        "min": min(inner),
+        "max": max(inner),
+        "cv": statistics.pstdev(inner) / mean if mean else 0.0,
+        "first_half_mean": statistics.fmean(inner[:half]),
+        "second_half_mean": statistics.fmean(inner[half:]),
+    }
+
+
+async def import_bulk(dbs: Databases, sim: SimControl, work: Path, n: int) -> Imported:
+    """`campaign create --ses-template` of n recipients (SES syntax: the same text as ours)."""
+    html, text = write_templates(work)  # {{ name }} and {{ email }}: valid SES syntax too
+    dsn = await dbs.create()
+    path = write_list(work / f"list-bulk-{n}.csv", n)
+    args = [*create_args(f"bench-bulk-{n}", path, html, text), "--ses-template"]
+    done = await run_cli(cli_env(dsn, sim.sim, work), work, *args)
+    campaign_id = created(done.check(), n)
+    path.unlink()
+    return Imported(n, done.wall, done.maxrss_mb, campaign_id, dsn)
+
+
+async def one_bulk_rate(
+    dbs: Databases,
+    sim: SimControl,
+    http: aiohttp.ClientSession,
+    work: Path,
+    rate: float,
+    seconds: float,
+    processes: str,
+) -> dict[str, Any]:
+    """An SES-template campaign of rate x seconds recipients at MaxSendRate `rate`."""
+    n = max(100, int(rate * seconds))
+    await configure(http, sim, max_send_rate=rate, **LATENCY)
+    imp = await import_bulk(dbs, sim, work, n)
+    try:
+        await sim.sim.reset()
+        env = cli_env(imp.dsn, sim.sim, work)
+        (await run_cli(env, work, "campaign", "start", str(imp.campaign_id))).check()
+        argv = ["run", "--drain", "--processes", processes]
+        drained = (await Child(argv, env, work).wait()).check()
+        stats = await sim.sim.stats()
+        record = await sim.messages()
+        states = await job_counts(imp.dsn)
+    finally:
+        await dbs.drop(imp.dsn)
+    check_once(rate, n, record, states)
+    times = sorted(float(m["accepted_at"]) for m in record)
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    achieved = (len(times) - 1) / span if span > 0 else 0.0
+    accepted, throttled = int(stats["accepted"]), int(stats.get("throttled", 0))
+    series = per_second(times)
+    return {
+        "mode": "bulk: --ses-template, SendBulkEmail + templated SendEmail",
+        "processes": processes,
+        "allowed_per_s": rate,
+        "recipients": n,
+        "accepted": accepted,
+        "by_operation": dict(Counter(str(m.get("operation")) for m in record)),
+        "throttled": throttled,
+        "throttled_pct": 100.0 * throttled / (accepted + throttled) if accepted else 0.0,
+        "achieved_per_s": achieved,
+        "achieved_over_allowed": achieved / rate,
+        "send_span_s": span,
+        "drain_wall_s": drained.wall,
+        "per_second": series,
+        "first_accepted_at": times[0],
+        "flatness": flatness(series),
+    }
+
+
+def describe(r: dict[str, Any]) -> str:
+    """One line of a result: achieved, throttled, flatness."""
+    flat = r.get("flatness") or {}
+    line = (
+        f"MaxSendRate {r['allowed_per_s']:>6g}/s: achieved {r['achieved_per_s']:8.1f}/s = "
+        f"{r['achieved_over_allowed']:.3f} of allowed, throttled {r['throttled_pct']:.2f} % "
+        f"({r['throttled']} of {r['accepted'] + r['throttled']} sends), "
+        f"{r['recipients']:,} recipients"
+    )
+    if flat:
+        line += (
+            f"; per second {flat['min']}-{flat['max']} (cv {flat['cv']:.3f}, halves "
+            f"{flat['first_half_mean']:.0f} / {flat['second_half_mean']:.0f})"
+        )
+    busy = [b for b in r.get("machine_busy", []) if b == b]  # nan: not sampled
+    if busy:
+        line += f"; machine CPU busy {100 * statistics.fmean(busy):.0f} % (all sessions)"
+    cpu = r.get("cpu_ms_per_recipient")
+    if cpu:
+        line += (
+            f"; dispatcher CPU {cpu['mean']:.2f} ms/recipient (halves "
+            f"{cpu['first_half_mean']:.2f} / {cpu['second_half_mean']:.2f})"
+        )
+    if "cpu_ms_per_msg_daemon" in r:
+        line += (
+            f"; --processes {r['processes']}, CPU ms/msg {_ms(r['cpu_ms_per_msg_daemon'])} "
+            f"daemon + {_ms(r['cpu_ms_per_msg_postgres'])} Postgres"
+        )
+    if "by_operation" in r:
+        line += f"; {r['mode']}, --processes {r['processes']}: {r['by_operation']}"
+    return line
+
+
 def plot(results: list[dict[str, Any]], path: Path) -> bool:
     try:
         import matplotlib
@@ -181,13 +404,22 @@ def plot(results: list[dict[str, Any]], path: Path) -> bool:
         ax.step(range(len(series)), series, where="post", label="accepted per second")
         ax.axhline(r["allowed_per_s"], color="red", linestyle="--", label="MaxSendRate")
         ax.set_title(
-            f"MaxSendRate {r['allowed_per_s']:g}/s, --processes {r.get('processes', 1)}: "
-            f"achieved {r['achieved_over_allowed']:.3f}"
+            f"MaxSendRate {r['allowed_per_s']:g}/s{' bulk' if 'by_operation' in r else ''}, "
+            f"--processes {r.get('processes', 1)}: achieved {r['achieved_over_allowed']:.3f}"
             f" of allowed, {r['throttled_pct']:.2f} % throttled"
         )
         ax.set_xlabel("seconds since the first acceptance")
         ax.set_ylabel("recipients/s")
         ax.legend(loc="lower right")
+        busy, cores = r.get("machine_busy"), r.get("dispatcher_cores")
+        if busy and cores:  # the machine's CPU, other sessions included: a dip may be theirs
+            twin = ax.twinx()
+            xs = [i + 0.5 for i in range(len(busy))]
+            ncpu = os.cpu_count() or 1
+            twin.plot(xs, [ncpu * b for b in busy], "grey", lw=0.7)
+            twin.plot(xs, cores, "green", lw=0.7)
+            twin.set_ylim(0, ncpu * 1.05)
+            twin.set_ylabel("cores: machine (grey), ours (green)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -205,6 +437,8 @@ async def main_async(args: argparse.Namespace) -> int:
             "seconds": args.seconds,
             "processes": args.processes,
             "simulator": LATENCY,
+            "bulk_rates": args.bulk_rates,
+            "bulk_processes": args.bulk_processes,
         },
     }
     results: list[dict[str, Any]] = []
@@ -218,20 +452,25 @@ async def main_async(args: argparse.Namespace) -> int:
                 raw = await stack.enter_async_context(run_simulator(max_send_rate=14.0))
             http = await stack.enter_async_context(aiohttp.ClientSession())
             sim = SimControl(raw, http)
+            load = MachineLoad()
+            load.start()
             for rate in args.rates:
                 for procs in args.processes:
                     r = await one_rate(
                         dbs, sim, http, work, float(rate), args.seconds, templates, procs
                     )
                     results.append(r)
-                    print(
-                        f"MaxSendRate {rate:>6g}/s, --processes {procs}: achieved "
-                        f"{r['achieved_per_s']:8.1f}/s = {r['achieved_over_allowed']:.3f} of "
-                        f"allowed, throttled {r['throttled_pct']:.2f} % ({r['throttled']} of "
-                        f"{r['accepted'] + r['throttled']} sends), {r['recipients']:,} "
-                        f"recipients; CPU ms/msg {_ms(r['cpu_ms_per_msg_daemon'])} daemon + "
-                        f"{_ms(r['cpu_ms_per_msg_postgres'])} Postgres"
-                    )
+                    r["flatness"] = flatness(r["per_second"])
+                    load.attach(r)
+                    print(describe(r), flush=True)
+            for rate in args.bulk_rates:
+                r = await one_bulk_rate(
+                    dbs, sim, http, work, float(rate), args.seconds, args.bulk_processes
+                )
+                results.append(r)
+                load.attach(r)
+                print(describe(r), flush=True)
+            load.stop()
             bare = await bare_loop(http, sim, args.bare_messages)
             out["bare_loop"] = bare
             print(
@@ -239,7 +478,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 f"{bare['cpu_ms_per_msg']:.3f} CPU ms/msg, {bare['msgs_per_s']:.0f} msgs/s"
             )
             for r in results:
-                d = r["cpu_ms_per_msg_all_in"]
+                d = r.get("cpu_ms_per_msg_all_in")
                 r["cpu_all_in_over_bare_loop"] = None if d is None else d / bare["cpu_ms_per_msg"]
     out["results"] = results
     RESULTS.mkdir(exist_ok=True)
@@ -273,9 +512,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--bare-messages", type=int, default=3000, help="sends of the bare aioboto3 loop (3000)"
     )
     parser.add_argument("--quick", action="store_true", help="8 s per rate")
+    parser.add_argument(
+        "--bulk-rates",
+        type=bulk_rates,
+        default=[3000],
+        help="MaxSendRates for an --ses-template campaign (3000; 0 = none)",
+    )
+    parser.add_argument(
+        "--bulk-processes", default="auto", help="`run --processes` of the bulk campaign (auto)"
+    )
+    parser.add_argument(
+        "--long", action="store_true", help="one minute at 1,000/s: --rates 1000 --seconds 60"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds = 8.0
+    if args.long:
+        args.rates, args.seconds, args.bulk_rates = [1000], 60.0, []
     return run_bench(main_async(args), "bench.rate")
 
 

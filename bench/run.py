@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 QUICK: list[list[str]] = [
     ["bench.throughput", "--rounds", "3"],
     ["bench.client"],
+    ["bench.render", "--recipients", "1000", "--rounds", "3"],
     ["bench.latency", "--messages", "40"],
     ["bench.processes"],
     ["bench.rate", "--quick"],
@@ -46,6 +47,7 @@ QUICK: list[list[str]] = [
 FULL: list[list[str]] = [
     ["bench.throughput"],
     ["bench.client"],
+    ["bench.render"],
     ["bench.latency"],
     ["bench.processes"],
     ["bench.rate"],

@@ -157,6 +157,12 @@ class CampaignSender:
                 )
             )
             self._compiled[row.id] = compiled
+            if compiled.inlined_per_recipient is not None:  # the slower way: say why, once
+                log.info(
+                    "campaign.css_inlined_per_recipient",
+                    campaign_id=row.id,
+                    reason=compiled.inlined_per_recipient,
+                )
         msg = job.message
         rendered = compiled.render(
             {**(job.variables or {}), **self._token_vars(row, msg.id)},

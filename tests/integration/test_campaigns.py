@@ -133,6 +133,36 @@ async def test_a_campaign_sends_each_recipient_once_rendered_for_them(
     assert status.counts["sent"] == 300
 
 
+async def test_each_recipient_gets_the_campaigns_css_inlined_with_their_own_values(
+    queue: Queue, pg_dsn: str, sim_process: SimFactory
+) -> None:
+    html = (
+        "<html><head><style>p.hi { color: red } a { color: blue }</style></head><body>"
+        "<p class='hi'>Hello {{ name }} &amp; co</p><a href='{{ unsubscribe }}'>unsubscribe</a>"
+    )
+    store = CampaignStore(queue.pool)
+    campaign_id = await create(
+        store,
+        csv_bytes(20, extra='success+q@simulator.amazonses.com,"Al ""A"" <b>",x'),
+        html=html,
+        text="Hi {{ name }}",
+    )
+    await store.start(campaign_id)
+    async with sim_process(max_send_rate=1000) as sim:
+        report = await asyncio.wait_for(
+            run_worker(make_config(pg_dsn, sim.endpoint_url), asyncio.Event(), drain=True), 60
+        )
+        received = {m["to"][0]: m for m in await sim.messages(body=True)}
+    assert report.exit_code == EXIT_OK and len(received) == 21
+    for i in range(20):
+        one = received[f"success+r{i}@simulator.amazonses.com"]["html"]
+        assert f'<p class="hi" style="color: red;">Hello Person {i} &amp; co</p>' in one
+        assert f'<a href="https://u/{i}" style="color: blue;">unsubscribe</a>' in one
+        assert "<style>" not in one
+    odd = received["success+q@simulator.amazonses.com"]["html"]
+    assert '<p class="hi" style="color: red;">Hello Al "A" &lt;b&gt; &amp; co</p>' in odd
+
+
 async def test_pause_stops_every_daemon_at_once_and_resume_continues_exactly(
     queue: Queue, pg_dsn: str, sim_process: SimFactory
 ) -> None:
