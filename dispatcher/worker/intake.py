@@ -60,6 +60,7 @@ class Intake:
         self._buffer: deque[ClaimedJob] = deque()
         self._ready = asyncio.Event()  # the buffer has jobs, or the run ends
         self._low = asyncio.Event()  # the claimer should top the buffer up
+        self._urgent = 0  # claim_now: jobs to claim beyond the read-ahead and put first
         self._in_hand: list[ClaimedJob] = []  # taken from the buffer, not handed over yet
         self._claiming: asyncio.Future[list[ClaimedJob]] | None = None
         self._paused_until = 0.0  # loop time; no claims before
@@ -136,6 +137,12 @@ class Intake:
         self._buffer.clear()
         return jobs
 
+    def claim_now(self, recovered: int) -> None:
+        """`recovered` jobs were just taken back from a dead worker: claim them at once, past
+        the read-ahead if need be, and send them before what is buffered (they waited longest)."""
+        self._urgent += recovered
+        self._low.set()
+
     def pause(self, seconds: float) -> None:
         """No claims for `seconds` (the account is paused or the quota is spent)."""
         self._paused_until = asyncio.get_running_loop().time() + seconds
@@ -179,7 +186,8 @@ class Intake:
                 continue
             target = self._target()
             self._low_mark = target // 2  # (the rate may have moved since the last claim)
-            room = target - len(self._buffer)
+            urgent = self._urgent > 0
+            room = max(0, target - len(self._buffer)) + self._urgent
             if room <= 0:
                 continue
             limit = min(room, self._claim_batch)
@@ -188,11 +196,16 @@ class Intake:
             self._wake.clear()  # a NOTIFY from now on means: look again
             self._claiming = asyncio.ensure_future(self._store.claim(self._owner, limit))
             jobs = await asyncio.shield(self._claiming)
+            claimed = len(jobs)
             if jobs:  # (a cancel here finds them in _claiming still: `unsent` releases them)
                 jobs = await self._without_suppressed(jobs)
             self._claiming = None
+            if urgent:
+                self._urgent = max(0, self._urgent - claimed) if claimed == limit else 0
+                if self._urgent:
+                    self._low.set()
             if jobs:
-                self._add(jobs)
+                self._add(jobs, first=urgent)
                 if len(jobs) == limit and len(self._buffer) <= self._low_mark:
                     self._low.set()
                 continue
@@ -208,8 +221,13 @@ class Intake:
             await wait_event(self._wake, self._poll_interval)  # new mail (NOTIFY) or a poll
             self._low.set()
 
-    def _add(self, jobs: list[ClaimedJob]) -> None:
-        if self._buffer and jobs[0].priority > self._buffer[-1].priority:
+    def _add(self, jobs: list[ClaimedJob], *, first: bool = False) -> None:
+        if first and self._buffer:
+            # Recovered mail goes before the read-ahead of its priority (stable sort).
+            merged = sorted([*jobs, *self._buffer], key=lambda j: -j.priority)
+            self._buffer.clear()
+            self._buffer.extend(merged)
+        elif self._buffer and jobs[0].priority > self._buffer[-1].priority:
             # Higher-priority mail (transactional) jumps the read-ahead of a campaign; the
             # sort is stable, so the order within a priority is kept.
             merged = sorted([*self._buffer, *jobs], key=lambda j: -j.priority)
@@ -220,8 +238,9 @@ class Intake:
         self._ready.set()
 
     def _target(self) -> int:
-        """Jobs to keep claimed ahead: about two seconds of sending, at most 2 x claim_batch."""
-        want = max(16, math.ceil(self._rate() * 2.0))
+        """Jobs to keep claimed ahead: about a second of sending, at most 2 x claim_batch (what
+        a process that dies strands until it is found dead: less is sent late)."""
+        want = max(16, math.ceil(self._rate() * 1.0))
         return min(2 * self._claim_batch, want)
 
     async def _until_idle(self, longest: float) -> None:

@@ -201,6 +201,7 @@ class WorkerPool:
             in_doubt=s.retry.in_doubt,
             listener=self._listener,
             finish_campaigns=campaigns.finish_done if campaigns is not None else None,
+            on_recovered=self.intake.claim_now,
         )
 
     def _rate(self) -> float:

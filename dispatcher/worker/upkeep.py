@@ -47,7 +47,9 @@ class Upkeep:
         in_doubt: InDoubtPolicy,
         listener: Listener | None = None,
         finish_campaigns: Callable[[], Awaitable[object]] | None = None,
+        on_recovered: Callable[[int], None] | None = None,  # jobs requeued from the dead
     ) -> None:
+        self._on_recovered = on_recovered
         self._store = store
         self._owner = owner
         self._lease_seconds = lease_seconds
@@ -84,6 +86,8 @@ class Upkeep:
             log.warning("worker.lease_lost")
             await self._store.register_worker(self._owner, self._lease_seconds)
         recovered = await self._store.recover(self._in_doubt, self.session_grace)
+        if recovered.requeued and self._on_recovered is not None:
+            self._on_recovered(recovered.requeued)
         if recovered.requeued or recovered.in_doubt:
             log.warning(
                 "queue.recovered",

@@ -290,6 +290,36 @@ def test_a_dead_workers_claimed_mail_is_taken_back_within_two_seconds_of_its_ses
     assert sorted(Counter(i for i, _ in accepted).values()) == [1] * len(accepted)
 
 
+def test_a_dead_workers_mail_goes_before_the_survivors_read_ahead() -> None:
+    """A survivor busy with a long queue: what a dead process had claimed is taken back and
+    sent within two seconds of its death, not after the seconds of mail the survivor holds."""
+
+    async def main() -> tuple[list[int], list[tuple[int, float]], float]:
+        store = MemoryJobStore(now=virtual_clock)
+        await store.enqueue_many(messages(1500))
+        dead = uuid.uuid4()
+        await store.hold_session(dead)
+        await store.register_worker(dead, 30.0)
+        taken = [j.id for j in await store.claim(dead, 150)]
+        ses = FakeSes(quota=Quota(50_000, 100, 0))
+        stop = asyncio.Event()
+        worker = await pool(store, ses, drain=False, stop=stop)
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(3.0)  # the survivor sends at 100/s with ~2 s of mail in hand
+        await store.end_session(dead)
+        died = loop_now()
+        await asyncio.sleep(4.0)
+        stop.set()
+        await task
+        return taken, ses.accepted, died
+
+    taken, accepted, died = run(main)
+    at = {i: t for i, t in accepted if i in taken}
+    assert sorted(at) == sorted(taken)
+    # Recovery within a second, then 150 sends at 100/s ahead of the survivor's own.
+    assert max(at.values()) - died <= 2.6, max(at.values()) - died
+
+
 class RecoveryClock(MemoryJobStore):
     """The in-memory store, noting when a recovery took jobs back."""
 
