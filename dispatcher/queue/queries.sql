@@ -102,7 +102,10 @@ WITH RECURSIVE campaigns_due(cid) AS (
     WHERE d.cid IS NOT NULL
 ), picked AS (
     SELECT j.id FROM dispatcher.jobs j
-    WHERE j.id IN (SELECT id FROM offered ORDER BY priority DESC, turn, run_at, id LIMIT $2)
+    -- (by key: without fresh statistics on `account` the planner scanned the whole table for
+    -- an IN (subquery): 0.5 s per claim at 20k queued jobs)
+    WHERE j.id = ANY(ARRAY(SELECT id FROM offered ORDER BY priority DESC, turn, run_at, id
+                           LIMIT $2))
       AND j.state = 'queued' AND j.run_at <= now()  -- as of the lock, not of the offer
       AND j.account = $3  -- a paused account's fallback may have taken it meanwhile
       AND NOT EXISTS (SELECT 1 FROM dispatcher.sending_hold h WHERE h.account = $3)  -- the guard
@@ -113,7 +116,8 @@ WITH RECURSIVE campaigns_due(cid) AS (
     UPDATE dispatcher.jobs j
     SET state = 'claimed', lease_owner = $1, lease_token = token.value, updated_at = now()
     FROM picked, token, dispatcher.messages m
-    WHERE j.id = picked.id AND m.id = j.id
+    -- (by key: joined to `picked` alone the planner may scan the whole table, 1.5 ms at 20k jobs)
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.id = picked.id AND m.id = j.id
     RETURNING j.id, j.lease_token, j.attempts, j.priority, j.run_at, m.created_at,
               m.from_addr, m.to_addrs,
               m.cc_addrs, m.bcc_addrs, m.reply_to, m.subject, m.text_body, m.html_body, m.raw,

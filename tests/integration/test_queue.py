@@ -310,6 +310,27 @@ async def test_launch_settle_and_release_look_jobs_up_by_key(queue: Queue) -> No
     assert await queue.launch(owner, few) == set(ids)
 
 
+async def test_a_claim_reads_only_what_it_takes_even_before_the_statistics(queue: Queue) -> None:
+    """Right after a large enqueue, before autovacuum has analysed the table (a new deployment,
+    a burst), the claim still looks its jobs up by key: the planner, guessing, had scanned the
+    whole table once per candidate (0.5 s per claim at 20,000 queued jobs)."""
+    await queue.enqueue_many([msg(i) for i in range(3000)])
+    await fetch(queue, "DELETE FROM pg_statistic WHERE starelid = 'dispatcher.jobs'::regclass")
+    owner = await worker(queue)
+    async with queue.pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        plan = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + query("claim"), owner, 100, "default"
+        )
+        await tx.rollback()
+    nodes = _plan_nodes(json_plan(plan))
+    scanned = [
+        n for n in nodes if n.get("Relation Name") == "jobs" and n["Node Type"] == "Seq Scan"
+    ]
+    assert not scanned, [(n["Node Type"], n["Actual Rows"] * n["Actual Loops"]) for n in scanned]
+
+
 def json_plan(plan: Any) -> dict[str, Any]:
     value = json.loads(plan) if isinstance(plan, str) else plan
     return dict(value[0]["Plan"])
