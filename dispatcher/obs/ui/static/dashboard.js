@@ -137,6 +137,26 @@ function progress(c) {
   return td;
 }
 
+// Provider lanes ([[providers]]): hidden when none is configured (state.json has none).
+function drawLanes(lanes) {
+  const card = document.getElementById("lanes-card");
+  card.hidden = !(lanes && lanes.length);
+  if (card.hidden) return;
+  fill("lanes", lanes.map((l) => {
+    const cap = l.daily_cap === null ? "no cap" : `${num(l.daily_cap)} (${num(l.cap_left)} left)`;
+    const back = l.backed_off ? el("td", l.backed_off, "bad") : el("td", "no", "muted");
+    const tr = row([
+      l.provider,
+      l.rate === null ? "account rate" : `${num(l.rate, 2)}/s`,
+      cap,
+      num(l.sent_today),
+      back,
+    ]);
+    tr.dataset.provider = l.provider;
+    return tr;
+  }));
+}
+
 function draw(s) {
   document.getElementById("updated").textContent =
     "updated " + new Date(s.at).toLocaleTimeString() + (s.database_up ? "" : " · Postgres not answering");
@@ -157,6 +177,7 @@ function draw(s) {
   banner.textContent = s.sending_held ? `ALL SENDING HELD: ${s.sending_held.reason} (dispatcher resume --force)` : "";
   drawQuota(s.quota);
   fill("queue", s.queue.map((q) => row([q.state, num(q.total), num(q.message), num(q.campaign)])));
+  drawLanes(s.lanes);
   fill("campaigns", s.campaigns.map((c) => {
     const actions = el("td");
     for (const a of c.actions) {
