@@ -2,7 +2,8 @@
 playwright): opened during a running campaign of a real `dispatcher run` with `[api]` enabled,
 its numbers move, one click pauses the campaign (the database says paused, the simulator gets
 no more of its mail), another resolves an in-doubt message; a screenshot is kept. With
-`[[providers]]` configured, the page shows each provider lane (issue 18 item 1)."""
+`[[providers]]` configured, the page shows each provider lane (issue 18 item 1), and with
+several `[[accounts]]` each account (item 4)."""
 
 from __future__ import annotations
 
@@ -254,9 +255,6 @@ async def test_dashboard_shows_each_provider_lane_when_providers_are_configured(
 
     port = free_port()
     config = tmp_path / "dispatcher.toml"
-    config.write_text(
-        '[[providers]]\nname = "google"\nrate = 5.0\ndaily_cap = 1000\n', encoding="utf-8"
-    )
     lines = [
         json.dumps(
             {"from": "a@example.com", "to": [f"r{i}@gmail.com"], "subject": "s", "text": "x"}
@@ -266,6 +264,15 @@ async def test_dashboard_shows_each_provider_lane_when_providers_are_configured(
     jsonl = tmp_path / "gmail.jsonl"
     jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
     async with sim_process(max_send_rate=20) as sim:
+        # Two SES accounts (issue 18 item 4); the first is named "default" because the lanes'
+        # view reads that account's lanes only (a known gap, see the branch's report).
+        config.write_text(
+            '[[providers]]\nname = "google"\nrate = 5.0\ndaily_cap = 1000\n\n'
+            '[[accounts]]\nname = "default"\n\n'
+            '[[accounts]]\nname = "brand-b"\nregion = "eu-west-1"\n'
+            f'endpoint_url = "{sim.endpoint_url}"\n',
+            encoding="utf-8",
+        )
         env = cli_env(
             tmp_path,
             dsn=pg_dsn,
@@ -302,6 +309,10 @@ async def test_dashboard_shows_each_provider_lane_when_providers_are_configured(
                         ["google", "5/s", re.compile(r"^1,000 \([\d,]+ left\)$"), "3", "no"],
                         timeout=10_000,
                     )
+                    brand_b = page.locator('#accounts tr[data-account="brand-b"] td')
+                    await expect(brand_b.nth(1)).to_have_text("eu-west-1")
+                    await expect(brand_b.nth(4)).to_have_text("0")  # queued: mail went to default
+                    await expect(brand_b.nth(5)).to_have_text("sending")
                     assert not problems, problems
                 finally:
                     await browser.close()
