@@ -1,7 +1,9 @@
 """The dashboard as an operator uses it, in a real headless chromium (Debian's, driven by
 playwright): opened during a running campaign of a real `dispatcher run` with `[api]` enabled,
 its numbers move, one click pauses the campaign (the database says paused, the simulator gets
-no more of its mail), another resolves an in-doubt message; a screenshot is kept."""
+no more of its mail), another resolves an in-doubt message; a screenshot is kept. With
+`[[providers]]` configured, the page shows each provider lane (issue 18 item 1), and with
+several `[[accounts]]` each account (item 4)."""
 
 from __future__ import annotations
 
@@ -193,6 +195,7 @@ async def test_dashboard_shows_a_running_campaign_and_pauses_it_by_a_click(
                     )
                     await expect(page.locator("#quota")).to_contain_text("of 5,000 used")
                     await expect(page.locator("#in-doubt")).to_contain_text("<b>disk full</b>")
+                    await expect(page.locator("#lanes-card")).to_be_hidden()  # no [[providers]]
 
                     # Pause by a click: paused in the database, and its mail stops.
                     await row.locator('button[data-action="pause"]').click()
@@ -243,3 +246,79 @@ async def test_dashboard_shows_a_running_campaign_and_pauses_it_by_a_click(
     kept = ARTIFACTS / "dashboard.png"
     shutil.copyfile(shot, kept)
     print(f"dashboard screenshot: {kept}")
+
+
+async def test_dashboard_shows_each_provider_lane_when_providers_are_configured(
+    pg_dsn: str, tmp_path: Path, sim_process: SimFactory
+) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    port = free_port()
+    config = tmp_path / "dispatcher.toml"
+    lines = [
+        json.dumps(
+            {"from": "a@example.com", "to": [f"r{i}@gmail.com"], "subject": "s", "text": "x"}
+        )
+        for i in range(3)
+    ]
+    jsonl = tmp_path / "gmail.jsonl"
+    jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    async with sim_process(max_send_rate=20) as sim:
+        # Two SES accounts (issue 18 item 4); the first is named "default" because the lanes'
+        # view reads that account's lanes only (a known gap, see the branch's report).
+        config.write_text(
+            '[[providers]]\nname = "google"\nrate = 5.0\ndaily_cap = 1000\n\n'
+            '[[accounts]]\nname = "default"\n\n'
+            '[[accounts]]\nname = "brand-b"\nregion = "eu-west-1"\n'
+            f'endpoint_url = "{sim.endpoint_url}"\n',
+            encoding="utf-8",
+        )
+        env = cli_env(
+            tmp_path,
+            dsn=pg_dsn,
+            endpoint_url=sim.endpoint_url,
+            DISPATCHER_CONFIG=str(config),
+            DISPATCHER_API__ENABLED="true",
+            DISPATCHER_API__LISTEN_PORT=str(port),
+        )
+        key_id, secret = await make_key(env, "ops")
+        assert (await run_cli(env, "enqueue", str(jsonl))).code == 0
+        daemon = await start_cli(env, "run", output=tmp_path / "run.log")
+        try:
+
+            async def all_sent() -> bool:
+                assert daemon.returncode is None, (tmp_path / "run.log").read_text()
+                rows = await fetch(pg_dsn, "SELECT state::text AS s FROM dispatcher.jobs")
+                return [r["s"] for r in rows] == ["sent"] * 3
+
+            await eventually(all_sent, limit=30, step=0.2)
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+                try:
+                    context = await browser.new_context(
+                        http_credentials={"username": key_id, "password": secret}
+                    )
+                    page = await context.new_page()
+                    problems: list[str] = []
+                    page.on("pageerror", lambda exc: problems.append(str(exc)))
+                    await page.goto(f"http://127.0.0.1:{port}/ui/")
+                    await expect(page.locator("#lanes-card")).to_be_visible()
+                    google = page.locator('#lanes tr[data-provider="google"]')
+                    cells = google.locator("td")
+                    await expect(cells).to_have_text(
+                        ["google", "5/s", re.compile(r"^1,000 \([\d,]+ left\)$"), "3", "no"],
+                        timeout=10_000,
+                    )
+                    brand_b = page.locator('#accounts tr[data-account="brand-b"] td')
+                    await expect(brand_b.nth(1)).to_have_text("eu-west-1")
+                    await expect(brand_b.nth(4)).to_have_text("0")  # queued: mail went to default
+                    await expect(brand_b.nth(5)).to_have_text("sending")
+                    assert not problems, problems
+                finally:
+                    await browser.close()
+            code = await stop_cli(daemon, limit=30)
+        finally:
+            if daemon.returncode is None:
+                daemon.kill()
+                await daemon.wait()
+    assert code == 0, (tmp_path / "run.log").read_text()[-3000:]

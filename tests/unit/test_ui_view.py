@@ -1,6 +1,7 @@
 """The dashboard's view model: the rate chart's window moves with the clock, the quota's
-headroom, the queue's lanes, the campaigns' progress and buttons, and a page that still
-answers (with what the daemon knows) while Postgres does not."""
+headroom, the queue's lanes, the campaigns' progress and buttons, a row per SES account when
+there are several, and a page that still answers (with what the daemon knows) while Postgres
+does not."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dispatcher.accounts.store import AccountRow
 from dispatcher.config.settings import GuardSettings
 from dispatcher.domain.jobs import UnknownJob
 from dispatcher.domain.quota import Quota
@@ -217,3 +219,68 @@ def test_without_postgres_the_page_still_shows_what_the_daemon_knows() -> None:
     assert v["database_up"] is False
     assert v["rate"]["achieved"] == 6.5 and v["sends"]["sent"] == 120
     assert "queue" not in v and "campaigns" not in v
+
+
+def account(name: str, **changes: object) -> AccountRow:
+    base = AccountRow(
+        name=name,
+        default=False,
+        paused_reason=None,
+        held_reason=None,
+        max_send_rate=14.0,
+        max_24_hour_send=50_000.0,
+        sent_last_24_hours=1_200.0,
+        reading_age=3.0,
+        queued=40,
+        workers=1,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_several_ses_accounts_get_a_row_each_with_region_quota_and_what_holds_them() -> None:
+    rows = [
+        account("brand-a", default=True),
+        account("brand-b", paused_reason="SES paused sending", max_24_hour_send=-1.0),
+        account("brand-c", held_reason="guard: bounce rate 6 %", max_send_rate=None),
+    ]
+    regions = {"brand-a": "eu-west-1", "brand-b": "us-east-1", "brand-c": "ap-northeast-2"}
+    v = dashboard_with_accounts(rows, regions)
+    json.dumps(v)
+    a, b, c = v["accounts"]
+    assert (a["name"], a["default"], a["region"]) == ("brand-a", True, "eu-west-1")
+    assert (a["max_send_rate"], a["max_24_hour_send"], a["sent_last_24_hours"]) == (
+        14.0,
+        50_000.0,
+        1_200.0,
+    )
+    assert (a["paused"], a["held"], a["queued"]) == (None, None, 40)
+    assert b["paused"] == "SES paused sending"
+    assert (b["unlimited"], b["max_24_hour_send"]) == (True, None)
+    assert (c["held"], c["max_send_rate"], c["region"]) == (
+        "guard: bounce rate 6 %",
+        None,
+        "ap-northeast-2",
+    )
+    # One account (or none read): no panel, the rest of the page is that account.
+    assert dashboard_with_accounts(rows[:1], regions)["accounts"] is None
+    assert view(facts())["accounts"] is None
+
+
+def dashboard_with_accounts(rows: list[AccountRow], regions: dict[str, str]) -> dict[str, Any]:
+    return dashboard(
+        facts(),
+        th=thresholds(GUARD),
+        campaign_th=campaign_thresholds(GUARD),
+        window_hours=24.0,
+        quota_headroom=0.95,
+        hold=None,
+        held=[],
+        in_doubt=[],
+        errors=[],
+        numbers=NUMBERS,
+        history=RateHistory(),
+        now=1000.0,
+        wall=WALL,
+        accounts=rows,
+        regions=regions,
+    )

@@ -25,6 +25,8 @@ import asyncpg  # type: ignore[import-untyped]
 import structlog
 from aiohttp import web
 
+from dispatcher.accounts.settings import effective_accounts
+from dispatcher.accounts.store import AccountRow, AccountStore
 from dispatcher.campaigns.store import CampaignStore
 from dispatcher.db.sql import named_queries
 from dispatcher.domain.jobs import ResolveTo, UnknownJob
@@ -61,6 +63,7 @@ class _Ui:
     campaigns: CampaignStore
     history: RateHistory
     reader: SharedReader
+    regions: dict[str, str]  # each SES account's region, for the accounts panel
 
 
 UI = web.AppKey("ui", _Ui)
@@ -73,7 +76,9 @@ def install(app: web.Application, ctx: DoorContext) -> None:
         if ctx.live.reader is None:
             ctx.live.reader = reader
         reader = ctx.live.reader
-    app[UI] = _Ui(ctx, CampaignStore(ctx.pool), RateHistory(), reader)
+    cfg = ctx.cfg
+    regions = {n: ses.region for n, ses, _ in effective_accounts(cfg.accounts, cfg.ses, cfg.pacing)}
+    app[UI] = _Ui(ctx, CampaignStore(ctx.pool), RateHistory(), reader, regions)
     app.cleanup_ctx.append(_sampling)
     app.add_routes(
         [
@@ -202,14 +207,14 @@ async def state(request: web.Request) -> web.Response:
     ui = request.app[UI]
     ctx = ui.ctx
     facts = await read_shared(ui.reader)
-    lists: _Lists = (None, [], [], [])
+    lists: _Lists = (None, [], [], [], [])
     if facts is not None:
         try:
             lists = await asyncio.wait_for(_lists(ctx), SHARED_TIMEOUT)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("ui.database_unavailable", error=repr(exc))
             facts = None
-    hold, held, unknown, errors = lists
+    hold, held, unknown, errors, accounts = lists
     live = ctx.live
     view = dashboard(
         facts,
@@ -225,11 +230,19 @@ async def state(request: web.Request) -> web.Response:
         history=ui.history,
         now=asyncio.get_running_loop().time(),
         wall=datetime.now(UTC),
+        accounts=accounts,
+        regions=ui.regions,
     )
     return web.json_response(view, headers=_NO_STORE)
 
 
-_Lists = tuple[tuple[str, datetime] | None, list[HeldSender], list[UnknownJob], list[ErrorKind]]
+_Lists = tuple[
+    tuple[str, datetime] | None,
+    list[HeldSender],
+    list[UnknownJob],
+    list[ErrorKind],
+    list[AccountRow],
+]
 
 
 async def _lists(ctx: DoorContext) -> _Lists:
@@ -239,7 +252,9 @@ async def _lists(ctx: DoorContext) -> _Lists:
     async with ctx.pool.acquire() as conn:
         rows = await conn.fetch(query("recent_failures"), ERRORS_WINDOW)
     errors = [ErrorKind(r["kind"], r["n"], r["last_at"], r["example"]) for r in rows]
-    return hold, held, unknown, errors
+    # Read only with several accounts: with one, the rest of the page is that account.
+    accounts = await AccountStore(ctx.pool).overview() if len(ctx.cfg.accounts) > 1 else []
+    return hold, held, unknown, errors, accounts
 
 
 async def campaign(request: web.Request) -> web.Response:

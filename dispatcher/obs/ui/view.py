@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from dispatcher.accounts.store import AccountRow
 from dispatcher.domain.jobs import UnknownJob
 from dispatcher.feedback.guard import Thresholds, reputation_view
 from dispatcher.feedback.store import HeldSender
@@ -20,6 +21,7 @@ __all__ = [
     "ErrorKind",
     "ProcessNumbers",
     "RateHistory",
+    "accounts_view",
     "chart_span",
     "dashboard",
     "nice_ceiling",
@@ -178,6 +180,33 @@ def held_view(held: Iterable[HeldSender], now: datetime) -> list[dict[str, Any]]
     ]
 
 
+def accounts_view(
+    rows: Sequence[AccountRow], regions: Mapping[str, str]
+) -> list[dict[str, Any]] | None:
+    """One row per SES account (None with only one: the rest of the page is that account)."""
+    if len(rows) < 2:
+        return None
+    out = []
+    for r in rows:
+        unlimited = r.max_24_hour_send is not None and r.max_24_hour_send < 0
+        out.append(
+            {
+                "name": r.name,
+                "default": r.default,
+                "region": regions.get(r.name),
+                "max_send_rate": r.max_send_rate,  # None: its quota was not read yet
+                "max_24_hour_send": None if unlimited else r.max_24_hour_send,
+                "unlimited": unlimited,
+                "sent_last_24_hours": r.sent_last_24_hours,
+                "queued": r.queued,
+                "workers": r.workers,
+                "paused": r.paused_reason,  # SES paused or suspended it
+                "held": r.held_reason,  # the reputation guard holds its sending
+            }
+        )
+    return out
+
+
 def errors_view(kinds: Sequence[ErrorKind], numbers: ProcessNumbers | None) -> dict[str, Any]:
     """Failed mail by outcome (recent, every process) and the transient kinds this daemon met."""
     transient = {}
@@ -209,6 +238,8 @@ def dashboard(
     history: RateHistory,
     now: float,
     wall: datetime,
+    accounts: Sequence[AccountRow] = (),
+    regions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Everything /ui/state.json answers (facts None: Postgres did not answer in time)."""
     points = history.points(now)
@@ -241,5 +272,6 @@ def dashboard(
         "in_doubt": in_doubt_view(in_doubt),
         "in_doubt_total": facts.states.get("unknown", 0),
         "lanes": facts.lanes,  # provider lanes: rate, cap, sent today, backed off
+        "accounts": accounts_view(accounts, regions or {}),  # None: one SES account
     }
     return view

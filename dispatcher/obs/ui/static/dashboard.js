@@ -137,6 +137,54 @@ function progress(c) {
   return td;
 }
 
+// Provider lanes ([[providers]]): hidden when none is configured (state.json has none).
+function drawLanes(lanes) {
+  const card = document.getElementById("lanes-card");
+  card.hidden = !(lanes && lanes.length);
+  if (card.hidden) return;
+  fill("lanes", lanes.map((l) => {
+    const cap = l.daily_cap === null ? "no cap" : `${num(l.daily_cap)} (${num(l.cap_left)} left)`;
+    const back = l.backed_off ? el("td", l.backed_off, "bad") : el("td", "no", "muted");
+    const tr = row([
+      l.provider,
+      l.rate === null ? "account rate" : `${num(l.rate, 2)}/s`,
+      cap,
+      num(l.sent_today),
+      back,
+    ]);
+    tr.dataset.provider = l.provider;
+    return tr;
+  }));
+}
+
+// Several SES accounts ([[accounts]]): hidden with one (the rest of the page is that one).
+function drawAccounts(accounts) {
+  const card = document.getElementById("accounts-card");
+  card.hidden = !(accounts && accounts.length);
+  if (card.hidden) return;
+  fill("accounts", accounts.map((a) => {
+    let quota = "quota not read yet";
+    if (a.max_send_rate !== null) {
+      const max = a.unlimited ? "unlimited" : num(a.max_24_hour_send);
+      quota = `${num(a.sent_last_24_hours)} of ${max}`;
+    }
+    const problems = [];
+    if (a.paused) problems.push(`PAUSED: ${a.paused}`);
+    if (a.held) problems.push(`HELD: ${a.held}`);
+    const state = problems.length ? el("td", problems.join("; "), "bad") : el("td", "sending", "good");
+    const tr = row([
+      a.name + (a.default ? " (default)" : ""),
+      a.region || "–",
+      a.max_send_rate === null ? "–" : `${num(a.max_send_rate, 2)}/s`,
+      quota,
+      num(a.queued),
+      state,
+    ]);
+    tr.dataset.account = a.name;
+    return tr;
+  }));
+}
+
 function draw(s) {
   document.getElementById("updated").textContent =
     "updated " + new Date(s.at).toLocaleTimeString() + (s.database_up ? "" : " · Postgres not answering");
@@ -157,6 +205,8 @@ function draw(s) {
   banner.textContent = s.sending_held ? `ALL SENDING HELD: ${s.sending_held.reason} (dispatcher resume --force)` : "";
   drawQuota(s.quota);
   fill("queue", s.queue.map((q) => row([q.state, num(q.total), num(q.message), num(q.campaign)])));
+  drawAccounts(s.accounts);
+  drawLanes(s.lanes);
   fill("campaigns", s.campaigns.map((c) => {
     const actions = el("td");
     for (const a of c.actions) {
