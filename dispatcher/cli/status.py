@@ -148,7 +148,7 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         held_senders = await stores.feedback.held_senders()
         shared = await stores.quota.sync(uuid.UUID(int=0), {})  # records nothing: no sends
         warmup = await warmup_view(stores.queue.pool, cfg.warmup, stores.quota.account)
-        lanes = await lanes_view(stores.queue.pool, cfg.providers)
+        lanes = await lanes_view(stores.queue.pool, cfg.providers, account=stores.quota.account)
         accounts = await AccountStore(stores.queue.pool).overview()
     states = {state: counts.get(state, 0) for state in STATES}
     leader = next((w for w in workers if w.id == shared.leader), None)

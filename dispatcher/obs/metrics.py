@@ -257,7 +257,11 @@ class SharedReader:
             workers={r["hostname"]: r["n"] for r in hosts},
             webhooks={r["endpoint"]: (r["backlog"], r["oldest_age"]) for r in hooks},
             campaign_lane=lane,
-            lanes=await lanes_view(self._pool, self._providers, waiting=False) or [],
+            # the default (first) account's lanes, as the quota reading above
+            lanes=await lanes_view(
+                self._pool, self._providers, waiting=False, account=self._quota.account
+            )
+            or [],
         )
 
 

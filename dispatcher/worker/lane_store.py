@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import structlog
 
+from dispatcher.accounts.settings import DEFAULT_ACCOUNT
 from dispatcher.clock import wait_event
 from dispatcher.db.outage import connection_lost
 from dispatcher.db.sql import named_queries
@@ -27,7 +28,6 @@ __all__ = ["DEFAULT_ACCOUNT", "LaneStore", "lanes_view", "print_lanes", "run_lan
 query = named_queries("dispatcher.worker", "lanes.sql")
 log = structlog.get_logger()
 
-DEFAULT_ACCOUNT = "default"  # until several SES accounts land (issue 18 item 4)
 LOOK = 0.25  # seconds between rounds when nothing asks sooner
 MX_BATCH = 500  # domains answered per round (from Postgres's cache, else by DNS)
 MX_PARALLEL = 32  # DNS questions in flight at once
@@ -264,13 +264,18 @@ async def _at_exit(store: LaneStore, gate: LaneGate[Any], day: date | None) -> N
 
 
 async def lanes_view(
-    pool: asyncpg.Pool, limits: Sequence[ProviderSettings], *, waiting: bool = True
+    pool: asyncpg.Pool,
+    limits: Sequence[ProviderSettings],
+    *,
+    waiting: bool = True,
+    account: str = DEFAULT_ACCOUNT,
 ) -> list[dict[str, Any]] | None:
-    """Each lane for `dispatcher status` (--json: this list); None when no lane is configured.
-    `waiting` reads the recipients of all unsent mail (a scan: not for every metrics scrape)."""
+    """Each lane of `account` for `dispatcher status` (--json: this list); None when no lane is
+    configured. `waiting` reads the recipients of all unsent mail (a scan: not for every
+    metrics scrape)."""
     if not any(p.limited for p in limits):
         return None
-    store = LaneStore(pool)
+    store = LaneStore(pool, account)
     table = ProviderTable(limits)
     today, backoffs = await store.today(), await store.backoffs()
     by_lane: dict[str, int] = {}

@@ -264,11 +264,11 @@ async def test_dashboard_shows_each_provider_lane_when_providers_are_configured(
     jsonl = tmp_path / "gmail.jsonl"
     jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
     async with sim_process(max_send_rate=20) as sim:
-        # Two SES accounts (issue 18 item 4); the first is named "default" because the lanes'
-        # view reads that account's lanes only (a known gap, see the branch's report).
+        # Two SES accounts (issue 18 item 4); the lanes shown are the first (default) one's,
+        # whatever its name.
         config.write_text(
             '[[providers]]\nname = "google"\nrate = 5.0\ndaily_cap = 1000\n\n'
-            '[[accounts]]\nname = "default"\n\n'
+            '[[accounts]]\nname = "brand-a"\n\n'
             '[[accounts]]\nname = "brand-b"\nregion = "eu-west-1"\n'
             f'endpoint_url = "{sim.endpoint_url}"\n',
             encoding="utf-8",
@@ -311,7 +311,7 @@ async def test_dashboard_shows_each_provider_lane_when_providers_are_configured(
                     )
                     brand_b = page.locator('#accounts tr[data-account="brand-b"] td')
                     await expect(brand_b.nth(1)).to_have_text("eu-west-1")
-                    await expect(brand_b.nth(4)).to_have_text("0")  # queued: mail went to default
+                    await expect(brand_b.nth(4)).to_have_text("0")  # queued: mail went to brand-a
                     await expect(brand_b.nth(5)).to_have_text("sending")
                     assert not problems, problems
                 finally:
