@@ -150,6 +150,15 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         warmup = await warmup_view(stores.queue.pool, cfg.warmup, stores.quota.account)
         lanes = await lanes_view(stores.queue.pool, cfg.providers, account=stores.quota.account)
         accounts = await AccountStore(stores.queue.pool).overview()
+        # Each other account's lanes (their caps and back-offs are its own); waiting recipients
+        # are counted for all mail together, under the default account's lanes.
+        lanes_of = {
+            a.name: await lanes_view(
+                stores.queue.pool, cfg.providers, waiting=False, account=a.name
+            )
+            for a in accounts
+            if len(accounts) > 1 and a.name != stores.quota.account
+        }
     states = {state: counts.get(state, 0) for state in STATES}
     leader = next((w for w in workers if w.id == shared.leader), None)
     shared_view = {
@@ -168,6 +177,8 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         print_lanes(lanes)
         if len(accounts) > 1:
             print_accounts(accounts)
+            for name, its_lanes in lanes_of.items():
+                print_lanes(its_lanes, account=name)
         sys.stdout.flush()
     pacing = await _bounded_pacing_view(cfg)
     pacing["workers"] = len(workers)
@@ -180,7 +191,9 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
             "reputation": reputation,
             "warmup": warmup,
             "lanes": lanes,  # None: no [[providers]] limit configured
-            "accounts": [account_json(a) for a in accounts],
+            "accounts": [
+                {**account_json(a), "lanes": lanes_of.get(a.name, lanes)} for a in accounts
+            ],
         }
         print(json.dumps(view, indent=2, default=str))
         return 0

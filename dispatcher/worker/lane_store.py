@@ -308,17 +308,18 @@ async def lanes_view(
     return out
 
 
-def print_lanes(view: list[dict[str, Any]] | None) -> None:
+def print_lanes(view: list[dict[str, Any]] | None, account: str | None = None) -> None:
     if view is None:
         return
-    print("provider lanes (sent today UTC, waiting recipients):")
+    of = f" of account {account}" if account is not None else ""
+    waiting = ", waiting recipients" if any(lane["waiting"] is not None for lane in view) else ""
+    print(f"provider lanes{of} (sent today UTC{waiting}):")
     for lane in view:
         rate = f"{lane['rate']:g}/s" if lane["rate"] is not None else "account rate"
         cap = f"cap {lane['daily_cap']:,}/day" if lane["daily_cap"] is not None else "no cap"
-        line = (
-            f"  {lane['provider']:<12} {rate:>12}  {cap:<18} sent {lane['sent_today']:>8,}  "
-            f"waiting {lane['waiting']:>8,}"
-        )
+        line = f"  {lane['provider']:<12} {rate:>12}  {cap:<18} sent {lane['sent_today']:>8,}"
+        if lane["waiting"] is not None:
+            line += f"  waiting {lane['waiting']:>8,}"
         if lane["backed_off"]:
             line += f"  BACKED OFF: {lane['backed_off']}"
         print(line)

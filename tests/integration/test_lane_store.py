@@ -37,6 +37,18 @@ async def test_concurrent_takes_stop_at_the_daily_cap(queue: Queue) -> None:
     assert await a.today() == {"google": (1000.0, 13), "yahoo": (0.0, 3)}
 
 
+async def test_each_accounts_lanes_are_shown_with_its_own_numbers(queue: Queue) -> None:
+    limits = [ProviderSettings(name="google", rate=5.0, daily_cap=100)]
+    await LaneStore(queue.pool, "brand-a").add_sent({"google": 7})
+    await LaneStore(queue.pool, "brand-b").take("google", 40, 100)
+    await LaneStore(queue.pool, "brand-b").add_sent({"google": 2})
+    a = await lanes_view(queue.pool, limits, waiting=False, account="brand-a")
+    b = await lanes_view(queue.pool, limits, waiting=False, account="brand-b")
+    assert a is not None and b is not None
+    assert (a[0]["sent_today"], a[0]["cap_left"]) == (7, 100)
+    assert (b[0]["sent_today"], b[0]["cap_left"], b[0]["waiting"]) == (2, 60, None)
+
+
 async def insert_soft_feedback(queue: Queue, domain: str, delays: int, soft_bounces: int) -> None:
     async with queue.pool.acquire() as conn:
         for i in range(delays):
