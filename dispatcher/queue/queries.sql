@@ -4,7 +4,9 @@
 -- One round trip for any number of messages. An idempotency key already stored (or repeated in
 -- the batch) is not inserted again; every input row gets back its message id and whether it
 -- was created by this call. Address lists arrive as array literals ('{"a@x.example"}', parsed
--- by array_in: no JSON subquery per list and row).
+-- by array_in: no JSON subquery per list and row). A column the same in every row may arrive
+-- as an empty array (unnest pads it with NULL): the cc, bcc, reply-to, tags and priority
+-- columns read NULL as their empty value, the others are NULL anyway.
 WITH input AS (
     -- dkey: the key rows are deduplicated on; a row without idempotency key is its own group.
     -- The prefixes keep a real key from ever equalling a keyless row's.
@@ -32,16 +34,18 @@ ins AS (
                                      bcc_addrs, reply_to, subject, text_body, html_body, raw,
                                      configuration_set, tags, key_id, template_name,
                                      template_data)
-    SELECT new_id, idempotency_key, from_addr, to_list::text[], cc_list::text[],
-           bcc_list::text[], reply_list::text[], subject, text_body, html_body, raw,
-           configuration_set, tags_json::jsonb, key_id, template_name, template_data
+    SELECT new_id, idempotency_key, from_addr, to_list::text[],
+           coalesce(cc_list, '{}')::text[], coalesce(bcc_list, '{}')::text[],
+           coalesce(reply_list, '{}')::text[], subject, text_body, html_body, raw,
+           configuration_set, coalesce(tags_json, '{}')::jsonb, key_id, template_name,
+           template_data
     FROM numbered ORDER BY ord
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id
 ),
 new_jobs AS (
     INSERT INTO dispatcher.jobs (id, priority, run_at, scheduled, recipients)
-    SELECT n.new_id, n.priority, coalesce(n.send_after, now()), n.send_after IS NOT NULL,
+    SELECT n.new_id, coalesce(n.priority, 0), coalesce(n.send_after, now()), n.send_after IS NOT NULL,
            n.recipients
     FROM numbered n JOIN ins ON ins.id = n.new_id
     RETURNING id

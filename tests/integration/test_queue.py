@@ -531,3 +531,69 @@ async def test_address_lists_reach_postgres_as_given(queue: Queue) -> None:
     for values in ([], hostile[:1], hostile):
         got = await fetch(queue, "SELECT $1::text::text[] AS a", repository.array_literal(values))
         assert got[0]["a"] == values
+
+
+async def test_a_column_alike_in_a_whole_batch_is_sent_empty_and_stored_as_given(
+    queue: Queue,
+) -> None:
+    """A uniform column goes as an empty array (nothing for asyncpg to encode per row); the
+    rows store the same values as a batch where the column differs."""
+    from datetime import UTC, datetime
+
+    plain = [msg(i) for i in range(3)]
+    params = repository._params(repository.validate_all(plain))
+    assert [len(p) for p in params] == [0, 3, 3, 0, 0, 0, 3, 3] + [0] * 6 + [3] + [0] * 3
+    later = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    varied = msg(
+        9,
+        cc=("c@example.com",),
+        bcc=("b@example.com",),
+        reply_to=("r@example.com",),
+        html="<p>x</p>",
+        configuration_set="cs",
+        tags={"k": "v"},
+        priority=7,
+        send_after=later,
+        idempotency_key="key-9",
+    )
+    ids = [r.id for r in await queue.enqueue_many([*plain, varied])]
+    rows = await fetch(
+        queue,
+        "SELECT m.cc_addrs, m.bcc_addrs, m.reply_to, m.tags::text AS tags, m.html_body,"
+        " m.configuration_set, m.idempotency_key, j.priority, j.scheduled, j.run_at"
+        " FROM dispatcher.messages m JOIN dispatcher.jobs j USING (id)"
+        " WHERE id = ANY($1::bigint[]) ORDER BY id",
+        ids,
+    )
+    for row in rows[:3]:
+        assert (row["cc_addrs"], row["bcc_addrs"], row["reply_to"], row["tags"]) == (
+            [],
+            [],
+            [],
+            "{}",
+        )
+        assert (row["html_body"], row["configuration_set"], row["idempotency_key"]) == (None,) * 3
+        assert (row["priority"], row["scheduled"]) == (0, False)
+    last = rows[3]
+    assert (last["cc_addrs"], last["bcc_addrs"], last["reply_to"]) == (
+        ["c@example.com"],
+        ["b@example.com"],
+        ["r@example.com"],
+    )
+    assert json.loads(last["tags"]) == {"k": "v"}
+    assert (last["html_body"], last["configuration_set"], last["idempotency_key"]) == (
+        "<p>x</p>",
+        "cs",
+        "key-9",
+    )
+    assert (last["priority"], last["scheduled"], last["run_at"]) == (7, True, later)
+    uniform = await queue.enqueue_many(
+        [msg(20, priority=3, cc=("c@example.com",)), msg(21, priority=3, cc=("c@example.com",))]
+    )
+    again = await fetch(
+        queue,
+        "SELECT m.cc_addrs, j.priority FROM dispatcher.messages m JOIN dispatcher.jobs j"
+        " USING (id) WHERE id = ANY($1::bigint[])",
+        [r.id for r in uniform],
+    )
+    assert [(r["cc_addrs"], r["priority"]) for r in again] == [(["c@example.com"], 3)] * 2
