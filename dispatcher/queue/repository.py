@@ -165,8 +165,9 @@ async def _results(
     """The statement's (id, created) per message, a key another transaction won looked up."""
     if len(found) != len(msgs):
         raise DatabaseError(f"enqueue_many returned {len(found)} rows for {len(msgs)}")
-    # A NULL id: another transaction inserted the same key while our statement ran; its row
-    # was invisible to our snapshot but is committed now, so a new statement sees it.
+    # A NULL id: the key came earlier in the same statement, or another transaction inserted
+    # it while our statement ran; either row was invisible to the statement's snapshot, and a
+    # new statement sees it.
     lost = sorted(
         {msgs[i].idempotency_key or "" for i, (id_, _) in enumerate(found) if id_ is None}
     )
