@@ -154,7 +154,7 @@ async def _enqueue_overlapped(
         assert pending is not None
         found += [(row["id"], row["created"]) for row in await pending]
     finally:
-        if pending is not None and not pending.done():  # a bad message: wait, then roll back
+        if pending is not None:  # a bad message: the part in flight ends before the rollback
             await asyncio.gather(pending, return_exceptions=True)
     return await _results(conn, valid, found)
 
