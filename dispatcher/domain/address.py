@@ -13,7 +13,14 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 
 from dispatcher.errors import InputError
 
-__all__ = ["MAX_HEADER_LINE", "Mailbox", "check_encodable", "parse_mailbox", "suppression_key"]
+__all__ = [
+    "MAX_HEADER_LINE",
+    "Mailbox",
+    "check_encodable",
+    "is_normal_plain",
+    "parse_mailbox",
+    "suppression_key",
+]
 
 MAX_HEADER_LINE = 998  # RFC 5322 (SES: no line over 1,000 characters with its CRLF)
 
@@ -128,6 +135,11 @@ def _plain_address(spec: str) -> str | None:
     ):
         return None
     return f"{match.group('local')}@{domain}"
+
+
+def is_normal_plain(text: str) -> bool:
+    """True if ``text`` is a plain ASCII address that ``parse_mailbox`` gives back unchanged."""
+    return _plain_address(text) == text
 
 
 def _fit(mailbox: Mailbox, text: str) -> Mailbox:

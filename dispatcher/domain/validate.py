@@ -22,6 +22,7 @@ from dispatcher.domain.address import (
     MAX_HEADER_LINE,
     Mailbox,
     check_encodable,
+    is_normal_plain,
     parse_mailbox,
     suppression_key,
 )
@@ -68,6 +69,8 @@ _CONTROL_BUT_TAB = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 # byte, each attempt ran to the end of its line, seconds for a 40 MiB message of 76-character
 # lines. The first match is the same (a long run always starts a line).
 _LONG_LINE = re.compile(rb"(?<![^\r\n])[^\r\n]{%d,}" % (MAX_HEADER_LINE + 1))
+# A subject that check_header_text passes as it is: printable ASCII or tab, short enough.
+_PLAIN_SUBJECT = re.compile(rf"[\t\x20-\x7e]{{1,{MAX_HEADER_LINE - len('Subject: ')}}}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,8 +282,71 @@ def _check_body(msg: NewMessage) -> None:
         )
 
 
+def _body_size(value: object) -> int | None:
+    """UTF-8 bytes of a text or html body that check_encodable passes, else None."""
+    if type(value) is not str or "\x00" in value:
+        return None
+    if value.isascii():
+        return len(value)
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+
+
+def _already_valid(msg: NewMessage) -> bool:
+    """True if ``msg`` is the common case already in normal form: plain ASCII addresses in to
+    only, a subject and text/html, no tags, schedule, template, raw or attachments. The full
+    checks would return it unchanged; a bulk enqueue spent most of its validation on them."""
+    if (
+        msg.cc != ()
+        or msg.bcc != ()
+        or msg.reply_to != ()
+        or msg.attachments
+        or msg.raw is not None
+        or msg.template_name is not None
+        or msg.template_data is not None
+        or msg.send_after is not None
+        or type(msg.tags) is not dict
+        or msg.tags
+        or type(msg.priority) is not int
+        or not SMALLINT_MIN <= msg.priority <= SMALLINT_MAX
+        or type(msg.to) is not tuple
+        or not 0 < len(msg.to) <= MAX_RECIPIENTS
+        or type(msg.subject) is not str
+        or not _PLAIN_SUBJECT.fullmatch(msg.subject)
+        or type(msg.from_addr) is not str
+        or not is_normal_plain(msg.from_addr)
+    ):
+        return False
+    cs, key = msg.configuration_set, msg.idempotency_key
+    if cs is not None and (type(cs) is not str or not _CONFIG_SET.fullmatch(cs)):
+        return False
+    if key is not None and (
+        type(key) is not str or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY or _body_size(key) is None
+    ):
+        return False
+    if not (msg.text or msg.html):
+        return False
+    size = len(msg.subject)
+    for body in (msg.text, msg.html):
+        if body is not None:
+            n = _body_size(body)
+            if n is None:
+                return False
+            size += n
+    if size > MAX_MESSAGE_BYTES:
+        return False
+    return all(type(a) is str and is_normal_plain(a) for a in msg.to)
+
+
 def validate_message(msg: NewMessage) -> NewMessage:
     """``msg`` with its addresses normalised; InputError naming the first problem otherwise."""
+    return msg if _already_valid(msg) else _validate_full(msg)
+
+
+def _validate_full(msg: NewMessage) -> NewMessage:
+    """validate_message without the shortcut for the common case."""
     envelope = validate_envelope(
         msg.from_addr, msg.reply_to, msg.configuration_set, msg.tags, msg.priority
     )

@@ -14,6 +14,7 @@ import pytest
 from dispatcher.db.connect import stateless
 from dispatcher.domain.jobs import Enqueued, NewMessage, Recovered, Settlement
 from dispatcher.domain.message import OutgoingMessage
+from dispatcher.errors import InputError
 from dispatcher.queue import repository
 from dispatcher.queue.repository import Queue, query
 
@@ -184,7 +185,7 @@ async def test_concurrent_insert_of_the_same_key_returns_the_winners_id(
     assert (await queue.counts())["queued"] == 1
 
 
-async def test_ten_thousand_messages_in_one_statement(pg_dsn: str) -> None:
+async def test_ten_thousand_messages_in_one_transaction(pg_dsn: str) -> None:
     logged: list[str] = []
 
     async def log_queries(conn: asyncpg.Connection) -> None:
@@ -202,7 +203,10 @@ async def test_ten_thousand_messages_in_one_statement(pg_dsn: str) -> None:
         msgs = [msg(i, idempotency_key=f"k{i}" if i % 2 else None) for i in range(10_000)]
         logged.clear()
         results = await queue.enqueue_many(msgs)
-        assert logged == [query("enqueue_many")]
+        # In parts, each checked while Postgres inserts the one before, in one transaction.
+        parts = 10_000 // repository.OVERLAP_PART
+        assert logged[1:-1] == [query("enqueue_many")] * parts
+        assert [logged[0], logged[-1]] == ["BEGIN;", "COMMIT;"]
         assert len(results) == 10_000 and all(r.created for r in results)
         assert len({r.id for r in results}) == 10_000
         assert (await queue.counts())["queued"] == 10_001
@@ -247,6 +251,25 @@ async def test_a_batch_larger_than_a_chunk_runs_as_several_statements(
     assert results[4].id == results[0].id and results[6].id == results[2].id
     ids = [r.id for i, r in enumerate(results) if r.created]
     assert ids == sorted(ids)
+    assert (await queue.counts())["queued"] == 5
+
+
+async def test_a_batch_in_overlapped_parts_is_all_or_nothing(
+    queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts checked while the one before is inserted: a bad message in a later part names its
+    index in the whole batch and queues nothing; keys repeated across parts are one message."""
+    monkeypatch.setattr(repository, "OVERLAP_PART", 3)
+    bad = [msg(i) for i in range(7)] + [msg(7, to=("not an address",))]
+    with pytest.raises(InputError, match=r"^message 7: to\[0\] 'not an address'"):
+        await queue.enqueue_many(bad)
+    assert (await queue.counts())["queued"] == 0
+    [row] = await fetch(queue, "SELECT count(*) AS n FROM dispatcher.messages")
+    assert row["n"] == 0
+    keys = ["a", None, "b", None, "a", None, "b"]
+    results = await queue.enqueue_many([msg(i, idempotency_key=k) for i, k in enumerate(keys)])
+    assert [r.created for r in results] == [True, True, True, True, False, True, False]
+    assert results[4].id == results[0].id and results[6].id == results[2].id
     assert (await queue.counts())["queued"] == 5
 
 
@@ -531,3 +554,69 @@ async def test_address_lists_reach_postgres_as_given(queue: Queue) -> None:
     for values in ([], hostile[:1], hostile):
         got = await fetch(queue, "SELECT $1::text::text[] AS a", repository.array_literal(values))
         assert got[0]["a"] == values
+
+
+async def test_a_column_alike_in_a_whole_batch_is_sent_empty_and_stored_as_given(
+    queue: Queue,
+) -> None:
+    """A uniform column goes as an empty array (nothing for asyncpg to encode per row); the
+    rows store the same values as a batch where the column differs."""
+    from datetime import UTC, datetime
+
+    plain = [msg(i) for i in range(3)]
+    params = repository._params(repository.validate_all(plain))
+    assert [len(p) for p in params] == [0, 3, 3, 0, 0, 0, 3, 3] + [0] * 6 + [3] + [0] * 3
+    later = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    varied = msg(
+        9,
+        cc=("c@example.com",),
+        bcc=("b@example.com",),
+        reply_to=("r@example.com",),
+        html="<p>x</p>",
+        configuration_set="cs",
+        tags={"k": "v"},
+        priority=7,
+        send_after=later,
+        idempotency_key="key-9",
+    )
+    ids = [r.id for r in await queue.enqueue_many([*plain, varied])]
+    rows = await fetch(
+        queue,
+        "SELECT m.cc_addrs, m.bcc_addrs, m.reply_to, m.tags::text AS tags, m.html_body,"
+        " m.configuration_set, m.idempotency_key, j.priority, j.scheduled, j.run_at"
+        " FROM dispatcher.messages m JOIN dispatcher.jobs j USING (id)"
+        " WHERE id = ANY($1::bigint[]) ORDER BY id",
+        ids,
+    )
+    for row in rows[:3]:
+        assert (row["cc_addrs"], row["bcc_addrs"], row["reply_to"], row["tags"]) == (
+            [],
+            [],
+            [],
+            "{}",
+        )
+        assert (row["html_body"], row["configuration_set"], row["idempotency_key"]) == (None,) * 3
+        assert (row["priority"], row["scheduled"]) == (0, False)
+    last = rows[3]
+    assert (last["cc_addrs"], last["bcc_addrs"], last["reply_to"]) == (
+        ["c@example.com"],
+        ["b@example.com"],
+        ["r@example.com"],
+    )
+    assert json.loads(last["tags"]) == {"k": "v"}
+    assert (last["html_body"], last["configuration_set"], last["idempotency_key"]) == (
+        "<p>x</p>",
+        "cs",
+        "key-9",
+    )
+    assert (last["priority"], last["scheduled"], last["run_at"]) == (7, True, later)
+    uniform = await queue.enqueue_many(
+        [msg(20, priority=3, cc=("c@example.com",)), msg(21, priority=3, cc=("c@example.com",))]
+    )
+    again = await fetch(
+        queue,
+        "SELECT m.cc_addrs, j.priority FROM dispatcher.messages m JOIN dispatcher.jobs j"
+        " USING (id) WHERE id = ANY($1::bigint[])",
+        [r.id for r in uniform],
+    )
+    assert [(r["cc_addrs"], r["priority"]) for r in again] == [(["c@example.com"], 3)] * 2

@@ -204,3 +204,65 @@ def test_the_long_line_check_finds_the_first_line_over_998_characters(raw: bytes
     first_long = next((line for line in lines if len(line) > 998), None)
     found = _LONG_LINE.search(raw)
     assert (found and found.group()) == first_long
+
+
+def test_the_shortcut_for_common_messages_answers_as_the_full_checks_do() -> None:
+    import random
+
+    from dispatcher.domain.validate import _already_valid, _validate_full
+
+    rng = random.Random(19)
+    choices: dict[str, list[Any]] = {
+        "from_addr": [
+            "a@x.com",
+            "a@X.com",
+            " a@x.com",
+            "Ann <a@x.com>",
+            "a@x.test",
+            "",
+            "a\x00@x.com",
+        ],
+        "to": [
+            ("b@y.org",),
+            ("b@Y.org",),
+            ["b@y.org"],
+            (),
+            ("b@y.org",) * 51,
+            ("b@y.org", 5),
+            ("b@y.org", "c@z.io"),
+            ("b@\udc80.org",),
+            "b@y.org",
+            ("é@y.org",),
+        ],
+        "cc": [(), ("c@z.io",), []],
+        "reply_to": [(), ("r@z.io",)],
+        "subject": ["hi", "", "h\ni", "h\ti", "é", "x" * 989, "x" * 990, None, "\x7f"],
+        "text": ["body", None, "", "é body", "b\x00", "\udc80", 5],
+        "html": [None, "<p>x</p>", ""],
+        "tags": [{}, {"a": "b"}, {"a": "b c"}, []],
+        "priority": [0, 5, -32768, 32768, True, 1.0],
+        "idempotency_key": [None, "k", "", "k" * 200, "k" * 201, "k\x00", "\udc80", 3],
+        "configuration_set": [None, "cs-1", "bad cs", ""],
+        "template_name": [None, "tpl"],
+        "send_after": [None],
+    }
+    fast = 0
+    for _ in range(5000):
+        fields = {
+            name: rng.choice(values) if rng.random() < 0.3 else values[0]
+            for name, values in choices.items()
+        }
+        msg = NewMessage(**fields)
+        try:
+            full: NewMessage | str = _validate_full(msg)
+        except InputError as exc:
+            full = str(exc)
+        if _already_valid(msg):
+            fast += 1
+            assert full is msg, fields
+        try:
+            got: NewMessage | str = validate_message(msg)
+        except InputError as exc:
+            got = str(exc)
+        assert got == full, fields
+    assert fast > 300  # the shortcut is taken often enough to matter
