@@ -54,7 +54,7 @@ async def accepted_at_least(sim: SimHandle, n: int) -> bool:
 async def test_two_daemons_of_two_processes_share_one_rate_and_survive_a_death(
     queue: Queue, pg_dsn: str, tmp_path: Path, sim_process: SimFactory
 ) -> None:
-    ids = [r.id for r in await queue.enqueue_many(batch(3600))]
+    ids = [r.id for r in await queue.enqueue_many(batch(4800))]
     async with sim_process(max_send_rate=ALLOWED, max_24_hour_send=-1) as sim:
         env = cli_env(
             tmp_path,
@@ -108,7 +108,11 @@ async def test_two_daemons_of_two_processes_share_one_rate_and_survive_a_death(
     stamps = sorted(m["accepted_at"] for m in received)
     first = stamps[0]
     before = rate_between(stamps, first + 1.0, killed_at)
-    after = rate_between(stamps, killed_at + 2.0, killed_at + 5.0)
+    # (up to the queue's end: on a loaded machine the daemons start late and the kill comes late)
+    assert stamps[-1] - killed_at >= 4.0, (
+        f"the queue ran out {stamps[-1] - killed_at:.1f} s after the kill"
+    )
+    after = rate_between(stamps, killed_at + 2.0, min(killed_at + 5.0, stamps[-1] - 0.5))
     rows = await fetch(pg_dsn, "SELECT id FROM dispatcher.jobs WHERE state = 'unknown'")
     unknown = {r["id"] for r in rows}
     seen = Counter(dispatcher_ids(received))

@@ -231,8 +231,9 @@ async def test_a_large_batch_does_not_stop_the_daemon_s_event_loop(api: Api) -> 
         elapsed = loop.time() - began
     assert await api.rows() == 10_000
     # Relative to the request's time, so a slower machine does not change the verdict: inline,
-    # the loop stood still for most of it.
-    assert max(gaps) < 0.3 * elapsed, f"the loop stood still {max(gaps):.2f} s of {elapsed:.2f} s"
+    # the loop stood still for most of it (a loaded CI machine starved the whole process for
+    # 0.92 s of 2.7 s once: a third was too tight).
+    assert max(gaps) < 0.5 * elapsed, f"the loop stood still {max(gaps):.2f} s of {elapsed:.2f} s"
 
 
 async def deliver(store: FeedbackStore, ses_event: dict[str, Any]) -> None:
