@@ -143,12 +143,21 @@ async def one_rate(
         await dbs.drop(imp.dsn)
     check_once(rate, n, record, states)
     times = sorted(float(m["accepted_at"]) for m in record)
+    return {
+        "processes": processes,
+        **cpu_per_message(cpu, times),
+        **sent_figures(rate, n, stats, times, drained.wall),
+    }
+
+
+def sent_figures(
+    rate: float, n: int, stats: dict[str, Any], times: list[float], wall: float
+) -> dict[str, Any]:
+    """What one drain achieved, from the simulator's stats and acceptance times (sorted)."""
     span = times[-1] - times[0] if len(times) > 1 else 0.0
     achieved = (len(times) - 1) / span if span > 0 else 0.0
     accepted, throttled = int(stats["accepted"]), int(stats.get("throttled", 0))
     return {
-        "processes": processes,
-        **cpu_per_message(cpu, times),
         "allowed_per_s": rate,
         "recipients": n,
         "accepted": accepted,
@@ -157,7 +166,7 @@ async def one_rate(
         "achieved_per_s": achieved,
         "achieved_over_allowed": achieved / rate,
         "send_span_s": span,
-        "drain_wall_s": drained.wall,
+        "drain_wall_s": wall,
         "per_second": per_second(times),
         "first_accepted_at": times[0],
     }
@@ -333,26 +342,13 @@ async def one_bulk_rate(
         await dbs.drop(imp.dsn)
     check_once(rate, n, record, states)
     times = sorted(float(m["accepted_at"]) for m in record)
-    span = times[-1] - times[0] if len(times) > 1 else 0.0
-    achieved = (len(times) - 1) / span if span > 0 else 0.0
-    accepted, throttled = int(stats["accepted"]), int(stats.get("throttled", 0))
-    series = per_second(times)
+    figures = sent_figures(rate, n, stats, times, drained.wall)
     return {
         "mode": "bulk: --ses-template, SendBulkEmail + templated SendEmail",
         "processes": processes,
-        "allowed_per_s": rate,
-        "recipients": n,
-        "accepted": accepted,
+        **figures,
         "by_operation": dict(Counter(str(m.get("operation")) for m in record)),
-        "throttled": throttled,
-        "throttled_pct": 100.0 * throttled / (accepted + throttled) if accepted else 0.0,
-        "achieved_per_s": achieved,
-        "achieved_over_allowed": achieved / rate,
-        "send_span_s": span,
-        "drain_wall_s": drained.wall,
-        "per_second": series,
-        "first_accepted_at": times[0],
-        "flatness": flatness(series),
+        "flatness": flatness(figures["per_second"]),
     }
 
 
