@@ -17,7 +17,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -128,28 +128,12 @@ def build_config(
 
 def _webhooks(raw: object, where: str) -> tuple[WebhookSettings, ...]:
     """The `[[webhooks]]` tables; errors name the entry: `webhooks[0].url`."""
-    if not isinstance(raw, list):
-        raise ConfigError(
-            f"webhooks {where} must be an array of tables, one [[webhooks]] per endpoint, "
-            f"got {_shown(raw)}"
-        )
     hints = typing.get_type_hints(WebhookSettings)
     known = [f.name for f in dataclasses.fields(WebhookSettings)]
     out: list[WebhookSettings] = []
-    for i, entry in enumerate(raw):
-        at = f"webhooks[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{at} {where} must be a table of settings, got {_shown(entry)}")
+    for at, entry in _entries(WEBHOOKS, raw, where, known, each="endpoint"):
         values: dict[str, Any] = {}
         for key, value in entry.items():
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = (
-                    f"did you mean {at}.{close[0]}?"
-                    if close
-                    else "the keys are: " + ", ".join(known)
-                )
-                raise ConfigError(f"unknown key {at}.{key} {where}; {hint}")
             if key == "events":
                 values[key] = _event_names(f"{at}.events", value, where)
             else:
@@ -168,30 +152,14 @@ def _tables(name: str, raw: object, where: str) -> tuple[Any, ...]:
     """The `[[accounts]]` or `[[routes]]` tables; errors name the entry: `routes[0].account`.
     A key holding several values (`routes.from_domain`) takes a string or an array of them."""
     cls = TABLE_ARRAYS[name]
-    if not isinstance(raw, list):
-        raise ConfigError(
-            f"{name} {where} must be an array of tables, one [[{name}]] per entry, "
-            f"got {_shown(raw)}"
-        )
     hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
     known = [f.name for f in fields]
     required = [f.name for f in fields if f.default is dataclasses.MISSING]
     out: list[Any] = []
-    for i, entry in enumerate(raw):
-        at = f"{name}[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{at} {where} must be a table of settings, got {_shown(entry)}")
+    for at, entry in _entries(name, raw, where, known, each="entry"):
         values: dict[str, Any] = {}
         for key, value in entry.items():
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = (
-                    f"did you mean {at}.{close[0]}?"
-                    if close
-                    else "the keys are: " + ", ".join(known)
-                )
-                raise ConfigError(f"unknown key {at}.{key} {where}; {hint}")
             if typing.get_origin(hints[key]) is tuple:
                 items = [value] if isinstance(value, str) else value
                 if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
@@ -210,6 +178,32 @@ def _tables(name: str, raw: object, where: str) -> tuple[Any, ...]:
         except ConfigError as err:
             raise ConfigError(f"{str(err).replace(f'{name}.', f'{at}.')} ({where})") from None
     return tuple(out)
+
+
+def _entries(
+    name: str, raw: object, where: str, known: list[str], *, each: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The tables of an array `[[name]]` with where each stands (`name[0]`); one line that
+    says what to fix for anything but tables of known keys."""
+    if not isinstance(raw, list):
+        raise ConfigError(
+            f"{name} {where} must be an array of tables, one [[{name}]] per {each}, "
+            f"got {_shown(raw)}"
+        )
+    for i, entry in enumerate(raw):
+        at = f"{name}[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{at} {where} must be a table of settings, got {_shown(entry)}")
+        for key in entry:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = (
+                    f"did you mean {at}.{close[0]}?"
+                    if close
+                    else "the keys are: " + ", ".join(known)
+                )
+                raise ConfigError(f"unknown key {at}.{key} {where}; {hint}")
+        yield at, entry
 
 
 def _event_names(key: str, raw: object, where: str) -> tuple[str, ...]:
