@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.domain.jobs import Enqueued, NewMessage
-from dispatcher.queue.repository import enqueue_on, validate_all
+from dispatcher.queue.enqueue import enqueue_on, validate_all
 
 __all__ = ["enqueue", "enqueue_many"]
 

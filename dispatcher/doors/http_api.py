@@ -43,7 +43,7 @@ from dispatcher.doors.keys import ApiKey
 from dispatcher.doors.web import CONTEXT, DoorError, basic_key, fail
 from dispatcher.errors import InputError
 from dispatcher.message_view import message_json
-from dispatcher.queue.repository import enqueue_on
+from dispatcher.queue.enqueue import enqueue_on
 
 __all__ = ["RETRY_AFTER", "routes"]
 

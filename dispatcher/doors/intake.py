@@ -15,7 +15,7 @@ from dispatcher.domain.jobs import Enqueued, NewMessage
 from dispatcher.domain.validate import validate_message
 from dispatcher.doors.keys import ApiKey
 from dispatcher.errors import DispatcherError, InputError
-from dispatcher.queue.repository import enqueue_on
+from dispatcher.queue.enqueue import enqueue_on
 
 __all__ = [
     "Forbidden",

@@ -34,7 +34,7 @@ from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.domain.validate import suppression_key
 from dispatcher.errors import InputError
-from dispatcher.queue.repository import validate_all
+from dispatcher.queue.enqueue import validate_all
 
 __all__ = ["MemoryJobStore"]
 

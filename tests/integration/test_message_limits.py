@@ -10,7 +10,8 @@ import pytest
 from dispatcher.app import run_worker
 from dispatcher.domain.jobs import NewMessage
 from dispatcher.domain.validate import MAX_MESSAGE_BYTES
-from dispatcher.queue.repository import Queue, enqueue_on
+from dispatcher.queue.enqueue import enqueue_on
+from dispatcher.queue.repository import Queue
 from dispatcher.worker.pool import EXIT_OK, RunReport
 from tests.support.dispatch import make_config
 from tests.support.sim import SimFactory

@@ -15,7 +15,7 @@ from dispatcher.db.connect import stateless
 from dispatcher.domain.jobs import Enqueued, NewMessage, Recovered, Settlement
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.errors import InputError
-from dispatcher.queue import repository
+from dispatcher.queue import enqueue
 from dispatcher.queue.repository import Queue, query
 
 LEASE = 30.0
@@ -204,7 +204,7 @@ async def test_ten_thousand_messages_in_one_transaction(pg_dsn: str) -> None:
         logged.clear()
         results = await queue.enqueue_many(msgs)
         # In parts, each checked while Postgres inserts the one before, in one transaction.
-        parts = 10_000 // repository.OVERLAP_PART
+        parts = 10_000 // enqueue.OVERLAP_PART
         assert logged[1:-1] == [query("enqueue_many")] * parts
         assert [logged[0], logged[-1]] == ["BEGIN;", "COMMIT;"]
         assert len(results) == 10_000 and all(r.created for r in results)
@@ -227,7 +227,7 @@ async def test_enqueue_reads_only_the_rows_of_keys_already_stored(queue: Queue) 
         await tx.start()
         plan = await conn.fetchval(
             "EXPLAIN (ANALYZE, FORMAT JSON) " + query("enqueue_many"),
-            *repository._params(repository.validate_all(batch)),  # OLD,
+            *enqueue._params(enqueue.validate_all(batch)),  # OLD,
         )
         await tx.rollback()
     read = [
@@ -244,7 +244,7 @@ async def test_enqueue_reads_only_the_rows_of_keys_already_stored(queue: Queue) 
 async def test_a_batch_larger_than_a_chunk_runs_as_several_statements(
     queue: Queue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(repository, "ENQUEUE_CHUNK", 3)
+    monkeypatch.setattr(enqueue, "ENQUEUE_CHUNK", 3)
     keys = ["a", None, "b", None, "a", None, "b"]  # repeats span chunks
     results = await queue.enqueue_many([msg(i, idempotency_key=k) for i, k in enumerate(keys)])
     assert [r.created for r in results] == [True, True, True, True, False, True, False]
@@ -259,7 +259,7 @@ async def test_a_batch_in_overlapped_parts_is_all_or_nothing(
 ) -> None:
     """Parts checked while the one before is inserted: a bad message in a later part names its
     index in the whole batch and queues nothing; keys repeated across parts are one message."""
-    monkeypatch.setattr(repository, "OVERLAP_PART", 3)
+    monkeypatch.setattr(enqueue, "OVERLAP_PART", 3)
     bad = [msg(i) for i in range(7)] + [msg(7, to=("not an address",))]
     with pytest.raises(InputError, match=r"^message 7: to\[0\] 'not an address'"):
         await queue.enqueue_many(bad)
@@ -552,7 +552,7 @@ async def test_address_lists_reach_postgres_as_given(queue: Queue) -> None:
         "",
     ]
     for values in ([], hostile[:1], hostile):
-        got = await fetch(queue, "SELECT $1::text::text[] AS a", repository.array_literal(values))
+        got = await fetch(queue, "SELECT $1::text::text[] AS a", enqueue.array_literal(values))
         assert got[0]["a"] == values
 
 
@@ -564,7 +564,7 @@ async def test_a_column_alike_in_a_whole_batch_is_sent_empty_and_stored_as_given
     from datetime import UTC, datetime
 
     plain = [msg(i) for i in range(3)]
-    params = repository._params(repository.validate_all(plain))
+    params = enqueue._params(enqueue.validate_all(plain))
     assert [len(p) for p in params] == [0, 3, 3, 0, 0, 0, 3, 3] + [0] * 6 + [3] + [0] * 3
     later = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     varied = msg(

@@ -22,7 +22,7 @@ from dispatcher.domain.mime import Attachment, build_mime
 from dispatcher.domain.validate import MAX_MESSAGE_BYTES, validate_message
 from dispatcher.domain.wire import message_from_json
 from dispatcher.errors import InputError
-from dispatcher.queue.repository import validate_all
+from dispatcher.queue.enqueue import validate_all
 
 BINARY = bytes(range(256)) * 40  # every byte value, NUL and CR LF included
 PDF = Attachment("report.pdf", "application/pdf", BINARY)
