@@ -135,7 +135,8 @@ async def run_quota_leader(
 
     A reading is due when the governor says (sooner near the limit or while paused), at once on
     taking the lead (the published one may be old) or when none was published; never two within
-    a second. A failed call backs off (poll_failure_backoff, doubling); a lost database
+    a second. A failed call backs off (poll_failure_backoff, doubling), a throttled one is retried
+    a second later; a lost database
     connection gives up the lead (the lock goes with the connection) until it can be taken again.
     While waiting it wakes every `lead_retry` s, so a pause that starts between readings is
     polled for within a second or so.
@@ -189,6 +190,13 @@ async def run_quota_leader(
             try:
                 quota = await poll_or_stop(get_quota, stop, s.poll_timeout)
             except Exception as exc:  # any failure of the call: keep the last reading, back off
+                if isinstance(exc, SesError) and exc.outcome is Outcome.THROTTLED:
+                    # Another caller on the account took this second (a process starting up
+                    # reads once): the next second is free again, doubling would only leave
+                    # the reading stale.
+                    fresh = True
+                    log.info("quota.poll_throttled", retry_in=MIN_POLL_INTERVAL)
+                    continue
                 failures += 1
                 failed_at = now_fn()
                 log.warning(

@@ -186,6 +186,24 @@ def test_survives_failed_polls_with_backoff_and_keeps_the_last_reading() -> None
     assert rig.limiter.max_send_rate == 20.0
 
 
+def test_a_throttled_poll_is_retried_a_second_later_without_backing_off() -> None:
+    # Another process starting up took this second of the account's GetSendQuota: a back-off of
+    # 2 s, 4 s, ... would leave the reading stale for nothing.
+    settings = PacingSettings(poll_interval=60, poll_failure_backoff=2, poll_failure_backoff_max=5)
+    ses = FakeSes(Quota(50_000, 14, 0), throttled(), throttled(), Quota(50_000, 20, 0))
+
+    async def main() -> tuple[Rig, list[float]]:
+        rig = Rig(ses, settings)
+        t0 = now()
+        await asyncio.sleep(70)
+        await rig.finish()
+        return rig, [t - t0 for t in ses.calls]
+
+    rig, calls = run_virtual(main())
+    assert calls[:4] == pytest.approx([0, 60, 61, 62], abs=0.05)
+    assert rig.limiter.max_send_rate == 20.0
+
+
 def test_a_hanging_poll_times_out_and_counts_as_failed() -> None:
     settings = PacingSettings(poll_timeout=10, poll_failure_backoff=2)
 
