@@ -8,15 +8,17 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import dataclass, replace
 from typing import Any
 
+from dispatcher.accounts.settings import effective_accounts
 from dispatcher.config import Config
 from dispatcher.doctor.checks import evaluate
 from dispatcher.doctor.draft import production_access_draft
 from dispatcher.doctor.facts import Check, Facts, worst
 from dispatcher.doctor.gather import gather
 from dispatcher.doctor.settings import parse_nameservers
-from dispatcher.errors import ConfigError
+from dispatcher.errors import ConfigError, DispatcherError
 
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
@@ -76,29 +78,72 @@ def add_parser(sub: Any) -> None:
     doctor.set_defaults(func=cmd_doctor)
 
 
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What doctor found for one SES account."""
+
+    account: str
+    facts: Facts
+    checks: list[Check]
+
+    @property
+    def status(self) -> str:
+        return worst(self.checks)
+
+    @property
+    def draft(self) -> list[str] | None:
+        sandboxed = self.facts.account is not None and not self.facts.account.production_access
+        return production_access_draft(self.facts) if sandboxed else None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "status": self.status,
+            "region": self.facts.region,
+            "checks": [c.to_json() for c in self.checks],
+        }
+        if (draft := self.draft) is not None:
+            out["production_access_draft"] = draft
+        return out
+
+
 async def cmd_doctor(args: argparse.Namespace, cfg: Config) -> int:
-    """Gather, check, print (text or JSON); 1 when a check fails."""
+    """Gather, check, print (text or JSON) for each SES account; 1 when a check fails."""
     domains = list(dict.fromkeys(args.domain))
     nameservers = ",".join(args.nameserver) if args.nameserver else None
-    facts = await gather(cfg, domains, nameservers)
-    checks = evaluate(facts)
-    status = worst(checks)
-    sandboxed = facts.account is not None and not facts.account.production_access
-    draft = production_access_draft(facts) if sandboxed else None
+    accounts = effective_accounts(cfg.accounts, cfg.ses, cfg.pacing)
+    reports: list[Report] = []
+    for name, ses, _ in accounts:
+        try:
+            facts = await gather(
+                replace(cfg, ses=ses), domains, nameservers, name if len(accounts) > 1 else None
+            )
+        except DispatcherError as exc:
+            if len(accounts) == 1:
+                raise
+            raise type(exc)(f"account {name}: {exc}") from exc
+        reports.append(Report(name, facts, evaluate(facts)))
+    several = len(reports) > 1
+    status = worst([c for r in reports for c in r.checks])
     if args.json:
-        out: dict[str, Any] = {
-            "status": status,
-            "region": facts.region,
-            "checks": [c.to_json() for c in checks],
-        }
-        if draft is not None:
-            out["production_access_draft"] = draft
+        # One account: the report itself, as before accounts existed; several: one each.
+        out = (
+            {"status": status, "accounts": [{"account": r.account, **r.to_json()} for r in reports]}
+            if several
+            else reports[0].to_json()
+        )
         print(json.dumps(out, indent=2))
     else:
-        print(render(facts, checks, draft))
+        print("\n\n".join(render(r, several) for r in reports))
     if status != "fail":
         return 0
-    failed = sorted({f"{c.id} ({c.subject})" for c in checks if c.status == "fail"})
+    failed = sorted(
+        {
+            f"{f'{r.account}: ' if several else ''}{c.id} ({c.subject})"
+            for r in reports
+            for c in r.checks
+            if c.status == "fail"
+        }
+    )
     # One line on stderr as well, for scripts and CI logs that keep only that.
     print(
         f"dispatcher: doctor: {len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr
@@ -106,9 +151,11 @@ async def cmd_doctor(args: argparse.Namespace, cfg: Config) -> int:
     return 1
 
 
-def render(facts: Facts, checks: list[Check], draft: list[str] | None) -> str:
+def render(report: Report, named: bool = False) -> str:
     """The report for a person: one line per check, its fix indented under it, then the counts."""
-    lines = [f"dispatcher doctor: SES in {facts.region}"]
+    facts, checks, draft = report.facts, report.checks, report.draft
+    account = f" (account {report.account})" if named else ""
+    lines = [f"dispatcher doctor: SES in {facts.region}{account}"]
     for check in checks:
         lines.append(f"{_MARK[check.status]}  {check.id:<19} {check.subject}: {check.summary}")
         if check.status != "ok":

@@ -18,6 +18,8 @@ import asyncpg  # type: ignore[import-untyped]
 from aiolimiter import AsyncLimiter
 from botocore.exceptions import ClientError, NoCredentialsError
 
+from dispatcher.accounts.routing import route
+from dispatcher.accounts.settings import effective_accounts
 from dispatcher.config import Config
 from dispatcher.db.embedded import EmbeddedPostgres
 from dispatcher.doctor import dns
@@ -51,18 +53,19 @@ QUEUE_SAMPLE = 1000  # queued / recently sent messages whose senders are read
 # Senders of waiting mail (a bounded sample, by the claim's index), of mail sent in the last day
 # (by jobs_sent_at), and of campaigns not finished; plus what the production-access draft tells.
 _SENDERS = """
-SELECT DISTINCT from_addr, source FROM (
-    (SELECT m.from_addr, 'queued mail' AS source
+SELECT DISTINCT from_addr, source, account, fallback, campaign_id, campaign_name FROM (
+    (SELECT m.from_addr, 'queued mail' AS source, j.account, j.fallback,
+            NULL::bigint AS campaign_id, NULL::text AS campaign_name
      FROM dispatcher.jobs j JOIN dispatcher.messages m USING (id)
      WHERE j.state = 'queued' AND j.campaign_id IS NULL
      ORDER BY j.priority DESC, j.run_at, j.id LIMIT $1)
     UNION ALL
-    (SELECT m.from_addr, 'mail sent in the last 24 h'
+    (SELECT m.from_addr, 'mail sent in the last 24 h', j.account, j.fallback, NULL, NULL
      FROM dispatcher.jobs j JOIN dispatcher.messages m USING (id)
      WHERE j.state = 'sent' AND j.sent_at > now() - interval '1 day'
      ORDER BY j.sent_at DESC LIMIT $1)
     UNION ALL
-    (SELECT from_addr, 'campaign ' || id || ' (' || name || ')'
+    (SELECT from_addr, 'campaign ' || id || ' (' || name || ')', NULL, NULL, id, name
      FROM dispatcher.campaigns WHERE state IN ('draft', 'running', 'paused'))
 ) s
 """
@@ -75,13 +78,20 @@ SELECT (SELECT count(*) FROM dispatcher.campaigns) AS campaigns,
 """
 
 
-async def gather(cfg: Config, domains: list[str], nameservers: str | None = None) -> Facts:
-    """Every fact the checks need: SES first, then the DNS records its answers name."""
-    senders = [Sender(d, "--domain") for d in domains]
+async def gather(
+    cfg: Config, domains: list[str], nameservers: str | None = None, account: str | None = None
+) -> Facts:
+    """Every fact the checks need: SES first, then the DNS records its answers name.
+
+    `account`: with several accounts, the one `cfg.ses` is; only the senders whose mail goes to
+    it (routed there, or its fallback) are checked there.
+    """
+    wanted = [(Sender(d, "--domain"), _route_of(cfg, f"postmaster@{d}")) for d in domains]
     db_senders, usage, note = await read_database(cfg)
+    wanted += db_senders
     facts = Facts(
         region=cfg.ses.region,
-        senders=tuple(senders + db_senders),
+        senders=tuple(s for s, goes_to in wanted if account is None or account in goes_to),
         senders_note=note,
         usage=usage,
         feedback=cfg.feedback,
@@ -289,8 +299,26 @@ async def endpoint_listening(cfg: Config) -> bool:
 # -- the database --------------------------------------------------------------------------------
 
 
-async def read_database(cfg: Config) -> tuple[list[Sender], Usage | None, str | None]:
-    """(senders, usage, why not read): never starts the embedded Postgres, never fails."""
+def _route_of(
+    cfg: Config, from_addr: str, campaign: tuple[int, str] | None = None
+) -> frozenset[str]:
+    """The accounts mail from `from_addr` may go to (by the from domain and campaign only)."""
+    default = effective_accounts(cfg.accounts, cfg.ses, cfg.pacing)[0][0]
+    routed = route(cfg.routes, default, from_addr=from_addr, campaign=campaign)
+    return frozenset(a for a in (routed.account, routed.fallback) if a is not None)
+
+
+def _accounts_of(cfg: Config, row: Any) -> frozenset[str]:
+    if row["account"] is not None:  # a job: routed when it was queued
+        return frozenset(a for a in (row["account"], row["fallback"]) if a is not None)
+    return _route_of(cfg, row["from_addr"], (row["campaign_id"], row["campaign_name"]))
+
+
+async def read_database(
+    cfg: Config,
+) -> tuple[list[tuple[Sender, frozenset[str]]], Usage | None, str | None]:
+    """(senders and the accounts each goes to, usage, why not read): never starts the embedded
+    Postgres, never fails."""
     if cfg.database.url:
         url = cfg.database.url
     else:
@@ -311,7 +339,9 @@ async def read_database(cfg: Config) -> tuple[list[Sender], Usage | None, str | 
         return [], None, f"the database could not be read: {exc}"
     finally:
         await conn.close()
-    senders = [Sender(suppression_key(r["from_addr"]), r["source"]) for r in rows]
+    senders = [
+        (Sender(suppression_key(r["from_addr"]), r["source"]), _accounts_of(cfg, r)) for r in rows
+    ]
     usage = Usage(
         campaigns=int(row["campaigns"]),
         campaigns_with_unsubscribe=int(row["unsub"]),

@@ -212,6 +212,55 @@ async def test_the_senders_of_queued_mail_are_checked_without_being_named(
     )
 
 
+async def test_each_account_is_checked_for_the_senders_routed_to_it(
+    sim_inprocess: SimFactory, tmp_path: Path
+) -> None:
+    # brand-b's b.example is not verified there yet; brand-a is complete. b.example's mail goes
+    # to brand-b, so it is checked there (and fails), not in brand-a, where it would fail too.
+    zone = {**good_zone("a.example"), **good_zone("b.example")}
+    async with (
+        sim_inprocess(identities=("a.example",), configuration_sets=(CONFIG_SET,)) as sim_a,
+        sim_inprocess(identities=(), configuration_sets=(CONFIG_SET,)) as sim_b,
+        dns_server(zone) as ns,
+    ):
+        await sim_b.create_identity("b.example")
+        config = tmp_path / "dispatcher.toml"
+        config.write_text(
+            f"""
+[[accounts]]
+name = "brand-a"
+endpoint_url = "{sim_a.endpoint_url}"
+
+[[accounts]]
+name = "brand-b"
+endpoint_url = "{sim_b.endpoint_url}"
+
+[[routes]]
+from_domain = "b.example"
+account = "brand-b"
+"""
+        )
+        env = doctor_env(tmp_path, sim_a, ns.address, DISPATCHER_CONFIG=str(config))
+        result = await run_cli(
+            env, "doctor", "--domain", "a.example", "--domain", "b.example", "--json"
+        )
+        text = await run_cli(env, "doctor", "--domain", "a.example", "--domain", "b.example")
+
+    assert result.code == 1, result
+    report = json.loads(result.out)
+    assert report["status"] == "fail"
+    assert [a["account"] for a in report["accounts"]] == ["brand-a", "brand-b"]
+    brand_a, brand_b = (by_id(a) for a in report["accounts"])
+    assert brand_a[("identity", "a.example")]["status"] == "ok"
+    assert ("identity", "b.example") not in brand_a
+    assert ("identity", "a.example") not in brand_b
+    assert brand_b[("identity", "b.example")]["status"] == "fail"
+    assert "brand-b: identity (b.example)" in result.err
+    assert "brand-a: identity" not in result.err
+    assert text.code == 1
+    assert "(account brand-a)" in text.out and "(account brand-b)" in text.out
+
+
 async def test_bad_arguments_exit_2_with_one_line(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
     for args, what in (
