@@ -152,12 +152,14 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         accounts = await AccountStore(stores.queue.pool).overview()
         # Each other account's lanes (their caps and back-offs are its own); waiting recipients
         # are counted for all mail together, under the default account's lanes.
+        others = [a.name for a in accounts if len(accounts) > 1 and a.name != stores.quota.account]
         lanes_of = {
-            a.name: await lanes_view(
-                stores.queue.pool, cfg.providers, waiting=False, account=a.name
-            )
-            for a in accounts
-            if len(accounts) > 1 and a.name != stores.quota.account
+            name: await lanes_view(stores.queue.pool, cfg.providers, waiting=False, account=name)
+            for name in others
+        }
+        # Each account ramps up on its own (a new account starts at day 1).
+        warmup_of = {
+            name: await warmup_view(stores.queue.pool, cfg.warmup, name) for name in others
         }
     states = {state: counts.get(state, 0) for state in STATES}
     leader = next((w for w in workers if w.id == shared.leader), None)
@@ -177,8 +179,9 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         print_lanes(lanes)
         if len(accounts) > 1:
             print_accounts(accounts)
-            for name, its_lanes in lanes_of.items():
-                print_lanes(its_lanes, account=name)
+            for name in others:
+                print_warmup(warmup_of[name], account=name)
+                print_lanes(lanes_of[name], account=name)
         sys.stdout.flush()
     pacing = await _bounded_pacing_view(cfg)
     pacing["workers"] = len(workers)
@@ -192,7 +195,12 @@ async def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
             "warmup": warmup,
             "lanes": lanes,  # None: no [[providers]] limit configured
             "accounts": [
-                {**account_json(a), "lanes": lanes_of.get(a.name, lanes)} for a in accounts
+                {
+                    **account_json(a),
+                    "lanes": lanes_of.get(a.name, lanes),
+                    "warmup": warmup_of.get(a.name, warmup),
+                }
+                for a in accounts
             ],
         }
         print(json.dumps(view, indent=2, default=str))

@@ -177,14 +177,15 @@ async def warmup_view(
     }
 
 
-def print_warmup(view: dict[str, Any] | None) -> None:
+def print_warmup(view: dict[str, Any] | None, account: str | None = None) -> None:
     if view is None:
         return
+    head = "warm-up" if account is None else f"warm-up of account {account}"
     if view["cap"] is None:
-        print(f"warm-up: over (day {view['day']}, after {view['schedule_days']} days of ramp)")
+        print(f"{head}: over (day {view['day']}, after {view['schedule_days']} days of ramp)")
         return
     print(
-        f"warm-up: day {view['day']} of {view['schedule_days']}, cap {view['cap']:,} recipients "
+        f"{head}: day {view['day']} of {view['schedule_days']}, cap {view['cap']:,} recipients "
         f"today (UTC), {view['taken_today']:,.0f} taken, {view['remaining_today']:,.0f} left"
     )
     if view["held"]:
