@@ -14,7 +14,12 @@ from dispatcher import app
 from dispatcher.campaigns.render import CampaignContent, CompiledCampaign
 from dispatcher.campaigns.store import CampaignStatus, CampaignStore
 from dispatcher.cli.argtypes import row_id
-from dispatcher.cli.campaign_create import create_command, lint_templates, read_template
+from dispatcher.cli.campaign_create import (
+    create_command,
+    lint_templates,
+    note_inlining,
+    read_template,
+)
 from dispatcher.cli.commands import with_stores
 from dispatcher.cli.output import SafeWriter, open_output
 from dispatcher.config import Config
@@ -114,8 +119,9 @@ def add_parser(sub: Any) -> None:
 async def _lint_command(args: argparse.Namespace, cfg: Config) -> int:
     html = read_template(args.file)
     text = read_template(args.text_template) if args.text_template else None
-    CompiledCampaign(CampaignContent("", html, text, args.unsubscribe_url))
+    compiled = CompiledCampaign(CampaignContent("", html, text, args.unsubscribe_url))
     bad = lint_templates(html, text, args.unsubscribe_url)
+    note_inlining(compiled)
     if not bad:
         print(f"{args.file}: no errors")
     return 1 if bad else 0

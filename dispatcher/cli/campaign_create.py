@@ -114,6 +114,17 @@ def lint_templates(
     return has_errors(findings)
 
 
+def note_inlining(compiled: CompiledCampaign) -> None:
+    """Say when the CSS cannot be inlined once for the campaign: each copy then costs more."""
+    if compiled.inlined_per_recipient is not None:
+        print(
+            "note: the CSS will be inlined in each recipient's copy, not once for the campaign, "
+            f"because {compiled.inlined_per_recipient} (about twice the CPU per recipient; "
+            "README: 'inlined once')",
+            file=sys.stderr,
+        )
+
+
 # What str.splitlines() breaks on, plus NUL: the subject and the unsubscribe URL end up in
 # mail headers, where a rendered line break fails every recipient at send time.
 _LINE_BREAK = re.compile("[\x00\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -170,6 +181,7 @@ async def create_command(args: argparse.Namespace, cfg: Config) -> int:
         compiled.check_variables(columns)
         for warning in compiled.shadowed_columns(columns):
             print(f"warning: {args.recipients}: {warning}", file=sys.stderr)
+        note_inlining(compiled)
     if lint_templates(html, text, unsubscribe_url, ses_lists=listed is not None) and not args.force:
         raise InputError(
             "the template has errors (above); fix them, or pass --force to create anyway"

@@ -147,3 +147,26 @@ async def test_a_column_a_template_cannot_read_is_warned_about_at_create(
         "never shows the list's value: rename the column (e.g. to list_self) and use "
         "{{ list_self }}"
     ]
+
+
+async def test_lint_says_when_the_css_must_be_inlined_in_each_copy(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    head = "<html><head><style>.vip { color: red }</style></head><body>"
+    tail = '<a href="{{ unsubscribe_url }}">Unsubscribe</a></body></html>'
+    once = tmp_path / "once.html"
+    once.write_text(f'{head}<p class="vip">Hello {{{{ name }}}}</p>{tail}')
+    each = tmp_path / "each.html"
+    each.write_text(f'{head}<p class="{{{{ tier }}}}">Hello {{{{ name }}}}</p>{tail}')
+    text = tmp_path / "text.txt"
+    text.write_text("Hello {{ name }}\nUnsubscribe: {{ unsubscribe_url }}\n")
+    options = ("--text-template", str(text), "--unsubscribe-url", "https://example.com/u")
+
+    fine = await run_cli(env, "campaign", "lint", str(once), *options)
+    slow = await run_cli(env, "campaign", "lint", str(each), *options)
+
+    assert fine.code == 0 and "note:" not in fine.err, fine
+    assert slow.code == 0, slow  # a note, not an error: the mail is the same, only slower
+    assert (
+        "note: the CSS will be inlined in each recipient's copy, not once for the campaign, "
+        "because a variable sits in a class attribute"
+    ) in slow.err
