@@ -11,7 +11,8 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import structlog
 
-from dispatcher.accounts.settings import account_names, effective_accounts
+from dispatcher.accounts.session import ses_session
+from dispatcher.accounts.settings import DEFAULT_ACCOUNT, account_names, effective_accounts
 from dispatcher.accounts.store import AccountCounts, AccountStore
 from dispatcher.accounts.watch import merged_report, run_pause_watch
 from dispatcher.campaigns.sending import CampaignSender
@@ -199,26 +200,22 @@ async def feedback_intake(
     and the SQS poller (if a queue is set, watched by `watchdog`), both verifying with one
     SnsVerifier."""
     fb = cfg.feedback
-    if not fb.enabled and fb.sqs_queue_url is None:
+    queues = feedback_queues(cfg)
+    if not fb.enabled and not queues:
         yield
         return
     async with aiohttp.ClientSession() as http:
         verifier = await sns_verifier(cfg, http)
-        poller: asyncio.Task[None] | None = None
-        if fb.sqs_queue_url is not None:
+        pollers: list[asyncio.Task[None]] = []
+        for name, url, ses in queues:
             poller = asyncio.create_task(
-                run_sqs_poller(
-                    fb,
-                    cfg.ses.region,
-                    store,
-                    verifier,
-                    access_key_id=cfg.ses.access_key_id,
-                    secret_access_key=cfg.ses.secret_access_key,
-                ),
-                name="sqs-poller",
+                run_sqs_poller(fb, store, verifier, url=url, session=await ses_session(ses)),
+                name=f"sqs-poller-{name}",
             )
+            pollers.append(poller)
             if watchdog is not None:
-                watchdog.watch(poller, "the SQS feedback poller")
+                what = "" if len(queues) == 1 else f" of account {name}"
+                watchdog.watch(poller, f"the SQS feedback poller{what}")
         try:
             if fb.enabled:
                 async with _http_endpoint(cfg, store, verifier, http, metrics):
@@ -226,9 +223,26 @@ async def feedback_intake(
             else:
                 yield
         finally:
-            if poller is not None:
+            for poller in pollers:
                 poller.cancel()  # a message received but not recorded comes back (SQS)
-                await asyncio.gather(poller, return_exceptions=True)
+            await asyncio.gather(*pollers, return_exceptions=True)
+
+
+def feedback_queues(cfg: Config) -> list[tuple[str, str, SesSettings]]:
+    """The SQS feedback queues to poll: feedback.sqs_queue_url with [ses]'s credentials and
+    region, and each account's own sqs_queue_url with that account's; one poller per queue."""
+    queues: dict[str, tuple[str, str, SesSettings]] = {}
+    if cfg.feedback.sqs_queue_url is not None:
+        name = cfg.accounts[0].name if cfg.accounts else DEFAULT_ACCOUNT
+        queues[cfg.feedback.sqs_queue_url] = (name, cfg.feedback.sqs_queue_url, cfg.ses)
+    for account in cfg.accounts:
+        if account.sqs_queue_url is not None and account.sqs_queue_url not in queues:
+            queues[account.sqs_queue_url] = (
+                account.name,
+                account.sqs_queue_url,
+                account.ses(cfg.ses),
+            )
+    return list(queues.values())
 
 
 async def sns_verifier(cfg: Config, http: aiohttp.ClientSession) -> SnsVerifier:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aioboto3
 from aiobotocore.credentials import AioRefreshableCredentials
 
-from dispatcher.ses.settings import SesSettings
+if TYPE_CHECKING:  # only a type here: dispatcher.ses imports this module
+    from dispatcher.ses.settings import SesSettings
 
 __all__ = ["ROLE_SESSION_NAME", "ses_session"]
 

@@ -44,6 +44,9 @@ class AccountSettings:
     configuration_set: str | None = None
     rate_headroom: float | None = None  # pacing.rate_headroom for this account only
     quota_headroom: float | None = None  # pacing.quota_headroom for this account only
+    # This account's SNS -> SQS feedback queue, read with its credentials and region (its
+    # topics go in feedback.allowed_topics too); None: feedback.sqs_queue_url serves all.
+    sqs_queue_url: str | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -65,6 +68,14 @@ class AccountSettings:
             raise ConfigError(
                 "accounts.role_arn must be a role ARN such as "
                 f"arn:aws:iam::123456789012:role/ses-sender, got {self.role_arn!r}"
+            )
+        if self.sqs_queue_url is not None and not self.sqs_queue_url.startswith(
+            ("https://", "http://")
+        ):
+            raise ConfigError(
+                "accounts.sqs_queue_url must be the queue's URL, e.g. "
+                "https://sqs.eu-west-1.amazonaws.com/123456789012/ses-feedback, got "
+                f"{self.sqs_queue_url!r}"
             )
         for key, value in (
             ("rate_headroom", self.rate_headroom),

@@ -367,6 +367,12 @@ class Config:
     def __post_init__(self) -> None:
         check_providers(self.providers)
         check_accounts(self.accounts, self.routes)
+        queued = [a.name for a in self.accounts if a.sqs_queue_url is not None]
+        if queued and not self.feedback.topics:
+            raise ConfigError(
+                "feedback.allowed_topics must name at least one SNS TopicArn when an account "
+                f"has sqs_queue_url ({', '.join(queued)}); comma-separated"
+            )
         urls = [w.url for w in self.webhooks]
         for i, url in enumerate(urls):
             if url in urls[:i]:

@@ -106,21 +106,14 @@ def _parse(message: str | dict[str, Any]) -> ParsedEvent | None:
 
 async def run_sqs_poller(
     settings: FeedbackSettings,
-    region: str,
     store: FeedbackStore,
     verifier: SnsVerifier,
     *,
-    access_key_id: str | None = None,
-    secret_access_key: str | None = None,
+    url: str,
+    session: aioboto3.Session,
 ) -> None:
-    """Long-poll the queue forever (cancel the task to stop: nothing received is lost)."""
-    assert settings.sqs_queue_url is not None
-    url = settings.sqs_queue_url
-    session = aioboto3.Session(
-        aws_access_key_id=access_key_id,
-        aws_secret_access_key=secret_access_key,
-        region_name=region,
-    )
+    """Long-poll the queue at `url` with `session`'s credentials and region forever (cancel the
+    task to stop: nothing received is lost)."""
     backoff = 1.0
     async with session.client("sqs", endpoint_url=settings.sqs_endpoint_url) as sqs:
         log.info("feedback.sqs_polling", queue_url=url)

@@ -16,6 +16,7 @@ import aioboto3
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 
+from dispatcher.accounts.settings import AccountSettings
 from dispatcher.app import run_worker
 from dispatcher.config.settings import FeedbackSettings
 from dispatcher.feedback.endpoint import certificate_fetcher
@@ -66,15 +67,12 @@ async def sqs_queue(moto: MotoServer, name: str) -> AsyncIterator[tuple[Any, str
 async def poller(
     settings: FeedbackSettings, store: FeedbackStore, verifier: SnsVerifier
 ) -> AsyncIterator[None]:
+    assert settings.sqs_queue_url is not None
+    session = aioboto3.Session(
+        region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
     task = asyncio.create_task(
-        run_sqs_poller(
-            settings,
-            "us-east-1",
-            store,
-            verifier,
-            access_key_id="testing",
-            secret_access_key="testing",
-        )
+        run_sqs_poller(settings, store, verifier, url=settings.sqs_queue_url, session=session)
     )
     try:
         yield
@@ -216,6 +214,56 @@ async def test_the_daemon_polls_the_configured_queue(
                 return bool(await store.lookup([f"daemon@{SIM}"]))
 
             await eventually(suppressed, limit=20)
+        finally:
+            stop.set()
+            await asyncio.wait_for(worker, 30)
+
+
+async def test_each_account_polls_its_own_queue(
+    queue: Queue, pg_dsn: str, moto_server: MotoServer, sim_process: SimFactory
+) -> None:
+    # Two SES accounts, each with its SNS -> SQS feedback queue (in its own AWS account, read
+    # with its own credentials); no shared feedback.sqs_queue_url.
+    store = FeedbackStore(queue.pool)
+    async with (
+        sim_process() as sim,
+        sqs_queue(moto_server, "feedback-a") as (sqs, url_a),
+        sqs_queue(moto_server, "feedback-b") as (_, url_b),
+    ):
+        await sqs.send_message(QueueUrl=url_a, MessageBody=envelope(f"bounced-a@{SIM}"))
+        await sqs.send_message(QueueUrl=url_b, MessageBody=envelope(f"bounced-b@{SIM}"))
+        base = make_config(pg_dsn, sim.endpoint_url)
+        cfg = replace(
+            base,
+            feedback=replace(
+                base.feedback,
+                allowed_topics=TOPIC,
+                sqs_endpoint_url=moto_server.endpoint_url,
+                sqs_wait_seconds=1,
+                sqs_verify=False,
+            ),
+            accounts=(
+                AccountSettings("brand-a", sqs_queue_url=url_a),
+                AccountSettings(
+                    "brand-b",
+                    endpoint_url=sim.endpoint_url,
+                    access_key_id="key-b",
+                    secret_access_key="secret-b",
+                    sqs_queue_url=url_b,
+                ),
+            ),
+        )
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_worker(cfg, stop))
+        try:
+
+            async def both_suppressed() -> bool:
+                if worker.done():
+                    worker.result()
+                found = await store.lookup([f"bounced-a@{SIM}", f"bounced-b@{SIM}"])
+                return len(found) == 2
+
+            await eventually(both_suppressed, limit=20)
         finally:
             stop.set()
             await asyncio.wait_for(worker, 30)

@@ -132,6 +132,15 @@ def test_routes_take_a_string_or_an_array_and_lower_case_domains() -> None:
             "accounts[0].role_arn must be a role ARN",
         ),
         ('[[accounts]]\nname = "a"\nrate_headroom = 1.5\n', "accounts[0].rate_headroom must"),
+        (
+            '[[accounts]]\nname = "a"\nsqs_queue_url = "ses-feedback"\n',
+            "accounts[0].sqs_queue_url must be the queue's URL",
+        ),
+        (
+            '[[accounts]]\nname = "a"\nsqs_queue_url = "https://sqs.eu-west-1.amazonaws.com/1/q"\n',
+            "feedback.allowed_topics must name at least one SNS TopicArn when an account has "
+            "sqs_queue_url (a)",
+        ),
         ('[accounts]\nname = "a"\n', "accounts in the config file must be an array of tables"),
         (
             '[[routes]]\naccount = "default"\ntag = "tenant"\n',
