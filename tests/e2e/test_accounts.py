@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dispatcher.domain.jobs import NewMessage
 from dispatcher.queue.repository import Queue
+from tests.support.accounts import write_accounts
 from tests.support.cli import cli_env, fetch, run_cli, start_cli, stop_cli
 from tests.support.dispatch import eventually
 from tests.support.sim import SimFactory, SimHandle
@@ -43,18 +44,11 @@ async def test_two_accounts_each_paced_to_its_own_numbers_and_a_pause_holds_only
             max_send_rate=RATE_B, max_24_hour_send=QUOTA_B, identities=("b.example",)
         ) as sim_b,
     ):
-        config = tmp_path / "dispatcher.toml"
-        config.write_text(
-            f"""
-[[accounts]]
-name = "brand-a"
-endpoint_url = "{sim_a.endpoint_url}"
-
-[[accounts]]
-name = "brand-b"
-endpoint_url = "{sim_b.endpoint_url}"
-quota_headroom = 1.0
-
+        config = write_accounts(
+            tmp_path / "dispatcher.toml",
+            {"brand-a": sim_a.endpoint_url, "brand-b": sim_b.endpoint_url},
+            extra={"brand-b": "quota_headroom = 1.0\n"},
+            routes="""
 [[routes]]
 tag = "urgent=yes"
 account = "brand-b"
@@ -63,7 +57,7 @@ fallback = "brand-a"
 [[routes]]
 from_domain = "b.example"
 account = "brand-b"
-"""
+""",
         )
         env = cli_env(
             tmp_path,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dispatcher.sim.account import Identity
+from tests.support.accounts import write_accounts
 from tests.support.cli import cli_env, run_cli
 from tests.support.dns_server import Records, dns_server, txt
 from tests.support.sim import SimFactory, SimHandle, clients
@@ -224,21 +225,10 @@ async def test_each_account_is_checked_for_the_senders_routed_to_it(
         dns_server(zone) as ns,
     ):
         await sim_b.create_identity("b.example")
-        config = tmp_path / "dispatcher.toml"
-        config.write_text(
-            f"""
-[[accounts]]
-name = "brand-a"
-endpoint_url = "{sim_a.endpoint_url}"
-
-[[accounts]]
-name = "brand-b"
-endpoint_url = "{sim_b.endpoint_url}"
-
-[[routes]]
-from_domain = "b.example"
-account = "brand-b"
-"""
+        config = write_accounts(
+            tmp_path / "dispatcher.toml",
+            {"brand-a": sim_a.endpoint_url, "brand-b": sim_b.endpoint_url},
+            routes='[[routes]]\nfrom_domain = "b.example"\naccount = "brand-b"\n',
         )
         env = doctor_env(tmp_path, sim_a, ns.address, DISPATCHER_CONFIG=str(config))
         result = await run_cli(

@@ -10,6 +10,7 @@ from dispatcher.accounts.store import AccountStore
 from dispatcher.pacing.warmup import WarmupSettings
 from dispatcher.queue.repository import Queue
 from dispatcher.worker.warmup_store import WarmupStore
+from tests.support.accounts import write_accounts
 from tests.support.cli import cli_env, fetch, run_cli
 from tests.support.sim import SimFactory
 
@@ -28,17 +29,9 @@ async def test_status_shows_each_accounts_own_warmup(
     await WarmupStore(queue.pool, settings, "brand-a").take(120)
     await WarmupStore(queue.pool, settings, "brand-b").take(30)
     async with sim_inprocess() as sim_a, sim_inprocess() as sim_b:
-        config = tmp_path / "dispatcher.toml"
-        config.write_text(
-            f"""
-[[accounts]]
-name = "brand-a"
-endpoint_url = "{sim_a.endpoint_url}"
-
-[[accounts]]
-name = "brand-b"
-endpoint_url = "{sim_b.endpoint_url}"
-"""
+        config = write_accounts(
+            tmp_path / "dispatcher.toml",
+            {"brand-a": sim_a.endpoint_url, "brand-b": sim_b.endpoint_url},
         )
         env = cli_env(
             tmp_path,

@@ -18,6 +18,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from dispatcher.accounts.settings import AccountSettings
 from dispatcher.app import run_worker
+from dispatcher.config import Config
 from dispatcher.config.settings import FeedbackSettings
 from dispatcher.feedback.endpoint import certificate_fetcher
 from dispatcher.feedback.sns import SnsVerifier
@@ -61,6 +62,36 @@ async def sqs_queue(moto: MotoServer, name: str) -> AsyncIterator[tuple[Any, str
     async with session.client("sqs", endpoint_url=moto.endpoint_url) as sqs:
         created = await sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "1"})
         yield sqs, created["QueueUrl"]
+
+
+async def daemon_suppresses(cfg: Config, store: FeedbackStore, *addresses: str) -> None:
+    """Run the daemon until every one of `addresses` is suppressed (its feedback recorded)."""
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(cfg, stop))
+    try:
+
+        async def suppressed() -> bool:
+            if worker.done():
+                worker.result()
+            return len(await store.lookup(list(addresses))) == len(addresses)
+
+        await eventually(suppressed, limit=20)
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 30)
+
+
+def with_sqs(cfg: Config, moto: MotoServer, url: str | None = None, **changes: Any) -> Config:
+    """`cfg` reading feedback from moto's SQS (unsigned events), `url` the shared queue."""
+    feedback = replace(
+        cfg.feedback,
+        allowed_topics=TOPIC,
+        sqs_queue_url=url,
+        sqs_endpoint_url=moto.endpoint_url,
+        sqs_wait_seconds=1,
+        sqs_verify=False,
+    )
+    return replace(cfg, feedback=feedback, **changes)
 
 
 @asynccontextmanager
@@ -192,31 +223,8 @@ async def test_the_daemon_polls_the_configured_queue(
     store = FeedbackStore(queue.pool)
     async with sim_process() as sim, sqs_queue(moto_server, "feedback-daemon") as (sqs, url):
         await sqs.send_message(QueueUrl=url, MessageBody=envelope(f"daemon@{SIM}"))
-        base = make_config(pg_dsn, sim.endpoint_url)
-        cfg = replace(
-            base,
-            feedback=replace(
-                base.feedback,
-                allowed_topics=TOPIC,
-                sqs_queue_url=url,
-                sqs_endpoint_url=moto_server.endpoint_url,
-                sqs_wait_seconds=1,
-                sqs_verify=False,
-            ),
-        )
-        stop = asyncio.Event()
-        worker = asyncio.create_task(run_worker(cfg, stop))
-        try:
-
-            async def suppressed() -> bool:
-                if worker.done():
-                    worker.result()
-                return bool(await store.lookup([f"daemon@{SIM}"]))
-
-            await eventually(suppressed, limit=20)
-        finally:
-            stop.set()
-            await asyncio.wait_for(worker, 30)
+        cfg = with_sqs(make_config(pg_dsn, sim.endpoint_url), moto_server, url)
+        await daemon_suppresses(cfg, store, f"daemon@{SIM}")
 
 
 async def test_each_account_polls_its_own_queue(
@@ -232,41 +240,18 @@ async def test_each_account_polls_its_own_queue(
     ):
         await sqs.send_message(QueueUrl=url_a, MessageBody=envelope(f"bounced-a@{SIM}"))
         await sqs.send_message(QueueUrl=url_b, MessageBody=envelope(f"bounced-b@{SIM}"))
-        base = make_config(pg_dsn, sim.endpoint_url)
-        cfg = replace(
-            base,
-            feedback=replace(
-                base.feedback,
-                allowed_topics=TOPIC,
-                sqs_endpoint_url=moto_server.endpoint_url,
-                sqs_wait_seconds=1,
-                sqs_verify=False,
-            ),
-            accounts=(
-                AccountSettings("brand-a", sqs_queue_url=url_a),
-                AccountSettings(
-                    "brand-b",
-                    endpoint_url=sim.endpoint_url,
-                    access_key_id="key-b",
-                    secret_access_key="secret-b",
-                    sqs_queue_url=url_b,
-                ),
+        accounts = (
+            AccountSettings("brand-a", sqs_queue_url=url_a),
+            AccountSettings(
+                "brand-b",
+                endpoint_url=sim.endpoint_url,
+                access_key_id="key-b",
+                secret_access_key="secret-b",
+                sqs_queue_url=url_b,
             ),
         )
-        stop = asyncio.Event()
-        worker = asyncio.create_task(run_worker(cfg, stop))
-        try:
-
-            async def both_suppressed() -> bool:
-                if worker.done():
-                    worker.result()
-                found = await store.lookup([f"bounced-a@{SIM}", f"bounced-b@{SIM}"])
-                return len(found) == 2
-
-            await eventually(both_suppressed, limit=20)
-        finally:
-            stop.set()
-            await asyncio.wait_for(worker, 30)
+        cfg = with_sqs(make_config(pg_dsn, sim.endpoint_url), moto_server, accounts=accounts)
+        await daemon_suppresses(cfg, store, f"bounced-a@{SIM}", f"bounced-b@{SIM}")
 
 
 async def test_a_message_whose_record_fails_is_not_deleted_and_is_recorded_later(
