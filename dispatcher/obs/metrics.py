@@ -29,6 +29,7 @@ from dispatcher.obs.process_metrics import ProcessMetrics
 from dispatcher.obs.shared_facts import (
     QUEUE_STATES,
     SHARED_TIMEOUT,
+    AccountFacts,
     CampaignFacts,
     SharedFacts,
     SharedReader,
@@ -41,6 +42,7 @@ __all__ = [
     "MULTIPROC_ENV",
     "QUEUE_STATES",
     "SHARED_TIMEOUT",
+    "AccountFacts",
     "CampaignFacts",
     "ProcessMetrics",
     "SharedFacts",

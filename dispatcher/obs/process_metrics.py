@@ -1,14 +1,15 @@
-"""What this process did, as Prometheus metrics: copied from the worker's plain counters once a
-second (`ProcessMetrics.update`, from the ticker in live.py), so the send path only adds to
-integers and lists."""
+"""What this process did, as Prometheus metrics: copied from each worker pool's plain counters
+once a second (`ProcessMetrics.update`, from the ticker in live.py), so the send path only adds
+to integers and lists."""
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from dispatcher.accounts.settings import DEFAULT_ACCOUNT
 from dispatcher.worker.counters import Counters
 
 __all__ = ["ACHIEVED_WINDOW", "OUTCOMES", "UNSUBSCRIBE_OUTCOMES", "ProcessMetrics"]
@@ -25,29 +26,46 @@ ACCEPTED_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 36
 
 
 def _live_gauge(name: str, doc: str, registry: CollectorRegistry) -> Gauge:
-    return Gauge(name, doc, registry=registry, multiprocess_mode="livesum")
+    return Gauge(name, doc, ["account"], registry=registry, multiprocess_mode="livesum")
 
 
 class ProcessMetrics:
-    """The metrics of this process, updated from `Counters` by `update` (never on the send path)."""
+    """The metrics of this process, updated from `Counters` by `update` (never on the send path).
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    What concerns one SES account's sending carries its name in an `account` label (the default
+    account's, `default` without [[accounts]]): each account has its own pool, rate and quota.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        accounts: Sequence[str] = (DEFAULT_ACCOUNT,),
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.sends = Counter(
             "dispatcher_sends",
             "Messages SES answered, by what became of them",
-            ["outcome"],
+            ["account", "outcome"],
             registry=r,
         )
         self.recipients = Counter(
-            "dispatcher_recipients_sent", "Recipients SES accepted (To + Cc + Bcc)", registry=r
+            "dispatcher_recipients_sent",
+            "Recipients SES accepted (To + Cc + Bcc)",
+            ["account"],
+            registry=r,
         )
         self.throttled = Counter(
-            "dispatcher_throttled", "Sends SES refused for the send rate (Throttling)", registry=r
+            "dispatcher_throttled",
+            "Sends SES refused for the send rate (Throttling)",
+            ["account"],
+            registry=r,
         )
         self.calls = Counter(
-            "dispatcher_ses_calls", "SendEmail and SendBulkEmail requests made", registry=r
+            "dispatcher_ses_calls",
+            "SendEmail and SendBulkEmail requests made",
+            ["account"],
+            registry=r,
         )
         # Summed over the live processes under `run --processes` (a dead one's leave the sum).
         self.in_flight = _live_gauge(
@@ -67,12 +85,16 @@ class ProcessMetrics:
             r,
         )
         self.send_seconds = Histogram(
-            "dispatcher_send_seconds", "SES send call latency", registry=r, buckets=SEND_BUCKETS
+            "dispatcher_send_seconds",
+            "SES send call latency",
+            ["account"],
+            registry=r,
+            buckets=SEND_BUCKETS,
         )
         self.accepted = Histogram(
             "dispatcher_enqueue_to_accepted_seconds",
             "From enqueue to SES accepting the message, by lane (message or campaign)",
-            ["lane"],
+            ["account", "lane"],
             registry=r,
             buckets=ACCEPTED_BUCKETS,
         )
@@ -85,12 +107,22 @@ class ProcessMetrics:
         )
         for outcome in UNSUBSCRIBE_OUTCOMES:
             self.unsubscribes.labels(outcome=outcome)
-        for outcome in OUTCOMES:  # every series present from the start, at 0
-            self.sends.labels(outcome=outcome)
+        self._seen: dict[tuple[str, str], int] = {}  # (account, Counters field): value copied
+        self._sent: dict[str, deque[tuple[float, int]]] = {}  # account: (time, recipients sent)
+        for account in accounts:
+            self._add(account)
+
+    def _add(self, account: str) -> None:
+        """Every series of `account` present from the start, at 0."""
+        for outcome in OUTCOMES:
+            self.sends.labels(account=account, outcome=outcome)
+        for each in (self.recipients, self.throttled, self.calls, self.send_seconds):
+            each.labels(account=account)
+        for gauge in (self.in_flight, self.send_slots, self.rate_allowed, self.rate_achieved):
+            gauge.labels(account=account)
         for lane in ("message", "campaign"):
-            self.accepted.labels(lane=lane)
-        self._seen: dict[str, int] = {}
-        self._sent: deque[tuple[float, int]] = deque()
+            self.accepted.labels(account=account, lane=lane)
+        self._sent[account] = deque()
 
     def unsubscribes_counter(self) -> Callable[[str], None]:
         """A function that counts one unsubscribe POST by its result (UNSUBSCRIBE_OUTCOMES)."""
@@ -100,35 +132,44 @@ class ProcessMetrics:
         self,
         c: Counters,
         *,
+        account: str,
         in_flight: int,
         rate_allowed: float,
         now: float,
         send_slots: int | None = None,
     ) -> None:
-        """Copy what `c` counted since the last update; move its latency samples over."""
+        """Copy what `c`, the counters of `account`'s pool, counted since the last update; move
+        its latency samples over."""
+        if account not in self._sent:
+            self._add(account)
         for outcome in OUTCOMES:
-            self.sends.labels(outcome=outcome).inc(self._delta(c, outcome))
-        self.recipients.inc(self._delta(c, "recipients_sent"))
-        self.throttled.inc(self._delta(c, "throttled"))
-        self.calls.inc(self._delta(c, "ses_calls"))
-        self.in_flight.set(in_flight)
+            self.sends.labels(account=account, outcome=outcome).inc(
+                self._delta(c, account, outcome)
+            )
+        self.recipients.labels(account=account).inc(self._delta(c, account, "recipients_sent"))
+        self.throttled.labels(account=account).inc(self._delta(c, account, "throttled"))
+        self.calls.labels(account=account).inc(self._delta(c, account, "ses_calls"))
+        self.in_flight.labels(account=account).set(in_flight)
         if send_slots is not None:
-            self.send_slots.set(send_slots)
-        self.rate_allowed.set(rate_allowed)
-        self._sent.append((now, c.recipients_sent))
-        while len(self._sent) > 2 and now - self._sent[1][0] >= ACHIEVED_WINDOW:
-            self._sent.popleft()
-        (t0, n0), (t1, n1) = self._sent[0], self._sent[-1]
-        self.rate_achieved.set((n1 - n0) / (t1 - t0) if t1 > t0 else 0.0)
+            self.send_slots.labels(account=account).set(send_slots)
+        self.rate_allowed.labels(account=account).set(rate_allowed)
+        sent = self._sent[account]
+        sent.append((now, c.recipients_sent))
+        while len(sent) > 2 and now - sent[1][0] >= ACHIEVED_WINDOW:
+            sent.popleft()
+        (t0, n0), (t1, n1) = sent[0], sent[-1]
+        self.rate_achieved.labels(account=account).set((n1 - n0) / (t1 - t0) if t1 > t0 else 0.0)
         samples, c.send_seconds = c.send_seconds or [], []  # from now on, samples are kept
+        latency = self.send_seconds.labels(account=account)
         for seconds in samples:
-            self.send_seconds.observe(seconds)
+            latency.observe(seconds)
         accepted, c.accepted_after = c.accepted_after or [], []
         for campaign, seconds in accepted:
-            self.accepted.labels(lane="campaign" if campaign else "message").observe(seconds)
+            lane = "campaign" if campaign else "message"
+            self.accepted.labels(account=account, lane=lane).observe(seconds)
 
-    def _delta(self, c: Counters, name: str) -> int:
+    def _delta(self, c: Counters, account: str, name: str) -> int:
         value: int = getattr(c, name)
-        delta = value - self._seen.get(name, 0)
-        self._seen[name] = value
+        delta = value - self._seen.get((account, name), 0)
+        self._seen[account, name] = value
         return max(delta, 0)

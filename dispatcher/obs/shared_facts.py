@@ -12,6 +12,8 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import structlog
 
+from dispatcher.accounts.settings import DEFAULT_ACCOUNT, account_names
+from dispatcher.config import Config
 from dispatcher.config.settings import GuardSettings
 from dispatcher.db.sql import named_queries
 from dispatcher.feedback.guard import Counts
@@ -23,6 +25,7 @@ from dispatcher.worker.quota_store import SharedQuotaStore, SharedReading
 __all__ = [
     "QUEUE_STATES",
     "SHARED_TIMEOUT",
+    "AccountFacts",
     "CampaignFacts",
     "SharedFacts",
     "SharedReader",
@@ -54,6 +57,14 @@ class CampaignFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountFacts:
+    """One SES account's shared quota reading and provider lanes."""
+
+    quota: SharedReading
+    lanes: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
 class SharedFacts:
     """What Postgres holds for every process of the account, as read by one scrape."""
 
@@ -68,6 +79,14 @@ class SharedFacts:
     webhooks: dict[str, tuple[int, float]] = field(default_factory=dict)  # backlog, oldest age
     campaign_lane: dict[str, int] = field(default_factory=dict)  # campaigns' part of `states`
     lanes: list[dict[str, Any]] = field(default_factory=list)  # provider lanes (lane_store)
+    # `quota` and `lanes` are the default account's (the dashboard and /readyz read those);
+    # /metrics shows every account's, each under its name.
+    default_account: str = DEFAULT_ACCOUNT
+    other_accounts: dict[str, AccountFacts] = field(default_factory=dict)
+
+    def accounts(self) -> dict[str, AccountFacts]:
+        """Each SES account's quota reading and provider lanes, the default account's first."""
+        return {self.default_account: AccountFacts(self.quota, self.lanes), **self.other_accounts}
 
 
 class SharedReader:
@@ -80,12 +99,23 @@ class SharedReader:
         quota: SharedQuotaStore,
         guard: GuardSettings,
         providers: Sequence[ProviderSettings] = (),
+        others: Sequence[str] = (),
     ) -> None:
         self._providers = providers
+        self._others = others  # the other accounts, read too (the default is `quota`'s)
         self._pool = pool
         self._feedback = feedback
         self._quota = quota
         self._guard = guard
+
+    @classmethod
+    def for_config(
+        cls, pool: asyncpg.Pool, feedback: FeedbackStore, quota: SharedQuotaStore, cfg: Config
+    ) -> SharedReader:
+        """The daemon's reader: `quota` is the default account's board, the other accounts'
+        ([[accounts]]) are read beside it."""
+        others = account_names(cfg.accounts)[1:]
+        return cls(pool, feedback, quota, cfg.guard, cfg.providers, others=others)
 
     async def read(self) -> SharedFacts:
         window = self._guard.window_hours * 3600.0
@@ -101,6 +131,13 @@ class SharedReader:
         }
         lane["held"] = states["held"]  # only campaigns hold mail
         reading = await self._quota.sync(_NOBODY, {})  # records nothing: no sends
+        others = {
+            name: AccountFacts(
+                await SharedQuotaStore(self._pool, name).sync(_NOBODY, {}),
+                await self._lanes(name),
+            )
+            for name in self._others
+        }
         running = await self._feedback.campaign_counts()
         return SharedFacts(
             states=states,
@@ -113,12 +150,14 @@ class SharedReader:
             workers={r["hostname"]: r["n"] for r in hosts},
             webhooks={r["endpoint"]: (r["backlog"], r["oldest_age"]) for r in hooks},
             campaign_lane=lane,
-            # the default (first) account's lanes, as the quota reading above
-            lanes=await lanes_view(
-                self._pool, self._providers, waiting=False, account=self._quota.account
-            )
-            or [],
+            lanes=await self._lanes(self._quota.account),
+            default_account=self._quota.account,
+            other_accounts=others,
         )
+
+    async def _lanes(self, account: str) -> list[dict[str, Any]]:
+        """The provider lanes of `account`."""
+        return await lanes_view(self._pool, self._providers, waiting=False, account=account) or []
 
 
 def _campaigns(rows: Sequence[asyncpg.Record], feedback: dict[int, Counts]) -> list[CampaignFacts]:

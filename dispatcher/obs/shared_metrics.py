@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from dispatcher.config.settings import GuardSettings
+from dispatcher.domain.quota import Quota
 from dispatcher.feedback.guard import Counts
-from dispatcher.obs.shared_facts import CampaignFacts, SharedFacts
+from dispatcher.obs.shared_facts import AccountFacts, CampaignFacts, SharedFacts
+from dispatcher.worker.quota_store import SharedReading
 
 __all__ = ["gauge", "shared_families"]
 
@@ -38,30 +39,8 @@ def shared_families(facts: SharedFacts | None, guard: GuardSettings) -> Iterator
     in_doubt = gauge("dispatcher_in_doubt", "Messages in doubt: see `dispatcher in-doubt list`")
     in_doubt.add_metric([], facts.states.get("unknown", 0))
     yield in_doubt
-    quota = facts.quota.quota
-    if quota is not None:
-        for name, doc, value in (
-            (
-                "dispatcher_quota_max_24h",
-                "Max24HourSend (recipients; -1 unlimited)",
-                quota.max_24_hour_send,
-            ),
-            (
-                "dispatcher_quota_used_24h",
-                "Recipients sent in the last 24 h (SES's reading plus "
-                "what every worker sent since)",
-                quota.sent_last_24_hours + facts.quota.others_sent,
-            ),
-            ("dispatcher_quota_max_send_rate", "MaxSendRate (recipients/s)", quota.max_send_rate),
-            (
-                "dispatcher_quota_reading_age_seconds",
-                "Age of the shared GetSendQuota reading",
-                facts.quota.age,
-            ),
-        ):
-            g = gauge(name, doc)
-            g.add_metric([], value)
-            yield g
+    accounts = facts.accounts()
+    yield from _quota_families(accounts)
     held = gauge("dispatcher_sending_held", "1 while the guard holds all sending")
     held.add_metric([], 1.0 if facts.held else 0.0)
     yield held
@@ -94,11 +73,39 @@ def shared_families(facts: SharedFacts | None, guard: GuardSettings) -> Iterator
     yield oldest
     yield from _guard_families(facts, guard)
     yield from _campaign_families(facts.campaigns)
-    yield from _lane_families(facts.lanes)
+    yield from _lane_families(accounts)
 
 
-def _lane_families(lanes: Sequence[dict[str, Any]]) -> Iterator[Metric]:
-    """Each provider lane ([[providers]]): its limits, today's sends and its back-off."""
+def _quota_families(accounts: Mapping[str, AccountFacts]) -> Iterator[Metric]:
+    """Each account's shared GetSendQuota reading (none before its first reading)."""
+    read = {name: (a.quota, a.quota.quota) for name, a in accounts.items() if a.quota.quota}
+    if not read:
+        return
+    families: list[tuple[str, str, Callable[[SharedReading, Quota], float]]] = [
+        (
+            "max_24h",
+            "Max24HourSend (recipients; -1 unlimited)",
+            lambda _, q: q.max_24_hour_send,
+        ),
+        (
+            "used_24h",
+            "Recipients sent in the last 24 h (SES's reading plus what every worker sent since)",
+            lambda r, q: q.sent_last_24_hours + r.others_sent,
+        ),
+        ("max_send_rate", "MaxSendRate (recipients/s)", lambda _, q: q.max_send_rate),
+        ("reading_age_seconds", "Age of the shared GetSendQuota reading", lambda r, _: r.age),
+    ]
+    for key, doc, value in families:
+        g = gauge(f"dispatcher_quota_{key}", doc, ["account"])
+        for name, (reading, quota) in read.items():
+            g.add_metric([name], value(reading, quota))
+        yield g
+
+
+def _lane_families(accounts: Mapping[str, AccountFacts]) -> Iterator[Metric]:
+    """Each provider lane ([[providers]]) of each account: its limits, today's sends and its
+    back-off."""
+    lanes = [(name, lane) for name, a in accounts.items() for lane in a.lanes]
     if not lanes:
         return
     families = [
@@ -106,19 +113,20 @@ def _lane_families(lanes: Sequence[dict[str, Any]]) -> Iterator[Metric]:
         ("daily_cap", "Configured daily cap of a provider lane (recipients per UTC day)"),
         ("sent_today", "Recipients admitted through a provider lane today (UTC)"),
     ]
+    labels = ["account", "provider"]
     for key, doc in families:
-        g = gauge(f"dispatcher_lane_{key}", doc, ["provider"])
-        for lane in lanes:
+        g = gauge(f"dispatcher_lane_{key}", doc, labels)
+        for name, lane in lanes:
             if lane[key] is not None:
-                g.add_metric([lane["provider"]], float(lane[key]))
+                g.add_metric([name, lane["provider"]], float(lane[key]))
         yield g
     off = gauge(
         "dispatcher_lane_backed_off",
         "1 while a provider lane is slowed for a burst of delays or soft bounces",
-        ["provider"],
+        labels,
     )
-    for lane in lanes:
-        off.add_metric([lane["provider"]], 1.0 if lane["backed_off"] else 0.0)
+    for name, lane in lanes:
+        off.add_metric([name, lane["provider"]], 1.0 if lane["backed_off"] else 0.0)
     yield off
 
 
