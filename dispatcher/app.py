@@ -364,7 +364,8 @@ async def run_worker(
     async with (
         open_stores(cfg) as stores,
         AsyncExitStack() as clients,
-        observing(stop) as live,  # first: the feedback listener counts unsubscribes into it
+        # first: the feedback listener counts unsubscribes into it
+        observing(stop, [name for name, _, _ in accounts]) as live,
         feedback_intake(cfg, stores.feedback, watchdog, live.metrics),
         open_doors(cfg, stores.queue, stores.feedback, stores.quota, live),
     ):
@@ -377,7 +378,8 @@ async def run_worker(
             )
             pools.append(await account_pool(cfg, stores, (name, ses, pacing), stop, drain))
         pool = pools[0]  # the default account's: what on_start and the dashboard see
-        live.attach(pool, *pools[1:])  # /metrics counts the sends of every account
+        # /metrics counts the sends of every account, each under its name
+        live.attach([(name, p) for (name, _, _), p in zip(accounts, pools, strict=True)])
         if on_start is not None:
             on_start(pool)
         settle_heap()  # start-up is done: what it built lives as long as the process

@@ -65,9 +65,7 @@ async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[OBSERVED]
     live = _live(ctx)
     if live.reader is None:
-        live.reader = SharedReader(
-            ctx.pool, ctx.feedback, ctx.quota, ctx.cfg.guard, ctx.cfg.providers
-        )
+        live.reader = SharedReader.for_config(ctx.pool, ctx.feedback, ctx.quota, ctx.cfg)
     facts = await read_shared(live.reader)
     judged = Readiness(
         database_error=None if facts is not None else "unreachable",

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import structlog
 
-from dispatcher.accounts.watch import summed
+from dispatcher.accounts.settings import DEFAULT_ACCOUNT
 from dispatcher.obs.health import WORKER_LOOPS, Liveness, liveness
 from dispatcher.obs.metrics import ProcessMetrics, SharedReader
 
@@ -26,51 +26,43 @@ TICK = 1.0  # seconds between copies of the counters into the metrics
 
 
 class Live:
-    """The pool (None while starting), the stop event, and this process's metrics."""
+    """The pools (none while starting), the stop event, and this process's metrics."""
 
-    def __init__(self, stop: asyncio.Event) -> None:
+    def __init__(self, stop: asyncio.Event, accounts: Sequence[str] = (DEFAULT_ACCOUNT,)) -> None:
         self.stop = stop
-        self.metrics = ProcessMetrics()
-        self.pool: WorkerPool | None = None
-        self.others: tuple[WorkerPool, ...] = ()  # the pools of the other SES accounts
+        self.metrics = ProcessMetrics(accounts=accounts)  # their series are there from the start
+        self.pool: WorkerPool | None = None  # the default account's
+        self.accounts: tuple[tuple[str, WorkerPool], ...] = ()  # each account's pool, by name
         self.started = False  # every worker loop was seen running
         self.last_tick: float | None = None
         self.reader: SharedReader | None = None  # made by the first scrape (it keeps a cache)
 
-    def attach(self, pool: WorkerPool, *others: WorkerPool) -> None:
-        """The pool exists (and those of the other accounts, counted with it): its counters
+    def attach(self, accounts: Sequence[tuple[str, WorkerPool]]) -> None:
+        """The pool of each SES account exists (the default account's first): their counters
         keep latency samples from now on."""
-        for each in (pool, *others):
-            each.counters.send_seconds = []
-            each.counters.accepted_after = []
-        self.pool = pool
-        self.others = others
+        for _, pool in accounts:
+            pool.counters.send_seconds = []
+            pool.counters.accepted_after = []
+        self.pool = accounts[0][1]
+        self.accounts = tuple(accounts)
 
     def tick(self, now: float) -> None:
-        """Copy the pool's counters into the metrics; note that the loop turns."""
+        """Copy each pool's counters into the metrics, under its account; note that the loop
+        turns."""
         self.last_tick = now
-        pool = self.pool
-        if pool is None:
+        if self.pool is None:
             return
         if not self.started:
             self.started = set(WORKER_LOOPS) <= _running()
-        if not self.others:
+        for name, pool in self.accounts:
             self.metrics.update(
                 pool.counters,
+                account=name,
                 in_flight=len(pool.ledger.ids()),
                 rate_allowed=pool.limiter.rate,
                 now=now,
                 send_slots=pool.admission.slots[1],
             )
-            return
-        pools = (pool, *self.others)
-        self.metrics.update(
-            summed([p.counters for p in pools]),
-            in_flight=sum(len(p.ledger.ids()) for p in pools),
-            rate_allowed=sum(p.limiter.rate for p in pools),
-            now=now,
-            send_slots=sum(p.admission.slots[1] for p in pools),
-        )
 
     def liveness(self, now: float) -> Liveness:
         tick_age = None if self.last_tick is None else now - self.last_tick
@@ -91,9 +83,12 @@ def _running() -> set[str]:
 
 
 @asynccontextmanager
-async def observing(stop: asyncio.Event) -> AsyncIterator[Live]:
-    """A `Live` ticked every TICK seconds until the block ends."""
-    live = Live(stop)
+async def observing(
+    stop: asyncio.Event, accounts: Sequence[str] = (DEFAULT_ACCOUNT,)
+) -> AsyncIterator[Live]:
+    """A `Live` for the SES `accounts` (the default first), ticked every TICK seconds until the
+    block ends."""
+    live = Live(stop, accounts)
     loop = asyncio.get_running_loop()
 
     async def ticker() -> None:

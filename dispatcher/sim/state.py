@@ -1,7 +1,7 @@
 """The simulated SES account: settings, limits, the record of accepted mail, and the send decision.
 
-Pure: no aiohttp, no asyncio. The protocol modules (v1.py, v2.py) parse the wire, call
-`SimState.send`, and turn an `Accepted` or a `Refusal` into the wire form of their API.
+Pure: no aiohttp, no asyncio. The protocol modules (v1.py, the v2_*.py routed by v2.py) parse
+the wire, call `SimState.send`, and turn an `Accepted` or a `Refusal` into their API's wire form.
 """
 
 from __future__ import annotations

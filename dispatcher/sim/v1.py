@@ -8,7 +8,6 @@ AWS). Errors use SES's XML form, HTTP 400:
 from __future__ import annotations
 
 import base64
-import binascii
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import cast
@@ -20,12 +19,12 @@ from dispatcher.sim.account import ConfigurationSet, Template
 from dispatcher.sim.errors import ACTION_THROTTLED_V1, bulk_status, v1_error
 from dispatcher.sim.ids import request_id
 from dispatcher.sim.keys import STATE_KEY
-from dispatcher.sim.mime import (
-    event_publishing,
-    header_addresses,
-    header_text,
-    parse_raw_headers,
-    sender_headers,
+from dispatcher.sim.sends import (
+    Content,
+    decode_raw,
+    raw_headers,
+    rendered_or_refusal,
+    stored_template,
 )
 from dispatcher.sim.state import (
     MAX_RECIPIENTS,
@@ -134,6 +133,33 @@ def _refuse(state: SimState, refusal: Refusal) -> web.Response:
     return refusal_response(refusal, state.settings.region)
 
 
+def _send(
+    state: SimState,
+    params: Params,
+    source: str,
+    content: Content,
+    *,
+    operation: str = "SendEmail",
+    destination: str = "Destination",
+    tags: dict[str, str] | None = None,
+) -> SentMessage | Refusal:
+    """`content` sent with the request's envelope (destination, tags, set, Reply-To, ...)."""
+    to, cc, bcc = _destination(params, destination)
+    return state.send(
+        api="v1",
+        from_addr=source,
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        tags=_tags(params) if tags is None else tags,
+        configuration_set=params.get("ConfigurationSetName"),
+        reply_to=_members(params, "ReplyToAddresses"),
+        operation=operation,
+        senders=_return_path(params),
+        **content,
+    )
+
+
 async def _send_email(state: SimState, params: Params) -> web.Response:
     source = params.get("Source")
     if not source:
@@ -145,72 +171,34 @@ async def _send_email(state: SimState, params: Params) -> web.Response:
     html = params.get("Message.Body.Html.Data")
     if _size(subject, text, html) > RAW_MAX_BYTES:
         return _refuse(state, state.refuse(SendError.TOO_LARGE, str(RAW_MAX_BYTES)))
-    to, cc, bcc = _destination(params, "Destination")
-    result = state.send(
-        api="v1",
-        from_addr=source,
-        to=to,
-        cc=cc,
-        bcc=bcc,
-        subject=subject,
-        tags=_tags(params),
-        configuration_set=params.get("ConfigurationSetName"),
-        reply_to=_members(params, "ReplyToAddresses"),
-        text=text,
-        html=html,
-        senders=_return_path(params),
-    )
-    return _sent("SendEmail", state, result)
+    content = Content(subject=subject, text=text, html=html)
+    return _sent("SendEmail", state, _send(state, params, source, content))
 
 
 async def _send_raw_email(state: SimState, params: Params) -> web.Response:
     encoded = params.get("RawMessage.Data")
     if encoded is None:
         return _refuse(state, state.refuse(SendError.MISSING_PARAMETER, "RawMessage.Data"))
-    if len(encoded) > RAW_MAX_BYTES * 4 // 3 + 4:  # cheap early answer on the base64 length
-        return _refuse(state, state.refuse(SendError.TOO_LARGE, str(RAW_MAX_BYTES)))
-    try:
-        data = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        return _refuse(
-            state,
-            state.refuse(SendError.INVALID_PARAMETER, "RawMessage.Data is not valid base64."),
-        )
-    if len(data) > RAW_MAX_BYTES:
-        return _refuse(state, state.refuse(SendError.TOO_LARGE, str(RAW_MAX_BYTES)))
-    headers = parse_raw_headers(data)
+    data = decode_raw(state, encoded, RAW_MAX_BYTES, "RawMessage.Data")
+    if isinstance(data, Refusal):
+        return _refuse(state, data)
+    found = raw_headers(data)
     destinations = _members(params, "Destinations")
-    if destinations:
-        to, cc, bcc = destinations, [], []
-    else:
-        to = header_addresses(headers, "To")
-        cc = header_addresses(headers, "Cc")
-        bcc = header_addresses(headers, "Bcc")
-    header_set, header_tags = event_publishing(headers)
     result = state.send(
         api="v1",
-        from_addr=params.get("Source") or headers.get("From") or "",
-        to=to,
-        cc=cc,
-        bcc=bcc,
-        subject=header_text(headers, "Subject"),
-        tags=_tags(params) or header_tags,
-        configuration_set=params.get("ConfigurationSetName") or header_set,
-        reply_to=header_addresses(headers, "Reply-To"),
+        from_addr=params.get("Source") or found.from_addr,
+        to=destinations or found.to,
+        cc=[] if destinations else found.cc,
+        bcc=[] if destinations else found.bcc,
+        subject=found.subject,
+        tags=_tags(params) or found.tags,
+        configuration_set=params.get("ConfigurationSetName") or found.configuration_set,
+        reply_to=found.reply_to,
         raw=data,
         operation="SendRawEmail",
-        senders=sender_headers(headers),
+        senders=found.senders,
     )
     return _sent("SendRawEmail", state, result)
-
-
-def _template_or_refusal(state: SimState, name: str | None) -> Template | Refusal:
-    if not name:
-        return state.refuse(SendError.MISSING_PARAMETER, "Template")
-    template = state.account.templates.get(name)
-    if template is None:
-        return state.refuse_account(SendError.TEMPLATE_MISSING, name)
-    return template
 
 
 async def _send_templated_email(state: SimState, params: Params) -> web.Response:
@@ -221,33 +209,13 @@ async def _send_templated_email(state: SimState, params: Params) -> web.Response
     stop = state.check_account(configuration_set)
     if stop is not None:
         return _refuse(state, stop)
-    template = _template_or_refusal(state, params.get("Template"))
+    template = stored_template(state, params.get("Template"), "Template")
     if isinstance(template, Refusal):
         return _refuse(state, template)
-    try:
-        subject, text, html = template.render(params.get("TemplateData", ""))
-        failure = template.missing(params.get("TemplateData", ""))
-    except ValueError as exc:
-        return _refuse(state, state.refuse(SendError.INVALID_PARAMETER, str(exc)))
-    to, cc, bcc = _destination(params, "Destination")
-    result = state.send(
-        api="v1",
-        from_addr=source,
-        to=to,
-        cc=cc,
-        bcc=bcc,
-        subject=subject,
-        tags=_tags(params),
-        configuration_set=configuration_set,
-        reply_to=_members(params, "ReplyToAddresses"),
-        text=text,
-        html=html,
-        template=template.name,
-        account_checked=True,
-        operation="SendTemplatedEmail",
-        rendering_failure=failure,
-        senders=_return_path(params),
-    )
+    parts = rendered_or_refusal(state, template, params.get("TemplateData", ""))
+    if isinstance(parts, Refusal):
+        return _refuse(state, parts)
+    result = _send(state, params, source, parts, operation="SendTemplatedEmail")
     return _sent("SendTemplatedEmail", state, result)
 
 
@@ -276,7 +244,7 @@ async def _send_bulk_templated_email(state: SimState, params: Params) -> web.Res
     stop = state.check_account(configuration_set)
     if stop is not None:
         return _refuse(state, stop)
-    template = _template_or_refusal(state, params.get("Template"))
+    template = stored_template(state, params.get("Template"), "Template")
     if isinstance(template, Refusal):
         return _refuse(state, template)
     default_data = params.get("DefaultTemplateData", "")
@@ -285,33 +253,22 @@ async def _send_bulk_templated_email(state: SimState, params: Params) -> web.Res
     items: list[str] = []
     for i in range(1, count + 1):
         prefix = f"Destinations.member.{i}"
-        to, cc, bcc = _destination(params, f"{prefix}.Destination")
         tags = {**default_tags, **_tags(params, f"{prefix}.ReplacementTags")}
         data = params.get(f"{prefix}.ReplacementTemplateData") or default_data
-        try:
-            subject, text, html = template.render(data)
-            failure = template.missing(data)
-        except ValueError as exc:
-            refused: SentMessage | Refusal = state.refuse(SendError.INVALID_PARAMETER, str(exc))
-        else:
-            refused = state.send(
-                api="v1",
-                from_addr=source,
-                to=to,
-                cc=cc,
-                bcc=bcc,
-                subject=subject,
-                tags=tags,
-                configuration_set=configuration_set,
-                reply_to=_members(params, "ReplyToAddresses"),
-                text=text,
-                html=html,
-                template=template.name,
-                account_checked=True,
+        parts = rendered_or_refusal(state, template, data)
+        refused = (
+            parts
+            if isinstance(parts, Refusal)
+            else _send(
+                state,
+                params,
+                source,
+                parts,
                 operation="SendBulkTemplatedEmail",
-                rendering_failure=failure,
-                senders=_return_path(params),
+                destination=f"{prefix}.Destination",
+                tags=tags,
             )
+        )
         if isinstance(refused, SentMessage):
             items.append(
                 f"<member><Status>Success</Status><MessageId>{refused.message_id}</MessageId>"

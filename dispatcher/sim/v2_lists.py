@@ -8,25 +8,23 @@ Contacts and their preferences are not simulated: every recipient counts as subs
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from dispatcher.sim.state import SimState
-from dispatcher.sim.v2 import _BadRequest, _body, _ok, error_response
-
-Handler = Callable[[SimState, web.Request], Awaitable[web.Response]]
+from dispatcher.sim.v2_wire import BadRequest, error_response, json_handler, ok, read_body
 
 MAX_CONTACT_LISTS = 1  # SES's quota: one contact list per account
 
 
 async def _create_contact_list(state: SimState, request: web.Request) -> web.Response:
     """POST /v2/email/contact-lists: a list with its topics (names only are kept)."""
-    body = await _body(request)
+    body = await read_body(request)
     name = body.get("ContactListName")
     if not isinstance(name, str) or not name:
-        raise _BadRequest("Missing required parameter ContactListName.")
+        raise BadRequest("Missing required parameter ContactListName.")
     lists = state.account.contact_lists
     if name in lists:
         # Not confirmed: the text.
@@ -38,7 +36,7 @@ async def _create_contact_list(state: SimState, request: web.Request) -> web.Res
         )
     topics = body.get("Topics") or []
     lists[name] = frozenset(str(t["TopicName"]) for t in topics)
-    return _ok()
+    return ok()
 
 
 async def _get_contact_list(state: SimState, request: web.Request) -> web.Response:
@@ -47,7 +45,7 @@ async def _get_contact_list(state: SimState, request: web.Request) -> web.Respon
     topics = state.account.contact_lists.get(name)
     if topics is None:
         return _no_list(name)
-    return _ok(
+    return ok(
         {
             "ContactListName": name,
             "Topics": [
@@ -69,7 +67,7 @@ def list_options(state: SimState, body: Mapping[str, Any]) -> dict[str, str] | w
     if options is None:
         return {}
     if not isinstance(options, dict) or not isinstance(options.get("ContactListName"), str):
-        raise _BadRequest("ListManagementOptions needs a ContactListName.")
+        raise BadRequest("ListManagementOptions needs a ContactListName.")
     name = options["ContactListName"]
     topics = state.account.contact_lists.get(name)
     if topics is None:
@@ -83,9 +81,6 @@ def list_options(state: SimState, body: Mapping[str, Any]) -> dict[str, str] | w
     return {k: str(v) for k, v in options.items() if k in ("ContactListName", "TopicName")}
 
 
-def add_routes(
-    r: web.UrlDispatcher,
-    json_handler: Callable[[Handler], Callable[[web.Request], Awaitable[web.Response]]],
-) -> None:
+def add_routes(r: web.UrlDispatcher) -> None:
     r.add_post("/v2/email/contact-lists", json_handler(_create_contact_list))
     r.add_get("/v2/email/contact-lists/{name}", json_handler(_get_contact_list))

@@ -5,15 +5,12 @@ ListEmailIdentities, GetConfigurationSet and a configuration set's event destina
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from dispatcher.sim.state import SimState
-from dispatcher.sim.v2 import _BadRequest, _body, _ok, error_response
-
-Handler = Callable[[SimState, web.Request], Awaitable[web.Response]]
+from dispatcher.sim.v2_wire import BadRequest, error_response, json_handler, ok, read_body
 
 
 async def _list_email_identities(state: SimState, request: web.Request) -> web.Response:
@@ -22,14 +19,14 @@ async def _list_email_identities(state: SimState, request: web.Request) -> web.R
     query = request.rel_url.query
     token = query.get("NextToken", "0")
     if not token.isdigit():
-        raise _BadRequest(f"Invalid NextToken {token}.")  # not confirmed: the text
+        raise BadRequest(f"Invalid NextToken {token}.")  # not confirmed: the text
     start = int(token)
     try:
         size = int(query.get("PageSize", "1000"))
     except ValueError as exc:
-        raise _BadRequest(str(exc)) from None
+        raise BadRequest(str(exc)) from None
     if not 1 <= size <= 1000:
-        raise _BadRequest("PageSize must be between 1 and 1000.")
+        raise BadRequest("PageSize must be between 1 and 1000.")
     found = [identity for _, identity in sorted(state.account.identities.items())]
     body: dict[str, Any] = {
         "EmailIdentities": [
@@ -44,7 +41,7 @@ async def _list_email_identities(state: SimState, request: web.Request) -> web.R
     }
     if start + size < len(found):
         body["NextToken"] = str(start + size)
-    return _ok(body)
+    return ok(body)
 
 
 def _no_configuration_set(name: str) -> web.Response:
@@ -57,7 +54,7 @@ async def _get_configuration_set(state: SimState, request: web.Request) -> web.R
     found = state.account.configuration_sets.get(name)
     if found is None:
         return _no_configuration_set(name)
-    return _ok(
+    return ok(
         {
             "ConfigurationSetName": name,
             "SendingOptions": {"SendingEnabled": found.sending_enabled},
@@ -95,18 +92,18 @@ async def _create_event_destination(state: SimState, request: web.Request) -> we
     found = state.account.configuration_sets.get(name)
     if found is None:
         return _no_configuration_set(name)
-    body = await _body(request)
+    body = await read_body(request)
     dest_name = body.get("EventDestinationName")
     spec = body.get("EventDestination")
     if not dest_name or not isinstance(dest_name, str) or not isinstance(spec, dict):
-        raise _BadRequest("Missing required parameter EventDestinationName or EventDestination.")
+        raise BadRequest("Missing required parameter EventDestinationName or EventDestination.")
     types = spec.get("MatchingEventTypes")
     if not types or not isinstance(types, list) or not set(types) <= set(EVENT_DESTINATION_TYPES):
-        raise _BadRequest(
+        raise BadRequest(
             f"MatchingEventTypes must be a list of {', '.join(EVENT_DESTINATION_TYPES)}."
         )
     if sum(kind in spec for kind in _DESTINATION_KINDS) != 1:
-        raise _BadRequest(f"Give exactly one of {', '.join(_DESTINATION_KINDS)}.")
+        raise BadRequest(f"Give exactly one of {', '.join(_DESTINATION_KINDS)}.")
     if dest_name in found.event_destinations:
         return error_response(
             400, "AlreadyExistsException", f"Event destination {dest_name} already exists."
@@ -119,7 +116,7 @@ async def _create_event_destination(state: SimState, request: web.Request) -> we
         if kind in spec:
             kept[kind] = spec[kind]
     found.event_destinations[dest_name] = kept
-    return _ok()
+    return ok()
 
 
 async def _get_event_destinations(state: SimState, request: web.Request) -> web.Response:
@@ -129,7 +126,7 @@ async def _get_event_destinations(state: SimState, request: web.Request) -> web.
     found = state.account.configuration_sets.get(name)
     if found is None:
         return _no_configuration_set(name)
-    return _ok(
+    return ok(
         {
             "EventDestinations": [
                 {"Name": dest_name, **spec}
@@ -139,10 +136,7 @@ async def _get_event_destinations(state: SimState, request: web.Request) -> web.
     )
 
 
-def add_routes(
-    r: web.UrlDispatcher,
-    json_handler: Callable[[Handler], Callable[[web.Request], Awaitable[web.Response]]],
-) -> None:
+def add_routes(r: web.UrlDispatcher) -> None:
     r.add_get("/v2/email/identities", json_handler(_list_email_identities))
     r.add_get("/v2/email/configuration-sets/{name}", json_handler(_get_configuration_set))
     r.add_get(

@@ -228,24 +228,27 @@ def test_the_report_of_several_pools_adds_their_counts_and_keeps_the_first_exit_
     assert merged_report([a]) is a
 
 
-async def test_metrics_count_the_sends_of_every_account() -> None:
-    def pool(sent: int, samples: list[float]) -> SimpleNamespace:
+async def test_metrics_count_the_sends_of_every_account_under_its_name() -> None:
+    def pool(sent: int, samples: list[float], rate: float) -> SimpleNamespace:
         return SimpleNamespace(
             counters=Counters(sent=sent, recipients_sent=sent),
             ledger=SimpleNamespace(ids=lambda: [1]),
-            limiter=SimpleNamespace(rate=10.0),
+            limiter=SimpleNamespace(rate=rate),
             admission=SimpleNamespace(slots=(1, 8)),
             _samples=samples,
         )
 
-    a, b = pool(3, [0.1]), pool(4, [0.2, 0.3])
-    live = Live(asyncio.Event())
-    live.attach(a, b)  # type: ignore[arg-type]
+    a, b = pool(3, [0.1], 10.0), pool(4, [0.2, 0.3], 2.0)
+    live = Live(asyncio.Event(), ("a", "b"))
+    live.attach([("a", a), ("b", b)])  # type: ignore[list-item]
     a.counters.send_seconds, b.counters.send_seconds = a._samples, b._samples
     live.tick(1.0)
     text = generate_latest(live.metrics.registry).decode()
-    assert 'dispatcher_sends_total{outcome="sent"} 7.0' in text
-    assert "dispatcher_in_flight 2.0" in text and "dispatcher_send_rate_allowed 20.0" in text
-    assert "dispatcher_send_seconds_count 3.0" in text
-    assert "dispatcher_send_slots 16.0" in text  # each account's pool has its own slots
+    assert 'dispatcher_sends_total{account="a",outcome="sent"} 3.0' in text
+    assert 'dispatcher_sends_total{account="b",outcome="sent"} 4.0' in text
+    assert 'dispatcher_send_rate_allowed{account="a"} 10.0' in text
+    assert 'dispatcher_send_rate_allowed{account="b"} 2.0' in text
+    assert 'dispatcher_in_flight{account="b"} 1.0' in text
+    assert 'dispatcher_send_seconds_count{account="b"} 2.0' in text
+    assert 'dispatcher_send_slots{account="a"} 8.0' in text  # each account's pool has its own
     assert a.counters.send_seconds == [] and b.counters.send_seconds == []  # moved over

@@ -4,6 +4,7 @@ traffic, and the copy from the worker's counters moves with the clock."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -11,6 +12,7 @@ from dispatcher.config.settings import GuardSettings
 from dispatcher.domain.quota import Quota
 from dispatcher.feedback.guard import Counts
 from dispatcher.obs.metrics import (
+    AccountFacts,
     CampaignFacts,
     ProcessMetrics,
     SharedFacts,
@@ -34,6 +36,7 @@ BOUNDED_LABELS = {
     "le",
     "endpoint",
     "provider",  # a provider lane: shipped or configured in [[providers]]
+    "account",  # an SES account: `default`, or configured in [[accounts]]
 }
 GUARD = GuardSettings()
 
@@ -116,13 +119,13 @@ def test_the_series_do_not_grow_with_traffic() -> None:
     small, large = ProcessMetrics(), ProcessMetrics()
     c = Counters(send_seconds=[0.05] * 10, accepted_after=[])
     c.sent, c.recipients_sent = 10, 12
-    small.update(c, in_flight=1, rate_allowed=14.0, now=1.0)
+    small.update(c, account="default", in_flight=1, rate_allowed=14.0, now=1.0)
     c = Counters(
         send_seconds=[0.05 + i / 10_000 for i in range(10_000)],
         accepted_after=[(i % 2 == 0, float(i)) for i in range(10_000)],
     )
     c.sent, c.recipients_sent, c.failed, c.in_doubt = 10_000, 12_000, 50, 3
-    large.update(c, in_flight=40, rate_allowed=14.0, now=1.0)
+    large.update(c, account="default", in_flight=40, rate_allowed=14.0, now=1.0)
     shape = {name: set(series) for name, series in scrape(small, facts()).items()}
     assert shape == {name: set(series) for name, series in scrape(large, facts()).items()}
 
@@ -138,18 +141,20 @@ def test_counters_are_copied_as_deltas_and_samples_drained() -> None:
     metrics = ProcessMetrics()
     c = Counters(send_seconds=[0.1, 0.2], accepted_after=[(False, 0.5), (True, 100.0)])
     c.sent, c.recipients_sent, c.ses_calls = 2, 3, 2
-    metrics.update(c, in_flight=0, rate_allowed=10.0, now=100.0)
+    metrics.update(c, account="default", in_flight=0, rate_allowed=10.0, now=100.0)
     c.sent, c.recipients_sent, c.ses_calls, c.throttled = 5, 9, 5, 1
-    metrics.update(c, in_flight=3, rate_allowed=10.0, now=102.0, send_slots=12)
+    metrics.update(c, account="default", in_flight=3, rate_allowed=10.0, now=102.0, send_slots=12)
     got = scrape(metrics, None)
-    assert got["dispatcher_send_slots"][()] == 12
-    assert got["dispatcher_sends_total"][(("outcome", "sent"),)] == 5
-    assert got["dispatcher_recipients_sent_total"][()] == 9
-    assert got["dispatcher_throttled_total"][()] == 1
-    assert got["dispatcher_in_flight"][()] == 3
-    assert got["dispatcher_send_rate_achieved"][()] == 3.0  # 6 recipients in 2 s
-    assert got["dispatcher_send_seconds_count"][()] == 2
-    assert got["dispatcher_enqueue_to_accepted_seconds_count"][(("lane", "campaign"),)] == 1
+    default = (("account", "default"),)
+    assert got["dispatcher_send_slots"][default] == 12
+    assert got["dispatcher_sends_total"][(*default, ("outcome", "sent"))] == 5
+    assert got["dispatcher_recipients_sent_total"][default] == 9
+    assert got["dispatcher_throttled_total"][default] == 1
+    assert got["dispatcher_in_flight"][default] == 3
+    assert got["dispatcher_send_rate_achieved"][default] == 3.0  # 6 recipients in 2 s
+    assert got["dispatcher_send_seconds_count"][default] == 2
+    campaign = (*default, ("lane", "campaign"))
+    assert got["dispatcher_enqueue_to_accepted_seconds_count"][campaign] == 1
     assert (c.send_seconds, c.accepted_after) == ([], [])  # moved, not copied again
     assert got["dispatcher_database_up"][()] == 0  # no shared facts: Postgres did not answer
 
@@ -159,8 +164,8 @@ def test_the_achieved_rate_forgets_what_is_older_than_its_window() -> None:
     c = Counters()
     for second in range(31):
         c.recipients_sent = 100 * second if second < 20 else 2000  # stops sending at 20 s
-        metrics.update(c, in_flight=0, rate_allowed=100.0, now=float(second))
-    assert scrape(metrics, None)["dispatcher_send_rate_achieved"][()] == 0.0
+        metrics.update(c, account="default", in_flight=0, rate_allowed=100.0, now=float(second))
+    assert scrape(metrics, None)["dispatcher_send_rate_achieved"][(("account", "default"),)] == 0
 
 
 def test_shared_gauges_say_what_the_quota_and_guard_read() -> None:
@@ -182,8 +187,42 @@ def test_the_webhook_backlog_is_shown_per_endpoint() -> None:
 
 def test_each_provider_lane_shows_its_limits_sends_and_back_off() -> None:
     got = scrape(ProcessMetrics(), facts())
-    google, other = (("provider", "google"),), (("provider", "other"),)
+    google = (("account", "default"), ("provider", "google"))
+    other = (("account", "default"), ("provider", "other"))
     assert got["dispatcher_lane_rate"] == {google: 5.0}
     assert got["dispatcher_lane_daily_cap"] == {google: 100000.0}
     assert got["dispatcher_lane_sent_today"] == {google: 40.0, other: 200.0}
     assert got["dispatcher_lane_backed_off"] == {google: 1.0, other: 0.0}
+
+
+def test_each_account_has_its_own_series_of_what_it_sent_and_its_quota() -> None:
+    metrics = ProcessMetrics(accounts=("brand-a", "brand-b"))
+    a, b = Counters(), Counters()
+    a.sent, a.recipients_sent, a.throttled = 3, 4, 1
+    b.sent, b.recipients_sent = 7, 7
+    metrics.update(a, account="brand-a", in_flight=1, rate_allowed=20.0, now=1.0)
+    metrics.update(b, account="brand-b", in_flight=0, rate_allowed=4.0, now=1.0)
+    reading_b = SharedReading(1, 1, Quota(30, 4, 10), 2.0, None, 5.0)
+    shared = replace(
+        facts(),
+        default_account="brand-a",
+        other_accounts={"brand-b": AccountFacts(reading_b, [])},
+    )
+    got = scrape(metrics, shared)
+    sent = got["dispatcher_sends_total"]
+    assert sent[(("account", "brand-a"), ("outcome", "sent"))] == 3
+    assert sent[(("account", "brand-b"), ("outcome", "sent"))] == 7
+    assert got["dispatcher_throttled_total"] == {
+        (("account", "brand-a"),): 1,
+        (("account", "brand-b"),): 0,
+    }
+    assert got["dispatcher_send_rate_allowed"] == {
+        (("account", "brand-a"),): 20.0,
+        (("account", "brand-b"),): 4.0,
+    }
+    assert got["dispatcher_quota_used_24h"] == {
+        (("account", "brand-a"),): 1250,
+        (("account", "brand-b"),): 15,
+    }
+    assert got["dispatcher_quota_max_send_rate"][(("account", "brand-b"),)] == 4
+    assert (("account", "brand-a"), ("provider", "google")) in got["dispatcher_lane_rate"]

@@ -71,7 +71,7 @@ UI = web.AppKey("ui", _Ui)
 
 def install(app: web.Application, ctx: DoorContext) -> None:
     """Add /ui/ and its endpoints to the `[api]` app, and the rate chart's sampler."""
-    reader = SharedReader(ctx.pool, ctx.feedback, ctx.quota, ctx.cfg.guard, ctx.cfg.providers)
+    reader = SharedReader.for_config(ctx.pool, ctx.feedback, ctx.quota, ctx.cfg)
     if ctx.live is not None:  # share /metrics' reader (and its quota cache)
         if ctx.live.reader is None:
             ctx.live.reader = reader
