@@ -66,7 +66,7 @@ async def run_pause_watch(
 
 
 def summed(counters: Sequence[Counters]) -> Counters:
-    """What several pools counted, as one (latency samples moved over, for /metrics)."""
+    """What several pools counted, as one (the run's report of every account together)."""
     total = Counters()
     for c in counters:
         for field in _COUNTS:
@@ -77,10 +77,8 @@ def summed(counters: Sequence[Counters]) -> Counters:
         total.last_send_at = max(ends) if ends else None
         if c.send_seconds is not None:
             total.send_seconds = (total.send_seconds or []) + c.send_seconds
-            c.send_seconds = []
         if c.accepted_after is not None:
             total.accepted_after = (total.accepted_after or []) + c.accepted_after
-            c.accepted_after = []
     return total
 
 
