@@ -1,5 +1,6 @@
-"""Enqueue: messages checked and inserted (a message row and a job row each) in batches, one
-statement per chunk, the checks of one part beside Postgres's insert of the one before."""
+"""Enqueue: messages checked and inserted (a message row and a job row each) in batches: one
+statement per chunk, or, for Queue.enqueue_many of more than OVERLAP_PART, parts copied in with
+binary COPY, the checks of one part beside Postgres's insert of the one before."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -27,6 +30,10 @@ transaction (Queue.enqueue_many goes in OVERLAP_PART parts instead)."""
 
 OVERLAP_PART = 250
 """From two parts up, enqueue_many checks each part while Postgres inserts the one before."""
+
+CHECK_SLICE = 50
+"""Messages checked between two turns of the event loop while a part is copied in: each turn
+lets the part's COPY go on (answer, data, next COPY) beside the checks."""
 
 
 def array_literal(values: Sequence[str]) -> str:
@@ -146,11 +153,139 @@ async def _results(
     return results
 
 
+# Columns of messages that a COPY names only when a row of the part sets them: left out, each
+# gets its DEFAULT (or NULL), the value given here, and asyncpg encodes nothing for it.
+_MESSAGE_OPTIONAL = (
+    ("idempotency_key", "idempotency_key", None),
+    ("cc_addrs", "cc", ()),
+    ("bcc_addrs", "bcc", ()),
+    ("reply_to", "reply_to", ()),
+    ("text_body", "text", None),
+    ("html_body", "html", None),
+    ("raw", "raw", None),
+    ("configuration_set", "configuration_set", None),
+    ("key_id", "key_id", None),
+    ("template_name", "template_name", None),
+    ("template_data", "template_data", None),
+)
+
+_Columns = list[tuple[str, list[Any]]]
+
+
+def copy_columns(
+    ids: list[int], msgs: list[NewMessage], now: datetime
+) -> tuple[_Columns, _Columns]:
+    """The columns (name, a value per message) to COPY into messages and into jobs, as
+    enqueue_many's statement writes them; ``now`` is the transaction's now()."""
+    message: _Columns = [
+        ("id", ids),
+        ("from_addr", list(map(attrgetter("from_addr"), msgs))),
+        ("to_addrs", list(map(attrgetter("to"), msgs))),
+        ("subject", list(map(attrgetter("subject"), msgs))),
+    ]
+    for column, field, default in _MESSAGE_OPTIONAL:
+        values = list(map(attrgetter(field), msgs))
+        if values.count(default) != len(values):
+            message.append((column, values))
+    if any(map(attrgetter("tags"), msgs)):
+        message.append(("tags", [_tags_json(m.tags) for m in msgs]))
+    job: _Columns = [("id", ids), ("recipients", [m.recipient_count for m in msgs])]
+    priority = list(map(attrgetter("priority"), msgs))
+    if priority.count(0) != len(priority):
+        job.append(("priority", priority))
+    after = list(map(attrgetter("send_after"), msgs))
+    if after.count(None) != len(after):
+        job.append(("run_at", [now if a is None else a for a in after]))
+        job.append(("scheduled", [a is not None for a in after]))
+    return message, job
+
+
+async def _copy(conn: asyncpg.Connection, table: str, columns: _Columns) -> None:
+    await conn.copy_records_to_table(
+        table,
+        schema_name="dispatcher",
+        columns=[name for name, _ in columns],
+        records=list(zip(*(values for _, values in columns), strict=True)),
+    )
+
+
+async def _copy_part(
+    conn: asyncpg.Connection, part: list[NewMessage], first: dict[str, int]
+) -> list[Enqueued]:
+    """Insert one checked part with COPY: ids drawn, keys stored before (by anyone, or by an
+    earlier part) or earlier in the batch (``first``: key -> id, updated) not inserted again."""
+    keys = [m.idempotency_key for m in part]
+    keyed = keys.count(None) != len(keys)
+    row = await conn.fetchrow(query("enqueue_reserve"), len(part), keys if keyed else None)
+    ids: list[int] = row["ids"]
+    if not keyed:
+        new_ids, new = ids, part
+        results = [Enqueued(id_, True) for id_ in ids]
+    else:
+        stored: list[int | None] = row["stored"]
+        new_ids, new, results = [], [], []
+        for id_, msg, key, old in zip(ids, part, keys, stored, strict=True):
+            if key is not None:
+                if old is None:
+                    old = first.get(key)
+                if old is not None:
+                    results.append(Enqueued(old, False))
+                    continue
+                first[key] = id_
+            new_ids.append(id_)
+            new.append(msg)
+            results.append(Enqueued(id_, True))
+    if new:
+        message, job = copy_columns(new_ids, new, row["now"])
+        await _copy(conn, "messages", message)  # first: the routing trigger reads it
+        await _copy(conn, "jobs", job)
+    return results
+
+
+async def _checked(msgs: Sequence[NewMessage], start: int) -> list[NewMessage]:
+    """validate_all in slices, the event loop turning between them (see CHECK_SLICE)."""
+    out: list[NewMessage] = []
+    for at in range(0, len(msgs), CHECK_SLICE):
+        out += validate_all(msgs[at : at + CHECK_SLICE], start + at)
+        await asyncio.sleep(0)
+    return out
+
+
+async def _enqueue_copied(conn: asyncpg.Connection, msgs: Sequence[NewMessage]) -> list[Enqueued]:
+    """Check and COPY ``msgs`` part by part, each part checked while the one before is copied
+    in; in the caller's transaction, which a bad message anywhere rolls back."""
+    results: list[Enqueued] = []
+    first: dict[str, int] = {}
+    pending: asyncio.Future[list[Enqueued]] | None = None
+    try:
+        for start in range(0, len(msgs), OVERLAP_PART):
+            part = await _checked(msgs[start : start + OVERLAP_PART], start)
+            if pending is not None:
+                results += await pending
+            pending = asyncio.ensure_future(_copy_part(conn, part, first))
+            await asyncio.sleep(0)  # let it send its first statement before the next checks
+        assert pending is not None
+        results += await pending
+    finally:
+        if pending is not None:  # a bad message: the part in flight ends before the rollback
+            await asyncio.gather(pending, return_exceptions=True)
+    return results
+
+
 async def enqueue_batch(pool: asyncpg.Pool, msgs: Sequence[NewMessage]) -> list[Enqueued]:
     """Queue.enqueue_many: every message checked before anything is committed, all or none."""
     if len(msgs) > OVERLAP_PART:
-        async with stateless(pool) as conn, conn.transaction():
-            return await _enqueue_overlapped(conn, msgs)
+        async with stateless(pool) as conn:
+            try:
+                async with conn.transaction():
+                    return await _enqueue_copied(conn, msgs)
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != "messages_idempotency_key_key":
+                    raise
+            # Another transaction stored one of the keys after this one looked: all rolled
+            # back, the batch goes again by INSERT ... ON CONFLICT, which waits for and skips it.
+            async with conn.transaction():
+                return await _enqueue_overlapped(conn, msgs)
     msgs = validate_all(msgs)
     if not msgs:
         return []
