@@ -153,23 +153,29 @@ async def _results(
     return results
 
 
-# Columns of messages that a COPY names only when a row of the part sets them: left out, each
-# gets its DEFAULT (or NULL), the value given here, and asyncpg encodes nothing for it.
-_MESSAGE_OPTIONAL = (
-    ("idempotency_key", "idempotency_key", None),
-    ("cc_addrs", "cc", ()),
-    ("bcc_addrs", "bcc", ()),
-    ("reply_to", "reply_to", ()),
-    ("text_body", "text", None),
-    ("html_body", "html", None),
-    ("raw", "raw", None),
-    ("configuration_set", "configuration_set", None),
-    ("key_id", "key_id", None),
-    ("template_name", "template_name", None),
-    ("template_data", "template_data", None),
+# The fields copy_columns reads of each message (one C call per message), and the columns of
+# messages named only when a row of the part sets them: left out, a column gets its DEFAULT
+# (or NULL), the value given here, and asyncpg encodes nothing for it.
+_FIELDS = attrgetter(
+    *("from_addr", "to", "subject", "tags", "priority", "send_after"),
+    *("idempotency_key", "cc", "bcc", "reply_to", "text", "html", "raw", "configuration_set"),
+    *("key_id", "template_name", "template_data"),
+)
+_OPTIONAL = (
+    ("idempotency_key", None),
+    ("cc_addrs", ()),
+    ("bcc_addrs", ()),
+    ("reply_to", ()),
+    ("text_body", None),
+    ("html_body", None),
+    ("raw", None),
+    ("configuration_set", None),
+    ("key_id", None),
+    ("template_name", None),
+    ("template_data", None),
 )
 
-_Columns = list[tuple[str, list[Any]]]
+_Columns = list[tuple[str, Sequence[Any]]]
 
 
 def copy_columns(
@@ -177,24 +183,23 @@ def copy_columns(
 ) -> tuple[_Columns, _Columns]:
     """The columns (name, a value per message) to COPY into messages and into jobs, as
     enqueue_many's statement writes them; ``now`` is the transaction's now()."""
-    message: _Columns = [
-        ("id", ids),
-        ("from_addr", list(map(attrgetter("from_addr"), msgs))),
-        ("to_addrs", list(map(attrgetter("to"), msgs))),
-        ("subject", list(map(attrgetter("subject"), msgs))),
-    ]
-    for column, field, default in _MESSAGE_OPTIONAL:
-        values = list(map(attrgetter(field), msgs))
-        if values.count(default) != len(values):
+    n = len(msgs)
+    from_addr, to, subject, tags, priority, after, *optional = zip(*map(_FIELDS, msgs), strict=True)
+    message: _Columns = [("id", ids), ("from_addr", from_addr), ("to_addrs", to)]
+    message.append(("subject", subject))
+    for (column, default), values in zip(_OPTIONAL, optional, strict=True):
+        if values.count(default) != n:
             message.append((column, values))
-    if any(map(attrgetter("tags"), msgs)):
-        message.append(("tags", [_tags_json(m.tags) for m in msgs]))
-    job: _Columns = [("id", ids), ("recipients", [m.recipient_count for m in msgs])]
-    priority = list(map(attrgetter("priority"), msgs))
-    if priority.count(0) != len(priority):
+    if any(tags):
+        message.append(("tags", [_tags_json(t) for t in tags]))
+    cc, bcc = optional[1], optional[2]
+    recipients = list(map(len, to))
+    if cc.count(()) != n or bcc.count(()) != n:
+        recipients = [a + len(c) + len(b) for a, c, b in zip(recipients, cc, bcc, strict=True)]
+    job: _Columns = [("id", ids), ("recipients", recipients)]
+    if priority.count(0) != n:
         job.append(("priority", priority))
-    after = list(map(attrgetter("send_after"), msgs))
-    if after.count(None) != len(after):
+    if after.count(None) != n:
         job.append(("run_at", [now if a is None else a for a in after]))
         job.append(("scheduled", [a is not None for a in after]))
     return message, job
@@ -209,20 +214,21 @@ async def _copy(conn: asyncpg.Connection, table: str, columns: _Columns) -> None
     )
 
 
-async def _copy_part(
-    conn: asyncpg.Connection, part: list[NewMessage], first: dict[str, int]
-) -> list[Enqueued]:
-    """Insert one checked part with COPY: ids drawn, keys stored before (by anyone, or by an
-    earlier part) or earlier in the batch (``first``: key -> id, updated) not inserted again."""
+async def _copy_part(conn: asyncpg.Connection, part: list[NewMessage]) -> list[Enqueued]:
+    """Insert one checked part with COPY; a key stored before (by anyone, or by an earlier part
+    of this transaction: its reserve statement sees their rows) or earlier in the part is not
+    inserted again."""
     keys = [m.idempotency_key for m in part]
-    keyed = keys.count(None) != len(keys)
+    nones = keys.count(None)
+    keyed = nones != len(keys)
     row = await conn.fetchrow(query("enqueue_reserve"), len(part), keys if keyed else None)
     ids: list[int] = row["ids"]
-    if not keyed:
-        new_ids, new = ids, part
+    stored: list[int | None] = row["stored"]
+    if not keyed or (stored.count(None) == len(keys) == len(set(keys)) + max(nones - 1, 0)):
+        new_ids, new = ids, part  # no key stored, none repeated: the common case, no loop
         results = [Enqueued(id_, True) for id_ in ids]
     else:
-        stored: list[int | None] = row["stored"]
+        first: dict[str, int] = {}
         new_ids, new, results = [], [], []
         for id_, msg, key, old in zip(ids, part, keys, stored, strict=True):
             if key is not None:
@@ -255,14 +261,13 @@ async def _enqueue_copied(conn: asyncpg.Connection, msgs: Sequence[NewMessage]) 
     """Check and COPY ``msgs`` part by part, each part checked while the one before is copied
     in; in the caller's transaction, which a bad message anywhere rolls back."""
     results: list[Enqueued] = []
-    first: dict[str, int] = {}
     pending: asyncio.Future[list[Enqueued]] | None = None
     try:
         for start in range(0, len(msgs), OVERLAP_PART):
             part = await _checked(msgs[start : start + OVERLAP_PART], start)
             if pending is not None:
                 results += await pending
-            pending = asyncio.ensure_future(_copy_part(conn, part, first))
+            pending = asyncio.ensure_future(_copy_part(conn, part))
             await asyncio.sleep(0)  # let it send its first statement before the next checks
         assert pending is not None
         results += await pending
