@@ -5,6 +5,9 @@ the batch is copied in is skipped, and the routing trigger still decides each jo
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -186,3 +189,29 @@ async def test_a_copied_batch_is_routed_by_the_trigger(queue: Queue) -> None:
         )
     account = {row["id"]: row["account"] for row in rows}
     assert [account[r.id] for r in results] == ["b" if i % 2 else "a" for i in range(PART + 3)]
+
+
+async def test_the_key_lookup_reads_only_the_rows_of_keys_already_stored(queue: Queue) -> None:
+    """A copied part's cost does not grow with the table: a key is one index probe."""
+    old = [
+        NewMessage("s@example.com", (f"r{i}@example.com",), subject="m", text="t")
+        for i in range(3000)
+    ]
+    await queue.enqueue_many([replace(m, idempotency_key=f"old-{i}") for i, m in enumerate(old)])
+    keys = [f"old-{i}" if i < 5 else (None if i % 2 else f"new-{i}") for i in range(20)]
+    async with queue.pool.acquire() as conn:
+        await conn.execute("ANALYZE dispatcher.messages")
+        sql = enqueue.query("enqueue_reserve")
+        plan = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, 20, keys)
+        row = await conn.fetchrow(sql, 20, keys)
+    nodes = list(plan_nodes(json.loads(plan)[0]["Plan"]))
+    read = [n for n in nodes if n.get("Relation Name") == "messages"]
+    assert read and all(n["Node Type"] == "Index Scan" for n in read), read
+    assert sum(n["Actual Loops"] for n in read) == 20  # a probe per key, none of the 3,000
+    assert [i is not None for i in row["stored"]] == [True] * 5 + [False] * 15
+
+
+def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from plan_nodes(child)
