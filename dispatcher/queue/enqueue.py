@@ -206,47 +206,64 @@ def copy_columns(
     return message, job
 
 
-async def _copy(conn: asyncpg.Connection, table: str, columns: _Columns) -> None:
-    await conn.copy_records_to_table(
-        table,
-        schema_name="dispatcher",
-        columns=[name for name, _ in columns],
-        records=list(zip(*(values for _, values in columns), strict=True)),
-    )
+_Records = tuple[list[str], list[tuple[Any, ...]]]
 
 
-async def _copy_part(conn: asyncpg.Connection, part: list[NewMessage]) -> list[Enqueued]:
-    """Insert one checked part with COPY; a key stored before (by anyone, or by an earlier part
-    of this transaction: its reserve statement sees their rows) or earlier in the part is not
-    inserted again."""
+def _records(columns: _Columns) -> _Records:
+    """The column names and one record per row of ``columns``, as COPY takes them."""
+    return [name for name, _ in columns], list(zip(*(values for _, values in columns), strict=True))
+
+
+async def _copy(conn: asyncpg.Connection, messages: _Records, jobs: _Records) -> None:
+    """COPY one part in: messages first (the routing trigger on jobs reads them), then jobs."""
+    for table, (columns, records) in (("messages", messages), ("jobs", jobs)):
+        await conn.copy_records_to_table(
+            table, schema_name="dispatcher", columns=columns, records=records
+        )
+
+
+def _lookup_key(key: object) -> str | None:
+    """``key`` if the reserve statement can carry it, else None: validation refuses such a key
+    (not a string, a NUL, not UTF-8) before its part is copied, with a message that says so."""
+    if type(key) is not str or "\x00" in key:
+        return None
+    if not key.isascii():
+        try:
+            key.encode()
+        except UnicodeEncodeError:
+            return None
+    return key
+
+
+def _sort_out(
+    part: list[NewMessage], ids: list[int], stored: list[int | None], first: dict[str, int]
+) -> tuple[list[int], list[NewMessage], list[Enqueued]]:
+    """The ids and messages of ``part`` to copy in, and every message's result: a key stored
+    before or met earlier in the batch (``first``: key -> id, updated) is not copied again."""
     keys = [m.idempotency_key for m in part]
     nones = keys.count(None)
-    keyed = nones != len(keys)
-    row = await conn.fetchrow(query("enqueue_reserve"), len(part), keys if keyed else None)
-    ids: list[int] = row["ids"]
-    stored: list[int | None] = row["stored"]
-    if not keyed or (stored.count(None) == len(keys) == len(set(keys)) + max(nones - 1, 0)):
-        new_ids, new = ids, part  # no key stored, none repeated: the common case, no loop
-        results = [Enqueued(id_, True) for id_ in ids]
-    else:
-        first: dict[str, int] = {}
-        new_ids, new, results = [], [], []
-        for id_, msg, key, old in zip(ids, part, keys, stored, strict=True):
-            if key is not None:
-                if old is None:
-                    old = first.get(key)
-                if old is not None:
-                    results.append(Enqueued(old, False))
-                    continue
-                first[key] = id_
-            new_ids.append(id_)
-            new.append(msg)
-            results.append(Enqueued(id_, True))
-    if new:
-        message, job = copy_columns(new_ids, new, row["now"])
-        await _copy(conn, "messages", message)  # first: the routing trigger reads it
-        await _copy(conn, "jobs", job)
-    return results
+    if nones == len(keys) or (
+        stored.count(None) == len(keys) == len(set(keys)) + max(nones - 1, 0)
+        and first.keys().isdisjoint(keys)
+    ):  # no key stored or repeated: the common case, without a loop per message
+        if nones != len(keys):
+            first.update({k: i for k, i in zip(keys, ids, strict=True) if k is not None})
+        return ids, part, [Enqueued(id_, True) for id_ in ids]
+    new_ids: list[int] = []
+    new: list[NewMessage] = []
+    results: list[Enqueued] = []
+    for id_, msg, key, old in zip(ids, part, keys, stored, strict=True):
+        if key is not None:
+            if old is None:
+                old = first.get(key)
+            if old is not None:
+                results.append(Enqueued(old, False))
+                continue
+            first[key] = id_
+        new_ids.append(id_)
+        new.append(msg)
+        results.append(Enqueued(id_, True))
+    return new_ids, new, results
 
 
 async def _checked(msgs: Sequence[NewMessage], start: int) -> list[NewMessage]:
@@ -259,22 +276,38 @@ async def _checked(msgs: Sequence[NewMessage], start: int) -> list[NewMessage]:
 
 
 async def _enqueue_copied(conn: asyncpg.Connection, msgs: Sequence[NewMessage]) -> list[Enqueued]:
-    """Check and COPY ``msgs`` part by part, each part checked while the one before is copied
-    in; in the caller's transaction, which a bad message anywhere rolls back."""
+    """Check and COPY ``msgs`` part by part, in the caller's transaction, which a bad message
+    anywhere rolls back. Postgres draws the ids and finds the stored keys of the whole batch
+    while the first part is checked; then each part is checked and made into records while
+    the one before is copied in."""
+    keys = [_lookup_key(m.idempotency_key) for m in msgs]
+    keyed = keys.count(None) != len(keys)
+    pending: asyncio.Future[Any] = asyncio.ensure_future(
+        conn.fetchrow(query("enqueue_reserve"), len(msgs), keys if keyed else None)
+    )
     results: list[Enqueued] = []
-    pending: asyncio.Future[list[Enqueued]] | None = None
+    first: dict[str, int] = {}
     try:
+        await asyncio.sleep(0)  # let it send the statement before the first checks
+        reserved = None
         for start in range(0, len(msgs), OVERLAP_PART):
             part = await _checked(msgs[start : start + OVERLAP_PART], start)
-            if pending is not None:
-                results += await pending
-            pending = asyncio.ensure_future(_copy_part(conn, part))
-            await asyncio.sleep(0)  # let it send its first statement before the next checks
-        assert pending is not None
-        results += await pending
-    finally:
-        if pending is not None:  # a bad message: the part in flight ends before the rollback
-            await asyncio.gather(pending, return_exceptions=True)
+            if reserved is None:
+                reserved = await pending
+                ids: list[int] = reserved["ids"]
+                stored: list[int | None] = reserved["stored"] if keyed else [None] * len(msgs)
+            end = start + len(part)
+            new_ids, new, done = _sort_out(part, ids[start:end], stored[start:end], first)
+            results += done
+            if new:  # else every message of the part was stored before
+                message, job = copy_columns(new_ids, new, reserved["now"])
+                records = _records(message), _records(job)
+                await pending  # the part before is copied in
+                pending = asyncio.ensure_future(_copy(conn, *records))
+                await asyncio.sleep(0)  # let it send the COPY before the next checks
+        await pending
+    finally:  # a bad message: what is in flight ends before the rollback
+        await asyncio.gather(pending, return_exceptions=True)
     return results
 
 

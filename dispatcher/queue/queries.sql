@@ -56,11 +56,11 @@ ORDER BY i.ord;
 SELECT idempotency_key, id FROM dispatcher.messages WHERE idempotency_key = ANY($1::text[]);
 
 -- name: enqueue_reserve
--- The first step of a part copied in (dispatcher.queue.enqueue): $1 message ids, drawn in
+-- The first step of a batch copied in (dispatcher.queue.enqueue): $1 message ids, drawn in
 -- input order; the transaction's now() (what a column's DEFAULT now() gives in it); and for
--- each element of $2 (the part's idempotency keys, NULL for none; or no array when the part
--- has no key) the id of the message already stored under it, or NULL. One index probe per key
--- (a join could hash the whole messages table).
+-- each element of $2 (the batch's idempotency keys, NULL for none; or no array when it has no
+-- key) the id of the message already stored under it, or NULL. One index probe per key (a
+-- join could hash the whole messages table).
 SELECT array(SELECT nextval('dispatcher.message_id_seq') FROM generate_series(1, $1::int)) AS ids,
        now() AS now,
        array(SELECT (SELECT m.id FROM dispatcher.messages m WHERE m.idempotency_key = k.key)

@@ -17,6 +17,7 @@ import pytest
 from dispatcher.accounts.settings import RouteSettings
 from dispatcher.accounts.store import AccountStore
 from dispatcher.domain.jobs import Enqueued, NewMessage
+from dispatcher.errors import InputError
 from dispatcher.queue import enqueue
 from dispatcher.queue.repository import Queue
 
@@ -215,3 +216,19 @@ def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield node
     for child in node.get("Plans", []):
         yield from plan_nodes(child)
+
+
+@pytest.mark.parametrize("bad", ["k\x00", "k\ud800", 7])
+async def test_a_bad_key_late_in_a_copied_batch_is_named_and_nothing_is_queued(
+    queue: Queue, bad: object
+) -> None:
+    """The batch's keys are looked up before its messages are checked: a key Postgres cannot
+    take must not turn the message's error into a database error."""
+    batch = [
+        NewMessage("s@example.com", (f"r{i}@example.com",), subject="m", text="t")
+        for i in range(PART + 10)
+    ]
+    batch[PART + 3] = replace(batch[PART + 3], idempotency_key=bad)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=rf"^message {PART + 3}: idempotency_key"):
+        await queue.enqueue_many(batch)
+    assert not any((await queue.counts()).values())
