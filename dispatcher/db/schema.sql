@@ -967,9 +967,6 @@ CREATE TRIGGER webhook_suppressions_inserted AFTER INSERT ON dispatcher.suppress
 ALTER TABLE ONLY dispatcher.campaign_pruned
     ADD CONSTRAINT campaign_pruned_campaign_id_fkey FOREIGN KEY (campaign_id) REFERENCES dispatcher.campaigns(id) ON DELETE CASCADE;
 
-ALTER TABLE ONLY dispatcher.jobs
-    ADD CONSTRAINT jobs_id_fkey FOREIGN KEY (id) REFERENCES dispatcher.messages(id) ON DELETE CASCADE;
-
 ALTER TABLE ONLY dispatcher.messages
     ADD CONSTRAINT messages_key_id_fkey FOREIGN KEY (key_id) REFERENCES dispatcher.api_keys(id);
 

@@ -55,6 +55,18 @@ ORDER BY i.ord;
 -- name: find_by_keys
 SELECT idempotency_key, id FROM dispatcher.messages WHERE idempotency_key = ANY($1::text[]);
 
+-- name: enqueue_reserve
+-- The first step of a batch copied in (dispatcher.queue.enqueue): $1 message ids, drawn in
+-- input order; the transaction's now() (what a column's DEFAULT now() gives in it); and for
+-- each element of $2 (the batch's idempotency keys, NULL for none; or no array when it has no
+-- key) the id of the message already stored under it, or NULL. One index probe per key (a
+-- join could hash the whole messages table).
+SELECT array(SELECT nextval('dispatcher.message_id_seq') FROM generate_series(1, $1::int)) AS ids,
+       now() AS now,
+       array(SELECT (SELECT m.id FROM dispatcher.messages m WHERE m.idempotency_key = k.key)
+             FROM unnest($2::text[]) WITH ORDINALITY AS k(key, n)
+             ORDER BY k.n) AS stored;
+
 -- name: claim
 -- Claim up to $2 due jobs for worker $1 in one statement. Every claim gets a new fencing
 -- token; only the holder of the current token can launch or settle the job.

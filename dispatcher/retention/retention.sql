@@ -49,8 +49,8 @@ WHERE j.state = '{state}' AND j.{clock} < $1
   AND m.content_pruned_at IS NULL;
 
 -- name: prune_rows
--- Mail finished in {state} before $1: the message, its job (ON DELETE CASCADE), its feedback
--- events and counters. What a campaign's rows counted is added to campaign_pruned first, so
+-- Mail finished in {state} before $1: the message, its job (no foreign key cascades it since
+-- 0024), its feedback events and counters. What a campaign's rows counted is added to campaign_pruned first, so
 -- its totals stay. Returns (rows, events) removed.
 WITH doomed AS (
     SELECT j.id, j.campaign_id, j.state, coalesce(j.last_outcome, '') AS outcome, j.recipients
@@ -95,6 +95,8 @@ WITH doomed AS (
     RETURNING e.id
 ), counters AS (
     DELETE FROM dispatcher.message_feedback f USING doomed d WHERE f.message_id = d.id
+), jobs_gone AS (
+    DELETE FROM dispatcher.jobs j USING doomed d WHERE j.id = d.id
 ), gone AS (
     DELETE FROM dispatcher.messages m USING doomed d WHERE m.id = d.id
     RETURNING m.id
