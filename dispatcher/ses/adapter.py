@@ -53,6 +53,7 @@ from dispatcher.ses.classify import (
     listed_identities,
 )
 from dispatcher.ses.errors import SesError
+from dispatcher.ses.lean import LeanSes
 from dispatcher.ses.settings import SesSettings
 from dispatcher.ses.signing import SendSigner
 
@@ -182,12 +183,21 @@ class SesAdapter:
     connection pools) live as long as that block.
     """
 
-    __slots__ = ("_bulk", "_control", "_default_config_set", "_v1", "_v2")
+    __slots__ = ("_bulk", "_control", "_default_config_set", "_sends", "_v1", "_v2")
 
-    def __init__(self, v2: SESV2Client, v1: SESClient, default_config_set: str | None) -> None:
-        self._v2 = v2  # sends: the hot path
+    def __init__(
+        self,
+        v2: SESV2Client,
+        v1: SESClient,
+        default_config_set: str | None,
+        sends: LeanSes | None = None,
+    ) -> None:
+        self._v2 = v2  # templates, the suppression list; the sends unless `sends` is given
         self._v1 = v1  # GetSendQuota (v2 has only GetAccount, which moto lacks)
         self._default_config_set = default_config_set
+        # SendEmail / SendBulkEmail: the lean client (ses.client = "lean") or the aioboto3 one;
+        # both take the same keyword arguments and raise the same exceptions.
+        self._sends: LeanSes | SESV2Client = sends if sends is not None else v2
         # SES allows 1 request/s on every action but the sends (SES-FACTS "Quotas and rate"):
         # GetSendQuota, templates, the suppression list's pages wait their turn here.
         self._control = AsyncLimiter(1, API_CALL_INTERVAL)
@@ -207,12 +217,29 @@ class SesAdapter:
             )
             # aiobotocore's get_credentials is a coroutine; the stubs say otherwise.
             credentials = await cast("Awaitable[Any]", session.get_credentials())
-            if credentials is not None:  # none: botocore's signer says so on the first send
+            sends = None
+            if settings.client == "lean":
+                sends = await stack.enter_async_context(
+                    LeanSes.open(
+                        v2.meta.endpoint_url,  # as botocore resolved it (FIPS, dual-stack...)
+                        credentials,  # none: NoCredentialsError on the first send, as botocore
+                        v2.meta.region_name,
+                        user_agent=_USER_AGENT,
+                        model=v2.meta.service_model,
+                        error_class=v2.exceptions.from_code,
+                        connect_timeout=settings.connect_timeout,
+                        read_timeout=settings.read_timeout,
+                        max_connections=settings.max_pool_connections,
+                        # botocore has no public getter for the session's CA bundle
+                        ca_bundle=session._session.get_config_variable("ca_bundle"),
+                    )
+                )
+            elif credentials is not None:  # none: botocore's signer says so on the first send
                 SendSigner(credentials, v2.meta.region_name).register(v2.meta.events)
             v1 = await stack.enter_async_context(
                 session.client("ses", endpoint_url=settings.endpoint_url, config=config)
             )
-            yield cls(v2, v1, settings.configuration_set)
+            yield cls(v2, v1, settings.configuration_set, sends)
 
     def build_request(
         self, msg: OutgoingMessage, template: tuple[str, dict[str, str]] | None = None
@@ -283,7 +310,7 @@ class SesAdapter:
     ) -> SendResult:
         """Send one message; every SES or network failure comes back classified, never raised."""
         try:
-            response = await self._v2.send_email(**self.build_request(msg, template))
+            response = await self._sends.send_email(**self.build_request(msg, template))
         except Exception as exc:  # CancelledError is a BaseException and passes through
             result = classify_exception(exc, identities_of([msg]))
             if result is None:
@@ -410,7 +437,7 @@ class SesAdapter:
         """
         try:
             async with self._bulk:
-                response = await self._v2.send_bulk_email(
+                response = await self._sends.send_bulk_email(
                     **self.build_bulk_request(template_name, messages)
                 )
         except Exception as exc:
