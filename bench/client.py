@@ -9,7 +9,7 @@ alternating rounds against one simulator in its own process:
 - ``fixed-ua``: also a fixed User-Agent (botocore rebuilds its structured one per request);
 - ``adapter``: also the sends signed by `SendSigner` instead of botocore's signer, i.e. the
   client `SesAdapter.open` builds with ``ses.client = "botocore"``;
-- ``lean``: `dispatcher/ses/lean.py`, the sends as one signed aiohttp POST each (the default,
+- ``lean``: `dispatcher/ses/lean.py`, the sends as one signed HTTP/1.1 POST each (the default,
   ``ses.client = "lean"``).
 
 CPU per message is this process's CPU time over the messages sent (the simulator's is not

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import aiobotocore
 import aiohttp
 import botocore
+import structlog
 from aiobotocore.config import AioConfig
 from aiolimiter import AsyncLimiter
 from botocore.exceptions import (
@@ -53,9 +54,12 @@ from dispatcher.ses.classify import (
     listed_identities,
 )
 from dispatcher.ses.errors import SesError
-from dispatcher.ses.lean import LeanSes
+from dispatcher.ses.http1 import ConnectFailed
+from dispatcher.ses.lean import LeanSes, proxy_for
 from dispatcher.ses.settings import SesSettings
 from dispatcher.ses.signing import SendSigner
+
+log = structlog.get_logger()
 
 if TYPE_CHECKING:
     from types_aiobotocore_ses.client import SESClient
@@ -140,7 +144,8 @@ def classify_exception(exc: Exception, identities: Identities | None = None) -> 
     if isinstance(exc, EndpointConnectionError):
         # ConnectTimeoutError, SSLError and ProxyConnectionError are not subclasses of this one.
         inner = exc.kwargs.get("error")
-        if inner is None or isinstance(inner, aiohttp.ClientConnectorError | socket.gaierror):
+        never_sent = aiohttp.ClientConnectorError | socket.gaierror | ConnectFailed  # lean's too
+        if inner is None or isinstance(inner, never_sent):
             return SendResult(Outcome.TRANSIENT, reason=_describe(exc))
         return SendResult(Outcome.IN_DOUBT, reason=_describe(exc))
     if isinstance(exc, _BEFORE_SEND):
@@ -218,7 +223,12 @@ class SesAdapter:
             # aiobotocore's get_credentials is a coroutine; the stubs say otherwise.
             credentials = await cast("Awaitable[Any]", session.get_credentials())
             sends = None
-            if settings.client == "lean":
+            lean = settings.client == "lean"
+            if lean and proxy_for(v2.meta.endpoint_url) is not None:
+                # The lean client speaks to SES directly; botocore knows the way through a proxy.
+                log.info("ses.lean_client_off", reason="HTTP(S)_PROXY applies to the endpoint")
+                lean = False
+            if lean:
                 sends = await stack.enter_async_context(
                     LeanSes.open(
                         v2.meta.endpoint_url,  # as botocore resolved it (FIPS, dual-stack...)

@@ -1,4 +1,4 @@
-"""sesv2 SendEmail and SendBulkEmail as one signed aiohttp POST each, without botocore's per-call
+"""sesv2 SendEmail and SendBulkEmail as one signed HTTP/1.1 POST each, without botocore's per-call
 machinery; everything else (quota, templates, the suppression list) stays on aioboto3.
 
 A botocore call walks the request through about twenty event hooks, a model-driven serialiser, an
@@ -8,26 +8,26 @@ same for every call. A send is always one of two fixed shapes: POST a JSON body 
 /v2/email/outbound-emails or /v2/email/outbound-bulk-emails, answered with a small JSON object.
 So this client serialises the very dict the adapter would hand botocore (`json.dumps`, blobs in
 base64: byte for byte what botocore's RestJSON serialiser writes, tests/unit/test_ses_lean.py),
-signs it with SendSigner, posts it on one keep-alive aiohttp session, and reads the answer with
-`json.loads`. A refusal (status >= 300) is rare and goes through botocore's own RestJSON parser
-into the same ClientError subclass botocore raises, and network failures become the same
-botocore exceptions aiobotocore raises, so `classify_exception` reads both clients alike.
+signs it with SendSigner, posts it on a keep-alive connection of `http1.Http1Pool`, and reads
+the answer with `json.loads`. A refusal (status >= 300) is rare and goes through botocore's own
+RestJSON parser into the same ClientError subclass botocore raises, and network failures become
+the botocore exceptions that `classify_exception` reads: not connected (never sent) or cut off
+after the request was written (in doubt). An HTTP(S)_PROXY for the endpoint is not supported
+here: `SesAdapter.open` then sends through botocore.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import socket
 import ssl
 import time
 from base64 import b64encode
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
+from urllib.parse import urlsplit
 
-import aiohttp
 from aiobotocore.parsers import create_parser
 from botocore.exceptions import (
     ClientError,
@@ -36,21 +36,21 @@ from botocore.exceptions import (
     EndpointConnectionError,
     HTTPClientError,
     NoCredentialsError,
-    ProxyConnectionError,
     ReadTimeoutError,
     SSLError,
 )
-from botocore.httpsession import (
-    ProxyConfiguration,
-    create_urllib3_context,
-    get_cert_path,
-    mask_proxy_url,
-)
+from botocore.httpsession import ProxyConfiguration, create_urllib3_context, get_cert_path
 from botocore.model import ServiceModel
 from botocore.parsers import ResponseParserError
 from botocore.utils import get_environ_proxies
-from yarl import URL
 
+from dispatcher.ses.http1 import (
+    ConnectFailed,
+    ConnectTimedOut,
+    Disconnected,
+    Http1Pool,
+    ProtocolError,
+)
 from dispatcher.ses.signing import Credentials, SendSigner
 
 __all__ = ["PATHS", "LeanSes", "body_of", "proxy_for"]
@@ -59,12 +59,6 @@ PATHS = {
     "SendEmail": "/v2/email/outbound-emails",
     "SendBulkEmail": "/v2/email/outbound-bulk-emails",
 }
-_KEEPALIVE_SECONDS = 12.0  # aiobotocore's default: idle connections closed before SES does
-_AFTER_CLOSE = (
-    aiohttp.ServerDisconnectedError,
-    aiohttp.ClientPayloadError,
-    aiohttp.http_exceptions.BadStatusLine,
-)
 
 
 def _blob(value: object) -> str:
@@ -79,11 +73,10 @@ def body_of(params: dict[str, Any]) -> bytes:
     return json.dumps(params, default=_blob).encode("utf-8")
 
 
-def proxy_for(url: str) -> tuple[str | None, dict[str, str]]:
-    """The proxy botocore would use for `url` (HTTP(S)_PROXY, NO_PROXY) and its headers."""
-    config = ProxyConfiguration(proxies=get_environ_proxies(url))
-    proxy: str | None = config.proxy_url_for(url)
-    return proxy, (config.proxy_headers_for(proxy) if proxy else {})
+def proxy_for(url: str) -> str | None:
+    """The proxy botocore would use for `url` (HTTP(S)_PROXY, NO_PROXY), None for none."""
+    proxy: str | None = ProxyConfiguration(proxies=get_environ_proxies(url)).proxy_url_for(url)
+    return proxy
 
 
 def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
@@ -99,21 +92,11 @@ class LeanSes:
     """`send_email` and `send_bulk_email` with the keyword arguments, answers and exceptions of
     an aioboto3 sesv2 client's methods; build it with `LeanSes.open`."""
 
-    __slots__ = (
-        "_credentials",
-        "_error_class",
-        "_headers",
-        "_model",
-        "_proxy",
-        "_proxy_headers",
-        "_session",
-        "_signer",
-        "_urls",
-    )
+    __slots__ = ("_credentials", "_error_class", "_headers", "_model", "_pool", "_signer", "_urls")
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        pool: Http1Pool,
         endpoint_url: str,
         credentials: Credentials | None,
         region: str,
@@ -121,9 +104,11 @@ class LeanSes:
         model: ServiceModel,
         error_class: Callable[[str], Any],
     ) -> None:
-        self._session = session
+        self._pool = pool
         base = endpoint_url.rstrip("/")
-        self._urls = {op: (f"{base}{path}", URL(f"{base}{path}")) for op, path in PATHS.items()}
+        prefix = urlsplit(base).path
+        # (URL as signed, path as requested) of each operation
+        self._urls = {op: (f"{base}{path}", f"{prefix}{path}") for op, path in PATHS.items()}
         self._credentials = credentials
         self._signer = SendSigner(credentials, region) if credentials is not None else None
         self._model = model
@@ -134,7 +119,6 @@ class LeanSes:
             "User-Agent": user_agent,
             "Accept-Encoding": "identity",
         }
-        self._proxy, self._proxy_headers = proxy_for(self._urls["SendEmail"][0])
 
     @classmethod
     @asynccontextmanager
@@ -152,17 +136,23 @@ class LeanSes:
         max_connections: int,
         ca_bundle: str | None = None,
     ) -> AsyncIterator[LeanSes]:
-        """One keep-alive connection pool of `max_connections` for the life of the block."""
-        tls = _ssl_context(ca_bundle) if endpoint_url.startswith("https:") else False
-        connector = aiohttp.TCPConnector(
-            limit=max_connections, keepalive_timeout=_KEEPALIVE_SECONDS, ssl=tls
+        """Up to `max_connections` keep-alive connections for the life of the block."""
+        parts = urlsplit(endpoint_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"ses endpoint must be an http(s) URL, got {endpoint_url!r}")
+        https = parts.scheme == "https"
+        pool = Http1Pool(
+            parts.hostname,
+            parts.port or (443 if https else 80),
+            tls=_ssl_context(ca_bundle) if https else None,
+            limit=max_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
         )
-        # As aiobotocore: connect and read timeouts, no total (a bulk call may be large).
-        timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout, sock_read=read_timeout)
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=timeout, auto_decompress=False
-        ) as session:
-            yield cls(session, endpoint_url, credentials, region, user_agent, model, error_class)
+        try:
+            yield cls(pool, endpoint_url, credentials, region, user_agent, model, error_class)
+        finally:
+            await pool.close()
 
     async def send_email(self, **params: Any) -> dict[str, Any]:
         """sesv2 SendEmail: {"MessageId": ...}; raises what the aioboto3 client raises."""
@@ -185,28 +175,13 @@ class LeanSes:
         }
 
     async def _call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        url, target = self._urls[operation]
+        url, path = self._urls[operation]
         body = body_of(params)
         headers = await self.signed_headers(url, body)
-        answer: dict[str, str] = {}
         try:
-            async with self._session.post(
-                target,
-                data=body,
-                headers=headers,
-                proxy=self._proxy,
-                proxy_headers=self._proxy_headers or None,
-            ) as response:
-                raw = await response.read()
-                status = response.status
-                if status >= 300:
-                    # The same lower-cased header dict aiobotocore hands its parser.
-                    answer = {
-                        k.decode("utf-8").lower(): v.decode("utf-8")
-                        for k, v in response.raw_headers
-                    }
+            status, answer, raw = await self._pool.post(path, headers, body)
         except Exception as exc:  # CancelledError is a BaseException and passes through
-            raise _as_botocore(exc, url, self._proxy) from exc
+            raise _as_botocore(exc, url) from exc
         if status >= 300:
             raise await self._refusal(operation, status, answer, raw)
         try:
@@ -234,23 +209,18 @@ class LeanSes:
         return cast("ClientError", error)
 
 
-def _as_botocore(exc: Exception, url: str, proxy: str | None) -> Exception:
-    """The exception aiobotocore's AIOHTTPSession.send raises for this aiohttp failure: the
-    request never left (connect, TLS handshake, DNS) or may have reached SES (all others)."""
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return SSLError(endpoint_url=url, error=exc)
-    if isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
-        return ProxyConnectionError(proxy_url=mask_proxy_url(proxy or ""), error=exc)
-    if isinstance(exc, _AFTER_CLOSE):
-        return ConnectionClosedError(error=exc, request=None, endpoint_url=url)
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        if isinstance(exc, aiohttp.ConnectionTimeoutError) or str(exc).lower().startswith(
-            "connect"
-        ):
-            return ConnectTimeoutError(endpoint_url=url, error=exc)
-        return ReadTimeoutError(endpoint_url=url, error=exc)
-    if isinstance(exc, aiohttp.ClientConnectionError | socket.gaierror):
+def _as_botocore(exc: Exception, url: str) -> Exception:
+    """The botocore exception for a failure of the POST, as `classify_exception` reads it:
+    not connected (refused, DNS, TLS handshake, connect timeout: never sent) or cut off after
+    the request was written (closed, reset, silent past the read timeout: in doubt)."""
+    if isinstance(exc, ConnectTimedOut):
+        return ConnectTimeoutError(endpoint_url=url, error=exc)
+    if isinstance(exc, ConnectFailed):
+        if isinstance(exc.__cause__, ssl.SSLError):
+            return SSLError(endpoint_url=url, error=exc)
         return EndpointConnectionError(endpoint_url=url, error=exc)
-    if isinstance(exc, asyncio.TimeoutError):
+    if isinstance(exc, Disconnected | ProtocolError | ConnectionError):
+        return ConnectionClosedError(error=exc, request=None, endpoint_url=url)
+    if isinstance(exc, TimeoutError):
         return ReadTimeoutError(endpoint_url=url, error=exc)
     return HTTPClientError(error=exc)

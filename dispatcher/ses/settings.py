@@ -23,8 +23,8 @@ class SesSettings:
     read_timeout: float = 15.0  # seconds of silence once the request is sent (then IN_DOUBT)
     max_pool_connections: int = 100  # concurrent HTTP connections, hence in-flight sends
     configuration_set: str | None = None  # for sends whose message names none
-    # How SendEmail / SendBulkEmail go out: "lean" (dispatcher/ses/lean.py: one signed POST on
-    # aiohttp, about a third of botocore's CPU a call) or "botocore" (the aioboto3 client).
+    # How SendEmail / SendBulkEmail go out: "lean" (dispatcher/ses/lean.py: one signed HTTP/1.1
+    # POST, about a fifth of botocore's CPU a call) or "botocore" (the aioboto3 client).
     client: str = "lean"
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import aioboto3
 import pytest
+import uvloop
 from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioCredentials
 from botocore.exceptions import BotoCoreError, ClientError
@@ -88,20 +89,23 @@ async def raised(client: Any) -> Exception:
 
 
 def comparable(exc: Exception) -> dict[str, Any]:
-    """What a reader of the exception sees, without what differs per request (ids, dates)."""
-    out: dict[str, Any] = {"type": type(exc), "text": str(exc)}
-    if isinstance(exc, ClientError):
-        meta = exc.response["ResponseMetadata"]
-        out["error"] = exc.response["Error"]
-        out["status"] = meta["HTTPStatusCode"]
-        out["retries"] = meta.get("RetryAttempts")
-        out["modeled"] = {k: v for k, v in exc.response.items() if k != "ResponseMetadata"}
-    else:
-        inner = getattr(exc, "kwargs", {}).get("error")
-        out["text"] = type(exc).__name__  # botocore's text names the URL and the inner error
-        out["inner"] = type(inner)
-    out["classified"] = classify_exception(exc)
-    return out
+    """What the dispatcher reads of the exception: SES's refusal in full (without what differs
+    per request: ids, dates); for a network fault, how it is classified (the wording differs:
+    the lean client's own HTTP/1.1 errors stand where aiohttp's do)."""
+    result = classify_exception(exc)
+    assert result is not None, exc
+    if not isinstance(exc, ClientError):
+        return {"botocore": isinstance(exc, BotoCoreError), "outcome": result.outcome}
+    meta = exc.response["ResponseMetadata"]
+    return {
+        "type": type(exc),
+        "text": str(exc),
+        "error": exc.response["Error"],
+        "status": meta["HTTPStatusCode"],
+        "retries": meta.get("RetryAttempts"),
+        "modeled": {k: v for k, v in exc.response.items() if k != "ResponseMetadata"},
+        "classified": result,
+    }
 
 
 @pytest.mark.parametrize(
@@ -192,3 +196,33 @@ async def test_moto_accepts_a_lean_send(moto: MotoServer) -> None:
     assert [m["id"] for m in moto.sent_messages()] == [sent.ses_message_id]
     assert unverified.outcome is Outcome.CONFIG_ERROR, unverified
     assert json.dumps(unverified.reason or "").find("not verified") >= 0
+
+
+async def test_lean_sends_on_uvloop(sim_inprocess: SimFactory) -> None:
+    """The daemon runs on uvloop, whose transports are not asyncio's classes."""
+
+    async def on_uvloop(endpoint_url: str) -> list[Outcome]:
+        settings = SesSettings(
+            endpoint_url=endpoint_url, access_key_id="t", secret_access_key="t", client="lean"
+        )
+        async with SesAdapter.open(settings) as ses:
+            msgs = [
+                OutgoingMessage(id=i, from_addr="s@example.com", to=("a@x.net",), text="t")
+                for i in range(3)
+            ]
+            results = await asyncio.gather(*(ses.send(m) for m in msgs))
+        return [r.outcome for r in results]
+
+    async def cut(endpoint_url: str) -> Outcome:
+        async with both(endpoint_url) as (lean, _):
+            result = classify_exception(await raised(lean))
+            assert result is not None
+            return result.outcome
+
+    async with sim_inprocess(max_send_rate=100) as sim:
+        sent = await asyncio.to_thread(uvloop.run, on_uvloop(sim.endpoint_url))
+    async with fake_ses(close_after_request) as fake:
+        in_doubt = await asyncio.to_thread(uvloop.run, cut(fake.endpoint_url))
+
+    assert sent == [Outcome.SENT] * 3
+    assert in_doubt is Outcome.IN_DOUBT
