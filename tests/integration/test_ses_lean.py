@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome
+from dispatcher.doors.sigv4 import parse_authorization, signature_matches
 from dispatcher.ses import SesAdapter, SesSettings
 from dispatcher.ses.adapter import classify_exception
 from dispatcher.ses.lean import LeanSes
@@ -27,6 +28,7 @@ from tests.integration.test_ses_faults import (
     close_after_request,
     fake_ses,
     never_answer,
+    record_only,
     reset_after_request,
     respond,
     v2_error,
@@ -136,6 +138,27 @@ async def test_lean_raises_what_botocore_raises(handler: Handler, outcome: Outco
     result = classify_exception(mine)
     assert result is not None and result.outcome is outcome, result
     assert len(fake.requests) == 2  # one attempt each: nothing retried
+
+
+async def test_the_request_as_it_arrives_verifies_with_botocores_signer() -> None:
+    """Host (with its port), path and body as the server read them: what SES checks."""
+    async with fake_ses(record_only) as fake, both(fake.endpoint_url) as (lean, _):
+        assert await lean.send_email(**PARAMS) == {"MessageId": "m-1"}
+    (req,) = fake.requests
+    assert req.headers["host"] == fake.endpoint_url.removeprefix("http://")
+    assert json.loads(req.body) == PARAMS
+    signed = parse_authorization(req.headers["authorization"])
+    for secret, ok in (("s", True), ("not the secret", False)):
+        assert ok is signature_matches(
+            signed,
+            secret,
+            method=req.method,
+            raw_path=req.path,
+            raw_query="",
+            headers=lambda name: [req.headers[name]] if name in req.headers else [],
+            body=req.body,
+            amz_date=req.headers["x-amz-date"],
+        )
 
 
 async def test_nothing_listening_is_what_botocore_raises() -> None:
