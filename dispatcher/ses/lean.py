@@ -53,7 +53,7 @@ from dispatcher.ses.http1 import (
 )
 from dispatcher.ses.signing import Credentials, SendSigner
 
-__all__ = ["PATHS", "LeanSes", "body_of", "proxy_for"]
+__all__ = ["PATHS", "LeanSes", "body_of", "proxy_for", "ssl_context"]
 
 PATHS = {
     "SendEmail": "/v2/email/outbound-emails",
@@ -79,12 +79,14 @@ def proxy_for(url: str) -> str | None:
     return proxy
 
 
-def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """TLS as aiobotocore sets it up: urllib3's context, botocore's CA bundle (certifi's unless
-    ca_bundle / AWS_CA_BUNDLE or REQUESTS_CA_BUNDLE name another)."""
+def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """TLS as botocore sets it up (urllib3's context; its CA bundle: certifi's unless ca_bundle,
+    AWS_CA_BUNDLE or REQUESTS_CA_BUNDLE names another), and the host name checked against the
+    certificate: urllib3 checks it itself and so turns the context's check off."""
     context: ssl.SSLContext = create_urllib3_context()
     verify: Any = ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or True
     context.load_verify_locations(get_cert_path(verify))
+    context.check_hostname = True
     return context
 
 
@@ -144,7 +146,7 @@ class LeanSes:
         pool = Http1Pool(
             parts.hostname,
             parts.port or (443 if https else 80),
-            tls=_ssl_context(ca_bundle) if https else None,
+            tls=ssl_context(ca_bundle) if https else None,
             limit=max_connections,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,

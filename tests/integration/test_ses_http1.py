@@ -5,11 +5,18 @@ before and after the request was written raises."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from dispatcher.ses.http1 import (
     ConnectFailed,
@@ -17,6 +24,7 @@ from dispatcher.ses.http1 import (
     Http1Pool,
     ProtocolError,
 )
+from dispatcher.ses.lean import ssl_context
 from tests.support.moto import free_port
 
 OK = (
@@ -33,7 +41,9 @@ class Server:
 
 
 @asynccontextmanager
-async def server(*answers: list[bytes | None] | None) -> AsyncIterator[Server]:
+async def server(
+    *answers: list[bytes | None] | None, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[Server]:
     """Answers the n-th request with the n-th script: its pieces written one by one (a pause
     between them), a None piece closes the connection; a None script closes it without an
     answer. After the scripts, OK."""
@@ -68,7 +78,7 @@ async def server(*answers: list[bytes | None] | None) -> AsyncIterator[Server]:
             writer.close()
             handlers.discard(task)
 
-    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
+    listener = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
     srv = Server(listener.sockets[0].getsockname()[1])
     async with listener:
         yield srv
@@ -195,3 +205,60 @@ async def test_at_most_limit_connections_and_waiters_get_them_in_turn() -> None:
         await p.close()
     assert [a[2] for a in answers] == [b"{}"] * 6
     assert srv.connections == 2
+
+
+def certificate(tmp_path: Path, name: str) -> tuple[ssl.SSLContext, str]:
+    """A server context with a self-signed certificate for `name` only, and that certificate
+    as a CA bundle file."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file = tmp_path / f"{name}.pem"
+    key_file = tmp_path / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context, str(cert_file)
+
+
+@pytest.mark.parametrize(("name", "ok"), [("localhost", True), ("elsewhere.example", False)])
+async def test_tls_checks_the_chain_and_the_host_name(tmp_path: Path, name: str, ok: bool) -> None:
+    """Signed by the CA bundle given, but for another host: refused before anything is sent."""
+    server_tls, ca_bundle = certificate(tmp_path, name)
+    async with server(tls=server_tls) as srv:
+        p = Http1Pool(
+            "localhost",
+            srv.port,
+            tls=ssl_context(ca_bundle),
+            limit=1,
+            connect_timeout=5.0,
+            read_timeout=5.0,
+        )
+        if ok:
+            assert (await post(p))[0] == 200
+        else:
+            with pytest.raises(ConnectFailed) as info:
+                await post(p)
+            assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
+            assert "Hostname mismatch" in str(info.value)
+        await p.close()
+    assert len(srv.requests) == (1 if ok else 0)
