@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 _MAX_HEAD = 65536  # bytes of status line and headers before the answer is refused as garbage
-_IDLE_SECONDS = 10.0  # reuse an idle connection only this long (AWS closes idle ones later)
+IDLE_SECONDS = 10.0  # reuse an idle connection only this long (AWS closes idle ones later)
 
 Response = tuple[int, dict[str, str], bytes]  # status, headers (lower-case names), body
 
@@ -246,6 +246,7 @@ class Http1Pool:
         "_host",
         "_host_header",
         "_idle",
+        "_idle_seconds",
         "_limit",
         "_port",
         "_read_timeout",
@@ -262,6 +263,7 @@ class Http1Pool:
         limit: int,
         connect_timeout: float,
         read_timeout: float,
+        idle_seconds: float = IDLE_SECONDS,
     ) -> None:
         self._host = host
         self._port = port
@@ -273,7 +275,8 @@ class Http1Pool:
         self._limit = max(1, limit)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._idle: deque[_Conn] = deque()
+        self._idle_seconds = idle_seconds
+        self._idle: deque[_Conn] = deque()  # oldest first
         self._busy = 0  # connections open and in use, or being opened
         self._waiters: deque[asyncio.Future[None]] = deque()
 
@@ -310,7 +313,7 @@ class Http1Pool:
             now = time.monotonic()
             while self._idle:
                 conn = self._idle.pop()  # the most recently used: the least likely to be stale
-                if conn.closed or now - conn.used_at > _IDLE_SECONDS:
+                if conn.closed or now - conn.used_at > self._idle_seconds:
                     conn.close()
                     continue
                 self._busy += 1
@@ -355,8 +358,12 @@ class Http1Pool:
     def _release(self, conn: _Conn | None) -> None:
         self._busy -= 1
         if conn is not None:
-            conn.used_at = time.monotonic()
+            conn.used_at = now = time.monotonic()
             self._idle.append(conn)
+            idle = self._idle
+            # After a burst, close what has not been needed since (its socket, its fd).
+            while now - idle[0].used_at > self._idle_seconds:
+                idle.popleft().close()
         self._wake()
 
     def _wake(self) -> None:

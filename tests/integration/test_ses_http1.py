@@ -37,6 +37,7 @@ OK = (
 class Server:
     port: int
     connections: int = 0
+    closed: int = 0  # connections the client closed (or that ended)
     requests: list[bytes] = field(default_factory=list)
 
 
@@ -76,6 +77,7 @@ async def server(
             pass
         finally:
             writer.close()
+            srv.closed += 1
             handlers.discard(task)
 
     listener = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
@@ -88,9 +90,15 @@ async def server(
             await asyncio.wait(list(handlers), timeout=2.0)
 
 
-def pool(port: int, read_timeout: float = 5.0, limit: int = 4) -> Http1Pool:
+def pool(port: int, read_timeout: float = 5.0, limit: int = 4, idle: float = 10.0) -> Http1Pool:
     return Http1Pool(
-        "127.0.0.1", port, tls=None, limit=limit, connect_timeout=2.0, read_timeout=read_timeout
+        "127.0.0.1",
+        port,
+        tls=None,
+        limit=limit,
+        connect_timeout=2.0,
+        read_timeout=read_timeout,
+        idle_seconds=idle,
     )
 
 
@@ -238,6 +246,21 @@ def certificate(tmp_path: Path, name: str) -> tuple[ssl.SSLContext, str]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
     return context, str(cert_file)
+
+
+async def test_connections_idle_longer_than_idle_seconds_are_closed() -> None:
+    slow: list[bytes | None] = [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", b"", b"{}"]
+    async with server(slow, slow, slow) as srv:
+        p = pool(srv.port, idle=0.25)
+        await asyncio.gather(post(p), post(p), post(p))  # a burst: three connections
+        for _ in range(6):  # then one at a time: one connection does
+            await asyncio.sleep(0.1)
+            await post(p)
+        await asyncio.sleep(0.05)  # the server sees the closes
+        closed_while_in_use = srv.closed
+        await p.close()
+    assert srv.connections == 3
+    assert closed_while_in_use == 2  # the two the burst left idle, not the one in use
 
 
 @pytest.mark.parametrize(("name", "ok"), [("localhost", True), ("elsewhere.example", False)])
