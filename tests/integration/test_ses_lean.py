@@ -249,3 +249,35 @@ async def test_lean_sends_on_uvloop(sim_inprocess: SimFactory) -> None:
 
     assert sent == [Outcome.SENT] * 3
     assert in_doubt is Outcome.IN_DOUBT
+
+
+async def test_a_lean_send_with_an_assumed_roles_temporary_credentials(moto: MotoServer) -> None:
+    async with aioboto3.Session().client("ses", **moto.client_kwargs()) as v1:
+        await v1.verify_email_identity(EmailAddress="sender@example.com")
+    settings = moto.ses_settings(role_arn="arn:aws:iam::123456789012:role/ses", client="lean")
+    msg = OutgoingMessage(id=8, from_addr="sender@example.com", to=("a@example.net",), text="hi")
+    async with SesAdapter.open(settings) as ses:
+        sent = await ses.send(msg)
+    assert sent.outcome is Outcome.SENT, sent
+    assert [m["id"] for m in moto.sent_messages()] == [sent.ses_message_id]
+
+
+async def test_through_an_http_proxy_the_sends_go_through_botocore(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lean client does not tunnel: with HTTP(S)_PROXY set for the endpoint, botocore sends."""
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with fake_ses(record_only) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.endpoint_url)
+        settings = SesSettings(
+            endpoint_url="http://email.ses.test:8080",
+            access_key_id="k",
+            secret_access_key="s",
+            client="lean",
+        )
+        async with SesAdapter.open(settings) as ses:
+            sent = await ses.send(OutgoingMessage(id=1, from_addr="s@x.net", to=("a@x.net",)))
+    assert sent.outcome is Outcome.SENT, sent
+    (req,) = proxy.requests
+    assert req.path == "http://email.ses.test:8080/v2/email/outbound-emails"  # absolute: proxied
