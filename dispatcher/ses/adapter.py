@@ -1,8 +1,9 @@
-"""The SES adapter: one long-lived aioboto3 client per API, sends that never raise for SES or the
-network, and GetSendQuota.
+"""The SES adapter: one long-lived aioboto3 client per API (the sends through lean.py unless
+ses.client = "botocore"), sends that never raise for SES or the network, and GetSendQuota.
 
-The dispatcher decides every retry itself, so botocore makes exactly one attempt per call
-(`total_max_attempts=1`): its own retries would spend the rate budget blindly (SES-FACTS.md).
+The dispatcher decides every retry itself, so each send is exactly one attempt (botocore's
+`total_max_attempts=1`; the lean client never retries): retries of the SDK would spend the rate
+budget blindly (SES-FACTS.md).
 """
 
 from __future__ import annotations
