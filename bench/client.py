@@ -7,8 +7,10 @@ alternating rounds against one simulator in its own process:
 - ``no-validation``: ``parameter_validation=False`` (the request is built from typed fields and
   SES validates it again);
 - ``fixed-ua``: also a fixed User-Agent (botocore rebuilds its structured one per request);
-- ``adapter``: also the sends signed by `SendSigner` instead of botocore's signer, i.e. exactly
-  the client `SesAdapter.open` builds.
+- ``adapter``: also the sends signed by `SendSigner` instead of botocore's signer, i.e. the
+  client `SesAdapter.open` builds with ``ses.client = "botocore"``;
+- ``lean``: `dispatcher/ses/lean.py`, the sends as one signed HTTP/1.1 POST each (the default,
+  ``ses.client = "lean"``).
 
 CPU per message is this process's CPU time over the messages sent (the simulator's is not
 counted). Reported: the median of each variant over the rounds and its ratio to ``defaults``.
@@ -25,6 +27,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import Any
 
@@ -38,16 +41,17 @@ from bench.services import run_simulator
 from bench.throughput import RESULTS_DIR, _runner
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.ses.adapter import SesAdapter, adapter_config
+from dispatcher.ses.lean import LeanSes
 from dispatcher.ses.settings import SesSettings
 from dispatcher.ses.signing import SendSigner
 
 REGION = "us-east-1"
-VARIANTS = ("defaults", "no-validation", "fixed-ua", "adapter")
+VARIANTS = ("defaults", "no-validation", "fixed-ua", "adapter", "lean")
 
 
 def client_config(variant: str, concurrency: int) -> AioConfig:
     settings = SesSettings(max_pool_connections=concurrency)
-    if variant in ("fixed-ua", "adapter"):
+    if variant in ("fixed-ua", "adapter", "lean"):
         return adapter_config(settings)
     config = AioConfig(
         retries={"mode": "standard", "total_max_attempts": 1},
@@ -65,17 +69,32 @@ async def one_round(
 ) -> dict[str, float]:
     """Send every request through a fresh client of this variant; CPU and wall per message."""
     session = aioboto3.Session()
-    async with session.client(
-        "sesv2",
-        endpoint_url=endpoint_url,
-        region_name=REGION,
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-        config=client_config(variant, concurrency),
-    ) as ses:
+    async with AsyncExitStack() as stack:
+        client = session.client(
+            "sesv2",
+            endpoint_url=endpoint_url,
+            region_name=REGION,
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+            config=client_config(variant, concurrency),
+        )
+        ses: Any = await stack.enter_async_context(client)
+        creds = Credentials("bench", "bench")  # as given to the client above
         if variant == "adapter":
-            creds = Credentials("bench", "bench")  # as given to the client above
             SendSigner(creds, REGION).register(ses.meta.events)
+        if variant == "lean":
+            lean = LeanSes.open(
+                endpoint_url,
+                creds,
+                REGION,
+                user_agent="bench",
+                model=ses.meta.service_model,
+                error_class=ses.exceptions.from_code,
+                connect_timeout=5.0,
+                read_timeout=15.0,
+                max_connections=concurrency,
+            )
+            ses = await stack.enter_async_context(lean)
         await ses.send_email(**requests[0])  # connection set up and first-call caches warm
         numbers = iter(range(1, len(requests)))
         failed = 0

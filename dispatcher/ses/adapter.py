@@ -1,8 +1,9 @@
-"""The SES adapter: one long-lived aioboto3 client per API, sends that never raise for SES or the
-network, and GetSendQuota.
+"""The SES adapter: one long-lived aioboto3 client per API (the sends through lean.py unless
+ses.client = "botocore"), sends that never raise for SES or the network, and GetSendQuota.
 
-The dispatcher decides every retry itself, so botocore makes exactly one attempt per call
-(`total_max_attempts=1`): its own retries would spend the rate budget blindly (SES-FACTS.md).
+The dispatcher decides every retry itself, so each send is exactly one attempt (botocore's
+`total_max_attempts=1`; the lean client never retries): retries of the SDK would spend the rate
+budget blindly (SES-FACTS.md).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 import aiobotocore
 import aiohttp
 import botocore
+import structlog
 from aiobotocore.config import AioConfig
 from aiolimiter import AsyncLimiter
 from botocore.exceptions import (
@@ -53,8 +55,12 @@ from dispatcher.ses.classify import (
     listed_identities,
 )
 from dispatcher.ses.errors import SesError
+from dispatcher.ses.http1 import ConnectFailed
+from dispatcher.ses.lean import LeanSes, proxy_for
 from dispatcher.ses.settings import SesSettings
 from dispatcher.ses.signing import SendSigner
+
+log = structlog.get_logger()
 
 if TYPE_CHECKING:
     from types_aiobotocore_ses.client import SESClient
@@ -139,7 +145,8 @@ def classify_exception(exc: Exception, identities: Identities | None = None) -> 
     if isinstance(exc, EndpointConnectionError):
         # ConnectTimeoutError, SSLError and ProxyConnectionError are not subclasses of this one.
         inner = exc.kwargs.get("error")
-        if inner is None or isinstance(inner, aiohttp.ClientConnectorError | socket.gaierror):
+        never_sent = aiohttp.ClientConnectorError | socket.gaierror | ConnectFailed  # lean's too
+        if inner is None or isinstance(inner, never_sent):
             return SendResult(Outcome.TRANSIENT, reason=_describe(exc))
         return SendResult(Outcome.IN_DOUBT, reason=_describe(exc))
     if isinstance(exc, _BEFORE_SEND):
@@ -182,12 +189,21 @@ class SesAdapter:
     connection pools) live as long as that block.
     """
 
-    __slots__ = ("_bulk", "_control", "_default_config_set", "_v1", "_v2")
+    __slots__ = ("_bulk", "_control", "_default_config_set", "_sends", "_v1", "_v2")
 
-    def __init__(self, v2: SESV2Client, v1: SESClient, default_config_set: str | None) -> None:
-        self._v2 = v2  # sends: the hot path
+    def __init__(
+        self,
+        v2: SESV2Client,
+        v1: SESClient,
+        default_config_set: str | None,
+        sends: LeanSes | None = None,
+    ) -> None:
+        self._v2 = v2  # templates, the suppression list; the sends unless `sends` is given
         self._v1 = v1  # GetSendQuota (v2 has only GetAccount, which moto lacks)
         self._default_config_set = default_config_set
+        # SendEmail / SendBulkEmail: the lean client (ses.client = "lean") or the aioboto3 one;
+        # both take the same keyword arguments and raise the same exceptions.
+        self._sends: LeanSes | SESV2Client = sends if sends is not None else v2
         # SES allows 1 request/s on every action but the sends (SES-FACTS "Quotas and rate"):
         # GetSendQuota, templates, the suppression list's pages wait their turn here.
         self._control = AsyncLimiter(1, API_CALL_INTERVAL)
@@ -207,12 +223,34 @@ class SesAdapter:
             )
             # aiobotocore's get_credentials is a coroutine; the stubs say otherwise.
             credentials = await cast("Awaitable[Any]", session.get_credentials())
-            if credentials is not None:  # none: botocore's signer says so on the first send
+            sends = None
+            lean = settings.client == "lean"
+            if lean and proxy_for(v2.meta.endpoint_url) is not None:
+                # The lean client speaks to SES directly; botocore knows the way through a proxy.
+                log.info("ses.lean_client_off", reason="HTTP(S)_PROXY applies to the endpoint")
+                lean = False
+            if lean:
+                sends = await stack.enter_async_context(
+                    LeanSes.open(
+                        v2.meta.endpoint_url,  # as botocore resolved it (FIPS, dual-stack...)
+                        credentials,  # none: NoCredentialsError on the first send, as botocore
+                        v2.meta.region_name,
+                        user_agent=_USER_AGENT,
+                        model=v2.meta.service_model,
+                        error_class=v2.exceptions.from_code,
+                        connect_timeout=settings.connect_timeout,
+                        read_timeout=settings.read_timeout,
+                        max_connections=settings.max_pool_connections,
+                        # botocore has no public getter for the session's CA bundle
+                        ca_bundle=session._session.get_config_variable("ca_bundle"),
+                    )
+                )
+            elif credentials is not None:  # none: botocore's signer says so on the first send
                 SendSigner(credentials, v2.meta.region_name).register(v2.meta.events)
             v1 = await stack.enter_async_context(
                 session.client("ses", endpoint_url=settings.endpoint_url, config=config)
             )
-            yield cls(v2, v1, settings.configuration_set)
+            yield cls(v2, v1, settings.configuration_set, sends)
 
     def build_request(
         self, msg: OutgoingMessage, template: tuple[str, dict[str, str]] | None = None
@@ -283,7 +321,7 @@ class SesAdapter:
     ) -> SendResult:
         """Send one message; every SES or network failure comes back classified, never raised."""
         try:
-            response = await self._v2.send_email(**self.build_request(msg, template))
+            response = await self._sends.send_email(**self.build_request(msg, template))
         except Exception as exc:  # CancelledError is a BaseException and passes through
             result = classify_exception(exc, identities_of([msg]))
             if result is None:
@@ -410,7 +448,7 @@ class SesAdapter:
         """
         try:
             async with self._bulk:
-                response = await self._v2.send_bulk_email(
+                response = await self._sends.send_bulk_email(
                     **self.build_bulk_request(template_name, messages)
                 )
         except Exception as exc:

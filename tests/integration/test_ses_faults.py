@@ -1,5 +1,6 @@
 """SesAdapter against misbehaving loopback servers: what reaches the wire, how failures are
-classified (TRANSIENT = never sent, IN_DOUBT = SES may have it), and that botocore never retries.
+classified (TRANSIENT = never sent, IN_DOUBT = SES may have it), and that botocore never retries;
+each send test through both clients of the sends (ses.client: lean and botocore).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome
 from dispatcher.ses import SesAdapter, SesError, SesSettings
+from dispatcher.ses.settings import CLIENTS
 from tests.support.moto import free_port
 
 MSG = OutgoingMessage(id=7, from_addr="s@example.com", to=("r@example.net",), text="hi")
@@ -150,6 +152,12 @@ async def record_only(conn: Conn) -> None:
     await respond(200, b'{"MessageId": "m-1"}', content_type="application/json")(conn)
 
 
+@pytest.fixture(params=CLIENTS)
+def client(request: pytest.FixtureRequest) -> str:
+    """Each send test runs through both clients of the sends (ses.client)."""
+    return str(request.param)
+
+
 def settings(fake: FakeSes | str, **kw: Any) -> SesSettings:
     url = fake if isinstance(fake, str) else fake.endpoint_url
     return SesSettings(endpoint_url=url, access_key_id="k", secret_access_key="s", **kw)
@@ -158,7 +166,9 @@ def settings(fake: FakeSes | str, **kw: Any) -> SesSettings:
 # --- what goes on the wire ---------------------------------------------------------------
 
 
-async def test_simple_request_carries_tags_charset_and_default_configuration_set() -> None:
+async def test_simple_request_carries_tags_charset_and_default_configuration_set(
+    client: str,
+) -> None:
     msg = OutgoingMessage(
         id=99,
         from_addr="s@example.com",
@@ -172,7 +182,7 @@ async def test_simple_request_carries_tags_charset_and_default_configuration_set
     )
     async with (
         fake_ses(record_only) as fake,
-        SesAdapter.open(settings(fake, configuration_set="default-set")) as ses,
+        SesAdapter.open(settings(fake, configuration_set="default-set", client=client)) as ses,
     ):
         result = await ses.send(msg)
 
@@ -202,12 +212,14 @@ async def test_simple_request_carries_tags_charset_and_default_configuration_set
     }
 
 
-async def test_raw_request_omits_empty_destination_and_keeps_message_configuration_set() -> None:
+async def test_raw_request_omits_empty_destination_and_keeps_message_configuration_set(
+    client: str,
+) -> None:
     raw = b"From: s@example.com\r\nTo: x@example.net\r\nSubject: r\r\n\r\nbody\r\n"
     msg = OutgoingMessage(id=5, from_addr="s@example.com", raw=raw, configuration_set="own")
     async with (
         fake_ses(record_only) as fake,
-        SesAdapter.open(settings(fake, configuration_set="default-set")) as ses,
+        SesAdapter.open(settings(fake, configuration_set="default-set", client=client)) as ses,
     ):
         assert (await ses.send(msg)).outcome is Outcome.SENT
 
@@ -244,9 +256,9 @@ async def test_raw_request_omits_empty_destination_and_keeps_message_configurati
     ],
 )  # fmt: skip
 async def test_send_error_is_classified_after_one_attempt(
-    handler: Handler, outcome: Outcome, code: str
+    handler: Handler, outcome: Outcome, code: str, client: str
 ) -> None:
-    async with fake_ses(handler) as fake, SesAdapter.open(settings(fake)) as ses:
+    async with fake_ses(handler) as fake, SesAdapter.open(settings(fake, client=client)) as ses:
         result = await ses.send(MSG)
 
     assert (result.outcome, result.code) == (outcome, code)
@@ -280,19 +292,19 @@ async def test_quota_5xx_is_not_retried() -> None:
 # --- network faults ---------------------------------------------------------------------
 
 
-async def test_nothing_listening_is_transient() -> None:
+async def test_nothing_listening_is_transient(client: str) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    async with SesAdapter.open(settings(url, connect_timeout=1.0)) as ses:
+    async with SesAdapter.open(settings(url, connect_timeout=1.0, client=client)) as ses:
         result = await ses.send(MSG)
         with pytest.raises(SesError) as info:
             await ses.get_send_quota()
 
     assert result.outcome is Outcome.TRANSIENT
-    assert result.reason is not None and "ClientConnectorError" in result.reason
+    assert result.reason is not None and "Cannot connect to host" in result.reason
     assert info.value.outcome is Outcome.TRANSIENT
 
 
-async def test_connect_timeout_is_transient() -> None:
+async def test_connect_timeout_is_transient(client: str) -> None:
     # A listening socket whose accept queue is full and never drained: the kernel drops further
     # SYNs, so the connect hangs until connect_timeout.
     with socket.socket() as listener:
@@ -308,7 +320,7 @@ async def test_connect_timeout_is_transient() -> None:
                     s.connect(("127.0.0.1", port))
                 fillers.append(s)
             async with SesAdapter.open(
-                settings(f"http://127.0.0.1:{port}", connect_timeout=0.3)
+                settings(f"http://127.0.0.1:{port}", connect_timeout=0.3, client=client)
             ) as ses:
                 result = await asyncio.wait_for(ses.send(MSG), 10)
         finally:
@@ -319,10 +331,10 @@ async def test_connect_timeout_is_transient() -> None:
     assert result.reason is not None and result.reason.startswith("ConnectTimeoutError")
 
 
-async def test_no_answer_after_request_is_in_doubt() -> None:
+async def test_no_answer_after_request_is_in_doubt(client: str) -> None:
     async with (
         fake_ses(never_answer) as fake,
-        SesAdapter.open(settings(fake, read_timeout=0.5)) as ses,
+        SesAdapter.open(settings(fake, read_timeout=0.5, client=client)) as ses,
     ):
         result = await asyncio.wait_for(ses.send(MSG), 10)
 
@@ -331,8 +343,11 @@ async def test_no_answer_after_request_is_in_doubt() -> None:
     assert len(fake.requests) == 1  # the whole request reached the server: SES may have it
 
 
-async def test_connection_closed_after_request_is_in_doubt() -> None:
-    async with fake_ses(close_after_request) as fake, SesAdapter.open(settings(fake)) as ses:
+async def test_connection_closed_after_request_is_in_doubt(client: str) -> None:
+    async with (
+        fake_ses(close_after_request) as fake,
+        SesAdapter.open(settings(fake, client=client)) as ses,
+    ):
         result = await ses.send(MSG)
 
     assert result.outcome is Outcome.IN_DOUBT, result
@@ -340,26 +355,34 @@ async def test_connection_closed_after_request_is_in_doubt() -> None:
     assert len(fake.requests) == 1
 
 
-async def test_connection_reset_after_request_is_in_doubt() -> None:
+async def test_connection_reset_after_request_is_in_doubt(client: str) -> None:
     # aiobotocore wraps this ClientOSError as EndpointConnectionError, the same type as a refused
-    # connection: only the wrapped aiohttp error tells "never sent" from "sent, then reset".
-    async with fake_ses(reset_after_request) as fake, SesAdapter.open(settings(fake)) as ses:
+    # connection: only the wrapped aiohttp error tells "never sent" from "sent, then reset". The
+    # lean client knows the request was written and says the connection closed.
+    async with (
+        fake_ses(reset_after_request) as fake,
+        SesAdapter.open(settings(fake, client=client)) as ses,
+    ):
         result = await ses.send(MSG)
 
     assert result.outcome is Outcome.IN_DOUBT, result
     assert result.reason is not None
-    assert result.reason.startswith("EndpointConnectionError")
-    assert "ClientOSError" in result.reason
+    if client == "botocore":
+        assert result.reason.startswith("EndpointConnectionError")
+        assert "ClientOSError" in result.reason
+    else:
+        assert result.reason.startswith("ConnectionClosedError")
+        assert "Connection reset by peer" in result.reason
     assert len(fake.requests) == 1
 
 
-async def test_adapter_keeps_working_after_a_fault() -> None:
+async def test_adapter_keeps_working_after_a_fault(client: str) -> None:
     answers = iter([close_after_request, record_only])
 
     async def handler(conn: Conn) -> None:
         await next(answers)(conn)
 
-    async with fake_ses(handler) as fake, SesAdapter.open(settings(fake)) as ses:
+    async with fake_ses(handler) as fake, SesAdapter.open(settings(fake, client=client)) as ses:
         first = await ses.send(MSG)
         second = await ses.send(MSG)
 

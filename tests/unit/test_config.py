@@ -415,6 +415,11 @@ def test_every_key_has_a_generic_environment_variable() -> None:
             "(from environment variable DISPATCHER_SES__MAX_POOL_CONNECTIONS)",
         ),
         (
+            {"ses": {"client": "boto3"}},
+            {},
+            f"ses.client must be one of lean, botocore, got 'boto3' ({IN_FILE})",
+        ),
+        (
             {"ses": {"access_key_id": "AKIA"}},
             {},
             "must be given together, or both left out to use the standard AWS credential chain "
