@@ -29,6 +29,7 @@ import asyncpg  # type: ignore[import-untyped]
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
+from dispatcher.accounts.session import checked_config
 from dispatcher.config.settings import FeedbackSettings
 from dispatcher.db.outage import connection_lost
 from dispatcher.errors import DispatcherError
@@ -115,7 +116,9 @@ async def run_sqs_poller(
     """Long-poll the queue at `url` with `session`'s credentials and region forever (cancel the
     task to stop: nothing received is lost)."""
     backoff = 1.0
-    async with session.client("sqs", endpoint_url=settings.sqs_endpoint_url) as sqs:
+    async with session.client(
+        "sqs", endpoint_url=settings.sqs_endpoint_url, config=checked_config()
+    ) as sqs:
         log.info("feedback.sqs_polling", queue_url=url)
         while True:
             try:

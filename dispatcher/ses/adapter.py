@@ -42,7 +42,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 import dispatcher
-from dispatcher.accounts.session import ses_session
+from dispatcher.accounts.session import checked_config, ses_session
 from dispatcher.domain.message import DISPATCHER_ID_TAG, OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.quota import API_CALL_INTERVAL, Quota
@@ -168,7 +168,7 @@ def classify_exception(exc: Exception, identities: Identities | None = None) -> 
 def adapter_config(settings: SesSettings) -> AioConfig:
     """The clients' configuration: one attempt per call, and the cheap per-call CPU savings
     (measured by bench/client.py against botocore's defaults)."""
-    return AioConfig(
+    return checked_config(
         retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,

@@ -5,7 +5,6 @@ before and after the request was written raises."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,10 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from dispatcher.ses.http1 import (
     ConnectFailed,
@@ -26,6 +21,7 @@ from dispatcher.ses.http1 import (
 )
 from dispatcher.ses.lean import ssl_context
 from tests.support.moto import free_port
+from tests.support.tls import certificate
 
 OK = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n"
@@ -213,39 +209,6 @@ async def test_at_most_limit_connections_and_waiters_get_them_in_turn() -> None:
         await p.close()
     assert [a[2] for a in answers] == [b"{}"] * 6
     assert srv.connections == 2
-
-
-def certificate(tmp_path: Path, name: str) -> tuple[ssl.SSLContext, str]:
-    """A server context with a self-signed certificate for `name` only, and that certificate
-    as a CA bundle file."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file = tmp_path / f"{name}.pem"
-    key_file = tmp_path / f"{name}.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_file, key_file)
-    return context, str(cert_file)
 
 
 async def test_connections_idle_longer_than_idle_seconds_are_closed() -> None:
