@@ -113,6 +113,7 @@ WITH RECURSIVE campaigns_due(cid) AS (
     FROM picked, token, dispatcher.messages m
     -- (by key: joined to `picked` alone the planner may scan the whole table, 1.5 ms at 20k jobs)
     WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.id = picked.id AND m.id = j.id
+    -- (read by position, in this order: repository._claimed_jobs)
     RETURNING j.id, j.lease_token, j.attempts, j.priority, j.run_at, m.created_at,
               m.from_addr, m.to_addrs,
               m.cc_addrs, m.bcc_addrs, m.reply_to, m.subject, m.text_body, m.html_body, m.raw,
