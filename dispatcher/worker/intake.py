@@ -80,7 +80,7 @@ class Intake:
     def busy(self) -> bool:
         """Has mail: buffered, in hand or on the wire."""
         parked = self.lanes is not None and self.lanes.holding
-        return bool(self._buffer or self._in_hand or self._ledger.sending or parked)
+        return bool(self._buffer or self._in_hand or self._ledger.busy or parked)
 
     async def next(self) -> ClaimedJob | None:
         """The next job to send (now in hand), or None once the run ends."""
@@ -250,6 +250,8 @@ class Intake:
         while self.busy and (left := deadline - loop.time()) > 0:
             if self._ledger.sending:
                 await self._ledger.wait(left)
+            elif self._ledger.busy:  # results not written yet: they decide the drain
+                await self._ledger.written(left)
             else:
                 await asyncio.sleep(min(left, 0.005))
 
@@ -286,7 +288,7 @@ class Intake:
 
     async def _drained(self) -> bool:
         """Drain mode: True (and the run ends) once nothing more will be sent by waiting."""
-        if self._in_hand or self._ledger.sending or (self.lanes and self.lanes.holding):
+        if self._in_hand or self._ledger.busy or (self.lanes and self.lanes.holding):
             return False
         pending = await self._store.pending(0.0)
         if pending.waiting == 0:
