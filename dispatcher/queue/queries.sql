@@ -64,6 +64,9 @@ SELECT idempotency_key, id FROM dispatcher.messages WHERE idempotency_key = ANY(
 -- and two running campaigns of one priority share the sending instead of the later one
 -- waiting for the earlier one to finish. The campaigns with due mail are found by skipping
 -- through the campaign index (one probe per such campaign). Only jobs of account $3.
+-- Each lane's offer skips the rows another claim running now has locked (a worker keeps two
+-- claims in flight, worker/intake.py; so do several workers): otherwise the second claim is
+-- offered the same first rows, finds them all locked and comes back empty.
 WITH RECURSIVE campaigns_due(cid) AS (
     (SELECT campaign_id FROM dispatcher.jobs
      WHERE state = 'queued' AND campaign_id IS NOT NULL AND account = $3
@@ -81,7 +84,7 @@ WITH RECURSIVE campaigns_due(cid) AS (
     FROM (SELECT id, priority, run_at FROM dispatcher.jobs
           WHERE state = 'queued' AND campaign_id IS NULL AND run_at <= now() AND account = $3
           ORDER BY priority DESC, run_at, id
-          LIMIT $2) p
+          LIMIT $2 FOR UPDATE SKIP LOCKED) p
     UNION ALL
     SELECT c.id, c.priority, c.run_at, c.turn
     FROM campaigns_due d
@@ -92,7 +95,7 @@ WITH RECURSIVE campaigns_due(cid) AS (
               WHERE state = 'queued' AND campaign_id = d.cid AND run_at <= now()
                 AND account = $3
               ORDER BY priority DESC, run_at, id
-              LIMIT $2) f
+              LIMIT $2 FOR UPDATE SKIP LOCKED) f
     ) c
     WHERE d.cid IS NOT NULL
 ), picked AS (

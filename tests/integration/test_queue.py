@@ -366,6 +366,27 @@ async def test_a_launch_matches_each_job_with_its_token_once(queue: Queue) -> No
     assert await queue.launch(owner, pairs) == {j.id for j in jobs[1:]}
 
 
+async def test_a_claim_takes_other_jobs_than_a_claim_running_at_the_same_time(
+    queue: Queue,
+) -> None:
+    """Two claims at once (a worker keeps two on their way, and several workers claim too) take
+    different jobs, a full batch each: the second one was offered the same first rows, found
+    them all locked by the first and came back empty."""
+    await queue.enqueue_many([msg(i) for i in range(300)])
+    a, b = await worker(queue), await worker(queue)
+    async with queue.pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()  # the first claim's rows stay locked until it commits
+        first = await conn.fetch(query("claim"), a, 100, "default")
+        second = await queue.claim(b, 100)
+        await tx.commit()
+    assert len(first) == len(second) == 100
+    assert not {r["id"] for r in first} & {j.id for j in second}
+    assert {j.id for j in await queue.claim(b, 200)}.isdisjoint(
+        {r["id"] for r in first} | {j.id for j in second}
+    )
+
+
 async def test_a_claim_reads_only_what_it_takes_even_before_the_statistics(queue: Queue) -> None:
     """Right after a large enqueue, before autovacuum has analysed the table (a new deployment,
     a burst), the claim still looks its jobs up by key: the planner, guessing, had scanned the
