@@ -23,9 +23,9 @@ class Batcher(Generic[T, R]):
     """
 
     __slots__ = (
-        "_close_requested",
         "_closing",
         "_flush",
+        "_hurry",
         "_idle",
         "_linger",
         "_max_batch",
@@ -56,7 +56,7 @@ class Batcher(Generic[T, R]):
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._close_requested = asyncio.Event()  # cuts a linger short
+        self._hurry = asyncio.Event()  # cuts a linger short: closing, or someone waits (`hurry`)
 
     def start(self) -> None:
         if self._task is None:
@@ -90,6 +90,10 @@ class Batcher(Generic[T, R]):
         """Until everything put so far is flushed (or its flush failed)."""
         await self._idle.wait()
 
+    def hurry(self) -> None:
+        """Flush what is pending without waiting out the linger (someone waits for it)."""
+        self._hurry.set()
+
     async def submit(self, item: T) -> R:
         """Queue `item` for the next flush and wait for its result."""
         return await self.put(item)
@@ -97,7 +101,7 @@ class Batcher(Generic[T, R]):
     async def close(self) -> None:
         """Flush everything submitted so far, then stop."""
         self._closing = True
-        self._close_requested.set()
+        self._hurry.set()
         self._wakeup.set()
         task = self._task
         if task is not None:
@@ -111,7 +115,9 @@ class Batcher(Generic[T, R]):
             await self._wakeup.wait()
             self._wakeup.clear()
             if self._linger > 0 and not self._closing and len(self._pending) < self._max_batch:
-                await wait_event(self._close_requested, self._linger)
+                await wait_event(self._hurry, self._linger)
+                if not self._closing:
+                    self._hurry.clear()
             while self._pending:
                 await self._flush_some()
             self._idle.set()

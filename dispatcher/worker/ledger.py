@@ -4,6 +4,7 @@ group commits, the send tasks, and what must become in doubt if shutdown cuts a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -119,11 +120,11 @@ class Ledger:
         """Wait until the results queued so far are written; False if not after `longest` s."""
         if not self._settler.busy:
             return True
-        try:
-            await asyncio.wait_for(self._settler.wait_idle(), longest)
-        except TimeoutError:
-            return False
-        return True
+        self._settler.hurry()  # waited for: no linger for more results
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(longest):
+                await self._settler.wait_idle()
+        return not self._settler.busy
 
     def _settle_failed(self, exc: BaseException) -> None:
         log.error("worker.settle_failed", error=repr(exc))

@@ -103,3 +103,23 @@ async def test_items_put_without_a_waiter_are_flushed_and_their_failure_reported
     await b.wait_idle()
     assert [str(e) for e in errors] == ["db down"]
     await b.close()
+
+
+async def test_hurry_cuts_the_linger_short_for_someone_waiting() -> None:
+    """A drain that waits for the last results to be written does not wait out the linger."""
+    flushed: list[list[int]] = []
+
+    async def flush(items: Sequence[int]) -> list[None]:
+        flushed.append(list(items))
+        return [None] * len(items)
+
+    b: Batcher[int, None] = Batcher(flush, linger=30.0)
+    b.start()
+    b.put_nowait(1)
+    b.put_nowait(2)
+    await asyncio.sleep(0)  # the batcher lingers now
+    b.hurry()
+    async with asyncio.timeout(1.0):
+        await b.wait_idle()
+    assert flushed == [[1, 2]]
+    await b.close()

@@ -217,6 +217,23 @@ def test_a_fast_sender_is_not_held_to_one_claim_per_round_trip() -> None:
     assert last - first < 0.15, last - first
 
 
+def test_a_drain_ends_when_its_last_results_are_written_not_a_linger_later() -> None:
+    """The last results go in a group commit at once when the drain waits for them (their
+    linger, queue.settle_interval, is for batching while sends go on)."""
+
+    async def main() -> tuple[RunReport, FakeSes, dict[str, int], float]:
+        store = MemoryJobStore(now=virtual_clock)
+        await store.enqueue_many(messages(20))
+        ses = FakeSes()
+        settings = replace(SETTINGS, settle_interval=2.0)
+        report = await (await pool(store, ses, settings=settings)).run()
+        return report, ses, await states(store), loop_now()
+
+    report, ses, counts, ended = run(main)
+    assert report.exit_code == EXIT_OK and counts == {"sent": 20}
+    assert ended - max(t for _, t in ses.accepted) < 0.5
+
+
 class StartsDuringAnOutage(MemoryJobStore):
     """Postgres goes away for the first rate-share statements (a daemon still starting)."""
 
