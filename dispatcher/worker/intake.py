@@ -25,6 +25,12 @@ __all__ = ["Intake"]
 
 log = structlog.get_logger()
 
+# Claims in flight at once. One at a time, a worker takes at most claim_batch jobs per round
+# trip of claim + suppression lookup (~100 per 5-12 ms), less than it can send when SES is
+# fast; a second claim runs while the first is on its way (each skips the rows the other has
+# locked), still within the read-ahead (`_target`): jobs buffered plus jobs being claimed.
+CLAIMS_IN_FLIGHT = 2
+
 _SUPPRESSED = (
     "every recipient is on the suppression list (bounced, complained or added by hand); not sent"
 )
@@ -62,7 +68,8 @@ class Intake:
         self._low = asyncio.Event()  # the claimer should top the buffer up
         self._urgent = 0  # claim_now: jobs to claim beyond the read-ahead and put first
         self._in_hand: list[ClaimedJob] = []  # taken from the buffer, not handed over yet
-        self._claiming: asyncio.Future[list[ClaimedJob]] | None = None
+        self._claims: set[asyncio.Future[list[ClaimedJob]]] = set()  # claims in flight
+        self._incoming = 0  # jobs those claims may bring (their limits)
         self._paused_until = 0.0  # loop time; no claims before
         self._ended = False
         self._low_mark = 0  # top the buffer up when it is down to this (half the target)
@@ -80,7 +87,7 @@ class Intake:
     def busy(self) -> bool:
         """Has mail: buffered, in hand or on the wire."""
         parked = self.lanes is not None and self.lanes.holding
-        return bool(self._buffer or self._in_hand or self._ledger.sending or parked)
+        return bool(self._buffer or self._in_hand or self._ledger.busy or parked)
 
     async def next(self) -> ClaimedJob | None:
         """The next job to send (now in hand), or None once the run ends."""
@@ -156,10 +163,10 @@ class Intake:
         """At shutdown (after the claim loop stopped): every job we hold that was not handed
         over, including the result of a claim still in progress."""
         jobs = self.take_all()
-        if self._claiming is not None:
+        for claiming in list(self._claims):
             with contextlib.suppress(Exception):
-                jobs += await self._claiming
-            self._claiming = None
+                jobs += await claiming
+        self._claims.clear()
         return jobs
 
     def held_ids(self) -> list[int]:
@@ -174,7 +181,20 @@ class Intake:
     # -- the claim loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Keep the buffer topped up; in drain mode, notice when nothing is left."""
+        """Keep the buffer topped up (CLAIMS_IN_FLIGHT claim loops); in drain mode, notice when
+        nothing is left. Ends when a loop ends (drained) or fails (raised here)."""
+        loops = [asyncio.ensure_future(self._claim_loop()) for _ in range(CLAIMS_IN_FLIGHT)]
+        try:
+            await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for loop in loops:
+                loop.cancel()
+            ended = await asyncio.gather(*loops, return_exceptions=True)
+        for result in ended:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise result
+
+    async def _claim_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._ended:
             await self._low.wait()
@@ -186,28 +206,41 @@ class Intake:
                 continue
             target = self._target()
             self._low_mark = target // 2  # (the rate may have moved since the last claim)
-            urgent = self._urgent > 0
-            room = max(0, target - len(self._buffer)) + self._urgent
+            # Jobs buffered and being claimed: a claim starts once they are down to the low
+            # mark (room for a full claim), or at once for recovered mail (`claim_now`).
+            ahead = len(self._buffer) + self._incoming
+            if ahead > self._low_mark and not self._urgent:
+                continue
+            urgent = min(self._urgent, self._claim_batch)
+            room = max(0, target - ahead) + urgent
             if room <= 0:
                 continue
             limit = min(room, self._claim_batch)
+            self._urgent -= urgent
             # shield: if shutdown cancels us now, the claim still completes and `unsent`
             # returns what it got, instead of leaving those jobs claimed until lease expiry.
             self._wake.clear()  # a NOTIFY from now on means: look again
-            self._claiming = asyncio.ensure_future(self._store.claim(self._owner, limit))
-            jobs = await asyncio.shield(self._claiming)
+            claiming = asyncio.ensure_future(self._store.claim(self._owner, limit))
+            self._claims.add(claiming)
+            self._incoming += limit
+            jobs = await asyncio.shield(claiming)
             claimed = len(jobs)
-            if jobs:  # (a cancel here finds them in _claiming still: `unsent` releases them)
+            if jobs:  # (a cancel here finds them in _claims still: `unsent` releases them)
                 jobs = await self._without_suppressed(jobs)
-            self._claiming = None
-            if urgent:
-                self._urgent = max(0, self._urgent - claimed) if claimed == limit else 0
-                if self._urgent:
-                    self._low.set()
+            self._claims.discard(claiming)
+            self._incoming -= limit
+            if urgent and claimed < limit:
+                self._urgent = 0  # nothing more to claim now: what was recovered is in
+            if self._urgent:
+                self._low.set()
             if jobs:
-                self._add(jobs, first=urgent)
-                if len(jobs) == limit and len(self._buffer) <= self._low_mark:
-                    self._low.set()
+                self._add(jobs, first=urgent > 0)
+            if claimed == limit:
+                self._low.set()  # (looks again: still at the low mark, or recovered mail)
+                continue
+            if self._incoming:
+                continue  # the other claim's answer decides whether more is coming
+            if jobs:
                 continue
             if self._drain:
                 if not self._buffer and await self._drained():
@@ -250,6 +283,8 @@ class Intake:
         while self.busy and (left := deadline - loop.time()) > 0:
             if self._ledger.sending:
                 await self._ledger.wait(left)
+            elif self._ledger.busy:  # results not written yet: they decide the drain
+                await self._ledger.written(left)
             else:
                 await asyncio.sleep(min(left, 0.005))
 
@@ -286,7 +321,9 @@ class Intake:
 
     async def _drained(self) -> bool:
         """Drain mode: True (and the run ends) once nothing more will be sent by waiting."""
-        if self._in_hand or self._ledger.sending or (self.lanes and self.lanes.holding):
+        if self._in_hand or self._ledger.busy or (self.lanes and self.lanes.holding):
+            return False
+        if self._incoming:  # a claim still on its way may bring jobs
             return False
         pending = await self._store.pending(0.0)
         if pending.waiting == 0:

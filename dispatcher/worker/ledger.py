@@ -4,8 +4,9 @@ group commits, the send tasks, and what must become in doubt if shutdown cuts a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import structlog
@@ -33,8 +34,10 @@ class Ledger:
         *,
         settle_batch: int,
         settle_interval: float,
+        fail: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._store = store
+        self._fail = fail
         self._owner = owner
         self._counters = counters
         self._on_wire: dict[int, ClaimedJob] = {}  # handed over, result not known yet
@@ -43,8 +46,15 @@ class Ledger:
         self._launcher: Batcher[ClaimedJob, bool] = Batcher(
             self._launch_batch, max_batch=1000, name="launch"
         )
+        # Results are written with nobody waiting for them (a send's task ends once SES has
+        # answered: one future and one task step less per job); a write that fails stops the
+        # worker through `fail`, as it did through each send task that waited for it.
         self._settler: Batcher[Settlement, bool] = Batcher(
-            self._settle_batch, max_batch=settle_batch, linger=settle_interval, name="settle"
+            self._settle_batch,
+            max_batch=settle_batch,
+            linger=settle_interval,
+            name="settle",
+            on_error=self._settle_failed,
         )
 
     def start(self) -> None:
@@ -55,6 +65,11 @@ class Ledger:
     def sending(self) -> bool:
         """A send task is running."""
         return bool(self._sends)
+
+    @property
+    def busy(self) -> bool:
+        """A send task is running or a result is not written yet."""
+        return bool(self._sends) or self._settler.busy
 
     def ids(self) -> set[int]:
         return set(self._on_wire)
@@ -96,12 +111,25 @@ class Ledger:
         self._on_wire.pop(job.id, None)
 
     async def settle(self, settlements: Sequence[Settlement]) -> None:
-        """Record results: queued for the next group commit at once, so a send that went out
-        gets its result written even if this wait is cancelled (shutdown)."""
-        if len(settlements) == 1:
-            await self._settler.put(settlements[0])
-        else:
-            await asyncio.gather(*(self._settler.put(s) for s in settlements))
+        """Record results: queued for the next group commit (written by `close` at the latest),
+        not waited for; see `written`."""
+        for settlement in settlements:
+            self._settler.put_nowait(settlement)
+
+    async def written(self, longest: float | None = None) -> bool:
+        """Wait until the results queued so far are written; False if not after `longest` s."""
+        if not self._settler.busy:
+            return True
+        self._settler.hurry()  # waited for: no linger for more results
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(longest):
+                await self._settler.wait_idle()
+        return not self._settler.busy
+
+    def _settle_failed(self, exc: BaseException) -> None:
+        log.error("worker.settle_failed", error=repr(exc))
+        if self._fail is not None:
+            self._fail(exc)
 
     async def wait(self, longest: float | None = None) -> bool:
         """Wait for the running sends; False if some are still running after `longest` s."""

@@ -148,6 +148,7 @@ class WorkerPool:
             self.counters,
             settle_batch=s.settle_batch,
             settle_interval=s.settle_interval,
+            fail=self._fail,
         )
         self.intake = Intake(
             self._store,

@@ -335,6 +335,60 @@ async def test_launch_settle_and_release_look_jobs_up_by_key(queue: Queue) -> No
     assert await queue.launch(owner, few) == set(ids)
 
 
+async def test_a_launch_matches_each_job_with_its_token_once(queue: Queue) -> None:
+    """A launch of n jobs reads n rows and checks n tokens: the planner, told by the owner filter
+    that one row matches, joined every job with every (id, token) pair, so a launch of 400 jobs
+    pushed 160,000 rows through its join filter (most of the worker's Postgres time per job)."""
+    await queue.enqueue_many([msg(i) for i in range(3000)])
+    owner = await worker(queue)
+    for _ in range(10):  # a worker under way: the statistics see sent jobs and a few held
+        done = await queue.claim(owner, 100)
+        await queue.launch(owner, done)
+        await queue.settle([Settlement(j.id, j.token, "sent", "ses-1", "sent") for j in done])
+    jobs = await queue.claim(owner, 100)
+    await fetch(queue, "ANALYZE dispatcher.jobs")
+    stale = jobs[0]
+    pairs = [(stale.id, stale.token - 1)] + [(j.id, j.token) for j in jobs[1:]]
+    async with queue.pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        plan = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + query("launch"),
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+            owner,
+        )
+        await tx.rollback()
+    nodes = _plan_nodes(json_plan(plan))
+    discarded = sum(
+        n.get("Rows Removed by Join Filter", 0) * n.get("Actual Loops", 1) for n in nodes
+    )
+    assert discarded <= len(pairs), (discarded, [n["Node Type"] for n in nodes])
+    # Still the fencing token of each job, not any token of the batch.
+    assert await queue.launch(owner, pairs) == {j.id for j in jobs[1:]}
+
+
+async def test_a_claim_takes_other_jobs_than_a_claim_running_at_the_same_time(
+    queue: Queue,
+) -> None:
+    """Two claims at once (a worker keeps two on their way, and several workers claim too) take
+    different jobs, a full batch each: the second one was offered the same first rows, found
+    them all locked by the first and came back empty."""
+    await queue.enqueue_many([msg(i) for i in range(300)])
+    a, b = await worker(queue), await worker(queue)
+    async with queue.pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()  # the first claim's rows stay locked until it commits
+        first = await conn.fetch(query("claim"), a, 100, "default")
+        second = await queue.claim(b, 100)
+        await tx.commit()
+    assert len(first) == len(second) == 100
+    assert not {r["id"] for r in first} & {j.id for j in second}
+    assert {j.id for j in await queue.claim(b, 200)}.isdisjoint(
+        {r["id"] for r in first} | {j.id for j in second}
+    )
+
+
 async def test_a_claim_reads_only_what_it_takes_even_before_the_statistics(queue: Queue) -> None:
     """Right after a large enqueue, before autovacuum has analysed the table (a new deployment,
     a burst), the claim still looks its jobs up by key: the planner, guessing, had scanned the

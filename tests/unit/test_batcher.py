@@ -76,3 +76,50 @@ async def test_a_cancelled_waiter_still_has_its_item_flushed() -> None:
     assert await b.submit(8) == 8
     await b.close()
     assert seen == [7, 8]
+
+
+async def test_items_put_without_a_waiter_are_flushed_and_their_failure_reported() -> None:
+    """A send's result is written with nobody waiting for it (the send's task has ended): it
+    still goes in a group commit, `wait_idle` tells when it is written, and a failed write
+    reaches `on_error` (the worker stops) instead of vanishing."""
+    written: list[int] = []
+    errors: list[BaseException] = []
+
+    async def flush(items: Sequence[int]) -> list[None]:
+        await asyncio.sleep(0.01)
+        if 13 in items:
+            raise RuntimeError("db down")
+        written.extend(items)
+        return [None] * len(items)
+
+    b: Batcher[int, None] = Batcher(flush, max_batch=10, on_error=errors.append)
+    b.start()
+    for i in range(5):
+        b.put_nowait(i)
+    assert b.busy
+    await b.wait_idle()
+    assert written == [0, 1, 2, 3, 4] and not b.busy and errors == []
+    b.put_nowait(13)
+    await b.wait_idle()
+    assert [str(e) for e in errors] == ["db down"]
+    await b.close()
+
+
+async def test_hurry_cuts_the_linger_short_for_someone_waiting() -> None:
+    """A drain that waits for the last results to be written does not wait out the linger."""
+    flushed: list[list[int]] = []
+
+    async def flush(items: Sequence[int]) -> list[None]:
+        flushed.append(list(items))
+        return [None] * len(items)
+
+    b: Batcher[int, None] = Batcher(flush, linger=30.0)
+    b.start()
+    b.put_nowait(1)
+    b.put_nowait(2)
+    await asyncio.sleep(0)  # the batcher lingers now
+    b.hurry()
+    async with asyncio.timeout(1.0):
+        await b.wait_idle()
+    assert flushed == [[1, 2]]
+    await b.close()

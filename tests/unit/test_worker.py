@@ -177,6 +177,63 @@ def test_a_drain_sends_each_message_once_at_the_accounts_rate() -> None:
     assert 2.9 <= times[-1] - times[0] <= 3.1
 
 
+class SlowClaims(MemoryJobStore):
+    """Each claim takes `latency` seconds (Postgres and the event loop under load); counts how
+    many run at once."""
+
+    def __init__(self, latency: float) -> None:
+        super().__init__(now=virtual_clock)
+        self.latency = latency
+        self.running = 0
+        self.most_at_once = 0
+
+    async def claim(self, owner: uuid.UUID, limit: int) -> list[ClaimedJob]:
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            await asyncio.sleep(self.latency)
+            return await super().claim(owner, limit)
+        finally:
+            self.running -= 1
+
+
+def test_a_fast_sender_is_not_held_to_one_claim_per_round_trip() -> None:
+    """SES answers faster than a claim comes back: the worker keeps a second claim on its way
+    (within the same read-ahead), so 2,000 jobs claimed 100 at a time at 10 ms a claim drain
+    in about 0.1 s, not 0.2 s (one claim after the other); each is sent once."""
+
+    async def main() -> tuple[RunReport, FakeSes, SlowClaims, dict[str, int]]:
+        store = SlowClaims(latency=0.01)
+        await store.enqueue_many(messages(2000))
+        ses = FakeSes(latency=0.0, quota=Quota(1_000_000, 1_000_000, 0))
+        report = await (await pool(store, ses)).run()
+        return report, ses, store, await states(store)
+
+    report, ses, store, counts = run(main)
+    assert report.exit_code == EXIT_OK and counts == {"sent": 2000}
+    assert sorted(Counter(i for i, _ in ses.accepted).values()) == [1] * 2000
+    assert store.most_at_once == 2
+    first, last = min(t for _, t in ses.accepted), max(t for _, t in ses.accepted)
+    assert last - first < 0.15, last - first
+
+
+def test_a_drain_ends_when_its_last_results_are_written_not_a_linger_later() -> None:
+    """The last results go in a group commit at once when the drain waits for them (their
+    linger, queue.settle_interval, is for batching while sends go on)."""
+
+    async def main() -> tuple[RunReport, FakeSes, dict[str, int], float]:
+        store = MemoryJobStore(now=virtual_clock)
+        await store.enqueue_many(messages(20))
+        ses = FakeSes()
+        settings = replace(SETTINGS, settle_interval=2.0)
+        report = await (await pool(store, ses, settings=settings)).run()
+        return report, ses, await states(store), loop_now()
+
+    report, ses, counts, ended = run(main)
+    assert report.exit_code == EXIT_OK and counts == {"sent": 20}
+    assert ended - max(t for _, t in ses.accepted) < 0.5
+
+
 class StartsDuringAnOutage(MemoryJobStore):
     """Postgres goes away for the first rate-share statements (a daemon still starting)."""
 
