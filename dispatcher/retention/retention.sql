@@ -50,7 +50,7 @@ WHERE j.state = '{state}' AND j.{clock} < $1
 
 -- name: prune_rows
 -- Mail finished in {state} before $1: the message, its job (no foreign key cascades it since
--- 0024), its feedback events and counters. What a campaign's rows counted is added to campaign_pruned first, so
+-- 0023), its feedback events and counters. What a campaign's rows counted is added to campaign_pruned first, so
 -- its totals stay. Returns (rows, events) removed.
 WITH doomed AS (
     SELECT j.id, j.campaign_id, j.state, coalesce(j.last_outcome, '') AS outcome, j.recipients
