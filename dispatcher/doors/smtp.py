@@ -25,7 +25,7 @@ from typing import Any, AnyStr
 
 import asyncpg  # type: ignore[import-untyped]
 import structlog
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, _Missing
 
 from dispatcher.config import Config
 from dispatcher.doors import sockets
@@ -252,6 +252,23 @@ class _Session(SMTP):
             limit = self.data_size_limit
             status = reply(552, "5.3.4", f"the message is larger than {limit:,} bytes, the limit")
         await super().push(status)
+
+    async def challenge_auth(
+        self,
+        challenge: str | bytes,
+        encode_to_b64: bool = True,
+        log_client_response: bool = False,
+    ) -> _Missing | bytes:
+        """aiosmtpd's AUTH prompt, with an answer longer than the line limit refused as such:
+        asyncio's readline raises ValueError (the line already dropped), which aiosmtpd would
+        hand on as an unforeseen error (451 internal error)."""
+        try:
+            return await super().challenge_auth(challenge, encode_to_b64, log_client_response)
+        except ValueError as exc:
+            if "limit" not in str(exc):  # "Separator is found, but chunk is longer than limit"
+                raise
+            await self.push(reply(500, "5.5.6", "the authentication answer is too long"))
+            return MISSING
 
     def connection_lost(self, error: Exception | None) -> None:
         try:

@@ -192,3 +192,16 @@ def test_hostile_sessions_never_break_the_door_or_cross_keys(
             assert b_secret  # b's secret was never given: its id with a's secret must fail
     finally:
         asyncio.run(pg_cluster.drop_database(dsn))
+
+
+def test_an_auth_answer_longer_than_the_line_limit_is_refused_and_the_session_goes_on(
+    pg_cluster: PgCluster, tmp_path: Path
+) -> None:
+    # Found by the fuzz test above: the line was dropped by asyncio's readline, whose ValueError
+    # aiosmtpd answered as an unforeseen error (451 internal error, "try again later").
+    dsn = asyncio.run(pg_cluster.create_database())
+    with live_door(dsn, tmp_path) as (_, door):
+        answer = converse(door, b"EHLO long\r\nAUTH PLAIN \r\n" + b"A" * 3000 + b"\r\nNOOP\r\n")
+    assert b"500 5.5.6 the authentication answer is too long" in answer, answer
+    assert b"internal error" not in answer
+    assert answer.count(b"250 OK") >= 1, answer  # the NOOP after it: the session went on
