@@ -37,18 +37,18 @@ class Listener:
         if self.listening:
             return
         await self.close()
-        conn = None
         try:
-            conn = await self._pool.acquire()
+            self._conn = await self._pool.acquire()
             for channel, callback in self._callbacks.items():
-                await conn.add_listener(channel, callback)
-        except Exception as exc:
+                await self._conn.add_listener(channel, callback)
+        except BaseException as exc:
+            # Cancelled too (the worker stopping while this starts): the connection goes back,
+            # or closing the pool would wait for it forever.
+            await self.close()
+            if not isinstance(exc, Exception):
+                raise
             log.warning("queue.listen_failed", error=repr(exc))  # the poll still finds mail
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await self._pool.release(conn)
             return
-        self._conn = conn
         log.debug("queue.listening", channels=sorted(self._callbacks))
         for event in self._events.values():
             event.set()
