@@ -30,6 +30,10 @@ log = structlog.get_logger()
 # fast; a second claim runs while the first is on its way (each skips the rows the other has
 # locked), still within the read-ahead (`_target`): jobs buffered plus jobs being claimed.
 CLAIMS_IN_FLIGHT = 2
+# Seconds of sending (at this process's rate) kept claimed ahead. A process killed holds this
+# much until it is found dead (about a second); the survivors then send it on top of their own:
+# half a second keeps all of it sent within 2 s of the kill at 200/s (bench.kill).
+READ_AHEAD_SECONDS = 0.5
 
 _SUPPRESSED = (
     "every recipient is on the suppression list (bounced, complained or added by hand); not sent"
@@ -271,9 +275,10 @@ class Intake:
         self._ready.set()
 
     def _target(self) -> int:
-        """Jobs to keep claimed ahead: about a second of sending, at most 2 x claim_batch (what
-        a process that dies strands until it is found dead: less is sent late)."""
-        want = max(16, math.ceil(self._rate() * 1.0))
+        """Jobs to keep claimed ahead: half a second of sending, at most 2 x claim_batch (what
+        a process that dies strands until it is found dead: the survivors must send it on top
+        of their own, so less is sent late; two claims may be on their way at once)."""
+        want = max(16, math.ceil(self._rate() * READ_AHEAD_SECONDS))
         return min(2 * self._claim_batch, want)
 
     async def _until_idle(self, longest: float) -> None:
