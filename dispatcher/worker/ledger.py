@@ -68,8 +68,9 @@ class Ledger:
 
     @property
     def busy(self) -> bool:
-        """A send task is running or a result is not written yet."""
-        return bool(self._sends) or self._settler.busy
+        """A send task is running, a result is not written yet, or side work (a campaign
+        pause) is under way: a drain must not judge the queue before it is done."""
+        return bool(self._sends) or self._settler.busy or bool(self._side)
 
     def ids(self) -> set[int]:
         return set(self._on_wire)
@@ -117,14 +118,16 @@ class Ledger:
             self._settler.put_nowait(settlement)
 
     async def written(self, longest: float | None = None) -> bool:
-        """Wait until the results queued so far are written; False if not after `longest` s."""
-        if not self._settler.busy:
-            return True
-        self._settler.hurry()  # waited for: no linger for more results
+        """Wait until the side work (a campaign pause, which may settle jobs too) and the
+        results queued so far are written; False if not after `longest` s."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(longest):
-                await self._settler.wait_idle()
-        return not self._settler.busy
+                if self._side:
+                    await asyncio.wait(set(self._side))
+                if self._settler.busy:
+                    self._settler.hurry()  # waited for: no linger for more results
+                    await self._settler.wait_idle()
+        return not (self._settler.busy or self._side)
 
     def _settle_failed(self, exc: BaseException) -> None:
         log.error("worker.settle_failed", error=repr(exc))
