@@ -36,13 +36,16 @@ class ServerCert:
     self_signed: bool
 
 
-def self_signed_pem(hostname: str) -> bytes:
-    """A new EC P-256 key and a certificate for `hostname`, localhost and loopback, as PEM."""
+def self_signed_pem(hostname: str, *, loopback: bool = True) -> bytes:
+    """A new EC P-256 key and a certificate for `hostname` (and, with `loopback`, localhost,
+    127.0.0.1 and ::1), as PEM: the key first."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = dt.datetime.now(dt.UTC)
-    alt: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys([hostname, "localhost"])]
-    alt += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
+    alt: list[x509.GeneralName] = [x509.DNSName(hostname)]
+    if loopback:
+        alt += [x509.DNSName("localhost")] if hostname != "localhost" else []
+        alt += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
