@@ -37,6 +37,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -120,30 +121,62 @@ async def one_rate(
     n = max(20, int(rate * seconds))
     await configure(http, sim, max_send_rate=rate, **LATENCY)
     imp = await import_list(dbs, sim.sim, work, n, *templates)
+    sent = await send_campaign(dbs, sim, work, imp, rate, processes, measure_cpu=True)
+    assert sent.cpu is not None
+    return {
+        "processes": processes,
+        **cpu_per_message(sent.cpu, sent.times),
+        **sent_figures(rate, n, sent.stats, sent.times, sent.wall),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What one campaign's `run --drain` showed: the simulator's stats and record, when each
+    recipient was accepted, the drain's wall time, and the CPU sampled (if asked)."""
+
+    stats: dict[str, Any]
+    record: list[dict[str, Any]]
+    times: list[float]
+    wall: float
+    cpu: TreeCpu | None
+
+
+async def send_campaign(
+    dbs: Databases,
+    sim: SimControl,
+    work: Path,
+    imp: Imported,
+    rate: float,
+    processes: str,
+    *,
+    measure_cpu: bool,
+) -> Sent:
+    """Start the imported campaign, `run --drain --processes` it as a user would (with
+    delivery.max_in_flight at its default, auto), check each recipient went out once, drop
+    the database."""
     try:
         await sim.sim.reset()
         env = cli_env(imp.dsn, sim.sim, work)
         (await run_cli(env, work, "campaign", "start", str(imp.campaign_id))).check()
-        # As a user would: `--processes auto`, delivery.max_in_flight at its default (auto).
         child = Child(["run", "--drain", "--processes", processes], env, work)
-        cpu = TreeCpu({"daemon": lambda: process_tree_cpu(child.pid), "postgres": dbs.cpu})
-        cpu.start()
+        cpu = None
+        if measure_cpu:
+            cpu = TreeCpu({"daemon": lambda: process_tree_cpu(child.pid), "postgres": dbs.cpu})
+            cpu.start()
         try:
             drained = (await child.wait()).check()
         finally:
-            await cpu.stop()
+            if cpu is not None:
+                await cpu.stop()
         stats = await sim.sim.stats()
         record = await sim.messages()
         states = await job_counts(imp.dsn)
     finally:
         await dbs.drop(imp.dsn)
-    check_once(rate, n, record, states)
+    check_once(rate, imp.rows, record, states)
     times = sorted(float(m["accepted_at"]) for m in record)
-    return {
-        "processes": processes,
-        **cpu_per_message(cpu, times),
-        **sent_figures(rate, n, stats, times, drained.wall),
-    }
+    return Sent(stats, record, times, drained.wall, cpu)
 
 
 async def bare_loop(http: aiohttp.ClientSession, sim: SimControl, messages: int) -> dict[str, Any]:
@@ -183,20 +216,9 @@ async def one_bulk_rate(
     n = max(100, int(rate * seconds))
     await configure(http, sim, max_send_rate=rate, **LATENCY)
     imp = await import_bulk(dbs, sim, work, n)
-    try:
-        await sim.sim.reset()
-        env = cli_env(imp.dsn, sim.sim, work)
-        (await run_cli(env, work, "campaign", "start", str(imp.campaign_id))).check()
-        argv = ["run", "--drain", "--processes", processes]
-        drained = (await Child(argv, env, work).wait()).check()
-        stats = await sim.sim.stats()
-        record = await sim.messages()
-        states = await job_counts(imp.dsn)
-    finally:
-        await dbs.drop(imp.dsn)
-    check_once(rate, n, record, states)
-    times = sorted(float(m["accepted_at"]) for m in record)
-    figures = sent_figures(rate, n, stats, times, drained.wall)
+    sent = await send_campaign(dbs, sim, work, imp, rate, processes, measure_cpu=False)
+    record = sent.record
+    figures = sent_figures(rate, n, sent.stats, sent.times, sent.wall)
     return {
         "mode": "bulk: --ses-template, SendBulkEmail + templated SendEmail",
         "processes": processes,
