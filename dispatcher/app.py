@@ -12,7 +12,7 @@ import asyncpg  # type: ignore[import-untyped]
 import structlog
 
 from dispatcher.accounts.session import ses_session
-from dispatcher.accounts.settings import DEFAULT_ACCOUNT, account_names, effective_accounts
+from dispatcher.accounts.settings import account_names, effective_accounts
 from dispatcher.accounts.store import AccountCounts, AccountStore
 from dispatcher.accounts.watch import merged_report, run_pause_watch
 from dispatcher.campaigns.sending import CampaignSender
@@ -233,7 +233,7 @@ def feedback_queues(cfg: Config) -> list[tuple[str, str, SesSettings]]:
     region, and each account's own sqs_queue_url with that account's; one poller per queue."""
     queues: dict[str, tuple[str, str, SesSettings]] = {}
     if cfg.feedback.sqs_queue_url is not None:
-        name = cfg.accounts[0].name if cfg.accounts else DEFAULT_ACCOUNT
+        name = account_names(cfg.accounts)[0]
         queues[cfg.feedback.sqs_queue_url] = (name, cfg.feedback.sqs_queue_url, cfg.ses)
     for account in cfg.accounts:
         if account.sqs_queue_url is not None and account.sqs_queue_url not in queues:

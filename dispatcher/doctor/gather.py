@@ -19,7 +19,7 @@ from aiolimiter import AsyncLimiter
 from botocore.exceptions import ClientError, NoCredentialsError
 
 from dispatcher.accounts.routing import route
-from dispatcher.accounts.settings import effective_accounts
+from dispatcher.accounts.settings import account_names
 from dispatcher.config import Config
 from dispatcher.db.embedded import EmbeddedPostgres
 from dispatcher.doctor import dns
@@ -303,7 +303,7 @@ def _route_of(
     cfg: Config, from_addr: str, campaign: tuple[int, str] | None = None
 ) -> frozenset[str]:
     """The accounts mail from `from_addr` may go to (by the from domain and campaign only)."""
-    default = effective_accounts(cfg.accounts, cfg.ses, cfg.pacing)[0][0]
+    default = account_names(cfg.accounts)[0]
     routed = route(cfg.routes, default, from_addr=from_addr, campaign=campaign)
     return frozenset(a for a in (routed.account, routed.fallback) if a is not None)
 
