@@ -136,11 +136,13 @@ async def test_google_capped_at_5_per_second_does_not_hold_up_the_rest(
     )
     print(summary)
     # The lane admits at most 5/s over any stretch of sending (tests/unit/test_lanes.py, with a
-    # moved clock); what the simulator stamps also carries each request's trip through a loaded
-    # machine: a few percent on a 10-second span, and a send late by a moment is made up for
-    # within the lane's slack (0.2 s of its rate).
-    assert google_rate <= GOOGLE_RATE * 1.05, summary
-    # Each process's lane may make up for one late send (its slack): one more per daemon at most.
+    # moved clock), plus what each process's lane bucket holds: one send, and a late one made up
+    # for within its slack (0.2 s of its rate). What the simulator stamps also carries each
+    # request's trip through a loaded machine: a few percent on a 10-second span. So over the
+    # whole span, and over any 5 s, one more send per daemon at most (a run with two daemons saw
+    # 50 sends in 9.24 s: 49 intervals against 5/s x 9.24 s x 1.05 + 2 = 50.5).
+    span = google[-1] - google[0]
+    assert len(google) - 1 <= GOOGLE_RATE * span * 1.05 + daemons, summary
     assert max_in_window(google, 5.0) <= 5 * GOOGLE_RATE + daemons, summary
     assert max_in_window(google, 1.0) <= GOOGLE_RATE + 2, summary
     # (the account's own bucket allows half a second of burst after an idle spell, as SES does)
