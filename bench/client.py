@@ -36,9 +36,9 @@ from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioCredentials as Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bench.harness import RESULTS, event_loop_runner
 from bench.messages import FROM_ADDR, TO_ADDR, make_messages
 from bench.services import run_simulator
-from bench.throughput import RESULTS_DIR, _runner
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.ses.adapter import SesAdapter, adapter_config
 from dispatcher.ses.lean import LeanSes
@@ -175,9 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.messages < 2 or args.rounds < 1 or args.concurrency < 1:
         p.error("--messages must be >= 2, --rounds and --concurrency >= 1")
-    result = _runner(args.uvloop)(bench(args))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / "client.json"
+    result = event_loop_runner(args.uvloop)(bench(args))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "client.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(render(result))
     print(f"written: {path}")

@@ -40,9 +40,8 @@ from typing import Any
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 
-from bench.campaign import BenchError, Child, cli_env, run_bench, run_cli
-from bench.services import Databases, run_simulator
-from bench.throughput import RESULTS_DIR, _machine, _postgres
+from bench.harness import RESULTS, BenchError, Child, cli_env, machine_facts, run_bench, run_cli
+from bench.services import Databases, run_simulator, throwaway_postgres
 from dispatcher.obs.logging import configure_logging
 
 SENDER = "bench@example.com"
@@ -202,7 +201,7 @@ async def one_side(
 async def main_async(args: argparse.Namespace) -> int:
     configure_logging("warning", "console")
     n, concurrency = args.messages, args.concurrency
-    with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp, _postgres() as dbs:
+    with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp, throwaway_postgres() as dbs:
         work = Path(tmp)
         await dbs.make_template()
         pg_version = await dbs.server_version()
@@ -225,13 +224,13 @@ async def main_async(args: argparse.Namespace) -> int:
         "benchmark": "intake",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench.intake " + " ".join(sys.argv[1:]),
-        "machine": _machine(False, pg_version),
+        "machine": machine_facts(False, pg_version),
         "messages": n,
         "concurrency": concurrency,
         "sides": rows,
     }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / "intake.json"
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "intake.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

@@ -48,15 +48,8 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import psutil
 
-from bench.campaign import (
-    POLL_INTERVAL,
-    RESULTS,
-    BenchError,
-    SimControl,
-    cli_env,
-    run_bench,
-    stderr_into,
-)
+from bench.campaign import POLL_INTERVAL
+from bench.harness import RESULTS, BenchError, SimControl, cli_env, run_bench, stderr_into
 from bench.kill_figures import Run, analyse, plot, report
 from bench.messages import make_messages, to_new_messages
 from bench.rate import LATENCY, configure

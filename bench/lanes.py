@@ -30,17 +30,8 @@ from typing import Any
 
 import aiohttp
 
-from bench.campaign import (
-    BenchError,
-    SimControl,
-    cli_env,
-    create_args,
-    created,
-    run_bench,
-    run_cli,
-    stderr_into,
-    write_templates,
-)
+from bench.harness import BenchError, SimControl, cli_env, run_bench, run_cli, stderr_into
+from bench.lists import create_args, created, write_templates
 from bench.services import Databases, run_simulator
 from dispatcher.db.embedded import temporary_cluster
 from dispatcher.obs.logging import configure_logging

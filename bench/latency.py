@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from bench.services import Databases, run_simulator
-from bench.throughput import RESULTS_DIR, _postgres, _runner
+from bench.harness import RESULTS, event_loop_runner
+from bench.services import Databases, run_simulator, throwaway_postgres
 from dispatcher.app import run_worker
 from dispatcher.config import Config
 from dispatcher.domain.jobs import NewMessage
@@ -135,7 +135,7 @@ def plot(result: dict[str, Any]) -> str | None:
     ax.set_title(f"Idle latency (poll_interval {result['poll_interval']} s)")
     ax.legend()
     ax.grid(True, alpha=0.3)
-    path = RESULTS_DIR / "latency.png"
+    path = RESULTS / "latency.png"
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return str(path)
@@ -154,10 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.messages < 1 or args.poll_interval <= 0:
         p.error("--messages must be >= 1 and --poll-interval > 0")
     configure_logging("warning", "console")
-    with _postgres() as dbs:
-        result = _runner(True)(bench(args, dbs))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "latency.json").write_text(json.dumps(result, indent=2) + "\n")
+    with throwaway_postgres() as dbs:
+        result = event_loop_runner(True)(bench(args, dbs))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latency.json").write_text(json.dumps(result, indent=2) + "\n")
     png = plot(result)
     for name in ("listen_notify", "polling"):
         r = result[name]
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"{name:<14} {args.messages} samples: p50 {r['p50_ms']:>8.2f} ms   {tail}")
     print(f"polling / notify (p50): {result['p50_ratio_polling_over_notify']}x")
-    print(f"written: {RESULTS_DIR / 'latency.json'}" + (f" and {png}" if png else " (no plot)"))
+    print(f"written: {RESULTS / 'latency.json'}" + (f" and {png}" if png else " (no plot)"))
     return 0
 
 

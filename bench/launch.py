@@ -24,10 +24,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.campaign import BenchError, run_bench
+from bench.harness import RESULTS, BenchError, machine_facts, run_bench
 from bench.queue import _enqueue, figures, sent_noop, timed_drain
-from bench.services import Databases
-from bench.throughput import RESULTS_DIR, _machine, _postgres
+from bench.services import Databases, throwaway_postgres
 from dispatcher.domain.jobs import ClaimedJob
 from dispatcher.obs.logging import configure_logging
 from dispatcher.queue.repository import Queue
@@ -75,7 +74,7 @@ async def one_side(dbs: Databases, n: int, batch: int, loops: int, per_job: bool
 async def main_async(args: argparse.Namespace) -> int:
     configure_logging("warning", "console")
     rounds: list[dict[str, Any]] = []
-    with _postgres() as dbs:
+    with throwaway_postgres() as dbs:
         await dbs.make_template()
         pg_version = await dbs.server_version()
         for k in range(args.rounds):
@@ -97,7 +96,7 @@ async def main_async(args: argparse.Namespace) -> int:
     out = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench.launch " + " ".join(sys.argv[1:]),
-        "machine": _machine(True, pg_version),
+        "machine": machine_facts(True, pg_version),
         "settings": {"jobs": args.jobs, "batch": args.batch, "loops": args.loops},
         "median": medians,
         "rounds": rounds,
@@ -114,8 +113,8 @@ async def main_async(args: argparse.Namespace) -> int:
             f"this process {m['cpu_ms_per_job_bench']:.3f}, "
             f"Postgres {'-' if pg is None else f'{pg:.3f}'}"
         )
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / "launch.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "launch.json"
     path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path}")
     return 0

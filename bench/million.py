@@ -37,17 +37,9 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from bench.campaign import (
-    RESULTS,
-    BenchError,
-    Child,
-    create_args,
-    created,
-    run_bench,
-    sizes,
-    write_list,
-    write_templates,
-)
+from bench.campaign import sizes
+from bench.harness import RESULTS, BenchError, Child, run_bench
+from bench.lists import create_args, created, write_list, write_templates
 from bench.services import REPO_ROOT, Databases
 from dispatcher.campaigns.materialise import Ahead, Materialiser
 from dispatcher.campaigns.store import CampaignStore

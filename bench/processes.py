@@ -20,9 +20,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from bench.harness import RESULTS, event_loop_runner
 from bench.messages import make_messages, to_new_messages
-from bench.services import REPO_ROOT, Databases, run_simulator
-from bench.throughput import RESULTS_DIR, _postgres, _runner
+from bench.services import REPO_ROOT, Databases, run_simulator, throwaway_postgres
 from dispatcher.queue.repository import Queue
 
 
@@ -98,10 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.messages < 2 or args.rounds < 1:
         p.error("--messages must be >= 2 and --rounds >= 1")
-    with _postgres() as dbs:
-        result = _runner(True)(bench(args, dbs))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / "processes.json"
+    with throwaway_postgres() as dbs:
+        result = event_loop_runner(True)(bench(args, dbs))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "processes.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"unlimited rate, {args.messages} msgs, median of {args.rounds}: "

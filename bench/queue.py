@@ -45,9 +45,10 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from bench.campaign import BenchError, import_list, run_bench, write_templates
-from bench.services import Databases, run_simulator
-from bench.throughput import RESULTS_DIR, _machine, _postgres
+from bench.campaign import import_list
+from bench.harness import RESULTS, BenchError, machine_facts, run_bench
+from bench.lists import write_templates
+from bench.services import Databases, run_simulator, throwaway_postgres
 from dispatcher.app import pool_settings, postgres_shared
 from dispatcher.config import Config
 from dispatcher.domain.jobs import ClaimedJob, NewMessage, Settlement
@@ -286,7 +287,7 @@ async def campaign_import(dbs: Databases, recipients: int) -> dict[str, Any]:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    with _postgres() as dbs:
+    with throwaway_postgres() as dbs:
         await dbs.make_template()
         pg_version = await dbs.server_version()
         # Warm-up: imports, the template database, Postgres's caches.
@@ -363,7 +364,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "benchmark": "queue",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench.queue " + " ".join(sys.argv[1:]),
-        "machine": _machine(False, pg_version),
+        "machine": machine_facts(False, pg_version),
         "pgqueuer": version("pgqueuer"),
         "jobs": args.jobs,
         "batch": args.batch,
@@ -372,8 +373,8 @@ async def main_async(args: argparse.Namespace) -> int:
         "summary": summary,
         "campaign_import": imported,
     }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / "queue.json"
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "queue.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

@@ -44,26 +44,19 @@ from typing import Any
 
 import aiohttp
 
-from bench.campaign import (
+from bench.campaign import Imported, import_list, job_counts, sizes
+from bench.cpu import TreeCpu, bare_loop_child, process_tree_cpu
+from bench.harness import (
     RESULTS,
     BenchError,
     Child,
-    Imported,
     SimControl,
-    address,
     cli_env,
-    create_args,
-    created,
-    import_list,
-    job_counts,
     run_bench,
     run_cli,
-    sizes,
     stderr_into,
-    write_list,
-    write_templates,
 )
-from bench.cpu import TreeCpu, bare_loop_child, process_tree_cpu
+from bench.lists import address, create_args, created, write_list, write_templates
 from bench.rate_figures import (
     MachineLoad,
     cpu_per_message,

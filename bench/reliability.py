@@ -2,7 +2,7 @@
 
     python -m bench.reliability [--recipients 20000] [--kills 5] [--rate 1000] [--seed N] [--quick]
 
-Reuses bench.campaign's machinery (a throwaway Postgres, the simulator in its own process, every
+Reuses bench.harness and bench.campaign (a throwaway Postgres, the simulator in its own process, every
 step a `dispatcher ...` child): `campaign create` of N recipients, `campaign start`, then `kills`
 times: `run` until the simulator has accepted a random share of the list, SIGKILL, note what was
 claimed / in flight; finally `run --drain` until it exits 0 and the recipient-by-recipient check
@@ -34,22 +34,9 @@ from typing import Any
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 
-from bench.campaign import (
-    POLL_INTERVAL,
-    RESULTS,
-    SETTLE_PAUSE,
-    Child,
-    SendRun,
-    SimControl,
-    cli_env,
-    import_list,
-    job_counts,
-    run_bench,
-    run_cli,
-    stderr_into,
-    verify,
-    write_templates,
-)
+from bench.campaign import POLL_INTERVAL, SETTLE_PAUSE, SendRun, import_list, job_counts, verify
+from bench.harness import RESULTS, Child, SimControl, cli_env, run_bench, run_cli, stderr_into
+from bench.lists import write_templates
 from bench.services import Databases, run_simulator
 from dispatcher.db.embedded import temporary_cluster
 from dispatcher.obs.logging import configure_logging

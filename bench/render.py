@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.campaign import RESULTS
+from bench.harness import RESULTS
 from dispatcher.campaigns.render import CampaignContent, CompiledCampaign, Rendered
 from tests.support.templates import PLAIN, SMALL, newsletter
 

@@ -32,7 +32,8 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from bench.throughput import RESULTS_DIR, _postgres
+from bench.harness import RESULTS
+from bench.services import throwaway_postgres
 from dispatcher.config.settings import RetentionSettings
 from dispatcher.obs.logging import configure_logging
 from dispatcher.retention import Pruner
@@ -219,22 +220,22 @@ def plot(result: dict[str, Any]) -> str | None:
     bottom.legend(fontsize=8)
     bottom.grid(True, alpha=0.3)
     fig.tight_layout()
-    path = RESULTS_DIR / "retention.png"
+    path = RESULTS / "retention.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return str(path)
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    with _postgres() as dbs:
+    with throwaway_postgres() as dbs:
         await dbs.make_template()
         dsn = await dbs.create()
         began = time.monotonic()
         result = await simulate(dsn, args)
         result["wall_seconds"] = round(time.monotonic() - began, 1)
         result["postgres"] = await dbs.server_version()
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / "retention.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "retention.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     png = plot(result)
     s = result["steady_state"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import psutil
 
-from dispatcher.db.embedded import EmbeddedPostgres
+from dispatcher.db.embedded import EmbeddedPostgres, temporary_cluster
 from dispatcher.db.migrate import migrate
 from dispatcher.sim.launch import start_simulator
 from dispatcher.sim.provision import setup_account
@@ -192,3 +193,11 @@ async def read_cpu(sim: Simulator, dbs: Databases) -> CpuReading:
 
 def cpu_spent(after: CpuReading, before: CpuReading) -> CpuReading:
     return CpuReading(sim=_diff(after.sim, before.sim), pg=_diff(after.pg, before.pg))
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[Databases]:
+    """A Postgres cluster of its own for this run, removed afterwards."""
+    print("starting a throwaway Postgres ...", file=sys.stderr)
+    with temporary_cluster() as cluster:
+        yield Databases(cluster)

@@ -14,25 +14,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import io
 import json
-import os
-import platform
 import pstats
 import shlex
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TypeVar
 
 from bench.baseline import BASELINE_TAG, send_all
+from bench.harness import RESULTS, BenchError, event_loop_runner, machine_facts
 from bench.messages import BenchMessage, make_messages, to_new_messages
 from bench.services import (
     CpuReading,
@@ -41,28 +38,23 @@ from bench.services import (
     cpu_spent,
     read_cpu,
     run_simulator,
+    throwaway_postgres,
 )
 from dispatcher.app import run_worker
 from dispatcher.config import Config
 from dispatcher.config.settings import LogSettings
-from dispatcher.db.embedded import temporary_cluster
 from dispatcher.domain.message import DISPATCHER_ID_TAG
 from dispatcher.obs.logging import configure_logging
 from dispatcher.queue.repository import Queue
 from dispatcher.ses import SesSettings
 from dispatcher.worker.pool import RunReport
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TARGET_RATIO = 0.85
 REGION = "us-east-1"
 REAP_PAUSE = 0.3  # seconds: let Postgres reap closed backends before reading its CPU
 WARMUP_MESSAGES = 500  # per side, before the measured rounds: imports, caches, TCP, Postgres
 
 _T = TypeVar("_T")
-
-
-class BenchError(Exception):
-    """A round did not deliver what it should have: its figures would be meaningless."""
 
 
 # -- one side of one round --------------------------------------------------------------------
@@ -374,7 +366,7 @@ async def bench(args: argparse.Namespace, dbs: Databases, knobs: Knobs) -> dict[
             "pool_size": cfg.database.pool_size,
             "max_in_flight": cfg.delivery.max_in_flight,
         },
-        "machine": _machine(args.uvloop, pg_version),
+        "machine": machine_facts(args.uvloop, pg_version),
         "median": summary,
         "rounds": [r.to_json() for r in rounds],
     }
@@ -426,30 +418,13 @@ def _summary(rounds: list[Round]) -> dict[str, Any]:
     }
 
 
-def _machine(uvloop_on: bool, pg_version: str) -> dict[str, Any]:
-    return {
-        "cpu_count": os.cpu_count(),
-        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "uvloop": uvloop_on,
-        "postgres": pg_version,
-        "postgres_fsync": "off (throwaway cluster)",
-        "packages": {
-            name: version(name)
-            for name in ("aioboto3", "aiobotocore", "botocore", "aiohttp", "asyncpg", "uvloop")
-        },
-    }
-
-
 def _command_line() -> str:
     return shlex.join([Path(sys.executable).name, "-m", "bench.throughput", *sys.argv[1:]])
 
 
 def _save_profile(profiler: cProfile.Profile) -> dict[str, Any]:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS_DIR / f"profile-{stamp}.pstats"
+    path = RESULTS / f"profile-{stamp}.pstats"
     profiler.dump_stats(str(path))
     text = io.StringIO()
     stats = pstats.Stats(profiler, stream=text).strip_dirs()
@@ -517,12 +492,12 @@ def render(result: dict[str, Any]) -> str:
 
 
 def write_results(result: dict[str, Any]) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS_DIR / f"throughput-{stamp}.json"
+    path = RESULTS / f"throughput-{stamp}.json"
     text = json.dumps(result, indent=2) + "\n"
     path.write_text(text)
-    (RESULTS_DIR / "latest.json").write_text(text)
+    (RESULTS / "latest.json").write_text(text)
     return path
 
 
@@ -570,25 +545,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _runner(use_uvloop: bool) -> Callable[[Coroutine[Any, Any, _T]], _T]:
-    if not use_uvloop:
-        return asyncio.run
-    import uvloop
-
-    def run(main: Coroutine[Any, Any, _T]) -> _T:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(main)
-
-    return run
-
-
-@contextlib.contextmanager
-def _postgres() -> Iterator[Databases]:
-    print("starting a throwaway Postgres ...", file=sys.stderr)
-    with temporary_cluster() as cluster:
-        yield Databases(cluster)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging("warning", "console")
@@ -606,16 +562,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("uvloop is not installed: running with --no-uvloop", file=sys.stderr)
             args.uvloop = False
     if args.profile:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        RESULTS.mkdir(parents=True, exist_ok=True)
     try:
-        with _postgres() as dbs:
-            result = _runner(args.uvloop)(bench(args, dbs, knobs))
+        with throwaway_postgres() as dbs:
+            result = event_loop_runner(args.uvloop)(bench(args, dbs, knobs))
     except BenchError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     path = write_results(result)
     print(render(result))
-    print(f"written: {path} and {RESULTS_DIR / 'latest.json'}")
+    print(f"written: {path} and {RESULTS / 'latest.json'}")
     return 0
 
 
