@@ -124,6 +124,14 @@ class Recovered:
 
 
 @dataclass(frozen=True, slots=True)
+class Peers:
+    """The other workers of an account that send now, as `rate_share` counts them."""
+
+    others: int  # active workers besides this one
+    before: int  # ... of them ranked before it (by worker id): its turn among them all
+
+
+@dataclass(frozen=True, slots=True)
 class Pending:
     """Work a draining worker still waits for, and mail scheduled beyond the horizon."""
 

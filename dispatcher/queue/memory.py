@@ -23,6 +23,7 @@ from dispatcher.domain.jobs import (
     Held,
     JobView,
     NewMessage,
+    Peers,
     Pending,
     Recovered,
     ResolveTo,
@@ -304,16 +305,17 @@ class MemoryJobStore:
             job.lease_owner, job.updated_at = None, now
         return Recovered(requeued=requeued, in_doubt=doubted)
 
-    async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> int:
+    async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> Peers:
         now = self._now()
         me = self._workers.get(owner)
         if me is not None:
             me.active_until = now + timedelta(seconds=ttl) if busy else None
-        return sum(
-            1
+        others = [
+            o
             for o, w in self._workers.items()
             if o != owner and w.active_until is not None and w.active_until > now
-        )
+        ]
+        return Peers(len(others), sum(o < owner for o in others))  # Postgres: uuid order
 
     async def pending(self, horizon_seconds: float = 0.0) -> Pending:
         horizon = self._now() + timedelta(seconds=horizon_seconds)

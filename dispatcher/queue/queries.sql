@@ -209,6 +209,7 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 -- are active now: the account's rate is split among them (an idle worker takes no part, a dead
 -- one's part lapses with its active_until). Only the workers of $1's account count. A worker that becomes active tells the others at
 -- once (NOTIFY dispatcher_share) so they make room before its first send, not a tick later.
+-- `before`: the active others ranked before $1, its turn for SendBulkEmail's one call a second.
 WITH prev AS (
     SELECT active_until > now() AS was_active FROM dispatcher.workers WHERE id = $1
 ), me AS (
@@ -217,7 +218,7 @@ WITH prev AS (
     WHERE id = $1
     RETURNING id
 )
-SELECT count(*) AS others,
+SELECT count(*) AS others, count(*) FILTER (WHERE id < $1) AS before,
        (SELECT count(pg_notify('dispatcher_share', ''))
         FROM prev WHERE $2 AND NOT coalesce(prev.was_active, false)) AS told,
        (SELECT count(*) FROM me) AS marked

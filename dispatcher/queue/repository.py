@@ -33,6 +33,7 @@ from dispatcher.domain.jobs import (
     Held,
     JobView,
     NewMessage,
+    Peers,
     Pending,
     Recovered,
     ResolveTo,
@@ -249,12 +250,11 @@ class Queue:
                 self._account,
             )
 
-    async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> int:
-        """Mark ``owner`` active (when busy) for ``ttl`` s; how many other workers are active."""
+    async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> Peers:
+        """Mark ``owner`` active (when busy) for ``ttl`` s; the other workers that are active."""
         async with stateless(self._pool) as conn:
             row = await conn.fetchrow(query("rate_share"), owner, busy, float(ttl))
-        others: int = row["others"]
-        return others
+        return Peers(row["others"], row["before"])
 
     async def heartbeat(self, owner: uuid.UUID) -> bool:
         """Renew the lease; False if our row is gone (another worker declared us dead)."""

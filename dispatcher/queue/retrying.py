@@ -17,7 +17,7 @@ from typing import TypeVar
 import structlog
 
 from dispatcher.db.outage import connection_lost, while_down
-from dispatcher.domain.jobs import ClaimedJob, Held, Pending, Recovered, Settlement
+from dispatcher.domain.jobs import ClaimedJob, Held, Peers, Pending, Recovered, Settlement
 from dispatcher.domain.retry import InDoubtPolicy
 from dispatcher.queue.store import JobStore
 
@@ -97,7 +97,7 @@ class RetryingStore:
     ) -> Recovered:
         return await self._retry("recovery", lambda: self._store.recover(in_doubt, session_grace))
 
-    async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> int:
+    async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> Peers:
         return await self._retry("rate share", lambda: self._store.rate_share(owner, busy, ttl))
 
     async def pending(self, horizon_seconds: float = 0.0) -> Pending:

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from dispatcher.domain.jobs import ClaimedJob, Held, Pending, Recovered, Settlement
+from dispatcher.domain.jobs import ClaimedJob, Held, Peers, Pending, Recovered, Settlement
 from dispatcher.domain.retry import InDoubtPolicy
 
 if TYPE_CHECKING:
@@ -81,8 +81,8 @@ class JobStore(Protocol):
         while the heartbeat is older than `session_grace` seconds."""
         ...
 
-    async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> int:
-        """Mark `owner` active for `ttl` s when busy; how many other workers are active."""
+    async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> Peers:
+        """Mark `owner` active for `ttl` s when busy; the other workers that are active."""
         ...
 
     async def pending(self, horizon_seconds: float = 0.0) -> Pending:

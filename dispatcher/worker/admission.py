@@ -4,12 +4,14 @@ the campaign's share of the rate and the rate itself; and what each SES answer t
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import structlog
 
+from dispatcher.clock import Clock
 from dispatcher.domain.jobs import ClaimedJob, recipients_of
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.retry import RetryPolicy
@@ -47,6 +49,7 @@ class Admission:
         max_in_flight: int,
         campaign_rate_share: float = 1.0,
         pacing: PacingSettings | None = None,
+        wall: Clock = time.time,
     ) -> None:
         self.limiter = limiter
         self.governor = governor
@@ -55,7 +58,8 @@ class Admission:
         # Send slots follow rate x SES latency; max_in_flight is their ceiling.
         self._in_flight = InFlightLimit(max_in_flight)
         self._slots = Slots(max_in_flight)
-        self._bulk_calls = CallPacer()  # SES: one SendBulkEmail a second, for the account
+        self.bulk_calls = CallPacer()  # SES: one SendBulkEmail a second, for the account
+        self._wall = wall  # the bulk calls' turns: on the wall clock, shared by hosts
         self._campaign_share = campaign_rate_share
         # Campaign mail also passes this bucket when it may use only a share of the rate.
         self._campaign_limiter: RecipientLimiter | None = None
@@ -94,7 +98,7 @@ class Admission:
     def bulk_call(self) -> bool:
         """May the next campaign group be one SendBulkEmail call now (our share of SES's one
         a second)? Otherwise its mail goes as templated SendEmail calls."""
-        return self._bulk_calls.take(asyncio.get_running_loop().time(), self.limiter.share)
+        return self.bulk_calls.take(self._wall())
 
     def answered(self, recipients: int, held: float | None = None) -> None:
         """SES answered (or the send was abandoned): the slot and the reservation go back.
@@ -112,15 +116,19 @@ class Admission:
         """(send slots taken, the limit now)."""
         return self._slots.taken, self._slots.limit
 
-    def learn(self, job: ClaimedJob, result: SendResult) -> str | None:
-        """Pacing and holds that follow from one SES answer. Returns a reason to pause the
-        job's campaign when the error is shared by all its recipients."""
+    def learn(self, job: ClaimedJob, result: SendResult, bulk: bool = False) -> str | None:
+        """Pacing and holds that follow from one SES answer (`bulk`: to a SendBulkEmail call).
+        Returns a reason to pause the job's campaign when the error is shared by all its
+        recipients."""
         outcome = result.outcome
         if outcome is Outcome.SENT:  # the common case: nothing to learn
             return None
         now = asyncio.get_running_loop().time()
         if outcome is Outcome.THROTTLED:
-            self.limiter.on_throttled()
+            if bulk and call_rate_refusal(result):
+                self.bulk_calls.refused(self._wall())  # the call rate, not MaxSendRate
+            else:
+                self.limiter.on_throttled()
         elif outcome is Outcome.DAILY_QUOTA:
             self.governor.on_daily_quota_error(now)
         elif outcome is Outcome.ACCOUNT_PAUSED:
@@ -158,3 +166,11 @@ class Admission:
         if abs(bucket.max_send_rate - share) > 1e-9:
             bucket.set_max_send_rate(share)  # MaxSendRate changed: follow it
         await bucket.acquire(recipients)
+
+
+def call_rate_refusal(result: SendResult) -> bool:
+    """A throttled SendBulkEmail call SES refused as a whole for its one request a second: no
+    per-entry status, and not the text of MaxSendRate's throttle (SES-FACTS: only the text tells
+    the two apart; a bulk call may also exceed MaxSendRate, which then slows the sending)."""
+    reason = (result.reason or "").lower()
+    return result.code != "ACCOUNT_THROTTLED" and "maximum sending rate" not in reason

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from dispatcher.clock import Clock
 from dispatcher.db.outage import StoppedDuringOutage, connection_lost, while_down
 from dispatcher.domain.retry import RetryPolicy
 from dispatcher.errors import DatabaseError
@@ -113,6 +115,7 @@ class WorkerPool:
         pacing: PacingSettings | None = None,
         rand: Callable[[], float] = random.random,
         campaigns: Campaigns | None = None,
+        wall: Clock = time.time,
     ) -> None:
         self.owner = uuid.uuid4()
         self.counters = Counters()
@@ -141,6 +144,7 @@ class WorkerPool:
             max_in_flight=s.max_in_flight,
             campaign_rate_share=s.campaign_rate_share,
             pacing=self._pacing,
+            wall=wall,
         )
         self.ledger = Ledger(
             self._store,
@@ -180,6 +184,7 @@ class WorkerPool:
             governor,
             busy=lambda: self.intake.busy,
             wake=wakes[SHARE_CHANNEL],
+            bulk_calls=self.admission.bulk_calls,
         )
         self._listener = shared.listen(wakes) if shared.listen and s.listen else None
         self.dispatch = Dispatch(

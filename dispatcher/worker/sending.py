@@ -95,7 +95,10 @@ class Sending:
             # up to settle_interval of linger) must not keep the next send waiting.
             slot_held = False
             self._admission.answered(recipients, time.monotonic() - taken)
-            settlements = [self._settlement(j, r) for j, r in zip(sendable, results, strict=True)]
+            bulk = template is not None and len(sendable) > 1
+            settlements = [
+                self._settlement(j, r, bulk) for j, r in zip(sendable, results, strict=True)
+            ]
             await self._ledger.settle(settlements)
         except asyncio.CancelledError:
             raise
@@ -121,10 +124,10 @@ class Sending:
         except Exception as exc:  # the adapter classifies; anything else is a bug: in doubt
             return [SendResult(Outcome.IN_DOUBT, reason=f"unexpected error: {exc!r}")] * len(jobs)
 
-    def _settlement(self, job: ClaimedJob, result: SendResult) -> Settlement:
+    def _settlement(self, job: ClaimedJob, result: SendResult, bulk: bool) -> Settlement:
         self._ledger.answered(job)
         self._counters.attempts += 1
-        pause = self._admission.learn(job, result)
+        pause = self._admission.learn(job, result, bulk)
         if pause is not None and job.campaign_id is not None and self._pause_campaign:
             # Shared by every recipient: pause the campaign rather than fail them one by one.
             self._ledger.aside(self._pause_campaign(job.campaign_id, pause))

@@ -2,7 +2,8 @@
 
 Every SHARE_INTERVAL a worker marks itself active (for SHARE_TTL) while it has mail, counts the
 others that are active, and paces at 1 / (them + us). An idle worker takes nothing; a dead one's
-part comes back when its mark lapses (within SHARE_TTL).
+part comes back when its mark lapses (within SHARE_TTL). Its rank among them gives it its turns
+of SES's one SendBulkEmail call a second (dispatcher.pacing.calls).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dispatcher.clock import wait_event
 from dispatcher.db.outage import connection_lost
 from dispatcher.pacing import QuotaGovernor, RecipientLimiter
+from dispatcher.pacing.calls import CallPacer
 from dispatcher.queue.store import JobStore
 
 __all__ = ["SHARE_CHANNEL", "SHARE_INTERVAL", "SHARE_TTL", "RateShare"]
@@ -35,6 +37,7 @@ class RateShare:
         *,
         busy: Callable[[], bool],
         wake: asyncio.Event,
+        bulk_calls: CallPacer | None = None,
     ) -> None:
         self._store = store
         self._owner = owner
@@ -42,6 +45,7 @@ class RateShare:
         self._governor = governor
         self._busy = busy
         self._wake = wake  # set by NOTIFY dispatcher_share: recount now
+        self._bulk_calls = bulk_calls
 
     async def join(self) -> None:
         """Our part before the first send, with no saved-up burst: processes that start
@@ -61,6 +65,9 @@ class RateShare:
             await wait_event(self._wake, SHARE_INTERVAL)
 
     async def _update(self, busy: bool) -> None:
-        others = await self._store.rate_share(self._owner, busy, SHARE_TTL)
-        self._limiter.set_share(1.0 / (others + 1))
-        self._governor.set_share(1.0 / (others + 1))  # and that part of the day's room left
+        peers = await self._store.rate_share(self._owner, busy, SHARE_TTL)
+        n = peers.others + 1
+        self._limiter.set_share(1.0 / n)
+        self._governor.set_share(1.0 / n)  # and that part of the day's room left
+        if self._bulk_calls is not None:
+            self._bulk_calls.set_turn(peers.before, n)

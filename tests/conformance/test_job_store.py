@@ -411,11 +411,25 @@ async def test_register_and_heartbeat(h: Harness) -> None:
 
 async def test_rate_share_counts_the_other_busy_workers(h: Harness) -> None:
     a, b, c = await h.worker(), await h.worker(), await h.worker()
-    assert await h.store.rate_share(a, True, 60) == 0
-    assert await h.store.rate_share(b, True, 60) == 1
-    assert await h.store.rate_share(c, False, 60) == 2  # idle: takes no part, sees the others
-    assert await h.store.rate_share(a, False, 60) == 1  # a went idle: only b counts
-    assert await h.store.rate_share(c, True, 60) == 1
+    assert (await h.store.rate_share(a, True, 60)).others == 0
+    assert (await h.store.rate_share(b, True, 60)).others == 1
+    assert (await h.store.rate_share(c, False, 60)).others == 2  # idle: no part, sees the others
+    assert (await h.store.rate_share(a, False, 60)).others == 1  # a went idle: only b counts
+    assert (await h.store.rate_share(c, True, 60)).others == 1
+
+
+async def test_rate_share_ranks_the_busy_workers_alike_in_each(h: Harness) -> None:
+    """Each busy worker learns its own turn (0..n-1) for SES's one bulk call a second: the
+    turns of the busy ones are all different, whatever order they count in."""
+    owners = [await h.worker() for _ in range(4)]
+    for owner in owners:
+        await h.store.rate_share(owner, True, 60)
+    seen = [await h.store.rate_share(owner, True, 60) for owner in reversed(owners)]
+    assert [p.others for p in seen] == [3, 3, 3, 3]
+    assert sorted(p.before for p in seen) == [0, 1, 2, 3]
+    await h.store.rate_share(owners[0], False, 60)  # one goes idle: the others close ranks
+    rest = [await h.store.rate_share(owner, True, 60) for owner in owners[1:]]
+    assert sorted(p.before for p in rest) == [0, 1, 2]
 
 
 # --- inspection and operator actions -----------------------------------------------------------

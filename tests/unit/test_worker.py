@@ -15,7 +15,7 @@ from typing import Any
 
 from dispatcher.app import pool_settings
 from dispatcher.config import Config
-from dispatcher.domain.jobs import ClaimedJob, NewMessage, Recovered
+from dispatcher.domain.jobs import ClaimedJob, NewMessage, Peers, Recovered
 from dispatcher.domain.message import OutgoingMessage
 from dispatcher.domain.outcome import Outcome, SendResult
 from dispatcher.domain.plan import Plan, Send, SendBulk
@@ -146,6 +146,7 @@ async def pool(
         drain=drain,
         pacing=pacing,
         campaigns=campaigns,
+        wall=loop_now,  # the bulk calls' turns, on the moved clock
     )
 
 
@@ -241,7 +242,7 @@ class StartsDuringAnOutage(MemoryJobStore):
         super().__init__(now=virtual_clock)
         self.failures = failures
 
-    async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> int:
+    async def rate_share(self, owner: uuid.UUID, busy: bool, ttl: float) -> Peers:
         if self.failures:
             self.failures -= 1
             raise ConnectionRefusedError(111, "Connection refused")
