@@ -14,7 +14,8 @@ over time. Each rate is verified first: every recipient accepted exactly once, n
 accepted, every job `sent`; otherwise `bench failed: ...` and exit code 1. Writes
 bench/results/rate.json, and bench/results/rate.png (rate over time against the allowed rate)
 when matplotlib is importable (`pip install -e '.[bench]'`). CPU ms per message over each send
-span (the daemon's processes and Postgres) stands next to bench/baseline.py's bare aioboto3 loop
+span (the daemon's processes and Postgres; the simulator's beside them, as it shares the cores)
+stands next to bench/baseline.py's bare aioboto3 loop
 against the same simulator, in the same run (bench/cpu.py).
 
 ``--bulk-rates 3000`` (the default; 0 = none) adds, after the per-message rates, a campaign
@@ -162,7 +163,13 @@ async def send_campaign(
         child = Child(["run", "--drain", "--processes", processes], env, work)
         cpu = None
         if measure_cpu:
-            cpu = TreeCpu({"daemon": lambda: process_tree_cpu(child.pid), "postgres": dbs.cpu})
+            cpu = TreeCpu(
+                {
+                    "daemon": lambda: process_tree_cpu(child.pid),
+                    "postgres": dbs.cpu,
+                    "simulator": lambda: process_tree_cpu(sim.sim.pid),
+                }
+            )
             cpu.start()
         try:
             drained = (await child.wait()).check()
@@ -216,12 +223,14 @@ async def one_bulk_rate(
     n = max(100, int(rate * seconds))
     await configure(http, sim, max_send_rate=rate, **LATENCY)
     imp = await import_bulk(dbs, sim, work, n)
-    sent = await send_campaign(dbs, sim, work, imp, rate, processes, measure_cpu=False)
+    sent = await send_campaign(dbs, sim, work, imp, rate, processes, measure_cpu=True)
+    assert sent.cpu is not None
     record = sent.record
     figures = sent_figures(rate, n, sent.stats, sent.times, sent.wall)
     return {
         "mode": "bulk: --ses-template, SendBulkEmail + templated SendEmail",
         "processes": processes,
+        **cpu_per_message(sent.cpu, sent.times),
         **figures,
         "by_operation": dict(Counter(str(m.get("operation")) for m in record)),
         "flatness": flatness(figures["per_second"]),
