@@ -32,6 +32,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from dispatcher.campaigns.inline_once import InlinedOnce, inline_once
 from dispatcher.campaigns.recipients import separator_hint
+from dispatcher.campaigns.substitute import Piece, substitute, substitution
 from dispatcher.errors import InputError
 
 __all__ = [
@@ -234,11 +235,14 @@ class UnsubscribeLinks:
     ours (SendBulkEmail's ReplacementHeaders), and by `CompiledCampaign` for rendered ones.
     """
 
-    __slots__ = ("_mailto", "_url", "tree")
+    __slots__ = ("_mailto", "_pieces", "_url", "tree")
 
     def __init__(self, url_template: str | None, mailto: str | None) -> None:
         self._url: Template | None = None
         self.tree: nodes.Template | None = None  # the URL template's syntax tree, if any
+        # The URL as plain substitution (None: Jinja renders it): run once per recipient of
+        # an SES-template campaign, where it is all the rendering the dispatcher does.
+        self._pieces: list[Piece] | None = None
         if url_template is not None:
             url = url_template.strip()
             if not url.lower().startswith(("https://", "{")):
@@ -246,19 +250,39 @@ class UnsubscribeLinks:
                     f"unsubscribe_url {url!r} must be an https:// URL "
                     "(one-click unsubscribe, RFC 8058, accepts nothing else)"
                 )
-            self._url, self.tree = _compile(_plain_env(), "unsubscribe_url", url)
+            env = _plain_env()
+            self._url, self.tree = _compile(env, "unsubscribe_url", url)
             if UNSUBSCRIBE_VARIABLE in _undeclared(self.tree):
                 raise InputError("unsubscribe_url template cannot use {{ unsubscribe_url }}")
+            self._pieces = substitution(env, self.tree, _JINJA_NAMES | _JINJA_SCOPED_NAMES)
         self._mailto = _check_mailto(mailto)
+
+    @property
+    def substituted(self) -> bool:
+        """Is the URL made by plain substitution (else by Jinja, or there is none)?"""
+        return self._pieces is not None
+
+    def url(self, context: Mapping[str, object], email: str) -> str | None:
+        """The recipient's unsubscribe URL, unchecked; None without a URL template."""
+        if self._url is None:
+            return None
+        if self._pieces is not None:
+            try:
+                url = substitute(self._pieces, context)
+            except Exception:  # whatever a value's str() raises: Jinja reports it
+                url = None
+            if url is not None:
+                _check_encodable("unsubscribe_url", url, email)
+                return url
+        return _run("unsubscribe_url", self._url, context, email)
 
     def render(
         self, context: Mapping[str, object], email: str
     ) -> tuple[str | None, tuple[tuple[str, str], ...]]:
         """(the recipient's unsubscribe URL or None, the headers); InputError if it is unsafe."""
         targets: list[str] = []
-        url: str | None = None
-        if self._url is not None:
-            url = _run("unsubscribe_url", self._url, context, email)
+        url = self.url(context, email)
+        if url is not None:
             _check_url(url, email)
             targets.append(f"<{url}>")
         if self._mailto is not None:

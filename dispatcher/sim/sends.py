@@ -90,14 +90,14 @@ def rendered(template: Template, data: str) -> Content:
 
     The callers checked the account (`account_checked`) before they looked the template up.
     """
-    subject, text, html = template.render(data)
+    subject, text, html, missing = template.render_checked(data)
     return Content(
         subject=subject,
         text=text,
         html=html,
         template=template.name,
         account_checked=True,
-        rendering_failure=template.missing(data),
+        rendering_failure=missing,
     )
 
 

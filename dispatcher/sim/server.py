@@ -32,6 +32,7 @@ _INTERNAL_TEXT = (
     "The request processing has failed because of an unknown error, exception or failure."
 )
 _UNAVAILABLE_TEXT = "Service is unable to handle request."
+LISTEN_BACKLOG = 16384  # connections waiting to be accepted (the kernel caps it at somaxconn)
 # The line `serve` prints once it listens; whoever started it reads the address from it.
 READY_PREFIX = "dispatcher-sim listening on "
 
@@ -172,12 +173,22 @@ class SimServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    def open_connections(self) -> int:
+        """Connections accepted and not yet closed."""
+        if self._runner is None or self._runner.server is None:
+            return 0
+        return len(self._runner.server.connections)
+
     async def start(self) -> None:
         self._app = build_app(self.state, publisher=self.publisher, faults=self.faults)
         runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self.port, backlog=1024)
+            # A sender opens its pool's connections in bursts (hundreds at once at 3,000/s):
+            # a short accept queue overflows, and the kernel then drops the opening ACK with
+            # the request riding on it, so those requests stall for seconds of retransmission.
+            # SES has no such limit; Linux caps this at net.core.somaxconn.
+            site = web.TCPSite(runner, self.host, self.port, backlog=LISTEN_BACKLOG)
             await site.start()
         except BaseException:
             await runner.cleanup()

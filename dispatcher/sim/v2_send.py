@@ -53,7 +53,7 @@ def _tags(tag_list: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
 
 
 def _headers(header_list: Sequence[Mapping[str, str]] | None) -> tuple[tuple[str, str], ...]:
-    """Message headers as given (Simple Headers, bulk ReplacementHeaders), in order."""
+    """Message headers as given (Simple or Template Headers, bulk ReplacementHeaders), in order."""
     return tuple((h["Name"], h["Value"]) for h in header_list) if header_list else ()
 
 
@@ -144,6 +144,7 @@ def _send(
             return template
         # Bad TemplateData raises ValueError here: the handler answers it as a malformed request.
         message = rendered(template, spec.get("TemplateData") or "")
+        headers = _headers(spec.get("Headers"))  # sesv2 Template.Headers, as Simple's
     else:
         return state.refuse(
             SendError.MISSING_PARAMETER, "Content.Simple, Content.Raw or Content.Template"

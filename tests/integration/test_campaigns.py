@@ -7,6 +7,7 @@ import io
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import pytest
 
@@ -339,6 +340,13 @@ async def test_ses_template_campaign_sends_in_bulk_within_ses_limit_and_template
     operations = Counter(m["operation"] for m in received)
     assert 1 <= operations["SendBulkEmail"] <= 50
     assert operations["SendBulkEmail"] + operations["SendEmail"] == 120
+    # Every recipient's mail carries its own List-Unsubscribe, bulk entry or templated SendEmail.
+    urls = {
+        m["to"][0]: f"https://example.com/u?e={quote(m['to'][0])}&c={result.id}" for m in received
+    }
+    assert all(
+        m["headers"][:1] == [["List-Unsubscribe", f"<{urls[m['to'][0]]}>"]] for m in received
+    )
     assert report.counters.attempts == 121 and report.counters.throttled == 0
     assert await campaign_state(queue, result.id) == "finished"
 

@@ -182,6 +182,29 @@ async def test_v2_template_create_get_and_send_stored_and_inline(sim_inprocess: 
     assert error_of(missing) == ("NotFoundException", "Template nope does not exist.", 404)
 
 
+async def test_v2_templated_send_records_its_headers(sim_inprocess: SimFactory) -> None:
+    """Template content's Headers (sesv2 model: Template.Headers) go out with the mail, as
+    Simple's do: an SES-template campaign's List-Unsubscribe rides on them."""
+    headers = [
+        {"Name": "List-Unsubscribe", "Value": "<https://news.example/u?e=a%40example.com>"},
+        {"Name": "List-Unsubscribe-Post", "Value": "List-Unsubscribe=One-Click"},
+    ]
+    async with sim_inprocess() as sim, paced(sim) as (_, v2):
+        await v2.create_email_template(
+            TemplateName="t1", TemplateContent={"Subject": "Hi {{n}}", "Text": "Hello {{n}}"}
+        )
+        await v2.send_email(
+            FromEmailAddress="s@example.com",
+            Destination={"ToAddresses": ["a@example.com"]},
+            Content={
+                "Template": {"TemplateName": "t1", "TemplateData": '{"n": "A"}', "Headers": headers}
+            },
+        )
+        [message] = await sim.messages()
+    assert message["subject"] == "Hi A"
+    assert message["headers"] == [[h["Name"], h["Value"]] for h in headers]
+
+
 async def test_template_missing_v1_and_v2(sim_inprocess: SimFactory) -> None:
     async with sim_inprocess() as sim, paced(sim) as (v1, v2):
         with pytest.raises(ClientError) as v1_exc:

@@ -4,6 +4,7 @@ signing and settings. No sockets."""
 from __future__ import annotations
 
 import base64
+import json
 import random
 import statistics
 from typing import Any
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from dispatcher.domain.outcome import Outcome
 from dispatcher.ses.classify import classify_bulk_status, classify_error
 from dispatcher.sim import sns
-from dispatcher.sim.account import Account, ConfigurationSet, Template
+from dispatcher.sim.account import _PLACEHOLDER, Account, ConfigurationSet, Template
 from dispatcher.sim.errors import bulk_status, v1_error, v2_error
 from dispatcher.sim.events import build_events, iso, outcome_of
 from dispatcher.sim.faults import FAULT_500, FAULT_503, FAULT_RESET, FAULT_TIMEOUT, Faults
@@ -64,6 +65,60 @@ def test_template_renders_values_and_nested_paths_and_refuses_non_objects() -> N
     assert template.render('{"name": "Ann", "a": {"b": 2}}') == ("Hi Ann", "2/", None)
     with pytest.raises(ValueError, match="JSON object"):
         template.render("[1]")
+
+
+def _reference(template: Template, data: str) -> tuple[str, str | None, str | None, str | None]:
+    """What the simulator rendered before its templates were split once: re.sub and finditer."""
+    values = json.loads(data) if data else {}
+
+    def lookup(path: str) -> str:
+        current: Any = values
+        for part in path.split("."):
+            if not isinstance(current, dict) or part not in current:
+                return ""
+            current = current[part]
+        return "" if current is None else str(current)
+
+    def sub(text: str | None) -> str | None:
+        return None if text is None else _PLACEHOLDER.sub(lambda m: lookup(m.group(1)), text)
+
+    missing = None
+    for part in (template.subject, template.text, template.html):
+        for match in _PLACEHOLDER.finditer(part or ""):
+            path, current = match.group(1), values
+            for key in path.split("."):
+                if not isinstance(current, dict) or key not in current:
+                    missing = f"Attribute '{path}' is not present in the rendering data."
+                    break
+                current = current[key]
+            if missing:
+                break
+        if missing:
+            break
+    return sub(template.subject) or "", sub(template.text), sub(template.html), missing
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        '{"name": "Ann", "a": {"b": 2}, "x-y": null, "c.d": 1, "list": [1], "t": true}',
+        '{"name": "{{ name }}", "a": {"b": {"c": "deep"}}}',
+        '{"a": "no b"}',
+        "{}",
+        "",
+    ],
+)
+def test_template_rendering_is_what_regex_substitution_gave(data: str) -> None:
+    template = Template(
+        "t",
+        subject="Hi {{ name }}{{{ name }}}{{name}",
+        text="{{a.b}}/{{missing}} {{ x-y }} {{c.d}} {{ list }} {{t}} {{ a.b.c }}",
+        html="<p>{{{name}}} and {{ a }}</p>",
+    )
+    expected = _reference(template, data)
+    assert template.render_checked(data) == expected
+    assert template.render(data) == expected[:3]
+    assert template.missing(data) == expected[3]
 
 
 def test_account_checks_come_first_then_validity_then_identities() -> None:
