@@ -2,15 +2,15 @@
 
     python -m bench.reliability [--recipients 20000] [--kills 5] [--rate 1000] [--seed N] [--quick]
 
-Reuses bench.harness and bench.campaign (a throwaway Postgres, the simulator in its own process, every
-step a `dispatcher ...` child): `campaign create` of N recipients, `campaign start`, then `kills`
-times: `run` until the simulator has accepted a random share of the list, SIGKILL, note what was
-claimed / in flight; finally `run --drain` until it exits 0 and the recipient-by-recipient check
-of bench.campaign.verify (simulator record against `campaign report`): lost must be 0,
+Reuses bench.harness and bench.campaign (a throwaway Postgres, the simulator in its own process,
+every step a `dispatcher ...` child): `campaign create` of N recipients, `campaign start`, then
+`kills` times: `run` until the simulator has accepted a random share of the list, SIGKILL, note
+what was claimed / in flight; finally `run --drain` until it exits 0 and the recipient-by-recipient
+check of bench.campaign.verify (simulator record against `campaign report`): lost must be 0,
 duplicates <= sends in flight at the kills, the in-doubt ones listed. Per kill it reports the
 accepted count at the signal and the sends in flight (each becomes one in-doubt recipient); lost
-and duplicates can only be counted over the whole run (the simulator does not say which worker
-sent a message). Writes bench/results/reliability.json; a failed verification exits 1.
+and duplicates can only be counted over the whole run (the simulator does not say which worker sent
+a message). Writes bench/results/reliability.json; a failed verification exits 1.
 """
 
 from __future__ import annotations
