@@ -410,6 +410,28 @@ async def test_a_claim_reads_only_what_it_takes_even_before_the_statistics(queue
     assert not scanned, [(n["Node Type"], n["Actual Rows"] * n["Actual Loops"]) for n in scanned]
 
 
+async def test_a_claim_locks_and_looks_up_each_job_it_takes_once(queue: Queue) -> None:
+    """The lane's offer locks a job (re-reading it as it is now); the claim then updates the
+    jobs it picked by key, not locking and looking them up a second time, and not comparing
+    every picked job with every other (a fifth of a claim's Postgres time, ~5 us per job)."""
+    await queue.enqueue_many([msg(i) for i in range(300)])
+    owner = await worker(queue)
+    async with queue.pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        plan = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + query("claim"), owner, 100, "default"
+        )
+        await tx.rollback()
+    nodes = _plan_nodes(json_plan(plan))
+    locked = sum(
+        n["Actual Rows"] * n["Actual Loops"] for n in nodes if n["Node Type"] == "LockRows"
+    )
+    assert locked == 100, f"{locked} row locks for a claim of 100"
+    compared = sum(n.get("Rows Removed by Join Filter", 0) for n in nodes)
+    assert compared < 100, f"{compared} rows compared and dropped by a join filter"
+
+
 def json_plan(plan: Any) -> dict[str, Any]:
     value = json.loads(plan) if isinstance(plan, str) else plan
     return dict(value[0]["Plan"])
