@@ -129,11 +129,22 @@ WITH RECURSIVE campaigns_due(cid) AS (
               m.bcc_addrs, m.reply_to, m.subject, m.text_body, m.html_body, m.raw,
               m.configuration_set, m.tags, m.campaign_id, m.variables, m.template_name,
               m.template_data
+), suppressed AS (
+    -- Which recipients of the jobs handed out are on the suppression list, in the same round
+    -- trip (it was a statement of its own per claim): looked up by each address with A-Z
+    -- lower-cased, which is its key (dispatcher.domain.address.suppression_key) for a plain
+    -- address (printable ASCII, no space or angle bracket); the worker looks up any other
+    -- address itself (worker/intake.py).
+    SELECT coalesce(array_agg(s.address), '{}') AS keys
+    FROM dispatcher.suppressions s
+    WHERE s.address = ANY(ARRAY(
+        SELECT translate(a, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')
+        FROM claimed c, unnest(c.to_addrs || c.cc_addrs || c.bcc_addrs) AS a))
 )
--- (read by position, in this order: repository._claimed_jobs)
+-- (read by position, in this order: repository._claimed_jobs; the keys found on every row)
 SELECT id, lease_token, attempts, priority, run_at, created_at, from_addr, to_addrs, cc_addrs,
        bcc_addrs, reply_to, subject, text_body, html_body, raw, configuration_set, tags,
-       campaign_id, variables, template_name, template_data
+       campaign_id, variables, template_name, template_data, (SELECT keys FROM suppressed)
 FROM claimed
 ORDER BY place;
 

@@ -88,6 +88,7 @@ def _claimed_jobs(rows: Sequence[Any]) -> list[ClaimedJob]:
         variables,
         template_name,
         template_data,
+        _suppressed,  # the claim's, on every row (Queue.claim_screened)
     ) in rows:
         message = OutgoingMessage(
             id=id_,
@@ -181,11 +182,18 @@ class Queue:
 
     async def claim(self, owner: uuid.UUID, limit: int) -> list[ClaimedJob]:
         """Lease up to ``limit`` due jobs to ``owner``, highest priority first."""
+        return (await self.claim_screened(owner, limit))[0]
+
+    async def claim_screened(
+        self, owner: uuid.UUID, limit: int
+    ) -> tuple[list[ClaimedJob], frozenset[str] | None]:
+        """``claim``, and the suppression keys among the plain addresses (``plain_address``)
+        of the jobs' recipients, found by the same statement."""
         if limit <= 0:
-            return []
+            return [], frozenset()
         async with stateless(self._pool) as conn:
             rows = await conn.fetch(query("claim"), owner, limit, self._account)
-        return _claimed_jobs(rows)
+        return _claimed_jobs(rows), frozenset(rows[0][-1]) if rows else frozenset()
 
     async def launch(
         self, owner: uuid.UUID, jobs: Sequence[ClaimedJob] | Sequence[tuple[int, int]]
