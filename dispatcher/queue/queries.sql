@@ -184,9 +184,15 @@ SET state = CASE WHEN u.state = 'queued' THEN dispatcher.requeue_state(j.campaig
     scheduled = false,
     lease_owner = NULL,
     updated_at = now()
-FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::smallint[], $8::float8[])
-     AS u(id, token, state, ses_message_id, outcome, error, attempt_used, delay)
+-- A column the same for every result may come as an empty array (unnest pads it with NULL)
+-- and its value once, in $9-$13 (NULL when the array is given): most batches are all "sent",
+-- no error, no delay, and an array costs the client ~0.25 us per element to encode.
+FROM (SELECT v.id, v.token, coalesce(v.state, $9) AS state, v.ses_message_id,
+             coalesce(v.outcome, $10) AS outcome, coalesce(v.error, $11) AS error,
+             coalesce(v.attempt_used, $12) AS attempt_used, coalesce(v.delay, $13) AS delay
+      FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                  $7::smallint[], $8::float8[])
+           AS v(id, token, state, ses_message_id, outcome, error, attempt_used, delay)) u
 WHERE j.id = ANY($1::bigint[]) AND j.id = u.id AND j.lease_token = u.token  -- by key, as launch
   AND (j.state IN ('claimed', 'in_flight', 'unknown')
        OR (j.state IN ('queued', 'held') AND u.state = 'sent'))

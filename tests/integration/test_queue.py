@@ -316,7 +316,8 @@ async def test_launch_settle_and_release_look_jobs_up_by_key(queue: Queue) -> No
     few = jobs[:30]
     ids, tokens = [j.id for j in few], [j.token for j in few]
     settle = [[s.id, s.token, "sent", "ses-1", "sent", None, 1, 0.0] for s in few]
-    settle_args = tuple(list(column) for column in zip(*settle, strict=True))
+    # (every column as an array; the five values read once when alike stay NULL)
+    settle_args = (*(list(column) for column in zip(*settle, strict=True)), *[None] * 5)
     statements = (
         ("launch", (ids, tokens, owner)),
         ("settle", settle_args),
