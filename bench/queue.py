@@ -3,6 +3,8 @@ same run; and enqueue rows/s, up to a 1,000,000-recipient campaign list.
 
     python -m bench.queue [--jobs N] [--recipients M] [--rounds K] [--batch B] [--quick]
 
+(`--recipients 0` skips step 3.)
+
 1. **Drain** N no-op jobs, alternating which queue goes first per round, each on a fresh
    database of one throwaway Postgres:
    - dispatcher: the real worker pool (`WorkerPool`, drain mode, default settings) with a sender
@@ -316,8 +318,10 @@ async def main_async(args: argparse.Namespace) -> int:
             enq = row["dispatcher"]["enqueue_rows_per_s"] / row["pgqueuer"]["enqueue_rows_per_s"]
             row["enqueue_ratio"] = round(enq, 3)
             rounds.append(row)
-        print(f"campaign list of {args.recipients:,} recipients ...", file=sys.stderr)
-        imported = await campaign_import(dbs, args.recipients)
+        imported = None
+        if args.recipients:
+            print(f"campaign list of {args.recipients:,} recipients ...", file=sys.stderr)
+            imported = await campaign_import(dbs, args.recipients)
 
     def median(side: str, key: str) -> float | None:
         values = [r[side][key] for r in rounds if r[side][key] is not None]
@@ -356,10 +360,11 @@ async def main_async(args: argparse.Namespace) -> int:
         f"claim+settle {[r['claim_settle_drain_ratio'] for r in rounds]}"
     )
     print(f"enqueue ratio / pgqueuer per round: {[r['enqueue_ratio'] for r in rounds]}")
-    print(
-        f"campaign create of {imported['recipients']:,} recipients: {imported['seconds']} s, "
-        f"{imported['rows_per_s']:,.0f} rows/s, peak RSS {imported['peak_rss_mb']} MB"
-    )
+    if imported is not None:
+        print(
+            f"campaign create of {imported['recipients']:,} recipients: {imported['seconds']} s, "
+            f"{imported['rows_per_s']:,.0f} rows/s, peak RSS {imported['peak_rss_mb']} MB"
+        )
     result = {
         "benchmark": "queue",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -393,8 +398,13 @@ def _fmt(value: float | None) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.queue", description=__doc__)
     parser.add_argument("--jobs", type=int, default=100_000)
-    parser.add_argument("--recipients", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--recipients",
+        type=int,
+        default=None,
+        help="campaign list size (default 1,000,000; --quick 200,000); 0 skips the campaign",
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="default 2; --quick 1")
     parser.add_argument(
         "--batch",
         type=int,
@@ -402,14 +412,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="pgqueuer's batch size and claim+settle's claim limit",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="20,000 jobs, 200,000 recipients, one round"
+        "--quick",
+        action="store_true",
+        help="20,000 jobs, 200,000 recipients, one round (unless given)",
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.jobs, args.recipients, args.rounds = 20_000, 200_000, 1
-    for name in ("jobs", "recipients", "rounds", "batch"):
+        args.jobs = 20_000
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 2
+    if args.recipients is None:
+        args.recipients = 200_000 if args.quick else 1_000_000
+    for name in ("jobs", "rounds", "batch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")
+    if args.recipients < 0:
+        parser.error("--recipients must be >= 0 (0: no campaign list)")
     return args
 
 

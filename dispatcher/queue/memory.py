@@ -174,6 +174,11 @@ class MemoryJobStore:
             )
         return claimed
 
+    async def claim_screened(
+        self, owner: uuid.UUID, limit: int
+    ) -> tuple[list[ClaimedJob], frozenset[str] | None]:
+        return await self.claim(owner, limit), None  # (the caller looks them all up)
+
     async def launch(
         self, owner: uuid.UUID, jobs: Sequence[ClaimedJob] | Sequence[tuple[int, int]]
     ) -> set[int]:

@@ -18,7 +18,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 import asyncpg  # type: ignore[import-untyped]
 
@@ -53,6 +53,7 @@ __all__ = ["Queue"]
 query = named_queries("dispatcher.queue", "queries.sql")
 
 _SETTLE_STATES = frozenset(get_args(SettleState))
+_V = TypeVar("_V")
 
 
 def _json_tags(tags: Any) -> dict[str, str]:
@@ -89,6 +90,7 @@ def _claimed_jobs(rows: Sequence[Any]) -> list[ClaimedJob]:
         variables,
         template_name,
         template_data,
+        _suppressed,  # the claim's, on every row (Queue.claim_screened)
     ) in rows:
         message = OutgoingMessage(
             id=id_,
@@ -118,6 +120,15 @@ def _claimed_jobs(rows: Sequence[Any]) -> list[ClaimedJob]:
             )
         )
     return jobs
+
+
+def _column(values: list[_V]) -> tuple[list[_V], _V | None]:
+    """A column of a statement's input: (values, None), or ([], the value) when every row has
+    the same one (the statement reads it once: no array element to encode per row)."""
+    first = values[0]
+    if values.count(first) == len(values):
+        return [], first
+    return values, None
 
 
 class Queue:
@@ -182,11 +193,18 @@ class Queue:
 
     async def claim(self, owner: uuid.UUID, limit: int) -> list[ClaimedJob]:
         """Lease up to ``limit`` due jobs to ``owner``, highest priority first."""
+        return (await self.claim_screened(owner, limit))[0]
+
+    async def claim_screened(
+        self, owner: uuid.UUID, limit: int
+    ) -> tuple[list[ClaimedJob], frozenset[str] | None]:
+        """``claim``, and the suppression keys among the plain addresses (``plain_address``)
+        of the jobs' recipients, found by the same statement."""
         if limit <= 0:
-            return []
+            return [], frozenset()
         async with stateless(self._pool) as conn:
             rows = await conn.fetch(query("claim"), owner, limit, self._account)
-        return _claimed_jobs(rows)
+        return _claimed_jobs(rows), frozenset(rows[0][-1]) if rows else frozenset()
 
     async def launch(
         self, owner: uuid.UUID, jobs: Sequence[ClaimedJob] | Sequence[tuple[int, int]]
@@ -208,17 +226,27 @@ class Queue:
         for s in settlements:
             if s.state not in _SETTLE_STATES:
                 raise InputError(f"job {s.id}: cannot settle to state {s.state!r}")
+        states, state = _column([s.state for s in settlements])
+        outcomes, outcome = _column([s.outcome for s in settlements])
+        errors, error = _column([s.error for s in settlements])
+        used, attempt_used = _column([int(s.attempt_used) for s in settlements])
+        delays, delay = _column([float(s.delay) for s in settlements])
         async with stateless(self._pool) as conn:
             rows = await conn.fetch(
                 query("settle"),
                 [s.id for s in settlements],
                 [s.token for s in settlements],
-                [s.state for s in settlements],
+                states,
                 [s.ses_message_id for s in settlements],
-                [s.outcome for s in settlements],
-                [s.error for s in settlements],
-                [int(s.attempt_used) for s in settlements],
-                [float(s.delay) for s in settlements],
+                outcomes,
+                errors,
+                used,
+                delays,
+                state,
+                outcome,
+                error,
+                attempt_used,
+                delay,
             )
         return {row["id"] for row in rows}
 

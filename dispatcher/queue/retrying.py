@@ -44,20 +44,30 @@ class RetryingStore:
         return await while_down(op, what=what, give_up_after=self._give_up_after, stop=self._stop)
 
     async def claim(self, owner: uuid.UUID, limit: int) -> list[ClaimedJob]:
-        async def attempt() -> list[ClaimedJob]:
-            try:
-                if owner in self._cut:
-                    orphans = await self._store.release_orphans(owner, self.holding())
-                    if orphans:
-                        log.warning("queue.orphans_released", count=orphans)
-                    self._cut.discard(owner)
-                return await self._store.claim(owner, limit)
-            except Exception as exc:
-                if connection_lost(exc):
-                    self._cut.add(owner)
-                raise
+        return await self._retry(
+            "claim", lambda: self._claim(owner, lambda: self._store.claim(owner, limit))
+        )
 
-        return await self._retry("claim", attempt)
+    async def claim_screened(
+        self, owner: uuid.UUID, limit: int
+    ) -> tuple[list[ClaimedJob], frozenset[str] | None]:
+        return await self._retry(
+            "claim", lambda: self._claim(owner, lambda: self._store.claim_screened(owner, limit))
+        )
+
+    async def _claim(self, owner: uuid.UUID, claim: Callable[[], Awaitable[_R]]) -> _R:
+        """One attempt of a claim; one cut off before releases what it may have claimed."""
+        try:
+            if owner in self._cut:
+                orphans = await self._store.release_orphans(owner, self.holding())
+                if orphans:
+                    log.warning("queue.orphans_released", count=orphans)
+                self._cut.discard(owner)
+            return await claim()
+        except Exception as exc:
+            if connection_lost(exc):
+                self._cut.add(owner)
+            raise
 
     async def launch(
         self, owner: uuid.UUID, jobs: Sequence[ClaimedJob] | Sequence[tuple[int, int]]

@@ -18,7 +18,14 @@ if TYPE_CHECKING:
     from dispatcher.queue.memory import MemoryJobStore
     from dispatcher.queue.repository import Queue
 
-__all__ = ["JobStore"]
+__all__ = ["JobStore", "plain_address"]
+
+
+def plain_address(address: str) -> bool:
+    """Printable ASCII with no space or angle bracket: its suppression key
+    (`domain.address.suppression_key`) is the address with A-Z lower-cased, which is how the
+    claim statement looks it up (queries.sql, claim)."""
+    return address.isascii() and address.isprintable() and " " not in address and "<" not in address
 
 
 class JobStore(Protocol):
@@ -27,6 +34,13 @@ class JobStore(Protocol):
     async def claim(self, owner: uuid.UUID, limit: int) -> list[ClaimedJob]:
         """Lease up to `limit` due jobs to `owner` (lanes take turns, higher priority first);
         each claim gets a new fencing token."""
+        ...
+
+    async def claim_screened(
+        self, owner: uuid.UUID, limit: int
+    ) -> tuple[list[ClaimedJob], frozenset[str] | None]:
+        """`claim`, and the suppression keys among the plain addresses of the jobs' recipients
+        (None: not looked up; the caller checks them all with `suppressed_among`)."""
         ...
 
     async def launch(

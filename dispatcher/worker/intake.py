@@ -16,7 +16,7 @@ import structlog
 from dispatcher.clock import wait_event
 from dispatcher.domain.jobs import ClaimedJob, Settlement
 from dispatcher.domain.validate import suppression_key
-from dispatcher.queue.store import JobStore
+from dispatcher.queue.store import JobStore, plain_address
 from dispatcher.worker.counters import EXIT_HELD, EXIT_OK, Counters
 from dispatcher.worker.lane_gate import Lanes
 from dispatcher.worker.ledger import Ledger
@@ -72,7 +72,8 @@ class Intake:
         self._low = asyncio.Event()  # the claimer should top the buffer up
         self._urgent = 0  # claim_now: jobs to claim beyond the read-ahead and put first
         self._in_hand: list[ClaimedJob] = []  # taken from the buffer, not handed over yet
-        self._claims: set[asyncio.Future[list[ClaimedJob]]] = set()  # claims in flight
+        # claims in flight: the jobs, and the suppressed keys found with them (`claim_screened`)
+        self._claims: set[asyncio.Future[tuple[list[ClaimedJob], frozenset[str] | None]]] = set()
         self._incoming = 0  # jobs those claims may bring (their limits)
         self._paused_until = 0.0  # loop time; no claims before
         self._ended = False
@@ -169,7 +170,7 @@ class Intake:
         jobs = self.take_all()
         for claiming in list(self._claims):
             with contextlib.suppress(Exception):
-                jobs += await claiming
+                jobs += (await claiming)[0]
         self._claims.clear()
         return jobs
 
@@ -224,13 +225,13 @@ class Intake:
             # shield: if shutdown cancels us now, the claim still completes and `unsent`
             # returns what it got, instead of leaving those jobs claimed until lease expiry.
             self._wake.clear()  # a NOTIFY from now on means: look again
-            claiming = asyncio.ensure_future(self._store.claim(self._owner, limit))
+            claiming = asyncio.ensure_future(self._store.claim_screened(self._owner, limit))
             self._claims.add(claiming)
             self._incoming += limit
-            jobs = await asyncio.shield(claiming)
+            jobs, suppressed = await asyncio.shield(claiming)
             claimed = len(jobs)
             if jobs:  # (a cancel here finds them in _claims still: `unsent` releases them)
-                jobs = await self._without_suppressed(jobs)
+                jobs = await self._without_suppressed(jobs, suppressed)
             self._claims.discard(claiming)
             self._incoming -= limit
             if urgent and claimed < limit:
@@ -293,10 +294,18 @@ class Intake:
             else:
                 await asyncio.sleep(min(left, 0.005))
 
-    async def _without_suppressed(self, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
-        """Drop suppressed recipients (one query per claim); a job left with none is failed."""
+    async def _without_suppressed(
+        self, jobs: list[ClaimedJob], found: frozenset[str] | None
+    ) -> list[ClaimedJob]:
+        """Drop suppressed recipients; a job left with none is failed. `found`: the claim's
+        suppressed keys among the plain addresses, or None (all looked up here: one query)."""
         addresses = [a for j in jobs for a in (*j.message.to, *j.message.cc, *j.message.bcc)]
-        suppressed = await self._store.suppressed_among(addresses)
+        if found is None:
+            suppressed = await self._store.suppressed_among(addresses)
+        else:  # the claim looked up the plain ones; the others (rare) are looked up here
+            suppressed = set(found)
+            if unsure := [a for a in addresses if not plain_address(a)]:
+                suppressed |= await self._store.suppressed_among(unsure)
         if not suppressed:
             return jobs
 

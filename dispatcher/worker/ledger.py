@@ -1,5 +1,9 @@
 """What is on the wire: the launch (claimed -> in_flight, just before SES is asked) and settle
-group commits, the send tasks, and what must become in doubt if shutdown cuts a send off."""
+group commits, the send tasks, and what must become in doubt if shutdown cuts a send off.
+
+An admitted send waits for the next launch group commit; its task starts once the launch has
+committed (the task does not wait for it: one future and one task step less per send).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -18,9 +22,22 @@ from dispatcher.queue.store import JobStore
 from dispatcher.worker.batcher import Batcher
 from dispatcher.worker.counters import Counters
 
-__all__ = ["Ledger"]
+__all__ = ["Launchable", "Ledger"]
 
 log = structlog.get_logger()
+
+
+class Launchable(Protocol):
+    """An admitted send (it holds a send slot), waiting for the launch group commit."""
+
+    @property
+    def jobs(self) -> Sequence[ClaimedJob]: ...
+
+    def launched(self, sendable: list[ClaimedJob]) -> Coroutine[Any, Any, None] | None:
+        """Its jobs still ours after the launch (maybe none): the send to run, or None."""
+
+    def abandoned(self) -> None:
+        """Not launched (the launch failed, or shutdown cut it off): give its slot back."""
 
 
 class Ledger:
@@ -43,8 +60,10 @@ class Ledger:
         self._on_wire: dict[int, ClaimedJob] = {}  # handed over, result not known yet
         self._sends: set[asyncio.Task[None]] = set()
         self._side: set[asyncio.Future[Any]] = set()  # e.g. pausing a campaign
-        self._launcher: Batcher[ClaimedJob, bool] = Batcher(
-            self._launch_batch, max_batch=1000, name="launch"
+        self._cut = False  # shutdown's grace ended: nothing more is handed to SES
+        # Nobody waits for a launch: once it commits, the sends it launched start as tasks.
+        self._launcher: Batcher[Launchable, None] = Batcher(
+            self._launch_batch, max_batch=1000, name="launch", on_error=self._launch_failed
         )
         # Results are written with nobody waiting for them (a send's task ends once SES has
         # answered: one future and one task step less per job); a write that fails stops the
@@ -63,49 +82,31 @@ class Ledger:
 
     @property
     def sending(self) -> bool:
-        """A send task is running."""
-        return bool(self._sends)
+        """A send waits for its launch or is running."""
+        return bool(self._sends) or self._launcher.busy
 
     @property
     def busy(self) -> bool:
-        """A send task is running, a result is not written yet, or side work (a campaign
-        pause) is under way: a drain must not judge the queue before it is done."""
-        return bool(self._sends) or self._settler.busy or bool(self._side)
+        """A send is launching or running, a result is not written yet, or side work (a
+        campaign pause) is under way: a drain must not judge the queue before it is done."""
+        return self.sending or self._settler.busy or bool(self._side)
 
     def ids(self) -> set[int]:
         return set(self._on_wire)
 
-    def send(self, jobs: Sequence[ClaimedJob], coro: Coroutine[Any, Any, None]) -> None:
-        """Run a send of `jobs`, tracked from now: if shutdown cuts it off mid-launch it cannot
-        know whether the launch committed, and settles them as in doubt (see `close`)."""
-        for job in jobs:
+    def send(self, admitted: Launchable) -> None:
+        """Launch an admitted send with the next launch group commit, then run it; tracked
+        from now: if shutdown cuts it off mid-launch it cannot know whether the launch
+        committed, and settles its jobs as in doubt (see `close`)."""
+        for job in admitted.jobs:
             self._on_wire[job.id] = job
-        task = asyncio.create_task(coro)
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
+        self._launcher.put_nowait(admitted)
 
     def aside(self, work: Awaitable[Any]) -> None:
         """A side job that must finish before shutdown ends (a campaign pause, a settle)."""
         task = asyncio.ensure_future(work)
         self._side.add(task)
         task.add_done_callback(self._side.discard)
-
-    async def launch(self, jobs: Sequence[ClaimedJob]) -> list[ClaimedJob]:
-        """The point of no return: the jobs that may now be handed to SES (the others lost
-        their lease and are dropped)."""
-        if len(jobs) == 1:  # the common case: no gather
-            launched = [await self._launcher.put(jobs[0])]
-        else:
-            launched = list(await asyncio.gather(*(self._launcher.put(j) for j in jobs)))
-        sendable = []
-        for job, ok in zip(jobs, launched, strict=True):
-            if ok:
-                sendable.append(job)
-            else:
-                self._on_wire.pop(job.id, None)
-                self._counters.lease_lost += 1
-                log.warning("message.lease_lost", message_id=job.id)
-        return sendable
 
     def answered(self, job: ClaimedJob) -> None:
         """The result is known: shutdown must record it, not mark it in doubt."""
@@ -135,10 +136,20 @@ class Ledger:
             self._fail(exc)
 
     async def wait(self, longest: float | None = None) -> bool:
-        """Wait for the running sends; False if some are still running after `longest` s."""
+        """Wait for the sends launching or running; False if some are not done after
+        `longest` s."""
+        loop = asyncio.get_running_loop()
+        deadline = None if longest is None else loop.time() + longest
+        if self._launcher.busy:  # its sends start as tasks once their launch is written
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await self._launcher.wait_idle()
+            if self._launcher.busy:
+                return False
         if not self._sends:
             return True
-        _, pending = await asyncio.wait(set(self._sends), timeout=longest)
+        left = None if deadline is None else max(0.0, deadline - loop.time())
+        _, pending = await asyncio.wait(set(self._sends), timeout=left)
         return not pending
 
     async def close(self, grace: float, retry: RetryPolicy) -> bool:
@@ -148,6 +159,7 @@ class Ledger:
         False if some write failed."""
         if not await self.wait(grace):
             log.warning("worker.grace_expired", in_flight=len(self._sends))
+            self._cut = True  # a launch still being written starts no send
             for task in list(self._sends):
                 task.cancel()
             await asyncio.gather(*self._sends, return_exceptions=True)
@@ -184,9 +196,42 @@ class Ledger:
         written &= await _quietly("launch", self._launcher.close())
         return written
 
-    async def _launch_batch(self, jobs: Sequence[ClaimedJob]) -> list[bool]:
-        launched = await self._store.launch(self._owner, jobs)
-        return [job.id in launched for job in jobs]
+    async def _launch_batch(self, batch: Sequence[Launchable]) -> list[None]:
+        """One launch statement for the admitted sends; each starts once it has committed."""
+        if self._cut:  # shutdown cut the sends off before their launch: never handed to SES
+            for admitted in batch:
+                admitted.abandoned()
+            return [None] * len(batch)
+        try:
+            jobs = [job for admitted in batch for job in admitted.jobs]
+            launched = await self._store.launch(self._owner, jobs)
+        except BaseException:
+            for admitted in batch:
+                admitted.abandoned()
+            raise
+        for admitted in batch:
+            group = admitted.jobs
+            sendable = [job for job in group if job.id in launched]
+            if len(sendable) < len(group):
+                for job in group:
+                    if job.id not in launched:
+                        self._on_wire.pop(job.id, None)
+                        self._counters.lease_lost += 1
+                        log.warning("message.lease_lost", message_id=job.id)
+            if self._cut:  # launched as shutdown cut the sends off: in doubt (see `close`)
+                admitted.abandoned()
+                continue
+            coro = admitted.launched(sendable)
+            if coro is not None:
+                task = asyncio.create_task(coro)
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
+        return [None] * len(batch)
+
+    def _launch_failed(self, exc: BaseException) -> None:
+        log.error("worker.launch_failed", error=repr(exc))
+        if self._fail is not None:
+            self._fail(exc)
 
     async def _settle_batch(self, settlements: Sequence[Settlement]) -> list[bool]:
         recorded = await self._store.settle(settlements)

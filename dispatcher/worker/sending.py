@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol
 
 import structlog
 
@@ -71,17 +71,16 @@ class Sending:
         self._rand = rand
 
     def start(self, group: Sequence[ClaimedJob], template: str | None) -> None:
-        """Send an admitted group (it holds one slot) in a task of its own."""
-        self._ledger.send(group, self._send(list(group), template))
+        """Send an admitted group (it holds one slot): launched with the next launch group
+        commit, then sent in a task of its own."""
+        self._ledger.send(_Admitted(self, group, template))
 
-    async def _send(self, group: list[ClaimedJob], template: str | None) -> None:
-        recipients = recipients_of(group)  # as admitted
+    async def _send(
+        self, sendable: list[ClaimedJob], template: str | None, recipients: int, taken: float
+    ) -> None:
+        """The SES call of launched jobs; `recipients` as admitted, `taken`: when the slot was."""
         slot_held = True
-        taken = time.monotonic()  # the slot was taken just before this task started
         try:
-            sendable = await self._ledger.launch(group)
-            if not sendable:
-                return
             # Launch times, not completion times, measure the pace (latency shifts both ends).
             c = self._counters
             c.last_send_at = now = time.monotonic()
@@ -103,7 +102,7 @@ class Sending:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.error("worker.send_task_failed", message_id=group[0].id, error=repr(exc))
+            log.error("worker.send_task_failed", message_id=sendable[0].id, error=repr(exc))
             self._fail(exc)
         finally:
             if slot_held:  # not sent, or cut off: counted as answered (the safe side)
@@ -166,3 +165,25 @@ class Sending:
             log.warning("message.in_doubt", message_id=msg.id, reason=result.reason)
         elif outcome is Outcome.TRANSIENT or outcome is Outcome.IN_DOUBT:
             c.retried += 1
+
+
+class _Admitted:
+    """A group admitted for sending (it holds a send slot) until its launch is written."""
+
+    __slots__ = ("_recipients", "_sending", "_taken", "_template", "jobs")
+
+    def __init__(self, sending: Sending, jobs: Sequence[ClaimedJob], template: str | None) -> None:
+        self._sending = sending
+        self.jobs = jobs
+        self._template = template
+        self._recipients = recipients_of(jobs)  # as admitted
+        self._taken = time.monotonic()  # the slot was taken just before
+
+    def launched(self, sendable: list[ClaimedJob]) -> Coroutine[Any, Any, None] | None:
+        if not sendable:  # every job lost its lease: nothing to send
+            self.abandoned()
+            return None
+        return self._sending._send(sendable, self._template, self._recipients, self._taken)
+
+    def abandoned(self) -> None:
+        self._sending._admission.answered(self._recipients)  # counted as answered: safe side

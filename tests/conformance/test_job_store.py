@@ -261,6 +261,25 @@ async def test_a_result_for_mail_the_reaper_took_is_kept_when_it_was_sent(h: Har
     assert await h.state(other.id) == "queued"
 
 
+async def test_settle_records_a_batch_whose_results_are_alike(h: Harness) -> None:
+    """The same state, outcome, error, attempt and delay for every result (read once by the
+    statement, not per row): each job gets all of them, and its own SES message id."""
+    ids = [r.id for r in await h.store.enqueue_many([msg(i) for i in range(3)])]
+    owner = await h.worker()
+    jobs = {j.id: j for j in await h.store.claim(owner, 10)}
+    await h.store.launch(owner, list(jobs.values()))
+    before = datetime.now(UTC)
+    retry = [
+        S(i, jobs[i].token, "queued", f"m-{i}", "transient", "timeout", True, 3600) for i in ids
+    ]
+    assert await h.store.settle(retry) == set(ids)
+    for i in ids:
+        view = await h.store.get(i)
+        assert view is not None and (view.state, view.attempts) == ("queued", 1)
+        assert (view.last_outcome, view.last_error) == ("transient", "timeout")
+        assert view.ses_message_id == f"m-{i}" and view.run_at > before + timedelta(seconds=3500)
+
+
 async def test_settle_records_each_result(h: Harness) -> None:
     ids = [r.id for r in await h.store.enqueue_many([msg(i) for i in range(4)])]
     owner = await h.worker()

@@ -173,13 +173,21 @@ async def test_suppressed_recipients_are_never_sent_to(
             text="t",
         )
     )
+    # A recipient with a display name: not looked up by the claim statement (its key is not
+    # the address lower-cased), so the worker looks it up itself.
+    named = await queue.enqueue(
+        NewMessage(
+            from_addr="a@example.com", to=("Gone Person <GONE@example.com>",), subject="s", text="t"
+        )
+    )
     async with sim_process(max_send_rate=100) as sim:
         report = await drain(make_config(pg_dsn, sim.endpoint_url))
         received = await sim.messages()
     assert report.exit_code == EXIT_OK
     assert [(m["to"], m["cc"]) for m in received] == [(["ok@example.com"], [])]
-    job = await queue.get(only.id)
-    assert job is not None and (job.state, job.last_outcome) == ("failed", "suppressed")
+    for failed in (only, named):
+        job = await queue.get(failed.id)
+        assert job is not None and (job.state, job.last_outcome) == ("failed", "suppressed")
     sent = await queue.get(mixed.id)
     assert sent is not None and sent.state == "sent"
 
