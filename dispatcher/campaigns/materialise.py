@@ -37,9 +37,11 @@ START_LEAD_SECONDS = 5.0  # a send_at campaign is materialised this long before 
 @dataclass(frozen=True, slots=True)
 class Ahead:
     """How much mail to keep ready per campaign: `seconds` of sending at the current rate,
-    at least `floor`, at most `ceiling` (the claim's own read-ahead is about 2 s)."""
+    at least `floor`, at most `ceiling` (the claim's own read-ahead is half a second). Not
+    more: every look at what is ready walks it (materialise_due: 7.5 ms at 30,000 ready, the
+    10 s this kept at 3,000/s, several times a second), and a chunk is made in ~20 ms."""
 
-    seconds: float = 10.0
+    seconds: float = 3.0
     floor: int = 2000
     ceiling: int = 50_000
 
