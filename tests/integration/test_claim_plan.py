@@ -11,25 +11,16 @@ indexes the offer may use keep its order (migration 0024).
 from __future__ import annotations
 
 import io
-import json
 import uuid
-from typing import Any
 
 from dispatcher.campaigns.materialise import materialise_chunk
 from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.store import CampaignSpec, CampaignStore
 from dispatcher.queue.repository import Queue, query
+from tests.support.plans import json_plan, plan_nodes
 
 QUEUED = 24_000  # ready to claim: what the materialiser keeps at 2,000/s (10 s)
 CLAIM = 100
-
-
-def scans_of_jobs(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every node of the plan that reads dispatcher.jobs."""
-    found = [plan] if plan.get("Relation Name") == "jobs" else []
-    for child in plan.get("Plans", []):
-        found += scans_of_jobs(child)
-    return found
 
 
 async def test_a_claim_reads_no_more_than_it_hands_out_with_stale_statistics(
@@ -60,14 +51,13 @@ async def test_a_claim_reads_no_more_than_it_hands_out_with_stale_statistics(
             made.id,
         )
         assert ready == QUEUED - 4000
-        (raw,) = await conn.fetchrow(
+        plan = await conn.fetchval(
             "EXPLAIN (ANALYZE, FORMAT JSON) " + query("claim"), uuid.uuid4(), CLAIM, "default"
         )
-        plan = json.loads(raw)[0]["Plan"]
         await conn.execute("ROLLBACK; BEGIN")  # nothing claimed for real
     read = {
         s["Node Type"] + " " + s.get("Index Name", ""): s["Actual Rows"]
-        for s in scans_of_jobs(plan)
+        for s in (n for n in plan_nodes(json_plan(plan)) if n.get("Relation Name") == "jobs")
     }
     # The offer stops at the claim's 100 (and the update looks up those); not all 5,000.
     assert max(read.values()) <= 2 * CLAIM, read

@@ -17,6 +17,7 @@ from dispatcher.domain.message import OutgoingMessage
 from dispatcher.errors import InputError
 from dispatcher.queue import enqueue
 from dispatcher.queue.repository import Queue, query
+from tests.support.plans import json_plan, plan_nodes
 
 LEASE = 30.0
 
@@ -234,7 +235,7 @@ async def test_enqueue_reads_only_the_rows_of_keys_already_stored(queue: Queue) 
         await tx.rollback()
     read = [
         n
-        for n in _plan_nodes(json_plan(plan))
+        for n in plan_nodes(json_plan(plan))
         if n.get("Relation Name") == "messages" and "Scan" in n["Node Type"]
     ]
     assert read and all(n["Node Type"] == "Index Scan" for n in read), read
@@ -329,7 +330,7 @@ async def test_launch_settle_and_release_look_jobs_up_by_key(queue: Queue) -> No
             await tx.start()
             plan = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + query(name), *args)
             await tx.rollback()  # EXPLAIN ANALYZE ran the statement: keep nothing of it
-        nodes = _plan_nodes(json_plan(plan))
+        nodes = plan_nodes(json_plan(plan))
         read = [n for n in nodes if n.get("Relation Name") == "jobs" and "Index Name" in n]
         assert read and all(n["Index Name"] == "jobs_pkey" for n in read), (name, read)
         assert max(n["Actual Rows"] * n["Actual Loops"] for n in read) <= len(few)
@@ -360,7 +361,7 @@ async def test_a_launch_matches_each_job_with_its_token_once(queue: Queue) -> No
             owner,
         )
         await tx.rollback()
-    nodes = _plan_nodes(json_plan(plan))
+    nodes = plan_nodes(json_plan(plan))
     discarded = sum(
         n.get("Rows Removed by Join Filter", 0) * n.get("Actual Loops", 1) for n in nodes
     )
@@ -404,7 +405,7 @@ async def test_a_claim_reads_only_what_it_takes_even_before_the_statistics(queue
             "EXPLAIN (ANALYZE, FORMAT JSON) " + query("claim"), owner, 100, "default"
         )
         await tx.rollback()
-    nodes = _plan_nodes(json_plan(plan))
+    nodes = plan_nodes(json_plan(plan))
     scanned = [
         n for n in nodes if n.get("Relation Name") == "jobs" and n["Node Type"] == "Seq Scan"
     ]
@@ -424,26 +425,13 @@ async def test_a_claim_locks_and_looks_up_each_job_it_takes_once(queue: Queue) -
             "EXPLAIN (ANALYZE, FORMAT JSON) " + query("claim"), owner, 100, "default"
         )
         await tx.rollback()
-    nodes = _plan_nodes(json_plan(plan))
+    nodes = plan_nodes(json_plan(plan))
     locked = sum(
         n["Actual Rows"] * n["Actual Loops"] for n in nodes if n["Node Type"] == "LockRows"
     )
     assert locked == 100, f"{locked} row locks for a claim of 100"
     compared = sum(n.get("Rows Removed by Join Filter", 0) for n in nodes)
     assert compared < 100, f"{compared} rows compared and dropped by a join filter"
-
-
-def json_plan(plan: Any) -> dict[str, Any]:
-    value = json.loads(plan) if isinstance(plan, str) else plan
-    return dict(value[0]["Plan"])
-
-
-def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every node of an EXPLAIN (FORMAT JSON) plan tree."""
-    out = [node]
-    for child in node.get("Plans", []):
-        out += _plan_nodes(child)
-    return out
 
 
 async def test_a_slow_worker_that_lost_its_jobs_writes_nothing_while_another_holds_them(
