@@ -920,7 +920,7 @@ CREATE INDEX events_unlinked ON dispatcher.events USING btree (received_at) WHER
 
 CREATE INDEX events_unprocessed ON dispatcher.events USING btree (id) WHERE (processed_at IS NULL);
 
-CREATE INDEX jobs_campaign ON dispatcher.jobs USING btree (campaign_id, state) WHERE (campaign_id IS NOT NULL);
+CREATE INDEX jobs_campaign ON dispatcher.jobs USING btree (campaign_id, state, priority DESC, run_at, id) WHERE (campaign_id IS NOT NULL);
 
 CREATE INDEX jobs_finished ON dispatcher.jobs USING btree (state, updated_at) WHERE (state = ANY (ARRAY['failed'::dispatcher.job_state, 'cancelled'::dispatcher.job_state]));
 
