@@ -34,16 +34,7 @@ HOLD_SLOTS = 4  # a refused call: this process's calls wait this many slots (5 s
 class CallPacer:
     """At most one call per `interval` seconds of the account, in this process's turns."""
 
-    __slots__ = (
-        "_held_until",
-        "_interval",
-        "_last",
-        "_last_at",
-        "_n",
-        "_rank",
-        "_refused",
-        "_window",
-    )
+    __slots__ = ("_held_until", "_interval", "_last_at", "_n", "_rank", "_refused", "_window")
 
     def __init__(self, interval: float = BULK_CALL_INTERVAL, window: float = BULK_CALL_WINDOW):
         if interval <= 0:
@@ -53,9 +44,8 @@ class CallPacer:
         self._interval = interval
         self._window = window
         self._rank, self._n = 0, 1
-        self._last = -math.inf  # the slot of our last call
-        self._last_at = -math.inf  # ... and its time
-        self._refused = -math.inf  # ... of the last call SES refused (counted once per call)
+        self._last_at = -math.inf  # when our last call went
+        self._refused = -math.inf  # ... the last call SES refused (counted once per call)
         self._held_until = -math.inf
 
     def set_turn(self, rank: int, n: int) -> None:
@@ -73,13 +63,13 @@ class CallPacer:
                 return False
             if now - slot * self._interval >= self._window:
                 return False  # late in the slot: the next one's call could follow too closely
-        self._last, self._last_at = slot, now
+        self._last_at = now
         return True
 
     def refused(self, now: float) -> None:
         """SES refused our last call as over its call rate (a clock off, or processes
         re-ranking): no call for HOLD_SLOTS slots. Every recipient of the call reports it;
         it counts once."""
-        if self._last != self._refused:
-            self._refused = self._last
+        if self._last_at != self._refused:
+            self._refused = self._last_at
             self._held_until = now + HOLD_SLOTS * self._interval

@@ -87,14 +87,14 @@ class Sending:
             if c.first_send_at is None:
                 c.first_send_at = now
             c.ses_calls += 1
-            results = await self._call(sendable, template)
+            bulk = template is not None and len(sendable) > 1  # else SendEmail (templated)
+            results = await self._call(sendable, template, bulk)
             if c.send_seconds is not None:
                 c.send_seconds.append(time.monotonic() - now)
             # max_in_flight bounds SES calls on the wire: writing the result (group commit,
             # up to settle_interval of linger) must not keep the next send waiting.
             slot_held = False
             self._admission.answered(recipients, time.monotonic() - taken)
-            bulk = template is not None and len(sendable) > 1
             settlements = [
                 self._settlement(j, r, bulk) for j, r in zip(sendable, results, strict=True)
             ]
@@ -108,13 +108,15 @@ class Sending:
             if slot_held:  # not sent, or cut off: counted as answered (the safe side)
                 self._admission.answered(recipients)
 
-    async def _call(self, jobs: list[ClaimedJob], template: str | None) -> list[SendResult]:
+    async def _call(
+        self, jobs: list[ClaimedJob], template: str | None, bulk: bool
+    ) -> list[SendResult]:
         try:
             if template is None:
                 [job] = jobs
                 return [await self._ses.send(job.message)]
             entries = [(j.message, {"email": j.message.to[0], **(j.variables or {})}) for j in jobs]
-            if len(entries) == 1:  # SendEmail with the template: no 1 request/s limit on it
+            if not bulk:  # SendEmail with the template: no 1 request/s limit on it
                 [(msg, data)] = entries
                 return [await self._ses.send_templated(template, msg, data)]
             return await self._ses.send_bulk(template, entries)
