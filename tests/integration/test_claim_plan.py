@@ -17,7 +17,7 @@ from dispatcher.campaigns.materialise import materialise_chunk
 from dispatcher.campaigns.recipients import iter_recipients
 from dispatcher.campaigns.store import CampaignSpec, CampaignStore
 from dispatcher.queue.repository import Queue, query
-from tests.support.plans import json_plan, plan_nodes
+from tests.support.plans import explained
 
 QUEUED = 24_000  # ready to claim: what the materialiser keeps at 2,000/s (10 s)
 CLAIM = 100
@@ -51,15 +51,11 @@ async def test_a_claim_reads_no_more_than_it_hands_out_with_stale_statistics(
             made.id,
         )
         assert ready == QUEUED - 4000
-        tx = conn.transaction()
-        await tx.start()
-        plan = await conn.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + query("claim"), uuid.uuid4(), CLAIM, "default"
-        )
-        await tx.rollback()  # nothing claimed for real
+    nodes = await explained(queue.pool, query("claim"), uuid.uuid4(), CLAIM, "default")
     read = {
-        s["Node Type"] + " " + s.get("Index Name", ""): s["Actual Rows"]
-        for s in (n for n in plan_nodes(json_plan(plan)) if n.get("Relation Name") == "jobs")
+        n["Node Type"] + " " + n.get("Index Name", ""): n["Actual Rows"]
+        for n in nodes
+        if n.get("Relation Name") == "jobs"
     }
     # The offer stops at the claim's 100 (and the update looks up those); not all 20,000.
     assert max(read.values()) <= 2 * CLAIM, read

@@ -5,8 +5,6 @@ the batch is copied in is skipped, and the routing trigger still decides each jo
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +18,7 @@ from dispatcher.domain.jobs import Enqueued, NewMessage
 from dispatcher.errors import InputError
 from dispatcher.queue import enqueue
 from dispatcher.queue.repository import Queue
+from tests.support.plans import explained
 
 PART = enqueue.OVERLAP_PART
 WHEN = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
@@ -200,22 +199,16 @@ async def test_the_key_lookup_reads_only_the_rows_of_keys_already_stored(queue: 
     ]
     await queue.enqueue_many([replace(m, idempotency_key=f"old-{i}") for i, m in enumerate(old)])
     keys = [f"old-{i}" if i < 5 else (None if i % 2 else f"new-{i}") for i in range(20)]
+    sql = enqueue.query("enqueue_reserve")
     async with queue.pool.acquire() as conn:
         await conn.execute("ANALYZE dispatcher.messages")
-        sql = enqueue.query("enqueue_reserve")
-        plan = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, 20, keys)
+    nodes = await explained(queue.pool, sql, 20, keys)
+    async with queue.pool.acquire() as conn:
         row = await conn.fetchrow(sql, 20, keys)
-    nodes = list(plan_nodes(json.loads(plan)[0]["Plan"]))
     read = [n for n in nodes if n.get("Relation Name") == "messages"]
     assert read and all(n["Node Type"] == "Index Scan" for n in read), read
     assert sum(n["Actual Loops"] for n in read) == 20  # a probe per key, none of the 3,000
     assert [i is not None for i in row["stored"]] == [True] * 5 + [False] * 15
-
-
-def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield node
-    for child in node.get("Plans", []):
-        yield from plan_nodes(child)
 
 
 @pytest.mark.parametrize("bad", ["k\x00", "k\ud800", 7])

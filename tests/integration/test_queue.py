@@ -17,7 +17,7 @@ from dispatcher.domain.message import OutgoingMessage
 from dispatcher.errors import InputError
 from dispatcher.queue import enqueue
 from dispatcher.queue.repository import Queue, query
-from tests.support.plans import json_plan, plan_nodes
+from tests.support.plans import explained
 
 LEASE = 30.0
 
@@ -225,19 +225,12 @@ async def test_enqueue_reads_only_the_rows_of_keys_already_stored(queue: Queue) 
     await queue.enqueue_many([msg(i, idempotency_key=f"old-{i}") for i in range(3000)])
     await fetch(queue, "ANALYZE dispatcher.messages")
     batch = [msg(i, idempotency_key=f"old-{i}" if i < 5 else None) for i in range(20)]
-    async with queue.pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        plan = await conn.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + query("enqueue_many"),
-            *enqueue._params(enqueue.validate_all(batch)),  # OLD,
-        )
-        await tx.rollback()
-    read = [
-        n
-        for n in plan_nodes(json_plan(plan))
-        if n.get("Relation Name") == "messages" and "Scan" in n["Node Type"]
-    ]
+    nodes = await explained(
+        queue.pool,
+        query("enqueue_many"),
+        *enqueue._params(enqueue.validate_all(batch)),  # OLD,
+    )
+    read = [n for n in nodes if n.get("Relation Name") == "messages" and "Scan" in n["Node Type"]]
     assert read and all(n["Node Type"] == "Index Scan" for n in read), read
     assert sum(n["Actual Rows"] * n["Actual Loops"] for n in read) == 5
     results = await queue.enqueue_many(batch)
@@ -325,12 +318,7 @@ async def test_launch_settle_and_release_look_jobs_up_by_key(queue: Queue) -> No
         ("release", (ids, owner, 0.0, False)),
     )
     for name, args in statements:
-        async with queue.pool.acquire() as conn:
-            tx = conn.transaction()
-            await tx.start()
-            plan = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + query(name), *args)
-            await tx.rollback()  # EXPLAIN ANALYZE ran the statement: keep nothing of it
-        nodes = plan_nodes(json_plan(plan))
+        nodes = await explained(queue.pool, query(name), *args)
         read = [n for n in nodes if n.get("Relation Name") == "jobs" and "Index Name" in n]
         assert read and all(n["Index Name"] == "jobs_pkey" for n in read), (name, read)
         assert max(n["Actual Rows"] * n["Actual Loops"] for n in read) <= len(few)
@@ -351,17 +339,9 @@ async def test_a_launch_matches_each_job_with_its_token_once(queue: Queue) -> No
     await fetch(queue, "ANALYZE dispatcher.jobs")
     stale = jobs[0]
     pairs = [(stale.id, stale.token - 1)] + [(j.id, j.token) for j in jobs[1:]]
-    async with queue.pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        plan = await conn.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + query("launch"),
-            [p[0] for p in pairs],
-            [p[1] for p in pairs],
-            owner,
-        )
-        await tx.rollback()
-    nodes = plan_nodes(json_plan(plan))
+    nodes = await explained(
+        queue.pool, query("launch"), [p[0] for p in pairs], [p[1] for p in pairs], owner
+    )
     discarded = sum(
         n.get("Rows Removed by Join Filter", 0) * n.get("Actual Loops", 1) for n in nodes
     )
@@ -398,14 +378,7 @@ async def test_a_claim_reads_only_what_it_takes_even_before_the_statistics(queue
     await queue.enqueue_many([msg(i) for i in range(3000)])
     await fetch(queue, "DELETE FROM pg_statistic WHERE starelid = 'dispatcher.jobs'::regclass")
     owner = await worker(queue)
-    async with queue.pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        plan = await conn.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + query("claim"), owner, 100, "default"
-        )
-        await tx.rollback()
-    nodes = plan_nodes(json_plan(plan))
+    nodes = await explained(queue.pool, query("claim"), owner, 100, "default")
     scanned = [
         n for n in nodes if n.get("Relation Name") == "jobs" and n["Node Type"] == "Seq Scan"
     ]
@@ -418,14 +391,7 @@ async def test_a_claim_locks_and_looks_up_each_job_it_takes_once(queue: Queue) -
     every picked job with every other (a fifth of a claim's Postgres time, ~5 us per job)."""
     await queue.enqueue_many([msg(i) for i in range(300)])
     owner = await worker(queue)
-    async with queue.pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        plan = await conn.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + query("claim"), owner, 100, "default"
-        )
-        await tx.rollback()
-    nodes = plan_nodes(json_plan(plan))
+    nodes = await explained(queue.pool, query("claim"), owner, 100, "default")
     locked = sum(
         n["Actual Rows"] * n["Actual Loops"] for n in nodes if n["Node Type"] == "LockRows"
     )
