@@ -20,6 +20,7 @@ __all__ = [
     "is_normal_plain",
     "parse_mailbox",
     "suppression_key",
+    "suppression_key_is_lowercase",
 ]
 
 MAX_HEADER_LINE = 998  # RFC 5322 (SES: no line over 1,000 characters with its CRLF)
@@ -185,6 +186,12 @@ def suppression_key(address: str) -> str:
             with contextlib.suppress(UnicodeError):
                 text = f"{local}@{domain.encode('idna').decode('ascii')}"
     return text.lower()
+
+
+def suppression_key_is_lowercase(address: str) -> bool:
+    """Printable ASCII with no space or angle bracket: its `suppression_key` is the address
+    with A-Z lower-cased, which is how the claim statement looks it up (queries.sql, claim)."""
+    return address.isascii() and address.isprintable() and " " not in address and "<" not in address
 
 
 def check_encodable(field: str, text: str) -> None:

@@ -198,8 +198,8 @@ class Queue:
     async def claim_screened(
         self, owner: uuid.UUID, limit: int
     ) -> tuple[list[ClaimedJob], frozenset[str] | None]:
-        """``claim``, and the suppression keys among the plain addresses (``plain_address``)
-        of the jobs' recipients, found by the same statement."""
+        """``claim``, and the suppression keys among the jobs' recipients whose key is the
+        address lower-cased (``suppression_key_is_lowercase``), found by the same statement."""
         if limit <= 0:
             return [], frozenset()
         async with stateless(self._pool) as conn:

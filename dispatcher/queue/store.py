@@ -18,14 +18,7 @@ if TYPE_CHECKING:
     from dispatcher.queue.memory import MemoryJobStore
     from dispatcher.queue.repository import Queue
 
-__all__ = ["JobStore", "plain_address"]
-
-
-def plain_address(address: str) -> bool:
-    """Printable ASCII with no space or angle bracket: its suppression key
-    (`domain.address.suppression_key`) is the address with A-Z lower-cased, which is how the
-    claim statement looks it up (queries.sql, claim)."""
-    return address.isascii() and address.isprintable() and " " not in address and "<" not in address
+__all__ = ["JobStore"]
 
 
 class JobStore(Protocol):

@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from dispatcher.clock import wait_event
+from dispatcher.domain.address import suppression_key_is_lowercase
 from dispatcher.domain.jobs import ClaimedJob, Settlement
 from dispatcher.domain.validate import suppression_key
-from dispatcher.queue.store import JobStore, plain_address
+from dispatcher.queue.store import JobStore
 from dispatcher.worker.counters import EXIT_HELD, EXIT_OK, Counters
 from dispatcher.worker.lane_gate import Lanes
 from dispatcher.worker.ledger import Ledger
@@ -304,7 +305,7 @@ class Intake:
             suppressed = await self._store.suppressed_among(addresses)
         else:  # the claim looked up the plain ones; the others (rare) are looked up here
             suppressed = set(found)
-            if unsure := [a for a in addresses if not plain_address(a)]:
+            if unsure := [a for a in addresses if not suppression_key_is_lowercase(a)]:
                 suppressed |= await self._store.suppressed_among(unsure)
         if not suppressed:
             return jobs

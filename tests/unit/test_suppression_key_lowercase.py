@@ -7,8 +7,7 @@ from __future__ import annotations
 import random
 import string
 
-from dispatcher.domain.address import suppression_key
-from dispatcher.queue.store import plain_address
+from dispatcher.domain.address import suppression_key, suppression_key_is_lowercase
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
@@ -29,7 +28,7 @@ def test_a_plain_address_is_keyed_as_the_claim_statement_looks_it_up() -> None:
     ]
     checked = 0
     for address in samples:
-        if plain_address(address):
+        if suppression_key_is_lowercase(address):
             checked += 1
             assert suppression_key(address) == address.translate(_ASCII_LOWER), address
     assert checked > 500
@@ -44,4 +43,4 @@ def test_addresses_the_worker_looks_up_itself() -> None:
         "a b@example.com",
         "gone@example.com\x1c",
     ):
-        assert not plain_address(address), address
+        assert not suppression_key_is_lowercase(address), address
