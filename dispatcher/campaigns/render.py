@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 import css_inline
-import html2text
 from email_validator import EmailNotValidError, validate_email
 from jinja2 import (
     StrictUndefined,
@@ -33,6 +32,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from dispatcher.campaigns.inline_once import InlinedOnce, inline_once
 from dispatcher.campaigns.recipients import separator_hint
 from dispatcher.campaigns.substitute import Piece, substitute, substitution
+from dispatcher.campaigns.text_part import derive_text_source, html_to_text, tidy_text
 from dispatcher.errors import InputError
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "CompiledCampaign",
     "Rendered",
     "UnsubscribeLinks",
-    "html_to_text",
     "make_inliner",
 ]
 
@@ -60,12 +59,6 @@ ONE_CLICK: Final = ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 _LINE_BREAK = re.compile("[\x00\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 # In a URL between <...> in List-Unsubscribe: whitespace or angle brackets would end it early.
 _URL_FORBIDDEN = re.compile(r"[\s<>\"]")
-_TRAILING_SPACE = re.compile(r"[ \t]+\n")
-_BLANK_RUN = re.compile(r"\n{3,}")
-_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
-# Filters and blocks whose output differs between an autoescaped and a plain template: with
-# them the text is derived per recipient from the rendered HTML instead of at compile time.
-_MARKUP_FILTERS = frozenset({"safe", "e", "escape", "forceescape"})
 # Tags that load another template: campaign templates have no loader, so these fail for every
 # recipient at send time (TypeError); refused when the campaign is compiled instead.
 _LOADING_TAGS: Final = {
@@ -107,26 +100,6 @@ def make_inliner() -> css_inline.CSSInliner:
         load_remote_stylesheets=False,  # pure: a <link> stylesheet is dropped, not downloaded
         keep_at_rules=True,  # @media rules cannot be inlined; keep them for clients that can
     )
-
-
-def _text_converter() -> html2text.HTML2Text:
-    converter = html2text.HTML2Text()
-    converter.body_width = 0  # no wrapping: a wrapped URL breaks; clients wrap text themselves
-    converter.ignore_emphasis = True
-    converter.images_to_alt = True
-    converter.ignore_tables = True  # mail layout tables are not data tables
-    converter.unicode_snob = True
-    return converter
-
-
-def html_to_text(html: str) -> str:
-    """A readable text part from HTML (links kept as ``[text](url)``)."""
-    return _tidy(_text_converter().handle(html))
-
-
-def _tidy(text: str) -> str:
-    """Trailing spaces off every line, at most one blank line in a row, one final newline."""
-    return _BLANK_RUN.sub("\n\n", _TRAILING_SPACE.sub("\n", text)).strip() + "\n"
 
 
 def _plain_env() -> ImmutableSandboxedEnvironment:
@@ -186,46 +159,6 @@ def _check_no_line_break(what: str, value: str, email: str) -> None:
             f"{what} for {email} contains a line break ({value!r}); a header cannot hold one: "
             "remove line breaks from the template and from the variables it uses"
         )
-
-
-def _derive_text_source(html: str, tree: nodes.Template) -> str | None:
-    """The HTML template turned into a text template, or None when that is not faithful.
-
-    Jinja tags are swapped for placeholder words, html2text converts the rest once, and the
-    tags are put back. Refused (None) when a statement tag is lost or duplicated (it sat in an
-    attribute, <head> or <style>), the result does not parse, or the template uses filters
-    whose output depends on autoescaping.
-    """
-    if any(f.name in _MARKUP_FILTERS for f in tree.find_all(nodes.Filter)):
-        return None
-    if any(True for _ in tree.find_all(nodes.ScopedEvalContextModifier)):
-        return None
-    prefix = "jinjatag"
-    while prefix in html:
-        prefix += "x"
-    tags: list[str] = []
-
-    def hide(match: re.Match[str]) -> str:
-        if match.group().startswith("{#"):
-            return ""  # a comment: nothing to carry over
-        tags.append(match.group())
-        return f"{prefix}{len(tags) - 1}z"
-
-    try:
-        converted = html_to_text(_JINJA_TAG.sub(hide, html))
-    except Exception:  # html2text has its bugs: derive per recipient, where they fail alone
-        return None
-    placeholder = re.compile(re.escape(prefix) + r"(\d+)z")
-    seen = [int(m.group(1)) for m in placeholder.finditer(converted)]
-    statements = [i for i, tag in enumerate(tags) if tag.startswith("{%")]
-    if any(seen.count(i) != 1 for i in statements):
-        return None
-    source = placeholder.sub(lambda m: tags[int(m.group(1))], converted)
-    try:
-        _plain_env().parse(source)
-    except (TemplateSyntaxError, RecursionError):
-        return None
-    return source
 
 
 class UnsubscribeLinks:
@@ -326,7 +259,7 @@ class CompiledCampaign:
         if content.text is not None:
             self._text, trees["text"] = _compile(plain, "text", content.text)
         else:
-            self.derived_text = _derive_text_source(content.html, html_tree)
+            self.derived_text = derive_text_source(content.html, html_tree, _plain_env().parse)
             if self.derived_text is not None:
                 self._text, _ = _compile(plain, "text", self.derived_text)
         self._unsubscribe = UnsubscribeLinks(content.unsubscribe_url, content.unsubscribe_mailto)
@@ -430,7 +363,7 @@ class CompiledCampaign:
         else:
             text = _run("text", self._text, context, email)
             if self.derived_text is not None:
-                text = _tidy(text)
+                text = tidy_text(text)
         if inlined is None:
             inlined = _converted("html (CSS inlining)", self._inliner.inline, html, email)
         return Rendered(subject=subject, html=inlined, text=text, headers=headers)
