@@ -49,7 +49,7 @@ from typing import Any
 import aiohttp
 
 from bench.campaign import Imported, import_list, job_counts, sizes
-from bench.cpu import TreeCpu, bare_loop_child, process_tree_cpu
+from bench.cpu import ProcessTree, TreeCpu, bare_loop_child
 from bench.harness import (
     RESULTS,
     BenchError,
@@ -159,11 +159,14 @@ async def send_campaign(
         child = Child(["run", "--drain", "--processes", processes], env, work)
         cpu = None
         if measure_cpu:
+            postmaster = dbs.postmaster_pid
+            if postmaster is None:
+                raise BenchError("cannot read the Postgres server's pid (postmaster.pid)")
             cpu = TreeCpu(
                 {
-                    "daemon": lambda: process_tree_cpu(child.pid),
-                    "postgres": dbs.cpu,
-                    "simulator": lambda: process_tree_cpu(sim.sim.pid),
+                    "daemon": ProcessTree(child.pid),
+                    "postgres": ProcessTree(postmaster, server=True),
+                    "simulator": ProcessTree(sim.sim.pid),
                 }
             )
             cpu.start()
