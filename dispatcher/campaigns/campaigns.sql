@@ -218,12 +218,17 @@ FOR NO KEY UPDATE SKIP LOCKED;
 -- Inserting jobs NOTIFYs dispatcher_jobs (trigger jobs_inserted): idle workers claim them.
 -- $3: every line up to it is known to be moved already (the last chunk's end): the index walk
 -- starts there instead of stepping over the entries of every recipient moved before, which
--- stay in the index until vacuum.
-WITH moved AS (
+-- stay in the index until vacuum. The chunk is the range of $2 lines from the first one left
+-- (fewer recipients where the list had rejected lines): an index walk of the chunk only,
+-- whatever the planner knows. Picking "the next $2 lines" (ORDER BY line LIMIT $2) was planned,
+-- on a table never analysed, as a sort of every recipient left: 74 ms a chunk at 200,000.
+WITH first AS (
+    SELECT min(line) AS line FROM dispatcher.campaign_recipients
+    WHERE campaign_id = $1 AND line > $3
+), moved AS (
     DELETE FROM dispatcher.campaign_recipients r
-    WHERE r.campaign_id = $1
-      AND r.line IN (SELECT line FROM dispatcher.campaign_recipients
-                     WHERE campaign_id = $1 AND line > $3 ORDER BY line LIMIT $2)
+    USING first f
+    WHERE r.campaign_id = $1 AND r.line >= f.line AND r.line < f.line + $2
     RETURNING r.line, r.email, r.variables
 ), numbered AS (
     SELECT m.*, nextval('dispatcher.message_id_seq') AS id
