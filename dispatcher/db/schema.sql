@@ -970,9 +970,6 @@ ALTER TABLE ONLY dispatcher.campaign_pruned
 ALTER TABLE ONLY dispatcher.messages
     ADD CONSTRAINT messages_key_id_fkey FOREIGN KEY (key_id) REFERENCES dispatcher.api_keys(id);
 
-ALTER TABLE ONLY dispatcher.messages
-    ADD CONSTRAINT messages_campaign_id_fkey FOREIGN KEY (campaign_id) REFERENCES dispatcher.campaigns(id) ON DELETE CASCADE;
-
 ALTER TABLE ONLY dispatcher.recipient_events
     ADD CONSTRAINT recipient_events_event_id_fkey FOREIGN KEY (event_id) REFERENCES dispatcher.events(id) ON DELETE CASCADE;
 
