@@ -1035,7 +1035,7 @@ CREATE TABLE dispatcher.guard_campaign_tally (
 );
 
 CREATE FUNCTION dispatcher.minute_of(t timestamptz) RETURNS timestamptz
-    LANGUAGE sql IMMUTABLE
+    LANGUAGE sql STABLE
     AS $$
 SELECT to_timestamp(floor(extract(epoch FROM t) / 60) * 60)
 $$;

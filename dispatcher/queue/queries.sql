@@ -203,17 +203,23 @@ WHERE j.id = ANY($1::bigint[]) AND j.id = u.id AND j.lease_token = u.token  -- b
   AND (j.state IN ('claimed', 'in_flight', 'unknown')
        OR (j.state IN ('queued', 'held') AND u.state = 'sent'))
 RETURNING j.id, j.state, j.account, j.campaign_id, j.recipients
+), sums AS (
+    -- One account per batch (a worker claims one account's jobs, and a claimed job keeps
+    -- its account), a few campaigns at most.
+    SELECT d.account, d.campaign_id, sum(d.recipients) AS n
+    FROM done d WHERE d.state = 'sent'
+    GROUP BY 1, 2
 ), by_account AS (
     INSERT INTO dispatcher.guard_account_tally AS t (bucket, account, shard, sent)
-    SELECT dispatcher.minute_of(now()), d.account, dispatcher.tally_shard(), sum(d.recipients)
-    FROM done d WHERE d.state = 'sent'
-    GROUP BY d.account ORDER BY d.account  -- (rows locked in one order by every statement)
+    SELECT dispatcher.minute_of(now()), s.account, dispatcher.tally_shard(), sum(s.n)
+    FROM sums s
+    GROUP BY s.account ORDER BY s.account  -- (rows locked in one order by every statement)
     ON CONFLICT (bucket, account, shard) DO UPDATE SET sent = t.sent + EXCLUDED.sent
 ), by_campaign AS (
     INSERT INTO dispatcher.guard_campaign_tally AS t (campaign_id, shard, sent)
-    SELECT d.campaign_id, dispatcher.tally_shard(), sum(d.recipients)
-    FROM done d WHERE d.state = 'sent' AND d.campaign_id IS NOT NULL
-    GROUP BY d.campaign_id ORDER BY d.campaign_id
+    SELECT s.campaign_id, dispatcher.tally_shard(), sum(s.n)
+    FROM sums s WHERE s.campaign_id IS NOT NULL
+    GROUP BY s.campaign_id ORDER BY s.campaign_id
     ON CONFLICT (campaign_id, shard) DO UPDATE SET sent = t.sent + EXCLUDED.sent
 )
 SELECT id FROM done;

@@ -37,9 +37,11 @@ CREATE TABLE dispatcher.guard_campaign_tally (
     PRIMARY KEY (campaign_id, shard)
 ) WITH (fillfactor = 70);
 
--- The minute a time is in, whatever the session's time zone.
+-- The minute a time is in, whatever the session's time zone. STABLE (as extract() on a
+-- timestamptz is), so that Postgres inlines it: a SQL function it cannot inline costs ~0.1 ms
+-- of executor start-up in every statement that calls it.
 CREATE FUNCTION dispatcher.minute_of(t timestamptz) RETURNS timestamptz
-    LANGUAGE sql IMMUTABLE
+    LANGUAGE sql STABLE
     AS $$
 SELECT to_timestamp(floor(extract(epoch FROM t) / 60) * 60)
 $$;
