@@ -90,32 +90,21 @@ ORDER BY a.position;
 
 -- name: guard_counts
 -- The reputation guard's counts per account over the last $1 seconds: recipients sent, hard
--- bounces, complaints. Feedback tied to no job (unlinked, or pruned) counts for the default.
-WITH sent AS (
-    SELECT j.account, sum(cardinality(m.to_addrs) + cardinality(m.cc_addrs)
-                          + cardinality(m.bcc_addrs)) AS n
-    FROM dispatcher.jobs j JOIN dispatcher.messages m ON m.id = j.id
-    WHERE j.state = 'sent' AND j.sent_at > now() - make_interval(secs => $1)
-    GROUP BY 1
-), feedback AS (
-    SELECT coalesce(j.account,
-                    (SELECT a.name FROM dispatcher.accounts a ORDER BY a.position LIMIT 1))
-               AS account,
-           count(*) FILTER (WHERE re.kind = 'bounce' AND re.bounce_type = 'Permanent')
-               AS bounced,
-           count(*) FILTER (WHERE re.kind = 'complaint') AS complained
-    FROM dispatcher.recipient_events re
-    JOIN dispatcher.events e ON e.id = re.event_id
-    LEFT JOIN dispatcher.jobs j ON j.id = e.message_id
-    WHERE re.kind IN ('bounce', 'complaint')
-      AND re.occurred_at > now() - make_interval(secs => $1)
+-- bounces, complaints, from its per-minute counters (migration 0025; the window starts at its
+-- first minute). Feedback tied to no job (account '') counts for the default.
+WITH tally AS (
+    SELECT CASE WHEN t.account = ''
+                THEN (SELECT a.name FROM dispatcher.accounts a ORDER BY a.position LIMIT 1)
+                ELSE t.account END AS account,
+           sum(t.sent) AS sent, sum(t.bounced) AS bounced, sum(t.complained) AS complained
+    FROM dispatcher.guard_account_tally t
+    WHERE t.bucket >= dispatcher.minute_of(now() - make_interval(secs => $1))
     GROUP BY 1
 )
-SELECT a.name, coalesce(s.n, 0)::bigint AS sent, coalesce(f.bounced, 0) AS bounced,
-       coalesce(f.complained, 0) AS complained
+SELECT a.name, coalesce(t.sent, 0)::bigint AS sent, coalesce(t.bounced, 0)::bigint AS bounced,
+       coalesce(t.complained, 0)::bigint AS complained
 FROM dispatcher.accounts a
-LEFT JOIN sent s ON s.account = a.name
-LEFT JOIN feedback f ON f.account = a.name
+LEFT JOIN tally t ON t.account = a.name
 ORDER BY a.position;
 
 -- name: campaigns_on

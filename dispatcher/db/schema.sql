@@ -1006,3 +1006,39 @@ CREATE TABLE dispatcher.mx_cache (
 CREATE INDEX recipient_events_soft ON dispatcher.recipient_events USING btree (occurred_at) WHERE ((kind = 'bounce'::text) AND (bounce_type = 'Transient'::text));
 
 CREATE INDEX events_delays ON dispatcher.events USING btree (received_at) WHERE (kind = 'delivery_delay'::text);
+
+-- The reputation guard's counters (migration 0025).
+CREATE TABLE dispatcher.guard_account_tally (
+    bucket timestamp with time zone NOT NULL,
+    account text NOT NULL,
+    shard smallint NOT NULL,
+    sent bigint DEFAULT 0 NOT NULL,
+    bounced bigint DEFAULT 0 NOT NULL,
+    complained bigint DEFAULT 0 NOT NULL,
+    PRIMARY KEY (bucket, account, shard)
+);
+
+CREATE INDEX guard_account_tally_unfolded ON dispatcher.guard_account_tally USING btree (bucket) WHERE (shard <> 0);
+
+CREATE TABLE dispatcher.guard_campaign_tally (
+    campaign_id bigint NOT NULL,
+    shard smallint NOT NULL,
+    sent bigint DEFAULT 0 NOT NULL,
+    delivered bigint DEFAULT 0 NOT NULL,
+    bounced bigint DEFAULT 0 NOT NULL,
+    bounced_any bigint DEFAULT 0 NOT NULL,
+    complained bigint DEFAULT 0 NOT NULL,
+    PRIMARY KEY (campaign_id, shard)
+);
+
+CREATE FUNCTION dispatcher.minute_of(t timestamptz) RETURNS timestamptz
+    LANGUAGE sql STABLE
+    AS $$
+SELECT to_timestamp(floor(extract(epoch FROM t) / 60) * 60)
+$$;
+
+CREATE FUNCTION dispatcher.tally_shard() RETURNS smallint
+    LANGUAGE sql STABLE
+    AS $$
+SELECT (pg_backend_pid() % 16)::smallint
+$$;

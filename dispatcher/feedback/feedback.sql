@@ -76,59 +76,98 @@ SELECT address, reason, created_at FROM dispatcher.suppressions WHERE address = 
 SELECT count(*) FROM dispatcher.suppressions;
 
 -- name: guard_account
--- Account-wide, over the last $1 seconds: recipients sent, hard bounces, complaints.
-SELECT
-    (SELECT coalesce(sum(cardinality(m.to_addrs) + cardinality(m.cc_addrs)
-                         + cardinality(m.bcc_addrs)), 0)
-     FROM dispatcher.jobs j JOIN dispatcher.messages m ON m.id = j.id
-     WHERE j.state = 'sent' AND j.sent_at > now() - make_interval(secs => $1))::bigint AS sent,
-    (SELECT count(*) FROM dispatcher.recipient_events
-     WHERE kind = 'bounce' AND bounce_type = 'Permanent'
-       AND occurred_at > now() - make_interval(secs => $1)) AS bounced,
-    (SELECT count(*) FROM dispatcher.recipient_events
-     WHERE kind = 'complaint' AND occurred_at > now() - make_interval(secs => $1)) AS complained;
+-- Account-wide, over the last $1 seconds: recipients sent, hard bounces, complaints. From the
+-- counters kept as mail is sent and feedback recorded (migration 0025): one row per minute, so
+-- the window's edge is the start of its first minute (up to 59 s more than $1).
+SELECT coalesce(sum(sent), 0)::bigint AS sent, coalesce(sum(bounced), 0)::bigint AS bounced,
+       coalesce(sum(complained), 0)::bigint AS complained
+FROM dispatcher.guard_account_tally
+WHERE bucket >= dispatcher.minute_of(now() - make_interval(secs => $1));
 
 -- name: guard_campaigns
 -- Per campaign (the running ones when $1 is null, else campaign $1), over its whole life:
--- recipients sent, hard bounces, complaints, and deliveries.
+-- recipients sent, hard bounces, complaints, and deliveries. From the counters (migration
+-- 0025), which retention leaves alone: what pruned rows counted stays counted.
 WITH scope AS (
     SELECT id FROM dispatcher.campaigns
     WHERE ($1::bigint IS NULL AND state = 'running') OR id = $1
-), sent AS (
-    SELECT j.campaign_id,
-           sum(cardinality(m.to_addrs) + cardinality(m.cc_addrs) + cardinality(m.bcc_addrs)) AS n
-    FROM dispatcher.jobs j JOIN scope s ON s.id = j.campaign_id
-    JOIN dispatcher.messages m ON m.id = j.id
-    WHERE j.state = 'sent'
-    GROUP BY 1
-), fb AS (
-    SELECT mf.campaign_id,
-           count(*) FILTER (WHERE re.kind = 'bounce' AND re.bounce_type = 'Permanent') AS bounced,
-           count(*) FILTER (WHERE re.kind = 'bounce') AS bounced_any,
-           count(*) FILTER (WHERE re.kind = 'complaint') AS complained,
-           count(*) FILTER (WHERE re.kind = 'delivery') AS delivered
-    FROM dispatcher.message_feedback mf
-    JOIN scope s ON s.id = mf.campaign_id
-    JOIN dispatcher.events e ON e.message_id = mf.message_id
-    JOIN dispatcher.recipient_events re ON re.event_id = e.id
-    GROUP BY 1
-), pruned AS (
-    -- What the campaign's rows removed by retention counted (dispatcher.retention).
-    SELECT cp.campaign_id, sum(cp.recipients) FILTER (WHERE cp.state = 'sent') AS sent,
-           sum(cp.bounced) AS bounced, sum(cp.bounced_any) AS bounced_any,
-           sum(cp.complained) AS complained, sum(cp.delivered) AS delivered
-    FROM dispatcher.campaign_pruned cp JOIN scope s ON s.id = cp.campaign_id
+), tally AS (
+    SELECT t.campaign_id, sum(t.sent) AS sent, sum(t.bounced) AS bounced,
+           sum(t.bounced_any) AS bounced_any, sum(t.complained) AS complained,
+           sum(t.delivered) AS delivered
+    FROM dispatcher.guard_campaign_tally t JOIN scope s ON s.id = t.campaign_id
     GROUP BY 1
 )
-SELECT s.id AS campaign_id, (coalesce(sent.n, 0) + coalesce(p.sent, 0))::bigint AS sent,
-       (coalesce(fb.bounced, 0) + coalesce(p.bounced, 0))::bigint AS bounced,
-       (coalesce(fb.bounced_any, 0) + coalesce(p.bounced_any, 0))::bigint AS bounced_any,
-       (coalesce(fb.complained, 0) + coalesce(p.complained, 0))::bigint AS complained,
-       (coalesce(fb.delivered, 0) + coalesce(p.delivered, 0))::bigint AS delivered
-FROM scope s
-LEFT JOIN sent ON sent.campaign_id = s.id
-LEFT JOIN fb ON fb.campaign_id = s.id
-LEFT JOIN pruned p ON p.campaign_id = s.id;
+SELECT s.id AS campaign_id, coalesce(t.sent, 0)::bigint AS sent,
+       coalesce(t.bounced, 0)::bigint AS bounced,
+       coalesce(t.bounced_any, 0)::bigint AS bounced_any,
+       coalesce(t.complained, 0)::bigint AS complained,
+       coalesce(t.delivered, 0)::bigint AS delivered
+FROM scope s LEFT JOIN tally t ON t.campaign_id = s.id;
+
+-- name: tally_event
+-- The guard's counters for the recipients of event $1 (just recorded), of message $2 (NULL:
+-- tied to none yet): per minute it happened in for the account of the message's job ('' for
+-- none: the default account's), and for the message's campaign. As the guard read them from
+-- the rows: hard bounces and complaints per account, every kind per campaign.
+WITH r AS (
+    SELECT dispatcher.minute_of(re.occurred_at) AS bucket,
+           count(*) FILTER (WHERE re.kind = 'delivery') AS delivered,
+           count(*) FILTER (WHERE re.kind = 'bounce' AND re.bounce_type = 'Permanent')
+               AS bounced,
+           count(*) FILTER (WHERE re.kind = 'bounce') AS bounced_any,
+           count(*) FILTER (WHERE re.kind = 'complaint') AS complained
+    FROM dispatcher.recipient_events re WHERE re.event_id = $1
+    GROUP BY 1
+), by_account AS (
+    INSERT INTO dispatcher.guard_account_tally AS t (bucket, account, shard, bounced,
+                                                     complained)
+    SELECT r.bucket, coalesce((SELECT j.account FROM dispatcher.jobs j WHERE j.id = $2), ''),
+           dispatcher.tally_shard(), r.bounced, r.complained
+    FROM r WHERE r.bounced + r.complained > 0
+    ORDER BY 1, 2
+    ON CONFLICT (bucket, account, shard) DO UPDATE
+    SET bounced = t.bounced + EXCLUDED.bounced, complained = t.complained + EXCLUDED.complained
+)
+INSERT INTO dispatcher.guard_campaign_tally AS t (campaign_id, shard, delivered, bounced,
+                                                  bounced_any, complained)
+SELECT m.campaign_id, dispatcher.tally_shard(), sum(r.delivered), sum(r.bounced),
+       sum(r.bounced_any), sum(r.complained)
+FROM r, dispatcher.messages m
+WHERE m.id = $2 AND m.campaign_id IS NOT NULL
+GROUP BY m.campaign_id
+ON CONFLICT (campaign_id, shard) DO UPDATE
+SET delivered = t.delivered + EXCLUDED.delivered, bounced = t.bounced + EXCLUDED.bounced,
+    bounced_any = t.bounced_any + EXCLUDED.bounced_any,
+    complained = t.complained + EXCLUDED.complained;
+
+-- name: tally_fold
+-- The guard's upkeep of its per-minute counters: the shards of minutes older than $1 seconds
+-- become one row (shard 0), so a window's read costs a row per minute; minutes older than $2
+-- seconds (past any window the guard is asked for) go. One process at a time (the others skip
+-- their turn).
+WITH turn AS (
+    SELECT pg_try_advisory_xact_lock(1684632432, 25) AS mine
+), folded AS (
+    DELETE FROM dispatcher.guard_account_tally t
+    WHERE (SELECT mine FROM turn) AND t.shard <> 0
+      AND t.bucket < now() - make_interval(secs => $1)
+    RETURNING t.bucket, t.account, t.sent, t.bounced, t.complained
+), merged AS (
+    INSERT INTO dispatcher.guard_account_tally AS t (bucket, account, shard, sent, bounced,
+                                                     complained)
+    SELECT f.bucket, f.account, 0, sum(f.sent), sum(f.bounced), sum(f.complained)
+    FROM folded f
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (bucket, account, shard) DO UPDATE
+    SET sent = t.sent + EXCLUDED.sent, bounced = t.bounced + EXCLUDED.bounced,
+        complained = t.complained + EXCLUDED.complained
+), expired AS (
+    DELETE FROM dispatcher.guard_account_tally t
+    WHERE (SELECT mine FROM turn) AND t.bucket < now() - make_interval(secs => $2)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM folded) AS folded, (SELECT count(*) FROM expired) AS expired;
 
 -- name: message_by_ses_id
 -- Our message for an SES MessageId (an event whose dispatcher_id tag was missing), and the
@@ -171,10 +210,28 @@ ORDER BY retry_at, m.from_addr;
 -- MessageId, or `unknown` if its answer was lost: the event settles that doubt) but delivered
 -- nothing. The job becomes `failed` with SES's reason; a job in any other state (already
 -- failed, resent, cancelled) is left alone. True if it changed.
-UPDATE dispatcher.jobs
-SET state = 'failed', last_outcome = $2, last_error = $3, updated_at = now()
-WHERE id = $1 AND state IN ('sent', 'unknown')
-RETURNING true;
+-- A job that was sent no longer counts for the reputation guard (migration 0025).
+WITH was AS (
+    SELECT id, state, sent_at, account, campaign_id, recipients FROM dispatcher.jobs
+    WHERE id = $1 AND state IN ('sent', 'unknown')
+    FOR UPDATE
+), done AS (
+    UPDATE dispatcher.jobs j
+    SET state = 'failed', last_outcome = $2, last_error = $3, updated_at = now()
+    FROM was WHERE j.id = was.id
+    RETURNING was.state AS old_state, was.sent_at, was.account, was.campaign_id, was.recipients
+), by_account AS (
+    INSERT INTO dispatcher.guard_account_tally AS t (bucket, account, shard, sent)
+    SELECT dispatcher.minute_of(d.sent_at), d.account, dispatcher.tally_shard(), -d.recipients
+    FROM done d WHERE d.old_state = 'sent' AND d.sent_at IS NOT NULL
+    ON CONFLICT (bucket, account, shard) DO UPDATE SET sent = t.sent + EXCLUDED.sent
+), by_campaign AS (
+    INSERT INTO dispatcher.guard_campaign_tally AS t (campaign_id, shard, sent)
+    SELECT d.campaign_id, dispatcher.tally_shard(), -d.recipients
+    FROM done d WHERE d.old_state = 'sent' AND d.campaign_id IS NOT NULL
+    ON CONFLICT (campaign_id, shard) DO UPDATE SET sent = t.sent + EXCLUDED.sent
+)
+SELECT true FROM done;
 
 -- name: message_events
 -- The events of message $1, oldest first: tied to it by tag or by SES MessageId, and also a
@@ -195,7 +252,40 @@ WITH linked AS (
     WHERE e.message_id IS NULL AND e.processed_at IS NOT NULL AND e.ses_message_id IS NOT NULL
       AND e.received_at > now() - make_interval(secs => $1)
       AND j.ses_message_id = e.ses_message_id
-    RETURNING e.id, e.message_id
+    RETURNING e.id, e.message_id, j.account
+), counted AS (
+    SELECT l.message_id, l.account, m.campaign_id, re.kind, re.bounce_type,
+           dispatcher.minute_of(re.occurred_at) AS bucket
+    FROM linked l
+    JOIN dispatcher.recipient_events re ON re.event_id = l.id
+    LEFT JOIN dispatcher.messages m ON m.id = l.message_id
+), moved AS (
+    -- The guard's counters (migration 0025): these counted for no account ('', the default
+    -- account's) and are now their job's account's; and they count for its campaign.
+    INSERT INTO dispatcher.guard_account_tally AS t (bucket, account, shard, bounced,
+                                                     complained)
+    SELECT c.bucket, x.account, dispatcher.tally_shard(),
+           x.sign * count(*) FILTER (WHERE c.kind = 'bounce' AND c.bounce_type = 'Permanent'),
+           x.sign * count(*) FILTER (WHERE c.kind = 'complaint')
+    FROM counted c CROSS JOIN LATERAL (VALUES ('', -1), (c.account, 1)) AS x(account, sign)
+    WHERE c.kind IN ('bounce', 'complaint')
+    GROUP BY c.bucket, x.account, x.sign ORDER BY 1, 2
+    ON CONFLICT (bucket, account, shard) DO UPDATE
+    SET bounced = t.bounced + EXCLUDED.bounced, complained = t.complained + EXCLUDED.complained
+), campaign AS (
+    INSERT INTO dispatcher.guard_campaign_tally AS t (campaign_id, shard, delivered, bounced,
+                                                      bounced_any, complained)
+    SELECT c.campaign_id, dispatcher.tally_shard(),
+           count(*) FILTER (WHERE c.kind = 'delivery'),
+           count(*) FILTER (WHERE c.kind = 'bounce' AND c.bounce_type = 'Permanent'),
+           count(*) FILTER (WHERE c.kind = 'bounce'),
+           count(*) FILTER (WHERE c.kind = 'complaint')
+    FROM counted c WHERE c.campaign_id IS NOT NULL
+    GROUP BY 1 ORDER BY 1
+    ON CONFLICT (campaign_id, shard) DO UPDATE
+    SET delivered = t.delivered + EXCLUDED.delivered, bounced = t.bounced + EXCLUDED.bounced,
+        bounced_any = t.bounced_any + EXCLUDED.bounced_any,
+        complained = t.complained + EXCLUDED.complained
 )
 SELECT l.message_id,
        count(re.address) FILTER (WHERE re.kind = 'delivery') AS delivered,

@@ -57,6 +57,8 @@ CHUNK = 5000  # addresses per statement for import/add/remove
 MALFORMED = "malformed"  # events.kind of an authentic SNS message whose SES JSON was unreadable
 # Tagless events are tied to a send whose MessageId was recorded after them for this long.
 LATE_LINK_SECONDS = 900.0
+# The guard's per-minute counters are folded (their shards into one row) once this old.
+FOLD_AFTER = 120.0
 # Events whose recipients are recorded one by one (the guard's rates and suppressions read them).
 _PER_RECIPIENT = frozenset({EventKind.BOUNCE, EventKind.COMPLAINT, EventKind.DELIVERY})
 
@@ -271,6 +273,7 @@ class FeedbackStore:
             [r.status for r in event.recipients],
             [r.diagnostic for r in event.recipients],
         )
+        await conn.execute(query("tally_event"), event_id, message_id)
         if message_id is not None:
             n = len(addresses)
             await conn.execute(
@@ -331,6 +334,13 @@ class FeedbackStore:
             )
             for r in rows
         }
+
+    async def fold_tallies(self, keep_seconds: float) -> tuple[int, int]:
+        """Fold the guard's per-minute counters of past minutes into one row each and drop
+        those older than `keep_seconds`; (rows folded, rows dropped), (0, 0) on another's turn."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            r = await conn.fetchrow(query("tally_fold"), FOLD_AFTER, float(keep_seconds))
+        return r["folded"], r["expired"]
 
     async def hold_sending(self, reason: str) -> bool:
         """Hold all sending in every daemon (no job is claimed); False if already held."""

@@ -19,9 +19,19 @@ from dispatcher.feedback.store import CampaignFeedback, FeedbackStore
 if TYPE_CHECKING:
     from dispatcher.accounts.store import AccountStore
 
-__all__ = ["campaign_thresholds", "check_once", "run_guard", "thresholds"]
+__all__ = ["campaign_thresholds", "check_once", "run_guard", "tally_keep_seconds", "thresholds"]
 
 log = structlog.get_logger()
+
+FOLD_INTERVAL = 60.0  # seconds between folds of the guard's per-minute counters (per process)
+# The per-minute counters are kept this long at least, past the window: a daemon whose config
+# asks for a longer window than this one's still finds its minutes.
+TALLY_KEEP_FLOOR = 7 * 86400.0
+
+
+def tally_keep_seconds(settings: GuardSettings) -> float:
+    """How long the guard's per-minute counters are kept (an hour past the longest window)."""
+    return max(settings.window_hours * 3600.0, TALLY_KEEP_FLOOR) + 3600.0
 
 
 def thresholds(settings: GuardSettings) -> Thresholds:
@@ -136,11 +146,17 @@ async def run_guard(
     stop: asyncio.Event,
     accounts: AccountStore | None = None,
 ) -> None:
-    """Until `stop`: every check_interval, process pending events, then run the guard."""
+    """Until `stop`: every check_interval, process pending events, then run the guard; once a
+    minute, fold and age its counters."""
+    loop = asyncio.get_running_loop()
+    folded_at: float | None = None
     while not stop.is_set():
         try:
             await feedback.process_pending()
             await feedback.link_late()  # before the rates: tagless events of fresh sends
+            if folded_at is None or loop.time() - folded_at >= FOLD_INTERVAL:
+                await feedback.fold_tallies(tally_keep_seconds(settings))
+                folded_at = loop.time()
             if settings.enabled:
                 await check_once(feedback, campaigns, settings, accounts)
         except Exception as exc:

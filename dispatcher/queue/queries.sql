@@ -172,6 +172,11 @@ RETURNING j.id;
 -- Record send results in one round trip. The fencing token makes a late result from a worker
 -- that lost its lease change nothing, except that a result for a job the reaper marked
 -- unknown (or requeued, for a send that did go out) is still the truth and is kept.
+-- The recipients of the jobs that became sent (none was sent before: see the state filter)
+-- are added to the reputation guard's counters (migration 0025) in the same statement, so they
+-- are exactly as committed as the jobs; this session's shard of each row, so concurrent
+-- settles of other processes do not wait for it.
+WITH done AS (
 UPDATE dispatcher.jobs j
 SET state = CASE WHEN u.state = 'queued' THEN dispatcher.requeue_state(j.campaign_id)
                  ELSE u.state::dispatcher.job_state END,
@@ -197,7 +202,27 @@ FROM (SELECT v.id, v.token, coalesce(v.state, $9) AS state, v.ses_message_id,
 WHERE j.id = ANY($1::bigint[]) AND j.id = u.id AND j.lease_token = u.token  -- by key, as launch
   AND (j.state IN ('claimed', 'in_flight', 'unknown')
        OR (j.state IN ('queued', 'held') AND u.state = 'sent'))
-RETURNING j.id;
+RETURNING j.id, j.state, j.account, j.campaign_id, j.recipients
+), sums AS (
+    -- One account per batch (a worker claims one account's jobs, and a claimed job keeps
+    -- its account), a few campaigns at most.
+    SELECT d.account, d.campaign_id, sum(d.recipients) AS n
+    FROM done d WHERE d.state = 'sent'
+    GROUP BY 1, 2
+), by_account AS (
+    INSERT INTO dispatcher.guard_account_tally AS t (bucket, account, shard, sent)
+    SELECT dispatcher.minute_of(now()), s.account, dispatcher.tally_shard(), sum(s.n)
+    FROM sums s
+    GROUP BY s.account ORDER BY s.account  -- (rows locked in one order by every statement)
+    ON CONFLICT (bucket, account, shard) DO UPDATE SET sent = t.sent + EXCLUDED.sent
+), by_campaign AS (
+    INSERT INTO dispatcher.guard_campaign_tally AS t (campaign_id, shard, sent)
+    SELECT s.campaign_id, dispatcher.tally_shard(), sum(s.n)
+    FROM sums s WHERE s.campaign_id IS NOT NULL
+    GROUP BY s.campaign_id ORDER BY s.campaign_id
+    ON CONFLICT (campaign_id, shard) DO UPDATE SET sent = t.sent + EXCLUDED.sent
+)
+SELECT id FROM done;
 
 -- name: release
 -- Give claimed jobs back untouched (no attempt used): shutdown, a paused account or sender, a
@@ -346,6 +371,8 @@ LIMIT $1;
 
 -- name: resolve_unknown
 -- A person decided what happened to in-doubt mail: resend it, or record it as sent or failed.
+-- Mail resolved as sent counts for the reputation guard (as settle's, migration 0025).
+WITH done AS (
 UPDATE dispatcher.jobs j
 SET state = $2::dispatcher.job_state,
     run_at = now(),
@@ -354,7 +381,22 @@ SET state = $2::dispatcher.job_state,
     sent_at = CASE WHEN $2 = 'sent' THEN coalesce(j.sent_at, now()) ELSE j.sent_at END,
     updated_at = now()
 WHERE j.state = 'unknown' AND ($1::bigint[] IS NULL OR j.id = ANY($1::bigint[]))
-RETURNING j.id;
+RETURNING j.id, j.state, j.sent_at, j.account, j.campaign_id, j.recipients
+), by_account AS (
+    INSERT INTO dispatcher.guard_account_tally AS t (bucket, account, shard, sent)
+    SELECT dispatcher.minute_of(d.sent_at), d.account, dispatcher.tally_shard(),
+           sum(d.recipients)
+    FROM done d WHERE d.state = 'sent'
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (bucket, account, shard) DO UPDATE SET sent = t.sent + EXCLUDED.sent
+), by_campaign AS (
+    INSERT INTO dispatcher.guard_campaign_tally AS t (campaign_id, shard, sent)
+    SELECT d.campaign_id, dispatcher.tally_shard(), sum(d.recipients)
+    FROM done d WHERE d.state = 'sent' AND d.campaign_id IS NOT NULL
+    GROUP BY d.campaign_id ORDER BY d.campaign_id
+    ON CONFLICT (campaign_id, shard) DO UPDATE SET sent = t.sent + EXCLUDED.sent
+)
+SELECT id FROM done;
 
 -- name: cancel
 UPDATE dispatcher.jobs SET state = 'cancelled', updated_at = now(), lease_owner = NULL

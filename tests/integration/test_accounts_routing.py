@@ -32,6 +32,7 @@ from dispatcher.worker.counters import Counters
 from dispatcher.worker.holds import Holds
 from dispatcher.worker.warmup_store import WarmupStore
 from tests.support.dispatch import eventually
+from tests.support.guard import event, send
 
 ROUTES = (
     RouteSettings(account="b", from_domain=("b.example", "*.b.example")),
@@ -155,25 +156,14 @@ async def test_each_account_ramps_up_on_its_own(queue: Queue) -> None:
 
 
 async def sent_with_bounces(queue: Queue, from_addr: str, n: int, bounces: int) -> list[int]:
-    """n messages from `from_addr` recorded as sent, the first `bounces` hard-bounced."""
+    """n messages from `from_addr` sent (claimed, settled) and the first `bounces` of them
+    hard-bounced (the events recorded and processed), as the daemon does it."""
     ids = [e.id for e in await queue.enqueue_many([message(from_addr) for _ in range(n)])]
-    async with queue.pool.acquire() as conn:
-        await conn.execute(
-            "UPDATE dispatcher.jobs SET state = 'sent', sent_at = now() WHERE id = ANY($1)", ids
-        )
-        for i, job_id in enumerate(ids[:bounces]):
-            event = await conn.fetchval(
-                "INSERT INTO dispatcher.events (id, sns_message_id, topic_arn, kind, message_id,"
-                " raw) VALUES (nextval('dispatcher.events_id_seq'), $1, 't', 'Bounce', $2, '{}')"
-                " RETURNING id",
-                f"{from_addr}-{i}",
-                job_id,
-            )
-            await conn.execute(
-                "INSERT INTO dispatcher.recipient_events (event_id, address, kind, bounce_type,"
-                " occurred_at) VALUES ($1, 'r@x.example', 'bounce', 'Permanent', now())",
-                event,
-            )
+    account, _ = await account_of(queue, ids[0])
+    assert sorted(await send(queue, account)) == sorted(ids)
+    feedback = FeedbackStore(queue.pool)
+    for i, job_id in enumerate(ids[:bounces]):
+        await event(feedback, job_id, "Bounce", [f"b{i}@x.example"])
     return ids
 
 

@@ -43,6 +43,8 @@ async def test_fresh_database_migrates_then_second_run_is_a_no_op(pg_blank_dsn: 
             "campaign_recipients",
             "campaigns",
             "events",
+            "guard_account_tally",
+            "guard_campaign_tally",
             "jobs",
             "lane_backoffs",
             "lane_days",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dispatcher.config.settings import GuardSettings
 from dispatcher.feedback.guard import Counts, Thresholds, decide, hold_reason, verdict
+from dispatcher.feedback.watch import TALLY_KEEP_FLOOR, tally_keep_seconds
 
 TH = Thresholds(bounce=0.04, complaint=0.0008, min_volume=200)
 
@@ -56,3 +58,8 @@ def test_with_a_hold_on_all_sending_an_account_trip_pauses_no_campaign_by_itself
     reason = hold_reason(account, TH)
     assert reason is not None and reason.startswith("guard: account bounce rate 5%")
     assert hold_reason(Counts(sent=5_000, bounced=199, complained=0), TH) is None
+
+
+def test_the_guards_minute_counters_outlive_the_longest_window() -> None:
+    assert tally_keep_seconds(GuardSettings(window_hours=24)) == TALLY_KEEP_FLOOR + 3600
+    assert tally_keep_seconds(GuardSettings(window_hours=24 * 30)) == 30 * 86400 + 3600
