@@ -68,9 +68,10 @@ class Ahead:
 async def materialise_chunk(
     conn: asyncpg.Connection, campaign_id: int, limit: int, after: int = 0
 ) -> tuple[int, int]:
-    """Move up to `limit` recipients of a campaign whose row this transaction holds locked
-    into messages + queued jobs, from the first line past `after` (every line up to it is
-    moved already); how many it moved and the last line moved (`after` if none)."""
+    """Move the recipients on `limit` lines of a campaign whose row this transaction holds
+    locked into messages + queued jobs, from the first line left past `after` (every line up
+    to it is moved already; fewer than `limit` where the list had rejected lines); how many it
+    moved and the last line moved (`after` if none)."""
     row = await conn.fetchrow(query("materialise_chunk"), campaign_id, limit, after)
     if row is None or not row["made"]:
         return 0, after
