@@ -1015,6 +1015,8 @@ CREATE TABLE dispatcher.guard_account_tally (
     sent bigint DEFAULT 0 NOT NULL,
     bounced bigint DEFAULT 0 NOT NULL,
     complained bigint DEFAULT 0 NOT NULL,
+    delivered bigint DEFAULT 0 NOT NULL,
+    bounced_any bigint DEFAULT 0 NOT NULL,
     PRIMARY KEY (bucket, account, shard)
 );
 

@@ -109,7 +109,8 @@ FROM scope s LEFT JOIN tally t ON t.campaign_id = s.id;
 -- The guard's counters for the recipients of event $1 (just recorded), of message $2 (NULL:
 -- tied to none yet): per minute it happened in for the account of the message's job ('' for
 -- none: the default account's), and for the message's campaign. As the guard read them from
--- the rows: hard bounces and complaints per account, every kind per campaign.
+-- the rows: hard bounces and complaints per account, every kind per campaign; and deliveries
+-- and bounces of any type per account, for the metrics (feedback_kinds).
 WITH r AS (
     SELECT dispatcher.minute_of(re.occurred_at) AS bucket,
            count(*) FILTER (WHERE re.kind = 'delivery') AS delivered,
@@ -121,13 +122,15 @@ WITH r AS (
     GROUP BY 1
 ), by_account AS (
     INSERT INTO dispatcher.guard_account_tally AS t (bucket, account, shard, bounced,
-                                                     complained)
+                                                     complained, delivered, bounced_any)
     SELECT r.bucket, coalesce((SELECT j.account FROM dispatcher.jobs j WHERE j.id = $2), ''),
-           dispatcher.tally_shard(), r.bounced, r.complained
-    FROM r WHERE r.bounced + r.complained > 0
+           dispatcher.tally_shard(), r.bounced, r.complained, r.delivered, r.bounced_any
+    FROM r WHERE r.bounced_any + r.complained + r.delivered > 0
     ORDER BY 1, 2
     ON CONFLICT (bucket, account, shard) DO UPDATE
-    SET bounced = t.bounced + EXCLUDED.bounced, complained = t.complained + EXCLUDED.complained
+    SET bounced = t.bounced + EXCLUDED.bounced, complained = t.complained + EXCLUDED.complained,
+        delivered = t.delivered + EXCLUDED.delivered,
+        bounced_any = t.bounced_any + EXCLUDED.bounced_any
 )
 INSERT INTO dispatcher.guard_campaign_tally AS t (campaign_id, shard, delivered, bounced,
                                                   bounced_any, complained)
@@ -152,16 +155,19 @@ WITH turn AS (
     DELETE FROM dispatcher.guard_account_tally t
     WHERE (SELECT mine FROM turn) AND t.shard <> 0
       AND t.bucket < now() - make_interval(secs => $1)
-    RETURNING t.bucket, t.account, t.sent, t.bounced, t.complained
+    RETURNING t.bucket, t.account, t.sent, t.bounced, t.complained, t.delivered, t.bounced_any
 ), merged AS (
     INSERT INTO dispatcher.guard_account_tally AS t (bucket, account, shard, sent, bounced,
-                                                     complained)
-    SELECT f.bucket, f.account, 0, sum(f.sent), sum(f.bounced), sum(f.complained)
+                                                     complained, delivered, bounced_any)
+    SELECT f.bucket, f.account, 0, sum(f.sent), sum(f.bounced), sum(f.complained),
+           sum(f.delivered), sum(f.bounced_any)
     FROM folded f
     GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (bucket, account, shard) DO UPDATE
     SET sent = t.sent + EXCLUDED.sent, bounced = t.bounced + EXCLUDED.bounced,
-        complained = t.complained + EXCLUDED.complained
+        complained = t.complained + EXCLUDED.complained,
+        delivered = t.delivered + EXCLUDED.delivered,
+        bounced_any = t.bounced_any + EXCLUDED.bounced_any
 ), expired AS (
     DELETE FROM dispatcher.guard_account_tally t
     WHERE (SELECT mine FROM turn) AND t.bucket < now() - make_interval(secs => $2)
@@ -263,15 +269,19 @@ WITH linked AS (
     -- The guard's counters (migration 0025): these counted for no account ('', the default
     -- account's) and are now their job's account's; and they count for its campaign.
     INSERT INTO dispatcher.guard_account_tally AS t (bucket, account, shard, bounced,
-                                                     complained)
+                                                     complained, delivered, bounced_any)
     SELECT c.bucket, x.account, dispatcher.tally_shard(),
            x.sign * count(*) FILTER (WHERE c.kind = 'bounce' AND c.bounce_type = 'Permanent'),
-           x.sign * count(*) FILTER (WHERE c.kind = 'complaint')
+           x.sign * count(*) FILTER (WHERE c.kind = 'complaint'),
+           x.sign * count(*) FILTER (WHERE c.kind = 'delivery'),
+           x.sign * count(*) FILTER (WHERE c.kind = 'bounce')
     FROM counted c CROSS JOIN LATERAL (VALUES ('', -1), (c.account, 1)) AS x(account, sign)
-    WHERE c.kind IN ('bounce', 'complaint')
+    WHERE c.kind IN ('bounce', 'complaint', 'delivery')
     GROUP BY c.bucket, x.account, x.sign ORDER BY 1, 2
     ON CONFLICT (bucket, account, shard) DO UPDATE
-    SET bounced = t.bounced + EXCLUDED.bounced, complained = t.complained + EXCLUDED.complained
+    SET bounced = t.bounced + EXCLUDED.bounced, complained = t.complained + EXCLUDED.complained,
+        delivered = t.delivered + EXCLUDED.delivered,
+        bounced_any = t.bounced_any + EXCLUDED.bounced_any
 ), campaign AS (
     INSERT INTO dispatcher.guard_campaign_tally AS t (campaign_id, shard, delivered, bounced,
                                                       bounced_any, complained)

@@ -20,10 +20,19 @@ from dispatcher.domain.jobs import NewMessage, Settlement
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.queue.repository import Queue
 from dispatcher.retention import Pruner
-from tests.support.guard import OLD_ACCOUNT, OLD_CAMPAIGNS, OLD_COUNTS, event, send, ses_id
+from tests.support.guard import (
+    OLD_ACCOUNT,
+    OLD_CAMPAIGNS,
+    OLD_COUNTS,
+    OLD_KINDS,
+    event,
+    send,
+    ses_id,
+)
 from tests.support.plans import explained
 
 WINDOW = 3600.0
+METRICS = named_queries("dispatcher.obs", "metrics.sql")
 MAIL_TABLES = {"jobs", "messages", "recipient_events", "events", "message_feedback"}
 
 
@@ -32,7 +41,10 @@ async def guard_numbers(queue: Queue, cid: int) -> dict[str, Any]:
     feedback, accounts = FeedbackStore(queue.pool), AccountStore(queue.pool)
     account = await feedback.account_counts(WINDOW)
     campaigns = await feedback.campaign_counts(cid)
+    async with queue.pool.acquire() as conn:
+        kinds = await conn.fetch(METRICS("feedback_kinds"), WINDOW)
     return {
+        "kinds": {r["kind"]: r["n"] for r in kinds},
         "account": (account.sent, account.bounced, account.complained),
         "counts": {
             k: (v.sent, v.bounced, v.complained)
@@ -51,7 +63,9 @@ async def old_numbers(queue: Queue, cid: int) -> dict[str, Any]:
         a = await conn.fetchrow(OLD_ACCOUNT, WINDOW)
         counts = await conn.fetch(OLD_COUNTS, WINDOW)
         campaigns = await conn.fetch(OLD_CAMPAIGNS, cid)
+        kinds = await conn.fetch(OLD_KINDS, WINDOW)
     return {
+        "kinds": {r["kind"]: r["n"] for r in kinds},
         "account": (a["sent"], a["bounced"], a["complained"]),
         "counts": {r["name"]: (r["sent"], r["bounced"], r["complained"]) for r in counts},
         "campaign": {
@@ -161,6 +175,7 @@ async def test_the_counters_give_the_full_scans_numbers_through_every_path(
     assert now == await old_numbers(queue, cid)
     assert now["account"][0] > 0 and now["campaign"][cid][0] > 0  # (a test that can fail)
     assert now["counts"]["a"][1] == 4  # h1, h2, the campaign's, and the jobless one's
+    assert all(now["kinds"].values()), now["kinds"]  # deliveries, bounces, complaints
 
     # folding and ageing the per-minute rows changes nothing the window holds
     feedback = FeedbackStore(queue.pool)
@@ -196,7 +211,8 @@ async def test_the_counters_give_the_full_scans_numbers_through_every_path(
 
     # ... and the guard drops the minutes past every window it is asked for
     await feedback.fold_tallies(60.0)
-    assert (await guard_numbers(queue, cid))["account"] == (0, 0, 0)
+    gone = await guard_numbers(queue, cid)
+    assert gone["account"] == (0, 0, 0) and set(gone["kinds"].values()) == {0}
 
 
 async def test_the_migration_backfills_the_counters_from_the_rows(queue: Queue) -> None:
@@ -223,6 +239,7 @@ async def test_a_guard_read_reads_no_row_of_mail(queue: Queue) -> None:
         (feedback_sql("guard_account"), (86400.0,)),
         (feedback_sql("guard_campaigns"), (None,)),
         (accounts_sql("guard_counts"), (86400.0,)),
+        (METRICS("feedback_kinds"), (86400.0,)),
     ):
         read = {n.get("Relation Name") for n in await explained(queue.pool, sql, *args)}
         assert read & {"guard_account_tally", "guard_campaign_tally"}, read

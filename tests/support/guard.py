@@ -14,7 +14,7 @@ from dispatcher.feedback.events import parse_event
 from dispatcher.feedback.store import FeedbackStore
 from dispatcher.queue.repository import Queue
 
-__all__ = ["OLD_ACCOUNT", "OLD_CAMPAIGNS", "OLD_COUNTS", "event", "send", "ses_id"]
+__all__ = ["OLD_ACCOUNT", "OLD_CAMPAIGNS", "OLD_COUNTS", "OLD_KINDS", "event", "send", "ses_id"]
 
 
 def ses_id(message_id: int) -> str:
@@ -170,4 +170,11 @@ FROM dispatcher.accounts a
 LEFT JOIN sent s ON s.account = a.name
 LEFT JOIN feedback f ON f.account = a.name
 ORDER BY a.position
+"""
+
+# The metrics' feedback counts (dispatcher/obs/metrics.sql feedback_kinds) before 0025.
+OLD_KINDS = """
+SELECT k.kind, (SELECT count(*) FROM dispatcher.recipient_events re
+                WHERE re.kind = k.kind AND re.occurred_at > now() - make_interval(secs => $1)) AS n
+FROM unnest(ARRAY['delivery', 'bounce', 'complaint']) AS k(kind)
 """

@@ -10,8 +10,10 @@
 -- settles of several processes do not queue on one row; the guard folds the shards of buckets
 -- older than two minutes into shard 0 and deletes buckets older than it can ask for.
 
--- Per account and minute: recipients sent, hard bounces, complaints. account '': feedback tied
--- to no job (it counts for the default account, whichever that is when it is read).
+-- Per account and minute: recipients sent, hard bounces, complaints; and deliveries and
+-- bounces of any type, which the metrics' feedback counts read (dispatcher/obs/metrics.sql).
+-- account '': feedback tied to no job (it counts for the default account, whichever that is
+-- when it is read).
 CREATE TABLE dispatcher.guard_account_tally (
     bucket timestamptz NOT NULL,  -- the minute (dispatcher.minute_of) it happened in
     account text NOT NULL,
@@ -19,6 +21,8 @@ CREATE TABLE dispatcher.guard_account_tally (
     sent bigint NOT NULL DEFAULT 0,
     bounced bigint NOT NULL DEFAULT 0,
     complained bigint NOT NULL DEFAULT 0,
+    delivered bigint NOT NULL DEFAULT 0,
+    bounced_any bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (bucket, account, shard)
 ) WITH (fillfactor = 70);
 -- The rows still to fold (few: the last minutes').
@@ -54,22 +58,26 @@ SELECT (pg_backend_pid() % 16)::smallint
 $$;
 
 -- Backfill: the numbers the guard read from the rows until now.
-INSERT INTO dispatcher.guard_account_tally (bucket, account, shard, sent, bounced, complained)
+INSERT INTO dispatcher.guard_account_tally (bucket, account, shard, sent, bounced, complained,
+                                            delivered, bounced_any)
 SELECT bucket, account, 0, coalesce(sum(sent), 0), coalesce(sum(bounced), 0),
-       coalesce(sum(complained), 0)
+       coalesce(sum(complained), 0), coalesce(sum(delivered), 0), coalesce(sum(bounced_any), 0)
 FROM (SELECT dispatcher.minute_of(j.sent_at) AS bucket, j.account,
-             sum(j.recipients)::bigint AS sent, 0::bigint AS bounced, 0::bigint AS complained
+             sum(j.recipients)::bigint AS sent, 0::bigint AS bounced, 0::bigint AS complained,
+             0::bigint AS delivered, 0::bigint AS bounced_any
       FROM dispatcher.jobs j
       WHERE j.state = 'sent' AND j.sent_at IS NOT NULL
       GROUP BY 1, 2
       UNION ALL
       SELECT dispatcher.minute_of(re.occurred_at), coalesce(j.account, ''), 0,
              count(*) FILTER (WHERE re.kind = 'bounce' AND re.bounce_type = 'Permanent'),
-             count(*) FILTER (WHERE re.kind = 'complaint')
+             count(*) FILTER (WHERE re.kind = 'complaint'),
+             count(*) FILTER (WHERE re.kind = 'delivery'),
+             count(*) FILTER (WHERE re.kind = 'bounce')
       FROM dispatcher.recipient_events re
       JOIN dispatcher.events e ON e.id = re.event_id
       LEFT JOIN dispatcher.jobs j ON j.id = e.message_id
-      WHERE re.kind IN ('bounce', 'complaint')
+      WHERE re.kind IN ('bounce', 'complaint', 'delivery')
       GROUP BY 1, 2) x
 GROUP BY 1, 2;
 
