@@ -34,7 +34,13 @@ from dispatcher.cli.attach import read_attachment
 from dispatcher.cli.campaign_create import parse_tags
 from dispatcher.cli.commands import Command, with_stores
 from dispatcher.cli.output import discard_stdout
-from dispatcher.cli.processes import process_count, run_processes, watch_parent
+from dispatcher.cli.processes import (
+    AUTO,
+    auto_processes,
+    process_count,
+    run_processes,
+    watch_parent,
+)
 from dispatcher.cli.status import cmd_quota, cmd_status, no_credentials
 from dispatcher.config import Config, load_config
 from dispatcher.db.migrate import migrate
@@ -110,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=process_count,
         default=1,
         metavar="N|auto",
-        help="worker processes (default 1; 'auto': one per core); they split the account's "
+        help="worker processes (default 1; 'auto': one per 1,000/s of the accounts' MaxSendRate, "
+        "at most one per core); they split the account's "
         "rate and daily quota between them. Each holds up to database.pool_size + 4 connections",
     )
 
@@ -275,6 +282,8 @@ async def cmd_send(args: argparse.Namespace, cfg: Config) -> int:
 
 
 async def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
+    if args.processes == AUTO:
+        args.processes = await auto_processes(cfg)
     if args.processes > 1:
         return await run_processes(
             cfg, processes=args.processes, drain=args.drain, config_path=args.config

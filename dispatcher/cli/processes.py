@@ -7,7 +7,9 @@ share), so N processes send no faster than one account allows. SIGTERM/SIGINT ar
 The exit code is the highest of the children's (0 when all drained).
 
 N is capped before anything starts: at most 4 per core, and no more than Postgres has
-connections left for (each process holds up to database.pool_size + 4).
+connections left for (each process holds up to database.pool_size + 4). `--processes auto`
+starts as many as the accounts' MaxSendRate needs (one per PROCESS_RATE recipients/s), at most
+one per core: a process more than that only costs CPU and connections.
 
 Children die with the parent, even a SIGKILLed one: each child watches its parent's pid and
 stops when it changes (portable to every POSIX system, and it also covers a parent that died
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import math
 import os
 import signal
 import socket
@@ -32,31 +35,84 @@ import sys
 import structlog
 
 from dispatcher import app
+from dispatcher.accounts.settings import effective_accounts
 from dispatcher.config import Config
 from dispatcher.doors import sockets
-from dispatcher.errors import InputError
+from dispatcher.errors import DispatcherError, InputError
 from dispatcher.obs import metrics
+from dispatcher.ses.adapter import SesAdapter
+from dispatcher.worker.quota_store import SharedQuotaStore
 
 log = structlog.get_logger()
 
 _PR_SET_PDEATHSIG = 1
 PER_CORE = 4  # more processes than this per core only adds contention
+AUTO = 0  # `--processes auto`: decided by auto_processes once the accounts' rates are known
+# Recipients/s of MaxSendRate per process for `--processes auto`: one process sends 1,000/s
+# of per-message SendEmail with CPU to spare (python -m bench.rate --rates 1000,2000
+# --processes 1,2), and more where SES renders (an SES-template campaign).
+PROCESS_RATE = 1000.0
+RATE_KNOWN_WITHIN = 7 * 86400.0  # an account's last published MaxSendRate is taken this long
 PARENT_PID_ENV = "DISPATCHER_PARENT_PID"  # set for children: the pid they must outlive not
 PARENT_POLL = 0.5  # seconds between a child's checks that its parent is alive
 
 
 def process_count(text: str) -> int:
-    """`--processes` as given: a whole number >= 1, or `auto` for one per core."""
+    """`--processes` as given: a whole number >= 1, or `auto` (AUTO) for as many as the rate
+    needs."""
     if text.strip().lower() == "auto":
-        return max(1, os.cpu_count() or 1)
+        return AUTO
     try:
         n = int(text)
     except ValueError:
         n = 0
     if n < 1:
         raise argparse.ArgumentTypeError(
-            f"--processes must be a whole number >= 1, or 'auto' for one per core; got {text!r}"
+            f"--processes must be a whole number >= 1, or 'auto' for as many as the account's "
+            f"rate needs; got {text!r}"
         )
+    return n
+
+
+def processes_for(rates: list[float], cores: int, per_process: float = PROCESS_RATE) -> int:
+    """`--processes auto`: one process per `per_process` recipients/s of the accounts' summed
+    MaxSendRate, at least one, at most one per core."""
+    total = sum(rate for rate in rates if rate > 0)
+    return max(1, min(cores, math.ceil(total / per_process)))
+
+
+async def account_rates(cfg: Config) -> list[float] | None:
+    """Each account's MaxSendRate: the reading last published in Postgres (a daemon that ran in
+    the last week), else one GetSendQuota; None if SES cannot be asked."""
+    rates: list[float] = []
+    async with app.open_queue(cfg) as queue:
+        for name, ses_settings, _ in effective_accounts(cfg.accounts, cfg.ses, cfg.pacing):
+            quota = await SharedQuotaStore(queue.pool, name).published(within=RATE_KNOWN_WITHIN)
+            if quota is None:
+                try:
+                    async with SesAdapter.open(ses_settings) as ses:
+                        quota = await ses.get_send_quota()
+                except DispatcherError as exc:
+                    log.warning("run.processes_rate_unknown", account=name, error=str(exc))
+                    return None
+            rates.append(quota.max_send_rate)
+    return rates
+
+
+async def auto_processes(cfg: Config) -> int:
+    """How many processes `--processes auto` starts here (logged with why)."""
+    cores = max(1, os.cpu_count() or 1)
+    rates = await account_rates(cfg)
+    if rates is None:  # the children will say what is wrong with SES; one says it once
+        return 1
+    n = processes_for(rates, cores)
+    log.info(
+        "run.processes_auto",
+        processes=n,
+        max_send_rates=rates,
+        cores=cores,
+        per_process=PROCESS_RATE,
+    )
     return n
 
 

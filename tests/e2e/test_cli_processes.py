@@ -9,14 +9,15 @@ import signal
 import socket
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psutil
 
 from dispatcher.queue.repository import Queue
-from tests.support.cli import cli_env, fetch, run_cli, start_cli, stop_cli
+from tests.support.cli import CliResult, cli_env, fetch, run_cli, start_cli, stop_cli
 from tests.support.dispatch import batch, dispatcher_ids, eventually
-from tests.support.sim import SimHandle
+from tests.support.sim import SimFactory, SimHandle
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-feedback"
 
@@ -45,6 +46,33 @@ async def test_config_file_with_two_processes_drains_everything_once(
 
     assert run.code == 0, run
     assert Counter(dispatcher_ids(await sim.messages())) == Counter(ids)  # each exactly once
+
+
+async def test_auto_starts_as_many_processes_as_the_rate_needs(
+    queue: Queue, pg_dsn: str, tmp_path: Path, sim_process: SimFactory
+) -> None:
+    """`--processes auto` at 14/s (SES's answer: no reading in Postgres yet) is one process,
+    however many cores; at 5,000/s (the reading a daemon published) one per core, up to 5."""
+    cores = os.cpu_count() or 1
+    async with sim_process(max_send_rate=14, max_24_hour_send=-1) as sim:
+        env = cli_env(tmp_path, dsn=pg_dsn, endpoint_url=sim.endpoint_url)
+        ids = [r.id for r in await queue.enqueue_many(batch(5))]
+        slow = await run_cli(env, "run", "--processes", "auto", "--drain")
+        async with queue.pool.acquire() as conn:  # a daemon published a reading of 5,000/s
+            await conn.execute(
+                "UPDATE dispatcher.send_quota SET max_send_rate = 5000, max_24_hour_send = -1,"
+                " sent_last_24_hours = 0, read_at = now() WHERE account = 'default'"
+            )
+        ids += [r.id for r in await queue.enqueue_many(batch(5, prefix="n"))]
+        fast = await run_cli(env, "run", "--processes", "auto", "--drain")
+        sent = Counter(dispatcher_ids(await sim.messages()))
+
+    def decided(run: CliResult) -> list[Any]:
+        return [e["processes"] for e in run.events if e.get("event") == "run.processes_auto"]
+
+    assert slow.code == 0 and decided(slow) == [1], slow
+    assert fast.code == 0 and decided(fast) == [min(cores, 5)], fast
+    assert sent == Counter(ids)  # each exactly once
 
 
 async def test_too_many_processes_is_one_line_and_exit_2(pg_dsn: str, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""`dispatcher run --processes`: a count, or `auto` for one per core; anything else is refused."""
+"""`dispatcher run --processes`: a count, or `auto` for as many as the rate needs (at most one
+per core); anything else is refused."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import time
 import pytest
 
 from dispatcher.cli.processes import (
+    AUTO,
     PARENT_PID_ENV,
     check_connections,
     check_cores,
     process_count,
+    processes_for,
 )
 from dispatcher.errors import InputError
 
@@ -22,7 +25,17 @@ from dispatcher.errors import InputError
 def test_a_count_or_auto() -> None:
     assert process_count("1") == 1
     assert process_count("3") == 3
-    assert process_count("auto") == process_count("AUTO") == max(1, os.cpu_count() or 1)
+    assert process_count("auto") == process_count("AUTO") == AUTO
+
+
+def test_auto_is_one_process_per_thousand_of_the_rate_at_most_one_per_core() -> None:
+    assert processes_for([14.0], cores=64) == 1  # not a process per core for a small account
+    assert processes_for([1000.0], cores=64) == 1
+    assert processes_for([1000.5], cores=64) == 2
+    assert processes_for([3000.0], cores=2) == 2
+    assert processes_for([600.0, 600.0], cores=8) == 2  # the accounts' rates add up
+    assert processes_for([50_000.0], cores=4) == 4
+    assert processes_for([], cores=4) == processes_for([0.0], cores=4) == 1
 
 
 @pytest.mark.parametrize("text", ["0", "-2", "two", "1.5", ""])
