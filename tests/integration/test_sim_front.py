@@ -15,6 +15,7 @@ from typing import Any
 
 from dispatcher.sim import admin
 from dispatcher.sim.account import Template
+from dispatcher.sim.launch import start_simulator
 from dispatcher.sim.server import SimServer
 from dispatcher.sim.settings import SimSettings
 
@@ -30,6 +31,13 @@ def send_body(to: str = "success@simulator.amazonses.com", sender: str = "s@exam
     ).encode()
 
 
+SIMPLE_BODY = json.dumps(
+    {
+        "FromEmailAddress": "s@example.com",
+        "Destination": {"ToAddresses": ["success@simulator.amazonses.com"]},
+        "Content": {"Simple": {"Subject": {"Data": "Hi"}, "Body": {"Text": {"Data": "Hello"}}}},
+    }
+).encode()
 BULK_BODY = json.dumps(
     {
         "FromEmailAddress": "s@example.com",
@@ -161,3 +169,25 @@ async def test_requests_the_front_does_not_take_are_answered_by_the_application(
     assert answers[2].split(b"\r\n")[0].endswith(b" 400 Bad Request")
     assert b"Invalid header token" in answers[2]
     assert len(sim.state.messages) == 1
+
+
+async def test_the_simulator_process_hands_a_connection_over_on_its_own_loop() -> None:
+    # `python -m dispatcher.sim` runs on uvloop when it is installed: the hand-over
+    # (set_protocol on its transport) must work there as on the stock loop.
+    async with start_simulator(max_send_rate=1000) as sim:
+        host, port = sim.endpoint_url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(request("POST", SEND, SIMPLE_BODY))
+        refused = await answer(reader)  # by the front: no identity verified yet
+        identity = json.dumps({"EmailIdentity": "example.com"}).encode()
+        writer.write(request("POST", "/v2/email/identities", identity))
+        created = await answer(reader)  # by the application, on the same connection
+        writer.write(request("POST", "/_sim/identities/example.com/verify"))
+        verified = await answer(reader)
+        writer.write(request("POST", SEND, SIMPLE_BODY))
+        sent = await answer(reader)
+        writer.close()
+    assert refused.startswith(b"HTTP/1.1 400 Bad Request\r\nx-amzn-ErrorType: MessageRejected")
+    assert created.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert verified.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert sent.startswith(b"HTTP/1.1 200 OK\r\n") and b'"MessageId"' in sent
