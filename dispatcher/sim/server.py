@@ -1,4 +1,5 @@
-"""The simulator's HTTP server: one aiohttp application serving v1, v2 and /_sim/ routes."""
+"""The simulator's HTTP server: one aiohttp application serving v1, v2 and /_sim/ routes, behind
+the front (front.py) that answers the two send routes itself."""
 
 from __future__ import annotations
 
