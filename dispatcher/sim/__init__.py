@@ -6,9 +6,10 @@ state), `state` (the send decision), `errors` (each refusal in SES's v1 and v2 w
 `events` (SES event JSON in both formats), `faults` (latency model, injected faults). I/O:
 `sns` (signing, with `cryptography`), `publisher` (SNS POSTs, JSONL file), the protocol layers
 `v1`, `v2` (`v2_setup`: reads of the set-up) and `admin`, `server` (aiohttp; latency and
-faults as a middleware), `cli`, `launch` (start it for a caller, as a child process or in
-this loop: the demo, bench, tests), and `provision` (set its account up through the SES API,
-as a user would).
+faults as a middleware, `inject`), `front` (the listening socket's protocol: the two send
+routes answered without aiohttp's machinery, every other request handed to it), `cli`,
+`launch` (start it for a caller, as a child process or in this loop: the demo, bench, tests),
+and `provision` (set its account up through the SES API, as a user would).
 
 Defaults: a production account as strict as SES's: 14/s, 50,000/day, 1 s of burst; senders
 (From/Source, Return-Path, FeedbackForwardingEmailAddress, a raw message's From and Sender) must

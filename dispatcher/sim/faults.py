@@ -1,8 +1,8 @@
 """Latency and injected faults as pure decisions on an injected random source and clock.
 
-The server's middleware asks, per API request: how long to wait (sends only), whether to fail
-it (HTTP 500 / 503, connection reset, no answer at all) and, for sends, whether to throttle it
-anyway (at a rate, or because a throttling storm is on).
+The server's middleware (and the front, for the send routes) asks, per API request: how long
+to wait (sends only), whether to fail it (HTTP 500 / 503, connection reset, no answer at all)
+and, for sends, whether to throttle it anyway (at a rate, or because a throttling storm is on).
 """
 
 from __future__ import annotations

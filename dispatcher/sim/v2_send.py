@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from dispatcher.sim import v2_lists
 from dispatcher.sim.account import Template
-from dispatcher.sim.errors import bulk_status
+from dispatcher.sim.errors import ACTION_THROTTLED_V2, bulk_status
 from dispatcher.sim.ids import request_id
+from dispatcher.sim.keys import STATE_KEY
 from dispatcher.sim.sends import (
     Content,
     decode_raw,
@@ -20,32 +21,47 @@ from dispatcher.sim.sends import (
     stored_template,
 )
 from dispatcher.sim.state import MAX_RECIPIENTS, Refusal, SendError, SentMessage, SimState
-from dispatcher.sim.v2_wire import json_handler, ok, read_body, refusal_response
+from dispatcher.sim.v2_wire import (
+    MALFORMED,
+    error_response,
+    malformed_answer,
+    ok,
+    parse_body,
+    refusal_response,
+)
 
 RAW_MAX_BYTES = 40 * 1024 * 1024  # v2 and SMTP limit on a message
-SEND_PATHS = frozenset({"/v2/email/outbound-emails", "/v2/email/outbound-bulk-emails"})
+SEND_EMAIL_PATH = "/v2/email/outbound-emails"
+SEND_BULK_EMAIL_PATH = "/v2/email/outbound-bulk-emails"
+_SEND_EMAIL_MALFORMED = "Malformed SendEmail request."
+
+# A send route on the request body's bytes: the message accepted (the caller writes its small
+# answer, see `accepted_body`), or the whole answer. The aiohttp routes below and the front
+# (front.py) both call these, so a send is decided the same way whichever way it came in.
+SendRoute = Callable[[SimState, bytes], SentMessage | web.Response]
 
 
-def _answer(state: SimState, result: SentMessage | Refusal) -> web.Response:
+def accepted_body(message: SentMessage) -> bytes:
+    """SendEmail's answer body for an accepted message."""
+    return b'{"MessageId":"' + message.message_id.encode() + b'"}'
+
+
+def send_email(state: SimState, raw: bytes) -> SentMessage | web.Response:
+    """POST /v2/email/outbound-emails: the accepted message, or the answer that refuses it."""
+    try:
+        body = parse_body(raw)
+        listed: Mapping[str, str] | None = None
+        if "ListManagementOptions" in body:
+            options = v2_lists.list_options(state, body)
+            if isinstance(options, web.Response):
+                return options
+            listed = options
+        result = _send(state, body, listed)
+    except MALFORMED as exc:
+        return malformed_answer(state, exc, _SEND_EMAIL_MALFORMED)
     if isinstance(result, SentMessage):
-        return web.Response(
-            body=b'{"MessageId":"' + result.message_id.encode() + b'"}',
-            content_type="application/json",
-            headers={"x-amzn-RequestId": request_id()},
-        )
+        return result
     return refusal_response(result, state.settings.region)
-
-
-async def _send_email(state: SimState, request: web.Request) -> web.Response:
-    """POST /v2/email/outbound-emails."""
-    body = await read_body(request)
-    listed: Mapping[str, str] | None = None
-    if "ListManagementOptions" in body:
-        options = v2_lists.list_options(state, body)
-        if isinstance(options, web.Response):
-            return options
-        listed = options
-    return _answer(state, _send(state, body, listed))
 
 
 def _tags(tag_list: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
@@ -165,9 +181,18 @@ def _send(
     )
 
 
-async def _send_bulk_email(state: SimState, request: web.Request) -> web.Response:
-    """POST /v2/email/outbound-bulk-emails: shared problems fail the call, the rest per entry."""
-    body = await read_body(request)
+def send_bulk_email(state: SimState, raw: bytes) -> web.Response:
+    """POST /v2/email/outbound-bulk-emails, under SES's 1 request/s on API actions."""
+    if not state.allow_action("_send_bulk_email"):
+        return error_response(*ACTION_THROTTLED_V2)
+    try:
+        return _send_bulk_email(state, parse_body(raw))
+    except MALFORMED as exc:
+        return malformed_answer(state, exc, "Malformed request.")
+
+
+def _send_bulk_email(state: SimState, body: dict[str, Any]) -> web.Response:
+    """SendBulkEmail: shared problems fail the call, the rest per entry."""
     entries = body.get("BulkEmailEntries")
     if not entries:
         return refusal_response(state.refuse(SendError.MISSING_PARAMETER, "BulkEmailEntries"))
@@ -230,12 +255,31 @@ async def _send_bulk_email(state: SimState, request: web.Request) -> web.Respons
     return ok({"BulkEmailEntryResults": results})
 
 
+# SendEmail is v2's SendEmail, SendRawEmail and SendTemplatedEmail: the only actions AWS exempts
+# from 1 request/s (see v1.UNLIMITED_ACTIONS). SendBulkEmail is not exempt: its v1 twin
+# SendBulkTemplatedEmail never joined that list.
+SEND_ROUTES: dict[str, SendRoute] = {
+    SEND_EMAIL_PATH: send_email,
+    SEND_BULK_EMAIL_PATH: send_bulk_email,
+}
+SEND_PATHS = frozenset(SEND_ROUTES)
+
+
+def _route(send: SendRoute) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        result = send(request.app[STATE_KEY], await request.read())
+        if isinstance(result, SentMessage):
+            return web.Response(
+                body=accepted_body(result),
+                content_type="application/json",
+                headers={"x-amzn-RequestId": request_id()},
+            )
+        return result
+
+    handler.__doc__ = send.__doc__
+    return handler
+
+
 def add_routes(r: web.UrlDispatcher) -> None:
-    # SendEmail is v2's SendEmail, SendRawEmail and SendTemplatedEmail: the only actions AWS
-    # exempts from 1 request/s (see v1.UNLIMITED_ACTIONS). SendBulkEmail is not exempt: its v1
-    # twin SendBulkTemplatedEmail never joined that list.
-    r.add_post(
-        "/v2/email/outbound-emails",
-        json_handler(_send_email, "Malformed SendEmail request.", limited=False),
-    )
-    r.add_post("/v2/email/outbound-bulk-emails", json_handler(_send_bulk_email))
+    for path, send in SEND_ROUTES.items():
+        r.add_post(path, _route(send))

@@ -48,13 +48,35 @@ class BadNextToken(Exception):
 
 
 async def read_body(request: web.Request) -> dict[str, Any]:
+    return parse_body(await request.read())
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The request's JSON object; BadRequest if the bytes are not one."""
     try:
-        body = json.loads(await request.read() or b"{}")
+        body = json.loads(raw or b"{}")
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         raise BadRequest(str(exc) or "Malformed request.") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
     return body
+
+
+# What a handler raises on input it cannot read: answered BadRequestException (or
+# InvalidNextTokenException), never a traceback.
+MALFORMED = (BadRequest, BadNextToken, KeyError, TypeError, AttributeError, ValueError)
+
+
+def malformed_answer(state: SimState, exc: Exception, malformed: str) -> web.Response:
+    """The answer to one of MALFORMED raised by a handler (`malformed`: its generic text)."""
+    if isinstance(exc, BadRequest):
+        state.refuse(SendError.INVALID_PARAMETER, str(exc))
+        return error_response(400, "BadRequestException", str(exc))
+    if isinstance(exc, BadNextToken):
+        # The error the sesv2 model lists for ListSuppressedDestinations (text not confirmed).
+        return error_response(400, "InvalidNextTokenException", str(exc))
+    state.refuse(SendError.INVALID_PARAMETER)
+    return error_response(400, "BadRequestException", malformed)
 
 
 def json_handler(
@@ -72,15 +94,8 @@ def json_handler(
             return error_response(*ACTION_THROTTLED_V2)
         try:
             return await func(state, request)
-        except BadRequest as exc:
-            state.refuse(SendError.INVALID_PARAMETER, str(exc))
-            return error_response(400, "BadRequestException", str(exc))
-        except BadNextToken as exc:
-            # The error the sesv2 model lists for ListSuppressedDestinations (text not confirmed).
-            return error_response(400, "InvalidNextTokenException", str(exc))
-        except (KeyError, TypeError, AttributeError, ValueError):
-            state.refuse(SendError.INVALID_PARAMETER)
-            return error_response(400, "BadRequestException", malformed)
+        except MALFORMED as exc:
+            return malformed_answer(state, exc, malformed)
 
     handler.__doc__ = func.__doc__
     return handler
