@@ -102,10 +102,14 @@ class TreeCpu:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="tree-cpu")
 
     async def stop(self) -> None:
+        """Stop sampling, with one last sample: a daemon that exits within a sampling interval
+        of its last send would otherwise leave the send span's end uncovered (a process that
+        is gone reads as its last sample)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._sample()
 
     async def _run(self) -> None:
         while True:
