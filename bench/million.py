@@ -130,7 +130,8 @@ async def materialise(dsn: str, campaign_id: int, want: int) -> dict[str, Any]:
         store = CampaignStore(pool)
         began = time.perf_counter()
         await store.start(campaign_id)
-        worker = Materialiser(pool, lambda: 1e9, ahead=Ahead(ceiling=want))
+        # refill_below=1: fill to the target whatever is ready (no daemon claims here)
+        worker = Materialiser(pool, lambda: 1e9, ahead=Ahead(ceiling=want, refill_below=1.0))
         while await worker.tick():
             pass
         wall = time.perf_counter() - began
