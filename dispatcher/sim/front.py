@@ -27,13 +27,11 @@ from typing import cast
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 
-from dispatcher.sim.errors import v2_error
 from dispatcher.sim.faults import Faults
 from dispatcher.sim.ids import request_id
-from dispatcher.sim.inject import THROTTLED, bug_answer, fault_answer, hold_then_reset
+from dispatcher.sim.inject import bug_answer, hold_then_reset, injected
 from dispatcher.sim.settings import SimSettings
 from dispatcher.sim.state import SentMessage, SimState
-from dispatcher.sim.v2 import error_response
 from dispatcher.sim.v2_send import SEND_ROUTES, SendRoute, accepted_body
 
 log = logging.getLogger("dispatcher.sim")
@@ -280,26 +278,19 @@ class _Connection(asyncio.Protocol):
     ) -> None:
         """The `inject` middleware's steps after the latency, for a v2 send."""
         front = self._front
-        state = front._state
-        faults = front._faults
-        fault = faults.fault(settings)
-        if fault is not None:
-            state.counters.faults += 1
-            answer = fault_answer(fault, True)
-            if answer is None:  # reset, or held until the server stops and then reset
-                task = front._loop.create_task(
-                    hold_then_reset(fault, self._transport, front._closing, settings)
-                )
-                front.tasks.add(task)
-                task.add_done_callback(front.tasks.discard)
-                return  # stays busy: nothing more is read on this connection
-            self._write(response_bytes(answer, close), close)
-        elif faults.throttle(settings):
-            state.counters.throttled += 1
-            answer = error_response(*v2_error(THROTTLED, settings.region))
-            self._write(response_bytes(answer, close), close)
-        else:
+        step = injected(front._state, front._faults, settings, is_v2=True, is_send=True)
+        if step is None:
             self._answer(route, body, close)
+        elif step.answer is not None:
+            self._write(response_bytes(step.answer, close), close)
+        else:  # reset, or held until the server stops and then reset
+            assert step.fault is not None
+            task = front._loop.create_task(
+                hold_then_reset(step.fault, self._transport, front._closing, settings)
+            )
+            front.tasks.add(task)
+            task.add_done_callback(front.tasks.discard)
+            return  # stays busy: nothing more is read on this connection
         self.busy = False
         self._serve()
 

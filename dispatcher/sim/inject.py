@@ -8,6 +8,7 @@ import contextlib
 import logging
 import socket
 import struct
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -15,10 +16,10 @@ from aiohttp.typedefs import Handler
 from dispatcher.clock import wait_event
 from dispatcher.sim import v1, v2
 from dispatcher.sim.errors import v1_error, v2_error
-from dispatcher.sim.faults import FAULT_500, FAULT_503, FAULT_RESET
+from dispatcher.sim.faults import FAULT_500, FAULT_503, FAULT_RESET, Faults
 from dispatcher.sim.keys import CLOSING_KEY, FAULTS_KEY, STATE_KEY
 from dispatcher.sim.settings import SimSettings
-from dispatcher.sim.state import Refusal, SendError
+from dispatcher.sim.state import Refusal, SendError, SimState
 
 log = logging.getLogger("dispatcher.sim")
 
@@ -55,6 +56,34 @@ def fault_answer(fault: str, is_v2: bool) -> web.Response | None:
     if is_v2:
         return v2.error_response(status, code, text)
     return v1.error_response(code, text, status=status, type_="Receiver")
+
+
+@dataclass(frozen=True, slots=True)
+class Injected:
+    """What a fault or a throttling storm does to a request once its latency has passed: an
+    answer, or none (`answer` None: a reset or timeout fault, `fault` says which)."""
+
+    answer: web.Response | None
+    fault: str | None = None
+
+
+def injected(
+    state: SimState, faults: Faults, settings: SimSettings, *, is_v2: bool, is_send: bool
+) -> Injected | None:
+    """A fault, then (on a send) a throttling storm, counted; None: the request goes on. The
+    `inject` middleware and the front (front.py) both ask this, so both count and answer alike.
+    """
+    fault = faults.fault(settings)
+    if fault is not None:
+        state.counters.faults += 1
+        return Injected(fault_answer(fault, is_v2), fault)
+    if is_send and faults.throttle(settings):
+        state.counters.throttled += 1
+        region = settings.region
+        if is_v2:
+            return Injected(v2.error_response(*v2_error(THROTTLED, region)))
+        return Injected(v1.error_response(*v1_error(THROTTLED, region)))
+    return None
 
 
 async def hold_then_reset(
@@ -115,20 +144,13 @@ async def inject(request: web.Request, handler: Handler) -> web.StreamResponse:
         delay = faults.latency(settings)
         if delay > 0:
             await asyncio.sleep(delay)
-    fault = faults.fault(settings)
-    if fault is not None:
-        state.counters.faults += 1
-        answer = fault_answer(fault, is_v2)
-        if answer is not None:
-            return answer
-        await hold_then_reset(fault, request.transport, app[CLOSING_KEY], settings)
-        # Never reaches the client: aiohttp's write fails on the aborted transport, which it
-        # treats as a client gone away (no error logged).
-        return web.Response(status=500)
-    if is_send and faults.throttle(settings):
-        state.counters.throttled += 1
-        region = settings.region
-        if is_v2:
-            return v2.error_response(*v2_error(THROTTLED, region))
-        return v1.error_response(*v1_error(THROTTLED, region))
-    return await handler(request)
+    step = injected(state, faults, settings, is_v2=is_v2, is_send=is_send)
+    if step is None:
+        return await handler(request)
+    if step.answer is not None:
+        return step.answer
+    assert step.fault is not None
+    await hold_then_reset(step.fault, request.transport, app[CLOSING_KEY], settings)
+    # Never reaches the client: aiohttp's write fails on the aborted transport, which it
+    # treats as a client gone away (no error logged).
+    return web.Response(status=500)
