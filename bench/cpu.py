@@ -25,38 +25,17 @@ from bench.baseline import send_all
 from bench.messages import make_messages
 from bench.services import REPO_ROOT
 
-__all__ = ["ProcessTree", "TreeCpu", "bare_loop_child", "bare_loop_ms", "process_tree_cpu"]
+__all__ = ["ProcessTree", "TreeCpu", "bare_loop_child", "bare_loop_ms"]
 
 REGION = "us-east-1"
 
 
-def process_tree_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process and its live descendants (0 once it is gone)."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    return _cpu_of(procs)
-
-
-def _cpu_of(procs: list[psutil.Process], reaped: bool = False) -> float:
-    total = 0.0
-    for i, proc in enumerate(procs):
-        with contextlib.suppress(psutil.Error):
-            t = proc.cpu_times()
-            total += t.user + t.system
-            if reaped and i == 0:
-                total += t.children_user + t.children_system
-    return total
-
-
 class ProcessTree:
-    """`process_tree_cpu` for sampling many times a second: finding a tree's descendants reads
-    every process of the machine (psutil's ppid map), so it is done once every `refresh`
-    seconds, and each reading in between only reads the known processes' own CPU times. At
-    10 readings a second of three trees the full walk cost the benchmark ~15 % of a core,
-    taken from the run it measures.
+    """User + system CPU seconds of a process and its live descendants (0 once it is gone), for
+    sampling many times a second: finding a tree's descendants reads every process of the
+    machine (psutil's ppid map), so it is done once every `refresh` seconds, and each reading
+    in between only reads the known processes' own CPU times. At 10 readings a second of three
+    trees the full walk cost the benchmark ~15 % of a core, taken from the run it measures.
 
     `server=True` is for a server that forks a child per connection (Postgres): its direct
     children, plus the CPU of the children it has reaped (bench.services.tree_cpu's rule)."""
@@ -85,7 +64,14 @@ class ProcessTree:
             except psutil.Error:
                 self._procs = []
             self._found_at = now
-        return _cpu_of(self._procs, reaped=self._server)
+        total = 0.0
+        for i, proc in enumerate(self._procs):
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system
+                if self._server and i == 0:  # the root's reaped children
+                    total += t.children_user + t.children_system
+        return total
 
 
 class TreeCpu:
