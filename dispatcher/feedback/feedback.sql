@@ -23,11 +23,52 @@ SELECT id FROM dispatcher.events WHERE processed_at IS NULL ORDER BY id LIMIT $1
 UPDATE dispatcher.events SET processed_at = now() WHERE id = $1;
 
 -- name: recipient_events_insert
-INSERT INTO dispatcher.recipient_events (event_id, address, kind, bounce_type, bounce_subtype,
-                                         status, diagnostic, occurred_at)
-SELECT $1, u.address, $2, $3, $4, u.status, u.diagnostic, $5
-FROM unnest($6::text[], $7::text[], $8::text[]) AS u(address, status, diagnostic)
-ON CONFLICT (event_id, address) DO NOTHING;
+-- The recipients of event $1, and the guard's counters (migration 0025) for those recorded, of
+-- message $9 (NULL: tied to none yet), in the same statement: per minute it happened in for
+-- the account of the message's job ('' for none: the default account's), and for the
+-- message's campaign. As the guard read them from the rows: hard bounces and complaints per
+-- account, every kind per campaign; and deliveries and bounces of any type per account, for
+-- the metrics (feedback_kinds).
+WITH recorded AS (
+    INSERT INTO dispatcher.recipient_events (event_id, address, kind, bounce_type,
+                                             bounce_subtype, status, diagnostic, occurred_at)
+    SELECT $1, u.address, $2, $3, $4, u.status, u.diagnostic, $5
+    FROM unnest($6::text[], $7::text[], $8::text[]) AS u(address, status, diagnostic)
+    ON CONFLICT (event_id, address) DO NOTHING
+    RETURNING kind, bounce_type, occurred_at
+), r AS (
+    SELECT dispatcher.minute_of(re.occurred_at) AS bucket,
+           count(*) FILTER (WHERE re.kind = 'delivery') AS delivered,
+           count(*) FILTER (WHERE re.kind = 'bounce' AND re.bounce_type = 'Permanent')
+               AS bounced,
+           count(*) FILTER (WHERE re.kind = 'bounce') AS bounced_any,
+           count(*) FILTER (WHERE re.kind = 'complaint') AS complained
+    FROM recorded re
+    GROUP BY 1
+), by_account AS (
+    INSERT INTO dispatcher.guard_account_tally AS t (bucket, account, shard, bounced,
+                                                     complained, delivered, bounced_any)
+    SELECT r.bucket,
+           coalesce((SELECT j.account FROM dispatcher.jobs j WHERE j.id = $9::bigint), ''),
+           dispatcher.tally_shard(), r.bounced, r.complained, r.delivered, r.bounced_any
+    FROM r WHERE r.bounced_any + r.complained + r.delivered > 0
+    ORDER BY 1, 2
+    ON CONFLICT (bucket, account, shard) DO UPDATE
+    SET bounced = t.bounced + EXCLUDED.bounced, complained = t.complained + EXCLUDED.complained,
+        delivered = t.delivered + EXCLUDED.delivered,
+        bounced_any = t.bounced_any + EXCLUDED.bounced_any
+)
+INSERT INTO dispatcher.guard_campaign_tally AS t (campaign_id, shard, delivered, bounced,
+                                                  bounced_any, complained)
+SELECT m.campaign_id, dispatcher.tally_shard(), sum(r.delivered), sum(r.bounced),
+       sum(r.bounced_any), sum(r.complained)
+FROM r, dispatcher.messages m
+WHERE m.id = $9::bigint AND m.campaign_id IS NOT NULL
+GROUP BY m.campaign_id
+ON CONFLICT (campaign_id, shard) DO UPDATE
+SET delivered = t.delivered + EXCLUDED.delivered, bounced = t.bounced + EXCLUDED.bounced,
+    bounced_any = t.bounced_any + EXCLUDED.bounced_any,
+    complained = t.complained + EXCLUDED.complained;
 
 -- name: transient_bounces_over
 -- Of the addresses $1, those with at least $2 transient bounces since $3 seconds ago.
@@ -104,45 +145,6 @@ SELECT s.id AS campaign_id, coalesce(t.sent, 0)::bigint AS sent,
        coalesce(t.complained, 0)::bigint AS complained,
        coalesce(t.delivered, 0)::bigint AS delivered
 FROM scope s LEFT JOIN tally t ON t.campaign_id = s.id;
-
--- name: tally_event
--- The guard's counters for the recipients of event $1 (just recorded), of message $2 (NULL:
--- tied to none yet): per minute it happened in for the account of the message's job ('' for
--- none: the default account's), and for the message's campaign. As the guard read them from
--- the rows: hard bounces and complaints per account, every kind per campaign; and deliveries
--- and bounces of any type per account, for the metrics (feedback_kinds).
-WITH r AS (
-    SELECT dispatcher.minute_of(re.occurred_at) AS bucket,
-           count(*) FILTER (WHERE re.kind = 'delivery') AS delivered,
-           count(*) FILTER (WHERE re.kind = 'bounce' AND re.bounce_type = 'Permanent')
-               AS bounced,
-           count(*) FILTER (WHERE re.kind = 'bounce') AS bounced_any,
-           count(*) FILTER (WHERE re.kind = 'complaint') AS complained
-    FROM dispatcher.recipient_events re WHERE re.event_id = $1
-    GROUP BY 1
-), by_account AS (
-    INSERT INTO dispatcher.guard_account_tally AS t (bucket, account, shard, bounced,
-                                                     complained, delivered, bounced_any)
-    SELECT r.bucket, coalesce((SELECT j.account FROM dispatcher.jobs j WHERE j.id = $2), ''),
-           dispatcher.tally_shard(), r.bounced, r.complained, r.delivered, r.bounced_any
-    FROM r WHERE r.bounced_any + r.complained + r.delivered > 0
-    ORDER BY 1, 2
-    ON CONFLICT (bucket, account, shard) DO UPDATE
-    SET bounced = t.bounced + EXCLUDED.bounced, complained = t.complained + EXCLUDED.complained,
-        delivered = t.delivered + EXCLUDED.delivered,
-        bounced_any = t.bounced_any + EXCLUDED.bounced_any
-)
-INSERT INTO dispatcher.guard_campaign_tally AS t (campaign_id, shard, delivered, bounced,
-                                                  bounced_any, complained)
-SELECT m.campaign_id, dispatcher.tally_shard(), sum(r.delivered), sum(r.bounced),
-       sum(r.bounced_any), sum(r.complained)
-FROM r, dispatcher.messages m
-WHERE m.id = $2 AND m.campaign_id IS NOT NULL
-GROUP BY m.campaign_id
-ON CONFLICT (campaign_id, shard) DO UPDATE
-SET delivered = t.delivered + EXCLUDED.delivered, bounced = t.bounced + EXCLUDED.bounced,
-    bounced_any = t.bounced_any + EXCLUDED.bounced_any,
-    complained = t.complained + EXCLUDED.complained;
 
 -- name: tally_fold
 -- The guard's upkeep of its per-minute counters: the shards of minutes older than $1 seconds

@@ -272,8 +272,8 @@ class FeedbackStore:
             addresses,
             [r.status for r in event.recipients],
             [r.diagnostic for r in event.recipients],
+            message_id,
         )
-        await conn.execute(query("tally_event"), event_id, message_id)
         if message_id is not None:
             n = len(addresses)
             await conn.execute(
