@@ -213,8 +213,9 @@ FOR NO KEY UPDATE SKIP LOCKED;
 
 -- name: materialise_chunk
 -- The recipients of campaign $1 on the next $2 lines of its list (list order) move out of
--- campaign_recipients into one message and one queued job each, as the import used to write them; in one transaction with
--- the count, so a crash leaves each recipient either here or a message, never both or neither.
+-- campaign_recipients into one message and one queued job each, as the import used to write
+-- them; in one transaction with the count, so a crash leaves each recipient either here or a
+-- message, never both or neither.
 -- Inserting jobs NOTIFYs dispatcher_jobs (trigger jobs_inserted): idle workers claim them.
 -- $3: every line up to it is known to be moved already (the last chunk's end): the index walk
 -- starts there instead of stepping over the entries of every recipient moved before, which
